@@ -1,0 +1,276 @@
+//! Settings: a TOML file (optional), overridden by `TRIBUTARY_*` environment
+//! variables (nested keys joined by `__`, e.g. `TRIBUTARY_LIMITS__MAX_REQUESTS=4`),
+//! overridden by command-line flags. See `tributary.example.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use crate::datasources::DatasourceSettings;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address the HTTP server binds, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Directory of the web UI.
+    pub static_dir: PathBuf,
+    /// Datasources in id order.
+    pub datasources: Vec<DatasourceSettings>,
+    /// Timeout for datasources that do not set their own.
+    pub default_timeout: Duration,
+    pub results: ResultSettings,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResultSettings {
+    /// Results per `ITEMS_RECEIVE` message.
+    pub batch_size: usize,
+    /// The largest page an `ITEMS_REQUEST` may ask for.
+    pub max_page_size: u64,
+}
+
+impl Default for ResultSettings {
+    fn default() -> Self {
+        ResultSettings { batch_size: 500, max_page_size: 100_000 }
+    }
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest inbound message, in bytes; larger closes the connection with 4420.
+    pub max_message_bytes: usize,
+    /// Inbound messages per second a connection may send (with a burst of twice that).
+    pub max_messages_per_second: u32,
+    /// Requests one connection may have running at once.
+    pub max_requests: usize,
+    /// Messages buffered for a connection before its datasources wait.
+    pub outbound_queue: usize,
+    /// How long a write to a client that does not read may block before it is disconnected.
+    #[serde(deserialize_with = "duration")]
+    pub slow_client_timeout: Duration,
+    /// How often the server pings each connection.
+    #[serde(deserialize_with = "duration")]
+    pub ping_interval: Duration,
+    /// How long after a ping without any frame from the client the connection is closed.
+    #[serde(deserialize_with = "duration")]
+    pub pong_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 64 * 1024,
+            max_messages_per_second: 50,
+            max_requests: 16,
+            outbound_queue: 64,
+            slow_client_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default)]
+    static_dir: Option<PathBuf>,
+    #[serde(default)]
+    datasources: Option<BTreeMap<String, RawDatasource>>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    default_timeout: Option<Duration>,
+    #[serde(default)]
+    results: ResultSettings,
+    #[serde(default)]
+    limits: Limits,
+    /// `TRIBUTARY_CONFIG` names the file; it is not a setting of its own.
+    #[serde(default)]
+    #[allow(dead_code)]
+    config: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDatasource {
+    #[serde(rename = "type")]
+    kind: String,
+    name: Option<String>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    timeout: Option<Duration>,
+    #[serde(flatten)]
+    options: Map<String, Value>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+/// Loads the settings from an optional file, the environment and a listen override.
+pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, String> {
+    let mut builder = config::Config::builder();
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(format!("config file {} does not exist", file.display()));
+        }
+        builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("TRIBUTARY")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true),
+    );
+    if let Some(listen) = listen {
+        builder = builder.set_override("listen", listen).map_err(|e| e.to_string())?;
+    }
+    let raw: RawSettings = builder
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    from_raw(raw)
+}
+
+fn from_raw(raw: RawSettings) -> Result<Settings, String> {
+    let datasources = match raw.datasources {
+        Some(map) => map
+            .into_iter()
+            .map(|(id, ds)| {
+                let mut options = ds.options;
+                // Keys of the whole table that adapters never see.
+                options.remove("type");
+                options.remove("name");
+                options.remove("timeout");
+                DatasourceSettings {
+                    name: ds.name.unwrap_or_else(|| id.clone()),
+                    timeout: ds.timeout,
+                    id,
+                    kind: ds.kind,
+                    options,
+                }
+            })
+            .collect(),
+        None => demo_datasources(),
+    };
+    if raw.results.batch_size == 0 {
+        return Err("invalid configuration: `results.batch_size` must be at least 1".into());
+    }
+    Ok(Settings {
+        listen: raw.listen,
+        static_dir: raw.static_dir.unwrap_or_else(|| PathBuf::from("static")),
+        datasources,
+        default_timeout: raw.default_timeout.unwrap_or(Duration::from_secs(30)),
+        results: raw.results,
+        limits: raw.limits,
+    })
+}
+
+/// The datasources served when the config names none: the demo datasets built into the binary.
+pub fn demo_datasources() -> Vec<DatasourceSettings> {
+    [("emails", "Emails"), ("tweets", "Tweets")]
+        .into_iter()
+        .map(|(id, name)| {
+            let mut options = Map::new();
+            options.insert("embedded".into(), Value::from(id));
+            DatasourceSettings { id: id.into(), name: name.into(), kind: "fixtures".into(), timeout: None, options }
+        })
+        .collect()
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: default_listen(),
+            static_dir: PathBuf::from("static"),
+            datasources: demo_datasources(),
+            default_timeout: Duration::from_secs(30),
+            results: ResultSettings::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A duration written as seconds (`30`, `0.5`) or with a unit (`"250ms"`, `"5s"`, `"2m"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration such as \"5s\" or \"250ms\""))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}`; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+fn duration_from_value(value: Value) -> Result<Duration, String> {
+    match value {
+        Value::Number(n) => {
+            let seconds = n.as_f64().ok_or("not a number")?;
+            Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+        }
+        Value::String(s) => parse_duration(&s),
+        other => Err(format!("expected a duration, found {other}")),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    duration_from_value(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => duration_from_value(value).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn a_file_with_datasources() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9\"\n[datasources.tweets]\ntype = \"fixtures\"\npath = \"x.ndjson\"\nname = \"Tweets\"\ntimeout = \"2s\"\n",
+        )
+        .unwrap();
+        let settings = load(Some(&file), None).unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:9");
+        let ds = &settings.datasources[0];
+        assert_eq!((ds.id.as_str(), ds.name.as_str(), ds.kind.as_str()), ("tweets", "Tweets", "fixtures"));
+        assert_eq!(ds.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(ds.options.get("path"), Some(&Value::from("x.ndjson")));
+        assert!(!ds.options.contains_key("type"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "[limits]\nmax_requests = \"many\"\n").unwrap();
+        let error = load(Some(&file), None).unwrap_err();
+        assert!(error.contains("max_requests"), "{error}");
+    }
+}

@@ -1,0 +1,191 @@
+//! The HTTP side: routes (`/ws`, `/healthz`, the web UI), and starting and
+//! stopping the server.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::future::join_all;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::config::Settings;
+use crate::datasources::Registry;
+use crate::federation::{Access, Federation, FederationOptions, Source};
+use crate::protocol::DatasourceInfo;
+use crate::session::{self, SessionContext};
+
+/// How long the server lets running requests finish after SIGTERM/SIGINT.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
+struct AppState {
+    sessions: Arc<SessionContext>,
+}
+
+/// Builds every configured datasource; the first one that fails stops start-up.
+pub fn build_federation(settings: &Settings, registry: &Registry) -> Result<Federation, String> {
+    let mut sources = Vec::with_capacity(settings.datasources.len());
+    for ds in &settings.datasources {
+        let datasource = registry.build(ds).map_err(|e| e.to_string())?;
+        sources.push(Source {
+            info: DatasourceInfo { id: ds.id.clone(), name: ds.name.clone(), kind: ds.kind.clone() },
+            datasource,
+            timeout: ds.timeout.unwrap_or(settings.default_timeout),
+        });
+        tracing::info!(datasource = %ds.id, kind = %ds.kind, "datasource ready");
+    }
+    let options = FederationOptions {
+        batch_size: settings.results.batch_size,
+        max_page_size: settings.results.max_page_size,
+    };
+    Ok(Federation::new(sources, options))
+}
+
+async fn websocket(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+    let (response, socket, stream) = actix_ws::handle(&req, body)?;
+    let sessions = Arc::clone(&state.sessions);
+    let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let span = tracing::info_span!("ws", %peer);
+    actix_web::rt::spawn(session::run(sessions, Access::All, socket, stream).instrument(span));
+    Ok(response)
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let federation = &state.sessions.federation;
+    let checks = federation.sources().iter().map(|source| async move {
+        let result = tokio::time::timeout(source.timeout.min(Duration::from_secs(5)), source.datasource.health()).await;
+        let status = match result {
+            Ok(Ok(())) => json!({"ok": true}),
+            Ok(Err(e)) => json!({"ok": false, "error": e.message}),
+            Err(_) => json!({"ok": false, "error": "health check timed out"}),
+        };
+        (source.info.id.clone(), status)
+    });
+    let datasources: BTreeMap<String, serde_json::Value> = join_all(checks).await.into_iter().collect();
+    let all_ok = datasources.values().all(|s| s["ok"] == true);
+    HttpResponse::Ok().json(json!({
+        "status": if all_ok { "ok" } else { "degraded" },
+        "datasources": datasources,
+    }))
+}
+
+const FALLBACK_PAGE: &str = "<!doctype html><meta charset=utf-8><title>tributary</title>\
+<h1>tributary</h1><p>The websocket is at <code>/ws</code>. The web UI was not found: \
+set <code>static_dir</code> to the folder holding it.</p>";
+
+async fn fallback_page() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(FALLBACK_PAGE)
+}
+
+/// A running server.
+pub struct ServerHandle {
+    /// The address it listens on (with the real port when `:0` was asked).
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    shutdown: watch::Sender<Option<Duration>>,
+}
+
+impl ServerHandle {
+    /// Tells every client the server is going away, lets running requests
+    /// finish for up to `drain`, then stops.
+    pub async fn shutdown(&self, drain: Duration) {
+        tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down");
+        let _ = self.shutdown.send(Some(drain));
+        self.handle.stop(true).await;
+    }
+}
+
+/// Binds the server and returns it with its handle; awaiting the server runs it.
+pub fn bind(settings: &Settings, registry: &Registry) -> Result<(actix_web::dev::Server, ServerHandle), String> {
+    let federation = Arc::new(build_federation(settings, registry)?);
+    let (shutdown, shutdown_rx) = watch::channel(None);
+    let sessions = Arc::new(SessionContext { federation, limits: settings.limits.clone(), shutdown: shutdown_rx });
+    let state = web::Data::new(AppState { sessions });
+    let static_dir = settings.static_dir.clone();
+    let has_ui = static_dir.join("index.html").is_file();
+    if !has_ui {
+        tracing::warn!(dir = %static_dir.display(), "no web UI found; serving a placeholder page");
+    }
+    let server = HttpServer::new(move || {
+        let app = App::new()
+            .app_data(state.clone())
+            .route("/ws", web::get().to(websocket))
+            .route("/healthz", web::get().to(healthz));
+        if has_ui {
+            app.service(actix_files::Files::new("/", &static_dir).index_file("index.html"))
+        } else {
+            app.route("/", web::get().to(fallback_page))
+        }
+    })
+    .disable_signals()
+    .shutdown_timeout((DEFAULT_DRAIN + Duration::from_secs(5)).as_secs())
+    .bind(&settings.listen)
+    .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| format!("cannot listen on {}", settings.listen))?;
+    let server = server.run();
+    let handle = ServerHandle { addr, handle: server.handle(), shutdown };
+    Ok((server, handle))
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully.
+pub async fn run(settings: Settings, registry: Registry) -> Result<(), String> {
+    let (server, handle) = bind(&settings, &registry)?;
+    tracing::info!(addr = %handle.addr, "listening");
+    println!("tributary listening on http://{}", handle.addr);
+    let server = actix_web::rt::spawn(server);
+    wait_for_signal().await;
+    handle.shutdown(DEFAULT_DRAIN).await;
+    let _ = server.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Starts a server on its own thread (and runtime) and returns once it listens.
+/// Meant for tests, including tests of new datasource adapters.
+pub fn spawn(settings: Settings, registry: Registry) -> Result<ServerHandle, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        system.block_on(async move {
+            match bind(&settings, &registry) {
+                Ok((server, handle)) => {
+                    let _ = tx.send(Ok(handle));
+                    let _ = server.await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+    });
+    rx.recv().map_err(|_| "server thread ended before listening".to_owned())?
+}

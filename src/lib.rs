@@ -1,0 +1,20 @@
+//! tributary: one query, fanned out over a websocket to many datasources at
+//! once, each source's results streamed back as they arrive.
+//!
+//! - [`protocol`]: the wire types (Marija's Socket API and its extensions);
+//! - [`session`]: the per-connection actor;
+//! - [`federation`]: fan-out to datasources and merging of their answers;
+//! - [`datasources`]: the [`datasources::Datasource`] trait, the adapter registry and the adapters;
+//! - [`config`]: settings from file, environment and flags;
+//! - [`http`]: routes and the server's lifecycle.
+
+pub mod config;
+pub mod datasources;
+pub mod federation;
+pub mod http;
+pub mod protocol;
+pub mod session;
+
+#[doc = include_str!("../docs/plugins.md")]
+#[cfg(doctest)]
+pub struct PluginGuide;

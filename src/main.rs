@@ -1,0 +1,31 @@
+use std::path::PathBuf;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// A search-federation server: one query, many datasources, results streamed over a websocket.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML config file (see tributary.example.toml); without one the built-in demo datasets are served.
+    #[arg(long, env = "TRIBUTARY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (overrides `listen` in the config).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tributary::config::load(cli.config.as_deref(), cli.listen.as_deref()).and_then(|settings| {
+        actix_web::rt::System::new().block_on(tributary::http::run(settings, tributary::datasources::Registry::with_builtin()))
+    });
+    if let Err(message) = result {
+        eprintln!("tributary: {message}");
+        std::process::exit(2);
+    }
+}
