@@ -36,7 +36,10 @@ pub struct ResultSettings {
 
 impl Default for ResultSettings {
     fn default() -> Self {
-        ResultSettings { batch_size: 500, max_page_size: 100_000 }
+        ResultSettings {
+            batch_size: 500,
+            max_page_size: 100_000,
+        }
     }
 }
 
@@ -129,7 +132,9 @@ pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, Strin
             .try_parsing(true),
     );
     if let Some(listen) = listen {
-        builder = builder.set_override("listen", listen).map_err(|e| e.to_string())?;
+        builder = builder
+            .set_override("listen", listen)
+            .map_err(|e| e.to_string())?;
     }
     let raw: RawSettings = builder
         .build()
@@ -179,7 +184,13 @@ pub fn demo_datasources() -> Vec<DatasourceSettings> {
         .map(|(id, name)| {
             let mut options = Map::new();
             options.insert("embedded".into(), Value::from(id));
-            DatasourceSettings { id: id.into(), name: name.into(), kind: "fixtures".into(), timeout: None, options }
+            DatasourceSettings {
+                id: id.into(),
+                name: name.into(),
+                kind: "fixtures".into(),
+                timeout: None,
+                options,
+            }
         })
         .collect()
 }
@@ -200,15 +211,23 @@ impl Default for Settings {
 /// A duration written as seconds (`30`, `0.5`) or with a unit (`"250ms"`, `"5s"`, `"2m"`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration such as \"5s\" or \"250ms\""))?;
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as \"5s\" or \"250ms\""))?;
     let seconds = match unit.trim() {
         "" | "s" => number,
         "ms" => number / 1000.0,
         "m" => number * 60.0,
         "h" => number * 3600.0,
-        other => return Err(format!("unknown duration unit `{other}`; use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}`; use ms, s, m or h"
+            ))
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
@@ -228,10 +247,14 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     duration_from_value(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
 }
 
-fn optional_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
     match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => duration_from_value(value).map(Some).map_err(serde::de::Error::custom),
+        Some(value) => duration_from_value(value)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 
@@ -259,7 +282,10 @@ mod tests {
         let settings = load(Some(&file), None).unwrap();
         assert_eq!(settings.listen, "127.0.0.1:9");
         let ds = &settings.datasources[0];
-        assert_eq!((ds.id.as_str(), ds.name.as_str(), ds.kind.as_str()), ("tweets", "Tweets", "fixtures"));
+        assert_eq!(
+            (ds.id.as_str(), ds.name.as_str(), ds.kind.as_str()),
+            ("tweets", "Tweets", "fixtures")
+        );
         assert_eq!(ds.timeout, Some(Duration::from_secs(2)));
         assert_eq!(ds.options.get("path"), Some(&Value::from("x.ndjson")));
         assert!(!ds.options.contains_key("type"));

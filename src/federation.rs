@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use crate::datasources::{Datasource, DatasourceError, SearchQuery};
 use crate::protocol::{
-    self, DatasourceInfo, DatasourceOutcome, ErrorCode, ErrorReport, FieldsRequest, Item, ItemsHeader, ItemsRequest,
-    RequestId,
+    self, DatasourceInfo, DatasourceOutcome, ErrorCode, ErrorReport, FieldsRequest, Item,
+    ItemsHeader, ItemsRequest, RequestId,
 };
 
 /// Where a request's messages go: the connection's bounded outbound queue.
@@ -41,7 +41,10 @@ pub struct FederationOptions {
 
 impl Default for FederationOptions {
     fn default() -> Self {
-        FederationOptions { batch_size: 500, max_page_size: 100_000 }
+        FederationOptions {
+            batch_size: 500,
+            max_page_size: 100_000,
+        }
     }
 }
 
@@ -71,8 +74,16 @@ impl Access {
 
 impl Federation {
     pub fn new(sources: Vec<Source>, options: FederationOptions) -> Self {
-        let by_id = sources.iter().enumerate().map(|(i, s)| (s.info.id.clone(), i)).collect();
-        Federation { sources, by_id, options }
+        let by_id = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.info.id.clone(), i))
+            .collect();
+        Federation {
+            sources,
+            by_id,
+            options,
+        }
     }
 
     pub fn sources(&self) -> &[Source] {
@@ -81,7 +92,11 @@ impl Federation {
 
     /// The datasources listed in `INITIAL_STATE_RECEIVE` for a connection.
     pub fn infos(&self, access: &Access) -> Vec<DatasourceInfo> {
-        self.sources.iter().filter(|s| access.allows(&s.info.id)).map(|s| s.info.clone()).collect()
+        self.sources
+            .iter()
+            .filter(|s| access.allows(&s.info.id))
+            .map(|s| s.info.clone())
+            .collect()
     }
 
     fn source(&self, id: &str, access: &Access) -> Option<&Source> {
@@ -107,10 +122,18 @@ impl Federation {
                 };
                 let outcome = match with_timeout(source, source.datasource.fields()).await {
                     Ok(list) => {
-                        let text =
-                            protocol::encode_fields(id, &list.index, &list.fields, context.request_id.as_ref());
+                        let text = protocol::encode_fields(
+                            id,
+                            &list.index,
+                            &list.fields,
+                            context.request_id.as_ref(),
+                        );
                         let _ = outbox.send(text).await;
-                        DatasourceOutcome { took_ms: elapsed_ms(started), total: None, error: None }
+                        DatasourceOutcome {
+                            took_ms: elapsed_ms(started),
+                            total: None,
+                            error: None,
+                        }
                     }
                     Err(error) => context.datasource_failed(id, error, started, outbox).await,
                 };
@@ -118,7 +141,9 @@ impl Federation {
             }
         });
         let outcomes = join_all(jobs).await;
-        context.complete(&request.datasources, outcomes, outbox).await;
+        context
+            .complete(&request.datasources, outcomes, outbox)
+            .await;
     }
 
     /// Answers an `ITEMS_REQUEST`: per datasource, one or more `ITEMS_RECEIVE`
@@ -135,10 +160,16 @@ impl Federation {
                 format!("`size` may be at most {}", self.options.max_page_size),
             );
             let _ = outbox.send(protocol::encode_error(&report)).await;
-            context.complete(&request.datasources, Vec::new(), outbox).await;
+            context
+                .complete(&request.datasources, Vec::new(), outbox)
+                .await;
             return;
         }
-        let query = SearchQuery { query: request.query.clone(), from: request.from, size: request.size };
+        let query = SearchQuery {
+            query: request.query.clone(),
+            from: request.from,
+            size: request.size,
+        };
         let jobs = unique(&request.datasources).into_iter().map(|id| {
             let (context, query) = (&context, &query);
             async move {
@@ -152,19 +183,27 @@ impl Federation {
                     color: context.color.clone(),
                     request_id: context.request_id.clone(),
                 };
-                let mut sink = ResultSink::new(header, query.from, self.options.batch_size, outbox.clone());
-                let outcome = match with_timeout(source, source.datasource.search(query, &mut sink)).await {
-                    Ok(()) => {
-                        sink.finish().await;
-                        DatasourceOutcome { took_ms: elapsed_ms(started), total: sink.total, error: None }
-                    }
-                    Err(error) => context.datasource_failed(id, error, started, outbox).await,
-                };
+                let mut sink =
+                    ResultSink::new(header, query.from, self.options.batch_size, outbox.clone());
+                let outcome =
+                    match with_timeout(source, source.datasource.search(query, &mut sink)).await {
+                        Ok(()) => {
+                            sink.finish().await;
+                            DatasourceOutcome {
+                                took_ms: elapsed_ms(started),
+                                total: sink.total,
+                                error: None,
+                            }
+                        }
+                        Err(error) => context.datasource_failed(id, error, started, outbox).await,
+                    };
                 (id.to_owned(), outcome)
             }
         });
         let outcomes = join_all(jobs).await;
-        context.complete(&request.datasources, outcomes, outbox).await;
+        context
+            .complete(&request.datasources, outcomes, outbox)
+            .await;
     }
 }
 
@@ -220,7 +259,11 @@ impl RequestContext {
         let mut report = self.report(ErrorCode::UnknownDatasource, message.clone());
         report.datasource = Some(id.to_owned());
         let _ = outbox.send(protocol::encode_error(&report)).await;
-        DatasourceOutcome { took_ms: 0, total: None, error: Some(message) }
+        DatasourceOutcome {
+            took_ms: 0,
+            total: None,
+            error: Some(message),
+        }
     }
 
     async fn datasource_failed(
@@ -231,21 +274,38 @@ impl RequestContext {
         outbox: &Outbox,
     ) -> DatasourceOutcome {
         tracing::warn!(datasource = id, error = %error.message, "datasource failed");
-        let mut report = self.report(error.code(), format!("datasource `{id}`: {}", error.message));
+        let mut report = self.report(
+            error.code(),
+            format!("datasource `{id}`: {}", error.message),
+        );
         report.datasource = Some(id.to_owned());
         let _ = outbox.send(protocol::encode_error(&report)).await;
-        DatasourceOutcome { took_ms: elapsed_ms(started), total: None, error: Some(error.message) }
+        DatasourceOutcome {
+            took_ms: elapsed_ms(started),
+            total: None,
+            error: Some(error.message),
+        }
     }
 
     /// Sends `REQUEST_COMPLETED` when the client gave a request id.
-    async fn complete(&self, requested: &[String], outcomes: Vec<(String, DatasourceOutcome)>, outbox: &Outbox) {
+    async fn complete(
+        &self,
+        requested: &[String],
+        outcomes: Vec<(String, DatasourceOutcome)>,
+        outbox: &Outbox,
+    ) {
         if requested.is_empty() {
-            let report = self.report(ErrorCode::InvalidRequest, "`datasources` is empty: name at least one".into());
+            let report = self.report(
+                ErrorCode::InvalidRequest,
+                "`datasources` is empty: name at least one".into(),
+            );
             let _ = outbox.send(protocol::encode_error(&report)).await;
         }
         if let Some(request_id) = &self.request_id {
             let outcomes: BTreeMap<String, DatasourceOutcome> = outcomes.into_iter().collect();
-            let _ = outbox.send(protocol::encode_request_completed(request_id, &outcomes)).await;
+            let _ = outbox
+                .send(protocol::encode_request_completed(request_id, &outcomes))
+                .await;
         }
     }
 }

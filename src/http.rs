@@ -31,7 +31,11 @@ pub fn build_federation(settings: &Settings, registry: &Registry) -> Result<Fede
     for ds in &settings.datasources {
         let datasource = registry.build(ds).map_err(|e| e.to_string())?;
         sources.push(Source {
-            info: DatasourceInfo { id: ds.id.clone(), name: ds.name.clone(), kind: ds.kind.clone() },
+            info: DatasourceInfo {
+                id: ds.id.clone(),
+                name: ds.name.clone(),
+                kind: ds.kind.clone(),
+            },
             datasource,
             timeout: ds.timeout.unwrap_or(settings.default_timeout),
         });
@@ -44,7 +48,11 @@ pub fn build_federation(settings: &Settings, registry: &Registry) -> Result<Fede
     Ok(Federation::new(sources, options))
 }
 
-async fn websocket(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+async fn websocket(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
     let (response, socket, stream) = actix_ws::handle(&req, body)?;
     let sessions = Arc::clone(&state.sessions);
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -56,7 +64,11 @@ async fn websocket(req: HttpRequest, body: web::Payload, state: web::Data<AppSta
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let federation = &state.sessions.federation;
     let checks = federation.sources().iter().map(|source| async move {
-        let result = tokio::time::timeout(source.timeout.min(Duration::from_secs(5)), source.datasource.health()).await;
+        let result = tokio::time::timeout(
+            source.timeout.min(Duration::from_secs(5)),
+            source.datasource.health(),
+        )
+        .await;
         let status = match result {
             Ok(Ok(())) => json!({"ok": true}),
             Ok(Err(e)) => json!({"ok": false, "error": e.message}),
@@ -64,7 +76,8 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         };
         (source.info.id.clone(), status)
     });
-    let datasources: BTreeMap<String, serde_json::Value> = join_all(checks).await.into_iter().collect();
+    let datasources: BTreeMap<String, serde_json::Value> =
+        join_all(checks).await.into_iter().collect();
     let all_ok = datasources.values().all(|s| s["ok"] == true);
     HttpResponse::Ok().json(json!({
         "status": if all_ok { "ok" } else { "degraded" },
@@ -77,7 +90,9 @@ const FALLBACK_PAGE: &str = "<!doctype html><meta charset=utf-8><title>tributary
 set <code>static_dir</code> to the folder holding it.</p>";
 
 async fn fallback_page() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(FALLBACK_PAGE)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(FALLBACK_PAGE)
 }
 
 /// A running server.
@@ -99,10 +114,17 @@ impl ServerHandle {
 }
 
 /// Binds the server and returns it with its handle; awaiting the server runs it.
-pub fn bind(settings: &Settings, registry: &Registry) -> Result<(actix_web::dev::Server, ServerHandle), String> {
+pub fn bind(
+    settings: &Settings,
+    registry: &Registry,
+) -> Result<(actix_web::dev::Server, ServerHandle), String> {
     let federation = Arc::new(build_federation(settings, registry)?);
     let (shutdown, shutdown_rx) = watch::channel(None);
-    let sessions = Arc::new(SessionContext { federation, limits: settings.limits.clone(), shutdown: shutdown_rx });
+    let sessions = Arc::new(SessionContext {
+        federation,
+        limits: settings.limits.clone(),
+        shutdown: shutdown_rx,
+    });
     let state = web::Data::new(AppState { sessions });
     let static_dir = settings.static_dir.clone();
     let has_ui = static_dir.join("index.html").is_file();
@@ -130,7 +152,11 @@ pub fn bind(settings: &Settings, registry: &Registry) -> Result<(actix_web::dev:
         .copied()
         .ok_or_else(|| format!("cannot listen on {}", settings.listen))?;
     let server = server.run();
-    let handle = ServerHandle { addr, handle: server.handle(), shutdown };
+    let handle = ServerHandle {
+        addr,
+        handle: server.handle(),
+        shutdown,
+    };
     Ok((server, handle))
 }
 
@@ -187,5 +213,6 @@ pub fn spawn(settings: Settings, registry: Registry) -> Result<ServerHandle, Str
             }
         });
     });
-    rx.recv().map_err(|_| "server thread ended before listening".to_owned())?
+    rx.recv()
+        .map_err(|_| "server thread ended before listening".to_owned())?
 }

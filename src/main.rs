@@ -18,12 +18,19 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let result = tributary::config::load(cli.config.as_deref(), cli.listen.as_deref()).and_then(|settings| {
-        actix_web::rt::System::new().block_on(tributary::http::run(settings, tributary::datasources::Registry::with_builtin()))
-    });
+    let result = tributary::config::load(cli.config.as_deref(), cli.listen.as_deref()).and_then(
+        |settings| {
+            actix_web::rt::System::new().block_on(tributary::http::run(
+                settings,
+                tributary::datasources::Registry::with_builtin(),
+            ))
+        },
+    );
     if let Err(message) = result {
         eprintln!("tributary: {message}");
         std::process::exit(2);

@@ -98,28 +98,36 @@ pub enum DecodeError {
     /// [`CLOSE_INVALID_PAYLOAD`].
     NotAnObject,
     /// Anything else: answered with an `ERROR`, the connection stays open.
-    Invalid(ErrorReport),
+    Invalid(Box<ErrorReport>),
 }
 
 /// Decodes one text frame.
 pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        DecodeError::Invalid(ErrorReport::new(
+        DecodeError::Invalid(Box::new(ErrorReport::new(
             ErrorCode::InvalidJson,
             format!("invalid JSON: {e}"),
-        ))
+        )))
     })?;
     let Value::Object(object) = value else {
         return Err(DecodeError::NotAnObject);
     };
-    decode_object(object).map_err(DecodeError::Invalid)
+    decode_object(object).map_err(|report| DecodeError::Invalid(Box::new(report)))
 }
 
+// Errors are rare and short-lived; boxing them here would only add noise.
+#[allow(clippy::result_large_err)]
 fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorReport> {
     // Context for any error about this frame: the request's query, color and id.
     let mut report_context = ErrorReport::new(ErrorCode::InvalidRequest, String::new());
-    report_context.query = object.get("query").and_then(Value::as_str).map(str::to_owned);
-    report_context.color = object.get("color").and_then(Value::as_str).map(str::to_owned);
+    report_context.query = object
+        .get("query")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    report_context.color = object
+        .get("color")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     report_context.request_id = object
         .get("request-id")
         .and_then(|v| RequestId::deserialize(v).ok());
@@ -132,7 +140,8 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
         None => return Err(report_context.with_message("missing field `type`")),
     };
     let body = Value::Object(object);
-    let invalid = |e: serde_json::Error| report_context.clone().with_message(format!("{kind}: {e}"));
+    let invalid =
+        |e: serde_json::Error| report_context.clone().with_message(format!("{kind}: {e}"));
     match kind.as_str() {
         "FIELDS_REQUEST" => FieldsRequest::deserialize(body)
             .map(ClientMessage::Fields)
@@ -143,7 +152,9 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
         "CANCEL_REQUEST" => CancelRequest::deserialize(body)
             .map(ClientMessage::Cancel)
             .map_err(invalid),
-        "PING" => Ping::deserialize(body).map(ClientMessage::Ping).map_err(invalid),
+        "PING" => Ping::deserialize(body)
+            .map(ClientMessage::Ping)
+            .map_err(invalid),
         other => {
             let mut report = report_context.with_message(format!(
                 "unknown message type `{other}`; expected FIELDS_REQUEST, ITEMS_REQUEST, CANCEL_REQUEST or PING"
@@ -275,7 +286,11 @@ struct Tagged<'a, T: Serialize> {
     request_id: Option<&'a RequestId>,
 }
 
-fn encode_tagged<T: Serialize>(kind: &'static str, body: &T, request_id: Option<&RequestId>) -> String {
+fn encode_tagged<T: Serialize>(
+    kind: &'static str,
+    body: &T,
+    request_id: Option<&RequestId>,
+) -> String {
     let tagged = Tagged {
         kind,
         body,
@@ -312,9 +327,18 @@ struct FieldsBody<'a> {
     fields: &'a [Field],
 }
 
-pub fn encode_fields(server: &str, index: &str, fields: &[Field], request_id: Option<&RequestId>) -> String {
+pub fn encode_fields(
+    server: &str,
+    index: &str,
+    fields: &[Field],
+    request_id: Option<&RequestId>,
+) -> String {
     let body = FieldsReceive {
-        fields: FieldsBody { server, index, fields },
+        fields: FieldsBody {
+            server,
+            index,
+            fields,
+        },
     };
     encode_tagged("FIELDS_RECEIVE", &body, request_id)
 }
@@ -364,7 +388,11 @@ struct ErrorMessage<'a> {
 }
 
 pub fn encode_error(report: &ErrorReport) -> String {
-    encode_tagged("ERROR", &ErrorMessage { error: report }, report.request_id.as_ref())
+    encode_tagged(
+        "ERROR",
+        &ErrorMessage { error: report },
+        report.request_id.as_ref(),
+    )
 }
 
 /// How one datasource's part of a request ended, as listed in `REQUEST_COMPLETED`.
@@ -380,10 +408,15 @@ struct RequestCompleted<'a> {
     datasources: &'a BTreeMap<String, DatasourceOutcome>,
 }
 
-pub fn encode_request_completed(request_id: &RequestId, outcomes: &BTreeMap<String, DatasourceOutcome>) -> String {
+pub fn encode_request_completed(
+    request_id: &RequestId,
+    outcomes: &BTreeMap<String, DatasourceOutcome>,
+) -> String {
     encode_tagged(
         "REQUEST_COMPLETED",
-        &RequestCompleted { datasources: outcomes },
+        &RequestCompleted {
+            datasources: outcomes,
+        },
         Some(request_id),
     )
 }

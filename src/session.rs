@@ -53,11 +53,19 @@ enum End {
 }
 
 fn close(code: u16, description: &str) -> End {
-    End::Close(CloseReason { code: CloseCode::Other(code), description: Some(description.to_owned()) })
+    End::Close(CloseReason {
+        code: CloseCode::Other(code),
+        description: Some(description.to_owned()),
+    })
 }
 
 /// Runs one connection to its end.
-pub async fn run(ctx: Arc<SessionContext>, access: Access, socket: actix_ws::Session, stream: actix_ws::MessageStream) {
+pub async fn run(
+    ctx: Arc<SessionContext>,
+    access: Access,
+    socket: actix_ws::Session,
+    stream: actix_ws::MessageStream,
+) {
     let limits = ctx.limits.clone();
     let mut stream = stream
         .max_frame_size(limits.max_message_bytes)
@@ -146,7 +154,8 @@ pub async fn run(ctx: Arc<SessionContext>, access: Access, socket: actix_ws::Ses
     }
     if let Some(End::Close(reason)) = end {
         tracing::debug!(code = ?reason.code, reason = ?reason.description, "closing");
-        let _ = tokio::time::timeout(Duration::from_secs(1), session.socket.close(Some(reason))).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), session.socket.close(Some(reason))).await;
     } else {
         tracing::debug!("disconnected");
     }
@@ -155,12 +164,17 @@ pub async fn run(ctx: Arc<SessionContext>, access: Access, socket: actix_ws::Ses
 impl Session {
     /// Writes one message; a client that does not take it in time is disconnected.
     async fn write(&mut self, text: String) -> Result<(), End> {
-        match tokio::time::timeout(self.ctx.limits.slow_client_timeout, self.socket.text(text)).await {
+        match tokio::time::timeout(self.ctx.limits.slow_client_timeout, self.socket.text(text))
+            .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_closed)) => Err(End::Gone),
             Err(_) => {
                 tracing::info!("client does not read its messages; disconnecting");
-                Err(close(protocol::CLOSE_TOO_MUCH, "client too slow: results not read"))
+                Err(close(
+                    protocol::CLOSE_TOO_MUCH,
+                    "client too slow: results not read",
+                ))
             }
         }
     }
@@ -173,9 +187,10 @@ impl Session {
                 }
                 self.on_text(&text).await
             }
-            AggregatedMessage::Binary(_) => {
-                Err(close(protocol::CLOSE_INVALID_PAYLOAD, "binary frames are not accepted; send JSON text"))
-            }
+            AggregatedMessage::Binary(_) => Err(close(
+                protocol::CLOSE_INVALID_PAYLOAD,
+                "binary frames are not accepted; send JSON text",
+            )),
             AggregatedMessage::Ping(bytes) => self.socket.pong(&bytes).await.map_err(|_| End::Gone),
             AggregatedMessage::Pong(_) => Ok(()),
             AggregatedMessage::Close(_) => Err(End::Gone),
@@ -186,24 +201,38 @@ impl Session {
         let message = match protocol::decode(text) {
             Ok(message) => message,
             Err(DecodeError::NotAnObject) => {
-                return Err(close(protocol::CLOSE_INVALID_PAYLOAD, "every message must be a JSON object"));
+                return Err(close(
+                    protocol::CLOSE_INVALID_PAYLOAD,
+                    "every message must be a JSON object",
+                ));
             }
-            Err(DecodeError::Invalid(report)) => return self.send_error(report).await,
+            Err(DecodeError::Invalid(report)) => return self.send_error(*report).await,
         };
         match message {
             ClientMessage::Fields(request) => {
                 let (request_id, ctx) = (request.request_id.clone(), RequestReport::default());
-                self.start(request_id, ctx, move |federation, access, outbox| async move {
-                    federation.fields(request, &access, &outbox).await;
-                })
+                self.start(
+                    request_id,
+                    ctx,
+                    move |federation, access, outbox| async move {
+                        federation.fields(request, &access, &outbox).await;
+                    },
+                )
                 .await
             }
             ClientMessage::Items(request) => {
                 tracing::debug!(query = %request.query, datasources = ?request.datasources, "items request");
-                let ctx = RequestReport { query: Some(request.query.clone()), color: request.color.clone() };
-                self.start(request.request_id.clone(), ctx, move |federation, access, outbox| async move {
-                    federation.items(request, &access, &outbox).await;
-                })
+                let ctx = RequestReport {
+                    query: Some(request.query.clone()),
+                    color: request.color.clone(),
+                };
+                self.start(
+                    request.request_id.clone(),
+                    ctx,
+                    move |federation, access, outbox| async move {
+                        federation.items(request, &access, &outbox).await;
+                    },
+                )
                 .await
             }
             ClientMessage::Cancel(cancel) => self.cancel(cancel.request_id).await,
@@ -218,7 +247,12 @@ impl Session {
     }
 
     /// Starts a request as a task of its own, unless the connection already runs too many.
-    async fn start<F, Fut>(&mut self, request_id: Option<RequestId>, report: RequestReport, run: F) -> Result<(), End>
+    async fn start<F, Fut>(
+        &mut self,
+        request_id: Option<RequestId>,
+        report: RequestReport,
+        run: F,
+    ) -> Result<(), End>
     where
         F: FnOnce(Arc<Federation>, Access, mpsc::Sender<String>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -238,7 +272,11 @@ impl Session {
         }
         let key = self.next_request;
         self.next_request += 1;
-        let work = run(Arc::clone(&self.ctx.federation), self.access.clone(), self.outbox.clone());
+        let work = run(
+            Arc::clone(&self.ctx.federation),
+            self.access.clone(),
+            self.outbox.clone(),
+        );
         let finished = self.finished.clone();
         let task = tokio::spawn(async move {
             work.await;
@@ -270,7 +308,8 @@ impl Session {
             }
         }
         tracing::debug!(%request_id, "request canceled");
-        self.write(protocol::encode_request_canceled(&request_id)).await
+        self.write(protocol::encode_request_canceled(&request_id))
+            .await
     }
 
     async fn send_error(&mut self, report: ErrorReport) -> Result<(), End> {
@@ -296,7 +335,11 @@ struct RateLimiter {
 impl RateLimiter {
     fn new(per_second: u32) -> Self {
         let per_second = f64::from(per_second.max(1));
-        RateLimiter { per_second, tokens: per_second * 2.0, last: Instant::now() }
+        RateLimiter {
+            per_second,
+            tokens: per_second * 2.0,
+            last: Instant::now(),
+        }
     }
 
     fn allow(&mut self) -> bool {

@@ -61,21 +61,63 @@ impl Rng {
 }
 
 const FIRST: &[&str] = &[
-    "Anna", "Bram", "Chloe", "Daan", "Emma", "Finn", "Greta", "Hugo", "Iris", "Jonas", "Kim", "Lars", "Mila",
-    "Noah", "Olivia", "Pieter", "Quinn", "Rosa", "Sven", "Tess", "Umar", "Vera", "Wout", "Xena", "Yara", "Zeno",
+    "Anna", "Bram", "Chloe", "Daan", "Emma", "Finn", "Greta", "Hugo", "Iris", "Jonas", "Kim",
+    "Lars", "Mila", "Noah", "Olivia", "Pieter", "Quinn", "Rosa", "Sven", "Tess", "Umar", "Vera",
+    "Wout", "Xena", "Yara", "Zeno",
 ];
 const LAST: &[&str] = &[
-    "de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "Mulder", "Bos", "Vos", "Peters", "Hendriks",
-    "Dekker", "Brouwer", "Dijkstra", "Kok", "Janssen",
+    "de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "Mulder", "Bos", "Vos", "Peters",
+    "Hendriks", "Dekker", "Brouwer", "Dijkstra", "Kok", "Janssen",
 ];
 const CITIES: &[&str] = &[
-    "Amsterdam", "Rotterdam", "The Hague", "Utrecht", "Eindhoven", "Groningen", "Berlin", "Brussels", "Paris",
-    "London", "Istanbul", "Antwerp", "Leiden", "Delft", "Haarlem", "Nijmegen",
+    "Amsterdam",
+    "Rotterdam",
+    "The Hague",
+    "Utrecht",
+    "Eindhoven",
+    "Groningen",
+    "Berlin",
+    "Brussels",
+    "Paris",
+    "London",
+    "Istanbul",
+    "Antwerp",
+    "Leiden",
+    "Delft",
+    "Haarlem",
+    "Nijmegen",
 ];
 const TAGS: &[&str] = &[
-    "elections", "climate", "opendata", "privacy", "security", "football", "housing", "energy", "rust", "osint",
-    "journalism", "eu", "budget", "transport", "health", "ai", "farming", "water", "culture", "startups",
-    "bitcoin", "science", "music", "weather", "education", "tax", "migration", "defense", "space", "art",
+    "elections",
+    "climate",
+    "opendata",
+    "privacy",
+    "security",
+    "football",
+    "housing",
+    "energy",
+    "rust",
+    "osint",
+    "journalism",
+    "eu",
+    "budget",
+    "transport",
+    "health",
+    "ai",
+    "farming",
+    "water",
+    "culture",
+    "startups",
+    "bitcoin",
+    "science",
+    "music",
+    "weather",
+    "education",
+    "tax",
+    "migration",
+    "defense",
+    "space",
+    "art",
 ];
 const PHRASES: &[&str] = &[
     "Just read the new report on",
@@ -90,17 +132,44 @@ const PHRASES: &[&str] = &[
     "Hot take on",
 ];
 const LANGS: &[&str] = &["en", "en", "en", "nl", "nl", "de", "fr", "tr"];
-const SOURCES: &[&str] = &["Twitter Web Client", "Twitter for iPhone", "Twitter for Android", "TweetDeck"];
+const SOURCES: &[&str] = &[
+    "Twitter Web Client",
+    "Twitter for iPhone",
+    "Twitter for Android",
+    "TweetDeck",
+];
 
 const ORGS: &[&str] = &[
-    "acme.example", "globex.example", "initech.example", "umbrella.example", "hooli.example",
-    "stark.example", "wayne.example", "tyrell.example",
+    "acme.example",
+    "globex.example",
+    "initech.example",
+    "umbrella.example",
+    "hooli.example",
+    "stark.example",
+    "wayne.example",
+    "tyrell.example",
 ];
 const TOPICS: &[&str] = &[
-    "Q3 budget review", "Contract renewal", "Board meeting agenda", "Invoice 4471", "Shipment delayed",
-    "Security incident follow-up", "Offsite planning", "Hiring plan", "Vendor shortlist", "Audit findings",
-    "Product launch", "Legal hold notice", "Wire transfer", "Password reset", "Press statement draft",
-    "Merger due diligence", "Quarterly forecast", "Customer escalation", "Travel expenses", "Data request",
+    "Q3 budget review",
+    "Contract renewal",
+    "Board meeting agenda",
+    "Invoice 4471",
+    "Shipment delayed",
+    "Security incident follow-up",
+    "Offsite planning",
+    "Hiring plan",
+    "Vendor shortlist",
+    "Audit findings",
+    "Product launch",
+    "Legal hold notice",
+    "Wire transfer",
+    "Password reset",
+    "Press statement draft",
+    "Merger due diligence",
+    "Quarterly forecast",
+    "Customer escalation",
+    "Travel expenses",
+    "Data request",
 ];
 const BODY: &[&str] = &[
     "Please find the details below and let me know what you think.",
@@ -113,7 +182,13 @@ const BODY: &[&str] = &[
     "Looping in legal, please keep this confidential.",
 ];
 const ATTACHMENTS: &[&str] = &[
-    "budget.xlsx", "contract.pdf", "agenda.docx", "invoice.pdf", "slides.pptx", "report.pdf", "photo.jpg",
+    "budget.xlsx",
+    "contract.pdf",
+    "agenda.docx",
+    "invoice.pdf",
+    "slides.pptx",
+    "report.pdf",
+    "photo.jpg",
 ];
 
 /// A timestamp in 2024, roughly in record order with jitter.
@@ -124,7 +199,8 @@ fn timestamp(rng: &mut Rng, i: usize, count: usize) -> String {
     let t = (base + jitter).min(year_seconds - 1);
     let start = time::macros::datetime!(2024-01-01 0:00 UTC);
     let at = start + time::Duration::seconds(t as i64);
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 struct Person {
@@ -133,11 +209,26 @@ struct Person {
 }
 
 fn people(n: usize) -> Vec<Person> {
-    (0..n).map(|i| Person { first: FIRST[i % FIRST.len()], last: LAST[(i / FIRST.len() + i) % LAST.len()] }).collect()
+    (0..n)
+        .map(|i| Person {
+            first: FIRST[i % FIRST.len()],
+            last: LAST[(i / FIRST.len() + i) % LAST.len()],
+        })
+        .collect()
 }
 
 fn handle(p: &Person, i: usize) -> String {
-    format!("{}{}{}", p.first.to_lowercase(), p.last.replace(' ', "").to_lowercase().chars().next().unwrap_or('x'), i)
+    format!(
+        "{}{}{}",
+        p.first.to_lowercase(),
+        p.last
+            .replace(' ', "")
+            .to_lowercase()
+            .chars()
+            .next()
+            .unwrap_or('x'),
+        i
+    )
 }
 
 fn tweet(rng: &mut Rng, i: usize, count: usize, users: &[Person]) -> Value {
@@ -150,7 +241,9 @@ fn tweet(rng: &mut Rng, i: usize, count: usize, users: &[Person]) -> Value {
         })
         .filter(|m| *m != screen_name)
         .collect();
-    let hashtags: Vec<&str> = (0..1 + rng.below(3)).map(|_| TAGS[rng.skewed(TAGS.len())]).collect();
+    let hashtags: Vec<&str> = (0..1 + rng.below(3))
+        .map(|_| TAGS[rng.skewed(TAGS.len())])
+        .collect();
     let mut hashtags_unique = hashtags.clone();
     hashtags_unique.dedup();
     let mut text = format!("{} {}", rng.pick(PHRASES), hashtags[0]);
@@ -189,7 +282,11 @@ fn tweet(rng: &mut Rng, i: usize, count: usize, users: &[Person]) -> Value {
 
 fn address(p: &Person, i: usize) -> String {
     let org = ORGS[(i * 3) % ORGS.len()];
-    format!("{}.{}@{org}", p.first.to_lowercase(), p.last.replace(' ', "").to_lowercase())
+    format!(
+        "{}.{}@{org}",
+        p.first.to_lowercase(),
+        p.last.replace(' ', "").to_lowercase()
+    )
 }
 
 fn email(rng: &mut Rng, i: usize, count: usize, staff: &[Person]) -> Value {
@@ -207,10 +304,18 @@ fn email(rng: &mut Rng, i: usize, count: usize, staff: &[Person]) -> Value {
         out
     };
     let to = recipients(1 + rng.below(3), rng);
-    let cc = if rng.chance(40) { recipients(1 + rng.below(2), rng) } else { Vec::new() };
+    let cc = if rng.chance(40) {
+        recipients(1 + rng.below(2), rng)
+    } else {
+        Vec::new()
+    };
     let topic = rng.skewed(TOPICS.len());
     let reply = rng.chance(45);
-    let attachments: Vec<&str> = if rng.chance(25) { vec![rng.pick(ATTACHMENTS)] } else { Vec::new() };
+    let attachments: Vec<&str> = if rng.chance(25) {
+        vec![rng.pick(ATTACHMENTS)]
+    } else {
+        Vec::new()
+    };
     let body = format!("{} {}", rng.pick(BODY), rng.pick(BODY));
     json!({
         "id": format!("msg-{:06}", i),

@@ -48,7 +48,9 @@ fn flatten_into(out: &mut Map<String, Value>, path: &str, value: &Value) {
 }
 
 fn push_value(gathered: &mut Map<String, Value>, key: String, value: Value) {
-    let slot = gathered.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+    let slot = gathered
+        .entry(key)
+        .or_insert_with(|| Value::Array(Vec::new()));
     if let Value::Array(values) = slot {
         match value {
             Value::Array(more) => values.extend(more),
@@ -76,6 +78,9 @@ mod tests {
     fn objects_in_arrays_are_gathered_per_path() {
         let record = json!({"to":[{"name":"a","addr":"x"},{"name":"b","addr":"y"}]});
         let flat = flatten(record.as_object().unwrap());
-        assert_eq!(Value::Object(flat), json!({"to.name":["a","b"],"to.addr":["x","y"]}));
+        assert_eq!(
+            Value::Object(flat),
+            json!({"to.name":["a","b"],"to.addr":["x","y"]})
+        );
     }
 }

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::federation::ResultSink;
-pub use crate::protocol::{Field, Item};
 use crate::protocol::ErrorCode;
+pub use crate::protocol::{Field, Item};
 
 /// The fields a datasource offers, as sent in `FIELDS_RECEIVE`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -48,7 +48,11 @@ pub trait Datasource: Send + Sync + 'static {
     /// Runs `query` and sends the total number of matches and the page
     /// `from..from+size` to `results`, in as many calls as is convenient
     /// (an adapter that pages through its backend sends each page as it comes).
-    async fn search(&self, query: &SearchQuery, results: &mut ResultSink) -> Result<(), DatasourceError>;
+    async fn search(
+        &self,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError>;
 
     /// Checks that the datasource can answer; used by `GET /healthz`.
     async fn health(&self) -> Result<(), DatasourceError> {
@@ -78,16 +82,28 @@ pub enum ErrorKind {
 
 impl DatasourceError {
     pub fn bad_query(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::BadQuery, message: message.into() }
+        Self {
+            kind: ErrorKind::BadQuery,
+            message: message.into(),
+        }
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Unavailable, message: message.into() }
+        Self {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+        }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Unauthorized, message: message.into() }
+        Self {
+            kind: ErrorKind::Unauthorized,
+            message: message.into(),
+        }
     }
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Timeout, message: message.into() }
+        Self {
+            kind: ErrorKind::Timeout,
+            message: message.into(),
+        }
     }
 
     /// The wire error code for this kind of failure.
@@ -151,7 +167,10 @@ impl DatasourceSettings {
 
     /// An error about this datasource.
     pub fn error(&self, message: impl Into<String>) -> SetupError {
-        SetupError { id: self.id.clone(), message: message.into() }
+        SetupError {
+            id: self.id.clone(),
+            message: message.into(),
+        }
     }
 }
 
@@ -167,7 +186,9 @@ pub struct Registry {
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
-        Registry { constructors: BTreeMap::new() }
+        Registry {
+            constructors: BTreeMap::new(),
+        }
     }
 
     /// The adapters that ship with tributary.
@@ -180,9 +201,13 @@ impl Registry {
     /// Adds (or replaces) the adapter for `kind`.
     pub fn register<F>(&mut self, kind: &str, constructor: F)
     where
-        F: Fn(&DatasourceSettings) -> Result<Arc<dyn Datasource>, SetupError> + Send + Sync + 'static,
+        F: Fn(&DatasourceSettings) -> Result<Arc<dyn Datasource>, SetupError>
+            + Send
+            + Sync
+            + 'static,
     {
-        self.constructors.insert(kind.to_owned(), Box::new(constructor));
+        self.constructors
+            .insert(kind.to_owned(), Box::new(constructor));
     }
 
     /// The known `type`s.

@@ -1,0 +1,177 @@
+//! The `tributary` binary: flags, config file, environment, start-up errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tributary");
+
+/// Kills the server when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary and returns it with the address it printed.
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (Running, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("a line");
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .expect("address")
+        .to_owned();
+    (Running(child), addr)
+}
+
+#[tokio::test]
+async fn without_a_config_it_serves_the_demo_datasets() {
+    let (_server, addr) = run(&["--listen", "127.0.0.1:0"], &[]);
+    let mut client = Client::connect_url(&format!("ws://{addr}/ws")).await;
+    let initial = client.recv().await;
+    let ids: Vec<&str> = initial["state"]["datasources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["emails", "tweets"]);
+    let answer = client
+        .items(&["tweets", "emails"], "*", 0, 1, "#de79f2")
+        .await;
+    for message in &answer {
+        assert_eq!(items_of(message)["total"], 3000);
+    }
+    let health: serde_json::Value = reqwest_get(&format!("http://{addr}/healthz")).await;
+    assert_eq!(health["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_config_file_and_the_environment_set_the_datasources() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("people.ndjson");
+    std::fs::write(
+        &data,
+        "{\"id\":\"a\",\"who\":\"Ann\"}\n{\"id\":\"b\",\"who\":\"Bob\"}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("tributary.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:1\"\n[datasources.folks]\ntype = \"fixtures\"\npath = {:?}\nname = \"Folks\"\n", data),
+    )
+    .unwrap();
+    // The flag wins over the file; the environment adds a second datasource.
+    let (_server, addr) = run(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("TRIBUTARY_DATASOURCES__MAIL__TYPE", "fixtures"),
+            ("TRIBUTARY_DATASOURCES__MAIL__EMBEDDED", "emails"),
+        ],
+    );
+    let mut client = Client::connect_url(&format!("ws://{addr}/ws")).await;
+    let initial = client.recv().await;
+    assert_eq!(
+        initial["state"]["datasources"],
+        json!([{"id":"folks","name":"Folks","type":"fixtures"},{"id":"mail","name":"mail","type":"fixtures"}])
+    );
+    let answer = client.items(&["folks"], "who:ann", 0, 10, "#fff").await;
+    assert_eq!(ids(&answer[0]), ["a"]);
+}
+
+fn startup_error(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, config).unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn bad_configs_stop_start_up_with_a_message_naming_datasource_and_key() {
+    let stderr = startup_error("[datasources.x]\ntype = \"nosuch\"\n");
+    assert!(
+        stderr.contains("datasource `x`") && stderr.contains("`type`") && stderr.contains("nosuch"),
+        "{stderr}"
+    );
+
+    let stderr =
+        startup_error("[datasources.x]\ntype = \"fixtures\"\npath = \"/does/not/exist.ndjson\"\n");
+    assert!(
+        stderr.contains("datasource `x`") && stderr.contains("`path`"),
+        "{stderr}"
+    );
+
+    let stderr = startup_error(
+        "[datasources.x]\ntype = \"fixtures\"\nembedded = \"tweets\"\nid_feld = \"id\"\n",
+    );
+    assert!(
+        stderr.contains("datasource `x`") && stderr.contains("id_feld"),
+        "{stderr}"
+    );
+
+    let stderr = startup_error("[datasources.x]\ntype = \"fixtures\"\nembedded = 7\n");
+    assert!(
+        stderr.contains("datasource `x`") && stderr.contains("`embedded`"),
+        "{stderr}"
+    );
+
+    let stderr = startup_error("[datasources.x]\npath = \"a\"\n");
+    assert!(stderr.contains("type"), "{stderr}");
+
+    let stderr = startup_error("[limits]\nmax_requests = \"lots\"\n");
+    assert!(stderr.contains("max_requests"), "{stderr}");
+}
+
+/// A minimal HTTP GET over a plain TCP socket, to keep the test free of an HTTP client crate.
+async fn reqwest_get(url: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(body).unwrap()
+}

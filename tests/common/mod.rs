@@ -1,0 +1,276 @@
+//! Test helpers: a real server on an ephemeral loopback port, a real
+//! websocket client, and small datasources with controllable behaviour.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Map, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tributary::config::Settings;
+use tributary::datasources::fixtures::FixturesDatasource;
+use tributary::datasources::{
+    Datasource, DatasourceError, DatasourceSettings, FieldList, Registry, SearchQuery,
+};
+use tributary::federation::ResultSink;
+use tributary::http::ServerHandle;
+
+/// Upper bound on waiting for any one message, so a broken server fails the test instead of hanging it.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn datasource(id: &str, kind: &str, options: Value) -> DatasourceSettings {
+    DatasourceSettings {
+        id: id.into(),
+        name: id.to_uppercase(),
+        kind: kind.into(),
+        timeout: None,
+        options: options.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+/// Settings with the given datasources and everything else default, listening on an ephemeral port.
+pub fn settings(datasources: Vec<DatasourceSettings>) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        datasources,
+        ..Settings::default()
+    }
+}
+
+/// The builtin adapters plus the test adapters `slow`, `failing` and `people`.
+pub fn registry() -> Registry {
+    let mut registry = Registry::with_builtin();
+    registry.register("slow", |s| {
+        let delay_ms = s
+            .options
+            .get("delay_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(500);
+        Ok(Arc::new(SlowDatasource {
+            delay: Duration::from_millis(delay_ms),
+            inner: people(30),
+        }) as Arc<dyn Datasource>)
+    });
+    registry.register("failing", |_| {
+        Ok(Arc::new(FailingDatasource) as Arc<dyn Datasource>)
+    });
+    registry.register("people", |s| {
+        let count = s
+            .options
+            .get("count")
+            .and_then(Value::as_u64)
+            .unwrap_or(100) as usize;
+        Ok(Arc::new(people(count)) as Arc<dyn Datasource>)
+    });
+    registry
+}
+
+pub fn start(datasources: Vec<DatasourceSettings>) -> ServerHandle {
+    start_with(settings(datasources))
+}
+
+pub fn start_with(settings: Settings) -> ServerHandle {
+    tributary::http::spawn(settings, registry()).expect("server starts")
+}
+
+/// `count` people records: `{"id":"p<i>","name":"person <i>","group":"g<i%5>","age":i,"address":{"city":...}}`.
+pub fn people_records(count: usize) -> Vec<Map<String, Value>> {
+    (0..count)
+        .map(|i| {
+            let city = ["Amsterdam", "Berlin", "Paris"][i % 3];
+            json!({
+                "id": format!("p{i}"),
+                "name": format!("person {i}"),
+                "group": format!("g{}", i % 5),
+                "age": i,
+                "address": {"city": city},
+                "tags": if i % 2 == 0 { json!(["even"]) } else { json!(["odd", "prime?"]) },
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+        })
+        .collect()
+}
+
+pub fn people(count: usize) -> FixturesDatasource {
+    FixturesDatasource::from_records("people", people_records(count)).expect("people index")
+}
+
+/// Answers like `people`, but only after a delay.
+pub struct SlowDatasource {
+    pub delay: Duration,
+    pub inner: FixturesDatasource,
+}
+
+#[async_trait]
+impl Datasource for SlowDatasource {
+    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.fields().await
+    }
+    async fn search(
+        &self,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.search(query, results).await
+    }
+}
+
+/// Always fails, as an unreachable backend would.
+pub struct FailingDatasource;
+
+#[async_trait]
+impl Datasource for FailingDatasource {
+    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+        Err(DatasourceError::unavailable("connection refused"))
+    }
+    async fn search(&self, _: &SearchQuery, _: &mut ResultSink) -> Result<(), DatasourceError> {
+        Err(DatasourceError::unavailable("connection refused"))
+    }
+}
+
+/// Counts how many of its calls are still running, to see that cancellation really stops them.
+pub struct Gauge(pub Arc<AtomicUsize>);
+
+impl Gauge {
+    pub fn enter(counter: &Arc<AtomicUsize>) -> Gauge {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Gauge(Arc::clone(counter))
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection ended, as seen by the client.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(u16),
+    NoCode,
+}
+
+impl Client {
+    pub async fn connect(server: &ServerHandle) -> Client {
+        Self::connect_url(&format!("ws://{}/ws", server.addr)).await
+    }
+
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
+    /// Connects and reads the INITIAL_STATE_RECEIVE.
+    pub async fn ready(server: &ServerHandle) -> (Client, Value) {
+        let mut client = Self::connect(server).await;
+        let initial = client.recv().await;
+        assert_eq!(initial["type"], "INITIAL_STATE_RECEIVE", "{initial}");
+        (client, initial)
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next JSON message (pings are answered by the client library).
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(&text).expect("server sends JSON")
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Messages until (and including) the first for which `last` holds.
+    pub async fn recv_until(&mut self, last: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let message = self.recv().await;
+            let done = last(&message);
+            seen.push(message);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("the close in time");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => return Closed::Code(frame.code.into()),
+                Some(Ok(Message::Close(None))) | None => return Closed::NoCode,
+                Some(Err(_)) => return Closed::NoCode,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Asks for items and collects every message until one per datasource has
+    /// arrived (ITEMS_RECEIVE or ERROR), for requests without a request id.
+    pub async fn items(
+        &mut self,
+        datasources: &[&str],
+        query: &str,
+        from: u64,
+        size: u64,
+        color: &str,
+    ) -> Vec<Value> {
+        self.send(json!({"type":"ITEMS_REQUEST","datasources":datasources,"query":query,"from":from,"size":size,"color":color}))
+            .await;
+        let mut answers = Vec::new();
+        while answers.len() < datasources.len() {
+            answers.push(self.recv().await);
+        }
+        answers
+    }
+}
+
+/// The `items` of an ITEMS_RECEIVE, checked for type.
+pub fn items_of(message: &Value) -> &Value {
+    assert_eq!(message["type"], "ITEMS_RECEIVE", "{message}");
+    &message["items"]
+}
+
+pub fn ids(message: &Value) -> Vec<String> {
+    items_of(message)["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect()
+}
