@@ -24,6 +24,9 @@ pub struct SessionContext {
     pub shutdown: watch::Receiver<Option<Duration>>,
 }
 
+/// How long a closing connection may take to flush its last messages and the close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
+
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A request the connection is running.
@@ -154,8 +157,12 @@ pub async fn run(
     }
     if let Some(End::Close(reason)) = end {
         tracing::debug!(code = ?reason.code, reason = ?reason.description, "closing");
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), session.socket.close(Some(reason))).await;
+        // The close frame queues behind what the client has not read yet; a
+        // detached task waits for it so this connection's state is freed now.
+        let socket = session.socket;
+        actix_web::rt::spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(Some(reason))).await;
+        });
     } else {
         tracing::debug!("disconnected");
     }

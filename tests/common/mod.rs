@@ -59,6 +59,9 @@ pub fn registry() -> Registry {
     registry.register("failing", |_| {
         Ok(Arc::new(FailingDatasource) as Arc<dyn Datasource>)
     });
+    registry.register("bulky", |_| {
+        Ok(Arc::new(BulkyDatasource) as Arc<dyn Datasource>)
+    });
     registry.register("people", |s| {
         let count = s
             .options
@@ -273,4 +276,83 @@ pub fn ids(message: &Value) -> Vec<String> {
         .iter()
         .map(|r| r["id"].as_str().expect("id").to_owned())
         .collect()
+}
+
+pub fn start_with_registry(settings: Settings, registry: Registry) -> ServerHandle {
+    tributary::http::spawn(settings, registry).expect("server starts")
+}
+
+/// Never answers; counts its running calls in `running`.
+pub struct HangingDatasource {
+    pub running: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Datasource for HangingDatasource {
+    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+        let _gauge = Gauge::enter(&self.running);
+        std::future::pending().await
+    }
+    async fn search(&self, _: &SearchQuery, _: &mut ResultSink) -> Result<(), DatasourceError> {
+        let _gauge = Gauge::enter(&self.running);
+        std::future::pending().await
+    }
+}
+
+/// A registry with a `hanging` adapter whose running calls are counted.
+pub fn registry_with_hanging(running: &Arc<AtomicUsize>) -> Registry {
+    let mut registry = registry();
+    let running = Arc::clone(running);
+    registry.register("hanging", move |_| {
+        Ok(Arc::new(HangingDatasource {
+            running: Arc::clone(&running),
+        }) as Arc<dyn Datasource>)
+    });
+    registry
+}
+
+/// Waits (boundedly) until `condition` holds.
+pub async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Produces `size` records of about 4 KiB each, without any index: for filling socket buffers.
+pub struct BulkyDatasource;
+
+#[async_trait]
+impl Datasource for BulkyDatasource {
+    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+        Ok(FieldList::default())
+    }
+    async fn search(
+        &self,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
+        // One shared, pre-encoded body keeps this adapter cheap: it must fill
+        // sockets, not the CPU of the server's runtime.
+        let mut fields = Map::new();
+        fields.insert("padding".into(), Value::from("x".repeat(4096)));
+        let body = tributary::protocol::Item::from_fields("", &fields).fields;
+        let mut sent = 0;
+        while sent < query.size && !results.is_closed() {
+            let batch = (sent..(sent + 100).min(query.size))
+                .map(|i| tributary::protocol::Item {
+                    id: i.to_string(),
+                    fields: Arc::clone(&body),
+                    highlight: None,
+                })
+                .collect::<Vec<_>>();
+            sent += batch.len() as u64;
+            results.send(query.size, batch).await;
+        }
+        Ok(())
+    }
 }
