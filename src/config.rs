@@ -23,6 +23,37 @@ pub struct Settings {
     pub default_timeout: Duration,
     pub results: ResultSettings,
     pub limits: Limits,
+    pub auth: AuthSettings,
+}
+
+/// Who may open a websocket. With no tokens anyone may (from an allowed origin).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// API tokens by name; the name (never the token) appears in logs.
+    pub tokens: BTreeMap<String, TokenSettings>,
+    /// Origins besides the server's own from which browsers may connect;
+    /// `"*"` allows every origin.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    pub token: String,
+    /// The datasources this token may use; all when absent.
+    #[serde(default)]
+    pub datasources: Option<Vec<String>>,
+}
+
+// Written by hand so that a token never reaches a log line or an error message.
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("token", &"<redacted>")
+            .field("datasources", &self.datasources)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +95,8 @@ pub struct Limits {
     /// How long after a ping without any frame from the client the connection is closed.
     #[serde(deserialize_with = "duration")]
     pub pong_timeout: Duration,
+    /// Websocket connections the server holds at once; more are refused with HTTP 503.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -76,6 +109,7 @@ impl Default for Limits {
             slow_client_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }
@@ -95,6 +129,8 @@ struct RawSettings {
     results: ResultSettings,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    auth: AuthSettings,
     /// `TRIBUTARY_CONFIG` names the file; it is not a setting of its own.
     #[serde(default)]
     #[allow(dead_code)]
@@ -164,6 +200,20 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
             .collect(),
         None => demo_datasources(),
     };
+    for (name, token) in &raw.auth.tokens {
+        if token.token.len() < 8 {
+            return Err(format!(
+                "invalid configuration: `auth.tokens.{name}.token` must be at least 8 characters"
+            ));
+        }
+        for id in token.datasources.iter().flatten() {
+            if !datasources.iter().any(|d: &DatasourceSettings| &d.id == id) {
+                return Err(format!(
+                    "invalid configuration: `auth.tokens.{name}.datasources` names `{id}`, which is not a configured datasource"
+                ));
+            }
+        }
+    }
     if raw.results.batch_size == 0 {
         return Err("invalid configuration: `results.batch_size` must be at least 1".into());
     }
@@ -174,6 +224,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
         default_timeout: raw.default_timeout.unwrap_or(Duration::from_secs(30)),
         results: raw.results,
         limits: raw.limits,
+        auth: raw.auth,
     })
 }
 
@@ -204,6 +255,7 @@ impl Default for Settings {
             default_timeout: Duration::from_secs(30),
             results: ResultSettings::default(),
             limits: Limits::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -298,5 +350,36 @@ mod tests {
         std::fs::write(&file, "[limits]\nmax_requests = \"many\"\n").unwrap();
         let error = load(Some(&file), None).unwrap_err();
         assert!(error.contains("max_requests"), "{error}");
+    }
+
+    #[test]
+    fn the_example_config_loads_and_builds() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tributary.example.toml");
+        let settings = load(Some(&file), None).unwrap();
+        assert_eq!(settings.datasources.len(), 2);
+        assert_eq!(settings.limits.max_connections, 10_000);
+        let registry = crate::datasources::Registry::with_builtin();
+        crate::http::build_federation(&settings, &registry).unwrap();
+    }
+
+    #[test]
+    fn tokens_are_redacted_and_checked() {
+        let token = TokenSettings {
+            token: "hunter2-hunter2".into(),
+            datasources: None,
+        };
+        assert!(!format!("{token:?}").contains("hunter2"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "[auth.tokens.a]\ntoken = \"long-enough-token\"\ndatasources = [\"nope\"]\n",
+        )
+        .unwrap();
+        let error = load(Some(&file), None).unwrap_err();
+        assert!(
+            error.contains("auth.tokens.a.datasources") && error.contains("nope"),
+            "{error}"
+        );
     }
 }

@@ -14,6 +14,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use crate::datasources::{Datasource, DatasourceError, SearchQuery};
+use crate::metrics::Metrics;
 use crate::protocol::{
     self, DatasourceInfo, DatasourceOutcome, ErrorCode, ErrorReport, FieldsRequest, Item,
     ItemsHeader, ItemsRequest, RequestId,
@@ -53,6 +54,7 @@ pub struct Federation {
     sources: Vec<Source>,
     by_id: HashMap<String, usize>,
     options: FederationOptions,
+    metrics: Arc<Metrics>,
 }
 
 /// Which datasources a connection may use: all, or only those named.
@@ -83,11 +85,29 @@ impl Federation {
             sources,
             by_id,
             options,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
     pub fn sources(&self) -> &[Source] {
         &self.sources
+    }
+
+    /// The server's metrics, which the federation and the sessions update.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn observe(&self, id: &str, call: &str, started: Instant, outcome: &DatasourceOutcome) {
+        let result = if outcome.error.is_some() {
+            "error"
+        } else {
+            "ok"
+        };
+        self.metrics
+            .datasource_seconds
+            .with_label_values(&[id, call, result])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// The datasources listed in `INITIAL_STATE_RECEIVE` for a connection.
@@ -107,7 +127,8 @@ impl Federation {
     }
 
     /// Answers a `FIELDS_REQUEST`: one `FIELDS_RECEIVE` (or `ERROR`) per datasource.
-    pub async fn fields(&self, request: FieldsRequest, access: &Access, outbox: &Outbox) {
+    /// True when every datasource answered.
+    pub async fn fields(&self, request: FieldsRequest, access: &Access, outbox: &Outbox) -> bool {
         let context = RequestContext {
             query: None,
             color: None,
@@ -137,18 +158,19 @@ impl Federation {
                     }
                     Err(error) => context.datasource_failed(id, error, started, outbox).await,
                 };
+                self.observe(id, "fields", started, &outcome);
                 (id.to_owned(), outcome)
             }
         });
         let outcomes = join_all(jobs).await;
         context
             .complete(&request.datasources, outcomes, outbox)
-            .await;
+            .await
     }
 
     /// Answers an `ITEMS_REQUEST`: per datasource, one or more `ITEMS_RECEIVE`
-    /// batches (or an `ERROR`).
-    pub async fn items(&self, request: ItemsRequest, access: &Access, outbox: &Outbox) {
+    /// batches (or an `ERROR`). True when every datasource answered.
+    pub async fn items(&self, request: ItemsRequest, access: &Access, outbox: &Outbox) -> bool {
         let context = RequestContext {
             query: Some(request.query.clone()),
             color: request.color.clone(),
@@ -163,7 +185,7 @@ impl Federation {
             context
                 .complete(&request.datasources, Vec::new(), outbox)
                 .await;
-            return;
+            return false;
         }
         let query = SearchQuery {
             query: request.query.clone(),
@@ -197,13 +219,14 @@ impl Federation {
                         }
                         Err(error) => context.datasource_failed(id, error, started, outbox).await,
                     };
+                self.observe(id, "items", started, &outcome);
                 (id.to_owned(), outcome)
             }
         });
         let outcomes = join_all(jobs).await;
         context
             .complete(&request.datasources, outcomes, outbox)
-            .await;
+            .await
     }
 }
 
@@ -287,13 +310,17 @@ impl RequestContext {
         }
     }
 
-    /// Sends `REQUEST_COMPLETED` when the client gave a request id.
+    /// Sends `REQUEST_COMPLETED` when the client gave a request id. True when
+    /// every datasource answered.
     async fn complete(
         &self,
         requested: &[String],
         outcomes: Vec<(String, DatasourceOutcome)>,
         outbox: &Outbox,
-    ) {
+    ) -> bool {
+        let all_answered = !requested.is_empty()
+            && outcomes.len() == unique(requested).len()
+            && outcomes.iter().all(|(_, o)| o.error.is_none());
         if requested.is_empty() {
             let report = self.report(
                 ErrorCode::InvalidRequest,
@@ -307,6 +334,7 @@ impl RequestContext {
                 .send(protocol::encode_request_completed(request_id, &outcomes))
                 .await;
         }
+        all_answered
     }
 }
 

@@ -1,8 +1,9 @@
-//! The HTTP side: routes (`/ws`, `/healthz`, the web UI), and starting and
-//! stopping the server.
+//! The HTTP side: routes (`/ws`, `/healthz`, `/metrics`, the web UI), and
+//! starting and stopping the server.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,10 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::datasources::Registry;
-use crate::federation::{Access, Federation, FederationOptions, Source};
+use crate::federation::{Federation, FederationOptions, Source};
 use crate::protocol::DatasourceInfo;
 use crate::session::{self, SessionContext};
 
@@ -23,6 +25,46 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 struct AppState {
     sessions: Arc<SessionContext>,
+    auth: Auth,
+    connections: Arc<AtomicUsize>,
+    max_connections: usize,
+}
+
+/// One of the server's `max_connections` places, given back when dropped.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    fn acquire(count: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ConnectionSlot(Arc::clone(count)))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn refuse(
+    state: &AppState,
+    status: actix_web::http::StatusCode,
+    reason: &str,
+    message: &str,
+) -> HttpResponse {
+    state
+        .sessions
+        .federation
+        .metrics()
+        .rejected_upgrades
+        .with_label_values(&[reason])
+        .inc();
+    tracing::info!(reason, "websocket upgrade refused");
+    HttpResponse::build(status).json(json!({ "error": message }))
 }
 
 /// Builds every configured datasource; the first one that fails stops start-up.
@@ -53,12 +95,52 @@ async fn websocket(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
+    use actix_web::http::StatusCode;
+    let grant = match state.auth.check(&req) {
+        Ok(grant) => grant,
+        Err(refusal) => {
+            return Ok(refuse(
+                &state,
+                StatusCode::FORBIDDEN,
+                refusal.label(),
+                refusal.message(),
+            ))
+        }
+    };
+    let Some(slot) = ConnectionSlot::acquire(&state.connections, state.max_connections) else {
+        let mut response = refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "the server holds as many connections as it may; try again later",
+        );
+        response.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from_static("5"),
+        );
+        return Ok(response);
+    };
     let (response, socket, stream) = actix_ws::handle(&req, body)?;
     let sessions = Arc::clone(&state.sessions);
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let span = tracing::info_span!("ws", %peer);
-    actix_web::rt::spawn(session::run(sessions, Access::All, socket, stream).instrument(span));
+    let connection = session::next_connection_id();
+    // The token's name, never the token, goes into the logs.
+    let token = grant.token_name.as_deref().unwrap_or("-");
+    let span = tracing::info_span!("ws", connection, %peer, token);
+    actix_web::rt::spawn(
+        async move {
+            session::run(sessions, connection, grant.access, socket, stream).await;
+            drop(slot);
+        }
+        .instrument(span),
+    );
     Ok(response)
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.sessions.federation.metrics().render())
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -125,7 +207,12 @@ pub fn bind(
         limits: settings.limits.clone(),
         shutdown: shutdown_rx,
     });
-    let state = web::Data::new(AppState { sessions });
+    let state = web::Data::new(AppState {
+        sessions,
+        auth: Auth::new(&settings.auth),
+        connections: Arc::new(AtomicUsize::new(0)),
+        max_connections: settings.limits.max_connections,
+    });
     let static_dir = settings.static_dir.clone();
     let has_ui = static_dir.join("index.html").is_file();
     if !has_ui {
@@ -135,7 +222,8 @@ pub fn bind(
         let app = App::new()
             .app_data(state.clone())
             .route("/ws", web::get().to(websocket))
-            .route("/healthz", web::get().to(healthz));
+            .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics));
         if has_ui {
             app.service(actix_files::Files::new("/", &static_dir).index_file("index.html"))
         } else {

@@ -6,12 +6,16 @@
 //! - [`federation`]: fan-out to datasources and merging of their answers;
 //! - [`datasources`]: the [`datasources::Datasource`] trait, the adapter registry and the adapters;
 //! - [`config`]: settings from file, environment and flags;
+//! - [`auth`]: API tokens and allowed origins, checked before the upgrade;
+//! - [`metrics`]: the Prometheus metrics at `/metrics`;
 //! - [`http`]: routes and the server's lifecycle.
 
+pub mod auth;
 pub mod config;
 pub mod datasources;
 pub mod federation;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod session;
 

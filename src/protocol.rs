@@ -166,8 +166,7 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
 }
 
 /// The machine-readable family of an `ERROR` message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     /// The frame is not valid JSON.
     InvalidJson,
@@ -189,6 +188,30 @@ pub enum ErrorCode {
     TooManyRequests,
     /// `CANCEL_REQUEST` named no running request.
     UnknownRequest,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnknownDatasource => "unknown_datasource",
+            ErrorCode::BadQuery => "bad_query",
+            ErrorCode::DatasourceFailed => "datasource_failed",
+            ErrorCode::DatasourceUnauthorized => "datasource_unauthorized",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::UnknownRequest => "unknown_request",
+        }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// The body of an `ERROR` message.

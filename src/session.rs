@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::federation::{Access, Federation};
+use crate::metrics::Metrics;
 use crate::protocol::{self, ClientMessage, DecodeError, ErrorCode, ErrorReport, RequestId};
 
 /// What every session of the server shares.
@@ -29,8 +31,14 @@ const CLOSE_GRACE: Duration = Duration::from_secs(30);
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A process-unique id for a new connection, for logs.
+pub fn next_connection_id() -> u64 {
+    NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A request the connection is running.
 struct Running {
+    kind: &'static str,
     request_id: Option<RequestId>,
     task: JoinHandle<()>,
 }
@@ -65,6 +73,7 @@ fn close(code: u16, description: &str) -> End {
 /// Runs one connection to its end.
 pub async fn run(
     ctx: Arc<SessionContext>,
+    connection: u64,
     access: Access,
     socket: actix_ws::Session,
     stream: actix_ws::MessageStream,
@@ -78,7 +87,7 @@ pub async fn run(
     let (finished, mut finished_rx) = mpsc::unbounded_channel::<u64>();
     let mut shutdown = ctx.shutdown.clone();
     let mut session = Session {
-        id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+        id: connection,
         rate: RateLimiter::new(limits.max_messages_per_second),
         ctx,
         access,
@@ -88,7 +97,10 @@ pub async fn run(
         running: HashMap::new(),
         next_request: 0,
     };
-    tracing::debug!(connection = session.id, "connected");
+    let metrics = Arc::clone(session.ctx.federation.metrics());
+    metrics.connections_total.inc();
+    metrics.connections_open.inc();
+    tracing::info!("connected");
 
     let initial = protocol::encode_initial_state(&session.ctx.federation.infos(&session.access));
     let mut end = session.write(initial).await.err();
@@ -154,9 +166,13 @@ pub async fn run(
     // Everything this connection started stops with it.
     for (_, running) in session.running.drain() {
         running.task.abort();
+        metrics.request(running.kind, "canceled");
     }
+    metrics.connections_open.dec();
     if let Some(End::Close(reason)) = end {
-        tracing::debug!(code = ?reason.code, reason = ?reason.description, "closing");
+        let code = u16::from(reason.code);
+        metrics.closes.with_label_values(&[&code.to_string()]).inc();
+        tracing::info!(code, reason = ?reason.description, "closing");
         // The close frame queues behind what the client has not read yet; a
         // detached task waits for it so this connection's state is freed now.
         let socket = session.socket;
@@ -164,19 +180,26 @@ pub async fn run(
             let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(Some(reason))).await;
         });
     } else {
-        tracing::debug!("disconnected");
+        tracing::info!("disconnected");
     }
 }
 
 impl Session {
     /// Writes one message; a client that does not take it in time is disconnected.
     async fn write(&mut self, text: String) -> Result<(), End> {
+        let metrics = self.ctx.federation.metrics();
+        let bytes = text.len() as u64;
         match tokio::time::timeout(self.ctx.limits.slow_client_timeout, self.socket.text(text))
             .await
         {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                metrics.messages_out.inc();
+                metrics.bytes_out.inc_by(bytes);
+                Ok(())
+            }
             Ok(Err(_closed)) => Err(End::Gone),
             Err(_) => {
+                metrics.slow_client_disconnects.inc();
                 tracing::info!("client does not read its messages; disconnecting");
                 Err(close(
                     protocol::CLOSE_TOO_MUCH,
@@ -213,16 +236,20 @@ impl Session {
                     "every message must be a JSON object",
                 ));
             }
-            Err(DecodeError::Invalid(report)) => return self.send_error(*report).await,
+            Err(DecodeError::Invalid(report)) => {
+                self.metrics().request("invalid", report.code.as_str());
+                return self.send_error(*report).await;
+            }
         };
         match message {
             ClientMessage::Fields(request) => {
                 let (request_id, ctx) = (request.request_id.clone(), RequestReport::default());
                 self.start(
+                    "FIELDS_REQUEST",
                     request_id,
                     ctx,
                     move |federation, access, outbox| async move {
-                        federation.fields(request, &access, &outbox).await;
+                        federation.fields(request, &access, &outbox).await
                     },
                 )
                 .await
@@ -234,16 +261,18 @@ impl Session {
                     color: request.color.clone(),
                 };
                 self.start(
+                    "ITEMS_REQUEST",
                     request.request_id.clone(),
                     ctx,
                     move |federation, access, outbox| async move {
-                        federation.items(request, &access, &outbox).await;
+                        federation.items(request, &access, &outbox).await
                     },
                 )
                 .await
             }
             ClientMessage::Cancel(cancel) => self.cancel(cancel.request_id).await,
             ClientMessage::Ping(ping) => {
+                self.metrics().request("PING", "ok");
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -256,15 +285,17 @@ impl Session {
     /// Starts a request as a task of its own, unless the connection already runs too many.
     async fn start<F, Fut>(
         &mut self,
+        kind: &'static str,
         request_id: Option<RequestId>,
         report: RequestReport,
         run: F,
     ) -> Result<(), End>
     where
         F: FnOnce(Arc<Federation>, Access, mpsc::Sender<String>) -> Fut,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
     {
         if self.running.len() >= self.ctx.limits.max_requests {
+            self.metrics().request(kind, "rejected");
             let mut error = ErrorReport::new(
                 ErrorCode::TooManyRequests,
                 format!(
@@ -285,12 +316,32 @@ impl Session {
             self.outbox.clone(),
         );
         let finished = self.finished.clone();
-        let task = tokio::spawn(async move {
-            work.await;
-            let _ = finished.send(key);
-        });
-        self.running.insert(key, Running { request_id, task });
+        let metrics = Arc::clone(self.metrics());
+        let span = tracing::debug_span!("request", connection = self.id, key, kind, request_id = ?request_id);
+        let task = tokio::spawn(
+            async move {
+                // Counted while the task exists, whether it ends or is aborted.
+                let _running = RunningGauge::new(&metrics);
+                let all_answered = work.await;
+                metrics.request(kind, if all_answered { "completed" } else { "failed" });
+                tracing::debug!(all_answered, "request finished");
+                let _ = finished.send(key);
+            }
+            .instrument(span),
+        );
+        self.running.insert(
+            key,
+            Running {
+                kind,
+                request_id,
+                task,
+            },
+        );
         Ok(())
+    }
+
+    fn metrics(&self) -> &Arc<Metrics> {
+        self.ctx.federation.metrics()
     }
 
     /// Stops every running request with this id.
@@ -302,6 +353,7 @@ impl Session {
             .map(|(k, _)| *k)
             .collect();
         if keys.is_empty() {
+            self.metrics().request("CANCEL_REQUEST", "unknown_request");
             let mut error = ErrorReport::new(
                 ErrorCode::UnknownRequest,
                 format!("no running request has request-id `{request_id}`"),
@@ -312,6 +364,7 @@ impl Session {
         for key in keys {
             if let Some(running) = self.running.remove(&key) {
                 running.task.abort();
+                self.metrics().request(running.kind, "canceled");
             }
         }
         tracing::debug!(%request_id, "request canceled");
@@ -322,6 +375,22 @@ impl Session {
     async fn send_error(&mut self, report: ErrorReport) -> Result<(), End> {
         tracing::debug!(message = %report.message, "client error");
         self.write(protocol::encode_error(&report)).await
+    }
+}
+
+/// Counts a request task in `requests_running` for as long as it lives.
+struct RunningGauge(Arc<Metrics>);
+
+impl RunningGauge {
+    fn new(metrics: &Arc<Metrics>) -> RunningGauge {
+        metrics.requests_running.inc();
+        RunningGauge(Arc::clone(metrics))
+    }
+}
+
+impl Drop for RunningGauge {
+    fn drop(&mut self) {
+        self.0.requests_running.dec();
     }
 }
 

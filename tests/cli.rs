@@ -22,11 +22,12 @@ impl Drop for Running {
 
 /// Starts the binary and returns it with the address it printed.
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (Running, String) {
+    run_logging_to(args, envs, Stdio::null())
+}
+
+fn run_logging_to(args: &[&str], envs: &[(&str, &str)], logs: Stdio) -> (Running, String) {
     let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    command.args(args).stdout(Stdio::piped()).stderr(logs);
     for (k, v) in envs {
         command.env(k, v);
     }
@@ -61,7 +62,9 @@ async fn without_a_config_it_serves_the_demo_datasets() {
     for message in &answer {
         assert_eq!(items_of(message)["total"], 3000);
     }
-    let health: serde_json::Value = reqwest_get(&format!("http://{addr}/healthz")).await;
+    let (status, body) = http_get(addr.parse().unwrap(), "/healthz").await;
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");
 }
 
@@ -158,20 +161,53 @@ fn bad_configs_stop_start_up_with_a_message_naming_datasource_and_key() {
     assert!(stderr.contains("max_requests"), "{stderr}");
 }
 
-/// A minimal HTTP GET over a plain TCP socket, to keep the test free of an HTTP client crate.
-async fn reqwest_get(url: &str) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.trim_start_matches("http://");
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    stream
-        .write_all(
-            format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+#[tokio::test]
+async fn tokens_never_reach_the_logs() {
+    const TOKEN: &str = "very-secret-token-4711";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tributary.toml");
+    std::fs::write(
+        &config,
+        format!("[auth.tokens.analyst]\ntoken = \"{TOKEN}\"\n[datasources.mail]\ntype = \"fixtures\"\nembedded = \"emails\"\n"),
+    )
+    .unwrap();
+    let log_path = dir.path().join("log.txt");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (server, addr) = run_logging_to(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[("RUST_LOG", "trace")],
+        Stdio::from(log),
+    );
+    let url = format!("ws://{addr}/ws");
+    let mut by_query = connect_with(&format!("{url}?token={TOKEN}"), &[])
         .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap();
-    serde_json::from_str(body).unwrap()
+        .expect("accepted");
+    by_query.recv().await;
+    by_query.items(&["mail"], "*", 0, 1, "#fff").await;
+    let mut by_header = connect_with(&url, &[("authorization", &format!("Bearer {TOKEN}"))])
+        .await
+        .expect("accepted");
+    by_header.recv().await;
+    assert_eq!(
+        connect_with(&format!("{url}?token={TOKEN}x"), &[])
+            .await
+            .err(),
+        Some(403)
+    );
+    drop((by_query, by_header));
+    drop(server);
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.contains("analyst"),
+        "the token's name identifies the connection:\n{logs}"
+    );
+    assert!(
+        !logs.contains("very-secret"),
+        "a token leaked into the logs:\n{logs}"
+    );
 }

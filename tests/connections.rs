@@ -274,6 +274,17 @@ async fn a_client_that_stops_reading_is_disconnected_with_4420() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(client.closed().await, Closed::Code(4420));
+    let metrics = http_get(server.addr, "/metrics").await.1;
+    assert_eq!(
+        metric(&metrics, "tributary_slow_client_disconnects_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, r#"tributary_closes_total{code="4420"}"#),
+        Some(1.0)
+    );
+    // The aborted requests are gone with their connection.
+    metric_eventually(server.addr, "tributary_requests_running", 0.0).await;
 }
 
 #[tokio::test]

@@ -156,6 +156,11 @@ impl Drop for Gauge {
     }
 }
 
+pub enum Event {
+    Json(Value),
+    Closed(Closed),
+}
+
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
@@ -170,6 +175,10 @@ pub enum Closed {
 impl Client {
     pub async fn connect(server: &ServerHandle) -> Client {
         Self::connect_url(&format!("ws://{}/ws", server.addr)).await
+    }
+
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client { ws }
     }
 
     pub async fn connect_url(url: &str) -> Client {
@@ -193,6 +202,33 @@ impl Client {
 
     pub async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends a frame; an error means the server already closed the connection.
+    pub async fn try_send_raw(&mut self, message: Message) -> Result<(), String> {
+        self.ws.send(message).await.map_err(|e| e.to_string())
+    }
+
+    /// The next JSON message or the end of the connection.
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return Event::Json(serde_json::from_str(&text).expect("server sends JSON"))
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Event::Closed(Closed::Code(frame.code.into()))
+                }
+                Some(Ok(other)) if !matches!(other, Message::Close(_)) => {
+                    panic!("the server sent a non-JSON frame: {other:?}")
+                }
+                _ => return Event::Closed(Closed::NoCode),
+            }
+        }
     }
 
     pub async fn send_raw(&mut self, message: Message) {
@@ -354,5 +390,74 @@ impl Datasource for BulkyDatasource {
             results.send(query.size, batch).await;
         }
         Ok(())
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
+        .await
+        .expect("an answer in time")
+        .expect("reads");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample in a Prometheus text exposition, e.g.
+/// `metric(&text, "tributary_requests_total{outcome=\"completed\",type=\"ITEMS_REQUEST\"}")`.
+pub fn metric(exposition: &str, sample: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == sample).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Opens a websocket with extra request headers; on refusal returns the HTTP status.
+pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("a valid url");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                .expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(Client::from_stream(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("unexpected connection error: {other}"),
+    }
+}
+
+/// Waits until `/metrics` reports `value` for `sample`.
+pub async fn metric_eventually(addr: std::net::SocketAddr, sample: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = http_get(addr, "/metrics").await.1;
+        if metric(&text, sample) == Some(value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sample} never became {value}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

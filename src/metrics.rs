@@ -1,0 +1,133 @@
+//! Prometheus metrics, served at `/metrics`. Each server owns its own
+//! registry (so several servers in one process, as in tests, never mix).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Websocket connections open now.
+    pub connections_open: IntGauge,
+    /// Websocket connections accepted since start.
+    pub connections_total: IntCounter,
+    /// Requests running now, over all connections.
+    pub requests_running: IntGauge,
+    /// Inbound messages by `type` and `outcome`.
+    pub requests: IntCounterVec,
+    /// Time each datasource took to answer, by datasource, call and outcome.
+    pub datasource_seconds: HistogramVec,
+    /// Messages and bytes written to clients.
+    pub messages_out: IntCounter,
+    pub bytes_out: IntCounter,
+    /// Upgrades refused before the websocket opened, by reason.
+    pub rejected_upgrades: IntCounterVec,
+    /// Connections closed because the client did not read its messages.
+    pub slow_client_disconnects: IntCounter,
+    /// Connections the server closed, by close code.
+    pub closes: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("tributary".into()), None)
+            .unwrap_or_else(|_| Registry::new());
+        let metrics = Metrics {
+            connections_open: IntGauge::new("connections_open", "Websocket connections open now")
+                .expect("valid metric"),
+            connections_total: IntCounter::new(
+                "connections_total",
+                "Websocket connections accepted since start",
+            )
+            .expect("valid metric"),
+            requests_running: IntGauge::new(
+                "requests_running",
+                "Requests running now over all connections",
+            )
+            .expect("valid metric"),
+            requests: IntCounterVec::new(
+                Opts::new("requests_total", "Inbound messages by type and outcome"),
+                &["type", "outcome"],
+            )
+            .expect("valid metric"),
+            datasource_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "datasource_duration_seconds",
+                    "Time a datasource took to answer one call",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ]),
+                &["datasource", "call", "outcome"],
+            )
+            .expect("valid metric"),
+            messages_out: IntCounter::new("messages_out_total", "Messages written to clients")
+                .expect("valid metric"),
+            bytes_out: IntCounter::new("bytes_out_total", "Bytes of messages written to clients")
+                .expect("valid metric"),
+            rejected_upgrades: IntCounterVec::new(
+                Opts::new(
+                    "rejected_upgrades_total",
+                    "Websocket upgrades refused, by reason",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            slow_client_disconnects: IntCounter::new(
+                "slow_client_disconnects_total",
+                "Connections closed because the client did not read",
+            )
+            .expect("valid metric"),
+            closes: IntCounterVec::new(
+                Opts::new(
+                    "closes_total",
+                    "Connections the server closed, by close code",
+                ),
+                &["code"],
+            )
+            .expect("valid metric"),
+            registry,
+        };
+        metrics.register_all();
+        metrics
+    }
+
+    fn register_all(&self) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+            Box::new(self.connections_open.clone()),
+            Box::new(self.connections_total.clone()),
+            Box::new(self.requests_running.clone()),
+            Box::new(self.requests.clone()),
+            Box::new(self.datasource_seconds.clone()),
+            Box::new(self.messages_out.clone()),
+            Box::new(self.bytes_out.clone()),
+            Box::new(self.rejected_upgrades.clone()),
+            Box::new(self.slow_client_disconnects.clone()),
+            Box::new(self.closes.clone()),
+        ];
+        for collector in collectors {
+            // Names are distinct constants above, so registration cannot clash.
+            let _ = self.registry.register(collector);
+        }
+    }
+
+    /// Counts one inbound message.
+    pub fn request(&self, kind: &str, outcome: &str) {
+        self.requests.with_label_values(&[kind, outcome]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
