@@ -5,6 +5,7 @@
 //! Adding an adapter is one module, one line in [`Registry::with_builtin`], and a
 //! config example. `docs/plugins.md` walks through it.
 
+pub mod elasticsearch;
 pub mod fixtures;
 pub mod flatten;
 
@@ -195,6 +196,10 @@ impl Registry {
     pub fn with_builtin() -> Self {
         let mut registry = Registry::new();
         registry.register("fixtures", fixtures::FixturesDatasource::from_settings);
+        registry.register(
+            "elasticsearch",
+            elasticsearch::ElasticsearchDatasource::from_settings,
+        );
         registry
     }
 

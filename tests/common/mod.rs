@@ -461,3 +461,6 @@ pub async fn metric_eventually(addr: std::net::SocketAddr, sample: &str, value: 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+pub mod es_mock;
+pub mod es_scenarios;

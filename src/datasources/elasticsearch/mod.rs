@@ -1,0 +1,669 @@
+//! The `elasticsearch` adapter: an index (name, comma list, pattern or alias)
+//! of an Elasticsearch 7.x/8.x cluster, through the official client.
+//!
+//! - fields come from `_mapping`, flattened to dotted paths ([`mapping`]);
+//! - searches are `query_string` queries (default field `*`, lenient), with an
+//!   exact total and highlights; `_source` is flattened like the fixtures' records
+//!   and `_index` is kept among the fields;
+//! - a page inside the result window (`from + size <= max_result_window`) is one
+//!   `_search`; a deeper page walks a point in time with `search_after` (or a
+//!   scroll when the cluster has no PIT) and streams each fetched batch on.
+
+mod mapping;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::transport::{
+    MultiNodeConnectionPool, SingleNodeConnectionPool, TransportBuilder,
+};
+use elasticsearch::http::{StatusCode, Url};
+use elasticsearch::{
+    indices::IndicesGetMappingParts, ClearScrollParts, Elasticsearch, OpenPointInTimeParts,
+    ScrollParts, SearchParts,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::flatten::flatten;
+use super::{Datasource, DatasourceError, DatasourceSettings, FieldList, SearchQuery, SetupError};
+use crate::federation::ResultSink;
+use crate::protocol::{Field, Item};
+
+/// How long a point in time or scroll stays open between two batches.
+const KEEP_ALIVE: &str = "1m";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ElasticsearchOptions {
+    /// One node URL, or several.
+    url: OneOrMany,
+    /// Index name, comma list, pattern (`logs-*`) or alias.
+    index: String,
+    username: Option<String>,
+    password: Option<String>,
+    /// An encoded API key, as Kibana shows it (base64 of `id:key`).
+    api_key: Option<String>,
+    /// PEM file of the CA that signed the cluster's certificate.
+    ca_cert: Option<PathBuf>,
+    /// Skip certificate checks (a local cluster with a self-signed certificate only).
+    #[serde(default)]
+    insecure: bool,
+    /// Only these fields are offered and returned (paths or patterns such as `user.*`).
+    fields: Option<Vec<String>>,
+    /// Fields a bare term is searched in (default: all).
+    #[serde(default = "default_field")]
+    default_field: String,
+    /// The cluster's `index.max_result_window`: deeper pages use a point in time.
+    #[serde(default = "default_window")]
+    max_result_window: u64,
+    /// Hits fetched per call when walking past the result window.
+    #[serde(default = "default_scan_batch")]
+    scan_batch: u64,
+}
+
+fn default_field() -> String {
+    "*".into()
+}
+fn default_window() -> u64 {
+    10_000
+}
+fn default_scan_batch() -> u64 {
+    1_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+pub struct ElasticsearchDatasource {
+    client: Elasticsearch,
+    /// The first node, for messages.
+    url: String,
+    index: String,
+    source_filter: Option<Vec<String>>,
+    default_field: String,
+    max_result_window: u64,
+    scan_batch: u64,
+}
+
+impl ElasticsearchDatasource {
+    pub fn from_settings(settings: &DatasourceSettings) -> Result<Arc<dyn Datasource>, SetupError> {
+        let options: ElasticsearchOptions = settings.options()?;
+        let urls = match &options.url {
+            OneOrMany::One(url) => vec![url.clone()],
+            OneOrMany::Many(urls) => urls.clone(),
+        };
+        let parsed = urls
+            .iter()
+            .map(|u| {
+                Url::parse(u)
+                    .map_err(|e| settings.error(format!("key `url`: `{u}` is not a URL: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = parsed
+            .first()
+            .cloned()
+            .ok_or_else(|| settings.error("key `url`: name at least one node"))?;
+        let mut builder = if parsed.len() == 1 {
+            TransportBuilder::new(SingleNodeConnectionPool::new(first))
+        } else {
+            TransportBuilder::new(MultiNodeConnectionPool::round_robin(parsed, None))
+        };
+        builder = builder.enable_meta_header(false);
+        match (&options.username, &options.password, &options.api_key) {
+            (Some(user), Some(password), None) => {
+                builder = builder.auth(Credentials::Basic(user.clone(), password.clone()));
+            }
+            (None, None, Some(key)) => {
+                builder = builder.auth(Credentials::EncodedApiKey(key.clone()));
+            }
+            (None, None, None) => {}
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err(settings.error("`username` and `password` go together"))
+            }
+            (_, _, Some(_)) => {
+                return Err(
+                    settings.error("set either `username`/`password` or `api_key`, not both")
+                )
+            }
+        }
+        if options.insecure {
+            builder = builder.cert_validation(CertificateValidation::None);
+        } else if let Some(path) = &options.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                settings.error(format!(
+                    "key `ca_cert`: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certificate = Certificate::from_pem(&pem).map_err(|e| {
+                settings.error(format!(
+                    "key `ca_cert`: {} is not a PEM certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            builder = builder.cert_validation(CertificateValidation::Full(certificate));
+        }
+        if let Some(timeout) = settings.timeout {
+            // A safety net under the federation's own per-call timeout.
+            builder = builder.timeout(timeout + Duration::from_secs(1));
+        }
+        let transport = builder
+            .build()
+            .map_err(|e| settings.error(format!("cannot set up the client: {e}")))?;
+        if options.index.trim().is_empty() {
+            return Err(settings.error("key `index`: name an index, a pattern or an alias"));
+        }
+        Ok(Arc::new(ElasticsearchDatasource {
+            client: Elasticsearch::new(transport),
+            url: urls.join(", "),
+            index: options.index,
+            source_filter: options.fields,
+            default_field: options.default_field,
+            max_result_window: options.max_result_window.max(1),
+            scan_batch: options.scan_batch.clamp(1, 10_000),
+        }))
+    }
+
+    fn indices(&self) -> Vec<&str> {
+        self.index.split(',').map(str::trim).collect()
+    }
+
+    /// The query, highlight and source filter every search of a request shares.
+    fn search_body(&self, query: &str) -> Map<String, Value> {
+        let query = if query.trim().is_empty() {
+            json!({"match_all": {}})
+        } else {
+            json!({"query_string": {
+                "query": query,
+                "default_field": self.default_field,
+                "lenient": true,
+            }})
+        };
+        let mut body = Map::new();
+        body.insert("query".into(), query);
+        body.insert(
+            "highlight".into(),
+            json!({"fields": {"*": {}}, "require_field_match": false}),
+        );
+        if let Some(fields) = &self.source_filter {
+            body.insert("_source".into(), json!(fields));
+        }
+        body
+    }
+
+    fn is_exposed(&self, path: &str) -> bool {
+        match &self.source_filter {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| matches_pattern(p, path)),
+        }
+    }
+
+    /// One page inside the result window: a single `_search`.
+    async fn search_window(
+        &self,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
+        let mut body = self.search_body(&query.query);
+        body.insert("from".into(), json!(query.from));
+        body.insert("size".into(), json!(query.size));
+        body.insert("track_total_hits".into(), json!(true));
+        let indices = self.indices();
+        let response = self
+            .client
+            .search(SearchParts::Index(&indices))
+            .body(Value::Object(body))
+            .send()
+            .await;
+        let page = self.read(response, "search").await?;
+        let (total, items, _) = hits_of(&page)?;
+        results.send(total, items).await;
+        Ok(())
+    }
+
+    /// A page past the result window: walks a point in time (or a scroll) in
+    /// batches, skipping to `from`, and sends each batch of the page as it comes.
+    async fn search_deep(
+        &self,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
+        let indices = self.indices();
+        let opened = self
+            .client
+            .open_point_in_time(OpenPointInTimeParts::Index(&indices))
+            .keep_alive(KEEP_ALIVE)
+            .send()
+            .await;
+        let pit = match self.read(opened, "open a point in time").await {
+            Ok(body) => body.get("id").and_then(Value::as_str).map(str::to_owned),
+            Err(error) if error.kind == super::ErrorKind::Unavailable => return Err(error),
+            Err(_) => None,
+        };
+        let mut cursor = match pit {
+            Some(id) => Cursor::Pit {
+                guard: PitGuard::new(self.client.clone(), id),
+                after: None,
+            },
+            None => Cursor::Scroll { guard: None },
+        };
+        let end = query.from.saturating_add(query.size);
+        let mut position = 0u64; // hits walked so far
+        let mut total = None;
+        while position < end && !results.is_closed() {
+            let skipping = position + self.scan_batch <= query.from;
+            let mut body = self.search_body(&query.query);
+            body.insert("size".into(), json!(self.scan_batch));
+            if skipping {
+                // Hits before `from` are only counted: no source, no highlights.
+                body.insert("_source".into(), json!(false));
+                body.remove("highlight");
+            }
+            if total.is_none() {
+                body.insert("track_total_hits".into(), json!(true));
+            } else {
+                body.insert("track_total_hits".into(), json!(false));
+            }
+            let page = match &mut cursor {
+                Cursor::Pit { guard, after } => {
+                    body.insert(
+                        "pit".into(),
+                        json!({"id": guard.id, "keep_alive": KEEP_ALIVE}),
+                    );
+                    body.insert("sort".into(), json!([{"_shard_doc": "asc"}]));
+                    if let Some(after) = after.take() {
+                        body.insert("search_after".into(), after);
+                    }
+                    let response = self
+                        .client
+                        .search(SearchParts::None)
+                        .body(Value::Object(body))
+                        .send()
+                        .await;
+                    let page = self.read(response, "search").await?;
+                    if let Some(id) = page.get("pit_id").and_then(Value::as_str) {
+                        guard.id = id.to_owned();
+                    }
+                    *after = last_sort(&page);
+                    page
+                }
+                Cursor::Scroll { guard } => {
+                    let response = match guard {
+                        Some(guard) => {
+                            self.client
+                                .scroll(ScrollParts::None)
+                                .body(json!({"scroll": KEEP_ALIVE, "scroll_id": guard.id}))
+                                .send()
+                                .await
+                        }
+                        None => {
+                            body.insert("sort".into(), json!(["_doc"]));
+                            self.client
+                                .search(SearchParts::Index(&indices))
+                                .scroll(KEEP_ALIVE)
+                                .body(Value::Object(body))
+                                .send()
+                                .await
+                        }
+                    };
+                    let page = self.read(response, "scroll").await?;
+                    if let Some(id) = page.get("_scroll_id").and_then(Value::as_str) {
+                        match guard {
+                            Some(guard) => guard.id = id.to_owned(),
+                            None => {
+                                *guard = Some(ScrollGuard::new(self.client.clone(), id.to_owned()))
+                            }
+                        }
+                    }
+                    page
+                }
+            };
+            let (page_total, items, count) = hits_of(&page)?;
+            let total = *total.get_or_insert(page_total);
+            if count == 0 {
+                break;
+            }
+            // The part of this batch that falls inside `from..end`.
+            let first = query.from.saturating_sub(position) as usize;
+            let last = (end - position).min(count as u64) as usize;
+            position += count as u64;
+            if first < last && !skipping {
+                let wanted: Vec<Item> = items.into_iter().take(last).skip(first).collect();
+                results.send(total, wanted).await;
+            }
+        }
+        results.send(total.unwrap_or(0), Vec::new()).await;
+        Ok(())
+    }
+
+    /// Reads a response, turning every failure into an error the user can act on.
+    async fn read(
+        &self,
+        response: Result<elasticsearch::http::response::Response, elasticsearch::Error>,
+        what: &str,
+    ) -> Result<Value, DatasourceError> {
+        let response = response.map_err(|e| self.transport_error(&e))?;
+        let status = response.status_code();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let body: Value = serde_json::from_str(&text).map_err(|_| {
+            DatasourceError::unavailable(format!(
+                "{} answered {what} with {status} and a body that is not JSON: {}",
+                self.url,
+                snippet(&text)
+            ))
+        })?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let reason = error_reason(&body);
+        Err(match status {
+            StatusCode::BAD_REQUEST => DatasourceError::bad_query(reason),
+            StatusCode::UNAUTHORIZED => DatasourceError::unauthorized(format!(
+                "Elasticsearch refused the credentials (401): {reason}"
+            )),
+            StatusCode::FORBIDDEN => DatasourceError::unauthorized(format!(
+                "the configured user may not {what} on `{}` (403): {reason}",
+                self.index
+            )),
+            StatusCode::NOT_FOUND => DatasourceError::unavailable(format!(
+                "`{}` was not found (404): {reason}",
+                self.index
+            )),
+            StatusCode::TOO_MANY_REQUESTS => DatasourceError::unavailable(format!(
+                "Elasticsearch is overloaded (429), try again shortly: {reason}"
+            )),
+            _ => DatasourceError::unavailable(format!("Elasticsearch failed ({status}): {reason}")),
+        })
+    }
+
+    fn transport_error(&self, error: &elasticsearch::Error) -> DatasourceError {
+        if error.is_timeout() {
+            DatasourceError::timeout(format!(
+                "Elasticsearch at {} did not answer in time",
+                self.url
+            ))
+        } else {
+            DatasourceError::unavailable(format!(
+                "cannot reach Elasticsearch at {}: {error}",
+                self.url
+            ))
+        }
+    }
+}
+
+#[async_trait]
+impl Datasource for ElasticsearchDatasource {
+    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+        let indices = self.indices();
+        let response = self
+            .client
+            .indices()
+            .get_mapping(IndicesGetMappingParts::Index(&indices))
+            .send()
+            .await;
+        let body = self.read(response, "read the mapping").await?;
+        let mut fields: Vec<Field> = mapping::fields_of(&body)
+            .into_iter()
+            .filter(|f| self.is_exposed(&f.path))
+            .collect();
+        fields.push(Field {
+            path: "_index".into(),
+            kind: "keyword".into(),
+        });
+        Ok(FieldList {
+            index: self.index.clone(),
+            fields,
+        })
+    }
+
+    async fn search(
+        &self,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
+        if query.from.saturating_add(query.size) <= self.max_result_window {
+            self.search_window(query, results).await
+        } else {
+            self.search_deep(query, results).await
+        }
+    }
+
+    /// `GET /`: reachable, and really Elasticsearch (7.14+ say so in a header).
+    async fn health(&self) -> Result<(), DatasourceError> {
+        let response = self
+            .client
+            .info()
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let product = response
+            .headers()
+            .get("x-elastic-product")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = self.read(Ok(response), "answer").await?;
+        let version = body["version"]["number"].as_str().unwrap_or_default();
+        let modern = version
+            .split('.')
+            .map(|n| n.parse::<u32>().unwrap_or(0))
+            .take(2)
+            .collect::<Vec<_>>()
+            >= vec![7, 14];
+        match product.as_deref() {
+            Some("Elasticsearch") => Ok(()),
+            None if !modern && !version.is_empty() => Ok(()),
+            _ => Err(DatasourceError::unavailable(format!(
+                "{} does not identify as Elasticsearch (no `X-Elastic-Product: Elasticsearch` header)",
+                self.url
+            ))),
+        }
+    }
+}
+
+/// Where a deep page continues from.
+enum Cursor {
+    Pit {
+        guard: PitGuard,
+        after: Option<Value>,
+    },
+    Scroll {
+        guard: Option<ScrollGuard>,
+    },
+}
+
+/// Closes a point in time when the walk ends, however it ends (also on cancel).
+struct PitGuard {
+    client: Elasticsearch,
+    id: String,
+}
+
+impl PitGuard {
+    fn new(client: Elasticsearch, id: String) -> Self {
+        PitGuard { client, id }
+    }
+}
+
+impl Drop for PitGuard {
+    fn drop(&mut self) {
+        let (client, id) = (self.client.clone(), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = client
+                    .close_point_in_time()
+                    .body(json!({"id": id}))
+                    .send()
+                    .await;
+            });
+        }
+    }
+}
+
+/// Clears a scroll when the walk ends.
+struct ScrollGuard {
+    client: Elasticsearch,
+    id: String,
+}
+
+impl ScrollGuard {
+    fn new(client: Elasticsearch, id: String) -> Self {
+        ScrollGuard { client, id }
+    }
+}
+
+impl Drop for ScrollGuard {
+    fn drop(&mut self) {
+        let (client, id) = (self.client.clone(), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = client
+                    .clear_scroll(ClearScrollParts::None)
+                    .body(json!({"scroll_id": [id]}))
+                    .send()
+                    .await;
+            });
+        }
+    }
+}
+
+/// The total, the items and the number of hits of a search response.
+fn hits_of(page: &Value) -> Result<(u64, Vec<Item>, usize), DatasourceError> {
+    let hits = &page["hits"];
+    // 7.x+ `{"value": n, "relation": "eq"}`; 6.x a bare number.
+    let total = hits["total"]["value"]
+        .as_u64()
+        .or_else(|| hits["total"].as_u64())
+        .unwrap_or(0);
+    let Some(list) = hits["hits"].as_array() else {
+        return Err(DatasourceError::unavailable(
+            "Elasticsearch answered without `hits.hits`",
+        ));
+    };
+    let items = list.iter().map(item_of).collect();
+    Ok((total, items, list.len()))
+}
+
+fn item_of(hit: &Value) -> Item {
+    let mut fields = match hit.get("_source") {
+        Some(Value::Object(source)) => flatten(source),
+        _ => Map::new(),
+    };
+    if let Some(index) = hit.get("_index") {
+        fields.insert("_index".into(), index.clone());
+    }
+    let id = match &hit["_id"] {
+        Value::String(id) => id.clone(),
+        other => other.to_string(),
+    };
+    let item = Item::from_fields(id, &fields);
+    match hit.get("highlight").and_then(Value::as_object) {
+        Some(highlight) if !highlight.is_empty() => {
+            let highlight: std::collections::BTreeMap<String, Vec<String>> = highlight
+                .iter()
+                .map(|(path, fragments)| {
+                    let fragments = fragments
+                        .as_array()
+                        .map(|f| {
+                            f.iter()
+                                .filter_map(|s| s.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (path.clone(), fragments)
+                })
+                .collect();
+            item.with_highlight(&highlight)
+        }
+        _ => item,
+    }
+}
+
+fn last_sort(page: &Value) -> Option<Value> {
+    page["hits"]["hits"]
+        .as_array()
+        .and_then(|hits| hits.last())
+        .and_then(|hit| hit.get("sort"))
+        .cloned()
+}
+
+/// `error.root_cause[0]` (type: reason), the shape Elasticsearch uses for every failure.
+fn error_reason(body: &Value) -> String {
+    let error = &body["error"];
+    let cause = error["root_cause"]
+        .as_array()
+        .and_then(|causes| causes.first())
+        .unwrap_or(error);
+    match (cause["type"].as_str(), cause["reason"].as_str()) {
+        (Some(kind), Some(reason)) => format!("{kind}: {reason}"),
+        (None, Some(reason)) => reason.to_owned(),
+        _ => match error {
+            Value::String(text) => text.clone(),
+            Value::Null => snippet(&body.to_string()),
+            other => snippet(&other.to_string()),
+        },
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let mut end = text.len().min(300);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// `*` matches any run of characters, as in Elasticsearch's field patterns.
+fn matches_pattern(pattern: &str, path: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == path,
+        Some((head, tail)) => {
+            let Some(rest) = path.strip_prefix(head) else {
+                return false;
+            };
+            if tail.is_empty() {
+                return true;
+            }
+            (0..=rest.len())
+                .filter(|&i| rest.is_char_boundary(i))
+                .any(|i| matches_pattern(tail, &rest[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_patterns() {
+        assert!(matches_pattern("user.*", "user.name"));
+        assert!(matches_pattern("*name", "user.screen_name"));
+        assert!(matches_pattern("text", "text"));
+        assert!(!matches_pattern("user.*", "users"));
+    }
+
+    #[test]
+    fn error_reasons_of_every_shape() {
+        let body = json!({"error": {"root_cause": [{"type": "query_shard_exception", "reason": "Failed to parse query [a:(]"}],
+            "type": "search_phase_execution_exception", "reason": "all shards failed"}, "status": 400});
+        assert_eq!(
+            error_reason(&body),
+            "query_shard_exception: Failed to parse query [a:(]"
+        );
+        assert_eq!(
+            error_reason(&json!({"error": "no handler found", "status": 400})),
+            "no handler found"
+        );
+    }
+}
