@@ -136,7 +136,13 @@ pub async fn run(
             Some(key) = finished_rx.recv() => {
                 session.running.remove(&key);
                 if draining_until.is_some() && session.running.is_empty() {
-                    end = Some(End::Close(CloseReason { code: CloseCode::Away, description: Some("server shutting down".into()) }));
+                    // The finished requests' last messages may still be queued: send them first.
+                    while let (None, Ok(text)) = (&end, outbound.try_recv()) {
+                        end = session.write(text).await.err();
+                    }
+                    if end.is_none() {
+                        end = Some(End::Close(CloseReason { code: CloseCode::Away, description: Some("server shutting down".into()) }));
+                    }
                 }
             }
             _ = heartbeat.tick() => {

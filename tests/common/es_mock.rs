@@ -148,7 +148,9 @@ async fn handle(
     if let Some((status, body)) = failure {
         return respond(status, body);
     }
-    let body: Value = if body.is_empty() {
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    let is_bulk = req.path() == "/_bulk";
+    let body: Value = if body.is_empty() || is_bulk {
         Value::Null
     } else {
         match serde_json::from_slice(&body) {
@@ -262,6 +264,54 @@ async fn handle(
             }
             respond(200, json!({"succeeded": true, "num_freed": freed}))
         }
+        // What the demo loader needs: create, count, bulk, refresh, delete.
+        ("PUT", [index]) => {
+            if state.indices.contains_key(*index) {
+                let mut error = error_body(
+                    400,
+                    "resource_already_exists_exception",
+                    &format!("index [{index}/mock] already exists"),
+                );
+                error["error"]["index"] = json!(index);
+                return respond(400, error);
+            }
+            let mapping = body["mappings"].clone();
+            state.indices.insert(
+                (*index).to_owned(),
+                MockIndex {
+                    mapping,
+                    docs: Vec::new(),
+                },
+            );
+            respond(
+                200,
+                json!({"acknowledged": true, "shards_acknowledged": true, "index": index}),
+            )
+        }
+        ("GET", [index, "_count"]) => match state.resolve(index) {
+            Ok(names) => {
+                let count: usize = names.iter().map(|n| state.indices[n].docs.len()).sum();
+                respond(
+                    200,
+                    json!({"count": count, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}),
+                )
+            }
+            Err(missing) => not_found(&missing),
+        },
+        ("POST", [_, "_refresh"]) => respond(
+            200,
+            json!({"_shards": {"total": 1, "successful": 1, "failed": 0}}),
+        ),
+        ("DELETE", [index]) => match state.resolve(index) {
+            Ok(names) => {
+                for name in names {
+                    state.indices.remove(&name);
+                }
+                respond(200, json!({"acknowledged": true}))
+            }
+            Err(missing) => not_found(&missing),
+        },
+        ("POST", ["_bulk"]) => state.bulk(&raw),
         _ => respond(
             400,
             json!({"error": format!("no handler found for uri [{path}] and method [{method}]"), "status": 400}),
@@ -298,6 +348,44 @@ fn percent_decode(path: &str) -> String {
 }
 
 impl State {
+    /// `POST /_bulk` with `index` actions, as NDJSON.
+    fn bulk(&mut self, ndjson: &str) -> HttpResponse {
+        let mut lines = ndjson.lines().filter(|l| !l.trim().is_empty());
+        let mut items = Vec::new();
+        while let Some(action) = lines.next() {
+            let (Ok(action), Some(Ok(source))) = (
+                serde_json::from_str::<Value>(action),
+                lines.next().map(serde_json::from_str::<Value>),
+            ) else {
+                return respond(
+                    400,
+                    error_body(
+                        400,
+                        "illegal_argument_exception",
+                        "Malformed action/metadata line",
+                    ),
+                );
+            };
+            let index = action["index"]["_index"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let id = action["index"]["_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let Some(target) = self.indices.get_mut(&index) else {
+                return not_found(&index);
+            };
+            target.docs.retain(|(existing, _)| existing != &id);
+            target.docs.push((id.clone(), source));
+            items.push(
+                json!({"index": {"_index": index, "_id": id, "result": "created", "status": 201}}),
+            );
+        }
+        respond(200, json!({"took": 3, "errors": false, "items": items}))
+    }
+
     /// Index names for a comma list of names and patterns; a missing concrete name is an error.
     fn resolve(&self, expression: &str) -> Result<Vec<String>, String> {
         let mut names = Vec::new();
