@@ -1,0 +1,817 @@
+//! The web UI in a real headless Chromium, driven over WebDriver
+//! (chromedriver), against the real server with the demo data.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them);
+//! `CHROMIUM` and `CHROMEDRIVER` override their paths. Screenshots are saved
+//! under `target/ui-screenshots/`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{
+    Actions, InputSource, KeyAction, KeyActions, MouseActions, PointerAction, MOUSE_BUTTON_LEFT,
+};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use tributary::config::{demo_datasources, Settings};
+use tributary::http::ServerHandle;
+
+const RED: &str = "#e6194b";
+const BLUE: &str = "#4363d8";
+const SHIFT: char = '\u{E008}';
+
+/// chromedriver and the browser session it drives; both go away on drop.
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn program(env: &str, default: &str) -> String {
+    std::env::var(env).unwrap_or_else(|_| default.to_string())
+}
+
+async fn browser() -> Browser {
+    // Two TLS backends are linked in (via different crates); name the one to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chromedriver = program("CHROMEDRIVER", "/usr/bin/chromedriver");
+    let chromium = program("CHROMIUM", "/usr/bin/chromium");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let driver = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {chromedriver} ({e}); install it with `apt-get install -y chromium chromium-driver`")
+        });
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
+                "--enable-unsafe-swiftshader", "--window-size=1440,900",
+            ],
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = ClientBuilder::rustls()
+            .expect("TLS roots")
+            .capabilities(capabilities.as_object().cloned().unwrap_or_default())
+            .connect(&url)
+            .await;
+        match attempt {
+            Ok(client) => return Browser { client, driver },
+            Err(e) if Instant::now() > deadline => panic!("cannot open a browser session: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn demo_server() -> ServerHandle {
+    tributary::http::spawn(
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            datasources: demo_datasources(),
+            ..Settings::default()
+        },
+        common::registry(),
+    )
+    .expect("server starts")
+}
+
+/// Runs `script` (a function body) in the page and returns its value.
+async fn js(client: &Client, script: &str) -> Value {
+    client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Waits until `script` returns true in the page.
+async fn until(client: &Client, what: &str, script: &str) {
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        if js(client, script).await == Value::Bool(true) {
+            return;
+        }
+        if Instant::now() > deadline {
+            save_screenshot(client, "timeout").await;
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn save_screenshot(client: &Client, name: &str) -> Vec<u8> {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), &png).expect("write screenshot");
+    png
+}
+
+/// How many pixels of the screenshot are (nearly) `color`.
+fn pixels_of(png: &[u8], color: &str) -> usize {
+    let hex = |i: usize| i64::from_str_radix(&color[i..i + 2], 16).expect("hex color");
+    let (r, g, b) = (hex(1), hex(3), hex(5));
+    let decoder = png::Decoder::new(png);
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buffer).expect("png frame");
+    let channels = info.color_type.samples();
+    buffer[..info.buffer_size()]
+        .chunks(channels)
+        .filter(|p| {
+            (p[0] as i64 - r).abs() + (p[1] as i64 - g).abs() + (p[2] as i64 - b).abs() <= 24
+        })
+        .count()
+}
+
+/// Clicks the element; retried when the page redraws it between finding and clicking.
+async fn click(client: &Client, css: &str) {
+    let mut attempts = 0;
+    loop {
+        let element = client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"));
+        match element.click().await {
+            Ok(()) => return,
+            Err(e) if attempts < 5 && e.to_string().contains("stale") => attempts += 1,
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
+}
+
+async fn search(client: &Client, color: &str, query: &str) {
+    // Color pickers cannot be typed into; set the value as the picker would.
+    js(
+        client,
+        &format!("document.getElementById('query-color').value = '{color}'; return true;"),
+    )
+    .await;
+    let input = client
+        .find(Locator::Id("query-input"))
+        .await
+        .expect("search box");
+    input
+        .send_keys(&format!("{query}\u{E007}"))
+        .await
+        .expect("type query");
+}
+
+/// The colors of the graph's nodes: {colors: [...distinct], both: nodes found by both queries, order}.
+const GRAPH_COLORS: &str = r#"
+    const graph = window.tributary.view.graph;
+    const colors = new Set();
+    let both = 0;
+    graph.forEachNode((key, a) => {
+        a.colors.forEach((c) => colors.add(c));
+        if (a.colors.length > 1) both += 1;
+    });
+    return {colors: [...colors].sort(), both, order: graph.order};
+"#;
+
+async fn wait_queries_done(client: &Client, count: usize) {
+    until(
+        client,
+        "the queries to finish",
+        &format!(
+            "const items = document.querySelectorAll('#queries li');
+             return items.length === {count} && [...items].every((li) => li.dataset.state === 'done')
+                 && window.tributary.view.graph.order > 0;"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explore_the_demo_data() {
+    let server = demo_server();
+    let browser = browser().await;
+    let client = &browser.client;
+    let page = format!("http://{}/", server.addr);
+    client.goto(&page).await.expect("open page");
+
+    until(
+        client,
+        "the connection",
+        "return document.getElementById('connection').dataset.state === 'open';",
+    )
+    .await;
+    let empty = js(
+        client,
+        "return document.getElementById('graph-empty').textContent;",
+    )
+    .await;
+    assert!(
+        empty
+            .as_str()
+            .unwrap_or("")
+            .contains("enabling a datasource"),
+        "a newcomer is told what to do first: {empty}"
+    );
+
+    // Enable the tweets datasource and choose two node fields and the timeline.
+    click(client, "#datasources li[data-ds=tweets] input").await;
+    until(
+        client,
+        "the fields of tweets",
+        "return !!document.querySelector('#fields li[data-field=\"user.screen_name\"]');",
+    )
+    .await;
+    click(
+        client,
+        "#fields li[data-field='user.screen_name'] input[type=checkbox]",
+    )
+    .await;
+    click(
+        client,
+        "#fields li[data-field='hashtags'] input[type=checkbox]",
+    )
+    .await;
+    click(
+        client,
+        "#fields li[data-field='created_at'] input[type=radio]",
+    )
+    .await;
+
+    // Two queries with different colors.
+    search(client, RED, "hashtags:opendata").await;
+    search(client, BLUE, "hashtags:bitcoin").await;
+    wait_queries_done(client, 2).await;
+
+    let graph = js(client, GRAPH_COLORS).await;
+    assert_eq!(graph["colors"], json!([BLUE, RED]), "{graph}");
+    assert!(
+        graph["both"].as_u64().unwrap_or(0) > 0,
+        "values found by both queries carry both colors: {graph}"
+    );
+    let totals = js(
+        client,
+        "return [...document.querySelectorAll('#queries li .sources')].map((e) => e.textContent);",
+    )
+    .await;
+    assert!(
+        totals[0].as_str().unwrap_or("").contains(" of "),
+        "per-datasource totals are shown: {totals}"
+    );
+    let bars = js(
+        client,
+        "return document.querySelectorAll('#histogram rect').length;",
+    )
+    .await;
+    assert!(bars.as_u64().unwrap_or(0) > 0, "the timeline has bars");
+
+    // Let the layout finish so nodes stay where they are clicked.
+    until(
+        client,
+        "the layout to stop",
+        "return !window.tributary.view.layout.isRunning();",
+    )
+    .await;
+    let shot = save_screenshot(client, "explorer").await;
+    assert!(pixels_of(&shot, RED) > 20, "red nodes are drawn");
+    assert!(pixels_of(&shot, BLUE) > 20, "blue nodes are drawn");
+
+    // Click the node of the hashtag `opendata` with a real mouse.
+    let key = "hashtags\u{241f}opendata";
+    let at = js(
+        client,
+        &format!(
+            "const p = window.tributary.view.viewportPosition('{key}');
+             const box = document.getElementById('graph').getBoundingClientRect();
+             return [Math.round(box.left + p.x), Math.round(box.top + p.y)];"
+        ),
+    )
+    .await;
+    let (x, y) = (at[0].as_f64().unwrap_or(0.0), at[1].as_f64().unwrap_or(0.0));
+    let mouse = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x,
+            y,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    client.perform_actions(mouse).await.expect("click node");
+    until(
+        client,
+        "the table to fill",
+        &format!(
+            "return window.tributary.app.selection.length === 1
+                && window.tributary.app.selection[0] === '{key}'
+                && document.querySelectorAll('#records tbody tr').length > 0;"
+        ),
+    )
+    .await;
+    let hashtags_column = js(
+        client,
+        "const heads = [...document.querySelectorAll('#records th')].map((th) => th.firstChild.textContent);
+         const column = heads.indexOf('hashtags');
+         return [...document.querySelectorAll('#records tbody tr')].map((tr) => tr.cells[column].textContent);",
+    )
+    .await;
+    let rows = hashtags_column.as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|cell| cell.as_str().unwrap_or("").contains("opendata")),
+        "every record in the table holds the selected value: {hashtags_column}"
+    );
+
+    // A record opens to all its fields.
+    click(client, "#records tbody tr").await;
+    until(
+        client,
+        "the record details",
+        "return !document.getElementById('details').hidden
+            && document.getElementById('details-fields').textContent.includes('user.followers_count');",
+    )
+    .await;
+    save_screenshot(client, "selection").await;
+
+    // A bad query gets its error next to it, in words.
+    search(client, "#3cb44b", "created_at:[2024 TO").await;
+    until(
+        client,
+        "the error of the bad query",
+        "const li = document.querySelector('#queries li[data-query=\"3\"] .error');
+         return !!li && li.textContent.includes('could not be understood');",
+    )
+    .await;
+    click(client, "#queries li[data-query='3'] button.remove").await;
+
+    // Removing the red query takes its nodes away.
+    let before = graph["order"].as_u64().unwrap_or(0);
+    click(client, "#queries li[data-query='1'] button.remove").await;
+    until(
+        client,
+        "the red nodes to leave",
+        &format!(
+            "let red = 0;
+             window.tributary.view.graph.forEachNode((k, a) => {{ if (a.colors.includes('{RED}')) red += 1; }});
+             return red === 0 && window.tributary.view.graph.order > 0;"
+        ),
+    )
+    .await;
+    let after = js(client, GRAPH_COLORS).await;
+    assert_eq!(after["colors"], json!([BLUE]));
+    assert!(after["order"].as_u64().unwrap_or(0) < before, "{after}");
+
+    // A reload restores datasources, fields and queries, and re-runs the query.
+    client.refresh().await.expect("reload");
+    wait_queries_done(client, 1).await;
+    let restored = js(
+        client,
+        "return {
+            tweets: document.querySelector('#datasources li[data-ds=tweets] input').checked,
+            emails: document.querySelector('#datasources li[data-ds=emails] input').checked,
+            fields: [...document.querySelectorAll('#fields input[type=checkbox]:checked')]
+                .map((box) => box.closest('li').dataset.field).sort(),
+            query: document.querySelector('#queries li .text').textContent,
+            color: document.querySelector('#queries li input[type=color]').value,
+        };",
+    )
+    .await;
+    assert_eq!(
+        restored,
+        json!({
+            "tweets": true,
+            "emails": false,
+            "fields": ["hashtags", "user.screen_name"],
+            "query": "hashtags:bitcoin",
+            "color": BLUE,
+        })
+    );
+    let graph = js(client, GRAPH_COLORS).await;
+    assert_eq!(graph["colors"], json!([BLUE]), "{graph}");
+    assert_eq!(graph["order"], after["order"], "the same graph comes back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_and_fetches_again() {
+    let server = demo_server();
+    let addr = server.addr;
+    let browser = browser().await;
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{addr}/"))
+        .await
+        .expect("open page");
+    until(
+        client,
+        "the connection",
+        "return document.getElementById('connection').dataset.state === 'open';",
+    )
+    .await;
+    click(client, "#datasources li[data-ds=emails] input").await;
+    until(
+        client,
+        "the fields of emails",
+        "return !!document.querySelector('#fields li[data-field=\"from\"]');",
+    )
+    .await;
+    click(client, "#fields li[data-field='from'] input[type=checkbox]").await;
+    click(client, "#fields li[data-field='to'] input[type=checkbox]").await;
+
+    // The server goes away: the page says so and keeps trying.
+    server.shutdown(Duration::from_secs(1)).await;
+    until(
+        client,
+        "the page to notice",
+        "return document.getElementById('connection').dataset.state === 'closed';",
+    )
+    .await;
+    let text = js(
+        client,
+        "return document.getElementById('connection-text').textContent;",
+    )
+    .await;
+    assert!(text.as_str().unwrap_or("").contains("Retrying"), "{text}");
+
+    // A query typed while disconnected waits, and runs once the server is back.
+    search(client, RED, "invoice").await;
+    let mut settings = Settings {
+        listen: addr.to_string(),
+        datasources: demo_datasources(),
+        ..Settings::default()
+    };
+    settings.listen = addr.to_string();
+    let _again = tributary::http::spawn(settings, common::registry()).expect("server restarts");
+    until(
+        client,
+        "the reconnection",
+        "return document.getElementById('connection').dataset.state === 'open';",
+    )
+    .await;
+    wait_queries_done(client, 1).await;
+    let fields = js(
+        client,
+        "return document.querySelectorAll('#fields li').length;",
+    )
+    .await;
+    assert!(
+        fields.as_u64().unwrap_or(0) > 3,
+        "fields fetched again: {fields}"
+    );
+    let graph = js(client, GRAPH_COLORS).await;
+    assert_eq!(graph["colors"], json!([RED]), "{graph}");
+}
+
+/// A shift+drag in the page from `from` to `to` (page pixels), as a user makes a selection box.
+async fn shift_drag(client: &Client, from: (f64, f64), to: (f64, f64)) {
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: SHIFT })
+        .then(KeyAction::Pause {
+            duration: Duration::ZERO,
+        })
+        .then(KeyAction::Pause {
+            duration: Duration::ZERO,
+        })
+        .then(KeyAction::Pause {
+            duration: Duration::ZERO,
+        })
+        .then(KeyAction::Up { value: SHIFT });
+    let mouse = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x: from.0,
+            y: from.1,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveTo {
+            duration: Some(Duration::from_millis(300)),
+            x: to.0,
+            y: to.1,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Pause {
+            duration: Duration::ZERO,
+        });
+    client
+        .perform_actions(Actions::from(keys).and(mouse))
+        .await
+        .expect("shift-drag");
+}
+
+async fn press(client: &Client, key: char) {
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    client.perform_actions(keys).await.expect("key press");
+}
+
+/// Where a node is on the page, in pixels.
+async fn node_position(client: &Client, key: &str) -> (f64, f64) {
+    let at = js(
+        client,
+        &format!(
+            "const p = window.tributary.view.viewportPosition({key:?});
+             const box = document.getElementById('graph').getBoundingClientRect();
+             return [box.left + p.x, box.top + p.y];"
+        ),
+    )
+    .await;
+    (at[0].as_f64().unwrap_or(0.0), at[1].as_f64().unwrap_or(0.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_the_graph() {
+    let server = demo_server();
+    let browser = browser().await;
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    until(
+        client,
+        "the connection",
+        "return document.getElementById('connection').dataset.state === 'open';",
+    )
+    .await;
+    click(client, "#datasources li[data-ds=tweets] input").await;
+    until(
+        client,
+        "the fields of tweets",
+        "return !!document.querySelector('#fields li[data-field=\"mentions\"]');",
+    )
+    .await;
+    // The field filter narrows the list.
+    client
+        .find(Locator::Id("field-filter"))
+        .await
+        .expect("filter")
+        .send_keys("screen")
+        .await
+        .expect("type filter");
+    let listed = js(
+        client,
+        "return [...document.querySelectorAll('#fields li')].map((li) => li.dataset.field).sort();",
+    )
+    .await;
+    assert_eq!(
+        listed,
+        json!(["in_reply_to_screen_name", "user.screen_name"])
+    );
+    click(
+        client,
+        "#fields li[data-field='user.screen_name'] input[type=checkbox]",
+    )
+    .await;
+    js(
+        client,
+        "const f = document.getElementById('field-filter'); f.value = ''; f.dispatchEvent(new Event('input')); return true;",
+    )
+    .await;
+    click(
+        client,
+        "#fields li[data-field='mentions'] input[type=checkbox]",
+    )
+    .await;
+
+    // `/` focuses the search box.
+    press(client, '/').await;
+    let focused = js(client, "return document.activeElement.id;").await;
+    assert_eq!(focused, json!("query-input"));
+    search(client, RED, "*").await;
+    wait_queries_done(client, 1).await;
+    let first = js(
+        client,
+        "return document.querySelector('#queries li .sources').textContent;",
+    )
+    .await;
+    assert!(first.as_str().unwrap_or("").contains("200 of"), "{first}");
+
+    // Load more fetches the next page.
+    click(client, "#queries li[data-query='1'] button.more").await;
+    until(
+        client,
+        "the second page",
+        "return document.querySelector('#queries li .sources').textContent.includes('400 of')
+            && document.querySelector('#queries li').dataset.state === 'done';",
+    )
+    .await;
+    until(
+        client,
+        "the layout to stop",
+        "return !window.tributary.view.layout.isRunning();",
+    )
+    .await;
+
+    // Find in graph highlights by label.
+    client
+        .find(Locator::Id("graph-search"))
+        .await
+        .expect("graph search")
+        .send_keys("annad0")
+        .await
+        .expect("type");
+    let matches = js(client, "return window.tributary.view.matches.size;").await;
+    assert!(matches.as_u64().unwrap_or(0) >= 1, "{matches}");
+    let stats = js(
+        client,
+        "return document.getElementById('graph-stats').textContent;",
+    )
+    .await;
+    assert!(stats.as_str().unwrap_or("").contains("matching"), "{stats}");
+    press(client, '\u{E00C}').await; // Escape clears the search
+    let cleared = js(client, "return window.tributary.view.matches === null;").await;
+    assert_eq!(cleared, json!(true));
+
+    // Drag a node: it moves and stays pinned.
+    let key = "user.screen_name\u{241f}annad0";
+    let (x, y) = node_position(client, key).await;
+    let before = js(
+        client,
+        &format!("return window.tributary.view.graph.getNodeAttributes({key:?});"),
+    )
+    .await;
+    let mouse = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x,
+            y,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveTo {
+            duration: Some(Duration::from_millis(200)),
+            x: x + 60.0,
+            y: y + 40.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    client.perform_actions(mouse).await.expect("drag");
+    let after = js(
+        client,
+        &format!("return window.tributary.view.graph.getNodeAttributes({key:?});"),
+    )
+    .await;
+    assert_eq!(after["fixed"], json!(true), "{after}");
+    assert_ne!(after["x"], before["x"]);
+    let (x2, y2) = node_position(client, key).await;
+    assert!(
+        (x2 - x - 60.0).abs() < 3.0 && (y2 - y - 40.0).abs() < 3.0,
+        "the node follows the pointer"
+    );
+
+    // Shift-drag a box around part of the graph: its nodes are selected, and Delete removes them.
+    let area = js(
+        client,
+        "const b = document.getElementById('graph').getBoundingClientRect();
+         return [b.left + 5, b.top + 5, b.left + b.width / 2, b.top + b.height / 2];",
+    )
+    .await;
+    let n = |i: usize| area[i].as_f64().unwrap_or(0.0);
+    shift_drag(client, (n(0), n(1)), (n(2), n(3))).await;
+    let boxed = js(
+        client,
+        "const view = window.tributary.view;
+         const b = document.getElementById('graph').getBoundingClientRect();
+         // Pointer coordinates are whole pixels: nodes within 3 px of the box's edge may go either way.
+         const within = (margin) => view.graph.filterNodes((k) => {
+             const p = view.viewportPosition(k);
+             return p.x >= 5 - margin && p.y >= 5 - margin && p.x <= b.width / 2 + margin && p.y <= b.height / 2 + margin;
+         });
+         const selected = new Set(window.tributary.app.selection);
+         return {
+             selected: selected.size,
+             missed: within(-3).filter((k) => !selected.has(k)),
+             extra: [...selected].filter((k) => !within(3).includes(k)),
+             order: view.graph.order,
+         };",
+    )
+    .await;
+    let selected = boxed["selected"].as_u64().unwrap_or(0);
+    assert!(selected > 0, "the box caught nodes: {boxed}");
+    assert_eq!(boxed["missed"], json!([]), "{boxed}");
+    assert_eq!(boxed["extra"], json!([]), "{boxed}");
+    press(client, '\u{E017}').await; // Delete
+    until(
+        client,
+        "the selected nodes to go",
+        &format!(
+            "return window.tributary.view.graph.order === {} && window.tributary.saved.deleted.length === {selected};",
+            boxed["order"].as_u64().unwrap_or(0) - selected
+        ),
+    )
+    .await;
+    let restore = js(
+        client,
+        "return document.getElementById('restore-deleted').hidden;",
+    )
+    .await;
+    assert_eq!(restore, json!(false), "deleted nodes can be brought back");
+
+    // `a` selects everything; disabling the datasource empties the graph and says what to do.
+    press(client, 'a').await;
+    let all = js(
+        client,
+        "return window.tributary.app.selection.length === window.tributary.view.graph.order;",
+    )
+    .await;
+    assert_eq!(all, json!(true));
+    click(client, "#datasources li[data-ds=tweets] input").await;
+    until(
+        client,
+        "the graph to empty",
+        "return window.tributary.view.graph.order === 0
+            && document.getElementById('graph-empty').textContent.includes('enabling a datasource');",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draws_a_large_graph() {
+    let server = demo_server();
+    let browser = browser().await;
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    until(
+        client,
+        "the page",
+        "return !!(window.tributary && window.tributary.view);",
+    )
+    .await;
+    // 5,000 nodes and 20,000 links, then a pan and a zoom; the page keeps drawing frames.
+    let report = client
+        .execute_async(
+        r##"
+        const done = arguments[arguments.length - 1];
+        const nodes = new Map(), edges = new Map();
+        for (let i = 0; i < 5000; i++) nodes.set(`n\u241f${i}`, {field: "n", label: `value ${i}`, colors: [i % 2 ? "#e6194b" : "#4363d8"], count: 1 + (i % 7)});
+        let seed = 7;
+        const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % 5000;
+        while (edges.size < 20000) {
+            const a = next(), b = next();
+            if (a === b) continue;
+            const [s, t] = a < b ? [a, b] : [b, a];
+            edges.set(`${s}-${t}`, {source: `n\u241f${s}`, target: `n\u241f${t}`, count: 1});
+        }
+        const view = window.tributary.view;
+        const started = performance.now();
+        view.update({nodes, edges}, {n: "dot"});
+        const built = performance.now() - started;
+        view.stopLayout();
+        // Printed for BENCHMARKS.md: the JavaScript cost of a full refresh and of one frame.
+        let t = performance.now();
+        view.renderer.refresh();
+        const refreshMs = Math.round(performance.now() - t);
+        t = performance.now();
+        view.renderer.render();
+        const frameMs = Math.round(performance.now() - t);
+        let frames = 0;
+        view.renderer.on("afterRender", () => { frames += 1; });
+        const camera = view.renderer.getCamera();
+        camera.animate({x: 0.3, y: 0.6, ratio: 0.5}, {duration: 600}).then(() => camera.animate({x: 0.5, y: 0.5, ratio: 1.2}, {duration: 600})).then(() => {
+            view.stopLayout();
+            return {refreshMs, frameMs, order: view.graph.order, size: view.graph.size, frames, buildMs: Math.round(built)};
+        }).then(done);
+        "##,
+        vec![],
+    )
+    .await
+    .expect("large graph script");
+    println!("large graph: {report}");
+    assert_eq!(report["order"], json!(5000));
+    assert_eq!(report["size"], json!(20000));
+    assert!(report["frames"].as_u64().unwrap_or(0) > 0, "{report}");
+    let shot = save_screenshot(client, "large").await;
+    assert!(pixels_of(&shot, RED) > 100 && pixels_of(&shot, BLUE) > 100);
+}
