@@ -395,6 +395,10 @@ impl ResultSink {
         self.items_sent += batch.len() as u64;
         self.messages_sent += 1;
         let _ = self.outbox.send(text).await;
+        // Let the connection write this batch before the next is encoded:
+        // request and connection tasks share a worker thread, and a free
+        // queue slot alone does not make a task give way.
+        tokio::task::yield_now().await;
     }
 
     /// Makes sure the client hears at least one `ITEMS_RECEIVE`, even for an

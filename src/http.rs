@@ -230,6 +230,13 @@ pub fn bind(
             app.route("/", web::get().to(fallback_page))
         }
     })
+    .on_connect(|connection, _| {
+        // Small messages (REQUEST_COMPLETED, PONG) right after a large batch
+        // must not wait for the client's delayed ACK (Nagle's algorithm).
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .disable_signals()
     .shutdown_timeout((DEFAULT_DRAIN + Duration::from_secs(5)).as_secs())
     .bind(&settings.listen)

@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod datagen;
 pub mod datasources;
 pub mod federation;
 pub mod http;

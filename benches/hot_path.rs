@@ -1,0 +1,95 @@
+//! Microbenchmarks of the hot path: decoding requests, encoding
+//! `ITEMS_RECEIVE` batches (next to the bare serde_json floor), and fixtures
+//! searches over 100,000 records. Run with `cargo bench --bench hot_path`;
+//! BENCHMARKS.md records the figures.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde_json::{Map, Value};
+use tributary::datagen::{records, Kind};
+use tributary::datasources::fixtures::FixturesDatasource;
+use tributary::datasources::SearchQuery;
+use tributary::protocol::{self, ItemsHeader, RequestId};
+
+fn tweets(count: usize) -> Vec<Map<String, Value>> {
+    records(Kind::Tweets, count, 1)
+        .filter_map(|r| r.as_object().cloned())
+        .collect()
+}
+
+fn decode(c: &mut Criterion) {
+    let items = r##"{"type":"ITEMS_REQUEST","datasources":["tweets","emails"],"query":"hashtags:bitcoin AND user.followers_count:[1000 TO *]","from":0,"size":50,"color":"#de79f2","request-id":"q-17"}"##;
+    let fields = r#"{"type":"FIELDS_REQUEST","datasources":["tweets"]}"#;
+    let mut group = c.benchmark_group("decode");
+    group.bench_function("ITEMS_REQUEST", |b| {
+        b.iter(|| protocol::decode(black_box(items)))
+    });
+    group.bench_function("FIELDS_REQUEST", |b| {
+        b.iter(|| protocol::decode(black_box(fields)))
+    });
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    // A batch as the fixtures adapter produces it: real records, pre-encoded fields.
+    let source = FixturesDatasource::from_records("tweets", tweets(500)).expect("index builds");
+    let (total, items) = source
+        .search_page(&SearchQuery {
+            query: "*".into(),
+            from: 0,
+            size: 500,
+        })
+        .expect("search");
+    let as_values: Vec<Value> = items
+        .iter()
+        .map(|i| serde_json::to_value(i).expect("items encode"))
+        .collect();
+    let header = ItemsHeader {
+        server: "tweets".into(),
+        query: "*".into(),
+        color: Some("#de79f2".into()),
+        request_id: Some(RequestId::Text("q-17".into())),
+    };
+    let bytes = protocol::encode_items(&header, total, 0, &items).len() as u64;
+    let mut group = c.benchmark_group("encode_500_items");
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("ITEMS_RECEIVE", |b| {
+        b.iter(|| protocol::encode_items(black_box(&header), total, 0, black_box(&items)))
+    });
+    group.bench_function("floor: serde_json of the same items", |b| {
+        b.iter(|| serde_json::to_string(black_box(&items)))
+    });
+    group.bench_function("serde_json of the items as Value trees", |b| {
+        b.iter(|| serde_json::to_string(black_box(&as_values)))
+    });
+    group.finish();
+}
+
+fn search(c: &mut Criterion) {
+    let source = FixturesDatasource::from_records("tweets", tweets(100_000)).expect("index builds");
+    let mut group = c.benchmark_group("fixtures_search_100k");
+    group.sample_size(20);
+    let cases = [
+        ("*", 50),
+        ("hashtags:bitcoin", 50),
+        ("\"new report\"", 50),
+        ("user.followers_count:[1000 TO 5000] AND NOT lang:en", 50),
+        ("user.screen_name:ann*", 50),
+        ("*", 100_000),
+    ];
+    for (query, size) in cases {
+        let q = SearchQuery {
+            query: query.into(),
+            from: 0,
+            size,
+        };
+        group.bench_with_input(BenchmarkId::new(query, size), &q, |b, q| {
+            b.iter(|| source.search_page(black_box(q)).expect("search"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode, search);
+criterion_main!(benches);

@@ -1,0 +1,176 @@
+//! The `loadgen` and `datagen` binaries against a real server: each mode
+//! runs and reports what it counted. No timing is asserted here; the
+//! figures belong in BENCHMARKS.md.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+const DATAGEN: &str = env!("CARGO_BIN_EXE_datagen");
+
+fn server() -> tributary::http::ServerHandle {
+    let mut settings = settings(vec![
+        datasource("people", "people", json!({"count": 1000})),
+        datasource("slow", "slow", json!({"delay_ms": 100})),
+    ]);
+    settings.limits.max_messages_per_second = 100_000;
+    start_with(settings)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_mode_counts_requests_and_items() {
+    let server = server();
+    let report = tokio::task::spawn_blocking({
+        let server = server.addr;
+        move || {
+            let handle = HandleAddr(server);
+            handle.run(&[
+                "query",
+                "--clients",
+                "3",
+                "--size",
+                "20",
+                "--datasources",
+                "people",
+                "--duration",
+                "1s",
+                "--warmup",
+                "0s",
+            ])
+        }
+    })
+    .await
+    .expect("loadgen task");
+    assert_eq!(report["mode"], "query");
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["failed_clients"], 0);
+    let requests = report["latency"]["count"].as_u64().unwrap();
+    assert!(requests > 0, "{report}");
+    // Every request of size 20 over 1,000 records brings 20 items.
+    let items = report["items_per_s"].as_f64().unwrap() * report["duration_s"].as_f64().unwrap();
+    assert_eq!(items.round() as u64, requests * 20, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_fanout_and_idle_modes_report() {
+    let server = server();
+    let addr = server.addr;
+    let (stream, fanout, idle) = tokio::task::spawn_blocking(move || {
+        let handle = HandleAddr(addr);
+        let stream = handle.run(&[
+            "stream",
+            "--datasources",
+            "people",
+            "--size",
+            "1000",
+            "--repeat",
+            "2",
+        ]);
+        let fanout = handle.run(&[
+            "fanout",
+            "--datasources",
+            "people,slow",
+            "--size",
+            "10",
+            "--repeat",
+            "2",
+        ]);
+        let idle = handle.run(&[
+            "idle",
+            "--connections",
+            "20",
+            "--pid",
+            &std::process::id().to_string(),
+            "--hold",
+            "0s",
+        ]);
+        (stream, fanout, idle)
+    })
+    .await
+    .expect("loadgen task");
+
+    let runs = stream["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["items"], 1000, "{stream}");
+        // 1,000 results in batches of 500, then REQUEST_COMPLETED.
+        assert_eq!(run["messages"], 3, "{stream}");
+    }
+
+    for source in ["people", "slow"] {
+        let per = &fanout["per_datasource"][source];
+        assert_eq!(per["first_alone"]["count"], 2, "{fanout}");
+        assert_eq!(per["first_together"]["count"], 2, "{fanout}");
+    }
+    // The slow test datasource sleeps 100 ms before answering.
+    assert!(
+        fanout["per_datasource"]["slow"]["first_alone"]["p50_ms"]
+            .as_f64()
+            .unwrap()
+            >= 100.0
+    );
+
+    assert_eq!(idle["connections"], 20, "{idle}");
+    assert_eq!(idle["failed"], 0, "{idle}");
+    assert!(idle["rss_after_kib"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn loadgen_reports_an_unreachable_server() {
+    let output = Command::new(LOADGEN)
+        .args(["--url", "ws://127.0.0.1:9/ws", "stream"])
+        .output()
+        .expect("loadgen runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot connect to ws://127.0.0.1:9/ws"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn datagen_is_deterministic() {
+    let run = |seed: &str| {
+        let output = Command::new(DATAGEN)
+            .args(["tweets", "--count", "50", "--seed", seed])
+            .output()
+            .expect("datagen runs");
+        assert!(output.status.success());
+        output.stdout
+    };
+    let first = run("7");
+    assert_eq!(first, run("7"), "same seed, same bytes");
+    assert_ne!(first, run("8"), "another seed, other records");
+    let lines: Vec<Value> = String::from_utf8(first)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON record a line"))
+        .collect();
+    assert_eq!(lines.len(), 50);
+    assert!(lines.iter().all(|r| r["user"]["screen_name"].is_string()));
+}
+
+/// Runs loadgen against a server address from a blocking thread.
+struct HandleAddr(std::net::SocketAddr);
+
+impl HandleAddr {
+    fn run(&self, args: &[&str]) -> Value {
+        let url = format!("ws://{}/ws", self.0);
+        let output = Command::new(LOADGEN)
+            .args(["--url", &url, "--json"])
+            .args(args)
+            .output()
+            .expect("loadgen runs");
+        assert!(
+            output.status.success(),
+            "loadgen {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("one JSON report")
+    }
+}
