@@ -6,8 +6,9 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin && echo 'fn main() {}' > src/main.rs && echo 'fn main() {}' > src/bin/datagen.rs \
-    && touch src/lib.rs && mkdir -p benches \
+RUN mkdir -p src/bin benches \
+    && for f in src/main.rs src/bin/datagen.rs src/bin/loadgen.rs benches/hot_path.rs; do echo 'fn main() {}' > "$f"; done \
+    && touch src/lib.rs \
     && cargo build --release --locked --bin tributary 2>/dev/null || true
 COPY . .
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin tributary

@@ -17,7 +17,7 @@ use fantoccini::actions::{
 };
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use tributary::config::{demo_datasources, Settings};
+use tributary::config::{demo_datasources, Settings, TokenSettings};
 use tributary::http::ServerHandle;
 
 const RED: &str = "#e6194b";
@@ -814,4 +814,69 @@ async fn draws_a_large_graph() {
     assert!(report["frames"].as_u64().unwrap_or(0) > 0, "{report}");
     let shot = save_screenshot(client, "large").await;
     assert!(pixels_of(&shot, RED) > 100 && pixels_of(&shot, BLUE) > 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_in_the_address_is_used_and_kept() {
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        datasources: demo_datasources(),
+        ..Settings::default()
+    };
+    settings.auth.tokens.insert(
+        "analyst".into(),
+        TokenSettings {
+            token: "s3cret-token-1".into(),
+            datasources: Some(vec!["tweets".into()]),
+        },
+    );
+    let server = tributary::http::spawn(settings, common::registry()).expect("server starts");
+    let browser = browser().await;
+    let client = &browser.client;
+
+    // Without a token the server refuses the socket, and the page says what to do.
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    until(
+        client,
+        "the refusal",
+        "return document.getElementById('connection').dataset.state === 'closed'
+            && document.getElementById('connection-text').textContent.includes('?token=');",
+    )
+    .await;
+
+    // With one, it connects, lists what the token may use, and hides the token from the address bar.
+    client
+        .goto(&format!("http://{}/?token=s3cret-token-1", server.addr))
+        .await
+        .expect("open page with token");
+    until(
+        client,
+        "the connection",
+        "return document.getElementById('connection').dataset.state === 'open';",
+    )
+    .await;
+    let state = js(
+        client,
+        "return {
+            search: location.search,
+            datasources: [...document.querySelectorAll('#datasources li')].map((li) => li.dataset.ds),
+        };",
+    )
+    .await;
+    assert_eq!(state, json!({"search": "", "datasources": ["tweets"]}));
+
+    // The next visit remembers it.
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page again");
+    until(
+        client,
+        "the connection with the kept token",
+        "return document.getElementById('connection').dataset.state === 'open';",
+    )
+    .await;
 }
