@@ -300,9 +300,27 @@ async fn explore_the_demo_data() {
     let at = js(
         client,
         &format!(
-            "const p = window.tributary.view.viewportPosition('{key}');
+            "// The point of the node's disc farthest from every other node's disc,
+             // so the click lands on this node and not on a small one drawn over it.
+             const view = window.tributary.view;
+             const r = view.renderer;
+             const radius = (k) => r.scaleSize(r.getNodeDisplayData(k).size);
+             const key = '{key}';
+             const c = view.viewportPosition(key);
+             const R = radius(key);
+             const others = view.graph.nodes().filter((k) => k !== key)
+                 .map((k) => ({{p: view.viewportPosition(k), r: radius(k)}}));
+             let best = c, room = -Infinity;
+             for (let dx = -0.7; dx <= 0.7; dx += 0.1) {{
+                 for (let dy = -0.7; dy <= 0.7; dy += 0.1) {{
+                     if (dx * dx + dy * dy > 0.49) continue;
+                     const p = {{x: c.x + dx * R, y: c.y + dy * R}};
+                     const clear = Math.min(...others.map((o) => Math.hypot(o.p.x - p.x, o.p.y - p.y) - o.r));
+                     if (clear > room) {{ best = p; room = clear; }}
+                 }}
+             }}
              const box = document.getElementById('graph').getBoundingClientRect();
-             return [Math.round(box.left + p.x), Math.round(box.top + p.y)];"
+             return [Math.round(box.left + best.x), Math.round(box.top + best.y)];"
         ),
     )
     .await;
@@ -650,7 +668,23 @@ async fn work_the_graph() {
     assert_eq!(cleared, json!(true));
 
     // Drag a node: it moves and stays pinned.
-    let key = "user.screen_name\u{241f}annad0";
+    // The node with the most room around it, so the pointer lands on it and on nothing else.
+    let key = js(
+        client,
+        "const view = window.tributary.view;
+         const b = document.getElementById('graph').getBoundingClientRect();
+         const nodes = view.graph.nodes().map((k) => ({k, p: view.viewportPosition(k)}));
+         let best = null, room = 0;
+         for (const {k, p} of nodes) {
+             if (p.x < 80 || p.y < 80 || p.x > b.width - 80 || p.y > b.height - 80) continue;
+             const nearest = Math.min(...nodes.filter((o) => o.k !== k).map((o) => Math.hypot(o.p.x - p.x, o.p.y - p.y)));
+             if (nearest > room) { best = k; room = nearest; }
+         }
+         return best;",
+    )
+    .await;
+    let key = key.as_str().expect("a node with room around it").to_owned();
+    let key = key.as_str();
     let (x, y) = node_position(client, key).await;
     let before = js(
         client,

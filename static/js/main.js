@@ -135,6 +135,7 @@ function onItems(message) {
 }
 
 function onCompleted(message) {
+  app.fieldRequests?.delete(message["request-id"]);
   const request = app.requests.get(message["request-id"]);
   if (!request) return;
   app.requests.delete(message["request-id"]);
