@@ -547,11 +547,12 @@ function renderHistogram() {
 
 function renderEmptyState() {
   let text = "";
-  if (!app.connected && !app.datasources.length) text = "Connecting to the server…";
+  if (view.graph.order) text = ""; // a graph says enough
+  else if (!app.connected && !app.datasources.length) text = "Connecting to the server…";
   else if (!enabledIds().length) text = "Start by enabling a datasource on the left.";
   else if (!Object.keys(saved.nodeFields).length) text = "Now tick one or more fields on the left: their values become the nodes of the graph.";
   else if (!app.queries.length) text = "Type a query in the search box above and press Enter — a word such as bitcoin, a field such as user.screen_name:annad0, or * for everything.";
-  else if (!view.graph.order) {
+  else {
     const loading = app.queries.some((q) => [...q.sources.values()].some((s) => s.loading));
     text = loading ? "Searching…" : "None of the results has a value in the chosen fields. Try another query, load more, or tick other fields.";
   }
