@@ -667,6 +667,24 @@ async fn work_the_graph() {
     let cleared = js(client, "return window.tributary.view.matches === null;").await;
     assert_eq!(cleared, json!(true));
 
+    // `+` zooms in, `f` fits the whole graph again.
+    let ratio = "return window.tributary.view.renderer.getCamera().ratio;";
+    let before_zoom = js(client, ratio).await.as_f64().unwrap_or(0.0);
+    press(client, '+').await;
+    until(
+        client,
+        "the zoom",
+        &format!("return window.tributary.view.renderer.getCamera().ratio < {before_zoom} * 0.9;"),
+    )
+    .await;
+    press(client, 'f').await;
+    until(
+        client,
+        "the fit",
+        "return Math.abs(window.tributary.view.renderer.getCamera().ratio - 1) < 1e-6;",
+    )
+    .await;
+
     // Drag a node: it moves and stays pinned.
     // The node with the most room around it, so the pointer lands on it and on nothing else.
     let key = js(

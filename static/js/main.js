@@ -589,6 +589,8 @@ $("add-column").addEventListener("change", (event) => {
 });
 $("layout-toggle").addEventListener("click", () => view.toggleLayout());
 $("fit").addEventListener("click", () => view.fit());
+$("zoom-in").addEventListener("click", () => view.renderer.getCamera().animatedZoom({ duration: 200 }));
+$("zoom-out").addEventListener("click", () => view.renderer.getCamera().animatedUnzoom({ duration: 200 }));
 $("delete-selected").addEventListener("click", () => deleteSelection());
 $("restore-deleted").addEventListener("click", () => { saved.deleted = []; store.save(saved); scheduleRender(); });
 $("details-close").addEventListener("click", () => { $("details").hidden = true; });
@@ -622,6 +624,9 @@ document.addEventListener("keydown", (event) => {
     "/": () => $("query-input").focus(),
     g: () => $("graph-search").focus(),
     f: () => view.fit(),
+    "+": () => view.renderer.getCamera().animatedZoom({ duration: 200 }),
+    "=": () => view.renderer.getCamera().animatedZoom({ duration: 200 }),
+    "-": () => view.renderer.getCamera().animatedUnzoom({ duration: 200 }),
     l: () => view.toggleLayout(),
     a: () => view.selectAll(),
     Delete: deleteSelection,
