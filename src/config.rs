@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use crate::datasources::query_limits::QueryLimits;
 use crate::datasources::DatasourceSettings;
 
 #[derive(Debug, Clone)]
@@ -35,6 +36,15 @@ pub struct AuthSettings {
     /// Origins besides the server's own from which browsers may connect;
     /// `"*"` allows every origin.
     pub allowed_origins: Vec<String>,
+    /// The server's own origins (`scheme://host[:port]`), as browsers reach it.
+    /// Empty: `http://` with the listen address and its `localhost` /
+    /// `127.0.0.1` / `[::1]` forms. Behind a proxy or TLS terminator, list the
+    /// public address here, e.g. `["https://tributary.example.org"]`.
+    pub public_origins: Vec<String>,
+    /// Addresses of reverse proxies (IPs, or networks such as `10.0.0.0/8`)
+    /// whose `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` headers are
+    /// believed. From any other peer those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -96,7 +106,33 @@ pub struct Limits {
     #[serde(deserialize_with = "duration")]
     pub pong_timeout: Duration,
     /// Websocket connections the server holds at once; more are refused with HTTP 503.
+    /// A connection counts until its socket is really closed.
     pub max_connections: usize,
+    /// How long a closing connection may take to deliver its last messages and
+    /// the close frame; then its socket is reset.
+    #[serde(deserialize_with = "duration")]
+    pub close_timeout: Duration,
+    /// CPU-bound searches (of embedded datasets) one connection may run at
+    /// once; its other searches wait their turn. No client can occupy every core.
+    pub max_concurrent_searches: usize,
+    /// Longest query, in bytes.
+    pub max_query_bytes: usize,
+    /// Deepest nesting of parentheses in a query (at most 100).
+    pub max_query_depth: usize,
+    /// Most terms, phrases and ranges in one query.
+    pub max_query_clauses: usize,
+}
+
+impl Limits {
+    /// The query limits, capped at what every parser handles safely.
+    pub fn query_limits(&self) -> QueryLimits {
+        QueryLimits {
+            max_bytes: self.max_query_bytes,
+            max_depth: self.max_query_depth,
+            max_clauses: self.max_query_clauses,
+        }
+        .capped()
+    }
 }
 
 impl Default for Limits {
@@ -110,6 +146,11 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            close_timeout: Duration::from_secs(10),
+            max_concurrent_searches: 2,
+            max_query_bytes: QueryLimits::default().max_bytes,
+            max_query_depth: QueryLimits::default().max_depth,
+            max_query_clauses: QueryLimits::default().max_clauses,
         }
     }
 }

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crate::datasources::{Datasource, DatasourceError, SearchQuery};
+use crate::datasources::query_limits::QueryLimits;
+use crate::datasources::{redact_userinfo, Datasource, DatasourceError, SearchQuery};
 use crate::metrics::Metrics;
 use crate::protocol::{
     self, DatasourceInfo, DatasourceOutcome, ErrorCode, ErrorReport, FieldsRequest, Item,
@@ -22,6 +23,32 @@ use crate::protocol::{
 
 /// Where a request's messages go: the connection's bounded outbound queue.
 pub type Outbox = mpsc::Sender<String>;
+
+/// Keeps a request counted as running (against the connection's limits and
+/// in `tributary_requests_running`) for as long as any clone of it lives.
+/// An adapter that hands work to another thread moves a clone there, so a
+/// canceled request still counts until that work has really stopped.
+#[derive(Clone, Default)]
+pub struct Lease {
+    _held: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Lease {
+    /// A lease that holds `guard` until its last clone is dropped.
+    pub fn new<T: Send + Sync + 'static>(guard: T) -> Lease {
+        Lease {
+            _held: Some(Arc::new(guard)),
+        }
+    }
+}
+
+/// What the work of one request may hold: its lease, and the connection's
+/// share of the search pool (how many CPU-bound searches it may run at once).
+#[derive(Clone, Default)]
+pub struct RequestScope {
+    pub lease: Lease,
+    pub cpu_share: Option<Arc<Semaphore>>,
+}
 
 /// A configured datasource, ready to answer.
 pub struct Source {
@@ -38,6 +65,8 @@ pub struct FederationOptions {
     pub batch_size: usize,
     /// The largest `size` an `ITEMS_REQUEST` may ask for.
     pub max_page_size: u64,
+    /// The shape a query may have; checked before any datasource sees it.
+    pub query_limits: QueryLimits,
 }
 
 impl Default for FederationOptions {
@@ -45,6 +74,7 @@ impl Default for FederationOptions {
         FederationOptions {
             batch_size: 500,
             max_page_size: 100_000,
+            query_limits: QueryLimits::default(),
         }
     }
 }
@@ -170,17 +200,33 @@ impl Federation {
 
     /// Answers an `ITEMS_REQUEST`: per datasource, one or more `ITEMS_RECEIVE`
     /// batches (or an `ERROR`). True when every datasource answered.
-    pub async fn items(&self, request: ItemsRequest, access: &Access, outbox: &Outbox) -> bool {
+    pub async fn items(
+        &self,
+        request: ItemsRequest,
+        access: &Access,
+        outbox: &Outbox,
+        scope: RequestScope,
+    ) -> bool {
         let context = RequestContext {
             query: Some(request.query.clone()),
             color: request.color.clone(),
             request_id: request.request_id.clone(),
         };
-        if request.size > self.options.max_page_size {
-            let report = context.report(
+        // A request no datasource should see gets one ERROR and no fan-out.
+        let refusal = if request.size > self.options.max_page_size {
+            Some((
                 ErrorCode::InvalidRequest,
                 format!("`size` may be at most {}", self.options.max_page_size),
-            );
+            ))
+        } else {
+            self.options
+                .query_limits
+                .check(&request.query)
+                .err()
+                .map(|limit| (ErrorCode::BadQuery, limit.to_string()))
+        };
+        if let Some((code, message)) = refusal {
+            let report = context.report(code, message);
             let _ = outbox.send(protocol::encode_error(&report)).await;
             context
                 .complete(&request.datasources, Vec::new(), outbox)
@@ -193,7 +239,7 @@ impl Federation {
             size: request.size,
         };
         let jobs = unique(&request.datasources).into_iter().map(|id| {
-            let (context, query) = (&context, &query);
+            let (context, query, scope) = (&context, &query, &scope);
             async move {
                 let started = Instant::now();
                 let Some(source) = self.source(id, access) else {
@@ -205,8 +251,13 @@ impl Federation {
                     color: context.color.clone(),
                     request_id: context.request_id.clone(),
                 };
-                let mut sink =
-                    ResultSink::new(header, query.from, self.options.batch_size, outbox.clone());
+                let mut sink = ResultSink::new(
+                    header,
+                    query.from,
+                    self.options.batch_size,
+                    outbox.clone(),
+                    scope.clone(),
+                );
                 let outcome =
                     match with_timeout(source, source.datasource.search(query, &mut sink)).await {
                         Ok(()) => {
@@ -296,17 +347,16 @@ impl RequestContext {
         started: Instant,
         outbox: &Outbox,
     ) -> DatasourceOutcome {
-        tracing::warn!(datasource = id, error = %error.message, "datasource failed");
-        let mut report = self.report(
-            error.code(),
-            format!("datasource `{id}`: {}", error.message),
-        );
+        // Whatever an adapter wrote, no credential leaves the server.
+        let message = redact_userinfo(&error.message);
+        tracing::warn!(datasource = id, error = %message, "datasource failed");
+        let mut report = self.report(error.code(), format!("datasource `{id}`: {message}"));
         report.datasource = Some(id.to_owned());
         let _ = outbox.send(protocol::encode_error(&report)).await;
         DatasourceOutcome {
             took_ms: elapsed_ms(started),
             total: None,
-            error: Some(error.message),
+            error: Some(message),
         }
     }
 
@@ -349,10 +399,17 @@ pub struct ResultSink {
     total: Option<u64>,
     messages_sent: usize,
     items_sent: u64,
+    scope: RequestScope,
 }
 
 impl ResultSink {
-    fn new(header: ItemsHeader, from: u64, batch_size: usize, outbox: Outbox) -> Self {
+    fn new(
+        header: ItemsHeader,
+        from: u64,
+        batch_size: usize,
+        outbox: Outbox,
+        scope: RequestScope,
+    ) -> Self {
         ResultSink {
             header,
             next_from: from,
@@ -361,7 +418,22 @@ impl ResultSink {
             total: None,
             messages_sent: 0,
             items_sent: 0,
+            scope,
         }
+    }
+
+    /// Keeps the request counted as running while the returned lease lives:
+    /// move it into work that outlives the `search` future (a blocking thread).
+    pub fn lease(&self) -> Lease {
+        self.scope.lease.clone()
+    }
+
+    /// Waits for a place in the connection's share of the search pool: an
+    /// adapter takes one before CPU-bound work and holds it until the end, so
+    /// one client cannot occupy every core.
+    pub async fn cpu_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let share = self.scope.cpu_share.as_ref()?;
+        Arc::clone(share).acquire_owned().await.ok()
     }
 
     /// Sends the total number of matches and the next results of the page.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +17,10 @@ use crate::auth::Auth;
 use crate::config::Settings;
 use crate::datasources::Registry;
 use crate::federation::{Federation, FederationOptions, Source};
+use crate::frame_guard;
 use crate::protocol::DatasourceInfo;
 use crate::session::{self, SessionContext};
+use crate::tcp::{ConnectionGuard, ConnectionSlot};
 
 /// How long the server lets running requests finish after SIGTERM/SIGINT.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
@@ -28,26 +30,6 @@ struct AppState {
     auth: Auth,
     connections: Arc<AtomicUsize>,
     max_connections: usize,
-}
-
-/// One of the server's `max_connections` places, given back when dropped.
-struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl ConnectionSlot {
-    fn acquire(count: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| ConnectionSlot(Arc::clone(count)))
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 fn refuse(
@@ -86,6 +68,7 @@ pub fn build_federation(settings: &Settings, registry: &Registry) -> Result<Fede
     let options = FederationOptions {
         batch_size: settings.results.batch_size,
         max_page_size: settings.results.max_page_size,
+        query_limits: settings.limits.query_limits(),
     };
     Ok(Federation::new(sources, options))
 }
@@ -101,13 +84,15 @@ async fn websocket(
         Err(refusal) => {
             return Ok(refuse(
                 &state,
-                StatusCode::FORBIDDEN,
+                refusal.status(),
                 refusal.label(),
                 refusal.message(),
             ))
         }
     };
-    let Some(slot) = ConnectionSlot::acquire(&state.connections, state.max_connections) else {
+    let metrics = state.sessions.federation.metrics();
+    let Some(slot) = ConnectionSlot::acquire(&state.connections, state.max_connections, metrics)
+    else {
         let mut response = refuse(
             &state,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -120,7 +105,15 @@ async fn websocket(
         );
         return Ok(response);
     };
+    let body =
+        frame_guard::guard_payload(&req, body, state.sessions.limits.max_message_bytes).await?;
     let (response, socket, stream) = actix_ws::handle(&req, body)?;
+    // The slot is held by the TCP connection itself, so it is given back only
+    // when the socket is really gone (see `tcp`).
+    let (handle, slot) = match req.conn_data::<ConnectionGuard>() {
+        Some(guard) => (Some(guard.hold(slot)), None),
+        None => (None, Some(slot)),
+    };
     let sessions = Arc::clone(&state.sessions);
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let connection = session::next_connection_id();
@@ -129,7 +122,7 @@ async fn websocket(
     let span = tracing::info_span!("ws", connection, %peer, token);
     actix_web::rt::spawn(
         async move {
-            session::run(sessions, connection, grant.access, socket, stream).await;
+            session::run(sessions, connection, grant.access, socket, stream, handle).await;
             drop(slot);
         }
         .instrument(span),
@@ -143,8 +136,11 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.sessions.federation.metrics().render())
 }
 
-async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+/// The server's health; each datasource's only for a caller that may use it
+/// (on a server with tokens, one that presents a valid token).
+async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let federation = &state.sessions.federation;
+    let access = state.auth.check_token(&req).ok().map(|grant| grant.access);
     let checks = federation.sources().iter().map(|source| async move {
         let result = tokio::time::timeout(
             source.timeout.min(Duration::from_secs(5)),
@@ -153,7 +149,9 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         .await;
         let status = match result {
             Ok(Ok(())) => json!({"ok": true}),
-            Ok(Err(e)) => json!({"ok": false, "error": e.message}),
+            Ok(Err(e)) => {
+                json!({"ok": false, "error": crate::datasources::redact_userinfo(&e.message)})
+            }
             Err(_) => json!({"ok": false, "error": "health check timed out"}),
         };
         (source.info.id.clone(), status)
@@ -161,9 +159,17 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let datasources: BTreeMap<String, serde_json::Value> =
         join_all(checks).await.into_iter().collect();
     let all_ok = datasources.values().all(|s| s["ok"] == true);
+    let status = if all_ok { "ok" } else { "degraded" };
+    let Some(access) = access else {
+        return HttpResponse::Ok().json(json!({ "status": status }));
+    };
+    let visible: BTreeMap<String, serde_json::Value> = datasources
+        .into_iter()
+        .filter(|(id, _)| access.allows(id))
+        .collect();
     HttpResponse::Ok().json(json!({
-        "status": if all_ok { "ok" } else { "degraded" },
-        "datasources": datasources,
+        "status": status,
+        "datasources": visible,
     }))
 }
 
@@ -201,6 +207,13 @@ pub fn bind(
     registry: &Registry,
 ) -> Result<(actix_web::dev::Server, ServerHandle), String> {
     let federation = Arc::new(build_federation(settings, registry)?);
+    // Bound first: the server's own origins derive from the address it got.
+    let listener = std::net::TcpListener::bind(&settings.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let auth = Auth::new(&settings.auth, addr)?;
     let (shutdown, shutdown_rx) = watch::channel(None);
     let sessions = Arc::new(SessionContext {
         federation,
@@ -209,7 +222,7 @@ pub fn bind(
     });
     let state = web::Data::new(AppState {
         sessions,
-        auth: Auth::new(&settings.auth),
+        auth,
         connections: Arc::new(AtomicUsize::new(0)),
         max_connections: settings.limits.max_connections,
     });
@@ -230,22 +243,11 @@ pub fn bind(
             app.route("/", web::get().to(fallback_page))
         }
     })
-    .on_connect(|connection, _| {
-        // Small messages (REQUEST_COMPLETED, PONG) right after a large batch
-        // must not wait for the client's delayed ACK (Nagle's algorithm).
-        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
-        }
-    })
+    .on_connect(ConnectionGuard::attach)
     .disable_signals()
     .shutdown_timeout((DEFAULT_DRAIN + Duration::from_secs(5)).as_secs())
-    .bind(&settings.listen)
+    .listen(listener)
     .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let addr = server
-        .addrs()
-        .first()
-        .copied()
-        .ok_or_else(|| format!("cannot listen on {}", settings.listen))?;
     let server = server.run();
     let handle = ServerHandle {
         addr,

@@ -3,6 +3,11 @@ use std::path::PathBuf;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+// mimalloc gives freed memory back to the system: bursts of large searches do
+// not ratchet the resident size up the way glibc's arenas do (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A search-federation server: one query, many datasources, results streamed over a websocket.
 #[derive(Parser)]
 #[command(version, about)]

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub rejected_upgrades: IntCounterVec,
     /// Connections closed because the client did not read its messages.
     pub slow_client_disconnects: IntCounter,
+    pub connection_resets: IntCounter,
     /// Connections the server closed, by close code.
     pub closes: IntCounterVec,
 }
@@ -80,6 +81,11 @@ impl Metrics {
                 "Connections closed because the client did not read",
             )
             .expect("valid metric"),
+            connection_resets: IntCounter::new(
+                "connection_resets_total",
+                "Connections reset because their close was not delivered within limits.close_timeout",
+            )
+            .expect("valid metric"),
             closes: IntCounterVec::new(
                 Opts::new(
                     "closes_total",
@@ -95,7 +101,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(self.connections_open.clone()),
             Box::new(self.connections_total.clone()),
             Box::new(self.requests_running.clone()),
@@ -105,6 +111,7 @@ impl Metrics {
             Box::new(self.bytes_out.clone()),
             Box::new(self.rejected_upgrades.clone()),
             Box::new(self.slow_client_disconnects.clone()),
+            Box::new(self.connection_resets.clone()),
             Box::new(self.closes.clone()),
         ];
         for collector in collectors {

@@ -140,19 +140,22 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
         None => return Err(report_context.with_message("missing field `type`")),
     };
     let body = Value::Object(object);
-    let invalid =
-        |e: serde_json::Error| report_context.clone().with_message(format!("{kind}: {e}"));
+    let invalid = |e: serde_path_to_error::Error<serde_json::Error>| {
+        report_context
+            .clone()
+            .with_message(format!("{kind}: {}", describe_invalid(&body, &e)))
+    };
     match kind.as_str() {
-        "FIELDS_REQUEST" => FieldsRequest::deserialize(body)
+        "FIELDS_REQUEST" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Fields)
             .map_err(invalid),
-        "ITEMS_REQUEST" => ItemsRequest::deserialize(body)
+        "ITEMS_REQUEST" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Items)
             .map_err(invalid),
-        "CANCEL_REQUEST" => CancelRequest::deserialize(body)
+        "CANCEL_REQUEST" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Cancel)
             .map_err(invalid),
-        "PING" => Ping::deserialize(body)
+        "PING" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Ping)
             .map_err(invalid),
         other => {
@@ -163,6 +166,43 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
             Err(report)
         }
     }
+}
+
+/// Says what is wrong with a field in the protocol's terms (never in the
+/// server's own type names): `` `size` must be a whole number of 0 or more
+/// (found a string) ``.
+fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let field = match error.path().iter().next() {
+        Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+        // Missing and unknown fields are reported at the top level, by name.
+        _ => return error.inner().to_string(),
+    };
+    let expected = match field.as_str() {
+        "datasources" => "a list of datasource ids (strings)",
+        "query" | "color" => "a string",
+        "from" | "size" => "a whole number of 0 or more",
+        "request-id" => "a string or an integer",
+        _ => return error.inner().to_string(),
+    };
+    let found = match body.get(&field) {
+        Some(Value::Null) => "null",
+        Some(Value::Bool(_)) => "true or false",
+        Some(Value::Number(n)) if n.is_i64() && n.as_i64() < Some(0) => "a negative number",
+        Some(Value::Number(n)) if n.is_f64() => "a fraction",
+        Some(Value::Number(_)) => "a number",
+        Some(Value::String(_)) => "a string",
+        Some(Value::Array(_)) => "a list",
+        Some(Value::Object(_)) => "an object",
+        None => "nothing",
+    };
+    // Inside a list, name the element that is wrong.
+    let found = match error.path().iter().nth(1) {
+        Some(serde_path_to_error::Segment::Seq { index }) => {
+            format!("element {index} is not a string")
+        }
+        _ => format!("found {found}"),
+    };
+    format!("`{field}` must be {expected} ({found})")
 }
 
 /// The machine-readable family of an `ERROR` message.

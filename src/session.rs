@@ -4,19 +4,22 @@
 //! so the connection keeps reading (and can cancel) while they run.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::Limits;
-use crate::federation::{Access, Federation};
+use crate::federation::{Access, Federation, Lease, RequestScope};
+use crate::frame_guard;
 use crate::metrics::Metrics;
 use crate::protocol::{self, ClientMessage, DecodeError, ErrorCode, ErrorReport, RequestId};
+use crate::tcp::SocketHandle;
 
 /// What every session of the server shares.
 pub struct SessionContext {
@@ -25,9 +28,6 @@ pub struct SessionContext {
     /// Flips to `Some(drain)` when the server is shutting down.
     pub shutdown: watch::Receiver<Option<Duration>>,
 }
-
-/// How long a closing connection may take to flush its last messages and the close frame.
-const CLOSE_GRACE: Duration = Duration::from_secs(30);
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -41,6 +41,9 @@ struct Running {
     kind: &'static str,
     request_id: Option<RequestId>,
     task: JoinHandle<()>,
+    /// Canceled by the client: answered `REQUEST_CANCELED`, sends nothing
+    /// more, but still counts until its work has really stopped.
+    canceled: bool,
 }
 
 struct Session {
@@ -53,12 +56,16 @@ struct Session {
     running: HashMap<u64, Running>,
     next_request: u64,
     rate: RateLimiter,
+    /// The connection's share of the search pool.
+    searches: Arc<Semaphore>,
 }
 
 /// Why the read loop ended.
 enum End {
-    /// The client closed or went away.
+    /// The client went away.
     Gone,
+    /// The client sent a close frame: answered with the same code (RFC 6455 §5.5.1).
+    ClosedByClient(Option<CloseReason>),
     /// We close the connection with this reason.
     Close(CloseReason),
 }
@@ -77,6 +84,7 @@ pub async fn run(
     access: Access,
     socket: actix_ws::Session,
     stream: actix_ws::MessageStream,
+    tcp: Option<Rc<SocketHandle>>,
 ) {
     let limits = ctx.limits.clone();
     let mut stream = stream
@@ -96,10 +104,10 @@ pub async fn run(
         finished,
         running: HashMap::new(),
         next_request: 0,
+        searches: Arc::new(Semaphore::new(limits.max_concurrent_searches.max(1))),
     };
     let metrics = Arc::clone(session.ctx.federation.metrics());
     metrics.connections_total.inc();
-    metrics.connections_open.inc();
     tracing::info!("connected");
 
     let initial = protocol::encode_initial_state(&session.ctx.federation.infos(&session.access));
@@ -123,7 +131,7 @@ pub async fn run(
                 end = match frame {
                     None => Some(End::Gone),
                     Some(Ok(message)) => session.on_message(message).await.err(),
-                    Some(Err(ProtocolError::Overflow)) => Some(close(protocol::CLOSE_TOO_MUCH, "message too large")),
+                    Some(Err(error)) if is_too_large(&error) => Some(close(protocol::CLOSE_TOO_MUCH, "message too large")),
                     Some(Err(error)) => {
                         tracing::debug!(%error, "protocol error");
                         Some(End::Close(CloseReason { code: CloseCode::Protocol, description: Some(error.to_string()) }))
@@ -172,21 +180,63 @@ pub async fn run(
     // Everything this connection started stops with it.
     for (_, running) in session.running.drain() {
         running.task.abort();
-        metrics.request(running.kind, "canceled");
+        if !running.canceled {
+            metrics.request(running.kind, "canceled");
+        }
     }
-    metrics.connections_open.dec();
-    if let Some(End::Close(reason)) = end {
-        let code = u16::from(reason.code);
-        metrics.closes.with_label_values(&[&code.to_string()]).inc();
-        tracing::info!(code, reason = ?reason.description, "closing");
-        // The close frame queues behind what the client has not read yet; a
-        // detached task waits for it so this connection's state is freed now.
-        let socket = session.socket;
-        actix_web::rt::spawn(async move {
-            let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(Some(reason))).await;
-        });
-    } else {
-        tracing::info!("disconnected");
+    let reason = match end {
+        Some(End::Close(reason)) => {
+            let code = u16::from(reason.code);
+            metrics.closes.with_label_values(&[&code.to_string()]).inc();
+            tracing::info!(code, reason = ?reason.description, "closing");
+            Some(reason)
+        }
+        Some(End::ClosedByClient(reason)) => {
+            tracing::info!("closed by the client");
+            Some(CloseReason {
+                code: reason.map_or(CloseCode::Normal, |r| r.code),
+                description: None,
+            })
+        }
+        _ => {
+            tracing::info!("disconnected");
+            None
+        }
+    };
+    // The close frame queues behind what the client has not read yet; a
+    // detached task waits for it so this connection's state is freed now.
+    // A client that does not read it in time has its socket reset, which
+    // frees the connection's slot and buffers.
+    let socket = session.socket;
+    let deadline = tokio::time::Instant::now() + limits.close_timeout;
+    actix_web::rt::spawn(async move {
+        if let Some(reason) = reason {
+            let _ = tokio::time::timeout_at(deadline, socket.close(Some(reason))).await;
+        } else {
+            drop(socket);
+        }
+        if let Some(tcp) = tcp {
+            if tokio::time::timeout_at(deadline, tcp.closed())
+                .await
+                .is_err()
+            {
+                tracing::info!("close not delivered in time; resetting the connection");
+                metrics.connection_resets.inc();
+                tcp.reset();
+            }
+        }
+    });
+}
+
+/// Is this stream error a message over the size limit? The frame guard stops
+/// an oversized frame at its header; the continuation limit catches the rest.
+fn is_too_large(error: &ProtocolError) -> bool {
+    match error {
+        ProtocolError::Overflow => true,
+        ProtocolError::Io(io) => {
+            frame_guard::is_overflow(io) || io.to_string() == "Exceeded maximum continuation size"
+        }
+        _ => false,
     }
 }
 
@@ -216,20 +266,19 @@ impl Session {
     }
 
     async fn on_message(&mut self, message: AggregatedMessage) -> Result<(), End> {
+        // Every frame counts against the rate limit, websocket pings too.
+        if !self.rate.allow() {
+            return Err(close(protocol::CLOSE_TOO_MUCH, "too many messages"));
+        }
         match message {
-            AggregatedMessage::Text(text) => {
-                if !self.rate.allow() {
-                    return Err(close(protocol::CLOSE_TOO_MUCH, "too many messages"));
-                }
-                self.on_text(&text).await
-            }
+            AggregatedMessage::Text(text) => self.on_text(&text).await,
             AggregatedMessage::Binary(_) => Err(close(
                 protocol::CLOSE_INVALID_PAYLOAD,
                 "binary frames are not accepted; send JSON text",
             )),
             AggregatedMessage::Ping(bytes) => self.socket.pong(&bytes).await.map_err(|_| End::Gone),
             AggregatedMessage::Pong(_) => Ok(()),
-            AggregatedMessage::Close(_) => Err(End::Gone),
+            AggregatedMessage::Close(reason) => Err(End::ClosedByClient(reason)),
         }
     }
 
@@ -254,7 +303,7 @@ impl Session {
                     "FIELDS_REQUEST",
                     request_id,
                     ctx,
-                    move |federation, access, outbox| async move {
+                    move |federation, access, outbox, _scope| async move {
                         federation.fields(request, &access, &outbox).await
                     },
                 )
@@ -270,8 +319,8 @@ impl Session {
                     "ITEMS_REQUEST",
                     request.request_id.clone(),
                     ctx,
-                    move |federation, access, outbox| async move {
-                        federation.items(request, &access, &outbox).await
+                    move |federation, access, outbox, scope| async move {
+                        federation.items(request, &access, &outbox, scope).await
                     },
                 )
                 .await
@@ -297,7 +346,9 @@ impl Session {
         run: F,
     ) -> Result<(), End>
     where
-        F: FnOnce(Arc<Federation>, Access, mpsc::Sender<String>) -> Fut,
+        F: FnOnce(Arc<Federation>, Access, mpsc::Sender<String>, RequestScope) -> Fut
+            + Send
+            + 'static,
         Fut: std::future::Future<Output = bool> + Send + 'static,
     {
         if self.running.len() >= self.ctx.limits.max_requests {
@@ -316,22 +367,29 @@ impl Session {
         }
         let key = self.next_request;
         self.next_request += 1;
-        let work = run(
+        let (federation, access, outbox) = (
             Arc::clone(&self.ctx.federation),
             self.access.clone(),
             self.outbox.clone(),
         );
-        let finished = self.finished.clone();
         let metrics = Arc::clone(self.metrics());
+        // Counted from now until the last of the request's work has stopped,
+        // whether it ends, fails or is aborted.
+        let guard = RequestGuard {
+            key,
+            finished: self.finished.clone(),
+            _gauge: RunningGauge::new(&metrics),
+        };
+        let scope = RequestScope {
+            lease: Lease::new(guard),
+            cpu_share: Some(Arc::clone(&self.searches)),
+        };
         let span = tracing::debug_span!("request", connection = self.id, key, kind, request_id = ?request_id);
         let task = tokio::spawn(
             async move {
-                // Counted while the task exists, whether it ends or is aborted.
-                let _running = RunningGauge::new(&metrics);
-                let all_answered = work.await;
+                let all_answered = run(federation, access, outbox, scope).await;
                 metrics.request(kind, if all_answered { "completed" } else { "failed" });
                 tracing::debug!(all_answered, "request finished");
-                let _ = finished.send(key);
             }
             .instrument(span),
         );
@@ -341,6 +399,7 @@ impl Session {
                 kind,
                 request_id,
                 task,
+                canceled: false,
             },
         );
         Ok(())
@@ -355,7 +414,7 @@ impl Session {
         let keys: Vec<u64> = self
             .running
             .iter()
-            .filter(|(_, r)| r.request_id.as_ref() == Some(&request_id))
+            .filter(|(_, r)| !r.canceled && r.request_id.as_ref() == Some(&request_id))
             .map(|(k, _)| *k)
             .collect();
         if keys.is_empty() {
@@ -368,9 +427,12 @@ impl Session {
             return self.send_error(error).await;
         }
         for key in keys {
-            if let Some(running) = self.running.remove(&key) {
+            if let Some(running) = self.running.get_mut(&key) {
+                // Stays in `running` until its work has stopped (`finished`).
+                running.canceled = true;
                 running.task.abort();
-                self.metrics().request(running.kind, "canceled");
+                let kind = running.kind;
+                self.metrics().request(kind, "canceled");
             }
         }
         tracing::debug!(%request_id, "request canceled");
@@ -384,7 +446,21 @@ impl Session {
     }
 }
 
-/// Counts a request task in `requests_running` for as long as it lives.
+/// Tells the connection a request's work is over when the last lease on it
+/// is dropped.
+struct RequestGuard {
+    key: u64,
+    finished: mpsc::UnboundedSender<u64>,
+    _gauge: RunningGauge,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let _ = self.finished.send(self.key);
+    }
+}
+
+/// Counts a request in `requests_running` for as long as it lives.
 struct RunningGauge(Arc<Metrics>);
 
 impl RunningGauge {

@@ -105,21 +105,21 @@ async fn missing_and_wrongly_typed_fields_keep_query_and_color() {
         &mut client,
         r##"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"x","size":"ten"}"##,
         "invalid_request",
-        "invalid type",
+        "`size` must be a whole number of 0 or more (found a string)",
     )
     .await;
     expect_error(
         &mut client,
         r##"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"x","from":-1}"##,
         "invalid_request",
-        "invalid value",
+        "`from` must be a whole number of 0 or more (found a negative number)",
     )
     .await;
     expect_error(
         &mut client,
         r##"{"type":"FIELDS_REQUEST","datasources":"people"}"##,
         "invalid_request",
-        "invalid type",
+        "`datasources` must be a list of datasource ids (strings) (found a string)",
     )
     .await;
     expect_error(

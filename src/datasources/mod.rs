@@ -8,6 +8,7 @@
 pub mod elasticsearch;
 pub mod fixtures;
 pub mod flatten;
+pub mod query_limits;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -125,6 +126,59 @@ impl fmt::Display for DatasourceError {
 }
 
 impl std::error::Error for DatasourceError {}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_userinfo;
+
+    #[test]
+    fn userinfo_is_hidden_wherever_a_url_appears() {
+        assert_eq!(
+            redact_userinfo(
+                "error sending request for url (http://elastic:s3cret@es:9200/_search)"
+            ),
+            "error sending request for url (http://***@es:9200/_search)"
+        );
+        assert_eq!(
+            redact_userinfo("a https://u:p@a.example, b http://b.example/x@y"),
+            "a https://***@a.example, b http://b.example/x@y"
+        );
+        assert_eq!(redact_userinfo("no url here"), "no url here");
+    }
+}
+
+/// `text` with the user and password of every URL in it hidden:
+/// `http://user:secret@host` becomes `http://***@host`. Applied to every
+/// datasource error before it reaches a client or a log.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the first `/`, `?`, `#` or whitespace.
+        let end = tail
+            .find(|c: char| {
+                c == '/'
+                    || c == '?'
+                    || c == '#'
+                    || c.is_whitespace()
+                    || c == ')'
+                    || c == '"'
+                    || c == '\''
+            })
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(user_end) => {
+                out.push_str("***");
+                rest = &tail[user_end..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
 
 /// One `[datasources.<id>]` table of the config.
 #[derive(Debug, Clone, PartialEq)]

@@ -464,3 +464,4 @@ pub async fn metric_eventually(addr: std::net::SocketAddr, sample: &str, value: 
 
 pub mod es_mock;
 pub mod es_scenarios;
+pub mod raw;

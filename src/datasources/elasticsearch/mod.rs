@@ -85,7 +85,7 @@ enum OneOrMany {
 
 pub struct ElasticsearchDatasource {
     client: Elasticsearch,
-    /// The first node, for messages.
+    /// The nodes, without credentials, for the server's logs (never for clients).
     url: String,
     index: String,
     source_filter: Option<Vec<String>>,
@@ -104,8 +104,10 @@ impl ElasticsearchDatasource {
         let parsed = urls
             .iter()
             .map(|u| {
-                Url::parse(u)
-                    .map_err(|e| settings.error(format!("key `url`: `{u}` is not a URL: {e}")))
+                Url::parse(u).map_err(|e| {
+                    let u = super::redact_userinfo(u);
+                    settings.error(format!("key `url`: `{u}` is not a URL: {e}"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let first = parsed
@@ -164,7 +166,7 @@ impl ElasticsearchDatasource {
         }
         Ok(Arc::new(ElasticsearchDatasource {
             client: Elasticsearch::new(transport),
-            url: urls.join(", "),
+            url: super::redact_userinfo(&urls.join(", ")),
             index: options.index,
             source_filter: options.fields,
             default_field: options.default_field,
@@ -358,10 +360,10 @@ impl ElasticsearchDatasource {
             .await
             .map_err(|e| self.transport_error(&e))?;
         let body: Value = serde_json::from_str(&text).map_err(|_| {
+            // Something else answered (a proxy's error page?): its body stays in the log.
+            tracing::warn!(url = %self.url, %status, body = %super::redact_userinfo(&snippet(&text)), "not an Elasticsearch answer");
             DatasourceError::unavailable(format!(
-                "{} answered {what} with {status} and a body that is not JSON: {}",
-                self.url,
-                snippet(&text)
+                "Elasticsearch answered {what} with {status} and a body that is not JSON"
             ))
         })?;
         if status.is_success() {
@@ -388,16 +390,16 @@ impl ElasticsearchDatasource {
         })
     }
 
+    /// The client's error says which URL failed and how; the user hears how.
     fn transport_error(&self, error: &elasticsearch::Error) -> DatasourceError {
+        let detail = super::redact_userinfo(&error.to_string());
+        tracing::warn!(url = %self.url, error = %detail, "Elasticsearch request failed");
         if error.is_timeout() {
-            DatasourceError::timeout(format!(
-                "Elasticsearch at {} did not answer in time",
-                self.url
-            ))
+            DatasourceError::timeout("Elasticsearch did not answer in time")
         } else {
             DatasourceError::unavailable(format!(
-                "cannot reach Elasticsearch at {}: {error}",
-                self.url
+                "cannot reach Elasticsearch: {}",
+                transport_cause(error)
             ))
         }
     }
@@ -597,6 +599,33 @@ fn last_sort(page: &Value) -> Option<Value> {
         .cloned()
 }
 
+/// What went wrong on the way to the cluster, in a few words.
+fn transport_cause(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind;
+            return match io.kind() {
+                ErrorKind::ConnectionRefused => "connection refused",
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => "connection reset",
+                ErrorKind::TimedOut => "connection timed out",
+                ErrorKind::NotFound => "host not found",
+                ErrorKind::UnexpectedEof => "connection closed early",
+                _ => "connection failed",
+            };
+        }
+        current = e.source();
+    }
+    let text = error.to_string();
+    if text.contains("dns error") || text.contains("failed to lookup") {
+        "host not found"
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
+        "TLS handshake failed (see `ca_cert`)"
+    } else {
+        "connection failed"
+    }
+}
+
 /// `error.root_cause[0]` (type: reason), the shape Elasticsearch uses for every failure.
 fn error_reason(body: &Value) -> String {
     let error = &body["error"];
@@ -604,15 +633,15 @@ fn error_reason(body: &Value) -> String {
         .as_array()
         .and_then(|causes| causes.first())
         .unwrap_or(error);
-    match (cause["type"].as_str(), cause["reason"].as_str()) {
+    let reason = match (cause["type"].as_str(), cause["reason"].as_str()) {
         (Some(kind), Some(reason)) => format!("{kind}: {reason}"),
         (None, Some(reason)) => reason.to_owned(),
         _ => match error {
             Value::String(text) => text.clone(),
-            Value::Null => snippet(&body.to_string()),
-            other => snippet(&other.to_string()),
+            _ => "no reason given".to_owned(),
         },
-    }
+    };
+    super::redact_userinfo(&snippet(&reason))
 }
 
 fn snippet(text: &str) -> String {

@@ -1,0 +1,633 @@
+//! Hostile clients: each test reproduces one attack exactly and checks the
+//! server refuses it and keeps serving everyone else.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::raw;
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tributary::config::TokenSettings;
+use tributary::datasources::{Datasource, DatasourceError, FieldList, Registry, SearchQuery};
+use tributary::federation::ResultSink;
+
+async fn still_answers(client: &mut Client) {
+    let answer = client.items(&["people"], "name:person", 0, 2, "#0f0").await;
+    assert_eq!(answer[0]["type"], "ITEMS_RECEIVE", "{answer:?}");
+}
+
+#[tokio::test]
+async fn deeply_nested_queries_are_refused_and_the_server_lives() {
+    let server = start(vec![
+        datasource("people", "people", json!({"count": 20})),
+        datasource("tweets", "fixtures", json!({"embedded": "tweets"})),
+    ]);
+    let (mut client, _) = Client::ready(&server).await;
+    for (open, close) in [("(", ")"), ("+(", ")"), ("-(", ")")] {
+        let query = format!("{}a{}", open.repeat(2200), close.repeat(2200));
+        client
+            .send(json!({"type":"ITEMS_REQUEST","datasources":["people","tweets"],"query":query,"request-id":"deep"}))
+            .await;
+        let answer = client
+            .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+            .await;
+        let error = &answer[0]["error"];
+        assert_eq!(error["code"], "bad_query", "{answer:?}");
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("max_query_depth") && message.contains("2200"),
+            "{message}"
+        );
+        assert!(
+            !answer.iter().any(|m| m["type"] == "ITEMS_RECEIVE"),
+            "no datasource saw the query"
+        );
+        still_answers(&mut client).await;
+    }
+    // As deep as the default allows still runs.
+    let query = format!("{}person{}", "(".repeat(32), ")".repeat(32));
+    let answer = client.items(&["people"], &query, 0, 1, "#0f0").await;
+    assert_eq!(answer[0]["type"], "ITEMS_RECEIVE", "{answer:?}");
+    let wide = "person ".repeat(1100);
+    let answer = client.items(&["people"], &wide, 0, 1, "#0f0").await;
+    assert!(answer[0]["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("max_query_clauses"));
+}
+
+/// The status of an upgrade with these extra headers.
+async fn status(server: &tributary::http::ServerHandle, headers: &[(&str, &[u8])]) -> u16 {
+    raw::upgrade(server.addr, "/ws", headers).await.0
+}
+
+#[tokio::test]
+async fn origins_cannot_be_spoofed() {
+    let mut base = settings(vec![datasource("people", "people", json!({}))]);
+    base.auth.allowed_origins = vec!["https://analysts.example".into()];
+    let server = start_with(base);
+    let port = server.addr.port();
+    let own = format!("http://127.0.0.1:{port}");
+    let evil_port = format!("http://evil.example:{port}");
+    let evil_host_port = format!("evil.example:{port}");
+    let own_https = format!("https://127.0.0.1:{port}");
+    let own_80 = format!("http://127.0.0.1:{port}:80");
+    let localhost = format!("http://localhost:{port}");
+    let cases: Vec<(&str, Vec<(&str, &[u8])>, u16)> = vec![
+        (
+            "DNS rebinding: Host follows Origin",
+            vec![
+                ("Host", b"evil.example"),
+                ("Origin", b"http://evil.example"),
+            ],
+            403,
+        ),
+        (
+            "the same with the port",
+            vec![
+                ("Host", evil_host_port.as_bytes()),
+                ("Origin", evil_port.as_bytes()),
+            ],
+            403,
+        ),
+        (
+            "X-Forwarded-Host from an untrusted peer",
+            vec![
+                ("X-Forwarded-Host", b"evil.example"),
+                ("Origin", b"http://evil.example"),
+            ],
+            403,
+        ),
+        (
+            "Forwarded from an untrusted peer",
+            vec![
+                ("Forwarded", b"host=evil.example"),
+                ("Origin", b"http://evil.example"),
+            ],
+            403,
+        ),
+        (
+            "a non-ASCII byte at the end",
+            vec![("Origin", b"http://evil.example\xff")],
+            400,
+        ),
+        (
+            "a non-ASCII first letter",
+            vec![("Origin", b"http://\xe9vil.example")],
+            400,
+        ),
+        (
+            "two Origin headers",
+            vec![
+                ("Origin", own.as_bytes()),
+                ("Origin", b"http://evil.example"),
+            ],
+            400,
+        ),
+        (
+            "https for an http server",
+            vec![("Origin", own_https.as_bytes())],
+            403,
+        ),
+        (
+            "own host with :80 after the port",
+            vec![("Origin", own_80.as_bytes())],
+            400,
+        ),
+        ("null", vec![("Origin", b"null")], 400),
+        (
+            "a page of another site",
+            vec![("Origin", b"https://evil.example")],
+            403,
+        ),
+        (
+            "the server's own origin",
+            vec![("Origin", own.as_bytes())],
+            101,
+        ),
+        (
+            "its localhost form",
+            vec![("Origin", localhost.as_bytes())],
+            101,
+        ),
+        (
+            "an allowed origin",
+            vec![("Origin", b"https://analysts.example")],
+            101,
+        ),
+        (
+            "an allowed origin with its default port",
+            vec![("Origin", b"https://analysts.example:443")],
+            101,
+        ),
+        ("no origin: not a browser", vec![], 101),
+    ];
+    for (case, headers, expected) in cases {
+        assert_eq!(status(&server, &headers).await, expected, "{case}");
+    }
+
+    // Behind a trusted proxy the forwarded host is the server's own; from
+    // anyone else the same headers count for nothing.
+    let mut behind_proxy = settings(vec![datasource("people", "people", json!({}))]);
+    behind_proxy.auth.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let proxied = start_with(behind_proxy);
+    let forwarded: &[(&str, &[u8])] = &[
+        ("X-Forwarded-Host", b"tributary.example"),
+        ("X-Forwarded-Proto", b"https"),
+        ("Origin", b"https://tributary.example"),
+    ];
+    assert_eq!(status(&proxied, forwarded).await, 101);
+    assert_eq!(status(&server, forwarded).await, 403);
+    let spoofed: &[(&str, &[u8])] = &[
+        ("X-Forwarded-Host", b"tributary.example"),
+        ("X-Forwarded-Proto", b"https"),
+        ("Origin", b"https://evil.example"),
+    ];
+    assert_eq!(status(&proxied, spoofed).await, 403);
+
+    // Configured public origins replace the defaults.
+    let mut with_public = settings(vec![datasource("people", "people", json!({}))]);
+    with_public.auth.public_origins = vec!["https://tributary.example".into()];
+    let public = start_with(with_public);
+    assert_eq!(
+        status(&public, &[("Origin", b"https://tributary.example:443")]).await,
+        101
+    );
+    assert_eq!(status(&public, &[("Origin", own.as_bytes())]).await, 403);
+}
+
+fn with_tokens() -> tributary::config::Settings {
+    let mut settings = settings(vec![
+        datasource("people", "people", json!({})),
+        datasource("secret-source", "people", json!({})),
+    ]);
+    settings.auth.tokens = BTreeMap::from([
+        (
+            "analyst".to_string(),
+            TokenSettings {
+                token: "analyst-token-1".into(),
+                datasources: Some(vec!["people".into()]),
+            },
+        ),
+        (
+            "admin".to_string(),
+            TokenSettings {
+                token: "admin-token-12".into(),
+                datasources: None,
+            },
+        ),
+    ]);
+    settings
+}
+
+#[tokio::test]
+async fn ambiguous_tokens_are_refused() {
+    let server = start_with(with_tokens());
+    let cases: Vec<(&str, Vec<(&str, &[u8])>, u16)> = vec![
+        ("/ws?token=wrong&token=analyst-token-1", vec![], 400),
+        ("/ws?token=analyst-token-1&token=wrong", vec![], 400),
+        (
+            "/ws?token=analyst-token-1&token=analyst-token-1",
+            vec![],
+            400,
+        ),
+        (
+            "/ws?token=analyst-token-1",
+            vec![("Authorization", b"Bearer admin-token-12")],
+            400,
+        ),
+        (
+            "/ws",
+            vec![
+                ("Authorization", b"Bearer wrong"),
+                ("Authorization", b"Bearer admin-token-12"),
+            ],
+            400,
+        ),
+        (
+            "/ws?token=analyst-token-1",
+            vec![("Authorization", b"Bearer analyst-token-1")],
+            101,
+        ),
+        ("/ws?token=analyst-token-1", vec![], 101),
+        (
+            "/ws",
+            vec![("Authorization", b"Bearer admin-token-12")],
+            101,
+        ),
+        ("/ws?token=wrong", vec![], 403),
+        ("/ws", vec![], 403),
+    ];
+    for (target, headers, expected) in cases {
+        let (status, _) = raw::upgrade(server.addr, target, &headers).await;
+        assert_eq!(status, expected, "{target} {headers:?}");
+    }
+    let metrics = http_get(server.addr, "/metrics").await.1;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"tributary_rejected_upgrades_total{reason="ambiguous_token"}"#
+        ),
+        Some(5.0)
+    );
+}
+
+#[tokio::test]
+async fn health_names_datasources_only_to_token_holders() {
+    let server = start_with(with_tokens());
+    let (status, body) = http_get(server.addr, "/healthz").await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(health["status"], "ok");
+    assert!(health.get("datasources").is_none(), "{body}");
+    assert!(
+        !body.contains("secret-source") && !body.contains("people"),
+        "{body}"
+    );
+
+    let (_, body) = http_get(server.addr, "/healthz?token=analyst-token-1").await;
+    let health: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(health["datasources"]["people"]["ok"], true, "{body}");
+    assert!(!body.contains("secret-source"), "{body}");
+
+    let (_, body) = http_get(server.addr, "/healthz?token=admin-token-12").await;
+    assert!(body.contains("secret-source"), "{body}");
+}
+
+/// Opens a websocket by hand and reads the INITIAL_STATE_RECEIVE's frame header.
+async fn raw_session(server: &tributary::http::ServerHandle) -> tokio::net::TcpStream {
+    let (status, stream) = raw::upgrade(server.addr, "/ws", &[]).await;
+    assert_eq!(status, 101);
+    stream
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_frame_announcing_a_huge_length_closes_at_its_header() {
+    let server = start(vec![datasource("people", "people", json!({"count": 5}))]);
+    for length in [(1u64 << 63) - 1, 1 << 40] {
+        let mut stream = raw_session(&server).await;
+        let before = rss_bytes();
+        stream
+            .write_all(&raw::frame_header(true, 1, length))
+            .await
+            .expect("writes");
+        // Keep pushing payload: the server must not buffer it.
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..64 {
+            // Once the server stops reading, the socket's buffers fill and writes stall.
+            let write = tokio::time::timeout(Duration::from_millis(200), stream.write_all(&chunk));
+            if !matches!(write.await, Ok(Ok(()))) {
+                break;
+            }
+        }
+        assert_eq!(
+            raw::close_code(&mut stream, PATIENCE).await,
+            Some(4420),
+            "declared length {length}"
+        );
+        let grown = rss_bytes().saturating_sub(before);
+        assert!(grown < 32 << 20, "the server grew by {grown} bytes");
+    }
+    let (mut client, _) = Client::ready(&server).await;
+    client.send(json!({"type":"PING"})).await;
+    assert_eq!(client.recv().await["type"], "PONG");
+}
+
+#[tokio::test]
+async fn a_fragmented_message_over_the_limit_closes_with_4420() {
+    let server = start(vec![datasource("people", "people", json!({"count": 5}))]);
+    let mut stream = raw_session(&server).await;
+    let part = vec![b' '; 40 * 1024];
+    stream
+        .write_all(&raw::frame(false, 1, &part))
+        .await
+        .expect("writes");
+    let _ = stream.write_all(&raw::frame(true, 0, &part)).await;
+    assert_eq!(raw::close_code(&mut stream, PATIENCE).await, Some(4420));
+
+    // Within the limit, fragments make one message.
+    let mut stream = raw_session(&server).await;
+    let message = json!({"type":"PING","t":7}).to_string().into_bytes();
+    let (a, b) = message.split_at(5);
+    stream
+        .write_all(&raw::frame(false, 1, a))
+        .await
+        .expect("writes");
+    stream
+        .write_all(&raw::frame(true, 0, b))
+        .await
+        .expect("writes");
+    assert_eq!(
+        raw::next_json(&mut stream).await["type"],
+        "INITIAL_STATE_RECEIVE"
+    );
+    let pong = raw::next_json(&mut stream).await;
+    assert_eq!((&pong["type"], &pong["t"]), (&json!("PONG"), &json!(7)));
+    // A close from the client is answered with a close.
+    stream
+        .write_all(&raw::frame(true, 8, &1000u16.to_be_bytes()))
+        .await
+        .expect("writes");
+    assert_eq!(raw::close_code(&mut stream, PATIENCE).await, Some(1000));
+}
+
+#[tokio::test]
+async fn websocket_pings_count_against_the_rate_limit() {
+    let mut settings = settings(vec![datasource("people", "people", json!({"count": 5}))]);
+    settings.limits.max_messages_per_second = 20;
+    let server = start_with(settings);
+    let mut stream = raw_session(&server).await;
+    let mut burst = Vec::new();
+    for _ in 0..200 {
+        burst.extend(raw::frame(true, 9, b"hi"));
+    }
+    let _ = stream.write_all(&burst).await;
+    assert_eq!(raw::close_code(&mut stream, PATIENCE).await, Some(4420));
+}
+
+/// A datasource whose work goes on in a thread for a while after its
+/// request is canceled, holding the request's lease as the built-in
+/// adapters do.
+struct LingeringDatasource {
+    working: Arc<AtomicUsize>,
+    linger: Duration,
+}
+
+#[async_trait]
+impl Datasource for LingeringDatasource {
+    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+        Ok(FieldList::default())
+    }
+
+    async fn search(
+        &self,
+        _query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
+        let lease = results.lease();
+        let (working, linger) = (Arc::clone(&self.working), self.linger);
+        working.fetch_add(1, Ordering::SeqCst);
+        let thread = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(linger);
+            working.fetch_sub(1, Ordering::SeqCst);
+            drop(lease);
+        });
+        let _ = thread.await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn canceled_work_counts_until_it_has_stopped() {
+    let working = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::with_builtin();
+    let shared = Arc::clone(&working);
+    registry.register("lingering", move |_| {
+        Ok(Arc::new(LingeringDatasource {
+            working: Arc::clone(&shared),
+            linger: Duration::from_millis(1500),
+        }) as Arc<dyn Datasource>)
+    });
+    let mut settings = settings(vec![datasource("slow", "lingering", json!({}))]);
+    settings.limits.max_requests = 4;
+    let server = start_with_registry(settings, registry);
+    let (mut client, _) = Client::ready(&server).await;
+    for id in 0..4 {
+        client
+            .send(
+                json!({"type":"ITEMS_REQUEST","datasources":["slow"],"query":"x","request-id":id}),
+            )
+            .await;
+    }
+    eventually("four searches work", || working.load(Ordering::SeqCst) == 4).await;
+    for id in 0..4 {
+        client
+            .send(json!({"type":"CANCEL_REQUEST","request-id":id}))
+            .await;
+        assert_eq!(client.recv().await["type"], "REQUEST_CANCELED");
+    }
+    // Their work goes on, so they still count: a fifth request is refused.
+    client
+        .send(
+            json!({"type":"ITEMS_REQUEST","datasources":["slow"],"query":"x","request-id":"fifth"}),
+        )
+        .await;
+    let refused = client.recv().await;
+    assert_eq!(refused["error"]["code"], "too_many_requests", "{refused}");
+    let metrics = http_get(server.addr, "/metrics").await.1;
+    assert_eq!(metric(&metrics, "tributary_requests_running"), Some(4.0));
+    // Canceling twice finds nothing left to cancel.
+    client
+        .send(json!({"type":"CANCEL_REQUEST","request-id":0}))
+        .await;
+    assert_eq!(client.recv().await["error"]["code"], "unknown_request");
+    // Once the work has stopped, the places are free again.
+    eventually("the work stops", || working.load(Ordering::SeqCst) == 0).await;
+    metric_eventually(server.addr, "tributary_requests_running", 0.0).await;
+    client
+        .send(
+            json!({"type":"ITEMS_REQUEST","datasources":["slow"],"query":"x","request-id":"again"}),
+        )
+        .await;
+    eventually("a new search works", || working.load(Ordering::SeqCst) == 1).await;
+}
+
+/// Words a message in the user's terms never contains: names of the server's types.
+const INTERNAL_NAMES: &[&str] = &[
+    "enum",
+    "struct",
+    "RequestId",
+    "ParseIntError",
+    "ParseFloatError",
+    "{ kind",
+    "u64",
+    "i64",
+    "usize",
+    "Some(",
+    "None",
+    "Error {",
+    "ItemsRequest",
+    "FieldsRequest",
+];
+
+fn assert_user_terms(message: &str, context: &str) {
+    for name in INTERNAL_NAMES {
+        assert!(
+            !message.contains(name),
+            "{context}: `{message}` contains `{name}`"
+        );
+    }
+}
+
+#[tokio::test]
+async fn error_messages_speak_the_users_terms() {
+    let server = start(vec![datasource("people", "people", json!({"count": 20}))]);
+    let (mut client, _) = Client::ready(&server).await;
+    let frames = [
+        r#"{"type":"CANCEL_REQUEST","request-id":[1]}"#,
+        r#"{"type":"CANCEL_REQUEST","request-id":1.5}"#,
+        r#"{"type":"CANCEL_REQUEST"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"x","request-id":{}}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"x","size":-3}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"x","size":1e40}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"x","from":"1"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":[1,2],"query":"x"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":7}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"x","color":false}"#,
+        r#"{"type":"FIELDS_REQUEST","datasources":null}"#,
+        r#"{"type":"PING","t":1,"extra":2}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:abc"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:1.5"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:[a TO b]"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"name:/[/"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:*1*"}"#,
+    ];
+    for frame in frames {
+        client.send_text(frame).await;
+        let reply = client.recv().await;
+        assert_eq!(reply["type"], "ERROR", "{frame}: {reply}");
+        assert_user_terms(
+            reply["error"]["message"].as_str().unwrap_or_default(),
+            frame,
+        );
+    }
+    still_answers(&mut client).await;
+}
+
+#[tokio::test]
+async fn credentials_and_backend_addresses_never_reach_clients() {
+    let mut es = datasource(
+        "es",
+        "elasticsearch",
+        json!({"url": "http://elastic:hunter2-secret@127.0.0.1:1", "index": "logs"}),
+    );
+    es.timeout = Some(Duration::from_secs(5));
+    let server = start(vec![
+        es,
+        datasource("people", "people", json!({"count": 3})),
+    ]);
+    let (mut client, _) = Client::ready(&server).await;
+    let answer = client.items(&["es", "people"], "*", 0, 1, "#abc").await;
+    let error = answer
+        .iter()
+        .find(|m| m["type"] == "ERROR")
+        .expect("es fails");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("connection refused"), "{message}");
+    assert!(
+        !message.contains("hunter2")
+            && !message.contains("127.0.0.1:1")
+            && !message.contains("elastic:"),
+        "{message}"
+    );
+    client
+        .send(json!({"type":"FIELDS_REQUEST","datasources":["es"]}))
+        .await;
+    let fields = client.recv().await.to_string();
+    assert!(
+        !fields.contains("hunter2") && !fields.contains("127.0.0.1:1"),
+        "{fields}"
+    );
+    let health = http_get(server.addr, "/healthz").await.1;
+    assert!(health.contains("\"es\""), "{health}");
+    assert!(
+        !health.contains("hunter2") && !health.contains("127.0.0.1:1"),
+        "{health}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_bodies_are_not_echoed() {
+    // Something that is not Elasticsearch answers, with a page of its own.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 65536];
+                let _ = socket.read(&mut buf).await;
+                let body = "<html>internal proxy page: db-7.corp.example</html>";
+                let response = format!(
+                    "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let server = start(vec![datasource(
+        "es",
+        "elasticsearch",
+        json!({"url": format!("http://{addr}"), "index": "logs"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let answer = client.items(&["es"], "*", 0, 1, "#abc").await;
+    let message = answer[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("502"), "{message}");
+    assert!(
+        !message.contains("db-7.corp") && !message.contains(&addr.to_string()),
+        "{message}"
+    );
+}
