@@ -15,7 +15,7 @@ use std::fmt;
 pub struct QueryLimits {
     /// Longest query, in bytes.
     pub max_bytes: usize,
-    /// Deepest nesting of parentheses.
+    /// Deepest nesting of parentheses and prefix operators (`NOT`, `!`, `+`, `-`).
     pub max_depth: usize,
     /// Most terms, phrases and ranges in one query.
     pub max_clauses: usize,
@@ -91,7 +91,7 @@ impl fmt::Display for LimitExceeded {
             ),
             LimitExceeded::Depth { found, max } => write!(
                 f,
-                "the query nests parentheses {found} levels deep; at most {max} are allowed (limit `max_query_depth`)"
+                "the query nests groups and operators {found} levels deep; at most {max} are allowed (limit `max_query_depth`)"
             ),
             LimitExceeded::Clauses { found, max } => write!(
                 f,
@@ -111,58 +111,94 @@ struct Shape {
 }
 
 impl Shape {
-    /// One pass over the query, honouring `\` escapes and `"phrases"`. Every
-    /// unescaped `(` outside a phrase counts (also inside a `/regex/`), so the
-    /// depth found is never below what a parser will recurse through.
+    /// One pass over the query, honouring `\\` escapes and `"phrases"`.
+    ///
+    /// Parsers recurse once per group and once per prefix operator (`NOT`,
+    /// `!`, `+`, `-`), so the depth is the parentheses open plus the prefix
+    /// operators in a row before a term. Every unescaped `(` outside a phrase
+    /// counts (also inside a `/regex/`), so the depth found is never below
+    /// what a parser will recurse through.
     fn of(query: &str) -> Shape {
         let mut shape = Shape::default();
-        let mut depth = 0usize;
+        let mut parens = 0usize;
+        // Prefix operators since the last term.
+        let mut prefixes = 0usize;
         let mut in_phrase = false;
+        let mut word = String::new();
         let mut in_term = false;
         let mut chars = query.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                // An escaped character is part of a term (or of the phrase).
-                chars.next();
-                if !in_phrase && !in_term {
-                    in_term = true;
-                    shape.clauses += 1;
+        let deepen = |shape: &mut Shape, depth: usize| shape.depth = shape.depth.max(depth);
+        // Ends the current term: `NOT` is an operator, anything else a clause.
+        let end_term = |word: &mut String, prefixes: &mut usize, in_term: &mut bool| {
+            if *in_term {
+                if word == "NOT" {
+                    *prefixes += 1;
+                } else {
+                    *prefixes = 0;
                 }
-                continue;
             }
+            word.clear();
+            *in_term = false;
+        };
+        while let Some(c) = chars.next() {
             if in_phrase {
-                if c == '"' {
-                    in_phrase = false;
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => in_phrase = false,
+                    _ => {}
                 }
                 continue;
             }
             match c {
-                '"' => {
-                    in_phrase = true;
-                    in_term = false;
-                    shape.clauses += 1;
-                }
-                '(' => {
-                    depth += 1;
-                    shape.depth = shape.depth.max(depth);
-                    in_term = false;
-                }
-                ')' => {
-                    depth = depth.saturating_sub(1);
-                    in_term = false;
-                }
-                c if c.is_whitespace() => in_term = false,
-                // Operators and prefixes do not make a clause of their own.
-                '+' | '-' | '!' | '&' | '|' if !in_term => {}
-                _ => {
+                '\\' => {
+                    // An escaped character is part of a term.
+                    chars.next();
                     if !in_term {
                         in_term = true;
                         shape.clauses += 1;
                     }
+                    word.push('\\');
+                }
+                '"' => {
+                    end_term(&mut word, &mut prefixes, &mut in_term);
+                    in_phrase = true;
+                    prefixes = 0;
+                    shape.clauses += 1;
+                }
+                '(' => {
+                    end_term(&mut word, &mut prefixes, &mut in_term);
+                    parens += 1;
+                    deepen(&mut shape, parens + prefixes);
+                }
+                ')' => {
+                    end_term(&mut word, &mut prefixes, &mut in_term);
+                    parens = parens.saturating_sub(1);
+                    prefixes = 0;
+                }
+                c if c.is_whitespace() => {
+                    end_term(&mut word, &mut prefixes, &mut in_term);
+                    deepen(&mut shape, parens + prefixes);
+                }
+                '+' | '-' | '!' if !in_term => {
+                    prefixes += 1;
+                    deepen(&mut shape, parens + prefixes);
+                }
+                // `&&` and `||` are operators, not clauses.
+                '&' | '|' if !in_term => {}
+                c => {
+                    if !in_term {
+                        in_term = true;
+                        shape.clauses += 1;
+                    }
+                    word.push(c);
                 }
             }
         }
-        // `AND`, `OR` and `NOT` were counted as terms; that only errs on the safe side.
+        end_term(&mut word, &mut prefixes, &mut in_term);
+        deepen(&mut shape, parens + prefixes);
+        // `AND`, `OR` and `NOT` were counted as clauses; that only errs on the safe side.
         shape
     }
 }
@@ -182,22 +218,24 @@ mod tests {
         assert_eq!(shape("(a OR (b AND c))"), (2, 5));
         assert_eq!(shape("\"(((\" x"), (0, 2));
         assert_eq!(shape("\\(\\(\\( x"), (0, 2));
-        assert_eq!(shape("+(+(+(a)))"), (3, 1));
+        assert_eq!(shape("+(+(+(a)))"), (6, 1));
+        assert_eq!(shape("NOT NOT NOT a"), (3, 4));
+        assert_eq!(shape("a AND NOT b"), (1, 4));
+        assert_eq!(shape("-a -b -c"), (1, 3));
         assert_eq!(shape("a:[1 TO 5]"), (0, 3));
+        assert_eq!(shape("a AND b"), (0, 3));
     }
 
     #[test]
     fn nested_attacks_are_refused() {
         let limits = QueryLimits::default();
-        for (open, close) in [("(", ")"), ("+(", ")"), ("-(", ")")] {
+        for (open, close) in [("(", ")"), ("+(", ")"), ("-(", ")"), ("NOT ", "")] {
             let query = format!("{}a{}", open.repeat(2200), close.repeat(2200));
-            assert!(matches!(
-                limits.check(&query),
-                Err(LimitExceeded::Depth {
-                    found: 2200,
-                    max: 32
-                })
-            ));
+            let result = limits.check(&query);
+            assert!(
+                matches!(result, Err(LimitExceeded::Depth { found, max: 32 }) if found >= 2200),
+                "{open}: {result:?}"
+            );
         }
         let deep_ok = format!("{}a{}", "(".repeat(32), ")".repeat(32));
         assert_eq!(limits.check(&deep_ok), Ok(()));
