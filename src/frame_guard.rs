@@ -200,6 +200,37 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 512, failure_persistence: None, ..Default::default() })]
+        /// Any bytes, cut anywhere: no panic, and the verdict does not depend on the cuts.
+        #[test]
+        fn any_bytes_in_any_chunks(
+            frames in proptest::collection::vec((proptest::bool::ANY, 0u8..16, 0u64..3000), 0..8),
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            cuts in proptest::collection::vec(1usize..50, 0..20),
+        ) {
+            let mut stream = Vec::new();
+            for (fin, opcode, length) in frames {
+                stream.extend(header(fin, opcode, length));
+                stream.extend(std::iter::repeat_n(b'x', length as usize));
+            }
+            stream.extend(noise);
+            let whole = FrameScanner::new(2000).feed(&stream).is_ok();
+            let mut scanner = FrameScanner::new(2000);
+            let mut rest = &stream[..];
+            let mut chunked = true;
+            for cut in cuts.into_iter().chain(std::iter::once(usize::MAX)) {
+                let (chunk, tail) = rest.split_at(cut.min(rest.len()));
+                rest = tail;
+                if scanner.feed(chunk).is_err() {
+                    chunked = false;
+                    break;
+                }
+            }
+            proptest::prop_assert_eq!(whole, chunked);
+        }
+    }
+
     #[test]
     fn a_fragmented_message_counts_as_a_whole() {
         let mut scanner = FrameScanner::new(1000);

@@ -62,6 +62,9 @@ async fn deeply_nested_queries_are_refused_and_the_server_lives() {
         .contains("max_query_clauses"));
 }
 
+/// Header lines, as raw bytes.
+type Headers<'a> = Vec<(&'a str, &'a [u8])>;
+
 /// The status of an upgrade with these extra headers.
 async fn status(server: &tributary::http::ServerHandle, headers: &[(&str, &[u8])]) -> u16 {
     raw::upgrade(server.addr, "/ws", headers).await.0
@@ -79,7 +82,7 @@ async fn origins_cannot_be_spoofed() {
     let own_https = format!("https://127.0.0.1:{port}");
     let own_80 = format!("http://127.0.0.1:{port}:80");
     let localhost = format!("http://localhost:{port}");
-    let cases: Vec<(&str, Vec<(&str, &[u8])>, u16)> = vec![
+    let cases: Vec<(&str, Headers, u16)> = vec![
         (
             "DNS rebinding: Host follows Origin",
             vec![
@@ -229,7 +232,7 @@ fn with_tokens() -> tributary::config::Settings {
 #[tokio::test]
 async fn ambiguous_tokens_are_refused() {
     let server = start_with(with_tokens());
-    let cases: Vec<(&str, Vec<(&str, &[u8])>, u16)> = vec![
+    let cases: Vec<(&str, Headers, u16)> = vec![
         ("/ws?token=wrong&token=analyst-token-1", vec![], 400),
         ("/ws?token=analyst-token-1&token=wrong", vec![], 400),
         (
