@@ -5,6 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 // mimalloc gives freed memory back to the system: bursts of large searches do
 // not ratchet the resident size up the way glibc's arenas do (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
