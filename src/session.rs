@@ -387,6 +387,9 @@ impl Session {
         let span = tracing::debug_span!("request", connection = self.id, key, kind, request_id = ?request_id);
         let task = tokio::spawn(
             async move {
+                // The task itself holds the request for as long as it runs,
+                // whatever `run` does with its scope.
+                let _held = scope.lease.clone();
                 let all_answered = run(federation, access, outbox, scope).await;
                 metrics.request(kind, if all_answered { "completed" } else { "failed" });
                 tracing::debug!(all_answered, "request finished");

@@ -310,16 +310,6 @@ async fn raw_session(server: &tributary::http::ServerHandle) -> tokio::net::TcpS
     stream
 }
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_frame_announcing_a_huge_length_closes_at_its_header() {
     let server = start(vec![datasource("people", "people", json!({"count": 5}))]);

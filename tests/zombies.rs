@@ -31,13 +31,7 @@ fn established(port: u16) -> usize {
 }
 
 fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb / 1024)
-        .unwrap_or(0)
+    rss_bytes() >> 20
 }
 
 /// Opens a websocket with a tiny receive buffer, asks for 20 MB of results

@@ -446,6 +446,17 @@ pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Client,
     }
 }
 
+/// This process's resident memory (the servers of a test run in it), from /proc.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
 /// Waits until `/metrics` reports `value` for `sample`.
 pub async fn metric_eventually(addr: std::net::SocketAddr, sample: &str, value: f64) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
