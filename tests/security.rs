@@ -29,7 +29,7 @@ async fn deeply_nested_queries_are_refused_and_the_server_lives() {
         datasource("tweets", "fixtures", json!({"embedded": "tweets"})),
     ]);
     let (mut client, _) = Client::ready(&server).await;
-    for (open, close) in [("(", ")"), ("+(", ")"), ("-(", ")")] {
+    for (open, close) in [("(", ")"), ("+(", ")"), ("-(", ")"), ("NOT ", "")] {
         let query = format!("{}a{}", open.repeat(2200), close.repeat(2200));
         client
             .send(json!({"type":"ITEMS_REQUEST","datasources":["people","tweets"],"query":query,"request-id":"deep"}))
@@ -40,8 +40,12 @@ async fn deeply_nested_queries_are_refused_and_the_server_lives() {
         let error = &answer[0]["error"];
         assert_eq!(error["code"], "bad_query", "{answer:?}");
         let message = error["message"].as_str().unwrap_or_default();
+        let depth: usize = message
+            .split_whitespace()
+            .find_map(|word| word.parse().ok())
+            .unwrap_or(0);
         assert!(
-            message.contains("max_query_depth") && message.contains("2200"),
+            message.contains("max_query_depth") && depth >= 2200,
             "{message}"
         );
         assert!(
