@@ -534,6 +534,8 @@ async fn error_messages_speak_the_users_terms() {
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:[a TO b]"}"#,
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"name:/[/"}"#,
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:*1*"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:*"}"#,
+        r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:>=x"}"#,
     ];
     for frame in frames {
         client.send_text(frame).await;
@@ -542,6 +544,11 @@ async fn error_messages_speak_the_users_terms() {
         assert_user_terms(
             reply["error"]["message"].as_str().unwrap_or_default(),
             frame,
+        );
+        // What the user typed is the user's to fix, never a datasource failure.
+        assert_ne!(
+            reply["error"]["code"], "datasource_failed",
+            "{frame}: {reply}"
         );
     }
     still_answers(&mut client).await;
