@@ -8,14 +8,13 @@ use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthSettings;
-use crate::federation::Access;
+use crate::datasources::Caller;
 
-/// What an accepted upgrade may do.
-#[derive(Debug, Clone)]
+/// What an accepted upgrade may do: who the client is (its token's name,
+/// for logs and datasources, never the token) and which datasources it may use.
+#[derive(Debug, Clone, Default)]
 pub struct Grant {
-    /// The token's name (for logs), when tokens are in use.
-    pub token_name: Option<String>,
-    pub access: Access,
+    pub caller: Caller,
 }
 
 /// Why an upgrade was refused; each maps to an HTTP status and a metric label.
@@ -71,9 +70,8 @@ impl Refusal {
 }
 
 struct Token {
-    name: String,
     secret: Vec<u8>,
-    access: Access,
+    caller: Caller,
 }
 
 /// A web origin: scheme, host and effective port, compared as a whole.
@@ -161,11 +159,10 @@ impl Auth {
             .tokens
             .iter()
             .map(|(name, token)| Token {
-                name: name.clone(),
                 secret: token.token.as_bytes().to_vec(),
-                access: match &token.datasources {
-                    Some(ids) => Access::Only(Arc::from(ids.as_slice())),
-                    None => Access::All,
+                caller: Caller {
+                    token_name: Some(Arc::from(name.as_str())),
+                    datasources: token.datasources.as_deref().map(Arc::from),
                 },
             })
             .collect();
@@ -215,10 +212,7 @@ impl Auth {
     /// The grant of the token the request carries (everything when no tokens are configured).
     pub fn check_token(&self, req: &HttpRequest) -> Result<Grant, Refusal> {
         if self.tokens.is_empty() {
-            return Ok(Grant {
-                token_name: None,
-                access: Access::All,
-            });
+            return Ok(Grant::default());
         }
         let presented = presented_token(req)?.ok_or(Refusal::MissingToken)?;
         // Compare against every token in constant time so timing reveals nothing.
@@ -230,8 +224,7 @@ impl Auth {
         }
         let token = found.ok_or(Refusal::BadToken)?;
         Ok(Grant {
-            token_name: Some(token.name.clone()),
-            access: token.access.clone(),
+            caller: token.caller.clone(),
         })
     }
 

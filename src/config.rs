@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::datasources::query_limits::QueryLimits;
 use crate::datasources::DatasourceSettings;
+use crate::request::RequestRules;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -94,9 +95,10 @@ pub struct Limits {
     pub max_messages_per_second: u32,
     /// Requests one connection may have running at once.
     pub max_requests: usize,
-    /// Messages buffered for a connection before its datasources wait.
-    pub outbound_queue: usize,
-    /// How long a write to a client that does not read may block before it is disconnected.
+    /// Bytes of results buffered for a connection before its datasources wait.
+    pub outbound_buffer_bytes: usize,
+    /// How long results may wait on a client that does not read before it is
+    /// disconnected (4420).
     #[serde(deserialize_with = "duration")]
     pub slow_client_timeout: Duration,
     /// How often the server pings each connection.
@@ -123,15 +125,18 @@ pub struct Limits {
     pub max_query_clauses: usize,
 }
 
-impl Limits {
-    /// The query limits, capped at what every parser handles safely.
-    pub fn query_limits(&self) -> QueryLimits {
-        QueryLimits {
-            max_bytes: self.max_query_bytes,
-            max_depth: self.max_query_depth,
-            max_clauses: self.max_query_clauses,
+impl Settings {
+    /// What every request must satisfy; query limits capped at what every parser handles safely.
+    pub fn request_rules(&self) -> RequestRules {
+        RequestRules {
+            max_page_size: self.results.max_page_size,
+            query_limits: QueryLimits {
+                max_bytes: self.limits.max_query_bytes,
+                max_depth: self.limits.max_query_depth,
+                max_clauses: self.limits.max_query_clauses,
+            }
+            .capped(),
         }
-        .capped()
     }
 }
 
@@ -141,7 +146,7 @@ impl Default for Limits {
             max_message_bytes: 64 * 1024,
             max_messages_per_second: 50,
             max_requests: 16,
-            outbound_queue: 64,
+            outbound_buffer_bytes: 4 * 1024 * 1024,
             slow_client_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
@@ -400,7 +405,8 @@ mod tests {
         assert_eq!(settings.datasources.len(), 2);
         assert_eq!(settings.limits.max_connections, 10_000);
         let registry = crate::datasources::Registry::with_builtin();
-        crate::http::build_federation(&settings, &registry).unwrap();
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        crate::app::App::build(&settings, &registry, addr).unwrap();
     }
 
     #[test]

@@ -3,45 +3,28 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::body::{BodyStream, BoxBody};
+use actix_web::{web, App as HttpApp, HttpRequest, HttpResponse, HttpServer};
 use futures_util::future::join_all;
 use serde_json::json;
-use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::auth::Auth;
+use crate::app::{App, ShutdownSender};
 use crate::config::Settings;
+use crate::connection;
 use crate::datasources::Registry;
-use crate::federation::{Federation, FederationOptions, Source};
 use crate::frame_guard;
-use crate::protocol::DatasourceInfo;
-use crate::session::{self, SessionContext};
+use crate::outbox::{Outbox, OutboxBody};
 use crate::tcp::{ConnectionGuard, ConnectionSlot};
 
 /// How long the server lets running requests finish after SIGTERM/SIGINT.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
-struct AppState {
-    sessions: Arc<SessionContext>,
-    auth: Auth,
-    connections: Arc<AtomicUsize>,
-    max_connections: usize,
-}
-
-fn refuse(
-    state: &AppState,
-    status: actix_web::http::StatusCode,
-    reason: &str,
-    message: &str,
-) -> HttpResponse {
-    state
-        .sessions
-        .federation
-        .metrics()
+fn refuse(app: &App, status: actix_web::http::StatusCode, reason: &str, message: &str) -> HttpResponse {
+    app.metrics
         .rejected_upgrades
         .with_label_values(&[reason])
         .inc();
@@ -49,52 +32,28 @@ fn refuse(
     HttpResponse::build(status).json(json!({ "error": message }))
 }
 
-/// Builds every configured datasource; the first one that fails stops start-up.
-pub fn build_federation(settings: &Settings, registry: &Registry) -> Result<Federation, String> {
-    let mut sources = Vec::with_capacity(settings.datasources.len());
-    for ds in &settings.datasources {
-        let datasource = registry.build(ds).map_err(|e| e.to_string())?;
-        sources.push(Source {
-            info: DatasourceInfo {
-                id: ds.id.clone(),
-                name: ds.name.clone(),
-                kind: ds.kind.clone(),
-            },
-            datasource,
-            timeout: ds.timeout.unwrap_or(settings.default_timeout),
-        });
-        tracing::info!(datasource = %ds.id, kind = %ds.kind, "datasource ready");
-    }
-    let options = FederationOptions {
-        batch_size: settings.results.batch_size,
-        max_page_size: settings.results.max_page_size,
-        query_limits: settings.limits.query_limits(),
-    };
-    Ok(Federation::new(sources, options))
-}
-
 async fn websocket(
     req: HttpRequest,
     body: web::Payload,
-    state: web::Data<AppState>,
+    app: web::Data<App>,
 ) -> actix_web::Result<HttpResponse> {
     use actix_web::http::StatusCode;
-    let grant = match state.auth.check(&req) {
+    let grant = match app.auth.check(&req) {
         Ok(grant) => grant,
         Err(refusal) => {
             return Ok(refuse(
-                &state,
+                &app,
                 refusal.status(),
                 refusal.label(),
                 refusal.message(),
             ))
         }
     };
-    let metrics = state.sessions.federation.metrics();
-    let Some(slot) = ConnectionSlot::acquire(&state.connections, state.max_connections, metrics)
+    let Some(slot) =
+        ConnectionSlot::acquire(&app.connections, app.limits.max_connections, &app.metrics)
     else {
         let mut response = refuse(
-            &state,
+            &app,
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_connections",
             "the server holds as many connections as it may; try again later",
@@ -105,24 +64,34 @@ async fn websocket(
         );
         return Ok(response);
     };
-    let body =
-        frame_guard::guard_payload(&req, body, state.sessions.limits.max_message_bytes).await?;
-    let (response, socket, stream) = actix_ws::handle(&req, body)?;
+    let body = frame_guard::guard_payload(&req, body, app.limits.max_message_bytes).await?;
+    // actix-ws does the handshake and reads frames; what is written comes
+    // straight from the connection's outbox (see `outbox`).
+    let (response, _unused_writer, stream) = actix_ws::handle(&req, body)?;
+    let (outbox, outbox_body) =
+        Outbox::new(app.limits.outbound_buffer_bytes, Arc::clone(&app.metrics));
+    let (head, reader_link) = response.into_parts();
+    let response = head
+        .set_body(BodyStream::new(ResponseBody {
+            outbox: outbox_body,
+            _reader_link: reader_link,
+        }))
+        .map_into_boxed_body();
     // The slot is held by the TCP connection itself, so it is given back only
     // when the socket is really gone (see `tcp`).
     let (handle, slot) = match req.conn_data::<ConnectionGuard>() {
         Some(guard) => (Some(guard.hold(slot)), None),
         None => (None, Some(slot)),
     };
-    let sessions = Arc::clone(&state.sessions);
+    let app = app.into_inner();
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let connection = session::next_connection_id();
+    let id = connection::next_connection_id();
     // The token's name, never the token, goes into the logs.
-    let token = grant.token_name.as_deref().unwrap_or("-");
-    let span = tracing::info_span!("ws", connection, %peer, token);
+    let token = grant.caller.token_name.as_deref().unwrap_or("-").to_owned();
+    let span = tracing::info_span!("ws", connection = id, %peer, token);
     actix_web::rt::spawn(
         async move {
-            session::run(sessions, connection, grant.access, socket, stream, handle).await;
+            connection::run(app, id, grant, stream, outbox, handle).await;
             drop(slot);
         }
         .instrument(span),
@@ -130,17 +99,36 @@ async fn websocket(
     Ok(response)
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// The websocket's response body: the outbox's frames. It also holds the
+/// body actix-ws made, unused: the frame reader ends when that is dropped,
+/// which is exactly when the connection ends.
+struct ResponseBody {
+    outbox: OutboxBody,
+    _reader_link: BoxBody,
+}
+
+impl futures_util::Stream for ResponseBody {
+    type Item = <OutboxBody as futures_util::Stream>::Item;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.get_mut().outbox).poll_next(cx)
+    }
+}
+
+async fn metrics(app: web::Data<App>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.sessions.federation.metrics().render())
+        .body(app.metrics.render())
 }
 
 /// The server's health; each datasource's only for a caller that may use it
 /// (on a server with tokens, one that presents a valid token).
-async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let federation = &state.sessions.federation;
-    let access = state.auth.check_token(&req).ok().map(|grant| grant.access);
+async fn healthz(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
+    let federation = &app.federation;
+    let caller = app.auth.check_token(&req).ok().map(|grant| grant.caller);
     let checks = federation.sources().iter().map(|source| async move {
         let result = tokio::time::timeout(
             source.timeout.min(Duration::from_secs(5)),
@@ -160,12 +148,12 @@ async fn healthz(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         join_all(checks).await.into_iter().collect();
     let all_ok = datasources.values().all(|s| s["ok"] == true);
     let status = if all_ok { "ok" } else { "degraded" };
-    let Some(access) = access else {
+    let Some(caller) = caller else {
         return HttpResponse::Ok().json(json!({ "status": status }));
     };
     let visible: BTreeMap<String, serde_json::Value> = datasources
         .into_iter()
-        .filter(|(id, _)| access.allows(id))
+        .filter(|(id, _)| caller.may_use(id))
         .collect();
     HttpResponse::Ok().json(json!({
         "status": status,
@@ -188,7 +176,7 @@ pub struct ServerHandle {
     /// The address it listens on (with the real port when `:0` was asked).
     pub addr: SocketAddr,
     handle: actix_web::dev::ServerHandle,
-    shutdown: watch::Sender<Option<Duration>>,
+    shutdown: ShutdownSender,
 }
 
 impl ServerHandle {
@@ -206,41 +194,29 @@ pub fn bind(
     settings: &Settings,
     registry: &Registry,
 ) -> Result<(actix_web::dev::Server, ServerHandle), String> {
-    let federation = Arc::new(build_federation(settings, registry)?);
     // Bound first: the server's own origins derive from the address it got.
     let listener = std::net::TcpListener::bind(&settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let auth = Auth::new(&settings.auth, addr)?;
-    let (shutdown, shutdown_rx) = watch::channel(None);
-    let sessions = Arc::new(SessionContext {
-        federation,
-        limits: settings.limits.clone(),
-        shutdown: shutdown_rx,
-    });
-    let state = web::Data::new(AppState {
-        sessions,
-        auth,
-        connections: Arc::new(AtomicUsize::new(0)),
-        max_connections: settings.limits.max_connections,
-    });
+    let (app, shutdown) = App::build(settings, registry, addr)?;
+    let app = web::Data::new(app);
     let static_dir = settings.static_dir.clone();
     let has_ui = static_dir.join("index.html").is_file();
     if !has_ui {
         tracing::warn!(dir = %static_dir.display(), "no web UI found; serving a placeholder page");
     }
     let server = HttpServer::new(move || {
-        let app = App::new()
-            .app_data(state.clone())
+        let routes = HttpApp::new()
+            .app_data(app.clone())
             .route("/ws", web::get().to(websocket))
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics));
         if has_ui {
-            app.service(actix_files::Files::new("/", &static_dir).index_file("index.html"))
+            routes.service(actix_files::Files::new("/", &static_dir).index_file("index.html"))
         } else {
-            app.route("/", web::get().to(fallback_page))
+            routes.route("/", web::get().to(fallback_page))
         }
     })
     .on_connect(ConnectionGuard::attach)

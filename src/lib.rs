@@ -1,28 +1,36 @@
 //! tributary: one query, fanned out over a websocket to many datasources at
 //! once, each source's results streamed back as they arrive.
 //!
-//! - [`protocol`]: the wire types (Marija's Socket API and its extensions);
-//! - [`session`]: the per-connection actor;
-//! - [`federation`]: fan-out to datasources and merging of their answers;
-//! - [`datasources`]: the [`datasources::Datasource`] trait, the adapter registry and the adapters;
-//! - [`config`]: settings from file, environment and flags;
-//! - [`auth`]: API tokens and allowed origins, checked before the upgrade;
-//! - [`metrics`]: the Prometheus metrics at `/metrics`;
-//! - [`tcp`]: each TCP connection's slot, held until its socket is really closed;
-//! - [`frame_guard`]: inbound frame sizes checked at the frame header;
-//! - [`http`]: routes and the server's lifecycle.
+//! `docs/architecture.md` is the map. In short:
+//!
+//! - [`protocol`]: the wire types (the `tributary-protocol` crate);
+//! - [`datasources`]: the adapter API (the `tributary-datasource` crate), the
+//!   registry and the built-in adapters;
+//! - [`connection`]: the transport loop of one websocket;
+//! - [`session`]: one connection's protocol state, driven by commands;
+//! - [`outbox`]: one connection's outgoing frames, bounded in bytes;
+//! - [`request`]: requests validated once, right after decoding;
+//! - [`federation`]: fan-out to datasources;
+//! - [`app`]: the composition root; [`config`]: settings; [`auth`]: tokens and origins;
+//! - [`http`]: routes and the server's lifecycle; [`metrics`]: `/metrics`;
+//! - [`tcp`], [`frame_guard`]: each TCP connection's slot, and inbound frame sizes.
 
+pub mod app;
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod datagen;
 pub mod datasources;
 pub mod federation;
 pub mod frame_guard;
 pub mod http;
 pub mod metrics;
-pub mod protocol;
+pub mod outbox;
+pub mod request;
 pub mod session;
 pub mod tcp;
+
+pub use tributary_protocol as protocol;
 
 #[doc = include_str!("../docs/plugins.md")]
 #[cfg(doctest)]

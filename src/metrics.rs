@@ -18,6 +18,11 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Time each datasource took to answer, by datasource, call and outcome.
     pub datasource_seconds: HistogramVec,
+    /// Time datasources spent waiting for room in a client's outbox (a slow
+    /// reader), by datasource; not counted in `datasource_seconds`.
+    pub outbox_wait_seconds: HistogramVec,
+    /// Bytes queued for clients now, over all connections.
+    pub outbox_bytes: IntGauge,
     /// Messages and bytes written to clients.
     pub messages_out: IntCounter,
     pub bytes_out: IntCounter,
@@ -64,6 +69,20 @@ impl Metrics {
                 &["datasource", "call", "outcome"],
             )
             .expect("valid metric"),
+            outbox_wait_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "outbox_wait_seconds",
+                    "Time a datasource's results waited for room in a slow client's outbox",
+                )
+                .buckets(vec![0.001, 0.01, 0.1, 1.0, 10.0, 60.0]),
+                &["datasource"],
+            )
+            .expect("valid metric"),
+            outbox_bytes: IntGauge::new(
+                "outbox_bytes",
+                "Bytes queued for clients now, over all connections",
+            )
+            .expect("valid metric"),
             messages_out: IntCounter::new("messages_out_total", "Messages written to clients")
                 .expect("valid metric"),
             bytes_out: IntCounter::new("bytes_out_total", "Bytes of messages written to clients")
@@ -101,7 +120,9 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(self.outbox_wait_seconds.clone()),
+            Box::new(self.outbox_bytes.clone()),
             Box::new(self.connections_open.clone()),
             Box::new(self.connections_total.clone()),
             Box::new(self.requests_running.clone()),

@@ -124,9 +124,9 @@ async fn missing_and_wrongly_typed_fields_keep_query_and_color() {
     .await;
     expect_error(
         &mut client,
-        r##"{"type":"FIELDS_REQUEST","datasources":["people"],"sise":3}"##,
+        r##"{"type":"ITEMS_REQUEST","datasource":["people"],"query":"x"}"##,
         "invalid_request",
-        "unknown field `sise`",
+        "missing field `datasources` (did you mean `datasources` instead of `datasource`?)",
     )
     .await;
     expect_error(
@@ -206,4 +206,26 @@ async fn a_query_the_parser_rejects_names_the_problem() {
         assert!(message.contains(problem), "{query}: `{message}`");
         still_works(&mut client).await;
     }
+}
+
+/// Fields the Socket API does not define are ignored: other clients send
+/// more than tributary reads, and must keep working.
+#[tokio::test]
+async fn unknown_fields_are_ignored() {
+    let server = servers();
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send_text(r##"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"group:g2","size":10,"color":"#123456","fields":["name"],"advancedQuery":{"x":1},"request-id":"r"}"##)
+        .await;
+    let answers = client.recv_until(|m| m["type"] == "REQUEST_COMPLETED").await;
+    assert_eq!(answers[0]["type"], "ITEMS_RECEIVE", "{answers:?}");
+    assert_eq!(items_of(&answers[0])["total"], 4);
+    assert_eq!(items_of(&answers[0])["color"], "#123456");
+    client
+        .send_text(r#"{"type":"FIELDS_REQUEST","datasources":["people"],"sise":3}"#)
+        .await;
+    assert_eq!(client.recv().await["type"], "FIELDS_RECEIVE");
+    client.send_text(r#"{"type":"PING","t":1,"extra":2}"#).await;
+    let pong = client.recv().await;
+    assert_eq!((pong["type"].as_str(), pong["t"].as_i64()), (Some("PONG"), Some(1)));
 }

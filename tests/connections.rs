@@ -264,7 +264,7 @@ async fn a_message_flood_closes_with_4420() {
 async fn a_client_that_stops_reading_is_disconnected_with_4420() {
     let mut settings = settings(vec![datasource("bulky", "bulky", json!({}))]);
     settings.limits.slow_client_timeout = Duration::from_millis(300);
-    settings.limits.outbound_queue = 2;
+    settings.limits.outbound_buffer_bytes = 100_000;
     settings.results.batch_size = 10;
     let server = start_with(settings);
     let (mut client, _) = Client::ready(&server).await;

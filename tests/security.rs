@@ -14,8 +14,9 @@ use common::*;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tributary::config::TokenSettings;
-use tributary::datasources::{Datasource, DatasourceError, FieldList, Registry, SearchQuery};
-use tributary::federation::ResultSink;
+use tributary::datasources::{
+    Datasource, DatasourceError, FieldList, Registry, RequestContext, ResultSink, SearchQuery,
+};
 
 async fn still_answers(client: &mut Client) {
     let answer = client.items(&["people"], "name:person", 0, 2, "#0f0").await;
@@ -408,12 +409,13 @@ struct LingeringDatasource {
 
 #[async_trait]
 impl Datasource for LingeringDatasource {
-    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+    async fn fields(&self, _: &RequestContext) -> Result<FieldList, DatasourceError> {
         Ok(FieldList::default())
     }
 
     async fn search(
         &self,
+        _: &RequestContext,
         _query: &SearchQuery,
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError> {
@@ -528,7 +530,6 @@ async fn error_messages_speak_the_users_terms() {
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":7}"#,
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"x","color":false}"#,
         r#"{"type":"FIELDS_REQUEST","datasources":null}"#,
-        r#"{"type":"PING","t":1,"extra":2}"#,
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:abc"}"#,
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:1.5"}"#,
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:[a TO b]"}"#,

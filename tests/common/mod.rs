@@ -15,9 +15,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tributary::config::Settings;
 use tributary::datasources::fixtures::FixturesDatasource;
 use tributary::datasources::{
-    Datasource, DatasourceError, DatasourceSettings, FieldList, Registry, SearchQuery,
+    Datasource, DatasourceError, DatasourceSettings, FieldList, Registry, RequestContext,
+    ResultSink, SearchQuery,
 };
-use tributary::federation::ResultSink;
 use tributary::http::ServerHandle;
 
 /// Upper bound on waiting for any one message, so a broken server fails the test instead of hanging it.
@@ -113,17 +113,18 @@ pub struct SlowDatasource {
 
 #[async_trait]
 impl Datasource for SlowDatasource {
-    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+    async fn fields(&self, request: &RequestContext) -> Result<FieldList, DatasourceError> {
         tokio::time::sleep(self.delay).await;
-        self.inner.fields().await
+        self.inner.fields(request).await
     }
     async fn search(
         &self,
+        request: &RequestContext,
         query: &SearchQuery,
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError> {
         tokio::time::sleep(self.delay).await;
-        self.inner.search(query, results).await
+        self.inner.search(request, query, results).await
     }
 }
 
@@ -132,10 +133,15 @@ pub struct FailingDatasource;
 
 #[async_trait]
 impl Datasource for FailingDatasource {
-    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+    async fn fields(&self, _: &RequestContext) -> Result<FieldList, DatasourceError> {
         Err(DatasourceError::unavailable("connection refused"))
     }
-    async fn search(&self, _: &SearchQuery, _: &mut ResultSink) -> Result<(), DatasourceError> {
+    async fn search(
+        &self,
+        _: &RequestContext,
+        _: &SearchQuery,
+        _: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
         Err(DatasourceError::unavailable("connection refused"))
     }
 }
@@ -325,11 +331,16 @@ pub struct HangingDatasource {
 
 #[async_trait]
 impl Datasource for HangingDatasource {
-    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+    async fn fields(&self, _: &RequestContext) -> Result<FieldList, DatasourceError> {
         let _gauge = Gauge::enter(&self.running);
         std::future::pending().await
     }
-    async fn search(&self, _: &SearchQuery, _: &mut ResultSink) -> Result<(), DatasourceError> {
+    async fn search(
+        &self,
+        _: &RequestContext,
+        _: &SearchQuery,
+        _: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
         let _gauge = Gauge::enter(&self.running);
         std::future::pending().await
     }
@@ -364,11 +375,12 @@ pub struct BulkyDatasource;
 
 #[async_trait]
 impl Datasource for BulkyDatasource {
-    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+    async fn fields(&self, _: &RequestContext) -> Result<FieldList, DatasourceError> {
         Ok(FieldList::default())
     }
     async fn search(
         &self,
+        _: &RequestContext,
         query: &SearchQuery,
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError> {
@@ -378,7 +390,8 @@ impl Datasource for BulkyDatasource {
         fields.insert("padding".into(), Value::from("x".repeat(4096)));
         let body = tributary::protocol::Item::from_fields("", &fields).fields;
         let mut sent = 0;
-        while sent < query.size && !results.is_closed() {
+        results.set_total(query.size);
+        while sent < query.size {
             let batch = (sent..(sent + 100).min(query.size))
                 .map(|i| tributary::protocol::Item {
                     id: i.to_string(),
@@ -387,7 +400,7 @@ impl Datasource for BulkyDatasource {
                 })
                 .collect::<Vec<_>>();
             sent += batch.len() as u64;
-            results.send(query.size, batch).await;
+            results.push(batch).await?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::protocol::Field;
+use tributary_datasource::Field;
 
 /// The fields of every index in a `_mapping` response, merged and sorted by path.
 /// When indices disagree on a field's type, the first index (by name) wins.

@@ -30,9 +30,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::flatten::flatten;
-use super::{Datasource, DatasourceError, DatasourceSettings, FieldList, SearchQuery, SetupError};
-use crate::federation::ResultSink;
-use crate::protocol::{Field, Item};
+use tributary_datasource::{
+    Datasource, DatasourceError, DatasourceSettings, ErrorKind, Field, FieldList, Item,
+    RequestContext, ResultSink, SearchQuery, SetupError,
+};
 
 /// How long a point in time or scroll stays open between two batches.
 const KEEP_ALIVE: &str = "1m";
@@ -228,7 +229,8 @@ impl ElasticsearchDatasource {
             .await;
         let page = self.read(response, "search").await?;
         let (total, items, _) = hits_of(&page)?;
-        results.send(total, items).await;
+        results.set_total(total);
+        results.push(items).await?;
         Ok(())
     }
 
@@ -248,7 +250,7 @@ impl ElasticsearchDatasource {
             .await;
         let pit = match self.read(opened, "open a point in time").await {
             Ok(body) => body.get("id").and_then(Value::as_str).map(str::to_owned),
-            Err(error) if error.kind == super::ErrorKind::Unavailable => return Err(error),
+            Err(error) if error.kind == ErrorKind::Unavailable => return Err(error),
             Err(_) => None,
         };
         let mut cursor = match pit {
@@ -261,7 +263,7 @@ impl ElasticsearchDatasource {
         let end = query.from.saturating_add(query.size);
         let mut position = 0u64; // hits walked so far
         let mut total = None;
-        while position < end && !results.is_closed() {
+        while position < end {
             let skipping = position + self.scan_batch <= query.from;
             let mut body = self.search_body(&query.query);
             body.insert("size".into(), json!(self.scan_batch));
@@ -330,7 +332,10 @@ impl ElasticsearchDatasource {
                 }
             };
             let (page_total, items, count) = hits_of(&page)?;
-            let total = *total.get_or_insert(page_total);
+            if total.is_none() {
+                total = Some(page_total);
+                results.set_total(page_total);
+            }
             if count == 0 {
                 break;
             }
@@ -340,10 +345,11 @@ impl ElasticsearchDatasource {
             position += count as u64;
             if first < last && !skipping {
                 let wanted: Vec<Item> = items.into_iter().take(last).skip(first).collect();
-                results.send(total, wanted).await;
+                // Stops here (closing the cursor) once the results are no longer wanted.
+                results.push(wanted).await?;
             }
         }
-        results.send(total.unwrap_or(0), Vec::new()).await;
+        results.set_total(total.unwrap_or(0));
         Ok(())
     }
 
@@ -407,7 +413,7 @@ impl ElasticsearchDatasource {
 
 #[async_trait]
 impl Datasource for ElasticsearchDatasource {
-    async fn fields(&self) -> Result<FieldList, DatasourceError> {
+    async fn fields(&self, _: &RequestContext) -> Result<FieldList, DatasourceError> {
         let indices = self.indices();
         let response = self
             .client
@@ -432,6 +438,7 @@ impl Datasource for ElasticsearchDatasource {
 
     async fn search(
         &self,
+        _: &RequestContext,
         query: &SearchQuery,
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError> {

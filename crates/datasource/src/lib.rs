@@ -1,0 +1,85 @@
+//! The datasource API of tributary: everything an adapter needs, and nothing
+//! of the server.
+//!
+//! - [`Datasource`]: the trait an adapter implements;
+//! - [`ResultSink`]: where a search streams its results;
+//!   [`ResultSink::for_test`] hands back what was pushed, so an adapter is
+//!   unit-tested without a server;
+//! - [`RequestContext`]: who asks, and by when the answer is due;
+//! - [`DatasourceError`]: why a datasource could not answer;
+//! - [`DatasourceSettings`]: an adapter's table of the config.
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use tributary_datasource::*;
+//!
+//! /// Answers every query with one record.
+//! struct One;
+//!
+//! #[async_trait]
+//! impl Datasource for One {
+//!     async fn fields(&self, _: &RequestContext) -> Result<FieldList, DatasourceError> {
+//!         Ok(FieldList { index: "one".into(), fields: vec![Field::new("name", "keyword")] })
+//!     }
+//!     async fn search(
+//!         &self,
+//!         _: &RequestContext,
+//!         query: &SearchQuery,
+//!         results: &mut ResultSink,
+//!     ) -> Result<(), DatasourceError> {
+//!         let mut fields = serde_json::Map::new();
+//!         fields.insert("name".into(), query.query.clone().into());
+//!         results.set_total(1);
+//!         results.push(vec![Item::from_fields("1", &fields)]).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let (mut sink, pushed) = ResultSink::for_test();
+//! let query = SearchQuery { query: "ada".into(), from: 0, size: 10 };
+//! One.search(&RequestContext::for_test(), &query, &mut sink).await.unwrap();
+//! assert_eq!(pushed.total(), Some(1));
+//! assert_eq!(pushed.ids(), ["1"]);
+//! # });
+//! ```
+
+mod context;
+mod error;
+mod record;
+mod settings;
+mod sink;
+
+pub use async_trait::async_trait;
+
+pub use context::{Caller, RequestContext};
+pub use error::{redact_userinfo, DatasourceError, ErrorKind};
+pub use record::{Field, FieldList, Item, SearchQuery};
+pub use settings::{DatasourceSettings, SetupError};
+pub use sink::{BatchTarget, CpuPermit, Lease, Pushed, ResultSink, SinkClosed, WorkLimits};
+
+/// A source of records that can be searched.
+///
+/// Implementations must be cheap to share (`Arc<dyn Datasource>`) and must
+/// tolerate being dropped mid-call: a canceled request simply drops the future.
+#[async_trait]
+pub trait Datasource: Send + Sync + 'static {
+    /// The fields records of this datasource have, with dotted paths for nested values.
+    async fn fields(&self, request: &RequestContext) -> Result<FieldList, DatasourceError>;
+
+    /// Runs `query` and streams the total number of matches and the page
+    /// `from..from+size` into `results`, in as many pushes as is convenient
+    /// (an adapter that pages through its backend pushes each page as it
+    /// comes). A push fails once nobody wants the results any more: stop with `?`.
+    async fn search(
+        &self,
+        request: &RequestContext,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError>;
+
+    /// Checks that the datasource can answer; used by `GET /healthz`.
+    async fn health(&self) -> Result<(), DatasourceError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! What clients send: decoded leniently. Unknown fields are ignored, so a
+//! client that sends more than the Socket API (Marija's later clients send
+//! `fields` or `advancedQuery`) keeps working; a wrong type or a missing
+//! field is answered with an `ERROR` that names it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::outbound::{Echo, ErrorCode, ErrorReport};
+
+/// A client-chosen id tying answers to a request: a string or an integer,
+/// echoed back verbatim as `"request-id"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Number(i64),
+    Text(String),
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestId::Number(n) => write!(f, "{n}"),
+            RequestId::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Default page size when an `ITEMS_REQUEST` has no `size`.
+pub const DEFAULT_SIZE: u64 = 50;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FieldsRequest {
+    pub datasources: Vec<String>,
+    #[serde(rename = "request-id", default)]
+    pub request_id: Option<RequestId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ItemsRequest {
+    pub datasources: Vec<String>,
+    pub query: String,
+    #[serde(default)]
+    pub from: u64,
+    #[serde(default = "default_size")]
+    pub size: u64,
+    #[serde(default)]
+    pub color: Option<String>,
+    #[serde(rename = "request-id", default)]
+    pub request_id: Option<RequestId>,
+}
+
+fn default_size() -> u64 {
+    DEFAULT_SIZE
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CancelRequest {
+    #[serde(rename = "request-id")]
+    pub request_id: RequestId,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Ping {
+    #[serde(default)]
+    pub t: Option<Value>,
+}
+
+/// A decoded client message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    Fields(FieldsRequest),
+    Items(ItemsRequest),
+    Cancel(CancelRequest),
+    Ping(Ping),
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    /// Valid JSON that is not an object: the connection is closed with
+    /// [`CLOSE_INVALID_PAYLOAD`].
+    NotAnObject,
+    /// Anything else: answered with an `ERROR`, the connection stays open.
+    Invalid(Box<ErrorReport>),
+}
+
+/// Decodes one text frame.
+pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        DecodeError::Invalid(Box::new(ErrorReport::new(
+            ErrorCode::InvalidJson,
+            format!("invalid JSON: {e}"),
+        )))
+    })?;
+    let Value::Object(object) = value else {
+        return Err(DecodeError::NotAnObject);
+    };
+    decode_object(object).map_err(|report| DecodeError::Invalid(Box::new(report)))
+}
+
+// Errors are rare and short-lived; boxing them here would only add noise.
+#[allow(clippy::result_large_err)]
+fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorReport> {
+    // Context for any error about this frame: the request's query, color and id.
+    let report_context = ErrorReport::new(ErrorCode::InvalidRequest, String::new()).echoing(Echo {
+        query: object.get("query").and_then(Value::as_str).map(str::to_owned),
+        color: object.get("color").and_then(Value::as_str).map(str::to_owned),
+        request_id: object
+            .get("request-id")
+            .and_then(|v| RequestId::deserialize(v).ok()),
+    });
+
+    let kind = match object.remove("type") {
+        Some(Value::String(kind)) => kind,
+        Some(_) => {
+            return Err(report_context.with_message("field `type` must be a string"));
+        }
+        None => return Err(report_context.with_message("missing field `type`")),
+    };
+    let body = Value::Object(object);
+    let invalid = |e: serde_path_to_error::Error<serde_json::Error>| {
+        report_context
+            .clone()
+            .with_message(format!("{kind}: {}", describe_invalid(&body, &e)))
+    };
+    // Unknown fields are ignored (other clients send more than we read), but
+    // a missing field next to a near-miss spelling of it is worth naming.
+    match kind.as_str() {
+        "FIELDS_REQUEST" => serde_path_to_error::deserialize(&body)
+            .map(ClientMessage::Fields)
+            .map_err(invalid),
+        "ITEMS_REQUEST" => serde_path_to_error::deserialize(&body)
+            .map(ClientMessage::Items)
+            .map_err(invalid),
+        "CANCEL_REQUEST" => serde_path_to_error::deserialize(&body)
+            .map(ClientMessage::Cancel)
+            .map_err(invalid),
+        "PING" => serde_path_to_error::deserialize(&body)
+            .map(ClientMessage::Ping)
+            .map_err(invalid),
+        other => {
+            let mut report = report_context.with_message(format!(
+                "unknown message type `{other}`; expected FIELDS_REQUEST, ITEMS_REQUEST, CANCEL_REQUEST or PING"
+            ));
+            report.code = ErrorCode::UnknownType;
+            Err(report)
+        }
+    }
+}
+
+/// Says what is wrong with a field in the protocol's terms (never in the
+/// server's own type names): `` `size` must be a whole number of 0 or more
+/// (found a string) ``.
+fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let field = match error.path().iter().next() {
+        Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+        // Missing fields are reported at the top level, by name.
+        _ => return with_spelling_hint(body, error.inner().to_string()),
+    };
+    let expected = match field.as_str() {
+        "datasources" => "a list of datasource ids (strings)",
+        "query" | "color" => "a string",
+        "from" | "size" => "a whole number of 0 or more",
+        "request-id" => "a string or an integer",
+        _ => return error.inner().to_string(),
+    };
+    let found = match body.get(&field) {
+        Some(Value::Null) => "null",
+        Some(Value::Bool(_)) => "true or false",
+        Some(Value::Number(n)) if n.is_i64() && n.as_i64() < Some(0) => "a negative number",
+        Some(Value::Number(n)) if n.is_f64() => "a fraction",
+        Some(Value::Number(_)) => "a number",
+        Some(Value::String(_)) => "a string",
+        Some(Value::Array(_)) => "a list",
+        Some(Value::Object(_)) => "an object",
+        None => "nothing",
+    };
+    // Inside a list, name the element that is wrong.
+    let found = match error.path().iter().nth(1) {
+        Some(serde_path_to_error::Segment::Seq { index }) => {
+            format!("element {index} is not a string")
+        }
+        _ => format!("found {found}"),
+    };
+    format!("`{field}` must be {expected} ({found})")
+}
+
+
+/// The fields each message may have, to spot a misspelled one.
+const KNOWN_FIELDS: &[&str] = &[
+    "type",
+    "datasources",
+    "query",
+    "from",
+    "size",
+    "color",
+    "request-id",
+    "t",
+];
+
+/// `message` about a missing field, with "did you send `sise` for `size`?"
+/// when an unknown field of the frame is one or two letters away from it.
+fn with_spelling_hint(body: &Value, message: String) -> String {
+    let Some(missing) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return message;
+    };
+    let Value::Object(object) = body else {
+        return message;
+    };
+    let near_miss = object
+        .keys()
+        .filter(|key| !KNOWN_FIELDS.contains(&key.as_str()))
+        .find(|key| edit_distance(key, missing) <= 2);
+    match near_miss {
+        Some(key) => format!("{message} (did you mean `{missing}` instead of `{key}`?)"),
+        None => message,
+    }
+}
+
+/// Levenshtein distance, for short field names only.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}

@@ -1,0 +1,381 @@
+//! What the server sends: one typed [`ServerMessage`], encoded once into a
+//! [`Frame`]. A frame is shared bytes: cloning it for another connection
+//! copies nothing.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use tributary_datasource::{ErrorKind, Field, Item};
+
+use crate::inbound::RequestId;
+
+/// What every answer to one request repeats: its query, color and request id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Echo {
+    pub query: Option<String>,
+    pub color: Option<String>,
+    pub request_id: Option<RequestId>,
+}
+
+/// The machine-readable family of an `ERROR` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The frame is not valid JSON.
+    InvalidJson,
+    /// `type` names no known message.
+    UnknownType,
+    /// A field is missing or of the wrong type, or a value is out of range.
+    InvalidRequest,
+    /// The request names a datasource the server does not have (or the token may not use).
+    UnknownDatasource,
+    /// The query is malformed or over the server's limits, or the datasource rejected it.
+    BadQuery,
+    /// The datasource could not be reached or failed.
+    DatasourceFailed,
+    /// The datasource refused the server's credentials.
+    DatasourceUnauthorized,
+    /// The datasource did not answer within its timeout.
+    Timeout,
+    /// The connection already runs as many requests as it may.
+    TooManyRequests,
+    /// `CANCEL_REQUEST` named no running request.
+    UnknownRequest,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnknownDatasource => "unknown_datasource",
+            ErrorCode::BadQuery => "bad_query",
+            ErrorCode::DatasourceFailed => "datasource_failed",
+            ErrorCode::DatasourceUnauthorized => "datasource_unauthorized",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::UnknownRequest => "unknown_request",
+        }
+    }
+}
+
+impl From<ErrorKind> for ErrorCode {
+    fn from(kind: ErrorKind) -> ErrorCode {
+        match kind {
+            ErrorKind::BadQuery => ErrorCode::BadQuery,
+            ErrorKind::Unavailable | ErrorKind::Canceled => ErrorCode::DatasourceFailed,
+            ErrorKind::Unauthorized => ErrorCode::DatasourceUnauthorized,
+            ErrorKind::Timeout => ErrorCode::Timeout,
+        }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The body of an `ERROR` message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorReport {
+    pub echo: Echo,
+    pub message: String,
+    pub code: ErrorCode,
+    /// The datasource the error is about, if it is about one.
+    pub datasource: Option<String>,
+}
+
+impl ErrorReport {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReport {
+            echo: Echo::default(),
+            message: message.into(),
+            code,
+            datasource: None,
+        }
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// The same report, about the request `echo` describes.
+    pub fn echoing(mut self, echo: Echo) -> Self {
+        self.echo = echo;
+        self
+    }
+
+    /// The same report, about the datasource `id`.
+    pub fn about(mut self, id: &str) -> Self {
+        self.datasource = Some(id.to_owned());
+        self
+    }
+}
+
+impl Serialize for ErrorReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            query: &'a Option<String>,
+            color: &'a Option<String>,
+            message: &'a str,
+            code: ErrorCode,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            datasource: &'a Option<String>,
+        }
+        Body {
+            query: &self.echo.query,
+            color: &self.echo.color,
+            message: &self.message,
+            code: self.code,
+            datasource: &self.datasource,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// A datasource as listed in `INITIAL_STATE_RECEIVE`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DatasourceInfo {
+    pub id: String,
+    pub name: String,
+    /// The adapter behind it (`fixtures`, `elasticsearch`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// How one datasource's part of a request ended, as listed in `REQUEST_COMPLETED`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DatasourceOutcome {
+    pub took_ms: u64,
+    pub total: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// One encoded server message: the text of a websocket frame, in shared
+/// bytes. Encoded once, it can go to any number of connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    /// The frame's JSON text.
+    pub fn as_str(&self) -> &str {
+        // Only `ServerMessage::encode` builds frames, always from a `String`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The encoded bytes (UTF-8 JSON), shared.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Every message the server sends on `/ws`.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerMessage<'a> {
+    InitialState {
+        datasources: &'a [DatasourceInfo],
+    },
+    Fields {
+        echo: &'a Echo,
+        server: &'a str,
+        index: &'a str,
+        fields: &'a [Field],
+    },
+    /// One batch of one datasource's results.
+    Items {
+        echo: &'a Echo,
+        server: &'a str,
+        total: u64,
+        /// Offset of the first result of this batch in the whole result list.
+        from: u64,
+        results: &'a [Item],
+    },
+    Error(&'a ErrorReport),
+    RequestCompleted {
+        request_id: &'a RequestId,
+        outcomes: &'a BTreeMap<String, DatasourceOutcome>,
+    },
+    RequestCanceled {
+        request_id: &'a RequestId,
+    },
+    Pong {
+        t: &'a Option<Value>,
+        server_t: u64,
+    },
+    ShutdownNotice {
+        drain_ms: u64,
+    },
+}
+
+impl ServerMessage<'_> {
+    /// The `type` on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerMessage::InitialState { .. } => "INITIAL_STATE_RECEIVE",
+            ServerMessage::Fields { .. } => "FIELDS_RECEIVE",
+            ServerMessage::Items { .. } => "ITEMS_RECEIVE",
+            ServerMessage::Error(_) => "ERROR",
+            ServerMessage::RequestCompleted { .. } => "REQUEST_COMPLETED",
+            ServerMessage::RequestCanceled { .. } => "REQUEST_CANCELED",
+            ServerMessage::Pong { .. } => "PONG",
+            ServerMessage::ShutdownNotice { .. } => "SHUTDOWN_NOTICE",
+        }
+    }
+
+    /// Encodes the message, once.
+    pub fn encode(&self) -> Frame {
+        let kind = self.type_name();
+        let text = match *self {
+            ServerMessage::InitialState { datasources } => {
+                #[derive(Serialize)]
+                struct State<'a> {
+                    datasources: &'a [DatasourceInfo],
+                }
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    state: State<'a>,
+                }
+                tagged(kind, &Body { state: State { datasources } }, None)
+            }
+            ServerMessage::Fields {
+                echo,
+                server,
+                index,
+                fields,
+            } => {
+                #[derive(Serialize)]
+                struct Inner<'a> {
+                    server: &'a str,
+                    index: &'a str,
+                    fields: &'a [Field],
+                }
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    fields: Inner<'a>,
+                }
+                let body = Body {
+                    fields: Inner {
+                        server,
+                        index,
+                        fields,
+                    },
+                };
+                tagged(kind, &body, echo.request_id.as_ref())
+            }
+            ServerMessage::Items {
+                echo,
+                server,
+                total,
+                from,
+                results,
+            } => {
+                #[derive(Serialize)]
+                struct Inner<'a> {
+                    server: &'a str,
+                    query: &'a str,
+                    color: &'a Option<String>,
+                    total: u64,
+                    from: u64,
+                    results: &'a [Item],
+                }
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    items: Inner<'a>,
+                }
+                let body = Body {
+                    items: Inner {
+                        server,
+                        query: echo.query.as_deref().unwrap_or_default(),
+                        color: &echo.color,
+                        total,
+                        from,
+                        results,
+                    },
+                };
+                tagged(kind, &body, echo.request_id.as_ref())
+            }
+            ServerMessage::Error(report) => {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    error: &'a ErrorReport,
+                }
+                tagged(
+                    kind,
+                    &Body { error: report },
+                    report.echo.request_id.as_ref(),
+                )
+            }
+            ServerMessage::RequestCompleted {
+                request_id,
+                outcomes,
+            } => {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    datasources: &'a BTreeMap<String, DatasourceOutcome>,
+                }
+                tagged(
+                    kind,
+                    &Body {
+                        datasources: outcomes,
+                    },
+                    Some(request_id),
+                )
+            }
+            ServerMessage::RequestCanceled { request_id } => {
+                #[derive(Serialize)]
+                struct Body {}
+                tagged(kind, &Body {}, Some(request_id))
+            }
+            ServerMessage::Pong { t, server_t } => {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    t: &'a Option<Value>,
+                    server_t: u64,
+                }
+                tagged(kind, &Body { t, server_t }, None)
+            }
+            ServerMessage::ShutdownNotice { drain_ms } => {
+                #[derive(Serialize)]
+                struct Body {
+                    drain_ms: u64,
+                }
+                tagged(kind, &Body { drain_ms }, None)
+            }
+        };
+        Frame(Bytes::from(text))
+    }
+}
+
+#[derive(Serialize)]
+struct Tagged<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+    #[serde(rename = "request-id", skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a RequestId>,
+}
+
+fn tagged<T: Serialize>(kind: &'static str, body: &T, request_id: Option<&RequestId>) -> String {
+    let tagged = Tagged {
+        kind,
+        body,
+        request_id,
+    };
+    // Every body is plain data with string keys: serialisation cannot fail.
+    serde_json::to_string(&tagged).unwrap_or_default()
+}

@@ -1,0 +1,169 @@
+//! The wire format: seed messages decode, every server message has the seed's
+//! shape, and what the server encodes a client decodes again.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use tributary_protocol::events::ServerEvent;
+use tributary_protocol::*;
+
+#[test]
+fn decodes_the_seed_items_request() {
+    let msg = decode(
+        r##"{"type":"ITEMS_REQUEST","datasources":["twitter"],"query":"wilders","from":0,"size":500,"color":"#de79f2"}"##,
+    );
+    assert_eq!(
+        msg,
+        Ok(ClientMessage::Items(ItemsRequest {
+            datasources: vec!["twitter".into()],
+            query: "wilders".into(),
+            from: 0,
+            size: 500,
+            color: Some("#de79f2".into()),
+            request_id: None,
+        }))
+    );
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let msg = decode(
+        r##"{"type":"ITEMS_REQUEST","datasources":["t"],"query":"x","fields":["a"],"advancedQuery":{"x":1}}"##,
+    );
+    assert!(matches!(msg, Ok(ClientMessage::Items(ref r)) if r.size == DEFAULT_SIZE), "{msg:?}");
+    let msg = decode(r#"{"type":"FIELDS_REQUEST","datasources":["t"],"extra":true}"#);
+    assert!(matches!(msg, Ok(ClientMessage::Fields(_))), "{msg:?}");
+}
+
+#[test]
+fn a_misspelled_required_field_is_named() {
+    let Err(DecodeError::Invalid(report)) =
+        decode(r#"{"type":"ITEMS_REQUEST","datasource":["t"],"query":"x"}"#)
+    else {
+        panic!("expected an error");
+    };
+    assert!(
+        report.message.contains("did you mean `datasources` instead of `datasource`"),
+        "{}",
+        report.message
+    );
+}
+
+#[test]
+fn non_objects_are_invalid_payloads_but_bad_json_is_an_error() {
+    assert_eq!(decode("[1,2]"), Err(DecodeError::NotAnObject));
+    assert_eq!(decode("42"), Err(DecodeError::NotAnObject));
+    match decode("{nope") {
+        Err(DecodeError::Invalid(r)) => assert_eq!(r.code, ErrorCode::InvalidJson),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn errors_carry_the_request_context() {
+    let Err(DecodeError::Invalid(report)) =
+        decode(r##"{"type":"ITEMS_REQUEST","query":"x","color":"#fff","request-id":7}"##)
+    else {
+        panic!("expected an error");
+    };
+    assert_eq!(report.echo.query.as_deref(), Some("x"));
+    assert_eq!(report.echo.color.as_deref(), Some("#fff"));
+    assert_eq!(report.echo.request_id, Some(RequestId::Number(7)));
+    assert!(report.message.contains("datasources"), "{}", report.message);
+}
+
+fn one_item() -> Item {
+    let mut fields = Map::new();
+    fields.insert("user.screen_name".into(), Value::from("x"));
+    Item::from_fields("1", &fields)
+}
+
+#[test]
+fn items_receive_has_the_seed_shape() {
+    let echo = Echo {
+        query: Some("wilders".into()),
+        color: Some("#de79f2".into()),
+        request_id: None,
+    };
+    let frame = ServerMessage::Items {
+        echo: &echo,
+        server: "twitter",
+        total: 100,
+        from: 0,
+        results: &[one_item()],
+    }
+    .encode();
+    let v: Value = serde_json::from_str(frame.as_str()).unwrap();
+    assert_eq!(v["type"], "ITEMS_RECEIVE");
+    assert_eq!(v["items"]["server"], "twitter");
+    assert_eq!(v["items"]["query"], "wilders");
+    assert_eq!(v["items"]["total"], 100);
+    assert_eq!(v["items"]["color"], "#de79f2");
+    assert_eq!(v["items"]["results"][0]["id"], "1");
+    assert_eq!(v["items"]["results"][0]["fields"]["user.screen_name"], "x");
+    assert_eq!(v["items"]["results"][0]["highlight"], Value::Null);
+    assert!(v.get("request-id").is_none());
+}
+
+#[test]
+fn what_the_server_encodes_a_client_decodes() {
+    let echo = Echo {
+        query: Some("q".into()),
+        color: None,
+        request_id: Some(RequestId::Text("r1".into())),
+    };
+    let items = ServerMessage::Items {
+        echo: &echo,
+        server: "s",
+        total: 7,
+        from: 3,
+        results: &[one_item()],
+    }
+    .encode();
+    match ServerEvent::decode(items.as_str()).unwrap() {
+        ServerEvent::Items { request_id, items } => {
+            assert_eq!(request_id, Some(RequestId::Text("r1".into())));
+            assert_eq!((items.total, items.from, items.results.len()), (7, 3, 1));
+            assert_eq!(items.results[0].field_map()["user.screen_name"], "x");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let report = ErrorReport::new(ErrorCode::BadQuery, "nope")
+        .echoing(echo.clone())
+        .about("s");
+    let error = ServerMessage::Error(&report).encode();
+    let v: Value = serde_json::from_str(error.as_str()).unwrap();
+    assert_eq!(v["error"]["code"], "bad_query");
+    assert_eq!(v["error"]["datasource"], "s");
+    assert_eq!(v["error"]["color"], Value::Null);
+    assert_eq!(v["request-id"], "r1");
+    match ServerEvent::decode(error.as_str()).unwrap() {
+        ServerEvent::Error { error, .. } => assert_eq!(error.code, "bad_query"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut outcomes = BTreeMap::new();
+    outcomes.insert(
+        "s".to_owned(),
+        DatasourceOutcome {
+            took_ms: 1,
+            total: Some(7),
+            error: None,
+        },
+    );
+    let id = RequestId::Number(9);
+    let done = ServerMessage::RequestCompleted {
+        request_id: &id,
+        outcomes: &outcomes,
+    }
+    .encode();
+    match ServerEvent::decode(done.as_str()).unwrap() {
+        ServerEvent::RequestCompleted {
+            request_id,
+            datasources,
+        } => {
+            assert_eq!(request_id, id);
+            assert_eq!(datasources, outcomes);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

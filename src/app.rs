@@ -1,0 +1,80 @@
+//! The composition root: builds, from the settings, everything the server
+//! shares — metrics, the datasources and their federation, the request rules,
+//! the pool of cores for searches, auth — once. (The live hub and the broker
+//! will be built here too.) Connections get an `Arc<App>`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+
+use crate::auth::Auth;
+use crate::config::{Limits, Settings};
+use crate::datasources::Registry;
+use crate::federation::{Federation, Source};
+use crate::metrics::Metrics;
+use crate::protocol::DatasourceInfo;
+use crate::request::RequestRules;
+
+pub struct App {
+    pub metrics: Arc<Metrics>,
+    pub federation: Arc<Federation>,
+    pub rules: RequestRules,
+    pub limits: Limits,
+    pub auth: Auth,
+    /// CPU-bound searches running at once, over all connections: one per core.
+    pub cpu_pool: Arc<Semaphore>,
+    /// Websocket connections held now (counted until their socket is gone).
+    pub connections: Arc<AtomicUsize>,
+    /// Flips to `Some(drain)` when the server is shutting down.
+    pub shutdown: watch::Receiver<Option<Duration>>,
+}
+
+/// Tells every connection the server is shutting down.
+pub type ShutdownSender = watch::Sender<Option<Duration>>;
+
+impl App {
+    /// Builds every configured datasource (the first that fails stops
+    /// start-up) and the rest of the server; `addr` is the address it is bound to.
+    pub fn build(
+        settings: &Settings,
+        registry: &Registry,
+        addr: SocketAddr,
+    ) -> Result<(App, ShutdownSender), String> {
+        let metrics = Arc::new(Metrics::new());
+        let mut sources = Vec::with_capacity(settings.datasources.len());
+        for ds in &settings.datasources {
+            let datasource = registry.build(ds).map_err(|e| e.to_string())?;
+            sources.push(Source {
+                info: DatasourceInfo {
+                    id: ds.id.clone(),
+                    name: ds.name.clone(),
+                    kind: ds.kind.clone(),
+                },
+                datasource,
+                timeout: ds.timeout.unwrap_or(settings.default_timeout),
+            });
+            tracing::info!(datasource = %ds.id, kind = %ds.kind, "datasource ready");
+        }
+        let federation = Federation::new(
+            sources,
+            settings.results.batch_size,
+            Arc::clone(&metrics),
+        );
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (shutdown_sender, shutdown) = watch::channel(None);
+        let app = App {
+            metrics,
+            federation: Arc::new(federation),
+            rules: settings.request_rules(),
+            limits: settings.limits.clone(),
+            auth: Auth::new(&settings.auth, addr)?,
+            cpu_pool: Arc::new(Semaphore::new(cores)),
+            connections: Arc::new(AtomicUsize::new(0)),
+            shutdown,
+        };
+        Ok((app, shutdown_sender))
+    }
+}

@@ -1,0 +1,282 @@
+//! The transport loop of one websocket: reads frames, keeps the heartbeat,
+//! watches for a client that stops reading, drains on shutdown, and closes.
+//! Its value is why the connection ended. What the frames mean is the
+//! session's business (`session`); what is written goes through the outbox.
+
+use std::borrow::Cow;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, CloseCode, MessageStream, ProtocolError};
+use tokio::sync::mpsc;
+
+use crate::app::App;
+use crate::auth::Grant;
+use crate::frame_guard;
+use crate::outbox::{Control, Outbox, RequestKey};
+use crate::protocol::{self, DecodeError};
+use crate::session::{Command, Session};
+use crate::tcp::SocketHandle;
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique id for a new connection, for logs.
+pub fn next_connection_id() -> u64 {
+    NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Why the server closes a connection: a close code and a reason for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnect {
+    pub code: u16,
+    pub reason: Cow<'static, str>,
+}
+
+impl Disconnect {
+    fn new(code: impl Into<u16>, reason: impl Into<Cow<'static, str>>) -> Disconnect {
+        Disconnect {
+            code: code.into(),
+            reason: reason.into(),
+        }
+    }
+    pub fn too_large() -> Disconnect {
+        Disconnect::new(protocol::CLOSE_TOO_MUCH, "message too large")
+    }
+    pub fn too_many_messages() -> Disconnect {
+        Disconnect::new(protocol::CLOSE_TOO_MUCH, "too many messages")
+    }
+    pub fn slow_client() -> Disconnect {
+        Disconnect::new(protocol::CLOSE_TOO_MUCH, "client too slow: results not read")
+    }
+    pub fn not_an_object() -> Disconnect {
+        Disconnect::new(
+            protocol::CLOSE_INVALID_PAYLOAD,
+            "every message must be a JSON object",
+        )
+    }
+    pub fn binary_frame() -> Disconnect {
+        Disconnect::new(
+            protocol::CLOSE_INVALID_PAYLOAD,
+            "binary frames are not accepted; send JSON text",
+        )
+    }
+    pub fn no_pong() -> Disconnect {
+        Disconnect::new(CloseCode::Policy, "no pong received")
+    }
+    pub fn protocol_error(error: &ProtocolError) -> Disconnect {
+        Disconnect::new(CloseCode::Protocol, error.to_string())
+    }
+    pub fn going_away() -> Disconnect {
+        Disconnect::new(CloseCode::Away, "server shutting down")
+    }
+}
+
+/// How the loop ended.
+enum End {
+    /// The client went away without a close frame.
+    Gone,
+    /// The client sent a close frame: answered with the same code (RFC 6455 §5.5.1).
+    ClosedByClient(u16),
+    /// We close now; queued results are dropped.
+    Now(Disconnect),
+    /// We close once the queued results are written (the end of a drain).
+    AfterResults(Disconnect),
+}
+
+/// Runs one connection to its end.
+pub async fn run(
+    app: Arc<App>,
+    connection: u64,
+    grant: Grant,
+    stream: MessageStream,
+    outbox: Outbox,
+    tcp: Option<Rc<SocketHandle>>,
+) {
+    let limits = app.limits.clone();
+    let metrics = Arc::clone(&app.metrics);
+    let mut stream = stream
+        .max_frame_size(limits.max_message_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(limits.max_message_bytes);
+    let (finished, mut finished_rx) = mpsc::unbounded_channel::<RequestKey>();
+    let mut session = Session::new(
+        connection,
+        Arc::clone(&app),
+        grant.caller,
+        outbox.clone(),
+        finished,
+    );
+    metrics.connections_total.inc();
+    tracing::info!("connected");
+    session.greet();
+
+    let mut shutdown = app.shutdown.clone();
+    let mut rate = RateLimiter::new(limits.max_messages_per_second);
+    let mut heartbeat = tokio::time::interval(limits.ping_interval);
+    heartbeat.tick().await; // the first tick is immediate
+    // Checks often enough to notice a stalled client soon after its timeout.
+    let mut watchdog = tokio::time::interval(
+        (limits.slow_client_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
+    );
+    let mut last_heard = Instant::now();
+    let mut draining_until: Option<tokio::time::Instant> = None;
+
+    let end = loop {
+        let drain_deadline = async {
+            match draining_until {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = stream.recv() => {
+                last_heard = Instant::now();
+                let message = match frame {
+                    None => break End::Gone,
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) if is_too_large(&error) => break End::Now(Disconnect::too_large()),
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "protocol error");
+                        break End::Now(Disconnect::protocol_error(&error));
+                    }
+                };
+                // Every frame counts against the rate limit, websocket pings too.
+                if !rate.allow() {
+                    break End::Now(Disconnect::too_many_messages());
+                }
+                match message {
+                    AggregatedMessage::Text(text) => match protocol::decode(&text) {
+                        Ok(message) => session.handle(Command::Received(message)),
+                        Err(DecodeError::NotAnObject) => break End::Now(Disconnect::not_an_object()),
+                        Err(DecodeError::Invalid(report)) => session.handle(Command::Invalid(report)),
+                    },
+                    AggregatedMessage::Binary(_) => break End::Now(Disconnect::binary_frame()),
+                    AggregatedMessage::Ping(bytes) => {
+                        let _ = outbox.send_control(Control::Pong(bytes));
+                    }
+                    AggregatedMessage::Pong(_) => {}
+                    AggregatedMessage::Close(reason) => {
+                        break End::ClosedByClient(reason.map_or(CloseCode::Normal.into(), |r| r.code.into()));
+                    }
+                }
+            }
+            Some(key) = finished_rx.recv() => {
+                session.handle(Command::Finished(key));
+                if draining_until.is_some() && session.is_idle() {
+                    break End::AfterResults(Disconnect::going_away());
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > limits.ping_interval + limits.pong_timeout {
+                    break End::Now(Disconnect::no_pong());
+                }
+                let _ = outbox.send_control(Control::Ping(bytes::Bytes::from_static(b"tributary")));
+            }
+            _ = watchdog.tick() => {
+                if outbox.stalled_for().is_some_and(|stalled| stalled > limits.slow_client_timeout) {
+                    metrics.slow_client_disconnects.inc();
+                    tracing::info!("client does not read its messages; disconnecting");
+                    break End::Now(Disconnect::slow_client());
+                }
+            }
+            Ok(()) = shutdown.changed(), if draining_until.is_none() => {
+                let drain = *shutdown.borrow();
+                if let Some(drain) = drain {
+                    draining_until = Some(tokio::time::Instant::now() + drain);
+                    session.handle(Command::Shutdown(drain));
+                    if session.is_idle() {
+                        break End::AfterResults(Disconnect::going_away());
+                    }
+                }
+            }
+            () = drain_deadline => break End::Now(Disconnect::going_away()),
+        }
+    };
+
+    // Everything this connection started stops with it.
+    session.handle(Command::Stop);
+    match end {
+        End::Gone => {
+            tracing::info!("disconnected");
+            outbox.abandon();
+        }
+        End::ClosedByClient(code) => {
+            tracing::info!("closed by the client");
+            outbox.close_now(code, "");
+        }
+        End::Now(disconnect) => {
+            count_close(&app, &disconnect);
+            outbox.close_now(disconnect.code, &disconnect.reason);
+        }
+        End::AfterResults(disconnect) => {
+            count_close(&app, &disconnect);
+            outbox.close_after_data(disconnect.code, &disconnect.reason);
+        }
+    }
+    // The close frame goes out ahead of anything else queued. A client that
+    // does not take it in time (its socket buffers are full) has its socket
+    // reset, which frees the connection's slot and buffers.
+    if let Some(tcp) = tcp {
+        let deadline = tokio::time::Instant::now() + limits.close_timeout;
+        actix_web::rt::spawn(async move {
+            if tokio::time::timeout_at(deadline, tcp.closed()).await.is_err() {
+                tracing::info!("close not delivered in time; resetting the connection");
+                metrics.connection_resets.inc();
+                tcp.reset();
+            }
+        });
+    }
+}
+
+fn count_close(app: &App, disconnect: &Disconnect) {
+    app.metrics
+        .closes
+        .with_label_values(&[&disconnect.code.to_string()])
+        .inc();
+    tracing::info!(code = disconnect.code, reason = %disconnect.reason, "closing");
+}
+
+/// Is this stream error a message over the size limit? The frame guard stops
+/// an oversized frame at its header; the continuation limit catches the rest.
+fn is_too_large(error: &ProtocolError) -> bool {
+    match error {
+        ProtocolError::Overflow => true,
+        ProtocolError::Io(io) => {
+            frame_guard::is_overflow(io) || io.to_string() == "Exceeded maximum continuation size"
+        }
+        _ => false,
+    }
+}
+
+/// A token bucket: `per_second` messages a second on average, bursts of twice that.
+struct RateLimiter {
+    per_second: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        RateLimiter {
+            per_second,
+            tokens: per_second * 2.0,
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.per_second * 2.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

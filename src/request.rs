@@ -1,0 +1,134 @@
+//! Requests as the federation receives them: validated once, right after
+//! decoding, with their datasources de-duplicated.
+
+use crate::datasources::query_limits::QueryLimits;
+use crate::datasources::SearchQuery;
+use crate::protocol::{Echo, ErrorCode, ErrorReport, FieldsRequest, ItemsRequest};
+
+/// What a request must satisfy before any datasource sees it.
+#[derive(Debug, Clone)]
+pub struct RequestRules {
+    /// The largest `size` an `ITEMS_REQUEST` may ask for.
+    pub max_page_size: u64,
+    /// The shape a query may have.
+    pub query_limits: QueryLimits,
+}
+
+/// A valid `FIELDS_REQUEST`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldsQuery {
+    pub echo: Echo,
+    /// At least one, each once.
+    pub datasources: Vec<String>,
+}
+
+/// A valid `ITEMS_REQUEST`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemsQuery {
+    pub echo: Echo,
+    /// At least one, each once.
+    pub datasources: Vec<String>,
+    pub search: SearchQuery,
+}
+
+/// Why a request was refused, with its echo for the `ERROR`.
+pub type Refusal = Box<ErrorReport>;
+
+impl RequestRules {
+    pub fn fields(&self, request: FieldsRequest) -> Result<FieldsQuery, Refusal> {
+        let echo = Echo {
+            query: None,
+            color: None,
+            request_id: request.request_id,
+        };
+        let datasources = unique_datasources(request.datasources, &echo)?;
+        Ok(FieldsQuery { echo, datasources })
+    }
+
+    pub fn items(&self, request: ItemsRequest) -> Result<ItemsQuery, Refusal> {
+        let echo = Echo {
+            query: Some(request.query.clone()),
+            color: request.color,
+            request_id: request.request_id,
+        };
+        let refuse = |code, message: String| {
+            Err(Box::new(ErrorReport::new(code, message).echoing(echo.clone())))
+        };
+        if request.size > self.max_page_size {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                format!("`size` may be at most {}", self.max_page_size),
+            );
+        }
+        if let Err(limit) = self.query_limits.check(&request.query) {
+            return refuse(ErrorCode::BadQuery, limit.to_string());
+        }
+        let datasources = unique_datasources(request.datasources, &echo)?;
+        Ok(ItemsQuery {
+            echo,
+            datasources,
+            search: SearchQuery {
+                query: request.query,
+                from: request.from,
+                size: request.size,
+            },
+        })
+    }
+}
+
+fn unique_datasources(ids: Vec<String>, echo: &Echo) -> Result<Vec<String>, Refusal> {
+    if ids.is_empty() {
+        return Err(Box::new(
+            ErrorReport::new(
+                ErrorCode::InvalidRequest,
+                "`datasources` is empty: name at least one",
+            )
+            .echoing(echo.clone()),
+        ));
+    }
+    let mut unique: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !unique.contains(&id) {
+            unique.push(id);
+        }
+    }
+    Ok(unique)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn items(datasources: &[&str], query: &str, size: u64) -> ItemsRequest {
+        ItemsRequest {
+            datasources: datasources.iter().map(|s| s.to_string()).collect(),
+            query: query.into(),
+            from: 0,
+            size,
+            color: Some("#fff".into()),
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn datasources_are_deduplicated_and_never_empty() {
+        let rules = Settings::default().request_rules();
+        let valid = rules.items(items(&["a", "b", "a"], "x", 5)).unwrap();
+        assert_eq!(valid.datasources, ["a", "b"]);
+        assert_eq!(valid.echo.color.as_deref(), Some("#fff"));
+        let refused = rules.items(items(&[], "x", 5)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidRequest);
+        assert_eq!(refused.echo.query.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn pages_and_queries_over_the_limits_are_refused() {
+        let rules = Settings::default().request_rules();
+        let refused = rules.items(items(&["a"], "x", 100_001)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidRequest);
+        let deep = format!("{}a{}", "(".repeat(500), ")".repeat(500));
+        let refused = rules.items(items(&["a"], &deep, 5)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadQuery);
+    }
+}
