@@ -19,7 +19,6 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod connection;
-pub mod datagen;
 pub mod datasources;
 pub mod federation;
 pub mod frame_guard;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tributary_client::Frame;
 use tributary::config::Settings;
 use tributary::datasources::fixtures::FixturesDatasource;
 use tributary::datasources::{
@@ -167,8 +167,11 @@ pub enum Event {
     Closed(Closed),
 }
 
+/// A test's view of a connection: JSON in, JSON out, and every wait bounded
+/// by [`PATIENCE`]. The reading is `tributary_client`'s; [`Client::typed`]
+/// gives its typed API (requests, replies, cancel).
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    inner: tributary_client::Client,
 }
 
 /// How a connection ended, as seen by the client.
@@ -184,14 +187,16 @@ impl Client {
     }
 
     pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
-        Client { ws }
+        Client {
+            inner: tributary_client::Client::without_greeting(ws),
+        }
     }
 
     pub async fn connect_url(url: &str) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
-        Client { ws }
+        Client::from_stream(ws)
     }
 
     /// Connects and reads the INITIAL_STATE_RECEIVE.
@@ -202,58 +207,51 @@ impl Client {
         (client, initial)
     }
 
+    /// The typed client underneath.
+    pub fn typed(&mut self) -> &mut tributary_client::Client {
+        &mut self.inner
+    }
+
     pub async fn send(&mut self, value: Value) {
         self.send_text(&value.to_string()).await;
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::text(text)).await.expect("send");
+        self.inner.send_text(text).await.expect("send");
     }
 
     /// Sends a frame; an error means the server already closed the connection.
     pub async fn try_send_raw(&mut self, message: Message) -> Result<(), String> {
-        self.ws.send(message).await.map_err(|e| e.to_string())
+        self.inner.send_raw(message).await.map_err(|e| e.to_string())
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.inner.send_raw(message).await.expect("send");
+    }
+
+    async fn next_frame(&mut self) -> Result<Frame, tributary_client::ClientError> {
+        tokio::time::timeout(PATIENCE, self.inner.next_frame())
+            .await
+            .expect("a message in time")
     }
 
     /// The next JSON message or the end of the connection.
     pub async fn next_event(&mut self) -> Event {
-        loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a message in time");
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    return Event::Json(serde_json::from_str(&text).expect("server sends JSON"))
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(Some(frame)))) => {
-                    return Event::Closed(Closed::Code(frame.code.into()))
-                }
-                Some(Ok(other)) if !matches!(other, Message::Close(_)) => {
-                    panic!("the server sent a non-JSON frame: {other:?}")
-                }
-                _ => return Event::Closed(Closed::NoCode),
+        match self.next_frame().await {
+            Ok(Frame::Text(text)) => {
+                Event::Json(serde_json::from_str(&text).expect("server sends JSON"))
             }
+            Ok(Frame::Binary(bytes)) => panic!("the server sent a binary frame: {bytes:?}"),
+            Ok(Frame::Closed(Some(code))) => Event::Closed(Closed::Code(code)),
+            Ok(Frame::Closed(None)) | Err(_) => Event::Closed(Closed::NoCode),
         }
-    }
-
-    pub async fn send_raw(&mut self, message: Message) {
-        self.ws.send(message).await.expect("send");
     }
 
     /// The next JSON message (pings are answered by the client library).
     pub async fn recv(&mut self) -> Value {
-        loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a message in time");
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(&text).expect("server sends JSON")
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected a text message, got {other:?}"),
-            }
+        match self.next_event().await {
+            Event::Json(value) => value,
+            Event::Closed(closed) => panic!("expected a text message, the connection closed: {closed:?}"),
         }
     }
 
@@ -273,14 +271,8 @@ impl Client {
     /// Reads until the server closes; returns the close code.
     pub async fn closed(&mut self) -> Closed {
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("the close in time");
-            match next {
-                Some(Ok(Message::Close(Some(frame)))) => return Closed::Code(frame.code.into()),
-                Some(Ok(Message::Close(None))) | None => return Closed::NoCode,
-                Some(Err(_)) => return Closed::NoCode,
-                Some(Ok(_)) => continue,
+            if let Event::Closed(closed) = self.next_event().await {
+                return closed;
             }
         }
     }

@@ -31,14 +31,14 @@ impl fmt::Display for RequestId {
 /// Default page size when an `ITEMS_REQUEST` has no `size`.
 pub const DEFAULT_SIZE: u64 = 50;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldsRequest {
     pub datasources: Vec<String>,
-    #[serde(rename = "request-id", default)]
+    #[serde(rename = "request-id", default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemsRequest {
     pub datasources: Vec<String>,
     pub query: String,
@@ -46,9 +46,9 @@ pub struct ItemsRequest {
     pub from: u64,
     #[serde(default = "default_size")]
     pub size: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
-    #[serde(rename = "request-id", default)]
+    #[serde(rename = "request-id", default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
 }
 
@@ -56,25 +56,38 @@ fn default_size() -> u64 {
     DEFAULT_SIZE
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelRequest {
     #[serde(rename = "request-id")]
     pub request_id: RequestId,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ping {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t: Option<Value>,
 }
 
-/// A decoded client message.
-#[derive(Debug, Clone, PartialEq)]
+/// A client message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
 pub enum ClientMessage {
+    #[serde(rename = "FIELDS_REQUEST")]
     Fields(FieldsRequest),
+    #[serde(rename = "ITEMS_REQUEST")]
     Items(ItemsRequest),
+    #[serde(rename = "CANCEL_REQUEST")]
     Cancel(CancelRequest),
+    #[serde(rename = "PING")]
     Ping(Ping),
+}
+
+impl ClientMessage {
+    /// Encodes the message as a client sends it.
+    pub fn encode(&self) -> String {
+        // Plain data with string keys: serialisation cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// Why a frame could not be decoded.

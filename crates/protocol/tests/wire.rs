@@ -167,3 +167,31 @@ fn what_the_server_encodes_a_client_decodes() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn client_messages_encode_as_they_decode() {
+    let messages = [
+        ClientMessage::Items(ItemsRequest {
+            datasources: vec!["a".into(), "b".into()],
+            query: "x AND y".into(),
+            from: 5,
+            size: 10,
+            color: Some("#123456".into()),
+            request_id: Some(RequestId::Text("q".into())),
+        }),
+        ClientMessage::Fields(FieldsRequest {
+            datasources: vec!["a".into()],
+            request_id: None,
+        }),
+        ClientMessage::Cancel(CancelRequest {
+            request_id: RequestId::Number(3),
+        }),
+        ClientMessage::Ping(Ping {
+            t: Some(Value::from(42)),
+        }),
+    ];
+    for message in messages {
+        let text = message.encode();
+        assert_eq!(decode(&text), Ok(message), "{text}");
+    }
+}

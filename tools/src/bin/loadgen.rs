@@ -17,16 +17,14 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use serde::de::{IgnoredAny, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tributary::config::parse_duration;
+use tributary_client::{Client, ClientError, RequestStats, Search};
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| e.to_string())
+}
 
 #[derive(Parser)]
 #[command(about = "Load generator for a running tributary server")]
@@ -119,8 +117,6 @@ struct IdleArgs {
     hold: Duration,
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -152,142 +148,26 @@ struct Report {
 
 // ------------------------------------------------------------------ the wire
 
-/// Just what the load generator needs of a server message; `results` is
-/// counted, not kept, so the generator spends little on decoding.
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    #[serde(rename = "request-id")]
-    request_id: Option<u64>,
-    items: Option<ItemsCount<'a>>,
-    #[serde(borrow)]
-    datasources: Option<HashMap<&'a str, IgnoredAny>>,
-    error: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct ItemsCount<'a> {
-    #[serde(borrow)]
-    server: &'a str,
-    results: Count,
-}
-
-struct Count(u64);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Count, D::Error> {
-        struct Counter;
-        impl<'de> Visitor<'de> for Counter {
-            type Value = Count;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
-                let mut n = 0;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    n += 1;
-                }
-                Ok(Count(n))
-            }
-        }
-        deserializer.deserialize_seq(Counter)
-    }
-}
-
-async fn connect(cli: &Cli) -> Result<Socket, String> {
-    let mut request = cli
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("bad --url: {e}"))?;
-    if let Some(token) = &cli.token {
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| "the token is not a valid header value".to_string())?;
-        request.headers_mut().insert("Authorization", value);
-    }
-    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+async fn connect(cli: &Cli) -> Result<Client, String> {
+    Client::connect_with(&cli.url, cli.token.as_deref())
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", cli.url))?;
-    // The server speaks first: INITIAL_STATE_RECEIVE.
-    match socket.next().await {
-        Some(Ok(Message::Text(_))) => Ok(socket),
-        other => Err(format!("no INITIAL_STATE_RECEIVE: {other:?}")),
-    }
+        .map_err(|e| match e {
+            ClientError::Connect(cause) => format!("cannot connect to {}: {cause}", cli.url),
+            other => format!("{}: {other}", cli.url),
+        })
 }
 
-/// What one request produced, as seen by the client.
-#[derive(Default, Clone)]
-struct Outcome {
-    /// Per datasource: time to its first and its last ITEMS_RECEIVE.
-    first: HashMap<String, Duration>,
-    last: HashMap<String, Duration>,
-    items: u64,
-    bytes: u64,
-    errors: u64,
-    messages: u64,
-}
-
-impl Outcome {
-    fn latency(&self) -> Duration {
-        self.last.values().max().copied().unwrap_or_default()
-    }
-    fn first_result(&self) -> Duration {
-        self.first.values().min().copied().unwrap_or_default()
-    }
-}
-
-/// Sends one ITEMS_REQUEST and reads until its REQUEST_COMPLETED.
+/// Sends one ITEMS_REQUEST and reads its reply for counts and timings.
 async fn run_request(
-    socket: &mut Socket,
-    id: u64,
+    client: &mut Client,
     datasources: &[String],
     query: &str,
     size: u64,
-) -> Result<Outcome, String> {
-    let request = json!({
-        "type": "ITEMS_REQUEST", "datasources": datasources, "query": query,
-        "from": 0, "size": size, "color": "#4363d8", "request-id": id,
-    });
-    let started = Instant::now();
-    socket
-        .send(Message::text(request.to_string()))
-        .await
-        .map_err(|e| format!("send failed: {e}"))?;
-    let mut outcome = Outcome::default();
-    loop {
-        let message = match socket.next().await {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(frame))) => return Err(format!("server closed: {frame:?}")),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(format!("read failed: {e}")),
-            None => return Err("server closed the connection".into()),
-        };
-        let at = started.elapsed();
-        outcome.bytes += message.len() as u64;
-        outcome.messages += 1;
-        let incoming: Incoming =
-            serde_json::from_str(&message).map_err(|e| format!("undecodable message: {e}"))?;
-        if incoming.request_id != Some(id) {
-            continue;
-        }
-        match incoming.kind {
-            "ITEMS_RECEIVE" => {
-                if let Some(items) = incoming.items {
-                    outcome.items += items.results.0;
-                    outcome.first.entry(items.server.to_string()).or_insert(at);
-                    outcome.last.insert(items.server.to_string(), at);
-                }
-            }
-            "ERROR" => outcome.errors += u64::from(incoming.error.is_some()),
-            "REQUEST_COMPLETED" => {
-                let _ = incoming.datasources;
-                return Ok(outcome);
-            }
-            _ => {}
-        }
-    }
+) -> Result<RequestStats, String> {
+    let search = Search::new(datasources.iter().cloned(), query)
+        .size(size)
+        .color("#4363d8");
+    client.request_stats(search).await.map_err(|e| e.to_string())
 }
 
 // ------------------------------------------------------------------ figures
@@ -351,7 +231,7 @@ async fn query_mode(cli: &Cli, args: &QueryArgs) -> Result<Report, String> {
             .unwrap_or_default();
         tasks.push(tokio::spawn(async move {
             let mut latencies = histogram();
-            let mut totals = Outcome::default();
+            let mut totals = RequestStats::default();
             let mut requests = 0u64;
             let mut failure = None;
             let mut next_send = Instant::now() + offset;
@@ -364,7 +244,7 @@ async fn query_mode(cli: &Cli, args: &QueryArgs) -> Result<Report, String> {
                 n += 1;
                 let query = &queries[(client + n as usize) % queries.len()];
                 let sent = Instant::now();
-                match run_request(&mut socket, n, &datasources, query, size).await {
+                match run_request(&mut socket, &datasources, query, size).await {
                     Ok(outcome) if sent >= measure_from && sent < end => {
                         record(&mut latencies, outcome.latency());
                         totals.items += outcome.items;
@@ -383,7 +263,7 @@ async fn query_mode(cli: &Cli, args: &QueryArgs) -> Result<Report, String> {
         }));
     }
     let mut latencies = histogram();
-    let mut totals = Outcome::default();
+    let mut totals = RequestStats::default();
     let mut requests = 0;
     let mut failures = Vec::new();
     for task in tasks {
@@ -440,16 +320,13 @@ async fn fanout_mode(cli: &Cli, args: &FanoutArgs) -> Result<Report, String> {
     let mut socket = connect(cli).await?;
     let query = &args.common.queries[0];
     let sources = &args.common.datasources;
-    let mut id = 0;
     // Each datasource alone first: its own latency, the baseline.
     let mut alone: HashMap<&str, Histogram<u64>> = HashMap::new();
     for source in sources {
         let h = alone.entry(source).or_insert_with(histogram);
         for _ in 0..args.repeat {
-            id += 1;
             let outcome = run_request(
                 &mut socket,
-                id,
                 std::slice::from_ref(source),
                 query,
                 args.common.size,
@@ -463,12 +340,11 @@ async fn fanout_mode(cli: &Cli, args: &FanoutArgs) -> Result<Report, String> {
     let mut done: HashMap<&str, Histogram<u64>> = HashMap::new();
     let mut whole = histogram();
     for _ in 0..args.repeat {
-        id += 1;
-        let outcome = run_request(&mut socket, id, sources, query, args.common.size).await?;
+        let outcome = run_request(&mut socket, sources, query, args.common.size).await?;
         for source in sources {
-            if let (Some(f), Some(l)) = (outcome.first.get(source), outcome.last.get(source)) {
-                record(first.entry(source).or_insert_with(histogram), *f);
-                record(done.entry(source).or_insert_with(histogram), *l);
+            if let Some(timing) = outcome.datasources.get(source) {
+                record(first.entry(source).or_insert_with(histogram), timing.first);
+                record(done.entry(source).or_insert_with(histogram), timing.last);
             }
         }
         record(&mut whole, outcome.latency());
@@ -518,7 +394,6 @@ async fn stream_mode(cli: &Cli, args: &StreamArgs) -> Result<Report, String> {
     for id in 1..=args.repeat as u64 {
         let outcome = run_request(
             &mut socket,
-            id,
             &args.common.datasources,
             query,
             args.common.size,

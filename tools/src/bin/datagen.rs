@@ -13,7 +13,7 @@
 use std::io::{BufWriter, Write};
 
 use clap::Parser;
-use tributary::datagen::{records, Kind};
+use tributary_tools::datagen::{records, Kind};
 
 #[derive(Parser)]
 #[command(about = "Write a deterministic demo dataset as NDJSON to stdout")]
