@@ -8,11 +8,11 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::config::{Limits, Settings};
-use crate::datasources::Registry;
+use crate::datasources::{CorePool, Registry};
 use crate::federation::{Federation, Source};
 use crate::metrics::Metrics;
 use crate::protocol::DatasourceInfo;
@@ -24,8 +24,9 @@ pub struct App {
     pub rules: RequestRules,
     pub limits: Limits,
     pub auth: Auth,
-    /// CPU-bound searches running at once, over all connections: one per core.
-    pub cpu_pool: Arc<Semaphore>,
+    /// CPU-bound searches running at once, over all connections: one per
+    /// core, shared fairly between connections.
+    pub cores: Arc<CorePool>,
     /// Websocket connections held now (counted until their socket is gone).
     pub connections: Arc<AtomicUsize>,
     /// Flips to `Some(drain)` when the server is shutting down.
@@ -71,7 +72,7 @@ impl App {
             rules: settings.request_rules(),
             limits: settings.limits.clone(),
             auth: Auth::new(&settings.auth, addr)?,
-            cpu_pool: Arc::new(Semaphore::new(cores)),
+            cores: CorePool::new(cores),
             connections: Arc::new(AtomicUsize::new(0)),
             shutdown,
         };

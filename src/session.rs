@@ -235,10 +235,11 @@ impl Session {
             caller: self.caller.clone(),
             outbox: self.outbox.clone(),
             lease: Lease::new(guard),
-            work: WorkLimits::new(vec![
+            work: WorkLimits::new(
                 Arc::clone(&self.searches),
-                Arc::clone(&self.app.cpu_pool),
-            ]),
+                Arc::clone(&self.app.cores),
+                self.connection,
+            ),
         };
         let federation = Arc::clone(&self.app.federation);
         let span = tracing::debug_span!("request", connection = self.connection, key, kind, request_id = ?request_id);

@@ -46,6 +46,7 @@
 
 mod context;
 mod error;
+mod pool;
 mod record;
 mod settings;
 mod sink;
@@ -54,6 +55,7 @@ pub use async_trait::async_trait;
 
 pub use context::{Caller, RequestContext};
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
+pub use pool::{CorePermit, CorePool};
 pub use record::{Field, FieldList, Item, SearchQuery};
 pub use settings::{DatasourceSettings, SetupError};
 pub use sink::{BatchTarget, CpuPermit, Lease, Pushed, ResultSink, SinkClosed, WorkLimits};

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::DatasourceError;
+use crate::pool::{CorePermit, CorePool};
 use crate::record::Item;
 
 /// Nobody wants the results any more: the client left or the request was
@@ -53,22 +54,30 @@ impl Lease {
     }
 }
 
-/// The pools CPU-bound work waits on, in the order they are taken (the
-/// connection's share first, then the server's pool of cores).
+/// What CPU-bound work waits on: the connection's share (how many of its
+/// searches may run at once), then a place in the server's pool of cores.
 #[derive(Clone, Default)]
 pub struct WorkLimits {
-    pools: Vec<Arc<Semaphore>>,
+    connection: Option<Arc<Semaphore>>,
+    cores: Option<(Arc<CorePool>, u64)>,
 }
 
 impl WorkLimits {
-    pub fn new(pools: Vec<Arc<Semaphore>>) -> WorkLimits {
-        WorkLimits { pools }
+    /// `connection` is the connection's share; `cores` the server's pool,
+    /// shared fairly between owners (`owner` names this connection).
+    pub fn new(connection: Arc<Semaphore>, cores: Arc<CorePool>, owner: u64) -> WorkLimits {
+        WorkLimits {
+            connection: Some(connection),
+            cores: Some((cores, owner)),
+        }
     }
 }
 
-/// A place in every pool of [`WorkLimits`]; CPU-bound work holds it until done.
+/// A place in the connection's share and in the pool of cores; CPU-bound
+/// work holds it until done.
 pub struct CpuPermit {
-    _permits: Vec<OwnedSemaphorePermit>,
+    _connection: Option<OwnedSemaphorePermit>,
+    _core: Option<CorePermit>,
 }
 
 /// Receives one datasource's results for one request.
@@ -149,14 +158,19 @@ impl ResultSink {
     /// until the end: no client can occupy every core, and no more searches
     /// run at once than there are cores.
     pub async fn cpu_permit(&self) -> CpuPermit {
-        let mut permits = Vec::with_capacity(self.work.pools.len());
-        for pool in &self.work.pools {
-            // A pool is never closed; a closed one simply does not limit.
-            if let Ok(permit) = Arc::clone(pool).acquire_owned().await {
-                permits.push(permit);
-            }
+        // A share is never closed; were it closed, it would simply not limit.
+        let connection = match &self.work.connection {
+            Some(share) => Arc::clone(share).acquire_owned().await.ok(),
+            None => None,
+        };
+        let core = match &self.work.cores {
+            Some((pool, owner)) => Some(pool.acquire(*owner).await),
+            None => None,
+        };
+        CpuPermit {
+            _connection: connection,
+            _core: core,
         }
-        CpuPermit { _permits: permits }
     }
 }
 
@@ -270,17 +284,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cpu_permits_take_a_place_in_every_pool() {
+    async fn cpu_permits_take_a_place_in_both_pools() {
         let connection = Arc::new(Semaphore::new(1));
-        let cores = Arc::new(Semaphore::new(2));
-        let work = WorkLimits::new(vec![Arc::clone(&connection), Arc::clone(&cores)]);
+        let cores = CorePool::new(2);
+        let work = WorkLimits::new(Arc::clone(&connection), Arc::clone(&cores), 7);
         let (sink, _) = ResultSink::for_test();
         let sink = ResultSink::new(sink.target, Lease::default(), work);
         let permit = sink.cpu_permit().await;
         assert_eq!(connection.available_permits(), 0);
-        assert_eq!(cores.available_permits(), 1);
+        assert_eq!(cores.available(), 1);
         drop(permit);
         assert_eq!(connection.available_permits(), 1);
-        assert_eq!(cores.available_permits(), 2);
+        assert_eq!(cores.available(), 2);
     }
 }
