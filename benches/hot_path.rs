@@ -7,10 +7,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{Map, Value};
-use tributary_tools::datagen::{records, Kind};
 use tributary::datasources::fixtures::FixturesDatasource;
 use tributary::datasources::SearchQuery;
 use tributary::protocol::{self, ItemsHeader, RequestId};
+use tributary_tools::datagen::{records, Kind};
 
 fn tweets(count: usize) -> Vec<Map<String, Value>> {
     records(Kind::Tweets, count, 1)

@@ -59,11 +59,8 @@ impl App {
             });
             tracing::info!(datasource = %ds.id, kind = %ds.kind, "datasource ready");
         }
-        let federation = Federation::new(
-            sources,
-            settings.results.batch_size,
-            Arc::clone(&metrics),
-        );
+        let federation =
+            Federation::new(sources, settings.results.batch_size, Arc::clone(&metrics));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (shutdown_sender, shutdown) = watch::channel(None);
         let app = App {

@@ -48,7 +48,10 @@ impl Disconnect {
         Disconnect::new(protocol::CLOSE_TOO_MUCH, "too many messages")
     }
     pub fn slow_client() -> Disconnect {
-        Disconnect::new(protocol::CLOSE_TOO_MUCH, "client too slow: results not read")
+        Disconnect::new(
+            protocol::CLOSE_TOO_MUCH,
+            "client too slow: results not read",
+        )
     }
     pub fn not_an_object() -> Disconnect {
         Disconnect::new(
@@ -116,7 +119,7 @@ pub async fn run(
     let mut rate = RateLimiter::new(limits.max_messages_per_second);
     let mut heartbeat = tokio::time::interval(limits.ping_interval);
     heartbeat.tick().await; // the first tick is immediate
-    // Checks often enough to notice a stalled client soon after its timeout.
+                            // Checks often enough to notice a stalled client soon after its timeout.
     let mut watchdog = tokio::time::interval(
         (limits.slow_client_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
     );
@@ -221,7 +224,10 @@ pub async fn run(
     if let Some(tcp) = tcp {
         let deadline = tokio::time::Instant::now() + limits.close_timeout;
         actix_web::rt::spawn(async move {
-            if tokio::time::timeout_at(deadline, tcp.closed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, tcp.closed())
+                .await
+                .is_err()
+            {
                 tracing::info!("close not delivered in time; resetting the connection");
                 metrics.connection_resets.inc();
                 tcp.reset();

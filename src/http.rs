@@ -23,7 +23,12 @@ use crate::tcp::{ConnectionGuard, ConnectionSlot};
 /// How long the server lets running requests finish after SIGTERM/SIGINT.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
-fn refuse(app: &App, status: actix_web::http::StatusCode, reason: &str, message: &str) -> HttpResponse {
+fn refuse(
+    app: &App,
+    status: actix_web::http::StatusCode,
+    reason: &str,
+    message: &str,
+) -> HttpResponse {
     app.metrics
         .rejected_upgrades
         .with_label_values(&[reason])

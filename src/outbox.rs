@@ -36,7 +36,10 @@ pub enum Control {
     Text(Frame),
     Ping(Bytes),
     Pong(Bytes),
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// The outbox is closed: the connection is closing or gone.
@@ -111,8 +114,7 @@ impl Outbox {
                 if queues.closed {
                     return Err(Closed);
                 }
-                if queues.data_bytes == 0 || queues.data_bytes + frame.len() <= self.shared.budget
-                {
+                if queues.data_bytes == 0 || queues.data_bytes + frame.len() <= self.shared.budget {
                     if queues.data.is_empty() {
                         queues.last_progress = Some(Instant::now());
                     }
@@ -362,7 +364,7 @@ fn close_payload(code: u16, reason: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ServerMessage, DatasourceInfo};
+    use crate::protocol::{DatasourceInfo, ServerMessage};
     use futures_util::StreamExt;
 
     fn frame(n: usize) -> Frame {

@@ -52,7 +52,9 @@ impl RequestRules {
             request_id: request.request_id,
         };
         let refuse = |code, message: String| {
-            Err(Box::new(ErrorReport::new(code, message).echoing(echo.clone())))
+            Err(Box::new(
+                ErrorReport::new(code, message).echoing(echo.clone()),
+            ))
         };
         if request.size > self.max_page_size {
             return refuse(

@@ -16,9 +16,7 @@ use crate::datasources::{Caller, Lease, WorkLimits};
 use crate::federation::RequestScope;
 use crate::metrics::Metrics;
 use crate::outbox::{Control, Outbox, RequestKey};
-use crate::protocol::{
-    ClientMessage, Echo, ErrorCode, ErrorReport, RequestId, ServerMessage,
-};
+use crate::protocol::{ClientMessage, Echo, ErrorCode, ErrorReport, RequestId, ServerMessage};
 use crate::request::Refusal;
 
 /// What the transport tells the session.

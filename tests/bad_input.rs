@@ -217,7 +217,9 @@ async fn unknown_fields_are_ignored() {
     client
         .send_text(r##"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"group:g2","size":10,"color":"#123456","fields":["name"],"advancedQuery":{"x":1},"request-id":"r"}"##)
         .await;
-    let answers = client.recv_until(|m| m["type"] == "REQUEST_COMPLETED").await;
+    let answers = client
+        .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+        .await;
     assert_eq!(answers[0]["type"], "ITEMS_RECEIVE", "{answers:?}");
     assert_eq!(items_of(&answers[0])["total"], 4);
     assert_eq!(items_of(&answers[0])["color"], "#123456");
@@ -227,5 +229,8 @@ async fn unknown_fields_are_ignored() {
     assert_eq!(client.recv().await["type"], "FIELDS_RECEIVE");
     client.send_text(r#"{"type":"PING","t":1,"extra":2}"#).await;
     let pong = client.recv().await;
-    assert_eq!((pong["type"].as_str(), pong["t"].as_i64()), (Some("PONG"), Some(1)));
+    assert_eq!(
+        (pong["type"].as_str(), pong["t"].as_i64()),
+        (Some("PONG"), Some(1))
+    );
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
@@ -349,4 +349,56 @@ async fn shutdown_notifies_lets_requests_finish_then_closes_with_1001() {
             .await
             .is_err()
     );
+}
+
+/// Control frames jump the queue of results: with 25 clients each in the
+/// middle of a 100,000-result page, the shutdown notice reaches every one
+/// at once, and when the drain is over every one gets its 1001 close frame
+/// (not a bare reset), however many results were still queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_reaches_busy_clients_ahead_of_their_results() {
+    let mut settings = settings(vec![datasource("bulky", "bulky", json!({}))]);
+    settings.results.batch_size = 100;
+    let server = start_with(settings);
+    let mut clients = Vec::new();
+    for i in 0..25 {
+        let (mut client, _) = Client::ready(&server).await;
+        client
+            .send(json!({"type":"ITEMS_REQUEST","datasources":["bulky"],"query":"*","size":100_000,"request-id":i}))
+            .await;
+        assert_eq!(client.recv().await["type"], "ITEMS_RECEIVE");
+        clients.push(client);
+    }
+    let started = Instant::now();
+    let shutdown = server.shutdown(Duration::from_secs(1));
+    let readers = clients.into_iter().map(|mut client| {
+        tokio::spawn(async move {
+            // Results read before the notice: only what was already in the
+            // socket buffers when it was sent.
+            let mut batches_before_notice = 0;
+            let mut noticed = false;
+            loop {
+                match client.next_event().await {
+                    Event::Json(m) if m["type"] == "SHUTDOWN_NOTICE" => noticed = true,
+                    Event::Json(m) if m["type"] == "ITEMS_RECEIVE" && !noticed => {
+                        batches_before_notice += 1;
+                    }
+                    Event::Json(_) => {}
+                    Event::Closed(closed) => {
+                        return (noticed, batches_before_notice, closed, started.elapsed())
+                    }
+                }
+            }
+        })
+    });
+    let (_, outcomes) = tokio::join!(shutdown, futures_util::future::join_all(readers));
+    let outcomes: Vec<_> = outcomes.into_iter().map(|o| o.expect("reader")).collect();
+    eprintln!("(noticed, batches before the notice, close, closed after): {outcomes:?}");
+    for (noticed, batches_before_notice, closed, closed_after) in &outcomes {
+        assert!(noticed, "{outcomes:?}");
+        // About 400 KB a batch: a few MB of socket buffers, not the outbox.
+        assert!(*batches_before_notice <= 30, "{outcomes:?}");
+        assert_eq!(*closed, Closed::Code(1001), "{outcomes:?}");
+        assert!(*closed_after < Duration::from_secs(8), "{outcomes:?}");
+    }
 }

@@ -34,7 +34,9 @@ fn dataset(records: usize) -> tempfile::NamedTempFile {
         .suffix(".ndjson")
         .tempfile()
         .expect("a temp file");
-    for record in tributary_tools::datagen::records(tributary_tools::datagen::Kind::Tweets, records, 7) {
+    for record in
+        tributary_tools::datagen::records(tributary_tools::datagen::Kind::Tweets, records, 7)
+    {
         writeln!(file, "{record}").expect("writes");
     }
     file

@@ -11,7 +11,6 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tributary_client::Frame;
 use tributary::config::Settings;
 use tributary::datasources::fixtures::FixturesDatasource;
 use tributary::datasources::{
@@ -19,6 +18,7 @@ use tributary::datasources::{
     ResultSink, SearchQuery,
 };
 use tributary::http::ServerHandle;
+use tributary_client::Frame;
 
 /// Upper bound on waiting for any one message, so a broken server fails the test instead of hanging it.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -222,7 +222,10 @@ impl Client {
 
     /// Sends a frame; an error means the server already closed the connection.
     pub async fn try_send_raw(&mut self, message: Message) -> Result<(), String> {
-        self.inner.send_raw(message).await.map_err(|e| e.to_string())
+        self.inner
+            .send_raw(message)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     pub async fn send_raw(&mut self, message: Message) {
@@ -251,7 +254,9 @@ impl Client {
     pub async fn recv(&mut self) -> Value {
         match self.next_event().await {
             Event::Json(value) => value,
-            Event::Closed(closed) => panic!("expected a text message, the connection closed: {closed:?}"),
+            Event::Closed(closed) => {
+                panic!("expected a text message, the connection closed: {closed:?}")
+            }
         }
     }
 

@@ -37,12 +37,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use stats::{DatasourceTiming, RequestStats};
+pub use tokio_tungstenite::tungstenite;
 pub use tributary_protocol::events::{ErrorBody, FieldsBatch, ItemsBatch, ServerEvent};
 pub use tributary_protocol::{
     CancelRequest, ClientMessage, DatasourceInfo, DatasourceOutcome, FieldsRequest, Item,
     ItemsRequest, Ping, RequestId,
 };
-pub use tokio_tungstenite::tungstenite;
 
 /// The websocket under a [`Client`].
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -309,7 +309,10 @@ impl Client {
     }
 
     /// Like [`Client::next_frame`], giving up after `patience`.
-    pub async fn next_frame_within(&mut self, patience: Duration) -> Option<Result<Frame, ClientError>> {
+    pub async fn next_frame_within(
+        &mut self,
+        patience: Duration,
+    ) -> Option<Result<Frame, ClientError>> {
         tokio::time::timeout(patience, self.next_frame()).await.ok()
     }
 

@@ -107,8 +107,8 @@ impl Client {
             let at = started.elapsed();
             stats.messages += 1;
             stats.bytes += text.len() as u64;
-            let glance: Glance = serde_json::from_str(&text)
-                .map_err(|e| ClientError::Undecodable(e.to_string()))?;
+            let glance: Glance =
+                serde_json::from_str(&text).map_err(|e| ClientError::Undecodable(e.to_string()))?;
             if glance.request_id.as_ref() != Some(&id) {
                 continue;
             }
@@ -116,10 +116,12 @@ impl Client {
                 "ITEMS_RECEIVE" => {
                     if let Some(items) = glance.items {
                         stats.items += items.results.0;
-                        let timing = stats
-                            .datasources
-                            .entry(items.server.to_owned())
-                            .or_insert(DatasourceTiming { first: at, last: at });
+                        let timing = stats.datasources.entry(items.server.to_owned()).or_insert(
+                            DatasourceTiming {
+                                first: at,
+                                last: at,
+                            },
+                        );
                         timing.last = at;
                     }
                 }

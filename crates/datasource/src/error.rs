@@ -68,9 +68,7 @@ pub fn redact_userinfo(text: &str) -> String {
         out.push_str(head);
         // The authority ends at the first `/`, `?`, `#`, quote, bracket or whitespace.
         let end = tail
-            .find(|c: char| {
-                matches!(c, '/' | '?' | '#' | ')' | '"' | '\'') || c.is_whitespace()
-            })
+            .find(|c: char| matches!(c, '/' | '?' | '#' | ')' | '"' | '\'') || c.is_whitespace())
             .unwrap_or(tail.len());
         match tail[..end].rfind('@') {
             Some(user_end) => {

@@ -188,7 +188,9 @@ struct TestRecord {
 
 impl Pushed {
     fn record(&self) -> MutexGuard<'_, TestRecord> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The last total pushed.

@@ -34,7 +34,11 @@ pub const DEFAULT_SIZE: u64 = 50;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldsRequest {
     pub datasources: Vec<String>,
-    #[serde(rename = "request-id", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "request-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_id: Option<RequestId>,
 }
 
@@ -48,7 +52,11 @@ pub struct ItemsRequest {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
-    #[serde(rename = "request-id", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "request-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_id: Option<RequestId>,
 }
 
@@ -119,8 +127,14 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
 fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorReport> {
     // Context for any error about this frame: the request's query, color and id.
     let report_context = ErrorReport::new(ErrorCode::InvalidRequest, String::new()).echoing(Echo {
-        query: object.get("query").and_then(Value::as_str).map(str::to_owned),
-        color: object.get("color").and_then(Value::as_str).map(str::to_owned),
+        query: object
+            .get("query")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        color: object
+            .get("color")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         request_id: object
             .get("request-id")
             .and_then(|v| RequestId::deserialize(v).ok()),
@@ -200,7 +214,6 @@ fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json:
     };
     format!("`{field}` must be {expected} ({found})")
 }
-
 
 /// The fields each message may have, to spot a misspelled one.
 const KNOWN_FIELDS: &[&str] = &[

@@ -249,7 +249,13 @@ impl ServerMessage<'_> {
                 struct Body<'a> {
                     state: State<'a>,
                 }
-                tagged(kind, &Body { state: State { datasources } }, None)
+                tagged(
+                    kind,
+                    &Body {
+                        state: State { datasources },
+                    },
+                    None,
+                )
             }
             ServerMessage::Fields {
                 echo,

@@ -30,7 +30,10 @@ fn unknown_fields_are_ignored() {
     let msg = decode(
         r##"{"type":"ITEMS_REQUEST","datasources":["t"],"query":"x","fields":["a"],"advancedQuery":{"x":1}}"##,
     );
-    assert!(matches!(msg, Ok(ClientMessage::Items(ref r)) if r.size == DEFAULT_SIZE), "{msg:?}");
+    assert!(
+        matches!(msg, Ok(ClientMessage::Items(ref r)) if r.size == DEFAULT_SIZE),
+        "{msg:?}"
+    );
     let msg = decode(r#"{"type":"FIELDS_REQUEST","datasources":["t"],"extra":true}"#);
     assert!(matches!(msg, Ok(ClientMessage::Fields(_))), "{msg:?}");
 }
@@ -43,7 +46,9 @@ fn a_misspelled_required_field_is_named() {
         panic!("expected an error");
     };
     assert!(
-        report.message.contains("did you mean `datasources` instead of `datasource`"),
+        report
+            .message
+            .contains("did you mean `datasources` instead of `datasource`"),
         "{}",
         report.message
     );

@@ -167,7 +167,10 @@ async fn run_request(
     let search = Search::new(datasources.iter().cloned(), query)
         .size(size)
         .color("#4363d8");
-    client.request_stats(search).await.map_err(|e| e.to_string())
+    client
+        .request_stats(search)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 // ------------------------------------------------------------------ figures
