@@ -1,6 +1,6 @@
 //! Microbenchmarks of the hot path: decoding requests, encoding
 //! `ITEMS_RECEIVE` batches (next to the bare serde_json floor), and fixtures
-//! searches over 100,000 records. Run with `cargo bench --bench hot_path`;
+//! searches over 100,000 records (through the adapter API's test sink). Run with `cargo bench --bench hot_path`;
 //! BENCHMARKS.md records the figures.
 
 use std::hint::black_box;
@@ -9,7 +9,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use serde_json::{Map, Value};
 use tributary::datasources::fixtures::FixturesDatasource;
 use tributary::datasources::SearchQuery;
-use tributary::protocol::{self, ItemsHeader, RequestId};
+use tributary::datasources::{Datasource, Item, RequestContext, ResultSink};
+use tributary::protocol::{self, Echo, RequestId, ServerMessage};
 use tributary_tools::datagen::{records, Kind};
 
 fn tweets(count: usize) -> Vec<Map<String, Value>> {
@@ -31,31 +32,59 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs a search as the server does, into the test sink: total and results.
+fn search_page(
+    runtime: &tokio::runtime::Runtime,
+    source: &FixturesDatasource,
+    query: &SearchQuery,
+) -> (u64, Vec<Item>) {
+    let (mut sink, pushed) = ResultSink::for_test();
+    runtime
+        .block_on(source.search(&RequestContext::for_test(), query, &mut sink))
+        .expect("search");
+    (pushed.total().unwrap_or(0), pushed.items())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+}
+
 fn encode(c: &mut Criterion) {
     // A batch as the fixtures adapter produces it: real records, pre-encoded fields.
     let source = FixturesDatasource::from_records("tweets", tweets(500)).expect("index builds");
-    let (total, items) = source
-        .search_page(&SearchQuery {
+    let (total, items) = search_page(
+        &runtime(),
+        &source,
+        &SearchQuery {
             query: "*".into(),
             from: 0,
             size: 500,
-        })
-        .expect("search");
+        },
+    );
     let as_values: Vec<Value> = items
         .iter()
         .map(|i| serde_json::to_value(i).expect("items encode"))
         .collect();
-    let header = ItemsHeader {
-        server: "tweets".into(),
-        query: "*".into(),
+    let echo = Echo {
+        query: Some("*".into()),
         color: Some("#de79f2".into()),
         request_id: Some(RequestId::Text("q-17".into())),
     };
-    let bytes = protocol::encode_items(&header, total, 0, &items).len() as u64;
+    let batch = |items| ServerMessage::Items {
+        echo: &echo,
+        server: "tweets",
+        total,
+        from: 0,
+        results: items,
+    };
+    let bytes = batch(&items).encode().len() as u64;
     let mut group = c.benchmark_group("encode_500_items");
     group.throughput(Throughput::Bytes(bytes));
     group.bench_function("ITEMS_RECEIVE", |b| {
-        b.iter(|| protocol::encode_items(black_box(&header), total, 0, black_box(&items)))
+        b.iter(|| batch(black_box(&items)).encode())
     });
     group.bench_function("floor: serde_json of the same items", |b| {
         b.iter(|| serde_json::to_string(black_box(&items)))
@@ -68,6 +97,7 @@ fn encode(c: &mut Criterion) {
 
 fn search(c: &mut Criterion) {
     let source = FixturesDatasource::from_records("tweets", tweets(100_000)).expect("index builds");
+    let runtime = runtime();
     let mut group = c.benchmark_group("fixtures_search_100k");
     group.sample_size(20);
     let cases = [
@@ -85,7 +115,7 @@ fn search(c: &mut Criterion) {
             size,
         };
         group.bench_with_input(BenchmarkId::new(query, size), &q, |b, q| {
-            b.iter(|| source.search_page(black_box(q)).expect("search"))
+            b.iter(|| search_page(&runtime, &source, black_box(q)))
         });
     }
     group.finish();

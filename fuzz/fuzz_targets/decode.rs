@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tributary::protocol::{self, DecodeError};
+use tributary::protocol::{self, DecodeError, ServerMessage};
 
 fuzz_target!(|data: &[u8]| {
     // Text frames are UTF-8 by the websocket protocol; other bytes never reach `decode`.
@@ -13,8 +13,8 @@ fuzz_target!(|data: &[u8]| {
     match protocol::decode(text) {
         Ok(_) | Err(DecodeError::NotAnObject) => {}
         Err(DecodeError::Invalid(report)) => {
-            let encoded = protocol::encode_error(&report);
-            assert!(serde_json::from_str::<serde_json::Value>(&encoded).is_ok());
+            let encoded = ServerMessage::Error(&report).encode();
+            assert!(serde_json::from_str::<serde_json::Value>(encoded.as_str()).is_ok());
         }
     }
 });

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use tributary::datasources::fixtures::FixturesDatasource;
 use tributary::datasources::query_limits::QueryLimits;
-use tributary::datasources::SearchQuery;
+use tributary::datasources::{Datasource, RequestContext, ResultSink, SearchQuery};
 
 fn people() -> &'static FixturesDatasource {
     static PEOPLE: OnceLock<FixturesDatasource> = OnceLock::new();
@@ -37,5 +37,9 @@ fuzz_target!(|data: &[u8]| {
         size: 5,
     };
     // Errors are fine; a panic or a stack overflow is the bug.
-    let _ = people().search_page(&query);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let (mut sink, _) = ResultSink::for_test();
+    let _ = runtime.block_on(people().search(&RequestContext::for_test(), &query, &mut sink));
 });
