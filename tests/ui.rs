@@ -105,6 +105,12 @@ async fn js(client: &Client, script: &str) -> Value {
 }
 
 /// Waits until `script` returns true in the page.
+/// The page threw no uncaught error and rejected no promise unhandled.
+async fn assert_no_page_errors(client: &Client) {
+    let errors = js(client, "return window.pageErrors;").await;
+    assert_eq!(errors, json!([]), "errors on the page");
+}
+
 async fn until(client: &Client, what: &str, script: &str) {
     let deadline = Instant::now() + common::PATIENCE;
     loop {
@@ -430,6 +436,7 @@ async fn explore_the_demo_data() {
     let graph = js(client, GRAPH_COLORS).await;
     assert_eq!(graph["colors"], json!([BLUE]), "{graph}");
     assert_eq!(graph["order"], after["order"], "the same graph comes back");
+    assert_no_page_errors(client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,6 +507,7 @@ async fn reconnects_and_fetches_again() {
     );
     let graph = js(client, GRAPH_COLORS).await;
     assert_eq!(graph["colors"], json!([RED]), "{graph}");
+    assert_no_page_errors(client).await;
 }
 
 /// A shift+drag in the page from `from` to `to` (page pixels), as a user makes a selection box.
@@ -804,6 +812,7 @@ async fn work_the_graph() {
             && document.getElementById('graph-empty').textContent.includes('enabling a datasource');",
     )
     .await;
+    assert_no_page_errors(client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 // From records to a graph: every distinct value of a chosen field is a node,
-// values that occur in the same record are linked. Pure functions, no DOM.
+// values that occur in the same record are linked. No DOM here.
 
 const SEP = "\u241f"; // between field and value in a node key; never typed by anyone
 
@@ -24,43 +24,123 @@ export function valuesOf(record, field) {
   return out;
 }
 
+/** The node keys of a record for the chosen fields, each once. */
+function keysOf(record, fields) {
+  const keys = [];
+  for (const field of fields) {
+    for (const value of valuesOf(record, field)) {
+      const key = nodeKey(field, value);
+      if (!keys.includes(key)) keys.push(key);
+    }
+  }
+  return keys;
+}
+
+function edgeKey(a, b) {
+  return a < b ? `${a}${SEP}${SEP}${b}` : `${b}${SEP}${SEP}${a}`;
+}
+
 /**
- * The graph of the given queries' records.
- * queries: [{id, color, records: Map}], fields: [path], deleted: Set of node keys.
- * Returns {nodes: Map key → {field, label, colors, count}, edges: Map key → {source, target, count}}.
+ * The graph of the queries' records, kept up to date record by record:
+ * adding or removing a record changes the counts of its nodes and links
+ * instead of rebuilding the graph. Every distinct value of a chosen field is
+ * a node; values that occur in the same record are linked.
  */
-export function buildModel(queries, fields, deleted) {
-  const nodes = new Map();
-  const edges = new Map();
-  for (const query of queries) {
-    for (const record of query.records.values()) {
-      const keys = [];
-      for (const field of fields) {
-        for (const value of valuesOf(record, field)) {
-          const key = nodeKey(field, value);
-          if (deleted.has(key) || keys.includes(key)) continue;
-          keys.push(key);
-          let node = nodes.get(key);
-          if (!node) {
-            node = { field, label: value, colors: [], count: 0 };
-            nodes.set(key, node);
-          }
-          node.count += 1;
-          if (!node.colors.includes(query.color)) node.colors.push(query.color);
-        }
+export class GraphModel {
+  constructor() {
+    this.fields = [];
+    this.nodes = new Map();   // key → {field, label, count, byQuery: Map query id → count}
+    this.edges = new Map();   // key → {source, target, count}
+    this.entries = new Map(); // query id → Map record key → node keys
+    this.version = 0;         // changes with every change
+  }
+
+  /** Sets the node fields; a change rebuilds from `queries` ([{id, records}]). */
+  setFields(fields, queries) {
+    if (fields.length === this.fields.length && fields.every((f, i) => f === this.fields[i])) return;
+    this.fields = [...fields];
+    this.nodes.clear();
+    this.edges.clear();
+    this.entries.clear();
+    for (const query of queries) for (const [key, record] of query.records) this.add(query, key, record);
+    this.version += 1;
+  }
+
+  add(query, recordKey, record) {
+    let entries = this.entries.get(query.id);
+    if (!entries) this.entries.set(query.id, (entries = new Map()));
+    if (entries.has(recordKey)) return;
+    const keys = keysOf(record, this.fields);
+    entries.set(recordKey, keys);
+    this.count(query.id, keys, 1);
+  }
+
+  remove(query, recordKey) {
+    const entries = this.entries.get(query.id);
+    const keys = entries?.get(recordKey);
+    if (!keys) return;
+    entries.delete(recordKey);
+    this.count(query.id, keys, -1);
+  }
+
+  removeQuery(query) {
+    const entries = this.entries.get(query.id);
+    if (!entries) return;
+    for (const keys of entries.values()) this.count(query.id, keys, -1);
+    this.entries.delete(query.id);
+  }
+
+  count(queryId, keys, delta) {
+    this.version += 1;
+    for (const key of keys) {
+      let node = this.nodes.get(key);
+      if (!node) {
+        const { field, value } = splitKey(key);
+        node = { field, label: value, count: 0, byQuery: new Map() };
+        this.nodes.set(key, node);
       }
-      for (let i = 0; i < keys.length; i++) {
-        for (let j = i + 1; j < keys.length; j++) {
+      node.count += delta;
+      const inQuery = (node.byQuery.get(queryId) ?? 0) + delta;
+      if (inQuery > 0) node.byQuery.set(queryId, inQuery);
+      else node.byQuery.delete(queryId);
+      if (node.count <= 0) this.nodes.delete(key);
+    }
+    for (let i = 0; i < keys.length; i++) {
+      for (let j = i + 1; j < keys.length; j++) {
+        const key = edgeKey(keys[i], keys[j]);
+        let edge = this.edges.get(key);
+        if (!edge) {
           const [source, target] = keys[i] < keys[j] ? [keys[i], keys[j]] : [keys[j], keys[i]];
-          const key = `${source}${SEP}${SEP}${target}`;
-          const edge = edges.get(key);
-          if (edge) edge.count += 1;
-          else edges.set(key, { source, target, count: 1 });
+          edge = { source, target, count: 0 };
+          this.edges.set(key, edge);
         }
+        edge.count += delta;
+        if (edge.count <= 0) this.edges.delete(key);
       }
     }
   }
-  return { nodes, edges };
+
+  /**
+   * What the graph view draws: the nodes not deleted, each with the colors
+   * of the queries that found it (in the queries' order), and the links
+   * between them. queries: [{id, color}]; deleted: Set of node keys.
+   */
+  view(queries, deleted) {
+    const nodes = new Map();
+    for (const [key, node] of this.nodes) {
+      if (deleted.has(key)) continue;
+      const colors = [];
+      for (const query of queries) {
+        if (node.byQuery.has(query.id) && !colors.includes(query.color)) colors.push(query.color);
+      }
+      nodes.set(key, { field: node.field, label: node.label, colors, count: node.count });
+    }
+    const edges = new Map();
+    for (const [key, edge] of this.edges) {
+      if (nodes.has(edge.source) && nodes.has(edge.target)) edges.set(key, edge);
+    }
+    return { nodes, edges };
+  }
 }
 
 /**

@@ -1,6 +1,8 @@
-// What survives a reload, kept in localStorage: enabled datasources, chosen
-// fields, table columns, queries (text, color, pages) and deleted nodes.
-// Results are not stored; queries are re-run after a reload.
+// The page's one state store. `saved` is what survives a reload (enabled
+// datasources, chosen fields, table columns, queries, deleted nodes);
+// `session` is what the server sent (datasources, fields, query results)
+// and what is selected. Every change names its topics; panels subscribe to
+// the topics they draw, and persistence is one more subscriber.
 
 const KEY = "tributary.ui.v1";
 
@@ -16,7 +18,7 @@ export function emptySaved() {
   };
 }
 
-export function load() {
+function loadSaved() {
   try {
     const saved = JSON.parse(localStorage.getItem(KEY));
     if (saved && typeof saved === "object") return { ...emptySaved(), ...saved };
@@ -26,14 +28,54 @@ export function load() {
   return emptySaved();
 }
 
-export function save(saved) {
-  try {
-    localStorage.setItem(KEY, JSON.stringify(saved));
-  } catch {
-    // Storage full or disabled: the page keeps working, it just forgets on reload.
+export class Store {
+  constructor() {
+    this.saved = loadSaved();
+    this.session = {
+      datasources: [],        // [{id, name, type}] from INITIAL_STATE_RECEIVE
+      fields: new Map(),      // datasource id → [{path, type}]
+      fieldErrors: new Map(), // datasource id → message
+      queries: [],            // [{id, text, color, pages, sources, records}]
+      selection: [],          // selected node keys
+      connected: false,
+      connection: { state: "connecting", text: "Connecting…" },
+    };
+    this.listeners = [];
+  }
+
+  /** Calls `listener(topics)` after every change; `topics` is a Set of names. */
+  subscribe(listener) {
+    this.listeners.push(listener);
+  }
+
+  /** Announces a change of `topics` ("saved", "datasources", "fields", "queries", "results", "selection", "connection"). */
+  changed(...topics) {
+    const set = new Set(topics);
+    for (const listener of this.listeners) listener(set);
+  }
+
+  /** The enabled datasources the server offers, in its order. */
+  enabledIds() {
+    return this.session.datasources.map((ds) => ds.id).filter((id) => this.saved.enabled.includes(id));
+  }
+
+  datasourceName(id) {
+    return this.session.datasources.find((ds) => ds.id === id)?.name ?? id;
   }
 }
 
-export function clear() {
+/** Writes `saved` to localStorage whenever it changes. */
+export function persist(store) {
+  store.subscribe((topics) => {
+    if (!topics.has("saved")) return;
+    try {
+      localStorage.setItem(KEY, JSON.stringify(store.saved));
+    } catch {
+      // Storage full or disabled: the page keeps working, it just forgets on reload.
+    }
+  });
+}
+
+export function clearSaved() {
   localStorage.removeItem(KEY);
 }

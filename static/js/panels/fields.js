@@ -1,0 +1,104 @@
+// The field list: the fields of the enabled datasources, merged by path;
+// ticking one makes its values nodes (with an icon), a date field can feed
+// the timeline.
+
+import { guessIcon, iconUrl, ICON_NAMES } from "../icons.js";
+
+/** path → {types: Set, sources: [name]} over the enabled datasources. */
+export function mergedFields(store) {
+  const merged = new Map();
+  for (const ds of store.enabledIds()) {
+    for (const field of store.session.fields.get(ds) ?? []) {
+      const entry = merged.get(field.path) ?? { types: new Set(), sources: [] };
+      entry.types.add(field.type);
+      entry.sources.push(store.datasourceName(ds));
+      merged.set(field.path, entry);
+    }
+  }
+  return merged;
+}
+
+export function fieldsPanel({ store, $ }) {
+  const saved = store.saved;
+  $("field-filter").addEventListener("input", () => render());
+
+  function render() {
+    const list = $("fields");
+    list.replaceChildren();
+    const merged = mergedFields(store);
+    const filter = $("field-filter").value.trim().toLowerCase();
+    const enabled = store.enabledIds();
+    const { fieldErrors } = store.session;
+    const errors = enabled.filter((ds) => fieldErrors.has(ds)).map((ds) => `${store.datasourceName(ds)}: ${fieldErrors.get(ds)}`);
+    const empty = $("fields-empty");
+    empty.hidden = merged.size > 0 && !errors.length;
+    empty.textContent = errors.length ? `Could not list fields. ${errors.join(" ")}`
+      : enabled.length ? "Loading fields…" : "Enable a datasource above to see its fields.";
+
+    const paths = [...merged.keys()].sort((a, b) => {
+      const chosen = Number(b in saved.nodeFields) - Number(a in saved.nodeFields);
+      return chosen || a.localeCompare(b);
+    });
+    for (const path of paths) {
+      if (filter && !path.toLowerCase().includes(filter)) continue;
+      list.append(fieldItem(path, merged.get(path)));
+    }
+  }
+
+  function fieldItem(path, { types, sources }) {
+    const typeText = [...types].join("/");
+    const item = document.createElement("li");
+    item.dataset.field = path;
+    item.title = `${path} (${typeText}) in ${sources.join(", ")}`;
+
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = path in saved.nodeFields;
+    box.title = "Make this field's values nodes";
+    box.addEventListener("change", () => {
+      if (box.checked) saved.nodeFields[path] = guessIcon(path, [...types][0], new Set(Object.values(saved.nodeFields)));
+      else delete saved.nodeFields[path];
+      if (saved.columns) saved.columns = box.checked ? [...new Set([...saved.columns, path])] : saved.columns;
+      store.changed("saved", "nodeFields");
+    });
+    const name = document.createElement("span");
+    name.className = "path";
+    name.textContent = path;
+    const type = document.createElement("span");
+    type.className = "type";
+    type.textContent = typeText;
+    label.append(box, name, type);
+    item.append(label);
+
+    if (path in saved.nodeFields) {
+      const icon = document.createElement("button");
+      icon.className = "icon";
+      icon.title = "Change this field's icon";
+      const img = document.createElement("img");
+      img.src = iconUrl(saved.nodeFields[path]);
+      img.alt = saved.nodeFields[path];
+      icon.append(img);
+      icon.addEventListener("click", () => {
+        saved.nodeFields[path] = ICON_NAMES[(ICON_NAMES.indexOf(saved.nodeFields[path]) + 1) % ICON_NAMES.length];
+        store.changed("saved", "nodeFields");
+      });
+      item.append(icon);
+    }
+    if (types.has("date")) {
+      const date = document.createElement("label");
+      date.className = "date";
+      date.title = "Use this field for the timeline";
+      const radio = document.createElement("input");
+      radio.type = "radio";
+      radio.name = "date-field";
+      radio.checked = saved.dateField === path;
+      radio.addEventListener("change", () => { saved.dateField = path; store.changed("saved", "timeline"); });
+      date.append(radio, "timeline");
+      item.append(date);
+    }
+    return item;
+  }
+
+  return render;
+}

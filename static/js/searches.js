@@ -1,0 +1,227 @@
+// What the page asks the server: fields of the enabled datasources, and each
+// query's results, page by page. Answers go into the store and the graph
+// model as they stream in; after a reconnection whatever is missing is
+// asked again.
+
+export const PAGE = 200;        // results per datasource per "load more"
+const MAX_REPLAY = 2000;        // a restored query re-fetches at most this many per datasource
+const FRIENDLY = {
+  bad_query: "the query could not be understood",
+  datasource_failed: "the datasource failed or could not be reached",
+  datasource_unauthorized: "the server's credentials for the datasource were refused",
+  timeout: "the datasource took too long to answer",
+  too_many_requests: "too many searches are running at once; try again in a moment",
+  unknown_datasource: "the server does not offer this datasource (any more)",
+};
+
+export function explain(error) {
+  const why = FRIENDLY[error.code];
+  return why ? `${why}: ${error.message}` : error.message;
+}
+
+function newQuery({ id, text, color, pages = 1 }) {
+  // sources: datasource id → {total, loaded, loading, error, took}
+  return { id, text, color, pages, sources: new Map(), records: new Map(), requests: new Set() };
+}
+
+function sourceOf(query, ds) {
+  let source = query.sources.get(ds);
+  if (!source) {
+    source = { total: null, loaded: 0, loading: false, error: null, took: null };
+    query.sources.set(ds, source);
+  }
+  return source;
+}
+
+export class Searches {
+  constructor(store, client, model) {
+    this.store = store;
+    this.client = client;
+    this.model = model;
+    store.session.queries = store.saved.queries.map((q) => newQuery(q));
+    client.onReady((datasources) => this.onReady(datasources));
+  }
+
+  get queries() {
+    return this.store.session.queries;
+  }
+
+  saveQueries() {
+    this.store.saved.queries = this.queries.map(({ id, text, color, pages }) => ({ id, text, color, pages }));
+    this.store.changed("saved", "queries");
+  }
+
+  onReady(datasources) {
+    this.store.session.datasources = datasources;
+    // The requests of the previous connection died with it: pick up where they stopped.
+    for (const query of this.queries) {
+      query.requests.clear();
+      for (const source of query.sources.values()) source.loading = false;
+    }
+    this.requestFields(this.store.enabledIds());
+    for (const query of this.queries) this.fetchMissing(query);
+    this.store.changed("datasources", "queries");
+  }
+
+  requestFields(ids) {
+    for (const ds of ids) {
+      const request = this.client.request({ type: "FIELDS_REQUEST", datasources: [ds] });
+      if (request) this.readFields(ds, request);
+    }
+  }
+
+  async readFields(ds, request) {
+    const { fields, fieldErrors } = this.store.session;
+    for await (const message of request) {
+      if (message.type === "FIELDS_RECEIVE" && message.fields) {
+        fields.set(message.fields.server, message.fields.fields ?? []);
+        fieldErrors.delete(message.fields.server);
+      } else if (message.type === "ERROR") {
+        fieldErrors.set(message.error?.datasource ?? ds, explain(message.error ?? {}));
+      }
+      this.store.changed("fields");
+    }
+  }
+
+  /** Asks each enabled datasource for whatever `query` still lacks of its `pages`. */
+  fetchMissing(query) {
+    const groups = new Map(); // "from,size" → [datasource]
+    for (const ds of this.store.enabledIds()) {
+      const source = sourceOf(query, ds);
+      if (source.loading || source.error) continue;
+      const want = Math.min(query.pages * PAGE, source.total ?? Infinity, Math.max(MAX_REPLAY, source.loaded + PAGE));
+      if (source.loaded >= want) continue;
+      const key = `${source.loaded},${want - source.loaded}`;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(ds);
+    }
+    for (const [key, datasources] of groups) {
+      const [from, size] = key.split(",").map(Number);
+      const request = this.client.request({
+        type: "ITEMS_REQUEST", datasources, query: query.text, from, size, color: query.color,
+      });
+      if (!request) continue; // not connected: fetched again once the connection is back
+      request.datasources = datasources;
+      query.requests.add(request);
+      for (const ds of datasources) sourceOf(query, ds).loading = true;
+      this.readItems(query, request);
+    }
+    this.store.changed("queries");
+  }
+
+  async readItems(query, request) {
+    for await (const message of request) {
+      if (message.type === "ITEMS_RECEIVE" && message.items) this.onItems(query, message.items);
+      else if (message.type === "ERROR") this.onError(query, request, message.error ?? {});
+      else if (message.type === "REQUEST_COMPLETED") this.onCompleted(query, message.datasources ?? {});
+      else if (message.type === "DISCONNECTED") {
+        for (const ds of request.datasources) sourceOf(query, ds).loading = false;
+      }
+    }
+    query.requests.delete(request);
+    this.store.changed("queries");
+  }
+
+  onItems(query, items) {
+    const source = sourceOf(query, items.server);
+    source.total = items.total;
+    const results = items.results ?? [];
+    for (const result of results) {
+      const key = `${items.server}\u0000${result.id}`;
+      const record = { ds: items.server, id: result.id, fields: result.fields, highlight: result.highlight };
+      query.records.set(key, record);
+      this.model.add(query, key, record);
+    }
+    source.loaded += results.length;
+    this.store.changed("results");
+  }
+
+  onError(query, request, error) {
+    const ids = error.datasource ? [error.datasource] : request.datasources;
+    for (const ds of ids) {
+      const source = sourceOf(query, ds);
+      source.error = explain(error);
+      // An error about the whole request ends it.
+      if (!error.datasource) source.loading = false;
+    }
+    this.store.changed("queries");
+  }
+
+  onCompleted(query, outcomes) {
+    for (const [id, outcome] of Object.entries(outcomes)) {
+      const source = sourceOf(query, id);
+      source.loading = false;
+      source.took = outcome.took_ms;
+      if (outcome.total !== null && outcome.total !== undefined) source.total = outcome.total;
+      if (outcome.error) source.error ??= outcome.error;
+    }
+    this.store.changed("results");
+  }
+
+  add(text, color) {
+    const query = newQuery({ id: this.store.saved.nextQueryId++, text, color });
+    this.queries.push(query);
+    this.saveQueries();
+    this.fetchMissing(query);
+  }
+
+  remove(query) {
+    for (const request of query.requests) this.client.cancel(request);
+    this.model.removeQuery(query);
+    this.store.session.queries = this.queries.filter((q) => q !== query);
+    this.saveQueries();
+    this.store.changed("results");
+  }
+
+  recolor(query, color) {
+    query.color = color;
+    this.saveQueries();
+    this.store.changed("results");
+  }
+
+  loadMore(query) {
+    query.pages += 1;
+    this.saveQueries();
+    this.fetchMissing(query);
+  }
+
+  retry(query) {
+    for (const source of query.sources.values()) source.error = null;
+    this.fetchMissing(query);
+  }
+
+  setDatasourceEnabled(id, enabled) {
+    const saved = this.store.saved;
+    saved.enabled = enabled ? [...new Set([...saved.enabled, id])] : saved.enabled.filter((ds) => ds !== id);
+    this.store.changed("saved");
+    if (enabled) {
+      this.requestFields([id]);
+      for (const query of this.queries) this.fetchMissing(query);
+    } else {
+      // A disabled datasource's results leave the graph; enabling it again fetches them anew.
+      for (const query of this.queries) {
+        for (const request of [...query.requests]) {
+          if (request.datasources.includes(id)) {
+            this.client.cancel(request);
+            query.requests.delete(request);
+            for (const ds of request.datasources) sourceOf(query, ds).loading = false;
+          }
+        }
+        query.sources.delete(id);
+        for (const [key, record] of query.records) {
+          if (record.ds !== id) continue;
+          query.records.delete(key);
+          this.model.remove(query, key);
+        }
+      }
+      this.store.session.fields.delete(id);
+      // Other datasources of a canceled request are asked again on their own.
+      for (const query of this.queries) this.fetchMissing(query);
+    }
+    this.store.changed("fields", "results");
+  }
+
+  cancelAll() {
+    for (const query of this.queries) for (const request of query.requests) this.client.cancel(request);
+  }
+}
