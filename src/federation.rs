@@ -271,15 +271,26 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn unknown_datasource(id: &str, echo: &Echo, scope: &RequestScope) -> DatasourceOutcome {
-    let message = format!("unknown datasource `{id}`");
-    let report = ErrorReport::new(ErrorCode::UnknownDatasource, message.clone())
+/// Queues an `ERROR` about datasource `id` among the request's results.
+async fn send_error(code: ErrorCode, message: String, id: &str, echo: &Echo, scope: &RequestScope) {
+    let report = ErrorReport::new(code, message)
         .echoing(echo.clone())
         .about(id);
-    let _ = scope
-        .outbox
-        .send(scope.key, ServerMessage::Error(&report).encode())
-        .await;
+    let frame = ServerMessage::Error(&report).encode();
+    // A closed outbox: the client is gone, nobody to tell.
+    let _ = scope.outbox.send(scope.key, frame).await;
+}
+
+async fn unknown_datasource(id: &str, echo: &Echo, scope: &RequestScope) -> DatasourceOutcome {
+    let message = format!("unknown datasource `{id}`");
+    send_error(
+        ErrorCode::UnknownDatasource,
+        message.clone(),
+        id,
+        echo,
+        scope,
+    )
+    .await;
     DatasourceOutcome {
         took_ms: 0,
         total: None,
@@ -301,13 +312,8 @@ async fn datasource_failed(
         tracing::debug!(datasource = id, "results no longer wanted");
     } else {
         tracing::warn!(datasource = id, error = %message, "datasource failed");
-        let report = ErrorReport::new(error.kind.into(), format!("datasource `{id}`: {message}"))
-            .echoing(echo.clone())
-            .about(id);
-        let _ = scope
-            .outbox
-            .send(scope.key, ServerMessage::Error(&report).encode())
-            .await;
+        let text = format!("datasource `{id}`: {message}");
+        send_error(error.kind.into(), text, id, echo, scope).await;
     }
     DatasourceOutcome {
         took_ms: ms(clock.working()),

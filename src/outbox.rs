@@ -156,31 +156,29 @@ impl Outbox {
 
     /// Closes now: the close frame goes out next, queued results are dropped.
     pub fn close_now(&self, code: u16, reason: &str) {
-        let mut queues = self.queues();
-        if queues.closed {
-            return;
-        }
-        self.drop_data(&mut queues);
-        queues.control.push_back(Control::Close {
-            code,
-            reason: reason.to_owned(),
-        });
-        queues.closed = true;
-        wake(&mut queues);
-        drop(queues);
-        self.shared.space.notify_waiters();
+        self.close(code, reason, false);
     }
 
     /// Closes once the queued results are written (a graceful end).
     pub fn close_after_data(&self, code: u16, reason: &str) {
+        self.close(code, reason, true);
+    }
+
+    fn close(&self, code: u16, reason: &str, after_data: bool) {
         let mut queues = self.queues();
         if queues.closed {
             return;
         }
-        queues.close_after_data = Some(Control::Close {
+        let close = Control::Close {
             code,
             reason: reason.to_owned(),
-        });
+        };
+        if after_data {
+            queues.close_after_data = Some(close);
+        } else {
+            self.drop_data(&mut queues);
+            queues.control.push_back(close);
+        }
         queues.closed = true;
         wake(&mut queues);
         drop(queues);
