@@ -61,7 +61,10 @@ impl App {
         }
         let federation =
             Federation::new(sources, settings.results.batch_size, Arc::clone(&metrics));
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = match settings.limits.search_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         let (shutdown_sender, shutdown) = watch::channel(None);
         let app = App {
             metrics,

@@ -117,6 +117,8 @@ pub struct Limits {
     /// CPU-bound searches (of embedded datasets) one connection may run at
     /// once; its other searches wait their turn. No client can occupy every core.
     pub max_concurrent_searches: usize,
+    /// CPU-bound searches running at once over the whole server; 0: one per core.
+    pub search_threads: usize,
     /// Longest query, in bytes.
     pub max_query_bytes: usize,
     /// Deepest nesting of parentheses in a query (at most 100).
@@ -153,6 +155,7 @@ impl Default for Limits {
             max_connections: 10_000,
             close_timeout: Duration::from_secs(10),
             max_concurrent_searches: 2,
+            search_threads: 0,
             max_query_bytes: QueryLimits::default().max_bytes,
             max_query_depth: QueryLimits::default().max_depth,
             max_query_clauses: QueryLimits::default().max_clauses,
