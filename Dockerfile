@@ -4,14 +4,13 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild them.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin benches \
-    && for f in src/main.rs src/bin/datagen.rs src/bin/loadgen.rs benches/hot_path.rs; do echo 'fn main() {}' > "$f"; done \
-    && touch src/lib.rs \
-    && cargo build --release --locked --bin tributary 2>/dev/null || true
 COPY . .
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin tributary
+# The workspace's crates build together; the registry and target caches
+# survive between builds, so source edits do not rebuild the dependencies.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p tributary --bin tributary \
+    && cp target/release/tributary /tributary
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -19,7 +18,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin tributary
 WORKDIR /app
-COPY --from=build /src/target/release/tributary /usr/local/bin/tributary
+COPY --from=build /tributary /usr/local/bin/tributary
 COPY static ./static
 COPY datasources ./datasources
 USER tributary
