@@ -58,8 +58,17 @@ struct Queues {
     /// The close frame has been written, or the connection is gone: the body ends.
     ended: bool,
     writer: Option<Waker>,
-    /// When the writer last took a data frame, or data began to wait.
+    /// When the writer last took a frame, or frames began to wait in empty queues.
     last_progress: Option<Instant>,
+}
+
+impl Queues {
+    /// Starts the stall clock when a frame is queued behind nothing.
+    fn note_waiting(&mut self) {
+        if self.data.is_empty() && self.control.is_empty() {
+            self.last_progress = Some(Instant::now());
+        }
+    }
 }
 
 struct Shared {
@@ -115,9 +124,7 @@ impl Outbox {
                     return Err(Closed);
                 }
                 if queues.data_bytes == 0 || queues.data_bytes + frame.len() <= self.shared.budget {
-                    if queues.data.is_empty() {
-                        queues.last_progress = Some(Instant::now());
-                    }
+                    queues.note_waiting();
                     queues.data_bytes += frame.len();
                     self.shared.metrics.outbox_bytes.add(frame.len() as i64);
                     queues.data.push_back((request, frame));
@@ -135,6 +142,7 @@ impl Outbox {
         if queues.closed {
             return Err(Closed);
         }
+        queues.note_waiting();
         queues.control.push_back(control);
         wake(&mut queues);
         Ok(())
@@ -263,6 +271,7 @@ impl Stream for OutboxBody {
         }
         let mut queues = lock(&this.shared);
         let next = if let Some(control) = queues.control.pop_front() {
+            queues.last_progress = Some(Instant::now());
             Some(control)
         } else if let Some((_, frame)) = queues.data.pop_front() {
             queues.data_bytes -= frame.len();
@@ -418,6 +427,23 @@ mod tests {
         assert_eq!(body.next().await.unwrap().unwrap()[0], 0x80 | OPCODE_TEXT);
         assert_eq!(body.next().await.unwrap().unwrap()[0], 0x80 | OPCODE_CLOSE);
         assert!(body.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_long_idle_connection_is_not_a_stalled_one() {
+        let (outbox, mut body) = Outbox::new(1 << 20, Arc::new(Metrics::new()));
+        outbox.send(1, frame(1)).await.unwrap();
+        body.next().await.unwrap().unwrap();
+        assert_eq!(outbox.stalled_for(), None);
+        // Idle for a while, then a ping is queued: the stall clock starts now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        outbox
+            .send_control(Control::Ping(Bytes::from_static(b"p")))
+            .unwrap();
+        let stalled = outbox.stalled_for().expect("something waits");
+        assert!(stalled < Duration::from_millis(50), "{stalled:?}");
+        body.next().await.unwrap().unwrap();
+        assert_eq!(outbox.stalled_for(), None);
     }
 
     #[test]
