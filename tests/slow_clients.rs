@@ -13,23 +13,17 @@ use std::time::{Duration, Instant};
 use common::raw;
 use common::*;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 const BUDGET: usize = 1 << 20;
 
-/// A websocket with a tiny receive buffer that asks for 100,000 results of
-/// about 4 KiB each (400 MB) and never reads.
+/// A client asking for 100,000 results of about 4 KiB each (400 MB) that never reads.
 async fn never_reads(addr: std::net::SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("a small buffer");
-    let mut stream = socket.connect(addr).await.expect("connects");
-    let mut bytes = raw::upgrade_request(addr, "/ws", &[]);
-    bytes.extend(raw::text(
+    raw::never_reading(
+        addr,
         &json!({"type":"ITEMS_REQUEST","datasources":["bulky"],"query":"*","size":100_000}),
-    ));
-    stream.write_all(&bytes).await.expect("writes");
-    stream
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

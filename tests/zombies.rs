@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use common::raw;
 use common::*;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 const CAP: usize = 50;
 
@@ -34,18 +33,13 @@ fn rss_mib() -> u64 {
     rss_bytes() >> 20
 }
 
-/// Opens a websocket with a tiny receive buffer, asks for 20 MB of results
-/// and never reads anything.
+/// A client asking for 20 MB of results that never reads any.
 async fn zombie(addr: std::net::SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("a small buffer");
-    let mut stream = socket.connect(addr).await.expect("connects");
-    let mut bytes = raw::upgrade_request(addr, "/ws", &[]);
-    bytes.extend(raw::text(
+    raw::never_reading(
+        addr,
         &json!({"type":"ITEMS_REQUEST","datasources":["bulky"],"query":"*","size":5000}),
-    ));
-    stream.write_all(&bytes).await.expect("writes");
-    stream
+    )
+    .await
 }
 
 /// Waits until `/metrics` reports at least `value` for `sample`.

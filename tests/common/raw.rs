@@ -155,3 +155,15 @@ pub async fn close_code(stream: &mut TcpStream, patience: Duration) -> Option<u1
         .await
         .expect("the server closes in time")
 }
+
+/// A client that opens a websocket with a 4 KiB receive buffer, sends
+/// `request` and never reads a byte: its socket fills at once.
+pub async fn never_reading(addr: SocketAddr, request: &serde_json::Value) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let mut stream = socket.connect(addr).await.expect("connects");
+    let mut bytes = upgrade_request(addr, "/ws", &[]);
+    bytes.extend(text(request));
+    stream.write_all(&bytes).await.expect("writes");
+    stream
+}

@@ -64,7 +64,8 @@ pub enum ClientError {
 /// One frame from the server, undecoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
-    Text(String),
+    /// The text as received (shared bytes, not copied; it derefs to `&str`).
+    Text(tungstenite::Utf8Bytes),
     Binary(Vec<u8>),
     /// The server closed the connection, with its close code if it sent one.
     Closed(Option<u16>),
@@ -296,7 +297,7 @@ impl Client {
     pub async fn next_frame(&mut self) -> Result<Frame, ClientError> {
         loop {
             match self.socket.next().await {
-                Some(Ok(Message::Text(text))) => return Ok(Frame::Text(text.as_str().to_owned())),
+                Some(Ok(Message::Text(text))) => return Ok(Frame::Text(text)),
                 Some(Ok(Message::Binary(bytes))) => return Ok(Frame::Binary(bytes.to_vec())),
                 Some(Ok(Message::Close(frame))) => {
                     return Ok(Frame::Closed(frame.map(|f| u16::from(f.code))))
