@@ -95,11 +95,11 @@ impl Session {
         match command {
             Command::Received(ClientMessage::Fields(request)) => {
                 let kind = "FIELDS_REQUEST";
-                let echo = Echo {
+                let echo = || Echo {
                     request_id: request.request_id.clone(),
                     ..Echo::default()
                 };
-                if self.refuse_if_busy(kind, &echo) {
+                if self.refuse_if_busy(kind, echo) {
                     return;
                 }
                 match self.app.rules.fields(request) {
@@ -112,12 +112,12 @@ impl Session {
             Command::Received(ClientMessage::Items(request)) => {
                 let kind = "ITEMS_REQUEST";
                 tracing::debug!(query = %request.query, datasources = ?request.datasources, "items request");
-                let echo = Echo {
+                let echo = || Echo {
                     query: Some(request.query.clone()),
                     color: request.color.clone(),
                     request_id: request.request_id.clone(),
                 };
-                if self.refuse_if_busy(kind, &echo) {
+                if self.refuse_if_busy(kind, echo) {
                     return;
                 }
                 match self.app.rules.items(request) {
@@ -178,7 +178,8 @@ impl Session {
     }
 
     /// Refuses a request when the connection already runs as many as it may.
-    fn refuse_if_busy(&self, kind: &str, echo: &Echo) -> bool {
+    /// (`echo` describes the request; it is only built for a refusal.)
+    fn refuse_if_busy(&self, kind: &str, echo: impl FnOnce() -> Echo) -> bool {
         if self.running.len() < self.app.limits.max_requests {
             return false;
         }
@@ -190,7 +191,7 @@ impl Session {
                 self.running.len()
             ),
         )
-        .echoing(echo.clone());
+        .echoing(echo());
         self.error(&report);
         true
     }
