@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Loads the demo datasets into Elasticsearch: one index per dataset, created
-with the explicit mapping next to this script, then bulk-loaded from
+with datasources/fixtures/<name>.mapping.json (the mapping the embedded
+`fixtures` datasource indexes with too), then bulk-loaded from
 datasources/fixtures/<name>.ndjson with each record's `id` as `_id`.
 
     python3 load.py --url http://localhost:9200 [--prefix demo-] [--replace] tweets emails
@@ -62,7 +63,7 @@ def load(url, name, index, replace):
             return
     if status == 200:
         call(url, "DELETE", f"/{index}")
-    mapping = (HERE / f"{name}.mapping.json").read_text()
+    mapping = (FIXTURES / f"{name}.mapping.json").read_text()
     status, body = call(url, "PUT", f"/{index}", mapping)
     if status != 200:
         sys.exit(f"{index}: cannot create the index: {status} {body}")

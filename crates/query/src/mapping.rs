@@ -215,6 +215,19 @@ impl Mapping {
         Ok(())
     }
 
+    /// Maps a record field as a plain field of type `declared` (an
+    /// Elasticsearch type name), replacing its mapping and multi-fields.
+    pub fn set_type(&mut self, path: &str, declared: &str) -> Result<(), String> {
+        let field = read_field(path, path, declared, &Map::new())?;
+        if field.field_type == FieldType::Other {
+            return Err(format!("field `{path}`: unknown type `{declared}`"));
+        }
+        self.fields.retain(|f| f.source != path);
+        self.fields.push(field);
+        self.fields.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(())
+    }
+
     /// Every field, multi-fields included, sorted by path.
     pub fn fields(&self) -> &[MappedField] {
         &self.fields
