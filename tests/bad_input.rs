@@ -193,9 +193,10 @@ async fn a_query_the_parser_rejects_names_the_problem() {
     let server = servers();
     let (mut client, _) = Client::ready(&server).await;
     for (query, problem) in [
-        ("age:[1 TO", "syntax error"),
-        ("nosuchfield:x", "nosuchfield"),
-        ("age:abc", "abc"),
+        ("age:[1 TO", "a range bound is missing at character 9"),
+        ("a AND (b", "missing closing parenthesis at character 8"),
+        ("\"open", "missing closing quote"),
+        ("age:x^", "boost"),
     ] {
         let answer = client.items(&["people"], query, 0, 3, "#000").await;
         let error = &answer[0];
@@ -206,6 +207,27 @@ async fn a_query_the_parser_rejects_names_the_problem() {
         assert!(message.contains(problem), "{query}: `{message}`");
         still_works(&mut client).await;
     }
+}
+
+/// As in Elasticsearch, a field the datasource lacks or a value of the
+/// wrong type for a field is no error: it matches nothing, so one query can
+/// go to datasources with different fields.
+#[tokio::test]
+async fn a_missing_field_or_a_wrong_type_matches_nothing() {
+    let server = servers();
+    let (mut client, _) = Client::ready(&server).await;
+    for (query, total) in [
+        ("nosuchfield:x", 0),
+        ("age:abc", 0),
+        ("nosuchfield:x OR group:g2", 4),
+        ("-nosuchfield:x", 20),
+        ("age:[a TO b]", 0),
+    ] {
+        let answer = client.items(&["people"], query, 0, 3, "#000").await;
+        assert_eq!(answer[0]["type"], "ITEMS_RECEIVE", "{query}: {}", answer[0]);
+        assert_eq!(items_of(&answer[0])["total"], total, "{query}");
+    }
+    still_works(&mut client).await;
 }
 
 /// Fields the Socket API does not define are ignored: other clients send

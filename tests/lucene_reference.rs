@@ -17,7 +17,12 @@ use common::*;
 use serde_json::json;
 use tributary_client::Search;
 
-const JARS: &[&str] = &["lucene-core", "lucene-queryparser", "lucene-analyzers-common", "gson"];
+const JARS: &[&str] = &[
+    "lucene-core",
+    "lucene-queryparser",
+    "lucene-analyzers-common",
+    "gson",
+];
 
 fn jar(name: &str) -> PathBuf {
     let dir = Path::new("/usr/share/java");
@@ -64,11 +69,20 @@ fn compile_reference() -> String {
 }
 
 /// Lucene's answers: per query, `Ok(total)` or `Err(message)`.
-fn lucene_totals(classpath: &str, dataset: &str, queries: &Path, now_ms: i64) -> Vec<Result<u64, String>> {
+fn lucene_totals(
+    classpath: &str,
+    dataset: &str,
+    queries: &Path,
+    now_ms: i64,
+) -> Vec<Result<u64, String>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fixtures = root.join("datasources/fixtures");
     let output = Command::new("java")
-        .args(["-cp", classpath, "org.apache.lucene.queryparser.classic.Reference"])
+        .args([
+            "-cp",
+            classpath,
+            "org.apache.lucene.queryparser.classic.Reference",
+        ])
         .arg(fixtures.join(format!("{dataset}.mapping.json")))
         .arg(fixtures.join(format!("{dataset}.ndjson")))
         .arg(queries)
@@ -90,8 +104,10 @@ fn lucene_totals(classpath: &str, dataset: &str, queries: &Path, now_ms: i64) ->
 }
 
 fn queries() -> Vec<String> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lucene/queries.txt"))
-        .expect("tests/lucene/queries.txt");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lucene/queries.txt"),
+    )
+    .expect("tests/lucene/queries.txt");
     text.lines()
         .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
         .map(str::to_owned)
@@ -118,7 +134,11 @@ async fn fixtures_totals_equal_lucene_on_both_demo_datasets() {
     let mut matched_something = 0;
     for dataset in ["tweets", "emails"] {
         let expected = lucene_totals(&classpath, dataset, &list, now_ms);
-        assert_eq!(expected.len(), queries.len(), "one answer per query from Lucene");
+        assert_eq!(
+            expected.len(),
+            queries.len(),
+            "one answer per query from Lucene"
+        );
         for (query, lucene) in queries.iter().zip(expected) {
             let reply = client
                 .typed()
@@ -137,7 +157,9 @@ async fn fixtures_totals_equal_lucene_on_both_demo_datasets() {
                     }
                 }
                 (Err(ours), Err(_)) if ours.contains("cannot parse query") => {}
-                _ => mismatches.push(format!("{dataset}: `{query}`: tributary {ours:?}, Lucene {lucene:?}")),
+                _ => mismatches.push(format!(
+                    "{dataset}: `{query}`: tributary {ours:?}, Lucene {lucene:?}"
+                )),
             }
         }
     }
@@ -150,5 +172,8 @@ async fn fixtures_totals_equal_lucene_on_both_demo_datasets() {
         mismatches.join("\n")
     );
     // The list must exercise real matches, not agree on zeros.
-    assert!(matched_something > queries.len() / 2, "only {matched_something} queries matched anything");
+    assert!(
+        matched_something > queries.len() / 2,
+        "only {matched_something} queries matched anything"
+    );
 }

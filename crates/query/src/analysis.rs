@@ -40,8 +40,14 @@ mod tests {
             tokens("Great turnout at the meetup on #OpenData @irish164!"),
             ["great", "turnout", "at", "the", "meetup", "on", "opendata", "irish164"]
         );
-        assert_eq!(tokens("vera.meijer@tyrell.example"), ["vera.meijer", "tyrell.example"]);
-        assert_eq!(tokens("don't stop 3.14 foo_bar"), ["don't", "stop", "3.14", "foo_bar"]);
+        assert_eq!(
+            tokens("vera.meijer@tyrell.example"),
+            ["vera.meijer", "tyrell.example"]
+        );
+        assert_eq!(
+            tokens("don't stop 3.14 foo_bar"),
+            ["don't", "stop", "3.14", "foo_bar"]
+        );
         assert!(tokens("!!! ...").is_empty());
     }
 }

@@ -202,13 +202,16 @@ fn apply_math(anchor: i64, math: &str, round_up: bool, text: &str) -> Result<i64
                 amount = Some(number.parse().map_err(|_| bad("number too large"))?);
             }
         }
-        let unit = chars.next().ok_or_else(|| bad("a unit (y M w d h H m s) is missing"))?;
+        let unit = chars
+            .next()
+            .ok_or_else(|| bad("a unit (y M w d h H m s) is missing"))?;
         if round {
             moment = round_to(moment, unit, round_up).ok_or_else(|| bad("unknown unit"))?;
         } else {
             let amount = amount.unwrap_or(1);
             let signed = if op == '-' { -amount } else { amount };
-            moment = add(moment, unit, signed).ok_or_else(|| bad("unknown unit or out of range"))?;
+            moment =
+                add(moment, unit, signed).ok_or_else(|| bad("unknown unit or out of range"))?;
         }
     }
     Ok(to_millis(moment))
@@ -265,19 +268,39 @@ mod tests {
     use super::*;
 
     fn ms(text: &str) -> i64 {
-        to_millis(OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap())
+        to_millis(
+            OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap(),
+        )
     }
 
     #[test]
     fn partial_dates_span_their_unit() {
         assert_eq!(parse_date("2024-01", false), Ok(ms("2024-01-01T00:00:00Z")));
-        assert_eq!(parse_date("2024-01", true), Ok(ms("2024-01-31T23:59:59.999Z")));
+        assert_eq!(
+            parse_date("2024-01", true),
+            Ok(ms("2024-01-31T23:59:59.999Z"))
+        );
         assert_eq!(parse_date("2024", true), Ok(ms("2024-12-31T23:59:59.999Z")));
-        assert_eq!(parse_date("2024-02-10", true), Ok(ms("2024-02-10T23:59:59.999Z")));
-        assert_eq!(parse_date("2024-02-10T10", false), Ok(ms("2024-02-10T10:00:00Z")));
-        assert_eq!(parse_date("2024-02-10T10:00:00Z", true), Ok(ms("2024-02-10T10:00:00.999Z")));
-        assert_eq!(parse_date("2024-02-10T10:00:00.5+01:00", true), Ok(ms("2024-02-10T09:00:00.5Z")));
-        assert_eq!(parse_date("1704067200000", false), Ok(ms("2024-01-01T00:00:00Z")));
+        assert_eq!(
+            parse_date("2024-02-10", true),
+            Ok(ms("2024-02-10T23:59:59.999Z"))
+        );
+        assert_eq!(
+            parse_date("2024-02-10T10", false),
+            Ok(ms("2024-02-10T10:00:00Z"))
+        );
+        assert_eq!(
+            parse_date("2024-02-10T10:00:00Z", true),
+            Ok(ms("2024-02-10T10:00:00.999Z"))
+        );
+        assert_eq!(
+            parse_date("2024-02-10T10:00:00.5+01:00", true),
+            Ok(ms("2024-02-10T09:00:00.5Z"))
+        );
+        assert_eq!(
+            parse_date("1704067200000", false),
+            Ok(ms("2024-01-01T00:00:00Z"))
+        );
         assert!(parse_date("2024-13", false).is_err());
         assert!(parse_date("2024-02-30", false).is_err());
         assert!(parse_date("bitcoin", false).is_err());
@@ -288,12 +311,18 @@ mod tests {
         // [2024-01 TO 2024-02} is January.
         assert_eq!(
             range(Some("2024-01"), Some("2024-02"), true, false, 0),
-            Ok(Some((ms("2024-01-01T00:00:00Z"), ms("2024-01-31T23:59:59.999Z"))))
+            Ok(Some((
+                ms("2024-01-01T00:00:00Z"),
+                ms("2024-01-31T23:59:59.999Z")
+            )))
         );
         // {2024-01 TO 2024-02] is February.
         assert_eq!(
             range(Some("2024-01"), Some("2024-02"), false, true, 0),
-            Ok(Some((ms("2024-02-01T00:00:00Z"), ms("2024-02-29T23:59:59.999Z"))))
+            Ok(Some((
+                ms("2024-02-01T00:00:00Z"),
+                ms("2024-02-29T23:59:59.999Z")
+            )))
         );
     }
 
@@ -301,13 +330,31 @@ mod tests {
     fn date_math() {
         let now = ms("2024-03-15T13:45:30.250Z");
         assert_eq!(parse("now", false, now), Ok(now));
-        assert_eq!(parse("now-30d/d", false, now), Ok(ms("2024-02-14T00:00:00Z")));
-        assert_eq!(parse("now/d", true, now), Ok(ms("2024-03-15T23:59:59.999Z")));
+        assert_eq!(
+            parse("now-30d/d", false, now),
+            Ok(ms("2024-02-14T00:00:00Z"))
+        );
+        assert_eq!(
+            parse("now/d", true, now),
+            Ok(ms("2024-03-15T23:59:59.999Z"))
+        );
         assert_eq!(parse("now/w", false, now), Ok(ms("2024-03-11T00:00:00Z")));
-        assert_eq!(parse("now+1h/h", false, now), Ok(ms("2024-03-15T14:00:00Z")));
-        assert_eq!(parse("2024-01-31||+1M", false, now), Ok(ms("2024-02-29T00:00:00Z")));
-        assert_eq!(parse("2024-01-01||/M", true, now), Ok(ms("2024-01-31T23:59:59.999Z")));
-        assert_eq!(parse("now-1y", false, now), Ok(ms("2023-03-15T13:45:30.250Z")));
+        assert_eq!(
+            parse("now+1h/h", false, now),
+            Ok(ms("2024-03-15T14:00:00Z"))
+        );
+        assert_eq!(
+            parse("2024-01-31||+1M", false, now),
+            Ok(ms("2024-02-29T00:00:00Z"))
+        );
+        assert_eq!(
+            parse("2024-01-01||/M", true, now),
+            Ok(ms("2024-01-31T23:59:59.999Z"))
+        );
+        assert_eq!(
+            parse("now-1y", false, now),
+            Ok(ms("2023-03-15T13:45:30.250Z"))
+        );
         assert!(parse("now-1x", false, now).is_err());
         assert!(parse("now+", false, now).is_err());
     }

@@ -84,9 +84,7 @@ impl Mapping {
     /// `{"settings": …, "mappings": {…}}`, or a typed mapping of older
     /// clusters (`{"_doc": {"properties": …}}`).
     pub fn from_json(value: &Value) -> Result<Mapping, String> {
-        let body = value
-            .as_object()
-            .ok_or("a mapping must be a JSON object")?;
+        let body = value.as_object().ok_or("a mapping must be a JSON object")?;
         let mappings = match body.get("mappings") {
             Some(Value::Object(mappings)) => mappings,
             Some(_) => return Err("`mappings` must be an object".into()),
@@ -97,7 +95,10 @@ impl Mapping {
             mappings
         } else {
             // `{"_doc": {"properties": …}}`
-            match mappings.values().find_map(|v| v.as_object().filter(|o| o.contains_key("properties"))) {
+            match mappings
+                .values()
+                .find_map(|v| v.as_object().filter(|o| o.contains_key("properties")))
+            {
                 Some(inner) => {
                     typed = inner.clone();
                     &typed
@@ -126,7 +127,11 @@ impl Mapping {
         Ok(mapping)
     }
 
-    fn read_properties(&mut self, properties: &Map<String, Value>, prefix: &str) -> Result<(), String> {
+    fn read_properties(
+        &mut self,
+        properties: &Map<String, Value>,
+        prefix: &str,
+    ) -> Result<(), String> {
         for (name, definition) in properties {
             let path = join(prefix, name);
             let definition = definition
@@ -135,7 +140,10 @@ impl Mapping {
             let declared = definition.get("type").and_then(Value::as_str);
             if let Some(children) = definition.get("properties") {
                 if !matches!(declared, None | Some("object") | Some("nested")) {
-                    return Err(format!("field `{path}`: a `{}` cannot have properties", declared.unwrap_or("")));
+                    return Err(format!(
+                        "field `{path}`: a `{}` cannot have properties",
+                        declared.unwrap_or("")
+                    ));
                 }
                 let children = children
                     .as_object()
@@ -159,14 +167,15 @@ impl Mapping {
                     .ok_or_else(|| format!("field `{path}`: `fields` must be an object"))?;
                 for (sub, sub_definition) in multi {
                     let sub_path = join(&path, sub);
-                    let sub_definition = sub_definition
-                        .as_object()
-                        .ok_or_else(|| format!("field `{sub_path}`: its definition must be an object"))?;
+                    let sub_definition = sub_definition.as_object().ok_or_else(|| {
+                        format!("field `{sub_path}`: its definition must be an object")
+                    })?;
                     let sub_declared = sub_definition
                         .get("type")
                         .and_then(Value::as_str)
                         .ok_or_else(|| format!("field `{sub_path}`: no `type`"))?;
-                    self.fields.push(read_field(&sub_path, &path, sub_declared, sub_definition)?);
+                    self.fields
+                        .push(read_field(&sub_path, &path, sub_declared, sub_definition)?);
                 }
             }
         }
@@ -249,7 +258,9 @@ impl Mapping {
             None | Some("*") => self
                 .fields
                 .iter()
-                .filter(|f| f.indexed && f.field_type != FieldType::Other && !f.path.starts_with('_'))
+                .filter(|f| {
+                    f.indexed && f.field_type != FieldType::Other && !f.path.starts_with('_')
+                })
                 .collect(),
             Some(pattern) if pattern.contains('*') => self
                 .fields
@@ -264,11 +275,19 @@ impl Mapping {
     /// an object, or every field a pattern matches.
     pub fn exists_fields(&self, name: &str) -> Vec<&MappedField> {
         if name.contains('*') {
-            return self.fields.iter().filter(|f| glob_match(name, &f.path)).collect();
+            return self
+                .fields
+                .iter()
+                .filter(|f| glob_match(name, &f.path))
+                .collect();
         }
         if self.objects.contains(name) {
             let prefix = format!("{name}.");
-            return self.fields.iter().filter(|f| f.path.starts_with(&prefix)).collect();
+            return self
+                .fields
+                .iter()
+                .filter(|f| f.path.starts_with(&prefix))
+                .collect();
         }
         self.field(name).into_iter().collect()
     }
@@ -323,7 +342,9 @@ fn read_field(
                     value
                         .as_u64()
                         .and_then(|n| usize::try_from(n).ok())
-                        .ok_or_else(|| format!("field `{path}`: `ignore_above` must be a whole number"))?,
+                        .ok_or_else(|| {
+                            format!("field `{path}`: `ignore_above` must be a whole number")
+                        })?,
                 ),
             };
             FieldType::Keyword {
@@ -374,7 +395,9 @@ pub fn dynamic_fields(path: &str, first: &Value) -> Vec<MappedField> {
             vec![field(path.to_owned(), FieldType::Long, "long")]
         }
         Value::Number(_) => vec![field(path.to_owned(), FieldType::Double, "double")],
-        Value::String(s) if is_dynamic_date(s) => vec![field(path.to_owned(), FieldType::Date, "date")],
+        Value::String(s) if is_dynamic_date(s) => {
+            vec![field(path.to_owned(), FieldType::Date, "date")]
+        }
         Value::String(_) => vec![
             field(path.to_owned(), FieldType::Text, "text"),
             MappedField {
@@ -445,28 +468,56 @@ mod tests {
         let paths: Vec<_> = mapping.fields().iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["at", "user.followers", "user.name", "user.name.keyword", "user.screen_name", "where"]
+            [
+                "at",
+                "user.followers",
+                "user.name",
+                "user.name.keyword",
+                "user.screen_name",
+                "where"
+            ]
         );
         let keyword = mapping.field("user.name.keyword").unwrap();
         assert_eq!(keyword.source, "user.name");
-        assert_eq!(keyword.field_type, FieldType::Keyword { lowercase: false, ignore_above: Some(256) });
-        assert_eq!(mapping.field("user.followers").unwrap().field_type, FieldType::Long);
+        assert_eq!(
+            keyword.field_type,
+            FieldType::Keyword {
+                lowercase: false,
+                ignore_above: Some(256)
+            }
+        );
+        assert_eq!(
+            mapping.field("user.followers").unwrap().field_type,
+            FieldType::Long
+        );
         assert_eq!(mapping.resolve(None).len(), 5);
         assert_eq!(mapping.resolve(Some("user.*")).len(), 4);
         assert_eq!(mapping.exists_fields("user").len(), 4);
         assert!(mapping.resolve(Some("nope")).is_empty());
-        let listed: Vec<_> = mapping.listed().map(|f| (f.path.as_str(), f.declared.as_str())).collect();
+        let listed: Vec<_> = mapping
+            .listed()
+            .map(|f| (f.path.as_str(), f.declared.as_str()))
+            .collect();
         assert!(listed.contains(&("user.followers", "integer")));
         assert!(!listed.iter().any(|(p, _)| *p == "user.name.keyword"));
     }
 
     #[test]
     fn infers_like_dynamic_mapping() {
-        let records = [json!({"n": 1, "x": 1.5, "ok": true, "at": "2024-01-02T03:04:05Z", "who": "Ann", "day": "2024-02-02", "code": "2024"})];
-        let flat: Vec<Map<String, Value>> = records.iter().map(|r| r.as_object().unwrap().clone()).collect();
+        let records = [
+            json!({"n": 1, "x": 1.5, "ok": true, "at": "2024-01-02T03:04:05Z", "who": "Ann", "day": "2024-02-02", "code": "2024"}),
+        ];
+        let flat: Vec<Map<String, Value>> = records
+            .iter()
+            .map(|r| r.as_object().unwrap().clone())
+            .collect();
         let mut mapping = Mapping::default();
         mapping.add_dynamic(&flat).unwrap();
-        let types: Vec<_> = mapping.fields().iter().map(|f| (f.path.as_str(), f.declared.as_str())).collect();
+        let types: Vec<_> = mapping
+            .fields()
+            .iter()
+            .map(|f| (f.path.as_str(), f.declared.as_str()))
+            .collect();
         assert_eq!(
             types,
             [
@@ -480,7 +531,10 @@ mod tests {
                 ("x", "double")
             ]
         );
-        let mut strict = Mapping { dynamic: Dynamic::Strict, ..Mapping::default() };
+        let mut strict = Mapping {
+            dynamic: Dynamic::Strict,
+            ..Mapping::default()
+        };
         assert!(strict.add_dynamic(&flat).is_err());
     }
 

@@ -218,7 +218,9 @@ fn lex(query: &str) -> Result<Vec<Token>, SyntaxError> {
                     },
                 }
             }
-            State::Default => lex_default(&chars, i, &mut state).map_err(|(at, why)| error(at, why))?,
+            State::Default => {
+                lex_default(&chars, i, &mut state).map_err(|(at, why)| error(at, why))?
+            }
         };
         tokens.push(Token { kind, at: start });
         i = end;
@@ -343,7 +345,9 @@ fn lex_default(
                 Ok((Kind::WildTerm(text(i, i + wild)), i + wild))
             }
         }
-        '\\' if i + 1 >= chars.len() => Err((i, "a term cannot end with the escape character `\\`")),
+        '\\' if i + 1 >= chars.len() => {
+            Err((i, "a term cannot end with the escape character `\\`"))
+        }
         c if c == '\\' || is_term_start(c) => {
             let term = term_run(chars, i, false)?;
             let wild = term_run(chars, i, true)?;
@@ -631,27 +635,27 @@ impl Parser<'_> {
 
     fn term(&mut self, field: Option<&str>) -> Result<Node, SyntaxError> {
         let start = self.at;
-        let leaf = |kind| Node::Leaf(Leaf {
-            field: field.map(str::to_owned),
-            kind,
-        });
+        let leaf = |kind| {
+            Node::Leaf(Leaf {
+                field: field.map(str::to_owned),
+                kind,
+            })
+        };
         let node = match self.next() {
             Kind::RangeInStart | Kind::RangeExStart => {
                 let include_lower = self.tokens[start].kind == Kind::RangeInStart;
                 let lower = self.range_bound()?;
-                if self.next() != Kind::RangeTo {
-                    self.at -= 1;
+                if *self.peek() != Kind::RangeTo {
                     return Err(self.error("a range needs `TO` between its bounds"));
                 }
+                self.next();
                 let upper = self.range_bound()?;
-                let include_upper = match self.next() {
+                let include_upper = match self.peek() {
                     Kind::RangeInEnd => true,
                     Kind::RangeExEnd => false,
-                    _ => {
-                        self.at -= 1;
-                        return Err(self.error("a range must end with `]` or `}`"));
-                    }
+                    _ => return Err(self.error("a range must end with `]` or `}`")),
                 };
+                self.next();
                 let node = leaf(LeafKind::Range {
                     lower,
                     upper,
@@ -731,14 +735,12 @@ impl Parser<'_> {
     }
 
     fn range_bound(&mut self) -> Result<Option<String>, SyntaxError> {
-        let text = match self.next() {
-            Kind::RangeGoop(text) | Kind::RangeQuoted(text) => text,
+        let text = match self.peek() {
+            Kind::RangeGoop(text) | Kind::RangeQuoted(text) => text.clone(),
             Kind::RangeTo => "TO".to_owned(),
-            _ => {
-                self.at -= 1;
-                return Err(self.error("a range bound is missing"));
-            }
+            _ => return Err(self.error("a range bound is missing")),
         };
+        self.next();
         let text = discard_escapes(&text);
         // Elasticsearch: `*` is an open end, quoted or not.
         Ok((text != "*").then_some(text))
@@ -765,10 +767,12 @@ fn field_query(field: Option<&str>, text: String) -> Node {
     if field == Some("_exists_") {
         return exists(text);
     }
-    let leaf = |kind| Node::Leaf(Leaf {
-        field: field.map(str::to_owned),
-        kind,
-    });
+    let leaf = |kind| {
+        Node::Leaf(Leaf {
+            field: field.map(str::to_owned),
+            kind,
+        })
+    };
     let range = |lower: Option<&str>, upper: Option<&str>, include_lower, include_upper| {
         leaf(LeafKind::Range {
             lower: lower.map(str::to_owned),
@@ -813,9 +817,7 @@ fn fuzziness(slop: &str, term: &str) -> Option<u8> {
 /// `Float.parseFloat` for what the lexer lets through: digits with an
 /// optional fraction, and an optional `f`/`d` suffix.
 fn parse_java_float(text: &str) -> Option<f32> {
-    let text = text
-        .strip_suffix(['f', 'F', 'd', 'D'])
-        .unwrap_or(text);
+    let text = text.strip_suffix(['f', 'F', 'd', 'D']).unwrap_or(text);
     text.parse::<f32>().ok().filter(|f| f.is_finite())
 }
 
@@ -851,7 +853,10 @@ mod tests {
         let q = parse("a AND b").unwrap();
         assert_eq!(
             clauses(&q),
-            [(Occur::Must, term(None, "a")), (Occur::Must, term(None, "b"))]
+            [
+                (Occur::Must, term(None, "a")),
+                (Occur::Must, term(None, "b"))
+            ]
         );
         let q = parse("a && b || c").unwrap();
         assert_eq!(
@@ -865,15 +870,24 @@ mod tests {
         let q = parse("a AND NOT b").unwrap();
         assert_eq!(
             clauses(&q),
-            [(Occur::Must, term(None, "a")), (Occur::MustNot, term(None, "b"))]
+            [
+                (Occur::Must, term(None, "a")),
+                (Occur::MustNot, term(None, "b"))
+            ]
         );
         for q in ["!b", "NOT b", "-b"] {
-            assert_eq!(clauses(&parse(q).unwrap()), [(Occur::MustNot, term(None, "b"))]);
+            assert_eq!(
+                clauses(&parse(q).unwrap()),
+                [(Occur::MustNot, term(None, "b"))]
+            );
         }
         // `- b` is a term `-` and a term `b`, as in Lucene.
         assert_eq!(
             clauses(&parse("- b").unwrap()),
-            [(Occur::Should, term(None, "-")), (Occur::Should, term(None, "b"))]
+            [
+                (Occur::Should, term(None, "-")),
+                (Occur::Should, term(None, "b"))
+            ]
         );
     }
 
@@ -892,12 +906,12 @@ mod tests {
         let q = parse("title:a b").unwrap();
         assert_eq!(
             clauses(&q),
-            [(Occur::Should, term(Some("title"), "a")), (Occur::Should, term(None, "b"))]
+            [
+                (Occur::Should, term(Some("title"), "a")),
+                (Occur::Should, term(None, "b"))
+            ]
         );
-        assert_eq!(
-            parse("title:(a b)").unwrap(),
-            term(Some("title"), "a b")
-        );
+        assert_eq!(parse("title:(a b)").unwrap(), term(Some("title"), "a b"));
     }
 
     #[test]
@@ -905,40 +919,92 @@ mod tests {
         assert_eq!(parse("*").unwrap(), leaf(None, LeafKind::All));
         assert_eq!(parse("*:*").unwrap(), leaf(Some("*"), LeafKind::All));
         assert_eq!(parse("cc:*").unwrap(), leaf(Some("cc"), LeafKind::Exists));
-        assert_eq!(parse("_exists_:cc").unwrap(), leaf(Some("cc"), LeafKind::Exists));
-        assert_eq!(parse("wild*").unwrap(), leaf(None, LeafKind::Prefix("wild".into())));
-        assert_eq!(parse("w*d").unwrap(), leaf(None, LeafKind::Wildcard("w*d".into())));
-        assert_eq!(parse("*ld").unwrap(), leaf(None, LeafKind::Wildcard("*ld".into())));
-        assert_eq!(parse("b?b").unwrap(), leaf(None, LeafKind::Wildcard("b?b".into())));
-        assert_eq!(parse("/b.t+/").unwrap(), leaf(None, LeafKind::Regex("b.t+".into())));
+        assert_eq!(
+            parse("_exists_:cc").unwrap(),
+            leaf(Some("cc"), LeafKind::Exists)
+        );
+        assert_eq!(
+            parse("wild*").unwrap(),
+            leaf(None, LeafKind::Prefix("wild".into()))
+        );
+        assert_eq!(
+            parse("w*d").unwrap(),
+            leaf(None, LeafKind::Wildcard("w*d".into()))
+        );
+        assert_eq!(
+            parse("*ld").unwrap(),
+            leaf(None, LeafKind::Wildcard("*ld".into()))
+        );
+        assert_eq!(
+            parse("b?b").unwrap(),
+            leaf(None, LeafKind::Wildcard("b?b".into()))
+        );
+        assert_eq!(
+            parse("/b.t+/").unwrap(),
+            leaf(None, LeafKind::Regex("b.t+".into()))
+        );
         assert_eq!(
             parse("bitcion~").unwrap(),
-            leaf(None, LeafKind::Fuzzy { text: "bitcion".into(), edits: 2 })
+            leaf(
+                None,
+                LeafKind::Fuzzy {
+                    text: "bitcion".into(),
+                    edits: 2
+                }
+            )
         );
         assert_eq!(
             parse("wildrs~1").unwrap(),
-            leaf(None, LeafKind::Fuzzy { text: "wildrs".into(), edits: 1 })
+            leaf(
+                None,
+                LeafKind::Fuzzy {
+                    text: "wildrs".into(),
+                    edits: 1
+                }
+            )
         );
         assert_eq!(
             parse("ab~").unwrap(),
-            leaf(None, LeafKind::Fuzzy { text: "ab".into(), edits: 0 })
+            leaf(
+                None,
+                LeafKind::Fuzzy {
+                    text: "ab".into(),
+                    edits: 0
+                }
+            )
         );
         assert_eq!(
             parse("\"a b\"~3").unwrap(),
-            leaf(None, LeafKind::Phrase { text: "a b".into(), slop: 3 })
+            leaf(
+                None,
+                LeafKind::Phrase {
+                    text: "a b".into(),
+                    slop: 3
+                }
+            )
         );
         assert_eq!(
             parse("n:>=5").unwrap(),
             leaf(
                 Some("n"),
-                LeafKind::Range { lower: Some("5".into()), upper: None, include_lower: true, include_upper: true }
+                LeafKind::Range {
+                    lower: Some("5".into()),
+                    upper: None,
+                    include_lower: true,
+                    include_upper: true
+                }
             )
         );
         assert_eq!(
             parse("n:[1 TO *}").unwrap(),
             leaf(
                 Some("n"),
-                LeafKind::Range { lower: Some("1".into()), upper: None, include_lower: true, include_upper: false }
+                LeafKind::Range {
+                    lower: Some("1".into()),
+                    upper: None,
+                    include_lower: true,
+                    include_upper: false
+                }
             )
         );
         assert_eq!(
@@ -964,12 +1030,17 @@ mod tests {
 
     #[test]
     fn syntax_errors_say_where() {
+        // The end of the query is where a range bound went missing.
+        assert_eq!(parse("n:[1 TO").unwrap_err().position, 7);
         let error = parse("a AND (b").unwrap_err();
         assert_eq!(
             error.to_string(),
             "cannot parse query \"a AND (b\": missing closing parenthesis at character 8"
         );
-        for bad in ["a)", "(", "a AND", "\"open", "n:[1 TO", "n:[1 2]", "a^", "a^x", ":a", "a\\", "/ab", "a~x"] {
+        for bad in [
+            "a)", "(", "a AND", "\"open", "n:[1 TO", "n:[1 2]", "a^", "a^x", ":a", "a\\", "/ab",
+            "a~x",
+        ] {
             assert!(parse(bad).is_err(), "{bad} parsed");
         }
     }
