@@ -42,6 +42,11 @@ pub struct MappedField {
     pub declared: String,
     /// `false` for `"index": false` fields.
     pub indexed: bool,
+    /// Analysis this crate cannot reproduce (an analyzer other than
+    /// `standard`, a normalizer other than `lowercase`), said in words;
+    /// a datasource evaluating queries itself refuses such a mapping, one
+    /// only listing fields does not care.
+    pub unsupported: Option<String>,
 }
 
 impl MappedField {
@@ -237,6 +242,12 @@ impl Mapping {
         Ok(())
     }
 
+    /// The first analysis this crate cannot reproduce, if any (see
+    /// [`MappedField::unsupported`]).
+    pub fn unsupported(&self) -> Option<&str> {
+        self.fields.iter().find_map(|f| f.unsupported.as_deref())
+    }
+
     /// Every field, multi-fields included, sorted by path.
     pub fn fields(&self) -> &[MappedField] {
         &self.fields
@@ -313,12 +324,13 @@ fn read_field(
     declared: &str,
     definition: &Map<String, Value>,
 ) -> Result<MappedField, String> {
+    let mut unsupported = None;
     let field_type = match declared {
         "text" | "match_only_text" => {
             for key in ["analyzer", "search_analyzer"] {
                 if let Some(analyzer) = definition.get(key).and_then(Value::as_str) {
                     if analyzer != "standard" {
-                        return Err(format!(
+                        unsupported = Some(format!(
                             "field `{path}`: analyzer `{analyzer}` is not supported (only `standard`)"
                         ));
                     }
@@ -331,9 +343,10 @@ fn read_field(
                 None => false,
                 Some("lowercase") => true,
                 Some(other) => {
-                    return Err(format!(
+                    unsupported = Some(format!(
                         "field `{path}`: normalizer `{other}` is not supported (only `lowercase`)"
-                    ))
+                    ));
+                    false
                 }
             };
             let ignore_above = match definition.get("ignore_above") {
@@ -365,6 +378,7 @@ fn read_field(
         field_type,
         declared: declared.to_owned(),
         indexed,
+        unsupported,
     })
 }
 
@@ -388,6 +402,7 @@ pub fn dynamic_fields(path: &str, first: &Value) -> Vec<MappedField> {
         field_type,
         declared: declared.to_owned(),
         indexed: true,
+        unsupported: None,
     };
     match first {
         Value::Bool(_) => vec![field(path.to_owned(), FieldType::Boolean, "boolean")],
@@ -409,6 +424,7 @@ pub fn dynamic_fields(path: &str, first: &Value) -> Vec<MappedField> {
                 },
                 declared: "keyword".to_owned(),
                 indexed: true,
+                unsupported: None,
             },
         ],
         _ => Vec::new(),
@@ -536,6 +552,20 @@ mod tests {
             ..Mapping::default()
         };
         assert!(strict.add_dynamic(&flat).is_err());
+    }
+
+    #[test]
+    fn analysis_it_cannot_reproduce_is_named_not_refused() {
+        let mapping = Mapping::from_json(&json!({"properties": {
+            "body": {"type": "text", "analyzer": "english"},
+            "tag": {"type": "keyword", "normalizer": "lowercase"}
+        }}))
+        .unwrap();
+        assert_eq!(
+            mapping.unsupported(),
+            Some("field `body`: analyzer `english` is not supported (only `standard`)")
+        );
+        assert_eq!(mapping.listed().count(), 2);
     }
 
     #[test]

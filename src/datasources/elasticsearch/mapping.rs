@@ -6,67 +6,39 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use tributary_datasource::Field;
+use tributary_query::Mapping;
 
 /// The fields of every index in a `_mapping` response, merged and sorted by path.
 /// When indices disagree on a field's type, the first index (by name) wins.
+/// Each index's mapping is read as the `fixtures` datasource reads one:
+/// objects and `nested` fields descend, multi-fields (`title.keyword`) are
+/// folded into their parent, which is the field results carry (queries may
+/// still use them).
 pub fn fields_of(response: &Value) -> Vec<Field> {
     let mut merged: BTreeMap<String, String> = BTreeMap::new();
     let Some(indices) = response.as_object() else {
         return Vec::new();
     };
     for index in indices.values() {
-        let Some(mappings) = index.get("mappings").and_then(Value::as_object) else {
+        let Some(mappings) = index.get("mappings").filter(|m| m.is_object()) else {
             continue;
         };
-        for properties in properties_of(mappings) {
-            let mut fields = Vec::new();
-            collect(properties, "", &mut fields);
-            for (path, kind) in fields {
-                merged.entry(path).or_insert(kind);
-            }
+        let Ok(mapping) = Mapping::from_json(mappings) else {
+            continue;
+        };
+        for field in mapping.listed() {
+            merged
+                .entry(field.path.clone())
+                .or_insert_with(|| field.declared.clone());
         }
     }
     merged
         .into_iter()
         .map(|(path, kind)| Field { path, kind })
         .collect()
-}
-
-/// The `properties` of a typeless mapping, or of each type of a typed one.
-fn properties_of(mappings: &Map<String, Value>) -> Vec<&Map<String, Value>> {
-    if let Some(properties) = mappings.get("properties").and_then(Value::as_object) {
-        return vec![properties];
-    }
-    mappings
-        .values()
-        .filter_map(|typed| typed.get("properties").and_then(Value::as_object))
-        .collect()
-}
-
-/// Walks `properties`, descending into `object` and `nested` fields. Multi-fields
-/// (`title.keyword` under `title`'s `fields`) are left out: they index the same
-/// value as their parent, which is the field results carry; queries may still use them.
-fn collect(properties: &Map<String, Value>, prefix: &str, out: &mut Vec<(String, String)>) {
-    for (name, definition) in properties {
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
-        let kind = definition.get("type").and_then(Value::as_str);
-        match definition.get("properties").and_then(Value::as_object) {
-            // `object` (often written without a type) and `nested` hold sub-fields.
-            Some(children) => collect(children, &path, out),
-            None => {
-                if let Some(kind) = kind.filter(|k| *k != "object" && *k != "nested") {
-                    out.push((path, kind.to_owned()));
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
