@@ -44,7 +44,7 @@ impl Refusal {
     pub fn message(self) -> &'static str {
         match self {
             Refusal::MissingToken => {
-                "this server requires an API token: send `Authorization: Bearer <token>` or add `?token=<token>` to the URL"
+                "this server requires an API token: send `Authorization: Bearer <token>` (or the bare token) or add `?token=<token>` to the URL"
             }
             Refusal::BadToken => "the API token is not valid",
             Refusal::AmbiguousToken => {
@@ -291,11 +291,16 @@ fn presented_token(req: &HttpRequest) -> Result<Option<String>, Refusal> {
     }
 }
 
+/// `Authorization: Bearer <token>`, or the bare token as the whole value
+/// (Felix's clients send it as-is). Any other scheme (`Basic …`) is no token.
 fn bearer_token(value: &actix_web::http::header::HeaderValue) -> Option<String> {
-    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    let value = value.to_str().ok()?.trim();
+    match value.split_once(' ') {
+        Some((scheme, token)) => scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned()),
+        None => (!value.is_empty()).then(|| value.to_owned()),
+    }
 }
 
 #[cfg(test)]
@@ -304,6 +309,19 @@ mod tests {
 
     fn origin(text: &str) -> Option<Origin> {
         Origin::parse(text)
+    }
+
+    #[test]
+    fn a_token_comes_as_bearer_or_bare() {
+        let header = |text: &'static str| actix_web::http::header::HeaderValue::from_static(text);
+        assert_eq!(bearer_token(&header("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(
+            bearer_token(&header("bearer  abc ")).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(bearer_token(&header("abc")).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&header("Basic dXNlcjpwYXNz")), None);
+        assert_eq!(bearer_token(&header("")), None);
     }
 
     #[test]

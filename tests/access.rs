@@ -85,6 +85,30 @@ async fn with_tokens_configured_an_upgrade_without_a_valid_one_gets_403() {
     );
 }
 
+/// Felix's clients send the token as-is in `Authorization`, with no scheme.
+#[tokio::test]
+async fn a_bare_token_in_the_authorization_header_opens_the_socket() {
+    let server = start_with(with_tokens());
+    let url = format!("ws://{}/ws", server.addr);
+    let mut client = connect_with(&url, &[("authorization", SECRET)])
+        .await
+        .expect("accepted");
+    assert_eq!(ids(&client.recv().await), ["people", "slow"]);
+    // A wrong bare token, or another scheme, is refused like any wrong token.
+    assert_eq!(
+        connect_with(&url, &[("authorization", "not-the-token")])
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(
+        connect_with(&url, &[("authorization", "Basic dXNlcjpwYXNz")])
+            .await
+            .err(),
+        Some(403)
+    );
+}
+
 #[tokio::test]
 async fn a_bearer_header_or_a_token_parameter_opens_the_socket() {
     let server = start_with(with_tokens());
