@@ -1,12 +1,13 @@
 //! The composition root: builds, from the settings, everything the server
 //! shares — metrics, the datasources and their federation, the request rules,
-//! the pool of cores for searches, auth — once. (The live hub and the broker
-//! will be built here too.) Connections get an `Arc<App>`.
+//! the pool of cores for searches, auth, the board of datasource health —
+//! once. (The live hub and the broker will be built here too.) Connections
+//! get an `Arc<App>`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -14,6 +15,7 @@ use crate::auth::Auth;
 use crate::config::{Limits, Settings};
 use crate::datasources::{CorePool, Registry};
 use crate::federation::{Federation, Source};
+use crate::live::HealthBoard;
 use crate::metrics::Metrics;
 use crate::protocol::DatasourceInfo;
 use crate::request::RequestRules;
@@ -31,6 +33,11 @@ pub struct App {
     pub connections: Arc<AtomicUsize>,
     /// Flips to `Some(drain)` when the server is shutting down.
     pub shutdown: watch::Receiver<Option<Duration>>,
+    /// Each datasource's last measured health (`live::monitor` keeps it).
+    pub health: Arc<HealthBoard>,
+    /// How often `live::monitor` measures.
+    pub health_interval: Duration,
+    pub started: Instant,
 }
 
 /// Tells every connection the server is shutting down.
@@ -76,6 +83,9 @@ impl App {
             cores: CorePool::new(cores),
             connections: Arc::new(AtomicUsize::new(0)),
             shutdown,
+            health: Arc::new(HealthBoard::default()),
+            health_interval: settings.live.health_interval,
+            started: Instant::now(),
         };
         Ok((app, shutdown_sender))
     }

@@ -26,6 +26,25 @@ pub struct Settings {
     pub results: ResultSettings,
     pub limits: Limits,
     pub auth: AuthSettings,
+    pub live: LiveSettings,
+}
+
+/// The live half: datasource health measured in the background.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSettings {
+    /// How often each datasource's health and latency are measured (the
+    /// `status:` and `latency:` channels, `PONG` stats).
+    #[serde(deserialize_with = "duration")]
+    pub health_interval: Duration,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            health_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Who may open a websocket. With no tokens anyone may (from an allowed origin).
@@ -180,6 +199,8 @@ struct RawSettings {
     limits: Limits,
     #[serde(default)]
     auth: AuthSettings,
+    #[serde(default)]
+    live: LiveSettings,
     /// `TRIBUTARY_CONFIG` names the file; it is not a setting of its own.
     #[serde(default)]
     #[allow(dead_code)]
@@ -274,6 +295,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
         results: raw.results,
         limits: raw.limits,
         auth: raw.auth,
+        live: raw.live,
     })
 }
 
@@ -305,6 +327,7 @@ impl Default for Settings {
             results: ResultSettings::default(),
             limits: Limits::default(),
             auth: AuthSettings::default(),
+            live: LiveSettings::default(),
         }
     }
 }

@@ -135,17 +135,10 @@ async fn healthz(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     let federation = &app.federation;
     let caller = app.auth.check_token(&req).ok().map(|grant| grant.caller);
     let checks = federation.sources().iter().map(|source| async move {
-        let result = tokio::time::timeout(
-            source.timeout.min(Duration::from_secs(5)),
-            source.datasource.health(),
-        )
-        .await;
-        let status = match result {
-            Ok(Ok(())) => json!({"ok": true}),
-            Ok(Err(e)) => {
-                json!({"ok": false, "error": crate::datasources::redact_userinfo(&e.message)})
-            }
-            Err(_) => json!({"ok": false, "error": "health check timed out"}),
+        let health = crate::live::check(source).await;
+        let status = match health.error {
+            None => json!({"ok": true}),
+            Some(error) => json!({"ok": false, "error": error}),
         };
         (source.info.id.clone(), status)
     });
@@ -206,6 +199,12 @@ pub fn bind(
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let (app, shutdown) = App::build(settings, registry, addr)?;
+    actix_web::rt::spawn(crate::live::monitor(
+        Arc::clone(&app.federation),
+        Arc::clone(&app.health),
+        app.health_interval,
+        app.shutdown.clone(),
+    ));
     let app = web::Data::new(app);
     let static_dir = settings.static_dir.clone();
     let has_ui = static_dir.join("index.html").is_file();

@@ -10,7 +10,7 @@
 //! - [`session`]: one connection's protocol state, driven by commands;
 //! - [`outbox`]: one connection's outgoing frames, bounded in bytes;
 //! - [`request`]: requests validated once, right after decoding;
-//! - [`federation`]: fan-out to datasources;
+//! - [`federation`]: fan-out to datasources; [`live`]: datasource health measured in the background;
 //! - [`app`]: the composition root; [`config`]: settings; [`auth`]: tokens and origins;
 //! - [`http`]: routes and the server's lifecycle; [`metrics`]: `/metrics`;
 //! - [`tcp`], [`frame_guard`]: each TCP connection's slot, and inbound frame sizes.
@@ -23,6 +23,7 @@ pub mod datasources;
 pub mod federation;
 pub mod frame_guard;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod request;

@@ -130,13 +130,11 @@ impl Session {
             Command::Received(ClientMessage::Cancel(cancel)) => self.cancel(cancel.request_id),
             Command::Received(ClientMessage::Ping(ping)) => {
                 self.metrics().request("PING", "ok");
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                    .unwrap_or(0);
+                let stats = self.stats();
                 self.control(ServerMessage::Pong {
                     t: &ping.t,
-                    server_t: now,
+                    server_t: crate::live::unix_ms(),
+                    stats: &stats,
                 });
             }
             Command::Invalid(report) => {
@@ -160,6 +158,35 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The server's state for `PONG`: uptime, connections, memory, and the
+    /// last measured health of each datasource this caller may use.
+    fn stats(&self) -> serde_json::Value {
+        let datasources: serde_json::Map<String, serde_json::Value> = self
+            .app
+            .federation
+            .infos(&self.caller)
+            .into_iter()
+            .map(|info| {
+                let status = match self.app.health.get(&info.id) {
+                    Some(health) => serde_json::json!({
+                        "ok": health.ok,
+                        "latency_ms": health.latency_ms,
+                        "checked_at_ms": health.checked_at_ms,
+                    }),
+                    // Not measured yet: the first check runs at start-up.
+                    None => serde_json::json!({"ok": null}),
+                };
+                (info.id, status)
+            })
+            .collect();
+        serde_json::json!({
+            "uptime_ms": u64::try_from(self.app.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "connections": self.app.connections.load(std::sync::atomic::Ordering::Relaxed),
+            "memory_bytes": crate::live::resident_bytes(),
+            "datasources": datasources,
+        })
     }
 
     fn metrics(&self) -> &Arc<Metrics> {

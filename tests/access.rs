@@ -85,6 +85,19 @@ async fn with_tokens_configured_an_upgrade_without_a_valid_one_gets_403() {
     );
 }
 
+/// `PONG` stats name only the datasources the caller's token may use.
+#[tokio::test]
+async fn pong_stats_show_only_the_tokens_datasources() {
+    let server = start_with(with_tokens());
+    let url = format!("ws://{}/ws?token={LIMITED}", server.addr);
+    let mut client = connect_with(&url, &[]).await.expect("accepted");
+    assert_eq!(ids(&client.recv().await), ["people"]);
+    client.send(json!({"type":"PING"})).await;
+    let pong = client.recv().await;
+    let datasources = pong["stats"]["datasources"].as_object().expect("stats");
+    assert_eq!(datasources.keys().collect::<Vec<_>>(), ["people"], "{pong}");
+}
+
 /// Felix's clients send the token as-is in `Authorization`, with no scheme.
 #[tokio::test]
 async fn a_bare_token_in_the_authorization_header_opens_the_socket() {

@@ -227,6 +227,75 @@ async fn ping_gets_pong_with_the_clients_time() {
     assert!(pong["server_t"].as_u64().unwrap() > 1_600_000_000_000);
 }
 
+/// Felix's heartbeat ACK: `PONG` carries the server's stats, with each
+/// datasource's health as the background monitor last measured it.
+#[tokio::test]
+async fn pong_carries_server_stats_and_datasource_health() {
+    let mut settings = settings(vec![
+        people_source(),
+        datasource("down", "failing", json!({})),
+    ]);
+    settings.live.health_interval = Duration::from_millis(200);
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    let started = Instant::now();
+    let stats = loop {
+        client.send(json!({"type":"PING","t":1})).await;
+        let pong = client.recv().await;
+        assert_eq!(pong["type"], "PONG", "{pong}");
+        let stats = pong["stats"].clone();
+        if stats["datasources"]["down"]["ok"].is_boolean()
+            && stats["datasources"]["people"]["ok"].is_boolean()
+        {
+            break stats;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "health never measured: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(stats["datasources"]["people"]["ok"], true, "{stats}");
+    assert_eq!(stats["datasources"]["down"]["ok"], false, "{stats}");
+    assert!(
+        stats["datasources"]["people"]["latency_ms"].is_u64(),
+        "{stats}"
+    );
+    assert!(stats["connections"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["memory_bytes"].as_u64().unwrap() > 1_000_000,
+        "{stats}"
+    );
+    assert!(stats["uptime_ms"].as_u64().is_some(), "{stats}");
+    // Measured again every interval: the check time moves on.
+    let first = stats["datasources"]["people"]["checked_at_ms"]
+        .as_u64()
+        .unwrap();
+    eventually_async(|| async { client_stats_after(&server, first).await }).await;
+}
+
+/// True once a fresh client's `PONG` shows a later health check than `after`.
+async fn client_stats_after(server: &tributary::http::ServerHandle, after: u64) -> bool {
+    let (mut client, _) = Client::ready(server).await;
+    client.send(json!({"type":"PING"})).await;
+    let pong = client.recv().await;
+    pong["stats"]["datasources"]["people"]["checked_at_ms"]
+        .as_u64()
+        .is_some_and(|at| at > after)
+}
+
+async fn eventually_async<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < PATIENCE, "never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn closes_with(frame: Message, code: u16) {
     let server = start(vec![people_source()]);
     let (mut client, _) = Client::ready(&server).await;

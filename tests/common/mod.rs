@@ -144,6 +144,9 @@ impl Datasource for FailingDatasource {
     ) -> Result<(), DatasourceError> {
         Err(DatasourceError::unavailable("connection refused"))
     }
+    async fn health(&self) -> Result<(), DatasourceError> {
+        Err(DatasourceError::unavailable("connection refused"))
+    }
 }
 
 /// Counts how many of its calls are still running, to see that cancellation really stops them.

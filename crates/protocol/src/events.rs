@@ -37,6 +37,8 @@ pub enum ServerEvent {
     Pong {
         t: Option<Value>,
         server_t: u64,
+        /// The server's stats (`null` from servers that send none).
+        stats: Value,
     },
     ShutdownNotice {
         drain_ms: u64,
@@ -134,6 +136,8 @@ impl ServerEvent {
             #[serde(default)]
             t: Option<Value>,
             server_t: u64,
+            #[serde(default)]
+            stats: Value,
         }
         #[derive(Deserialize)]
         struct Notice {
@@ -194,6 +198,7 @@ impl ServerEvent {
                 ServerEvent::Pong {
                     t: m.t,
                     server_t: m.server_t,
+                    stats: m.stats,
                 }
             }
             "SHUTDOWN_NOTICE" => {

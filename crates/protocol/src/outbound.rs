@@ -215,6 +215,9 @@ pub enum ServerMessage<'a> {
     Pong {
         t: &'a Option<Value>,
         server_t: u64,
+        /// The server's state, Felix's heartbeat ACK: `uptime_ms`,
+        /// `connections`, `memory_bytes`, per-datasource `status`.
+        stats: &'a Value,
     },
     ShutdownNotice {
         drain_ms: u64,
@@ -346,13 +349,14 @@ impl ServerMessage<'_> {
                 struct Body {}
                 tagged(kind, &Body {}, Some(request_id))
             }
-            ServerMessage::Pong { t, server_t } => {
+            ServerMessage::Pong { t, server_t, stats } => {
                 #[derive(Serialize)]
                 struct Body<'a> {
                     t: &'a Option<Value>,
                     server_t: u64,
+                    stats: &'a Value,
                 }
-                tagged(kind, &Body { t, server_t }, None)
+                tagged(kind, &Body { t, server_t, stats }, None)
             }
             ServerMessage::ShutdownNotice { drain_ms } => {
                 #[derive(Serialize)]
