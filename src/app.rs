@@ -15,7 +15,7 @@ use crate::auth::Auth;
 use crate::config::{Limits, Settings};
 use crate::datasources::{CorePool, Registry};
 use crate::federation::{Federation, Source};
-use crate::live::HealthBoard;
+use crate::live::{HealthBoard, Hub};
 use crate::metrics::Metrics;
 use crate::protocol::DatasourceInfo;
 use crate::request::RequestRules;
@@ -35,6 +35,8 @@ pub struct App {
     pub shutdown: watch::Receiver<Option<Duration>>,
     /// Each datasource's last measured health (`live::monitor` keeps it).
     pub health: Arc<HealthBoard>,
+    /// Live channels and their subscribers.
+    pub hub: Arc<Hub>,
     /// How often `live::monitor` measures.
     pub health_interval: Duration,
     pub started: Instant,
@@ -84,6 +86,7 @@ impl App {
             connections: Arc::new(AtomicUsize::new(0)),
             shutdown,
             health: Arc::new(HealthBoard::default()),
+            hub: Arc::new(Hub::default()),
             health_interval: settings.live.health_interval,
             started: Instant::now(),
         };

@@ -202,6 +202,7 @@ pub fn bind(
     actix_web::rt::spawn(crate::live::monitor(
         Arc::clone(&app.federation),
         Arc::clone(&app.health),
+        Arc::clone(&app.hub),
         app.health_interval,
         app.shutdown.clone(),
     ));

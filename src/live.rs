@@ -1,9 +1,9 @@
 //! The live half of the server. Today: each datasource's health and latency,
-//! measured in the background every `live.health_interval` and kept on a
-//! [`HealthBoard`] that `PONG` stats read (and the `status:` / `latency:`
-//! channels will publish from).
+//! measured in the background every `live.health_interval`, kept on a
+//! [`HealthBoard`] that `PONG` stats read, and published on the `status:<id>`
+//! and `latency:<id>` channels of the [`Hub`] (Elstat's channels).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::federation::{Federation, Source};
+use crate::outbox::{LiveRefused, Outbox};
+use crate::protocol::outbound::{Frame, ServerMessage};
+use crate::protocol::CLOSE_TOO_MUCH;
 
 /// The longest one health check may take, whatever the datasource's timeout.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,10 +85,12 @@ impl HealthBoard {
 }
 
 /// Measures every datasource at once, now and then every `interval`, until
-/// the server shuts down.
+/// the server shuts down; each measure goes on the board and out on the
+/// datasource's `status:` and `latency:` channels.
 pub async fn monitor(
     federation: Arc<Federation>,
     board: Arc<HealthBoard>,
+    hub: Arc<Hub>,
     interval: Duration,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
@@ -93,7 +98,18 @@ pub async fn monitor(
     loop {
         let checks = federation.sources().iter().map(|source| async {
             let health = check(source).await;
-            board.set(&source.info.id, health);
+            let id = &source.info.id;
+            hub.publish(
+                &format!("status:{id}"),
+                health.checked_at_ms,
+                &health.ok.into(),
+            );
+            hub.publish(
+                &format!("latency:{id}"),
+                health.checked_at_ms,
+                &health.latency_ms.into(),
+            );
+            board.set(id, health);
         });
         join_all(checks).await;
         tokio::select! {
@@ -114,4 +130,108 @@ pub fn resident_bytes() -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// What a channel name refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelName<'a> {
+    /// `status:<id>` or `latency:<id>`: a datasource's health.
+    Datasource {
+        id: &'a str,
+    },
+    Unknown,
+}
+
+impl<'a> ChannelName<'a> {
+    pub fn parse(name: &'a str) -> ChannelName<'a> {
+        match name.split_once(':') {
+            Some(("status" | "latency", id)) if !id.is_empty() => ChannelName::Datasource { id },
+            _ => ChannelName::Unknown,
+        }
+    }
+}
+
+/// One channel: its last value (sent to each new subscriber) and who
+/// receives it.
+#[derive(Default)]
+struct Channel {
+    last: Option<Frame>,
+    subscribers: HashMap<u64, Outbox>,
+}
+
+/// Live channels and their subscribers, by connection id. A value is
+/// encoded once and the same bytes queued for every subscriber; one whose
+/// outbox is full is dropped with 4420 and nobody else waits for it.
+#[derive(Default)]
+pub struct Hub {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a subscriber and sends it the channel's current value, if there
+    /// is one. `false` if it was already subscribed.
+    pub fn subscribe(&self, channel: &str, connection: u64, outbox: &Outbox) -> bool {
+        let mut channels = self.lock();
+        let entry = channels.entry(channel.to_owned()).or_default();
+        if entry.subscribers.contains_key(&connection) {
+            return false;
+        }
+        if let Some(frame) = &entry.last {
+            if deliver(outbox, frame.clone()).is_err() {
+                return true;
+            }
+        }
+        entry.subscribers.insert(connection, outbox.clone());
+        true
+    }
+
+    /// `false` if the connection was not subscribed.
+    pub fn unsubscribe(&self, channel: &str, connection: u64) -> bool {
+        self.lock()
+            .get_mut(channel)
+            .is_some_and(|c| c.subscribers.remove(&connection).is_some())
+    }
+
+    /// Removes a connection from every channel (it is closing).
+    pub fn leave(&self, connection: u64) {
+        for channel in self.lock().values_mut() {
+            channel.subscribers.remove(&connection);
+        }
+    }
+
+    /// Publishes a value: `DATA` encoded once, kept as the channel's last
+    /// value, and queued for every subscriber.
+    pub fn publish(&self, channel: &str, at_ms: u64, value: &serde_json::Value) {
+        let frame = ServerMessage::Data {
+            channel,
+            at_ms,
+            value,
+        }
+        .encode();
+        let mut channels = self.lock();
+        let entry = channels.entry(channel.to_owned()).or_default();
+        entry.last = Some(frame.clone());
+        entry
+            .subscribers
+            .retain(|_, outbox| deliver(outbox, frame.clone()).is_ok());
+    }
+
+    /// Subscribers of a channel (for tests and metrics).
+    pub fn subscribers(&self, channel: &str) -> usize {
+        self.lock().get(channel).map_or(0, |c| c.subscribers.len())
+    }
+}
+
+/// Queues a live frame; a subscriber that cannot take it is closed with
+/// 4420 (it reads too slowly to follow) and must be dropped.
+fn deliver(outbox: &Outbox, frame: Frame) -> Result<(), LiveRefused> {
+    let result = outbox.try_send_live(frame);
+    if result == Err(LiveRefused::Full) {
+        outbox.close_now(CLOSE_TOO_MUCH, "too slow to follow a live channel");
+    }
+    result
 }

@@ -29,6 +29,18 @@ use crate::protocol::Frame;
 /// Which request a queued frame belongs to, so a canceled request's frames can be dropped.
 pub type RequestKey = u64;
 
+/// The key of live frames (channel data): no request's, never discarded by a cancel.
+pub const LIVE_KEY: RequestKey = 0;
+
+/// Why a live frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveRefused {
+    /// The connection is closing.
+    Closed,
+    /// The outbox is full: the client does not keep up.
+    Full,
+}
+
 /// A frame of the control queue.
 #[derive(Debug, Clone)]
 pub enum Control {
@@ -134,6 +146,25 @@ impl Outbox {
             }
             space.await;
         }
+    }
+
+    /// Queues a live frame (channel data) without waiting. Refused when the
+    /// outbox already holds its whole budget: the client reads too slowly
+    /// to follow a live stream, and the caller drops it (4420).
+    pub fn try_send_live(&self, frame: Frame) -> Result<(), LiveRefused> {
+        let mut queues = self.queues();
+        if queues.closed {
+            return Err(LiveRefused::Closed);
+        }
+        if queues.data_bytes > 0 && queues.data_bytes + frame.len() > self.shared.budget {
+            return Err(LiveRefused::Full);
+        }
+        queues.note_waiting();
+        queues.data_bytes += frame.len();
+        self.shared.metrics.outbox_bytes.add(frame.len() as i64);
+        queues.data.push_back((LIVE_KEY, frame));
+        wake(&mut queues);
+        Ok(())
     }
 
     /// Queues a control frame, ahead of every result.

@@ -137,6 +137,12 @@ impl Session {
                     stats: &stats,
                 });
             }
+            Command::Received(ClientMessage::Subscribe(request)) => {
+                self.subscribe(request.channels)
+            }
+            Command::Received(ClientMessage::Unsubscribe(request)) => {
+                self.unsubscribe(request.channels)
+            }
             Command::Invalid(report) => {
                 self.metrics().request("invalid", report.code.as_str());
                 self.error(&report);
@@ -150,6 +156,7 @@ impl Session {
                 });
             }
             Command::Stop => {
+                self.app.hub.leave(self.connection);
                 for (_, running) in self.running.drain() {
                     running.task.abort();
                     if !running.canceled {
@@ -157,6 +164,83 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// `SUBSCRIBE`: each channel the caller may receive is added (and its
+    /// current value sent); `SUBSCRIBED` lists them, and each refused one
+    /// gets an `ERROR` of its own.
+    fn subscribe(&mut self, channels: Vec<String>) {
+        let mut added = Vec::new();
+        for channel in channels {
+            match self.channel_refusal(&channel) {
+                Some(report) => self.error(&report),
+                None if self
+                    .app
+                    .hub
+                    .subscribe(&channel, self.connection, &self.outbox) =>
+                {
+                    added.push(channel)
+                }
+                None => self.error(&ErrorReport::new(
+                    ErrorCode::AlreadySubscribed,
+                    format!("already subscribed to channel `{channel}`"),
+                )),
+            }
+        }
+        self.metrics().request("SUBSCRIBE", "ok");
+        // Ahead of the channels' current values, which travel as data.
+        self.control(ServerMessage::Subscribed { channels: &added });
+    }
+
+    fn unsubscribe(&mut self, channels: Vec<String>) {
+        let mut removed = Vec::new();
+        for channel in channels {
+            if self.app.hub.unsubscribe(&channel, self.connection) {
+                removed.push(channel);
+            } else {
+                self.error(&ErrorReport::new(
+                    ErrorCode::NotSubscribed,
+                    format!("not subscribed to channel `{channel}`"),
+                ));
+            }
+        }
+        self.metrics().request("UNSUBSCRIBE", "ok");
+        self.control(ServerMessage::Unsubscribed { channels: &removed });
+    }
+
+    /// Why this connection may not receive `channel`, if it may not.
+    fn channel_refusal(&self, channel: &str) -> Option<ErrorReport> {
+        let unknown = || {
+            ErrorReport::new(
+                ErrorCode::UnknownChannel,
+                format!(
+                    "no channel `{channel}`: channels are `status:<datasource>` and `latency:<datasource>`"
+                ),
+            )
+        };
+        match crate::live::ChannelName::parse(channel) {
+            crate::live::ChannelName::Datasource { id } => {
+                if !self
+                    .app
+                    .federation
+                    .sources()
+                    .iter()
+                    .any(|s| s.info.id == id)
+                {
+                    Some(unknown())
+                } else if !self.caller.may_use(id) {
+                    Some(ErrorReport::new(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "this token may not use datasource `{id}`, so not channel `{channel}`"
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            }
+            crate::live::ChannelName::Unknown => Some(unknown()),
         }
     }
 

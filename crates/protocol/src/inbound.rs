@@ -70,6 +70,12 @@ pub struct CancelRequest {
     pub request_id: RequestId,
 }
 
+/// `SUBSCRIBE` / `UNSUBSCRIBE`: channels such as `status:tweets`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Channels {
+    pub channels: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ping {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +94,10 @@ pub enum ClientMessage {
     Cancel(CancelRequest),
     #[serde(rename = "PING")]
     Ping(Ping),
+    #[serde(rename = "SUBSCRIBE")]
+    Subscribe(Channels),
+    #[serde(rename = "UNSUBSCRIBE")]
+    Unsubscribe(Channels),
 }
 
 impl ClientMessage {
@@ -168,9 +178,15 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
         "PING" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Ping)
             .map_err(invalid),
+        "SUBSCRIBE" => serde_path_to_error::deserialize(&body)
+            .map(ClientMessage::Subscribe)
+            .map_err(invalid),
+        "UNSUBSCRIBE" => serde_path_to_error::deserialize(&body)
+            .map(ClientMessage::Unsubscribe)
+            .map_err(invalid),
         other => {
             let mut report = report_context.with_message(format!(
-                "unknown message type `{other}`; expected FIELDS_REQUEST, ITEMS_REQUEST, CANCEL_REQUEST or PING"
+                "unknown message type `{other}`; expected FIELDS_REQUEST, ITEMS_REQUEST, CANCEL_REQUEST, PING, SUBSCRIBE or UNSUBSCRIBE"
             ));
             report.code = ErrorCode::UnknownType;
             Err(report)

@@ -42,6 +42,14 @@ pub enum ErrorCode {
     TooManyRequests,
     /// `CANCEL_REQUEST` named no running request.
     UnknownRequest,
+    /// `SUBSCRIBE` named a channel the server does not have.
+    UnknownChannel,
+    /// The caller's token may not use the channel's datasource.
+    Forbidden,
+    /// `SUBSCRIBE` to a channel the connection already receives.
+    AlreadySubscribed,
+    /// `UNSUBSCRIBE` from a channel the connection does not receive.
+    NotSubscribed,
 }
 
 impl ErrorCode {
@@ -58,6 +66,10 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::UnknownRequest => "unknown_request",
+            ErrorCode::UnknownChannel => "unknown_channel",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::AlreadySubscribed => "already_subscribed",
+            ErrorCode::NotSubscribed => "not_subscribed",
         }
     }
 }
@@ -222,6 +234,20 @@ pub enum ServerMessage<'a> {
     ShutdownNotice {
         drain_ms: u64,
     },
+    /// The channels a `SUBSCRIBE` added.
+    Subscribed {
+        channels: &'a [String],
+    },
+    /// The channels an `UNSUBSCRIBE` removed.
+    Unsubscribed {
+        channels: &'a [String],
+    },
+    /// A channel's value: `{"c": channel, "d": [unix ms, value]}` (Elstat's DATA).
+    Data {
+        channel: &'a str,
+        at_ms: u64,
+        value: &'a Value,
+    },
 }
 
 impl ServerMessage<'_> {
@@ -236,6 +262,9 @@ impl ServerMessage<'_> {
             ServerMessage::RequestCanceled { .. } => "REQUEST_CANCELED",
             ServerMessage::Pong { .. } => "PONG",
             ServerMessage::ShutdownNotice { .. } => "SHUTDOWN_NOTICE",
+            ServerMessage::Subscribed { .. } => "SUBSCRIBED",
+            ServerMessage::Unsubscribed { .. } => "UNSUBSCRIBED",
+            ServerMessage::Data { .. } => "DATA",
         }
     }
 
@@ -364,6 +393,32 @@ impl ServerMessage<'_> {
                     drain_ms: u64,
                 }
                 tagged(kind, &Body { drain_ms }, None)
+            }
+            ServerMessage::Subscribed { channels } | ServerMessage::Unsubscribed { channels } => {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    channels: &'a [String],
+                }
+                tagged(kind, &Body { channels }, None)
+            }
+            ServerMessage::Data {
+                channel,
+                at_ms,
+                value,
+            } => {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    c: &'a str,
+                    d: (u64, &'a Value),
+                }
+                tagged(
+                    kind,
+                    &Body {
+                        c: channel,
+                        d: (at_ms, value),
+                    },
+                    None,
+                )
             }
         };
         Frame(Bytes::from(text))
