@@ -16,8 +16,8 @@ use crate::app::App;
 use crate::auth::Grant;
 use crate::frame_guard;
 use crate::outbox::{Control, Outbox, RequestKey};
-use crate::protocol::{self, DecodeError};
-use crate::session::{Command, Session};
+use crate::protocol::{self, elstat, DecodeError};
+use crate::session::{Command, Dialect, Session};
 use crate::tcp::SocketHandle;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
@@ -71,6 +71,22 @@ impl Disconnect {
     pub fn protocol_error(error: &ProtocolError) -> Disconnect {
         Disconnect::new(CloseCode::Protocol, error.to_string())
     }
+    /// An Elstat payload over 256 bytes.
+    pub fn elstat_too_much() -> Disconnect {
+        Disconnect::new(
+            protocol::CLOSE_TOO_MUCH,
+            "payloads may not exceed 256 bytes",
+        )
+    }
+
+    /// An Elstat payload that is not `{"op": 0 or -1, "channels": [...]}`.
+    pub fn elstat_invalid_payload() -> Disconnect {
+        Disconnect::new(
+            protocol::CLOSE_INVALID_PAYLOAD,
+            "invalid payload: expected {\"op\": 0 or -1, \"channels\": [...]}",
+        )
+    }
+
     pub fn going_away() -> Disconnect {
         Disconnect::new(CloseCode::Away, "server shutting down")
     }
@@ -92,6 +108,7 @@ enum End {
 pub async fn run(
     app: Arc<App>,
     connection: u64,
+    dialect: Dialect,
     grant: Grant,
     stream: MessageStream,
     outbox: Outbox,
@@ -106,6 +123,7 @@ pub async fn run(
     let (finished, mut finished_rx) = mpsc::unbounded_channel::<RequestKey>();
     let mut session = Session::new(
         connection,
+        dialect,
         Arc::clone(&app),
         grant.caller,
         outbox.clone(),
@@ -150,6 +168,11 @@ pub async fn run(
                     break End::Now(Disconnect::too_many_messages());
                 }
                 match message {
+                    AggregatedMessage::Text(text) if dialect == Dialect::Elstat => match elstat::decode(&text) {
+                        Ok(message) => session.handle(Command::Received(message)),
+                        Err(elstat::Refused::TooMuch) => break End::Now(Disconnect::elstat_too_much()),
+                        Err(elstat::Refused::InvalidPayload) => break End::Now(Disconnect::elstat_invalid_payload()),
+                    },
                     AggregatedMessage::Text(text) => match protocol::decode(&text) {
                         Ok(message) => session.handle(Command::Received(message)),
                         Err(DecodeError::NotAnObject) => break End::Now(Disconnect::not_an_object()),

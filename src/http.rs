@@ -18,6 +18,7 @@ use crate::connection;
 use crate::datasources::Registry;
 use crate::frame_guard;
 use crate::outbox::{Outbox, OutboxBody};
+use crate::session::Dialect;
 use crate::tcp::{ConnectionGuard, ConnectionSlot};
 
 /// How long the server lets running requests finish after SIGTERM/SIGINT.
@@ -37,10 +38,30 @@ fn refuse(
     HttpResponse::build(status).json(json!({ "error": message }))
 }
 
+/// `/ws`: Marija's Socket API.
 async fn websocket(
     req: HttpRequest,
     body: web::Payload,
     app: web::Data<App>,
+) -> actix_web::Result<HttpResponse> {
+    upgrade(req, body, app, Dialect::SocketApi).await
+}
+
+/// `/api/streaming`: Elstat's streaming API, on the same connections,
+/// tokens, origins and limits.
+async fn streaming(
+    req: HttpRequest,
+    body: web::Payload,
+    app: web::Data<App>,
+) -> actix_web::Result<HttpResponse> {
+    upgrade(req, body, app, Dialect::Elstat).await
+}
+
+async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    app: web::Data<App>,
+    dialect: Dialect,
 ) -> actix_web::Result<HttpResponse> {
     use actix_web::http::StatusCode;
     let grant = match app.auth.check(&req) {
@@ -96,7 +117,7 @@ async fn websocket(
     let span = tracing::info_span!("ws", connection = id, %peer, token);
     actix_web::rt::spawn(
         async move {
-            connection::run(app, id, grant, stream, outbox, handle).await;
+            connection::run(app, id, dialect, grant, stream, outbox, handle).await;
             drop(slot);
         }
         .instrument(span),
@@ -216,6 +237,7 @@ pub fn bind(
         let routes = HttpApp::new()
             .app_data(app.clone())
             .route("/ws", web::get().to(websocket))
+            .route("/api/streaming", web::get().to(streaming))
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics));
         if has_ui {

@@ -13,8 +13,10 @@ use tokio::sync::watch;
 
 use crate::federation::{Federation, Source};
 use crate::outbox::{LiveRefused, Outbox};
+use crate::protocol::elstat;
 use crate::protocol::outbound::{Frame, ServerMessage};
 use crate::protocol::CLOSE_TOO_MUCH;
+use crate::session::Dialect;
 
 /// The longest one health check may take, whatever the datasource's timeout.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -151,16 +153,33 @@ impl<'a> ChannelName<'a> {
     }
 }
 
+/// One value of a channel, encoded once in each framing.
+#[derive(Clone)]
+struct Encoded {
+    socket_api: Frame,
+    elstat: Frame,
+}
+
+impl Encoded {
+    fn in_dialect(&self, dialect: Dialect) -> Frame {
+        match dialect {
+            Dialect::SocketApi => self.socket_api.clone(),
+            Dialect::Elstat => self.elstat.clone(),
+        }
+    }
+}
+
 /// One channel: its last value (sent to each new subscriber) and who
-/// receives it.
+/// receives it, in which framing.
 #[derive(Default)]
 struct Channel {
-    last: Option<Frame>,
-    subscribers: HashMap<u64, Outbox>,
+    last: Option<Encoded>,
+    subscribers: HashMap<u64, (Outbox, Dialect)>,
 }
 
 /// Live channels and their subscribers, by connection id. A value is
-/// encoded once and the same bytes queued for every subscriber; one whose
+/// encoded once per framing (the Socket API's `DATA`, Elstat's op 3) and the
+/// same bytes queued for every subscriber; one whose
 /// outbox is full is dropped with 4420 and nobody else waits for it.
 #[derive(Default)]
 pub struct Hub {
@@ -174,18 +193,26 @@ impl Hub {
 
     /// Adds a subscriber and sends it the channel's current value, if there
     /// is one. `false` if it was already subscribed.
-    pub fn subscribe(&self, channel: &str, connection: u64, outbox: &Outbox) -> bool {
+    pub fn subscribe(
+        &self,
+        channel: &str,
+        connection: u64,
+        outbox: &Outbox,
+        dialect: Dialect,
+    ) -> bool {
         let mut channels = self.lock();
         let entry = channels.entry(channel.to_owned()).or_default();
         if entry.subscribers.contains_key(&connection) {
             return false;
         }
-        if let Some(frame) = &entry.last {
-            if deliver(outbox, frame.clone()).is_err() {
+        if let Some(last) = &entry.last {
+            if deliver(outbox, last.in_dialect(dialect)).is_err() {
                 return true;
             }
         }
-        entry.subscribers.insert(connection, outbox.clone());
+        entry
+            .subscribers
+            .insert(connection, (outbox.clone(), dialect));
         true
     }
 
@@ -206,18 +233,21 @@ impl Hub {
     /// Publishes a value: `DATA` encoded once, kept as the channel's last
     /// value, and queued for every subscriber.
     pub fn publish(&self, channel: &str, at_ms: u64, value: &serde_json::Value) {
-        let frame = ServerMessage::Data {
-            channel,
-            at_ms,
-            value,
-        }
-        .encode();
+        let encoded = Encoded {
+            socket_api: ServerMessage::Data {
+                channel,
+                at_ms,
+                value,
+            }
+            .encode(),
+            elstat: elstat::data(channel, at_ms, value),
+        };
         let mut channels = self.lock();
         let entry = channels.entry(channel.to_owned()).or_default();
-        entry.last = Some(frame.clone());
         entry
             .subscribers
-            .retain(|_, outbox| deliver(outbox, frame.clone()).is_ok());
+            .retain(|_, (outbox, dialect)| deliver(outbox, encoded.in_dialect(*dialect)).is_ok());
+        entry.last = Some(encoded);
     }
 
     /// Subscribers of a channel (for tests and metrics).

@@ -16,7 +16,9 @@ use crate::datasources::{Caller, Lease, WorkLimits};
 use crate::federation::RequestScope;
 use crate::metrics::Metrics;
 use crate::outbox::{Control, Outbox, RequestKey};
-use crate::protocol::{ClientMessage, Echo, ErrorCode, ErrorReport, RequestId, ServerMessage};
+use crate::protocol::{
+    elstat, ClientMessage, Echo, ErrorCode, ErrorReport, RequestId, ServerMessage,
+};
 use crate::request::Refusal;
 
 /// What the transport tells the session.
@@ -44,8 +46,18 @@ struct Running {
     canceled: bool,
 }
 
+/// The framing a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `/ws`: Marija's Socket API and its extensions.
+    SocketApi,
+    /// `/api/streaming`: Elstat's streaming API (channels only, `op` codes).
+    Elstat,
+}
+
 pub struct Session {
     connection: u64,
+    dialect: Dialect,
     app: Arc<App>,
     caller: Caller,
     outbox: Outbox,
@@ -60,6 +72,7 @@ pub struct Session {
 impl Session {
     pub fn new(
         connection: u64,
+        dialect: Dialect,
         app: Arc<App>,
         caller: Caller,
         outbox: Outbox,
@@ -68,6 +81,7 @@ impl Session {
         let searches = Arc::new(Semaphore::new(app.limits.max_concurrent_searches.max(1)));
         Session {
             connection,
+            dialect,
             app,
             caller,
             outbox,
@@ -78,8 +92,11 @@ impl Session {
         }
     }
 
-    /// Sends `INITIAL_STATE_RECEIVE`.
+    /// Sends `INITIAL_STATE_RECEIVE` (Socket API only: Elstat has no greeting).
     pub fn greet(&self) {
+        if self.dialect == Dialect::Elstat {
+            return;
+        }
         let datasources = self.app.federation.infos(&self.caller);
         self.control(ServerMessage::InitialState {
             datasources: &datasources,
@@ -150,6 +167,7 @@ impl Session {
             Command::Finished(key) => {
                 self.running.remove(&key);
             }
+            Command::Shutdown(_) if self.dialect == Dialect::Elstat => {}
             Command::Shutdown(drain) => {
                 self.control(ServerMessage::ShutdownNotice {
                     drain_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
@@ -174,15 +192,17 @@ impl Session {
         let mut added = Vec::new();
         for channel in channels {
             match self.channel_refusal(&channel) {
-                Some(report) => self.error(&report),
-                None if self
-                    .app
-                    .hub
-                    .subscribe(&channel, self.connection, &self.outbox) =>
+                Some(report) => self.channel_error(&report),
+                None if self.app.hub.subscribe(
+                    &channel,
+                    self.connection,
+                    &self.outbox,
+                    self.dialect,
+                ) =>
                 {
                     added.push(channel)
                 }
-                None => self.error(&ErrorReport::new(
+                None => self.channel_error(&ErrorReport::new(
                     ErrorCode::AlreadySubscribed,
                     format!("already subscribed to channel `{channel}`"),
                 )),
@@ -190,7 +210,11 @@ impl Session {
         }
         self.metrics().request("SUBSCRIBE", "ok");
         // Ahead of the channels' current values, which travel as data.
-        self.control(ServerMessage::Subscribed { channels: &added });
+        let reply = match self.dialect {
+            Dialect::SocketApi => ServerMessage::Subscribed { channels: &added }.encode(),
+            Dialect::Elstat => elstat::channels_reply(elstat::OP_SUBSCRIBED, &added),
+        };
+        let _ = self.outbox.send_control(Control::Text(reply));
     }
 
     fn unsubscribe(&mut self, channels: Vec<String>) {
@@ -199,14 +223,27 @@ impl Session {
             if self.app.hub.unsubscribe(&channel, self.connection) {
                 removed.push(channel);
             } else {
-                self.error(&ErrorReport::new(
+                self.channel_error(&ErrorReport::new(
                     ErrorCode::NotSubscribed,
                     format!("not subscribed to channel `{channel}`"),
                 ));
             }
         }
         self.metrics().request("UNSUBSCRIBE", "ok");
-        self.control(ServerMessage::Unsubscribed { channels: &removed });
+        let reply = match self.dialect {
+            Dialect::SocketApi => ServerMessage::Unsubscribed { channels: &removed }.encode(),
+            Dialect::Elstat => elstat::channels_reply(elstat::OP_UNSUBSCRIBED, &removed),
+        };
+        let _ = self.outbox.send_control(Control::Text(reply));
+    }
+
+    /// A refused channel: an `ERROR` on the Socket API; Elstat has no error
+    /// message, its `SUBSCRIBED` lists only what succeeded.
+    fn channel_error(&self, report: &ErrorReport) {
+        match self.dialect {
+            Dialect::SocketApi => self.error(report),
+            Dialect::Elstat => tracing::debug!(message = %report.message, "channel refused"),
+        }
     }
 
     /// Why this connection may not receive `channel`, if it may not.

@@ -8,8 +8,10 @@
 //! - [`inbound`]: what clients send, decoded leniently (unknown fields are ignored);
 //! - [`outbound`]: what the server sends, one typed [`ServerMessage`] encoded
 //!   once into a [`Frame`] that any number of connections can share;
-//! - [`events`]: the server's messages decoded again, for clients and tests.
+//! - [`events`]: the server's messages decoded again, for clients and tests;
+//! - [`elstat`]: Elstat's streaming API (`/api/streaming`), its own framing.
 
+pub mod elstat;
 pub mod events;
 pub mod inbound;
 pub mod outbound;

@@ -172,12 +172,12 @@ pub struct DatasourceOutcome {
 /// One encoded server message: the text of a websocket frame, in shared
 /// bytes. Encoded once, it can go to any number of connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+pub struct Frame(pub(crate) Bytes);
 
 impl Frame {
     /// The frame's JSON text.
     pub fn as_str(&self) -> &str {
-        // Only `ServerMessage::encode` builds frames, always from a `String`.
+        // Frames are only built in this crate, always from serialised JSON.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
