@@ -9,16 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use tributary::config::{Settings, TokenSettings};
-
-fn live_settings() -> Settings {
-    let mut settings = settings(vec![
-        datasource("people", "people", json!({"count": 10})),
-        datasource("down", "failing", json!({})),
-    ]);
-    settings.live.health_interval = Duration::from_millis(150);
-    settings
-}
+use tributary::config::TokenSettings;
 
 /// The next `DATA` of `channel`, skipping other channels' data.
 async fn next_data(client: &mut Client, channel: &str) -> Value {

@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use tributary::config::Settings;
-
-fn live_settings() -> Settings {
-    let mut settings = settings(vec![
-        datasource("people", "people", json!({"count": 10})),
-        datasource("down", "failing", json!({})),
-    ]);
-    settings.live.health_interval = Duration::from_millis(150);
-    settings
-}
 
 async fn streaming(server: &tributary::http::ServerHandle) -> Client {
     Client::connect_url(&format!("ws://{}/api/streaming", server.addr)).await

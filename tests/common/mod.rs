@@ -73,6 +73,17 @@ pub fn registry() -> Registry {
     registry
 }
 
+/// A healthy (`people`) and a failing (`down`) datasource, their health
+/// measured every 150 ms: for the live channels.
+pub fn live_settings() -> Settings {
+    let mut settings = settings(vec![
+        datasource("people", "people", json!({"count": 10})),
+        datasource("down", "failing", json!({})),
+    ]);
+    settings.live.health_interval = Duration::from_millis(150);
+    settings
+}
+
 pub fn start(datasources: Vec<DatasourceSettings>) -> ServerHandle {
     start_with(settings(datasources))
 }
