@@ -76,6 +76,7 @@ impl App {
             n => n,
         };
         let (shutdown_sender, shutdown) = watch::channel(None);
+        let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
         let app = App {
             metrics,
             federation: Arc::new(federation),
@@ -86,7 +87,7 @@ impl App {
             connections: Arc::new(AtomicUsize::new(0)),
             shutdown,
             health: Arc::new(HealthBoard::default()),
-            hub: Arc::new(Hub::default()),
+            hub,
             health_interval: settings.live.health_interval,
             started: Instant::now(),
         };

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::federation::{Federation, Source};
+use crate::metrics::Metrics;
 use crate::outbox::{LiveRefused, Outbox};
 use crate::protocol::elstat;
 use crate::protocol::outbound::{Frame, ServerMessage};
@@ -181,12 +182,19 @@ struct Channel {
 /// encoded once per framing (the Socket API's `DATA`, Elstat's op 3) and the
 /// same bytes queued for every subscriber; one whose
 /// outbox is full is dropped with 4420 and nobody else waits for it.
-#[derive(Default)]
 pub struct Hub {
     channels: Mutex<HashMap<String, Channel>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Hub {
+        Hub {
+            channels: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -206,27 +214,35 @@ impl Hub {
             return false;
         }
         if let Some(last) = &entry.last {
-            if deliver(outbox, last.in_dialect(dialect)).is_err() {
+            if self.deliver(outbox, last.in_dialect(dialect)).is_err() {
                 return true;
             }
         }
         entry
             .subscribers
             .insert(connection, (outbox.clone(), dialect));
+        self.metrics.live_subscriptions.inc();
         true
     }
 
     /// `false` if the connection was not subscribed.
     pub fn unsubscribe(&self, channel: &str, connection: u64) -> bool {
-        self.lock()
+        let removed = self
+            .lock()
             .get_mut(channel)
-            .is_some_and(|c| c.subscribers.remove(&connection).is_some())
+            .is_some_and(|c| c.subscribers.remove(&connection).is_some());
+        if removed {
+            self.metrics.live_subscriptions.dec();
+        }
+        removed
     }
 
     /// Removes a connection from every channel (it is closing).
     pub fn leave(&self, connection: u64) {
         for channel in self.lock().values_mut() {
-            channel.subscribers.remove(&connection);
+            if channel.subscribers.remove(&connection).is_some() {
+                self.metrics.live_subscriptions.dec();
+            }
         }
     }
 
@@ -242,11 +258,16 @@ impl Hub {
             .encode(),
             elstat: elstat::data(channel, at_ms, value),
         };
+        self.metrics.live_publishes.inc();
         let mut channels = self.lock();
         let entry = channels.entry(channel.to_owned()).or_default();
-        entry
-            .subscribers
-            .retain(|_, (outbox, dialect)| deliver(outbox, encoded.in_dialect(*dialect)).is_ok());
+        entry.subscribers.retain(|_, (outbox, dialect)| {
+            let kept = self.deliver(outbox, encoded.in_dialect(*dialect)).is_ok();
+            if !kept {
+                self.metrics.live_subscriptions.dec();
+            }
+            kept
+        });
         entry.last = Some(encoded);
     }
 
@@ -256,12 +277,19 @@ impl Hub {
     }
 }
 
-/// Queues a live frame; a subscriber that cannot take it is closed with
-/// 4420 (it reads too slowly to follow) and must be dropped.
-fn deliver(outbox: &Outbox, frame: Frame) -> Result<(), LiveRefused> {
-    let result = outbox.try_send_live(frame);
-    if result == Err(LiveRefused::Full) {
-        outbox.close_now(CLOSE_TOO_MUCH, "too slow to follow a live channel");
+impl Hub {
+    /// Queues a live frame; a subscriber that cannot take it is closed with
+    /// 4420 (it reads too slowly to follow) and must be dropped.
+    fn deliver(&self, outbox: &Outbox, frame: Frame) -> Result<(), LiveRefused> {
+        let result = outbox.try_send_live(frame);
+        match result {
+            Ok(()) => self.metrics.live_deliveries.inc(),
+            Err(LiveRefused::Full) => {
+                self.metrics.live_dropped_subscribers.inc();
+                outbox.close_now(CLOSE_TOO_MUCH, "too slow to follow a live channel");
+            }
+            Err(LiveRefused::Closed) => {}
+        }
+        result
     }
-    result
 }

@@ -33,6 +33,14 @@ pub struct Metrics {
     pub connection_resets: IntCounter,
     /// Connections the server closed, by close code.
     pub closes: IntCounterVec,
+    /// Channel subscriptions now, over all connections.
+    pub live_subscriptions: IntGauge,
+    /// Values published on channels.
+    pub live_publishes: IntCounter,
+    /// Values queued for subscribers.
+    pub live_deliveries: IntCounter,
+    /// Subscribers closed (4420) because their outbox was full.
+    pub live_dropped_subscribers: IntCounter,
 }
 
 impl Metrics {
@@ -113,6 +121,23 @@ impl Metrics {
                 &["code"],
             )
             .expect("valid metric"),
+            live_subscriptions: IntGauge::new(
+                "live_subscriptions",
+                "Channel subscriptions now, over all connections",
+            )
+            .expect("valid metric"),
+            live_publishes: IntCounter::new("live_publishes_total", "Values published on channels")
+                .expect("valid metric"),
+            live_deliveries: IntCounter::new(
+                "live_deliveries_total",
+                "Channel values queued for subscribers",
+            )
+            .expect("valid metric"),
+            live_dropped_subscribers: IntCounter::new(
+                "live_dropped_subscribers_total",
+                "Channel subscribers closed (4420) because they did not read",
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -120,7 +145,11 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+            Box::new(self.live_subscriptions.clone()),
+            Box::new(self.live_publishes.clone()),
+            Box::new(self.live_deliveries.clone()),
+            Box::new(self.live_dropped_subscribers.clone()),
             Box::new(self.outbox_wait_seconds.clone()),
             Box::new(self.outbox_bytes.clone()),
             Box::new(self.connections_open.clone()),

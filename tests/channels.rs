@@ -166,7 +166,10 @@ async fn a_subscriber_leaving_does_not_stop_the_others() {
         .await;
     assert_eq!(client.recv().await["type"], "SUBSCRIBED");
     next_data(&mut client, "status:people").await;
+    metric_eventually(server.addr, "tributary_live_subscriptions", 1.0).await;
     drop(client);
+    // Closing leaves every channel.
+    metric_eventually(server.addr, "tributary_live_subscriptions", 0.0).await;
     // A second subscriber keeps receiving after the first left.
     let (mut other, _) = Client::ready(&server).await;
     other
@@ -177,4 +180,17 @@ async fn a_subscriber_leaving_does_not_stop_the_others() {
     next_data(&mut other, "status:people").await;
     next_data(&mut other, "status:people").await;
     assert!(started.elapsed() < PATIENCE);
+    let text = http_get(server.addr, "/metrics").await.1;
+    assert!(
+        metric(&text, "tributary_live_publishes_total").unwrap_or(0.0) >= 4.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "tributary_live_deliveries_total").unwrap_or(0.0) >= 3.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "tributary_live_dropped_subscribers_total"),
+        Some(0.0)
+    );
 }
