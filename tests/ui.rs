@@ -246,6 +246,16 @@ async fn explore_the_demo_data() {
         "a newcomer is told what to do first: {empty}"
     );
 
+    // Each datasource shows its health from the server's status: channel,
+    // the latency on hover.
+    until(
+        client,
+        "the health of tweets",
+        "const dot = document.querySelector('#datasources li[data-ds=tweets] .health'); \
+         return dot && dot.dataset.health === 'up' && / ms$/.test(dot.title);",
+    )
+    .await;
+
     // Enable the tweets datasource and choose two node fields and the timeline.
     click(client, "#datasources li[data-ds=tweets] input").await;
     until(

@@ -124,10 +124,20 @@ export class TributaryClient extends EventTarget {
       this.attempt = 0;
       this.datasources = message.state?.datasources ?? [];
       this.state = "open";
+      // Each datasource's health, live: the server sends the current value
+      // and a new one at every measure.
+      const channels = this.datasources.flatMap((ds) => [`status:${ds.id}`, `latency:${ds.id}`]);
+      if (channels.length) this.socket?.send(JSON.stringify({ type: "SUBSCRIBE", channels }));
       for (const callback of this.readyCallbacks) callback(this.datasources);
       this.status("open", "Connected");
       return;
     }
+    if (message.type === "DATA") {
+      const [at, value] = message.d ?? [];
+      this.dispatchEvent(new CustomEvent("channel", { detail: { channel: message.c, at, value } }));
+      return;
+    }
+    if (message.type === "SUBSCRIBED" || message.type === "UNSUBSCRIBED") return;
     if (message.type === "SHUTDOWN_NOTICE") {
       this.dispatchEvent(new CustomEvent("notice", { detail: message }));
       return;

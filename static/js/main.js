@@ -7,7 +7,7 @@ import { Store, persist, clearSaved } from "./store.js";
 import { Searches } from "./searches.js";
 import { GraphModel } from "./model.js";
 import { GraphView } from "./graph.js";
-import { datasourcesPanel } from "./panels/datasources.js";
+import { datasourceHealth, datasourcesPanel } from "./panels/datasources.js";
 import { fieldsPanel } from "./panels/fields.js";
 import { queriesPanel } from "./panels/queries.js";
 import { recordsPanel } from "./panels/records.js";
@@ -55,6 +55,16 @@ client.addEventListener("notice", () => {
   session.connection = { ...session.connection, text: "The server is restarting; reconnecting when it is back…" };
   store.changed("connection");
 });
+client.addEventListener("channel", ({ detail }) => {
+  const colon = detail.channel.indexOf(":");
+  const [kind, id] = [detail.channel.slice(0, colon), detail.channel.slice(colon + 1)];
+  const health = { ...(session.health.get(id) ?? {}) };
+  if (kind === "status") health.ok = detail.value === true;
+  else if (kind === "latency") health.latencyMs = detail.value;
+  else return;
+  session.health.set(id, health);
+  store.changed("health");
+});
 client.addEventListener("unrouted", ({ detail }) => {
   toast(`The server says: ${detail.error?.message ?? "an error"}`);
 });
@@ -99,6 +109,7 @@ const context = { store, searches, $ };
 // Each panel and the topics it shows.
 const panels = [
   [datasourcesPanel(context), ["datasources", "connection", "saved"]],
+  [datasourceHealth(context), ["health"]],
   [renderConnection, ["connection"]],
   [fieldsPanel(context), ["fields", "datasources", "nodeFields"]],
   [queriesPanel(context), ["queries", "results", "datasources", "fields"]],

@@ -39,6 +39,7 @@ export class Store {
       selection: [],          // selected node keys
       connected: false,
       connection: { state: "connecting", text: "Connecting…" },
+      health: new Map(),      // datasource id → {ok, latencyMs} from the status:/latency: channels
     };
     this.listeners = [];
   }

@@ -1,4 +1,6 @@
-// The datasource list: one checkbox per datasource the server offers.
+// The datasource list: one checkbox per datasource the server offers, with
+// its health from the server's status:/latency: channels (green: up, red:
+// down, grey: not measured yet; the latency on hover).
 
 export function datasourcesPanel({ store, searches, $ }) {
   return function render() {
@@ -18,9 +20,30 @@ export function datasourcesPanel({ store, searches, $ }) {
       const type = document.createElement("span");
       type.className = "type";
       type.textContent = ds.type ?? "";
-      label.append(box, ds.name ?? ds.id, type);
+      const dot = document.createElement("span");
+      dot.className = "health";
+      showHealth(dot, store.session.health.get(ds.id));
+      label.append(box, dot, ds.name ?? ds.id, type);
       item.append(label);
       list.append(item);
     }
   };
+}
+
+// Health changes every few seconds: only the dots are updated, so the list
+// never re-renders under the pointer.
+export function datasourceHealth({ store, $ }) {
+  return function render() {
+    for (const dot of $("datasources").querySelectorAll("li[data-ds] .health")) {
+      showHealth(dot, store.session.health.get(dot.closest("li").dataset.ds));
+    }
+  };
+}
+
+function showHealth(dot, health) {
+  dot.dataset.health = health?.ok === true ? "up" : health?.ok === false ? "down" : "unknown";
+  dot.title = health?.ok === undefined
+    ? "Health not measured yet"
+    : `${health.ok ? "Up" : "Down"}${health.latencyMs !== undefined ? ` · health check ${health.latencyMs} ms` : ""}`;
+  dot.setAttribute("aria-label", dot.title);
 }
