@@ -210,11 +210,7 @@ impl Session {
         }
         self.metrics().request("SUBSCRIBE", "ok");
         // Ahead of the channels' current values, which travel as data.
-        let reply = match self.dialect {
-            Dialect::SocketApi => ServerMessage::Subscribed { channels: &added }.encode(),
-            Dialect::Elstat => elstat::channels_reply(elstat::OP_SUBSCRIBED, &added),
-        };
-        let _ = self.outbox.send_control(Control::Text(reply));
+        self.channels_reply(true, &added);
     }
 
     fn unsubscribe(&mut self, channels: Vec<String>) {
@@ -230,9 +226,16 @@ impl Session {
             }
         }
         self.metrics().request("UNSUBSCRIBE", "ok");
-        let reply = match self.dialect {
-            Dialect::SocketApi => ServerMessage::Unsubscribed { channels: &removed }.encode(),
-            Dialect::Elstat => elstat::channels_reply(elstat::OP_UNSUBSCRIBED, &removed),
+        self.channels_reply(false, &removed);
+    }
+
+    /// `SUBSCRIBED` / `UNSUBSCRIBED` (Elstat: op 1 / op 2) with `channels`.
+    fn channels_reply(&self, subscribed: bool, channels: &[String]) {
+        let reply = match (self.dialect, subscribed) {
+            (Dialect::SocketApi, true) => ServerMessage::Subscribed { channels }.encode(),
+            (Dialect::SocketApi, false) => ServerMessage::Unsubscribed { channels }.encode(),
+            (Dialect::Elstat, true) => elstat::channels_reply(elstat::OP_SUBSCRIBED, channels),
+            (Dialect::Elstat, false) => elstat::channels_reply(elstat::OP_UNSUBSCRIBED, channels),
         };
         let _ = self.outbox.send_control(Control::Text(reply));
     }

@@ -25,6 +25,18 @@ async fn next_data(client: &mut Client, channel: &str) -> Value {
     }
 }
 
+/// The next `count` messages that are not channel data.
+async fn next_non_data(client: &mut Client, count: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let message = client.recv().await;
+        if message["type"] != "DATA" {
+            seen.push(message);
+        }
+    }
+    seen
+}
+
 #[tokio::test]
 async fn status_and_latency_arrive_on_subscribe_and_at_every_measure() {
     let server = start_with(live_settings());
@@ -77,13 +89,7 @@ async fn bad_channel_requests_get_errors_and_lose_nothing() {
     client
         .send(json!({"type":"SUBSCRIBE","channels":["status:people"]}))
         .await;
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let message = client.recv().await;
-        if message["type"] != "DATA" {
-            seen.push(message);
-        }
-    }
+    let seen = next_non_data(&mut client, 2).await;
     assert_eq!(seen[0]["error"]["code"], "already_subscribed", "{seen:?}");
     assert_eq!(seen[1]["type"], "SUBSCRIBED");
     assert_eq!(seen[1]["channels"], json!([]));
@@ -92,13 +98,7 @@ async fn bad_channel_requests_get_errors_and_lose_nothing() {
     client
         .send(json!({"type":"UNSUBSCRIBE","channels":["latency:people","status:people"]}))
         .await;
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let message = client.recv().await;
-        if message["type"] != "DATA" {
-            seen.push(message);
-        }
-    }
+    let seen = next_non_data(&mut client, 2).await;
     assert_eq!(seen[0]["error"]["code"], "not_subscribed", "{seen:?}");
     assert_eq!(seen[1]["type"], "UNSUBSCRIBED");
     assert_eq!(seen[1]["channels"], json!(["status:people"]));
@@ -107,12 +107,7 @@ async fn bad_channel_requests_get_errors_and_lose_nothing() {
     client
         .send(json!({"type":"SUBSCRIBE","channels":"status:people"}))
         .await;
-    let error = loop {
-        let message = client.recv().await;
-        if message["type"] != "DATA" {
-            break message;
-        }
-    };
+    let error = next_non_data(&mut client, 1).await.remove(0);
     assert_eq!(error["error"]["code"], "invalid_request", "{error}");
 
     // After UNSUBSCRIBED nothing more arrives: the next message is the PONG.

@@ -161,6 +161,57 @@ fn bad_configs_stop_start_up_with_a_message_naming_datasource_and_key() {
     assert!(stderr.contains("max_requests"), "{stderr}");
 }
 
+#[test]
+fn bad_mappings_and_live_settings_stop_start_up_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("r.ndjson");
+    std::fs::write(&records, "{\"id\":1,\"name\":\"Ann\",\"extra\":true}\n").unwrap();
+    let mapping = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let config = |mapping: &str, extra: &str| {
+        format!(
+            "[datasources.x]\ntype = \"fixtures\"\npath = \"{}\"\nmapping = \"{mapping}\"\n{extra}",
+            records.display()
+        )
+    };
+    for (mapping_path, extra, expected) in [
+        ("/does/not/exist.json".to_owned(), "", "`mapping`"),
+        (mapping("bad.json", "{not json"), "", "invalid JSON"),
+        (
+            mapping(
+                "strict.json",
+                r#"{"mappings":{"dynamic":"strict","properties":{"id":{"type":"long"},"name":{"type":"text"}}}}"#,
+            ),
+            "",
+            "`extra` is not in the mapping",
+        ),
+        (
+            mapping(
+                "analyzer.json",
+                r#"{"properties":{"name":{"type":"text","analyzer":"english"}}}"#,
+            ),
+            "",
+            "analyzer `english`",
+        ),
+        (
+            mapping("ok.json", r#"{"properties":{"name":{"type":"text"}}}"#),
+            "fields = { name = \"geo_shape\" }\n",
+            "unknown type `geo_shape`",
+        ),
+    ] {
+        let stderr = startup_error(&config(&mapping_path, extra));
+        assert!(
+            stderr.contains("datasource `x`") && stderr.contains(expected),
+            "{expected}: {stderr}"
+        );
+    }
+    let stderr = startup_error("[live]\nhealth_interval = \"soon\"\n");
+    assert!(stderr.contains("health_interval"), "{stderr}");
+}
+
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {
     const TOKEN: &str = "very-secret-token-4711";

@@ -45,6 +45,7 @@ pub fn parse(query: &str) -> Result<Node, SyntaxError> {
         query,
         tokens,
         at: 0,
+        depth: 0,
     };
     let node = parser.query(None)?;
     match parser.peek() {
@@ -411,7 +412,14 @@ struct Parser<'q> {
     query: &'q str,
     tokens: Vec<Token>,
     at: usize,
+    /// Parenthesised groups open at this point.
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses the parser accepts, whoever calls it:
+/// recursion stays shallow even without the server's query limits (which
+/// refuse far less deep queries first).
+pub const MAX_NESTING: usize = 256;
 
 /// After a run of bare terms, these tokens would attach to its last term,
 /// so the run stops before it (`disallowedPostMultiTerm`).
@@ -581,8 +589,13 @@ impl Parser<'_> {
             _ => {}
         }
         if *self.peek() == Kind::LParen {
+            if self.depth >= MAX_NESTING {
+                return Err(self.error("parentheses nested too deeply"));
+            }
             self.next();
+            self.depth += 1;
             let inner = self.query(field.as_deref())?;
+            self.depth -= 1;
             if *self.peek() != Kind::RParen {
                 return Err(self.error(if *self.peek() == Kind::Eof {
                     "missing closing parenthesis"
@@ -1026,6 +1039,15 @@ mod tests {
             Node::Boost(Box::new(term(None, "a")), 2.0)
         );
         assert_eq!(parse("").unwrap(), Node::Group(Group::default()));
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_the_servers_limits() {
+        let ok = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("{}a{}", "(".repeat(100_000), ")".repeat(100_000));
+        let error = parse(&deep).unwrap_err();
+        assert_eq!(error.reason, "parentheses nested too deeply");
     }
 
     #[test]
