@@ -1,7 +1,7 @@
 //! The composition root: builds, from the settings, everything the server
 //! shares — metrics, the datasources and their federation, the request rules,
 //! the pool of cores for searches, auth, the board of datasource health —
-//! once. (The live hub and the broker will be built here too.) Connections
+//! once: also the live hub of channels and the live queries. Connections
 //! get an `Arc<App>`.
 
 use std::net::SocketAddr;
@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::config::PublishSettings;
 use crate::config::{Limits, Settings};
 use crate::datasources::{CorePool, Registry};
 use crate::federation::{Federation, Source};
-use crate::live::{HealthBoard, Hub};
+use crate::live::{HealthBoard, Hub, LiveQueries};
 use crate::metrics::Metrics;
 use crate::protocol::DatasourceInfo;
 use crate::request::RequestRules;
@@ -37,6 +38,10 @@ pub struct App {
     pub health: Arc<HealthBoard>,
     /// Live channels and their subscribers.
     pub hub: Arc<Hub>,
+    /// Live queries and their subscribers.
+    pub live: Arc<LiveQueries>,
+    /// Who may publish records, and how much at once.
+    pub publish: PublishSettings,
     /// How often `live::monitor` measures.
     pub health_interval: Duration,
     pub started: Instant,
@@ -77,9 +82,17 @@ impl App {
         };
         let (shutdown_sender, shutdown) = watch::channel(None);
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
+        let federation = Arc::new(federation);
+        let live = Arc::new(LiveQueries::new(
+            Arc::clone(&federation),
+            Arc::clone(&metrics),
+            settings.results.batch_size,
+        ));
         let app = App {
             metrics,
-            federation: Arc::new(federation),
+            federation,
+            live,
+            publish: settings.publish.clone(),
             rules: settings.request_rules(),
             limits: settings.limits.clone(),
             auth: Auth::new(&settings.auth, addr)?,

@@ -15,6 +15,8 @@ use crate::datasources::Caller;
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
     pub caller: Caller,
+    /// May publish records (a token with `publish = true`).
+    pub may_publish: bool,
 }
 
 /// Why an upgrade was refused; each maps to an HTTP status and a metric label.
@@ -72,6 +74,7 @@ impl Refusal {
 struct Token {
     secret: Vec<u8>,
     caller: Caller,
+    may_publish: bool,
 }
 
 /// A web origin: scheme, host and effective port, compared as a whole.
@@ -164,6 +167,7 @@ impl Auth {
                     token_name: Some(Arc::from(name.as_str())),
                     datasources: token.datasources.as_deref().map(Arc::from),
                 },
+                may_publish: token.publish,
             })
             .collect();
         let origins = |key: &str, list: &[String]| {
@@ -225,6 +229,7 @@ impl Auth {
         let token = found.ok_or(Refusal::BadToken)?;
         Ok(Grant {
             caller: token.caller.clone(),
+            may_publish: token.may_publish,
         })
     }
 

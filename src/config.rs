@@ -27,6 +27,27 @@ pub struct Settings {
     pub limits: Limits,
     pub auth: AuthSettings,
     pub live: LiveSettings,
+    pub publish: PublishSettings,
+}
+
+/// `POST /api/datasources/<id>/records`: records published to the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishSettings {
+    /// Whether publishing is open on a server without tokens (with tokens, a
+    /// token needs `publish = true`).
+    pub enabled: bool,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for PublishSettings {
+    fn default() -> Self {
+        PublishSettings {
+            enabled: false,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// The live half: datasource health measured in the background.
@@ -74,6 +95,9 @@ pub struct TokenSettings {
     /// The datasources this token may use; all when absent.
     #[serde(default)]
     pub datasources: Option<Vec<String>>,
+    /// Whether this token may publish records (`POST /api/datasources/<id>/records`).
+    #[serde(default)]
+    pub publish: bool,
 }
 
 // Written by hand so that a token never reaches a log line or an error message.
@@ -82,6 +106,7 @@ impl std::fmt::Debug for TokenSettings {
         f.debug_struct("TokenSettings")
             .field("token", &"<redacted>")
             .field("datasources", &self.datasources)
+            .field("publish", &self.publish)
             .finish()
     }
 }
@@ -114,6 +139,8 @@ pub struct Limits {
     pub max_messages_per_second: u32,
     /// Requests one connection may have running at once.
     pub max_requests: usize,
+    /// Live requests one connection may follow at once.
+    pub max_live_queries: usize,
     /// Bytes of results buffered for a connection before its datasources wait.
     pub outbound_buffer_bytes: usize,
     /// How long results may wait on a client that does not read before it is
@@ -167,6 +194,7 @@ impl Default for Limits {
             max_message_bytes: 64 * 1024,
             max_messages_per_second: 50,
             max_requests: 16,
+            max_live_queries: 16,
             outbound_buffer_bytes: 4 * 1024 * 1024,
             slow_client_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
@@ -201,6 +229,8 @@ struct RawSettings {
     auth: AuthSettings,
     #[serde(default)]
     live: LiveSettings,
+    #[serde(default)]
+    publish: PublishSettings,
     /// `TRIBUTARY_CONFIG` names the file; it is not a setting of its own.
     #[serde(default)]
     #[allow(dead_code)]
@@ -296,6 +326,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
         limits: raw.limits,
         auth: raw.auth,
         live: raw.live,
+        publish: raw.publish,
     })
 }
 
@@ -328,6 +359,7 @@ impl Default for Settings {
             limits: Limits::default(),
             auth: AuthSettings::default(),
             live: LiveSettings::default(),
+            publish: PublishSettings::default(),
         }
     }
 }

@@ -18,7 +18,7 @@ use futures_util::future::join_all;
 
 use crate::datasources::{
     redact_userinfo, BatchTarget, Caller, Datasource, DatasourceError, ErrorKind, Item, Lease,
-    RequestContext, ResultSink, SinkClosed, WorkLimits,
+    LiveCursor, RequestContext, ResultSink, SinkClosed, WorkLimits,
 };
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, RequestKey};
@@ -88,6 +88,11 @@ impl Federation {
         if !caller.may_use(id) {
             return None;
         }
+        self.source_by_id(id)
+    }
+
+    /// The datasource `id`, whoever asks.
+    pub fn source_by_id(&self, id: &str) -> Option<&Source> {
         self.by_id.get(id).map(|&i| &self.sources[i])
     }
 
@@ -131,10 +136,15 @@ impl Federation {
     }
 
     /// Answers an `ITEMS_REQUEST`: per datasource, one or more `ITEMS_RECEIVE`
-    /// batches (or an `ERROR`). True when every datasource answered.
-    pub async fn items(&self, request: ItemsQuery, scope: &RequestScope) -> bool {
+    /// batches (or an `ERROR`). A live request's datasources also say where
+    /// their page stands; one that cannot follow new records gets a
+    /// `live_unsupported` `ERROR`.
+    pub async fn items(&self, request: ItemsQuery, scope: &RequestScope) -> ItemsOutcome {
         let echo = Arc::new(request.echo);
         let query = &request.search;
+        let live = request.live;
+        let starts = Mutex::new(Vec::new());
+        let starts_ref = &starts;
         let jobs = request.datasources.iter().map(|id| {
             let echo = Arc::clone(&echo);
             async move {
@@ -157,17 +167,39 @@ impl Federation {
                     caller: scope.caller.clone(),
                     deadline: Instant::now() + source.timeout,
                 };
+                let follows = if live { source.datasource.live() } else { None };
                 let search = async {
-                    source.datasource.search(&context, query, &mut sink).await?;
+                    let cursor = match follows {
+                        Some(follows) => Some(follows.search_live(&context, query, &mut sink).await?),
+                        None => {
+                            source.datasource.search(&context, query, &mut sink).await?;
+                            None
+                        }
+                    };
                     sink.finish().await?;
-                    Ok(())
+                    Ok(cursor)
                 };
                 let outcome = match call(source, &clock, search).await {
-                    Ok(()) => DatasourceOutcome {
-                        took_ms: ms(clock.working()),
-                        total: sink.total(),
-                        error: None,
-                    },
+                    Ok(cursor) => {
+                        match cursor {
+                            Some(cursor) => lock(starts_ref).push(LiveStart {
+                                datasource: id.clone(),
+                                query: query.query.clone(),
+                                cursor,
+                                total: sink.total().unwrap_or(0),
+                            }),
+                            None if live => {
+                                let message = format!("datasource `{id}` cannot follow new records: its results are not live");
+                                send_error(ErrorCode::LiveUnsupported, message, id, &echo, scope).await;
+                            }
+                            None => {}
+                        }
+                        DatasourceOutcome {
+                            took_ms: ms(clock.working()),
+                            total: sink.total(),
+                            error: None,
+                        }
+                    }
                     Err(error) => datasource_failed(id, error, &clock, &echo, scope).await,
                 };
                 self.observe(id, "items", &clock, &outcome);
@@ -175,7 +207,11 @@ impl Federation {
             }
         });
         let outcomes = join_all(jobs).await;
-        complete(&echo, outcomes, scope).await
+        let all_answered = complete(&echo, outcomes, scope).await;
+        ItemsOutcome {
+            all_answered,
+            live: starts.into_inner().unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     fn observe(&self, id: &str, call: &str, clock: &WaitClock, outcome: &DatasourceOutcome) {
@@ -196,6 +232,27 @@ impl Federation {
                 .observe(waited.as_secs_f64());
         }
     }
+}
+
+/// How an `ITEMS_REQUEST` ended.
+pub struct ItemsOutcome {
+    /// Every datasource answered.
+    pub all_answered: bool,
+    /// Where each datasource of a live request that can follow new records stands.
+    pub live: Vec<LiveStart>,
+}
+
+/// A datasource's page of a live query, and where it stands.
+pub struct LiveStart {
+    pub datasource: String,
+    pub query: String,
+    pub cursor: LiveCursor,
+    /// The page's total: appends count on from it.
+    pub total: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs one datasource call under its timeout. Time spent waiting for room

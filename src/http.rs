@@ -1,4 +1,5 @@
-//! The HTTP side: routes (`/ws`, `/healthz`, `/metrics`, the web UI), and
+//! The HTTP side: routes (`/ws`, `/api/streaming`, `/healthz`, `/metrics`,
+//! publishing at `/api/datasources/<id>/records`, the web UI), and
 //! starting and stopping the server.
 
 use std::collections::BTreeMap;
@@ -227,6 +228,7 @@ pub fn bind(
         app.health_interval,
         app.shutdown.clone(),
     ));
+    let publish_limit = app.publish.max_body_bytes;
     let app = web::Data::new(app);
     let static_dir = settings.static_dir.clone();
     let has_ui = static_dir.join("index.html").is_file();
@@ -239,7 +241,12 @@ pub fn bind(
             .route("/ws", web::get().to(websocket))
             .route("/api/streaming", web::get().to(streaming))
             .route("/healthz", web::get().to(healthz))
-            .route("/metrics", web::get().to(metrics));
+            .route("/metrics", web::get().to(metrics))
+            .service(
+                web::resource("/api/datasources/{id}/records")
+                    .app_data(web::PayloadConfig::new(publish_limit))
+                    .route(web::post().to(crate::publish::records)),
+            );
         if has_ui {
             routes.service(actix_files::Files::new("/", &static_dir).index_file("index.html"))
         } else {

@@ -10,7 +10,8 @@
 //! - [`session`]: one connection's protocol state, driven by commands;
 //! - [`outbox`]: one connection's outgoing frames, bounded in bytes;
 //! - [`request`]: requests validated once, right after decoding;
-//! - [`federation`]: fan-out to datasources; [`live`]: datasource health measured in the background;
+//! - [`federation`]: fan-out to datasources; [`live`]: channels (datasource
+//!   health) and live queries; [`publish`]: records published over HTTP;
 //! - [`app`]: the composition root; [`config`]: settings; [`auth`]: tokens and origins;
 //! - [`http`]: routes and the server's lifecycle; [`metrics`]: `/metrics`;
 //! - [`tcp`], [`frame_guard`]: each TCP connection's slot, and inbound frame sizes.
@@ -26,6 +27,7 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod outbox;
+pub mod publish;
 pub mod request;
 pub mod session;
 pub mod tcp;

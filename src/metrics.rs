@@ -41,6 +41,14 @@ pub struct Metrics {
     pub live_deliveries: IntCounter,
     /// Subscribers closed (4420) because their outbox was full.
     pub live_dropped_subscribers: IntCounter,
+    /// Live requests followed now, one per datasource.
+    pub live_queries: IntGauge,
+    /// Distinct live queries (query and cursor) now: what each new record is matched against.
+    pub live_query_groups: IntGauge,
+    /// Distinct live queries asked for new records.
+    pub live_matches: IntCounter,
+    /// Records published to datasources.
+    pub published_records: IntCounterVec,
 }
 
 impl Metrics {
@@ -130,12 +138,32 @@ impl Metrics {
                 .expect("valid metric"),
             live_deliveries: IntCounter::new(
                 "live_deliveries_total",
-                "Channel values queued for subscribers",
+                "Channel values and live appends queued for subscribers",
             )
             .expect("valid metric"),
             live_dropped_subscribers: IntCounter::new(
                 "live_dropped_subscribers_total",
-                "Channel subscribers closed (4420) because they did not read",
+                "Channel and live query subscribers closed (4420) because they did not read",
+            )
+            .expect("valid metric"),
+            live_queries: IntGauge::new(
+                "live_queries",
+                "Live requests followed now, one per datasource",
+            )
+            .expect("valid metric"),
+            live_query_groups: IntGauge::new(
+                "live_query_groups",
+                "Distinct live queries now: what each new record is matched against",
+            )
+            .expect("valid metric"),
+            live_matches: IntCounter::new(
+                "live_matches_total",
+                "Distinct live queries asked for new records",
+            )
+            .expect("valid metric"),
+            published_records: IntCounterVec::new(
+                Opts::new("published_records_total", "Records published, by datasource"),
+                &["datasource"],
             )
             .expect("valid metric"),
             registry,
@@ -145,7 +173,11 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
+            Box::new(self.live_queries.clone()),
+            Box::new(self.live_query_groups.clone()),
+            Box::new(self.live_matches.clone()),
+            Box::new(self.published_records.clone()),
             Box::new(self.live_subscriptions.clone()),
             Box::new(self.live_publishes.clone()),
             Box::new(self.live_deliveries.clone()),

@@ -148,10 +148,11 @@ impl Outbox {
         }
     }
 
-    /// Queues a live frame (channel data) without waiting. Refused when the
+    /// Queues a live frame (channel data with [`LIVE_KEY`], or a live
+    /// request's appends with its key) without waiting. Refused when the
     /// outbox already holds its whole budget: the client reads too slowly
     /// to follow a live stream, and the caller drops it (4420).
-    pub fn try_send_live(&self, frame: Frame) -> Result<(), LiveRefused> {
+    pub fn try_send_live(&self, key: RequestKey, frame: Frame) -> Result<(), LiveRefused> {
         let mut queues = self.queues();
         if queues.closed {
             return Err(LiveRefused::Closed);
@@ -162,7 +163,7 @@ impl Outbox {
         queues.note_waiting();
         queues.data_bytes += frame.len();
         self.shared.metrics.outbox_bytes.add(frame.len() as i64);
-        queues.data.push_back((LIVE_KEY, frame));
+        queues.data.push_back((key, frame));
         wake(&mut queues);
         Ok(())
     }

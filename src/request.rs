@@ -29,6 +29,8 @@ pub struct ItemsQuery {
     /// At least one, each once.
     pub datasources: Vec<String>,
     pub search: SearchQuery,
+    /// Keep following the query once its page is sent.
+    pub live: bool,
 }
 
 /// Why a request was refused, with its echo for the `ERROR`.
@@ -65,10 +67,17 @@ impl RequestRules {
         if let Err(limit) = self.query_limits.check(&request.query) {
             return refuse(ErrorCode::BadQuery, limit.to_string());
         }
+        if request.live && echo.request_id.is_none() {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                "a live request needs a `request-id` (it is how its appends, `UPDATE_REQUEST` and `CANCEL_REQUEST` name it)".into(),
+            );
+        }
         let datasources = unique_datasources(request.datasources, &echo)?;
         Ok(ItemsQuery {
             echo,
             datasources,
+            live: request.live,
             search: SearchQuery {
                 query: request.query,
                 from: request.from,
@@ -110,6 +119,7 @@ mod tests {
             size,
             color: Some("#fff".into()),
             request_id: None,
+            live: false,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The protocol state of one connection: the requests it runs (and, to come,
-//! its subscriptions). The transport loop (`connection`) drives it with
+//! The protocol state of one connection: the requests it runs, the live
+//! requests it follows and its channel subscriptions. The transport loop (`connection`) drives it with
 //! [`Command`]s; it answers through the connection's outbox and never touches
 //! the socket.
 
@@ -14,12 +14,14 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::datasources::{Caller, Lease, WorkLimits};
 use crate::federation::RequestScope;
+use crate::live::queries::LiveRequest;
 use crate::metrics::Metrics;
 use crate::outbox::{Control, Outbox, RequestKey};
 use crate::protocol::{
-    elstat, ClientMessage, Echo, ErrorCode, ErrorReport, RequestId, ServerMessage,
+    elstat, ClientMessage, Echo, ErrorCode, ErrorReport, ItemsRequest, RequestId, ServerMessage,
+    UpdateRequest,
 };
-use crate::request::Refusal;
+use crate::request::{ItemsQuery, Refusal};
 
 /// What the transport tells the session.
 #[derive(Debug)]
@@ -67,6 +69,15 @@ pub struct Session {
     next_key: RequestKey,
     /// The connection's share of the search pool.
     searches: Arc<Semaphore>,
+    /// The live requests it follows, by request id.
+    live: HashMap<RequestId, Following>,
+}
+
+/// A live request: its query (for `UPDATE_REQUEST`) and its appends.
+struct Following {
+    key: RequestKey,
+    request: Arc<LiveRequest>,
+    query: ItemsQuery,
 }
 
 impl Session {
@@ -89,6 +100,7 @@ impl Session {
             running: HashMap::new(),
             next_key: 1,
             searches,
+            live: HashMap::new(),
         }
     }
 
@@ -120,9 +132,11 @@ impl Session {
                     return;
                 }
                 match self.app.rules.fields(request) {
-                    Ok(query) => self.start(kind, query.echo.request_id.clone(), |f, scope| {
-                        Box::pin(async move { f.fields(query, &scope).await })
-                    }),
+                    Ok(query) => {
+                        self.start(kind, query.echo.request_id.clone(), |f, scope| {
+                            Box::pin(async move { f.fields(query, &scope).await })
+                        });
+                    }
                     Err(refusal) => self.refuse(kind, refusal),
                 }
             }
@@ -138,12 +152,16 @@ impl Session {
                     return;
                 }
                 match self.app.rules.items(request) {
-                    Ok(query) => self.start(kind, query.echo.request_id.clone(), |f, scope| {
-                        Box::pin(async move { f.items(query, &scope).await })
-                    }),
+                    Ok(query) if query.live => self.follow(query, None),
+                    Ok(query) => {
+                        self.start(kind, query.echo.request_id.clone(), |f, scope| {
+                            Box::pin(async move { f.items(query, &scope).await.all_answered })
+                        });
+                    }
                     Err(refusal) => self.refuse(kind, refusal),
                 }
             }
+            Command::Received(ClientMessage::Update(update)) => self.update(update),
             Command::Received(ClientMessage::Cancel(cancel)) => self.cancel(cancel.request_id),
             Command::Received(ClientMessage::Ping(ping)) => {
                 self.metrics().request("PING", "ok");
@@ -175,6 +193,14 @@ impl Session {
             }
             Command::Stop => {
                 self.app.hub.leave(self.connection);
+                for (_, following) in self.live.drain() {
+                    following.request.stop();
+                    self.app.live.leave(
+                        &following.query.datasources,
+                        self.connection,
+                        following.key,
+                    );
+                }
                 for (_, running) in self.running.drain() {
                     running.task.abort();
                     if !running.canceled {
@@ -360,8 +386,137 @@ impl Session {
         }
     }
 
+    /// Starts a live request (`previous`: the one an `UPDATE_REQUEST`
+    /// replaces): its page, `REQUEST_COMPLETED`, `LIVE_STARTED`, then appends.
+    fn follow(&mut self, query: ItemsQuery, previous: Option<Arc<LiveRequest>>) {
+        let kind = "ITEMS_REQUEST";
+        // The rules make sure a live request has an id.
+        let Some(request_id) = query.echo.request_id.clone() else {
+            return;
+        };
+        let refusal = if previous.is_some() {
+            None
+        } else if self.live.contains_key(&request_id) {
+            Some(ErrorReport::new(
+                ErrorCode::InvalidRequest,
+                format!("a live request with request-id `{request_id}` is already running: send UPDATE_REQUEST to change it, or CANCEL_REQUEST"),
+            ))
+        } else if self.live.len() >= self.app.limits.max_live_queries {
+            Some(ErrorReport::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "this connection already follows {} live requests; cancel one first",
+                    self.live.len()
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(report) = refusal {
+            self.refuse(kind, Box::new(report.echoing(query.echo)));
+            return;
+        }
+        let request = match previous {
+            Some(previous) => previous.updated(query.echo.clone()),
+            None => LiveRequest::new(self.connection, query.echo.clone()),
+        };
+        let live = Arc::clone(&self.app.live);
+        let for_task = Arc::clone(&request);
+        let page = query.clone();
+        let key = self.start(kind, Some(request_id.clone()), move |f, scope| {
+            Box::pin(async move {
+                let outcome = f.items(page, &scope).await;
+                live.start(for_task, outcome.live, &scope).await;
+                outcome.all_answered
+            })
+        });
+        self.live.insert(
+            request_id,
+            Following {
+                key,
+                request,
+                query,
+            },
+        );
+    }
+
+    /// `UPDATE_REQUEST`: the live request gets a new query (and optionally
+    /// datasources and color) and sends its new page, then appends for it.
+    /// Refused updates leave the old query live.
+    fn update(&mut self, update: UpdateRequest) {
+        let kind = "UPDATE_REQUEST";
+        let request_id = update.request_id;
+        let echo = Echo {
+            query: Some(update.query.clone()),
+            color: update.color.clone(),
+            request_id: Some(request_id.clone()),
+        };
+        let Some(following) = self.live.get(&request_id) else {
+            self.metrics().request(kind, "unknown_request");
+            let report = ErrorReport::new(
+                ErrorCode::UnknownRequest,
+                format!("no live request has request-id `{request_id}`"),
+            )
+            .echoing(echo);
+            self.error(&report);
+            return;
+        };
+        let old = &following.query;
+        let request = ItemsRequest {
+            datasources: update
+                .datasources
+                .unwrap_or_else(|| old.datasources.clone()),
+            query: update.query,
+            from: old.search.from,
+            size: old.search.size,
+            color: update.color.or_else(|| old.echo.color.clone()),
+            request_id: Some(request_id.clone()),
+            live: true,
+        };
+        let query = match self.app.rules.items(request) {
+            Ok(query) => query,
+            Err(refusal) => return self.refuse_update(&refusal),
+        };
+        // A query that does not parse is refused before the old one stops.
+        let text = query.search.query.trim();
+        if !(text.is_empty() || text == "*") {
+            if let Err(e) = tributary_query::parse(text) {
+                let report = ErrorReport::new(ErrorCode::BadQuery, e.to_string()).echoing(echo);
+                return self.refuse_update(&report);
+            }
+        }
+        if self.refuse_if_busy(kind, || echo) {
+            return;
+        }
+        let Some(old) = self.live.remove(&request_id) else {
+            return;
+        };
+        self.unfollow(&old);
+        self.metrics().request(kind, "ok");
+        self.follow(query, Some(old.request));
+    }
+
+    fn refuse_update(&self, report: &ErrorReport) {
+        self.metrics().request("UPDATE_REQUEST", "failed");
+        self.error(report);
+    }
+
+    /// Stops a live request: no more appends, its page stops if still
+    /// running, and what is queued of it is dropped.
+    fn unfollow(&mut self, following: &Following) {
+        following.request.stop();
+        self.app
+            .live
+            .leave(&following.query.datasources, self.connection, following.key);
+        if let Some(running) = self.running.get_mut(&following.key) {
+            running.canceled = true;
+            running.task.abort();
+        }
+        self.outbox.discard(following.key);
+    }
+
     /// Starts a valid request as a task of its own.
-    fn start<F>(&mut self, kind: &'static str, request_id: Option<RequestId>, run: F)
+    fn start<F>(&mut self, kind: &'static str, request_id: Option<RequestId>, run: F) -> RequestKey
     where
         F: FnOnce(
                 Arc<crate::federation::Federation>,
@@ -413,17 +568,24 @@ impl Session {
                 canceled: false,
             },
         );
+        key
     }
 
-    /// Stops every running request with this id; their queued results are dropped.
+    /// Stops every running request with this id, and the live request with
+    /// it; their queued results are dropped.
     fn cancel(&mut self, request_id: RequestId) {
+        let following = self.live.remove(&request_id);
+        if let Some(following) = &following {
+            self.unfollow(following);
+            self.metrics().request("ITEMS_REQUEST", "canceled");
+        }
         let keys: Vec<RequestKey> = self
             .running
             .iter()
             .filter(|(_, r)| !r.canceled && r.request_id.as_ref() == Some(&request_id))
             .map(|(k, _)| *k)
             .collect();
-        if keys.is_empty() {
+        if keys.is_empty() && following.is_none() {
             self.metrics().request("CANCEL_REQUEST", "unknown_request");
             let report = ErrorReport::new(
                 ErrorCode::UnknownRequest,

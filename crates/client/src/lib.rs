@@ -88,6 +88,7 @@ impl Search {
             size: tributary_protocol::DEFAULT_SIZE,
             color: None,
             request_id: None,
+            live: false,
         })
     }
     pub fn from(mut self, from: u64) -> Search {

@@ -7,7 +7,9 @@
 //!   unit-tested without a server;
 //! - [`RequestContext`]: who asks, and by when the answer is due;
 //! - [`DatasourceError`]: why a datasource could not answer;
-//! - [`DatasourceSettings`]: an adapter's table of the config.
+//! - [`DatasourceSettings`]: an adapter's table of the config;
+//! - [`Live`]: following records that arrive after a search, and
+//!   [`Datasource::append`] for records published to the server.
 //!
 //! ```
 //! use async_trait::async_trait;
@@ -46,6 +48,7 @@
 
 mod context;
 mod error;
+mod live;
 mod pool;
 mod record;
 mod settings;
@@ -55,6 +58,7 @@ pub use async_trait::async_trait;
 
 pub use context::{Caller, RequestContext};
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
+pub use live::{AppendError, Appended, Live, LiveCursor, LiveMode, Records, Watch};
 pub use pool::{CorePermit, CorePool};
 pub use record::{Field, FieldList, Item, SearchQuery};
 pub use settings::{DatasourceSettings, SetupError};
@@ -83,5 +87,17 @@ pub trait Datasource: Send + Sync + 'static {
     /// Checks that the datasource can answer; used by `GET /healthz`.
     async fn health(&self) -> Result<(), DatasourceError> {
         Ok(())
+    }
+
+    /// Its live side, if it can follow new records (see [`Live`]); `None`:
+    /// a live query gets `live_unsupported` for this datasource.
+    fn live(&self) -> Option<&dyn Live> {
+        None
+    }
+
+    /// Adds published records (`POST /api/datasources/<id>/records`): all of
+    /// them, or none when one is invalid.
+    async fn append(&self, _records: Records) -> Result<Appended, AppendError> {
+        Err(AppendError::NotSupported)
     }
 }

@@ -58,6 +58,23 @@ pub struct ItemsRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub request_id: Option<RequestId>,
+    /// Keep following the query: new matching records are appended
+    /// (`ITEMS_RECEIVE` with `"append": true`) until `CANCEL_REQUEST`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live: bool,
+}
+
+/// `UPDATE_REQUEST`: replaces the query (and optionally the datasources and
+/// color) of a live request, keeping its subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    #[serde(rename = "request-id")]
+    pub request_id: RequestId,
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datasources: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
 }
 
 fn default_size() -> u64 {
@@ -92,6 +109,8 @@ pub enum ClientMessage {
     Items(ItemsRequest),
     #[serde(rename = "CANCEL_REQUEST")]
     Cancel(CancelRequest),
+    #[serde(rename = "UPDATE_REQUEST")]
+    Update(UpdateRequest),
     #[serde(rename = "PING")]
     Ping(Ping),
     #[serde(rename = "SUBSCRIBE")]
@@ -175,6 +194,9 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
         "CANCEL_REQUEST" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Cancel)
             .map_err(invalid),
+        "UPDATE_REQUEST" => serde_path_to_error::deserialize(&body)
+            .map(ClientMessage::Update)
+            .map_err(invalid),
         "PING" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Ping)
             .map_err(invalid),
@@ -186,7 +208,7 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
             .map_err(invalid),
         other => {
             let mut report = report_context.with_message(format!(
-                "unknown message type `{other}`; expected FIELDS_REQUEST, ITEMS_REQUEST, CANCEL_REQUEST, PING, SUBSCRIBE or UNSUBSCRIBE"
+                "unknown message type `{other}`; expected FIELDS_REQUEST, ITEMS_REQUEST, CANCEL_REQUEST, UPDATE_REQUEST, PING, SUBSCRIBE or UNSUBSCRIBE"
             ));
             report.code = ErrorCode::UnknownType;
             Err(report)
@@ -208,6 +230,7 @@ fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json:
         "query" | "color" => "a string",
         "from" | "size" => "a whole number of 0 or more",
         "request-id" => "a string or an integer",
+        "live" => "true or false",
         _ => return error.inner().to_string(),
     };
     let found = match body.get(&field) {
@@ -241,6 +264,8 @@ const KNOWN_FIELDS: &[&str] = &[
     "color",
     "request-id",
     "t",
+    "live",
+    "channels",
 ];
 
 /// `message` about a missing field, with "did you send `sise` for `size`?"

@@ -18,10 +18,11 @@ pub mod outbound;
 
 pub use inbound::{
     decode, CancelRequest, ClientMessage, DecodeError, FieldsRequest, ItemsRequest, Ping,
-    RequestId, DEFAULT_SIZE,
+    RequestId, UpdateRequest, DEFAULT_SIZE,
 };
 pub use outbound::{
-    DatasourceInfo, DatasourceOutcome, Echo, ErrorCode, ErrorReport, Frame, ServerMessage,
+    encode_results, DatasourceInfo, DatasourceOutcome, Echo, ErrorCode, ErrorReport, Frame,
+    LiveModeInfo, ServerMessage,
 };
 pub use tributary_datasource::{Field, Item};
 

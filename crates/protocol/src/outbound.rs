@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tributary_datasource::{ErrorKind, Field, Item};
 
@@ -50,6 +51,8 @@ pub enum ErrorCode {
     AlreadySubscribed,
     /// `UNSUBSCRIBE` from a channel the connection does not receive.
     NotSubscribed,
+    /// A live query named a datasource that cannot follow new records.
+    LiveUnsupported,
 }
 
 impl ErrorCode {
@@ -70,6 +73,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::AlreadySubscribed => "already_subscribed",
             ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::LiveUnsupported => "live_unsupported",
         }
     }
 }
@@ -169,6 +173,22 @@ pub struct DatasourceOutcome {
     pub error: Option<String>,
 }
 
+/// How one datasource of a live query learns of new records, as listed in
+/// `LIVE_STARTED`: `{"mode":"push"}` or `{"mode":"poll","interval_ms":5000}`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LiveModeInfo {
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+}
+
+/// Encodes results once as a JSON array, to be shared by every
+/// [`ServerMessage::Appended`] that carries them.
+pub fn encode_results(results: &[Item]) -> Box<RawValue> {
+    // Items are already-encoded JSON with string keys: this cannot fail.
+    serde_json::value::to_raw_value(results).unwrap_or_default()
+}
+
 /// One encoded server message: the text of a websocket frame, in shared
 /// bytes. Encoded once, it can go to any number of connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +236,22 @@ pub enum ServerMessage<'a> {
         from: u64,
         results: &'a [Item],
     },
+    /// New records of a live query: `ITEMS_RECEIVE` with `"append": true`
+    /// and the request's sequence number. `results` is the JSON array of
+    /// items, encoded once for every subscriber ([`encode_results`]).
+    Appended {
+        echo: &'a Echo,
+        server: &'a str,
+        total: u64,
+        from: u64,
+        seq: u64,
+        results: &'a RawValue,
+    },
+    /// A live query follows its datasources: how each learns of new records.
+    LiveStarted {
+        request_id: &'a RequestId,
+        datasources: &'a BTreeMap<String, LiveModeInfo>,
+    },
     Error(&'a ErrorReport),
     RequestCompleted {
         request_id: &'a RequestId,
@@ -256,7 +292,8 @@ impl ServerMessage<'_> {
         match self {
             ServerMessage::InitialState { .. } => "INITIAL_STATE_RECEIVE",
             ServerMessage::Fields { .. } => "FIELDS_RECEIVE",
-            ServerMessage::Items { .. } => "ITEMS_RECEIVE",
+            ServerMessage::Items { .. } | ServerMessage::Appended { .. } => "ITEMS_RECEIVE",
+            ServerMessage::LiveStarted { .. } => "LIVE_STARTED",
             ServerMessage::Error(_) => "ERROR",
             ServerMessage::RequestCompleted { .. } => "REQUEST_COMPLETED",
             ServerMessage::RequestCanceled { .. } => "REQUEST_CANCELED",
@@ -345,6 +382,53 @@ impl ServerMessage<'_> {
                     },
                 };
                 tagged(kind, &body, echo.request_id.as_ref())
+            }
+            ServerMessage::Appended {
+                echo,
+                server,
+                total,
+                from,
+                seq,
+                results,
+            } => {
+                #[derive(Serialize)]
+                struct Inner<'a> {
+                    server: &'a str,
+                    query: &'a str,
+                    color: &'a Option<String>,
+                    total: u64,
+                    from: u64,
+                    results: &'a RawValue,
+                    append: bool,
+                    seq: u64,
+                }
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    items: Inner<'a>,
+                }
+                let body = Body {
+                    items: Inner {
+                        server,
+                        query: echo.query.as_deref().unwrap_or_default(),
+                        color: &echo.color,
+                        total,
+                        from,
+                        results,
+                        append: true,
+                        seq,
+                    },
+                };
+                tagged(kind, &body, echo.request_id.as_ref())
+            }
+            ServerMessage::LiveStarted {
+                request_id,
+                datasources,
+            } => {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    datasources: &'a BTreeMap<String, LiveModeInfo>,
+                }
+                tagged(kind, &Body { datasources }, Some(request_id))
             }
             ServerMessage::Error(report) => {
                 #[derive(Serialize)]

@@ -21,6 +21,7 @@ fn decodes_the_seed_items_request() {
             size: 500,
             color: Some("#de79f2".into()),
             request_id: None,
+            live: false,
         }))
     );
 }
@@ -183,6 +184,7 @@ fn client_messages_encode_as_they_decode() {
             size: 10,
             color: Some("#123456".into()),
             request_id: Some(RequestId::Text("q".into())),
+            live: false,
         }),
         ClientMessage::Fields(FieldsRequest {
             datasources: vec!["a".into()],

@@ -20,5 +20,5 @@ pub mod mapping;
 pub mod syntax;
 
 pub use ast::Node;
-pub use mapping::{FieldType, MappedField, Mapping};
+pub use mapping::{Dynamic, FieldType, MappedField, Mapping};
 pub use syntax::{parse, SyntaxError};

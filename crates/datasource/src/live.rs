@@ -1,0 +1,106 @@
+//! Live data: records that arrive after a search, and records published to
+//! a datasource.
+//!
+//! A datasource that can follow new records returns a [`Live`] from
+//! [`crate::Datasource::live`]. The server runs a live query's first page
+//! through [`Live::search_live`], which says where that page stands (a
+//! [`LiveCursor`]); from then on it asks [`Live::changes`] for what is new
+//! since each cursor — when the datasource announces new records
+//! ([`LiveMode::Push`]) or every interval ([`LiveMode::Poll`]). Subscribers
+//! that follow the same query from the same cursor share one [`Watch`], so a
+//! new record is matched once per distinct query, however many clients wait
+//! for it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use crate::context::RequestContext;
+use crate::error::DatasourceError;
+use crate::record::{Item, SearchQuery};
+use crate::sink::ResultSink;
+
+/// How a datasource learns of new records.
+#[derive(Debug, Clone)]
+pub enum LiveMode {
+    /// The datasource announces them: the value changes whenever records were
+    /// added (its meaning is the datasource's own, e.g. a record count).
+    Push(watch::Receiver<u64>),
+    /// They must be asked for, every `interval` (the streaming-compute API's
+    /// polling-only types).
+    Poll { interval: Duration },
+}
+
+impl LiveMode {
+    /// `push` or `poll`, as `LIVE_STARTED` names the mode.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LiveMode::Push(_) => "push",
+            LiveMode::Poll { .. } => "poll",
+        }
+    }
+}
+
+/// Where a live query's results stand: the records after it are new. Its
+/// content is the datasource's own (a row count, a timestamp and the ids seen
+/// at it…); the server only stores and compares cursors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCursor(pub Value);
+
+/// One live query being followed, and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    pub query: String,
+    pub cursor: LiveCursor,
+}
+
+/// A datasource's live side.
+#[async_trait]
+pub trait Live: Send + Sync {
+    /// How new records are learnt of.
+    fn mode(&self) -> LiveMode;
+
+    /// Runs the first page of a live query as [`crate::Datasource::search`]
+    /// does, and returns the cursor that page stands at: every record after
+    /// it, and none before, will be reported by [`Live::changes`].
+    async fn search_live(
+        &self,
+        request: &RequestContext,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<LiveCursor, DatasourceError>;
+
+    /// For each watch, the records matching its query that arrived after
+    /// its cursor, oldest first; each cursor is moved past what is returned.
+    /// One call serves every distinct live query of the datasource.
+    async fn changes(&self, watches: &mut [Watch]) -> Vec<Result<Vec<Item>, DatasourceError>>;
+}
+
+/// What publishing records did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Appended {
+    /// How many records were added.
+    pub records: usize,
+    /// Fields of the new records that are stored and returned but cannot be
+    /// searched (the datasource's schema does not have them).
+    pub unindexed_fields: Vec<String>,
+}
+
+/// Why records could not be published. Nothing of the batch was added.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AppendError {
+    /// This datasource does not take published records.
+    #[error("this datasource does not take published records")]
+    NotSupported,
+    /// Record number `record` (from 0) of the batch is invalid.
+    #[error("record {record}: {message}")]
+    Invalid { record: usize, message: String },
+    /// The datasource failed.
+    #[error("{0}")]
+    Failed(DatasourceError),
+}
+
+/// Records to publish: JSON objects, nested as the client sent them.
+pub type Records = Vec<Map<String, Value>>;

@@ -1,0 +1,111 @@
+//! Each datasource's health, measured in the background.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{unix_ms, Hub};
+use crate::federation::{Federation, Source};
+
+/// The longest one health check may take, whatever the datasource's timeout.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One datasource's health, as last measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    /// Did the datasource answer its health check?
+    pub ok: bool,
+    /// How long the check took, in milliseconds.
+    pub latency_ms: u64,
+    /// Why it is not ok, in the user's terms (credentials redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was measured (unix milliseconds).
+    pub checked_at_ms: u64,
+}
+
+/// Checks one datasource now.
+pub async fn check(source: &Source) -> Health {
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        source.timeout.min(HEALTH_CHECK_TIMEOUT),
+        source.datasource.health(),
+    )
+    .await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (ok, error) = match result {
+        Ok(Ok(())) => (true, None),
+        Ok(Err(e)) => (false, Some(crate::datasources::redact_userinfo(&e.message))),
+        Err(_) => (false, Some("health check timed out".to_owned())),
+    };
+    Health {
+        ok,
+        latency_ms,
+        error,
+        checked_at_ms: unix_ms(),
+    }
+}
+
+/// The last measured health of every datasource, by id.
+#[derive(Default)]
+pub struct HealthBoard {
+    latest: Mutex<BTreeMap<String, Health>>,
+}
+
+impl HealthBoard {
+    pub fn get(&self, id: &str) -> Option<Health> {
+        self.lock().get(id).cloned()
+    }
+
+    fn set(&self, id: &str, health: Health) {
+        self.lock().insert(id.to_owned(), health);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Health>> {
+        // A panic while holding the lock cannot leave the map half-written.
+        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Measures every datasource at once, now and then every `interval`, until
+/// the server shuts down; each measure goes on the board and out on the
+/// datasource's `status:` and `latency:` channels.
+pub async fn monitor(
+    federation: Arc<Federation>,
+    board: Arc<HealthBoard>,
+    hub: Arc<Hub>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+) {
+    let interval = interval.max(Duration::from_millis(100));
+    loop {
+        let checks = federation.sources().iter().map(|source| async {
+            let health = check(source).await;
+            let id = &source.info.id;
+            hub.publish(
+                &format!("status:{id}"),
+                health.checked_at_ms,
+                &health.ok.into(),
+            );
+            hub.publish(
+                &format!("latency:{id}"),
+                health.checked_at_ms,
+                &health.latency_ms.into(),
+            );
+            board.set(id, health);
+        });
+        join_all(checks).await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || shutdown.borrow().is_some() {
+                    return;
+                }
+            }
+        }
+    }
+}

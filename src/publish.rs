@@ -1,0 +1,214 @@
+//! `POST /api/datasources/<id>/records`: records published to a datasource
+//! (Marija's live feed). The body is one JSON object, an array of objects,
+//! or NDJSON; the records are all added, or none. Live queries receive the
+//! matching ones as soon as they are searchable.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use crate::app::App;
+use crate::datasources::AppendError;
+
+/// Where a record came from in the body, to name it in an error.
+enum Origin {
+    /// The n-th element (from 0) of a JSON array.
+    Element(usize),
+    /// A line of NDJSON (from 1).
+    Line(usize),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Element(n) => write!(f, "element {n}"),
+            Origin::Line(n) => write!(f, "line {n}"),
+        }
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message.into() }))
+}
+
+pub async fn records(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    app: web::Data<App>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let grant = match app.auth.check(&req) {
+        Ok(grant) => grant,
+        Err(refusal) => return error(refusal.status(), refusal.message()),
+    };
+    if app.auth.requires_token() && !grant.may_publish {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this token may not publish records (its `[auth.tokens.<name>]` table needs `publish = true`)",
+        );
+    }
+    if !app.auth.requires_token() && !app.publish.enabled {
+        return error(
+            StatusCode::FORBIDDEN,
+            "publishing is off on this server: set `[publish] enabled = true` (or use a token with `publish = true`)",
+        );
+    }
+    let source = match app.federation.source_by_id(&id) {
+        Some(source) if grant.caller.may_use(&id) => source,
+        _ => return error(StatusCode::NOT_FOUND, format!("unknown datasource `{id}`")),
+    };
+    let (records, origins) = match parse_body(&body) {
+        Ok(parsed) => parsed,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    if records.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the body holds no records");
+    }
+    match source.datasource.append(records).await {
+        Ok(appended) => {
+            app.metrics
+                .published_records
+                .with_label_values(&[&id])
+                .inc_by(appended.records as u64);
+            tracing::debug!(datasource = %id, records = appended.records, "records published");
+            HttpResponse::Ok().json(json!({
+                "datasource": id,
+                "published": appended.records,
+                "unindexed_fields": appended.unindexed_fields,
+            }))
+        }
+        Err(AppendError::Invalid { record, message }) => {
+            let at = origins
+                .get(record)
+                .map_or_else(|| format!("record {record}"), ToString::to_string);
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("{at}: {message}; nothing was published"),
+            )
+        }
+        Err(AppendError::NotSupported) => error(
+            StatusCode::CONFLICT,
+            format!("datasource `{id}` does not take published records (only `fixtures` datasources do)"),
+        ),
+        Err(AppendError::Failed(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "datasource `{id}`: {}; nothing was published",
+                crate::datasources::redact_userinfo(&e.message)
+            ),
+        ),
+    }
+}
+
+/// Reads the records of a body: one object, an array of objects, or one
+/// object per line. Errors name the line (or element) and the problem.
+fn parse_body(body: &[u8]) -> Result<(Vec<Map<String, Value>>, Vec<Origin>), String> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let line = line_of(body, e.valid_up_to());
+        format!("line {line}: the body is not UTF-8")
+    })?;
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut records = Vec::new();
+    let mut origins = Vec::new();
+    loop {
+        let start = values.byte_offset();
+        let value = match values.next() {
+            None => break,
+            Some(Ok(value)) => value,
+            Some(Err(e)) => {
+                let line = line_of(body, start) + e.line().saturating_sub(1);
+                let line = if e.line() == 0 {
+                    line_of(body, start)
+                } else {
+                    line
+                };
+                return Err(format!(
+                    "line {line}: invalid JSON: {}",
+                    without_position(&e)
+                ));
+            }
+        };
+        let line = line_of(body, start + leading_whitespace(&text[start..]));
+        match value {
+            Value::Object(record) => {
+                records.push(record);
+                origins.push(Origin::Line(line));
+            }
+            Value::Array(elements) if records.is_empty() && origins.is_empty() => {
+                for (n, element) in elements.into_iter().enumerate() {
+                    match element {
+                        Value::Object(record) => {
+                            records.push(record);
+                            origins.push(Origin::Element(n));
+                        }
+                        _ => return Err(format!("element {n}: not a JSON object")),
+                    }
+                }
+                if values.next().is_some() {
+                    return Err("an array of records must be the whole body".into());
+                }
+                break;
+            }
+            _ => return Err(format!("line {line}: not a JSON object")),
+        }
+    }
+    Ok((records, origins))
+}
+
+/// The line (from 1) of a byte offset.
+fn line_of(body: &[u8], offset: usize) -> usize {
+    1 + body[..offset.min(body.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+fn leading_whitespace(text: &str) -> usize {
+    text.len() - text.trim_start().len()
+}
+
+/// serde's message without its "at line L column C" (the line is named first).
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(body: &str) -> Result<Vec<String>, String> {
+        parse_body(body.as_bytes())
+            .map(|(_, origins)| origins.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn bodies_of_every_shape_name_their_records() {
+        assert_eq!(lines(r#"{"a":1}"#).unwrap(), ["line 1"]);
+        assert_eq!(
+            lines("{\"a\":1}\n\n{\"a\":2}\n").unwrap(),
+            ["line 1", "line 3"]
+        );
+        assert_eq!(
+            lines(r#"[{"a":1},{"a":2}]"#).unwrap(),
+            ["element 0", "element 1"]
+        );
+        assert_eq!(lines("").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bad_bodies_name_the_line_and_the_problem() {
+        let error = lines("{\"a\":1}\n{\"a\":\n").unwrap_err();
+        assert!(error.starts_with("line 2: invalid JSON"), "{error}");
+        let error = lines("{\"a\":1}\n42\n").unwrap_err();
+        assert_eq!(error, "line 2: not a JSON object");
+        let error = lines(r#"[{"a":1}, 3]"#).unwrap_err();
+        assert_eq!(error, "element 1: not a JSON object");
+        let error = lines("{\"a\":1}\n{\"b\" 2}").unwrap_err();
+        assert!(error.starts_with("line 2: invalid JSON"), "{error}");
+    }
+}

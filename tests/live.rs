@@ -1,0 +1,449 @@
+//! Live queries over real sockets: a live `ITEMS_REQUEST` sends its page,
+//! `REQUEST_COMPLETED`, `LIVE_STARTED`, then every newly published matching
+//! record once, in order, as `ITEMS_RECEIVE` with `"append": true` and `seq`;
+//! `UPDATE_REQUEST` replaces its query; `CANCEL_REQUEST` ends it; publishing
+//! over HTTP is checked and all-or-nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use serde_json::{json, Value};
+use tributary::config::TokenSettings;
+use tributary::http::ServerHandle;
+
+/// The demo datasets, publishing open (no tokens).
+fn publishing() -> tributary::config::Settings {
+    let mut settings = settings(tributary::config::demo_datasources());
+    settings.publish.enabled = true;
+    settings
+}
+
+fn tweet(id: &str, text: &str) -> Value {
+    json!({"id": id, "created_at": "2026-11-23T10:00:00Z", "text": text,
+           "user": {"screen_name": "live_tester", "followers_count": 3}})
+}
+
+fn ndjson(records: &[Value]) -> String {
+    records.iter().map(|r| format!("{r}\n")).collect()
+}
+
+async fn publish(server: &ServerHandle, datasource: &str, body: &str) -> (u16, Value) {
+    let path = format!("/api/datasources/{datasource}/records");
+    let (status, body) = http_post(server.addr, &path, &[], body).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|_| json!({ "raw": body })),
+    )
+}
+
+/// Starts a live request and reads up to `LIVE_STARTED`: returns the page's
+/// messages (ITEMS_RECEIVE / ERROR / REQUEST_COMPLETED) and `LIVE_STARTED`.
+async fn go_live(
+    client: &mut Client,
+    datasources: &[&str],
+    query: &str,
+    id: &str,
+) -> (Vec<Value>, Value) {
+    client
+        .send(
+            json!({"type":"ITEMS_REQUEST","datasources":datasources,"query":query,
+                     "color":"#0af","request-id":id,"live":true,"size":10}),
+        )
+        .await;
+    let mut messages = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    let started = messages.pop().expect("LIVE_STARTED");
+    assert_eq!(started["request-id"], id, "{started}");
+    (messages, started)
+}
+
+/// The next append (skipping nothing else: any other message fails the test).
+async fn next_append(client: &mut Client) -> Value {
+    let message = client.recv().await;
+    assert_eq!(message["type"], "ITEMS_RECEIVE", "{message}");
+    assert_eq!(message["items"]["append"], true, "{message}");
+    message
+}
+
+#[tokio::test]
+async fn a_live_query_gets_its_page_then_each_new_match_once_in_order() {
+    let server = start_with(publishing());
+    let (mut alice, _) = Client::ready(&server).await;
+    let (mut bob, _) = Client::ready(&server).await;
+    let (page, started) = go_live(&mut alice, &["tweets"], "zeppelin", "a1").await;
+    // The page as usual (nothing matches yet), then REQUEST_COMPLETED.
+    assert_eq!(page[0]["type"], "ITEMS_RECEIVE", "{page:?}");
+    assert_eq!(page[0]["items"]["total"], 0);
+    assert!(page[0]["items"].get("append").is_none(), "{}", page[0]);
+    assert_eq!(page.last().unwrap()["type"], "REQUEST_COMPLETED");
+    assert_eq!(started["datasources"], json!({"tweets": {"mode": "push"}}));
+    go_live(&mut bob, &["tweets"], "zeppelin", 7.to_string().as_str()).await;
+
+    // Two subscribers of one query: one distinct live query.
+    metric_eventually(server.addr, "tributary_live_queries", 2.0).await;
+    metric_eventually(server.addr, "tributary_live_query_groups", 1.0).await;
+
+    let (status, reply) = publish(
+        &server,
+        "tweets",
+        &ndjson(&[
+            tweet("z1", "a zeppelin over the harbour"),
+            tweet("n1", "nothing to see"),
+            tweet("z2", "ZEPPELIN again"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["published"], 3);
+
+    for (client, id) in [(&mut alice, json!("a1")), (&mut bob, json!("7"))] {
+        let append = next_append(client).await;
+        assert_eq!(append["request-id"], id);
+        assert_eq!(append["items"]["seq"], 1, "{append}");
+        assert_eq!(append["items"]["query"], "zeppelin");
+        assert_eq!(append["items"]["color"], "#0af");
+        assert_eq!(append["items"]["server"], "tweets");
+        assert_eq!(append["items"]["from"], 0);
+        assert_eq!(append["items"]["total"], 2);
+        assert_eq!(ids(&append), ["z1", "z2"]);
+        let text = append["items"]["results"][0]["fields"]["text"].clone();
+        assert_eq!(text, "a zeppelin over the harbour");
+    }
+
+    // The next batch continues the sequence; nothing is sent twice.
+    publish(
+        &server,
+        "tweets",
+        &tweet("z3", "zeppelin three").to_string(),
+    )
+    .await;
+    let append = next_append(&mut alice).await;
+    assert_eq!(append["items"]["seq"], 2);
+    assert_eq!(append["items"]["from"], 2);
+    assert_eq!(append["items"]["total"], 3);
+    assert_eq!(ids(&append), ["z3"]);
+    assert_eq!(ids(&next_append(&mut bob).await), ["z3"]);
+
+    // Published records are searchable by the next query.
+    let (mut carol, _) = Client::ready(&server).await;
+    let answers = carol.items(&["tweets"], "zeppelin", 0, 10, "#000").await;
+    let mut found = ids(&answers[0]);
+    found.sort();
+    assert_eq!(found, ["z1", "z2", "z3"]);
+
+    // A second live request joins at the current cursor: its page holds the
+    // three, and it receives only what comes after.
+    let (page, _) = go_live(&mut carol, &["tweets"], "zeppelin", "c").await;
+    assert_eq!(page[0]["items"]["total"], 3);
+    publish(&server, "tweets", &tweet("z4", "zeppelin four").to_string()).await;
+    for client in [&mut alice, &mut bob, &mut carol] {
+        let append = next_append(client).await;
+        assert_eq!(ids(&append), ["z4"]);
+    }
+    let text = http_get(server.addr, "/metrics").await.1;
+    assert_eq!(
+        metric(&text, "tributary_live_query_groups"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "tributary_published_records_total{datasource=\"tweets\"}"
+        ) == Some(5.0)
+    );
+}
+
+#[tokio::test]
+async fn many_records_at_once_arrive_in_order_in_batches() {
+    let mut settings = publishing();
+    settings.results.batch_size = 100;
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    go_live(&mut client, &["emails", "tweets"], "blimp", "b").await;
+    let records: Vec<Value> = (0..250)
+        .map(|i| tweet(&format!("b{i:03}"), &format!("blimp number {i}")))
+        .collect();
+    let (status, reply) =
+        publish(&server, "tweets", &serde_json::to_string(&records).unwrap()).await;
+    assert_eq!(status, 200, "{reply}");
+    let mut seen = Vec::new();
+    let mut seqs = Vec::new();
+    while seen.len() < 250 {
+        let append = next_append(&mut client).await;
+        seqs.push(append["items"]["seq"].as_u64().unwrap());
+        assert_eq!(append["items"]["from"], seen.len());
+        seen.extend(ids(&append));
+    }
+    assert_eq!(seqs, [1, 2, 3]);
+    let expected: Vec<String> = (0..250).map(|i| format!("b{i:03}")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn cancel_ends_a_live_query_and_updates_replace_it() {
+    let server = start_with(publishing());
+    let (mut client, _) = Client::ready(&server).await;
+    go_live(&mut client, &["tweets"], "airship", "u").await;
+
+    // Bad updates are refused and the old query stays live.
+    client
+        .send(json!({"type":"UPDATE_REQUEST","request-id":"u","query":"text:(airship"}))
+        .await;
+    let error = client.recv().await;
+    assert_eq!(error["type"], "ERROR", "{error}");
+    assert_eq!(error["error"]["code"], "bad_query");
+    client
+        .send(json!({"type":"UPDATE_REQUEST","request-id":"u","query":"x","datasources":[]}))
+        .await;
+    let error = client.recv().await;
+    assert_eq!(error["error"]["code"], "invalid_request", "{error}");
+    client
+        .send(json!({"type":"UPDATE_REQUEST","request-id":"nope","query":"x"}))
+        .await;
+    let error = client.recv().await;
+    assert_eq!(error["error"]["code"], "unknown_request", "{error}");
+    client
+        .send(json!({"type":"UPDATE_REQUEST","query":"x"}))
+        .await;
+    let error = client.recv().await;
+    assert_eq!(error["error"]["code"], "invalid_request", "{error}");
+    publish(&server, "tweets", &tweet("a1", "an airship").to_string()).await;
+    assert_eq!(ids(&next_append(&mut client).await), ["a1"]);
+
+    // A good update: the new page, REQUEST_COMPLETED, LIVE_STARTED, then
+    // appends for the new query only; the sequence goes on.
+    client
+        .send(json!({"type":"UPDATE_REQUEST","request-id":"u","query":"balloon OR airship","color":"#f00"}))
+        .await;
+    let messages = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    assert_eq!(messages[0]["type"], "ITEMS_RECEIVE", "{messages:?}");
+    assert_eq!(messages[0]["items"]["query"], "balloon OR airship");
+    assert_eq!(messages[0]["items"]["color"], "#f00");
+    assert_eq!(ids(&messages[0]), ["a1"]);
+    assert_eq!(messages[1]["type"], "REQUEST_COMPLETED");
+    publish(
+        &server,
+        "tweets",
+        &ndjson(&[tweet("b1", "a balloon"), tweet("z1", "zeppelin")]),
+    )
+    .await;
+    let append = next_append(&mut client).await;
+    assert_eq!(ids(&append), ["b1"]);
+    assert_eq!(append["items"]["seq"], 2);
+    assert_eq!(append["items"]["query"], "balloon OR airship");
+
+    // Cancel: REQUEST_CANCELED, then nothing more for it.
+    client
+        .send(json!({"type":"CANCEL_REQUEST","request-id":"u"}))
+        .await;
+    let canceled = client.recv().await;
+    assert_eq!(canceled["type"], "REQUEST_CANCELED", "{canceled}");
+    metric_eventually(server.addr, "tributary_live_queries", 0.0).await;
+    publish(&server, "tweets", &tweet("b2", "balloon two").to_string()).await;
+    client.send(json!({"type":"PING","t":1})).await;
+    let pong = client.recv().await;
+    assert_eq!(pong["type"], "PONG", "nothing but the PONG: {pong}");
+    // Canceling it again, or updating it, names an unknown request.
+    client
+        .send(json!({"type":"UPDATE_REQUEST","request-id":"u","query":"x"}))
+        .await;
+    assert_eq!(client.recv().await["error"]["code"], "unknown_request");
+}
+
+#[tokio::test]
+async fn bad_live_requests_are_refused_with_nothing_lost() {
+    let mut settings = publishing();
+    settings
+        .datasources
+        .push(datasource("slow", "slow", json!({"delay_ms": 0})));
+    settings.limits.max_live_queries = 2;
+    let server = start_with_registry(settings, registry());
+    let (mut client, _) = Client::ready(&server).await;
+
+    client
+        .send(json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"x","live":true}))
+        .await;
+    let error = client.recv().await;
+    assert_eq!(error["error"]["code"], "invalid_request", "{error}");
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("request-id"));
+    client
+        .send(json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"x","live":"yes","request-id":1}))
+        .await;
+    let error = client.recv().await;
+    assert_eq!(
+        error["error"]["message"],
+        "ITEMS_REQUEST: `live` must be true or false (found a string)"
+    );
+
+    // A datasource that cannot follow says so; the others go live.
+    let (page, started) = go_live(&mut client, &["slow", "tweets"], "dirigible", "m").await;
+    let unsupported: Vec<&Value> = page.iter().filter(|m| m["type"] == "ERROR").collect();
+    assert_eq!(unsupported.len(), 1, "{page:?}");
+    assert_eq!(unsupported[0]["error"]["code"], "live_unsupported");
+    assert_eq!(unsupported[0]["error"]["datasource"], "slow");
+    assert_eq!(started["datasources"], json!({"tweets": {"mode": "push"}}));
+
+    // The same id twice, and more live requests than allowed.
+    client
+        .send(json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"x","live":true,"request-id":"m"}))
+        .await;
+    let messages = client
+        .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+        .await;
+    assert_eq!(
+        messages[0]["error"]["code"], "invalid_request",
+        "{messages:?}"
+    );
+    go_live(&mut client, &["tweets"], "x", "second").await;
+    client
+        .send(json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"x","live":true,"request-id":"third"}))
+        .await;
+    let messages = client
+        .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+        .await;
+    assert_eq!(
+        messages[0]["error"]["code"], "too_many_requests",
+        "{messages:?}"
+    );
+
+    // The first live request still works.
+    publish(&server, "tweets", &tweet("d1", "a dirigible").to_string()).await;
+    assert_eq!(ids(&next_append(&mut client).await), ["d1"]);
+}
+
+#[tokio::test]
+async fn publishing_is_checked_and_all_or_nothing() {
+    // Off by default without tokens.
+    let closed = start(tributary::config::demo_datasources());
+    let (status, reply) = publish(&closed, "tweets", "{}").await;
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply["error"]
+        .as_str()
+        .unwrap()
+        .contains("[publish] enabled"));
+
+    let server = start_with(publishing());
+    let before = total(&server).await;
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("tweets", "", 400, "no records"),
+        (
+            "tweets",
+            "{\"id\":\"x\"}\n{\"id\":",
+            400,
+            "line 2: invalid JSON",
+        ),
+        (
+            "tweets",
+            "{\"id\":\"x\"}\n[1]\n",
+            400,
+            "line 2: not a JSON object",
+        ),
+        (
+            "tweets",
+            "[{\"id\":\"x\"}, 5]",
+            400,
+            "element 1: not a JSON object",
+        ),
+        (
+            "tweets",
+            "{\"id\":\"x\",\"text\":\"ok\"}\n{\"id\":\"y\",\"retweet_count\":\"many\"}\n",
+            400,
+            "line 2: field `retweet_count`: \"many\" is not a valid long",
+        ),
+        (
+            "tweets",
+            "{\"id\":\"x\",\"colour\":\"blue\"}",
+            400,
+            "line 1: field `colour` is not in the mapping, which is strict",
+        ),
+        ("nosuch", "{}", 404, "unknown datasource `nosuch`"),
+    ];
+    for (datasource, body, status, message) in cases {
+        let (got, reply) = publish(&server, datasource, body).await;
+        assert_eq!(got, *status, "{body}: {reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(error.contains(message), "{body}: {error}");
+    }
+    // Nothing of a refused batch was added.
+    assert_eq!(total(&server).await, before);
+
+    // A datasource that does not take records says so.
+    let mut settings = publishing();
+    settings
+        .datasources
+        .push(datasource("slow", "slow", json!({"delay_ms": 0})));
+    let server = start_with_registry(settings, registry());
+    let (status, reply) = publish(&server, "slow", "{}").await;
+    assert_eq!(status, 409, "{reply}");
+    assert!(reply["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not take published records"));
+}
+
+#[tokio::test]
+async fn with_tokens_only_a_publishing_token_may_publish() {
+    let mut settings = settings(tributary::config::demo_datasources());
+    let token = |token: &str, publish: bool, datasources: Option<Vec<String>>| TokenSettings {
+        token: token.into(),
+        datasources,
+        publish,
+    };
+    settings.auth.tokens = BTreeMap::from([
+        ("reader".to_owned(), token("read-secret", false, None)),
+        (
+            "feed".to_owned(),
+            token("feed-secret", true, Some(vec!["emails".into()])),
+        ),
+    ]);
+    // `[publish] enabled` does not open a server with tokens to everyone.
+    settings.publish.enabled = true;
+    let server = start_with(settings);
+    let path = "/api/datasources/emails/records";
+    let body = r#"{"id":"m1","subject":"hello"}"#;
+    let post = |headers: Vec<(&'static str, &'static str)>| {
+        let addr = server.addr;
+        async move { http_post(addr, path, &headers, body).await }
+    };
+    assert_eq!(post(vec![]).await.0, 403);
+    assert_eq!(post(vec![("Authorization", "Bearer wrong")]).await.0, 403);
+    let (status, reply) = post(vec![("Authorization", "Bearer read-secret")]).await;
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply.contains("publish = true"), "{reply}");
+    let (status, reply) = post(vec![("Authorization", "Bearer feed-secret")]).await;
+    assert_eq!(status, 200, "{reply}");
+    // Felix's style: the bare token.
+    assert_eq!(post(vec![("Authorization", "feed-secret")]).await.0, 200);
+    // Not a datasource this token may use: as if it did not exist.
+    let (status, _) = http_post(
+        server.addr,
+        "/api/datasources/tweets/records",
+        &[("Authorization", "Bearer feed-secret")],
+        body,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // A browser page from another origin cannot publish.
+    let (status, _) = http_post(
+        server.addr,
+        path,
+        &[
+            ("Authorization", "Bearer feed-secret"),
+            ("Origin", "http://evil.example"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+async fn total(server: &ServerHandle) -> u64 {
+    let (mut client, _) = Client::ready(server).await;
+    let answers = client.items(&["tweets"], "*", 0, 0, "#000").await;
+    answers[0]["items"]["total"].as_u64().expect("a total")
+}
