@@ -472,6 +472,7 @@ mod tests {
         let token = TokenSettings {
             token: "hunter2-hunter2".into(),
             datasources: None,
+            publish: false,
         };
         assert!(!format!("{token:?}").contains("hunter2"));
         let dir = tempfile::tempdir().unwrap();

@@ -33,6 +33,7 @@ pub mod session;
 pub mod tcp;
 
 pub use tributary_protocol as protocol;
+pub use tributary_query as query;
 
 #[doc = include_str!("../docs/plugins.md")]
 #[cfg(doctest)]

@@ -24,6 +24,7 @@ fn with_tokens() -> Settings {
             TokenSettings {
                 token: SECRET.into(),
                 datasources: None,
+                publish: false,
             },
         ),
         (
@@ -31,6 +32,7 @@ fn with_tokens() -> Settings {
             TokenSettings {
                 token: LIMITED.into(),
                 datasources: Some(vec!["people".into()]),
+                publish: false,
             },
         ),
     ]);

@@ -136,6 +136,7 @@ async fn a_limited_token_sees_only_its_datasources_channels() {
         TokenSettings {
             token: "people-only-token-1".into(),
             datasources: Some(vec!["people".into()]),
+            publish: false,
         },
     )]);
     let server = start_with(settings);

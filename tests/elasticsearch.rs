@@ -43,6 +43,17 @@ async fn a_normal_page() {
 }
 
 #[tokio::test]
+async fn a_live_query_polls_for_new_documents() {
+    let (mock, target) = mock();
+    scenarios::a_live_query_polls_for_new_documents(&target).await;
+    let log = mock.log();
+    assert!(
+        log.iter().filter(|l| l.contains("/events/_search")).count() >= 3,
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
 async fn highlights() {
     scenarios::highlights(&mock().1).await;
 }

@@ -90,6 +90,7 @@ async fn scenarios_against_a_real_elasticsearch() {
     scenarios::fields_of_a_pattern_over_two_indices(&target).await;
     scenarios::a_normal_page(&target).await;
     scenarios::highlights(&target).await;
+    scenarios::a_live_query_polls_for_new_documents(&target).await;
     scenarios::a_deep_page_streams_in_batches(&target).await;
     scenarios::a_bad_query_reports_the_reason(&target).await;
     scenarios::an_unreachable_cluster_fails_alone().await;

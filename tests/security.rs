@@ -221,6 +221,7 @@ fn with_tokens() -> tributary::config::Settings {
             TokenSettings {
                 token: "analyst-token-1".into(),
                 datasources: Some(vec!["people".into()]),
+                publish: false,
             },
         ),
         (
@@ -228,6 +229,7 @@ fn with_tokens() -> tributary::config::Settings {
             TokenSettings {
                 token: "admin-token-12".into(),
                 datasources: None,
+                publish: false,
             },
         ),
     ]);

@@ -906,6 +906,7 @@ async fn a_token_in_the_address_is_used_and_kept() {
         TokenSettings {
             token: "s3cret-token-1".into(),
             datasources: Some(vec!["tweets".into()]),
+            publish: false,
         },
     );
     let server = tributary::http::spawn(settings, common::registry()).expect("server starts");

@@ -403,31 +403,28 @@ impl State {
         Ok(names)
     }
 
-    /// Every hit of `names` matching the body's query, in index order, with highlights.
+    /// Every hit of `names` matching the body's query, in index order (or
+    /// as `sort` says, each with its `sort` values), with highlights.
     fn matching(&self, names: &[String], body: &Value) -> Result<Vec<Value>, Box<HttpResponse>> {
-        let query = &body["query"];
-        let text = if query.get("match_all").is_some() {
-            "*".to_owned()
-        } else {
-            query["query_string"]["query"]
-                .as_str()
-                .unwrap_or("*")
-                .to_owned()
-        };
-        let terms = parse(&text).map_err(|reason| {
+        let query = Query::read(&body["query"]).map_err(|reason| {
             let mut error = error_body(400, "query_shard_exception", &reason);
             error["error"]["type"] = json!("search_phase_execution_exception");
             error["error"]["reason"] = json!("all shards failed");
             Box::new(respond(400, error))
         })?;
+        let terms = query.terms();
+        let sort = Sort::read(&body["sort"]);
         let want_source = body.get("_source") != Some(&json!(false));
         let highlight = body.get("highlight").is_some();
         let mut hits = Vec::new();
         for name in names {
             for (id, source) in &self.indices[name].docs {
                 let flat = flatten(source);
-                if terms.iter().all(|t| t.matches(&flat)) {
+                if query.matches(id, &flat) {
                     let mut hit = json!({"_index": name, "_id": id, "_score": 1.0});
+                    if let Some(sort) = &sort {
+                        hit["sort"] = json!([sort_value(flat.get(&sort.field))]);
+                    }
                     if want_source {
                         hit["_source"] = source.clone();
                     }
@@ -440,6 +437,17 @@ impl State {
                     hits.push(hit);
                 }
             }
+        }
+        if let Some(sort) = &sort {
+            // Documents without the field sort last, as in Elasticsearch.
+            let key = |hit: &Value| hit["sort"][0].as_i64();
+            hits.sort_by(|a, b| match (key(a), key(b)) {
+                (Some(x), Some(y)) if sort.descending => y.cmp(&x),
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            });
         }
         Ok(hits)
     }
@@ -627,6 +635,162 @@ fn envelope(total: usize, hits: Vec<Value>, track_total_hits: &Value) -> Value {
     })
 }
 
+/// The part of the query DSL the adapter sends: `match_all`,
+/// `query_string`, `bool` (`must`, `filter`, `should`, `must_not`), `range`
+/// on numbers and dates, `ids`, `exists`.
+enum Query {
+    Terms(Vec<Term>),
+    Bool {
+        must: Vec<Query>,
+        should: Vec<Query>,
+        must_not: Vec<Query>,
+        minimum_should_match: usize,
+    },
+    Range {
+        field: String,
+        bounds: Vec<(String, i64)>,
+    },
+    Ids(Vec<String>),
+    Exists(String),
+}
+
+impl Query {
+    fn read(query: &Value) -> Result<Query, String> {
+        let list = |value: &Value| -> Result<Vec<Query>, String> {
+            match value {
+                Value::Null => Ok(Vec::new()),
+                Value::Array(items) => items.iter().map(Query::read).collect(),
+                single => Ok(vec![Query::read(single)?]),
+            }
+        };
+        if query.is_null() || query.get("match_all").is_some() {
+            return Ok(Query::Terms(vec![Term::All]));
+        }
+        if let Some(text) = query["query_string"]["query"].as_str() {
+            return parse(text).map(Query::Terms);
+        }
+        if let Some(bool_query) = query.get("bool") {
+            let mut must = list(&bool_query["must"])?;
+            must.extend(list(&bool_query["filter"])?);
+            let should = list(&bool_query["should"])?;
+            let minimum = bool_query["minimum_should_match"]
+                .as_u64()
+                .map_or(usize::from(must.is_empty() && !should.is_empty()), |n| {
+                    n as usize
+                });
+            return Ok(Query::Bool {
+                must,
+                should,
+                must_not: list(&bool_query["must_not"])?,
+                minimum_should_match: minimum,
+            });
+        }
+        if let Some(Value::Object(range)) = query.get("range") {
+            let (field, bounds) = range.iter().next().ok_or("empty range")?;
+            let bounds = bounds
+                .as_object()
+                .ok_or("range bounds must be an object")?
+                .iter()
+                .map(|(op, v)| {
+                    Ok((
+                        op.clone(),
+                        sort_value(Some(v))
+                            .ok_or("bad bound")?
+                            .as_i64()
+                            .ok_or("bad bound")?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?;
+            return Ok(Query::Range {
+                field: field.clone(),
+                bounds,
+            });
+        }
+        if let Some(values) = query["ids"]["values"].as_array() {
+            return Ok(Query::Ids(
+                values
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+            ));
+        }
+        if let Some(field) = query["exists"]["field"].as_str() {
+            return Ok(Query::Exists(field.to_owned()));
+        }
+        Err(format!("unsupported query {query}"))
+    }
+
+    fn matches(&self, id: &str, flat: &Map<String, Value>) -> bool {
+        match self {
+            Query::Terms(terms) => terms.iter().all(|t| t.matches(flat)),
+            Query::Bool {
+                must,
+                should,
+                must_not,
+                minimum_should_match,
+            } => {
+                must.iter().all(|q| q.matches(id, flat))
+                    && !must_not.iter().any(|q| q.matches(id, flat))
+                    && should.iter().filter(|q| q.matches(id, flat)).count()
+                        >= *minimum_should_match
+            }
+            Query::Range { field, bounds } => {
+                let Some(value) = sort_value(flat.get(field)).and_then(|v| v.as_i64()) else {
+                    return false;
+                };
+                bounds.iter().all(|(op, bound)| match op.as_str() {
+                    "gte" => value >= *bound,
+                    "gt" => value > *bound,
+                    "lte" => value <= *bound,
+                    "lt" => value < *bound,
+                    _ => true,
+                })
+            }
+            Query::Ids(ids) => ids.iter().any(|wanted| wanted == id),
+            Query::Exists(field) => flat.get(field).is_some_and(|v| !v.is_null()),
+        }
+    }
+
+    /// The words of its `query_string` parts, for highlights.
+    fn terms(&self) -> Vec<&Term> {
+        match self {
+            Query::Terms(terms) => terms.iter().collect(),
+            Query::Bool { must, should, .. } => {
+                must.iter().chain(should).flat_map(Query::terms).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `sort: [{"field": {"order": "asc"}}]` or `[{"field": "desc"}]`.
+struct Sort {
+    field: String,
+    descending: bool,
+}
+
+impl Sort {
+    fn read(sort: &Value) -> Option<Sort> {
+        let (field, order) = sort.as_array()?.first()?.as_object()?.iter().next()?;
+        let order = order["order"].as_str().or(order.as_str()).unwrap_or("asc");
+        Some(Sort {
+            field: field.clone(),
+            descending: order == "desc",
+        })
+    }
+}
+
+/// A field's sort value: numbers as they are, dates as epoch milliseconds.
+fn sort_value(value: Option<&Value>) -> Option<Value> {
+    match value? {
+        Value::Number(n) => Some(json!(n.as_i64()?)),
+        Value::String(s) => tributary::query::date::parse_date(s, false)
+            .ok()
+            .map(|ms| json!(ms)),
+        _ => None,
+    }
+}
+
 enum Term {
     All,
     Field(String, String),
@@ -691,10 +855,10 @@ fn values(value: &Value) -> Vec<String> {
     }
 }
 
-fn highlights(terms: &[Term], flat: &Map<String, Value>) -> Map<String, Value> {
+fn highlights(terms: &[&Term], flat: &Map<String, Value>) -> Map<String, Value> {
     let mut out = Map::new();
     for term in terms {
-        let (field, word) = match term {
+        let (field, word) = match *term {
             Term::Field(field, value) => (Some(field.as_str()), value.as_str()),
             Term::Any(word) => (None, word.as_str()),
             Term::All => continue,

@@ -91,7 +91,124 @@ pub fn indices() -> Vec<(&'static str, MockIndex)> {
             })
             .collect(),
     };
-    vec![("people-a", people_a), ("people-b", people_b), ("big", big)]
+    let events = MockIndex {
+        mapping: json!({"properties": {"at": {"type": "date"}, "msg": {"type": "text"}}}),
+        docs: vec![
+            (
+                "e1".into(),
+                json!({"at": "2026-11-23T10:00:00Z", "msg": "alpha one"}),
+            ),
+            (
+                "e2".into(),
+                json!({"at": "2026-11-23T10:00:01Z", "msg": "alpha two"}),
+            ),
+            ("e0".into(), json!({"msg": "alpha without a time"})),
+        ],
+    };
+    vec![
+        ("people-a", people_a),
+        ("people-b", people_b),
+        ("big", big),
+        ("events", events),
+    ]
+}
+
+/// Indexes documents (`(id, source)`) into `index` of the target, refreshed.
+pub async fn index_docs(target: &Target, index: &str, docs: &[(&str, Value)]) {
+    use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+    use elasticsearch::http::transport::Transport;
+    use elasticsearch::http::Method;
+    let client = elasticsearch::Elasticsearch::new(
+        Transport::single_node(&target.url).expect("a valid Elasticsearch URL"),
+    );
+    let mut lines = String::new();
+    for (id, source) in docs {
+        lines.push_str(&json!({"index": {"_index": target.index(index), "_id": id}}).to_string());
+        lines.push('\n');
+        lines.push_str(&source.to_string());
+        lines.push('\n');
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    let response = client
+        .send(
+            Method::Post,
+            "/_bulk?refresh=true",
+            headers,
+            Option::<&()>::None,
+            Some(lines),
+            None,
+        )
+        .await
+        .expect("bulk indexing");
+    let body: Value = response.json().await.unwrap_or_default();
+    assert_eq!(body["errors"], false, "{body}");
+}
+
+/// A live query on a `live_field` polls: documents indexed after it started
+/// arrive once each, oldest first, also when several share a timestamp.
+pub async fn a_live_query_polls_for_new_documents(target: &Target) {
+    let source = target.source(
+        "es",
+        "events",
+        json!({"live_field": "at", "live_interval": "100ms"}),
+    );
+    let server = start(vec![source]);
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(json!({"type":"ITEMS_REQUEST","datasources":["es"],"query":"alpha","request-id":"l","live":true}))
+        .await;
+    let messages = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    let mut page = ids(&messages[0]);
+    page.sort();
+    assert_eq!(page, ["e0", "e1", "e2"], "{messages:?}");
+    assert_eq!(
+        messages.last().unwrap()["datasources"],
+        json!({"es": {"mode": "poll", "interval_ms": 100}})
+    );
+    // e3 shares e2's timestamp; e5 does not match.
+    index_docs(
+        target,
+        "events",
+        &[
+            (
+                "e4",
+                json!({"at": "2026-11-23T10:00:02Z", "msg": "alpha four"}),
+            ),
+            (
+                "e3",
+                json!({"at": "2026-11-23T10:00:01Z", "msg": "alpha three"}),
+            ),
+            (
+                "e5",
+                json!({"at": "2026-11-23T10:00:03Z", "msg": "beta five"}),
+            ),
+        ],
+    )
+    .await;
+    let append = client.recv().await;
+    assert_eq!(append["items"]["append"], true, "{append}");
+    assert_eq!(ids(&append), ["e3", "e4"]);
+    assert_eq!(append["items"]["seq"], 1);
+    // e6 shares e4's timestamp, the newest seen: it comes, e4 not again.
+    index_docs(
+        target,
+        "events",
+        &[(
+            "e6",
+            json!({"at": "2026-11-23T10:00:02Z", "msg": "alpha six"}),
+        )],
+    )
+    .await;
+    let append = client.recv().await;
+    assert_eq!(ids(&append), ["e6"], "{append}");
+    assert_eq!(append["items"]["seq"], 2);
+    assert_eq!(append["items"]["from"], 5);
+    client.send(json!({"type":"PING"})).await;
+    assert_eq!(client.recv().await["type"], "PONG", "no other append");
 }
 
 fn paths(fields_receive: &Value) -> Vec<(String, String)> {

@@ -20,6 +20,7 @@ impl ElasticsearchDatasource {
     pub(super) async fn search_deep(
         &self,
         query: &SearchQuery,
+        as_of: Option<&Value>,
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError> {
         let indices = self.indices();
@@ -46,7 +47,7 @@ impl ElasticsearchDatasource {
         let mut total = None;
         while position < end {
             let skipping = position + self.scan_batch <= query.from;
-            let mut body = self.search_body(&query.query);
+            let mut body = self.search_body(&query.query, as_of);
             body.insert("size".into(), json!(self.scan_batch));
             if skipping {
                 // Hits before `from` are only counted: no source, no highlights.

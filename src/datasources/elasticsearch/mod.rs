@@ -7,9 +7,11 @@
 //!   and `_index` is kept among the fields;
 //! - a page inside the result window (`from + size <= max_result_window`) is one
 //!   `_search`; a deeper page walks a point in time with `search_after` (or a
-//!   scroll when the cluster has no PIT) and streams each fetched batch on.
+//!   scroll when the cluster has no PIT) and streams each fetched batch on;
+//! - with `live_field`, live queries poll for new documents ([`live`]).
 
 mod deep;
+mod live;
 mod mapping;
 
 use std::path::PathBuf;
@@ -29,7 +31,7 @@ use serde_json::{json, Map, Value};
 
 use super::flatten::flatten;
 use tributary_datasource::{
-    Datasource, DatasourceError, DatasourceSettings, Field, FieldList, Item, RequestContext,
+    Datasource, DatasourceError, DatasourceSettings, Field, FieldList, Item, Live, RequestContext,
     ResultSink, SearchQuery, SetupError,
 };
 
@@ -60,6 +62,11 @@ struct ElasticsearchOptions {
     /// Hits fetched per call when walking past the result window.
     #[serde(default = "default_scan_batch")]
     scan_batch: u64,
+    /// A time (or ever-growing number) field: live queries poll for
+    /// documents whose value is at or after the newest seen.
+    live_field: Option<String>,
+    /// How often live queries poll (default 5 s).
+    live_interval: Option<String>,
 }
 
 fn default_field() -> String {
@@ -88,6 +95,8 @@ pub struct ElasticsearchDatasource {
     default_field: String,
     max_result_window: u64,
     scan_batch: u64,
+    /// Set when live queries are configured (`live_field`).
+    live: Option<live::LiveOptions>,
 }
 
 impl ElasticsearchDatasource {
@@ -160,6 +169,28 @@ impl ElasticsearchDatasource {
         if options.index.trim().is_empty() {
             return Err(settings.error("key `index`: name an index, a pattern or an alias"));
         }
+        let live = match (&options.live_field, &options.live_interval) {
+            (Some(field), interval) => {
+                let interval = match interval {
+                    Some(text) => crate::config::parse_duration(text)
+                        .map_err(|e| settings.error(format!("key `live_interval`: {e}")))?,
+                    None => live::DEFAULT_INTERVAL,
+                };
+                if interval.is_zero() {
+                    return Err(settings.error("key `live_interval`: must be more than 0"));
+                }
+                Some(live::LiveOptions {
+                    field: field.clone(),
+                    interval,
+                })
+            }
+            (None, Some(_)) => {
+                return Err(settings.error(
+                    "key `live_interval` needs `live_field` (the time field new documents are found by)",
+                ))
+            }
+            (None, None) => None,
+        };
         Ok(Arc::new(ElasticsearchDatasource {
             client: Elasticsearch::new(transport),
             url: super::redact_userinfo(&urls.join(", ")),
@@ -168,6 +199,7 @@ impl ElasticsearchDatasource {
             default_field: options.default_field,
             max_result_window: options.max_result_window.max(1),
             scan_batch: options.scan_batch.clamp(1, 10_000),
+            live,
         }))
     }
 
@@ -175,9 +207,9 @@ impl ElasticsearchDatasource {
         self.index.split(',').map(str::trim).collect()
     }
 
-    /// The query, highlight and source filter every search of a request shares.
-    fn search_body(&self, query: &str) -> Map<String, Value> {
-        let query = if query.trim().is_empty() {
+    /// The user's query as Elasticsearch reads it.
+    fn query_clause(&self, query: &str) -> Value {
+        if query.trim().is_empty() {
             json!({"match_all": {}})
         } else {
             json!({"query_string": {
@@ -185,6 +217,17 @@ impl ElasticsearchDatasource {
                 "default_field": self.default_field,
                 "lenient": true,
             }})
+        }
+    }
+
+    /// The query, highlight and source filter every search of a request
+    /// shares; `as_of` (a filter) limits it to what a live cursor has seen.
+    fn search_body(&self, query: &str, as_of: Option<&Value>) -> Map<String, Value> {
+        let query = match as_of {
+            None => self.query_clause(query),
+            Some(filter) => {
+                json!({"bool": {"must": [self.query_clause(query)], "filter": [filter]}})
+            }
         };
         let mut body = Map::new();
         body.insert("query".into(), query);
@@ -209,9 +252,10 @@ impl ElasticsearchDatasource {
     async fn search_window(
         &self,
         query: &SearchQuery,
+        as_of: Option<&Value>,
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError> {
-        let mut body = self.search_body(&query.query);
+        let mut body = self.search_body(&query.query, as_of);
         body.insert("from".into(), json!(query.from));
         body.insert("size".into(), json!(query.size));
         body.insert("track_total_hits".into(), json!(true));
@@ -287,6 +331,22 @@ impl ElasticsearchDatasource {
     }
 }
 
+impl ElasticsearchDatasource {
+    /// A page of `query`, limited by `as_of` (a filter) when given.
+    async fn search_as_of(
+        &self,
+        query: &SearchQuery,
+        as_of: Option<&Value>,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
+        if query.from.saturating_add(query.size) <= self.max_result_window {
+            self.search_window(query, as_of, results).await
+        } else {
+            self.search_deep(query, as_of, results).await
+        }
+    }
+}
+
 #[async_trait]
 impl Datasource for ElasticsearchDatasource {
     async fn fields(&self, _: &RequestContext) -> Result<FieldList, DatasourceError> {
@@ -318,11 +378,11 @@ impl Datasource for ElasticsearchDatasource {
         query: &SearchQuery,
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError> {
-        if query.from.saturating_add(query.size) <= self.max_result_window {
-            self.search_window(query, results).await
-        } else {
-            self.search_deep(query, results).await
-        }
+        self.search_as_of(query, None, results).await
+    }
+
+    fn live(&self) -> Option<&dyn Live> {
+        self.live.as_ref().map(|_| self as &dyn Live)
     }
 
     /// `GET /`: reachable, and really Elasticsearch (7.14+ say so in a header).
@@ -374,7 +434,7 @@ fn hits_of(page: &Value) -> Result<(u64, Vec<Item>, usize), DatasourceError> {
     Ok((total, items, list.len()))
 }
 
-fn item_of(hit: &Value) -> Item {
+pub(super) fn item_of(hit: &Value) -> Item {
     let mut fields = match hit.get("_source") {
         Some(Value::Object(source)) => flatten(source),
         _ => Map::new(),
