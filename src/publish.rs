@@ -105,23 +105,23 @@ pub async fn records(
 /// object per line. Errors name the line (or element) and the problem.
 fn parse_body(body: &[u8]) -> Result<(Vec<Map<String, Value>>, Vec<Origin>), String> {
     let text = std::str::from_utf8(body).map_err(|e| {
-        let line = line_of(body, e.valid_up_to());
+        let line = Lines::default().at(body, e.valid_up_to());
         format!("line {line}: the body is not UTF-8")
     })?;
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut records = Vec::new();
     let mut origins = Vec::new();
+    let mut lines = Lines::default();
     loop {
         let start = values.byte_offset();
         let value = match values.next() {
             None => break,
             Some(Ok(value)) => value,
             Some(Err(e)) => {
-                let line = line_of(body, start) + e.line().saturating_sub(1);
-                let line = if e.line() == 0 {
-                    line_of(body, start)
-                } else {
-                    line
+                // serde counts lines through the whole body.
+                let line = match e.line() {
+                    0 => lines.at(body, start),
+                    line => line,
                 };
                 return Err(format!(
                     "line {line}: invalid JSON: {}",
@@ -129,7 +129,7 @@ fn parse_body(body: &[u8]) -> Result<(Vec<Map<String, Value>>, Vec<Origin>), Str
                 ));
             }
         };
-        let line = line_of(body, start + leading_whitespace(&text[start..]));
+        let line = lines.at(body, start + leading_whitespace(&text[start..]));
         match value {
             Value::Object(record) => {
                 records.push(record);
@@ -156,12 +156,24 @@ fn parse_body(body: &[u8]) -> Result<(Vec<Map<String, Value>>, Vec<Origin>), Str
     Ok((records, origins))
 }
 
-/// The line (from 1) of a byte offset.
-fn line_of(body: &[u8], offset: usize) -> usize {
-    1 + body[..offset.min(body.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
+/// Line numbers of increasing byte offsets, counted once through the body.
+#[derive(Default)]
+struct Lines {
+    offset: usize,
+    newlines: usize,
+}
+
+impl Lines {
+    /// The line (from 1) of `offset`, which is not before the last one asked.
+    fn at(&mut self, body: &[u8], offset: usize) -> usize {
+        let offset = offset.min(body.len()).max(self.offset);
+        self.newlines += body[self.offset..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.offset = offset;
+        self.newlines + 1
+    }
 }
 
 fn leading_whitespace(text: &str) -> usize {
@@ -202,13 +214,16 @@ mod tests {
 
     #[test]
     fn bad_bodies_name_the_line_and_the_problem() {
+        // Where the JSON broke: the end of the body, after line 2.
         let error = lines("{\"a\":1}\n{\"a\":\n").unwrap_err();
-        assert!(error.starts_with("line 2: invalid JSON"), "{error}");
+        assert_eq!(error, "line 3: invalid JSON: EOF while parsing a value");
         let error = lines("{\"a\":1}\n42\n").unwrap_err();
         assert_eq!(error, "line 2: not a JSON object");
         let error = lines(r#"[{"a":1}, 3]"#).unwrap_err();
         assert_eq!(error, "element 1: not a JSON object");
         let error = lines("{\"a\":1}\n{\"b\" 2}").unwrap_err();
         assert!(error.starts_with("line 2: invalid JSON"), "{error}");
+        let error = lines("{\"a\":1}\n\n\n{\"b\":\n\n 2,}").unwrap_err();
+        assert!(error.starts_with("line 6: invalid JSON"), "{error}");
     }
 }

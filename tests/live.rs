@@ -447,3 +447,40 @@ async fn total(server: &ServerHandle) -> u64 {
     let answers = client.items(&["tweets"], "*", 0, 0, "#000").await;
     answers[0]["items"]["total"].as_u64().expect("a total")
 }
+
+#[tokio::test]
+async fn a_subscriber_that_does_not_read_is_closed_and_nobody_waits_for_it() {
+    let mut settings = publishing();
+    settings.limits.outbound_buffer_bytes = 64 * 1024;
+    let server = start_with(settings);
+    let (mut reader, _) = Client::ready(&server).await;
+    let (mut sleeper, _) = Client::ready(&server).await;
+    go_live(&mut reader, &["tweets"], "flood", "r").await;
+    go_live(&mut sleeper, &["tweets"], "flood", "s").await;
+    // 12 MB of matching records: more than the sleeper's socket buffers and
+    // outbox hold together.
+    // One long term per record: cheap to index, heavy to send.
+    let padding = "x".repeat(4000);
+    let mut received = 0;
+    for batch in 0..12 {
+        let records: Vec<Value> = (0..250)
+            .map(|i| {
+                let mut record = tweet(&format!("f{batch}-{i}"), "flood");
+                record["source"] = json!(padding);
+                record
+            })
+            .collect();
+        let (status, reply) = publish(&server, "tweets", &ndjson(&records)).await;
+        assert_eq!(status, 200, "{reply}");
+        // The reader keeps up, batch after batch.
+        while received < (batch + 1) * 250 {
+            let append = next_append(&mut reader).await;
+            received += append["items"]["results"].as_array().unwrap().len();
+        }
+    }
+    assert_eq!(received, 3000);
+    metric_eventually(server.addr, "tributary_live_dropped_subscribers_total", 1.0).await;
+    // What was already in flight arrives, then the close.
+    assert_eq!(sleeper.closed().await, Closed::Code(4420));
+    metric_eventually(server.addr, "tributary_live_queries", 1.0).await;
+}
