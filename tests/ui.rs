@@ -456,6 +456,118 @@ async fn explore_the_demo_data() {
     assert_no_page_errors(client).await;
 }
 
+/// A live query: records published over HTTP while the page is open
+/// appear as nodes, with the live badge counting them; a datasource that is
+/// down shows a red dot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_query_grows_the_graph() {
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        datasources: demo_datasources(),
+        ..Settings::default()
+    };
+    settings.publish.enabled = true;
+    settings.live.health_interval = Duration::from_millis(300);
+    settings
+        .datasources
+        .push(common::datasource("down", "failing", json!({})));
+    let server = tributary::http::spawn(settings, common::registry()).expect("server starts");
+    let browser = browser().await;
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    until(
+        client,
+        "the red dot of the datasource that is down",
+        "const dot = document.querySelector('#datasources li[data-ds=down] .health'); \
+         return dot && dot.dataset.health === 'down' && dot.title.startsWith('Down');",
+    )
+    .await;
+    click(client, "#datasources li[data-ds=tweets] input").await;
+    until(
+        client,
+        "the fields of tweets",
+        "return !!document.querySelector('#fields li[data-field=\"user.screen_name\"]');",
+    )
+    .await;
+    click(
+        client,
+        "#fields li[data-field='user.screen_name'] input[type=checkbox]",
+    )
+    .await;
+    search(client, RED, "zeppelin").await;
+    until(
+        client,
+        "the query to finish",
+        "const li = document.querySelector('#queries li'); return li && li.dataset.state === 'done';",
+    )
+    .await;
+    click(client, "#queries li .live-toggle").await;
+    until(
+        client,
+        "the query to go live",
+        "const li = document.querySelector('#queries li'); \
+         return li.dataset.live === 'on' && !li.querySelector('.live-badge').hidden;",
+    )
+    .await;
+
+    let records = [
+        ("z-ui-1", "zep_pilot", "a zeppelin lands"),
+        ("z-ui-2", "zep_crew", "zeppelin crew ready"),
+        ("z-ui-3", "someone_else", "nothing about airships"),
+    ]
+    .iter()
+    .map(|(id, who, text)| {
+        json!({"id": id, "created_at": "2026-11-23T12:00:00Z", "text": text, "user": {"screen_name": who}})
+            .to_string()
+    })
+    .collect::<Vec<_>>()
+    .join("\n");
+    let (status, body) = common::http_post(
+        server.addr,
+        "/api/datasources/tweets/records",
+        &[],
+        &records,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    until(
+        client,
+        "the published records' nodes",
+        "const labels = []; window.tributary.view.graph.forEachNode((k, a) => labels.push(a.label)); \
+         return labels.includes('zep_pilot') && labels.includes('zep_crew');",
+    )
+    .await;
+    let labels = js(
+        client,
+        "const labels = []; window.tributary.view.graph.forEachNode((k, a) => labels.push(a.label)); return labels;",
+    )
+    .await;
+    assert!(
+        !labels.as_array().unwrap().contains(&json!("someone_else")),
+        "only matching records arrive: {labels}"
+    );
+    let badge = js(
+        client,
+        "return document.querySelector('#queries li .live-badge').textContent;",
+    )
+    .await;
+    assert_eq!(badge, json!("● live +2"));
+    save_screenshot(client, "live").await;
+
+    // Off again: no more appends.
+    click(client, "#queries li .live-toggle").await;
+    until(
+        client,
+        "the query to stop",
+        "return document.querySelector('#queries li').dataset.live === 'off';",
+    )
+    .await;
+    assert_no_page_errors(client).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_and_fetches_again() {
     let server = demo_server();

@@ -27,9 +27,10 @@ class Request {
 
   push(message) {
     if (this.done) return;
-    // The last message of a request: its completion, its cancellation, an
-    // ERROR about the whole request (no datasource), or the connection's end.
-    const last = message.type === "REQUEST_COMPLETED" || message.type === "REQUEST_CANCELED"
+    // The last message of a request: its completion (a live request goes on
+    // after it), its cancellation, an ERROR about the whole request (no
+    // datasource), or the connection's end.
+    const last = (message.type === "REQUEST_COMPLETED" && !this.live) || message.type === "REQUEST_CANCELED"
       || message.type === "DISCONNECTED" || (message.type === "ERROR" && !message.error?.datasource);
     this.queue.push(message);
     if (last) this.finish();
@@ -151,12 +152,15 @@ export class TributaryClient extends EventTarget {
   /**
    * Sends a FIELDS_REQUEST or ITEMS_REQUEST with a fresh request-id and
    * returns its messages as an async iterator (with `.id`); null when not
-   * connected (ask again from `onReady`).
+   * connected (ask again from `onReady`). A live ITEMS_REQUEST's messages go
+   * on after REQUEST_COMPLETED: LIVE_STARTED, then appended ITEMS_RECEIVEs,
+   * until it is canceled.
    */
   request(message) {
     if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return null;
     const id = `r${++this.sequence}`;
     const request = new Request(id, (done) => this.requests.delete(done.id));
+    request.live = Boolean(message.live);
     this.requests.set(id, request);
     this.socket.send(JSON.stringify({ ...message, "request-id": id }));
     return request;

@@ -11,6 +11,7 @@ const FRIENDLY = {
   datasource_unauthorized: "the server's credentials for the datasource were refused",
   timeout: "the datasource took too long to answer",
   too_many_requests: "too many searches are running at once; try again in a moment",
+  live_unsupported: "this datasource cannot follow new records",
   unknown_datasource: "the server does not offer this datasource (any more)",
 };
 
@@ -19,9 +20,15 @@ export function explain(error) {
   return why ? `${why}: ${error.message}` : error.message;
 }
 
-function newQuery({ id, text, color, pages = 1 }) {
+function newQuery({ id, text, color, pages = 1, live = false }) {
   // sources: datasource id → {total, loaded, loading, error, took}
-  return { id, text, color, pages, sources: new Map(), records: new Map(), requests: new Set() };
+  // live: the user wants new records as they arrive; liveRequest follows
+  // them, liveModes (datasource → {mode, interval_ms}) says how, appended
+  // counts what arrived, liveErrors (datasource → message) what cannot follow.
+  return {
+    id, text, color, pages, sources: new Map(), records: new Map(), requests: new Set(),
+    live, liveRequest: null, liveModes: null, appended: 0, liveErrors: new Map(),
+  };
 }
 
 function sourceOf(query, ds) {
@@ -47,7 +54,7 @@ export class Searches {
   }
 
   saveQueries() {
-    this.store.saved.queries = this.queries.map(({ id, text, color, pages }) => ({ id, text, color, pages }));
+    this.store.saved.queries = this.queries.map(({ id, text, color, pages, live }) => ({ id, text, color, pages, live }));
     this.store.changed("saved", "queries");
   }
 
@@ -59,7 +66,10 @@ export class Searches {
       for (const source of query.sources.values()) source.loading = false;
     }
     this.requestFields(this.store.enabledIds());
-    for (const query of this.queries) this.fetchMissing(query);
+    for (const query of this.queries) {
+      this.fetchMissing(query);
+      if (query.live) this.startLive(query);
+    }
     this.store.changed("datasources", "queries");
   }
 
@@ -122,6 +132,57 @@ export class Searches {
     this.store.changed("queries");
   }
 
+  /** Makes a query live (new matching records grow the graph) or not. */
+  setLive(query, live) {
+    query.live = live;
+    this.saveQueries();
+    if (live) this.startLive(query);
+    else this.stopLive(query);
+    this.store.changed("queries");
+  }
+
+  /** Follows the query's new records on the enabled datasources: a live ITEMS_REQUEST of an empty page. */
+  startLive(query) {
+    this.stopLive(query);
+    const datasources = this.store.enabledIds();
+    if (!datasources.length) return;
+    const request = this.client.request({
+      type: "ITEMS_REQUEST", datasources, query: query.text, from: 0, size: 0, color: query.color, live: true,
+    });
+    if (!request) return; // not connected: started again once the connection is back
+    request.datasources = datasources;
+    query.liveRequest = request;
+    query.liveErrors = new Map();
+    this.readLive(query, request);
+  }
+
+  stopLive(query) {
+    if (query.liveRequest) this.client.cancel(query.liveRequest);
+    query.liveRequest = null;
+    query.liveModes = null;
+  }
+
+  async readLive(query, request) {
+    for await (const message of request) {
+      if (message.type === "ITEMS_RECEIVE" && message.items?.append) {
+        query.appended += message.items.results?.length ?? 0;
+        this.onItems(query, message.items);
+      } else if (message.type === "LIVE_STARTED") {
+        query.liveModes = message.datasources ?? {};
+        this.store.changed("queries");
+      } else if (message.type === "ERROR") {
+        const error = message.error ?? {};
+        query.liveErrors.set(error.datasource ?? "", explain(error));
+        this.store.changed("queries");
+      }
+    }
+    if (query.liveRequest === request) {
+      query.liveRequest = null;
+      query.liveModes = null;
+      this.store.changed("queries");
+    }
+  }
+
   onItems(query, items) {
     const source = sourceOf(query, items.server);
     source.total = items.total;
@@ -167,6 +228,7 @@ export class Searches {
 
   remove(query) {
     for (const request of query.requests) this.client.cancel(request);
+    this.stopLive(query);
     this.model.removeQuery(query);
     this.store.session.queries = this.queries.filter((q) => q !== query);
     this.saveQueries();
@@ -218,10 +280,15 @@ export class Searches {
       // Other datasources of a canceled request are asked again on their own.
       for (const query of this.queries) this.fetchMissing(query);
     }
+    // Live queries follow the datasources enabled now.
+    for (const query of this.queries) if (query.live) this.startLive(query);
     this.store.changed("fields", "results");
   }
 
   cancelAll() {
-    for (const query of this.queries) for (const request of query.requests) this.client.cancel(request);
+    for (const query of this.queries) {
+      for (const request of query.requests) this.client.cancel(request);
+      this.stopLive(query);
+    }
   }
 }

@@ -1,5 +1,6 @@
 // The query list: each query's color, text, progress per datasource and
-// errors, with "Load more", "Retry" and "Remove". Items are built once and
+// errors, with "Load more", "Retry" and "Remove", and a "Live" toggle with a
+// badge counting the records appended since. Items are built once and
 // updated in place, so an open color picker or a hovered button survives the
 // stream of results.
 
@@ -21,7 +22,18 @@ export function queriesPanel({ store, searches, $ }) {
     color.addEventListener("input", () => searches.recolor(query, color.value));
     const text = document.createElement("span");
     text.className = "text";
-    head.append(color, text);
+    // Live: a toggle, and a badge with the count of appended records.
+    const live = document.createElement("button");
+    live.type = "button";
+    live.className = "live-toggle";
+    live.textContent = "Live";
+    live.setAttribute("aria-pressed", "false");
+    live.addEventListener("click", () => searches.setLive(query, !query.live));
+    const badge = document.createElement("span");
+    badge.className = "live-badge";
+    badge.setAttribute("role", "status");
+    badge.hidden = true;
+    head.append(color, text, live, badge);
     const detail = document.createElement("div");
     detail.className = "sources";
     const actions = document.createElement("div");
@@ -39,7 +51,7 @@ export function queriesPanel({ store, searches, $ }) {
     const again = button("Retry", "retry", "Ask the datasources that failed again", () => searches.retry(query));
     button("Remove", "remove danger", "Remove this query and its nodes", () => searches.remove(query));
     item.append(head, detail, actions);
-    parts = { item, color, text, detail, more, again };
+    parts = { item, color, text, detail, more, again, live, badge };
     items.set(query.id, parts);
     return parts;
   }
@@ -49,12 +61,12 @@ export function queriesPanel({ store, searches, $ }) {
     const list = $("queries");
     $("queries-empty").hidden = queries.length > 0;
     const enabled = store.enabledIds();
-    const live = new Set(queries.map((q) => q.id));
+    const present = new Set(queries.map((q) => q.id));
     for (const [id, parts] of items) {
-      if (!live.has(id)) { parts.item.remove(); items.delete(id); }
+      if (!present.has(id)) { parts.item.remove(); items.delete(id); }
     }
     queries.forEach((query, index) => {
-      const { item, color, text, detail, more, again } = queryItem(query);
+      const { item, color, text, detail, more, again, live: liveToggle, badge } = queryItem(query);
       if (list.children[index] !== item) list.insertBefore(item, list.children[index] ?? null);
       const sources = enabled.map((ds) => [ds, query.sources.get(ds)]).filter(([, s]) => s);
       const loading = sources.some(([, s]) => s.loading);
@@ -79,6 +91,15 @@ export function queriesPanel({ store, searches, $ }) {
         detail.append(line);
       }
       more.disabled = loading || !sources.some(([, s]) => !s.error && s.total !== null && s.loaded < s.total);
+      liveToggle.setAttribute("aria-pressed", String(query.live));
+      liveToggle.title = query.live ? "Stop following new records" : "Follow new records as they arrive";
+      item.dataset.live = query.live ? (query.liveModes ? "on" : "starting") : "off";
+      badge.hidden = !query.live;
+      badge.textContent = query.liveModes ? `● live +${query.appended.toLocaleString()}` : "● live…";
+      const modes = Object.entries(query.liveModes ?? {}).map(([ds, m]) =>
+        `${store.datasourceName(ds)}: ${m.mode === "poll" ? `polled every ${m.interval_ms / 1000} s` : "pushed"}`);
+      const cannot = [...query.liveErrors].map(([ds, why]) => `${ds ? store.datasourceName(ds) + ": " : ""}${why}`);
+      badge.title = [`${query.appended} new records appended`, ...modes, ...cannot].join("\n");
       again.hidden = !errors.length;
     });
   };
