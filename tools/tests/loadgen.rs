@@ -175,3 +175,46 @@ impl HandleAddr {
         serde_json::from_slice(&output.stdout).expect("one JSON report")
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_mode_counts_every_delivery() {
+    let mut settings = settings(tributary::config::demo_datasources());
+    settings.publish.enabled = true;
+    let server = start_with(settings);
+    let pid = std::process::id().to_string();
+    let report = tokio::task::spawn_blocking({
+        let server = server.addr;
+        move || {
+            HandleAddr(server).run(&[
+                "live",
+                "--connections",
+                "6",
+                "--per-connection",
+                "2",
+                "--distinct",
+                "4",
+                "--rate",
+                "200",
+                "--batch",
+                "5",
+                "--duration",
+                "1s",
+                "--pid",
+                &pid,
+            ])
+        }
+    })
+    .await
+    .expect("loadgen task");
+    assert_eq!(report["mode"], "live");
+    let published = report["published"].as_u64().unwrap();
+    assert!(published > 0, "{report}");
+    // 12 subscriptions over 4 distinct queries: each record reaches 3.
+    assert_eq!(
+        report["expected"].as_u64().unwrap(),
+        published * 3,
+        "{report}"
+    );
+    assert_eq!(report["delivered"], report["expected"], "{report}");
+    assert!(report["server_cpu_ms"].as_f64().is_some(), "{report}");
+}

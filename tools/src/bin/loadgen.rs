@@ -6,6 +6,7 @@
 //! loadgen fanout --datasources tweets,slow --size 50 --repeat 50
 //! loadgen stream --datasources tweets100k --size 100000 --repeat 5
 //! loadgen idle   --connections 10000 --pid "$(pgrep -n tributary)"
+//! loadgen live   --connections 1000 --rate 1000 --pid "$(pgrep -n tributary)"
 //! ```
 //!
 //! Latency of a request is measured from sending its `ITEMS_REQUEST` to
@@ -53,6 +54,42 @@ enum Mode {
     Stream(StreamArgs),
     /// N open connections doing nothing: server memory per connection.
     Idle(IdleArgs),
+    /// Connections following live queries while records are published over
+    /// HTTP: publish-to-delivery latency, publish throughput, server CPU and
+    /// memory per live subscription.
+    Live(LiveArgs),
+}
+
+#[derive(Args)]
+struct LiveArgs {
+    /// Websocket connections, each following live queries.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Live queries per connection.
+    #[arg(long, default_value_t = 1)]
+    per_connection: usize,
+    /// Distinct queries among all of them (`text:lq<n>`); each published
+    /// record matches exactly one.
+    #[arg(long, default_value_t = 1)]
+    distinct: usize,
+    /// The fixtures datasource records are published to (a tweets-shaped one).
+    #[arg(long, default_value = "tweets")]
+    datasource: String,
+    /// Records published per second; 0: as fast as the server takes them.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Records per POST.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+    /// How long to publish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// The server's pid: its CPU time and memory are read from /proc.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// How many connections are being opened at any moment.
+    #[arg(long, default_value_t = 200)]
+    parallel: usize,
 }
 
 #[derive(Args)]
@@ -125,6 +162,7 @@ async fn main() {
         Mode::Fanout(args) => fanout_mode(&cli, args).await,
         Mode::Stream(args) => stream_mode(&cli, args).await,
         Mode::Idle(args) => idle_mode(&cli, args).await,
+        Mode::Live(args) => live_mode(&cli, args).await,
     };
     match outcome {
         Ok(report) => {
@@ -481,5 +519,317 @@ async fn idle_mode(cli: &Cli, args: &IdleArgs) -> Result<Report, String> {
         "open_seconds": opened_in.as_secs_f64(),
     });
     drop(sockets);
+    Ok(Report { text, json })
+}
+
+// ------------------------------------------------------------------ live
+
+/// CPU time (user + system) of a process so far, in milliseconds, from
+/// /proc/<pid>/stat (clock ticks of 10 ms, Linux's USER_HZ).
+fn cpu_ms(pid: &str) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
+    // The command name may hold spaces: fields are counted after its `)`.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("unexpected /proc stat format")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15; after `)` they are the 12th and 13th.
+    Ok((ticks(11) + ticks(12)) * 10.0)
+}
+
+/// A keep-alive HTTP/1.1 connection for publishing records.
+struct Publisher {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    host: String,
+    path: String,
+    token: Option<String>,
+}
+
+impl Publisher {
+    async fn connect(
+        url: &str,
+        datasource: &str,
+        token: Option<&str>,
+    ) -> Result<Publisher, String> {
+        let host = url
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(url)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let stream = tokio::net::TcpStream::connect(&host)
+            .await
+            .map_err(|e| format!("cannot connect to {host}: {e}"))?;
+        Ok(Publisher {
+            stream: tokio::io::BufReader::new(stream),
+            host,
+            path: format!("/api/datasources/{datasource}/records"),
+            token: token.map(str::to_owned),
+        })
+    }
+
+    /// POSTs an NDJSON body; an error unless the server answers 200.
+    async fn publish(&mut self, body: &str) -> Result<(), String> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n",
+            self.path,
+            self.host,
+            body.len()
+        );
+        if let Some(token) = &self.token {
+            let _ = write!(head, "Authorization: Bearer {token}\r\n");
+        }
+        head.push_str("\r\n");
+        let stream = self.stream.get_mut();
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(body.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut status = String::new();
+        self.stream
+            .read_line(&mut status)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.stream
+                .read_line(&mut line)
+                .await
+                .map_err(|e| e.to_string())?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut reply = vec![0; length];
+        self.stream
+            .read_exact(&mut reply)
+            .await
+            .map_err(|e| e.to_string())?;
+        if status.split(' ').nth(1) != Some("200") {
+            return Err(format!(
+                "publishing failed: {} {}",
+                status.trim(),
+                String::from_utf8_lossy(&reply)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What one connection's reader saw: publish-to-delivery latencies.
+struct Deliveries {
+    latency: Histogram<u64>,
+    records: u64,
+}
+
+async fn read_appends(mut client: Client, epoch: Instant, until: Instant) -> Deliveries {
+    let mut seen = Deliveries {
+        latency: histogram(),
+        records: 0,
+    };
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let frame = match client.next_frame_within(left).await {
+            Some(Ok(tributary_client::Frame::Text(text))) => text,
+            Some(Ok(tributary_client::Frame::Binary(_))) => continue,
+            // Closed, failed, or nothing before the deadline.
+            _ => break,
+        };
+        let now = epoch.elapsed();
+        let Ok(message) = serde_json::from_str::<Value>(&frame) else {
+            continue;
+        };
+        if message["items"]["append"] != true {
+            continue;
+        }
+        for result in message["items"]["results"].as_array().into_iter().flatten() {
+            let sent = result["fields"]["source"]
+                .as_str()
+                .and_then(|s| s.strip_prefix('t'))
+                .and_then(|us| us.parse::<u64>().ok());
+            if let Some(sent) = sent {
+                record(
+                    &mut seen.latency,
+                    now.saturating_sub(Duration::from_micros(sent)),
+                );
+                seen.records += 1;
+            }
+        }
+    }
+    seen
+}
+
+async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
+    let pid = args.pid.map(|p| p.to_string());
+    let rss = |pid: &Option<String>| {
+        pid.as_deref()
+            .map(|p| rss_kib(p.parse().unwrap_or(0)))
+            .transpose()
+    };
+    let distinct = args.distinct.max(1);
+    let rss_before = rss(&pid)?;
+    let mut pending = futures_util::stream::iter((0..args.connections).map(|_| connect(cli)))
+        .buffer_unordered(args.parallel.max(1));
+    let mut clients = Vec::with_capacity(args.connections);
+    while let Some(client) = pending.next().await {
+        clients.push(client?);
+    }
+    let rss_connected = rss(&pid)?;
+    // Every connection follows its queries: a live ITEMS_REQUEST of an empty page each.
+    let mut subscribers = vec![0u64; distinct];
+    let mut n = 0usize;
+    for client in &mut clients {
+        for j in 0..args.per_connection {
+            let q = n % distinct;
+            n += 1;
+            subscribers[q] += 1;
+            let request = json!({"type":"ITEMS_REQUEST","datasources":[args.datasource],
+                "query": format!("text:lq{q}"),"size":0,"request-id":j,"live":true});
+            client
+                .send_text(&request.to_string())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    for client in &mut clients {
+        let mut started = 0;
+        while started < args.per_connection {
+            match client.next_frame_within(Duration::from_secs(60)).await {
+                Some(Ok(tributary_client::Frame::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text).unwrap_or_default();
+                    match message["type"].as_str() {
+                        Some("LIVE_STARTED") => started += 1,
+                        Some("ERROR") => return Err(format!("a live request was refused: {text}")),
+                        _ => {}
+                    }
+                }
+                _ => return Err("a connection ended before its live queries started".into()),
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_following = rss(&pid)?;
+    let subscriptions = (args.connections * args.per_connection) as f64;
+
+    let epoch = Instant::now();
+    let until = epoch + args.duration + Duration::from_secs(2);
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|client| tokio::spawn(read_appends(client, epoch, until)))
+        .collect();
+    let server_cpu_before = pid.as_deref().map(cpu_ms).transpose()?;
+    let own_cpu_before = cpu_ms("self")?;
+    let mut publisher =
+        Publisher::connect(&cli.url, &args.datasource, cli.token.as_deref()).await?;
+    let mut published = 0u64;
+    let mut expected = 0u64;
+    let mut post_latency = histogram();
+    let batch = args.batch.max(1);
+    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(batch as f64 / args.rate));
+    let mut next = Instant::now();
+    while epoch.elapsed() < args.duration {
+        if let Some(interval) = interval {
+            next += interval;
+            tokio::time::sleep_until(next.into()).await;
+        }
+        let mut body = String::new();
+        for _ in 0..batch {
+            let q = (published % distinct as u64) as usize;
+            expected += subscribers[q];
+            let sent = epoch.elapsed().as_micros();
+            let _ = writeln!(
+                body,
+                "{}",
+                json!({"id": format!("lb{published}"), "created_at": "2026-11-23T12:00:00Z",
+                       "text": format!("lq{q} benchmark record"), "source": format!("t{sent}")})
+            );
+            published += 1;
+        }
+        let posted = Instant::now();
+        publisher.publish(&body).await?;
+        record(&mut post_latency, posted.elapsed());
+    }
+    let publish_seconds = epoch.elapsed().as_secs_f64();
+    let server_cpu = match (server_cpu_before, pid.as_deref()) {
+        (Some(before), Some(p)) => Some(cpu_ms(p)? - before),
+        _ => None,
+    };
+    let own_cpu = cpu_ms("self")? - own_cpu_before;
+    let mut latency = histogram();
+    let mut delivered = 0u64;
+    for reader in readers {
+        let seen = reader.await.map_err(|e| e.to_string())?;
+        delivered += seen.records;
+        let _ = latency.add(&seen.latency);
+    }
+
+    let per_kib = |a: Option<u64>, b: Option<u64>, n: f64| match (a, b) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / n.max(1.0)),
+        _ => None,
+    };
+    let kib_per_connection = per_kib(rss_before, rss_connected, args.connections as f64);
+    let kib_per_subscription = per_kib(rss_connected, rss_following, subscriptions);
+    let rate = published as f64 / publish_seconds;
+    let mut text = format!(
+        "live: {} connections × {} live queries ({distinct} distinct), {published} records published in {publish_seconds:.1} s ({rate:.0}/s)\n",
+        args.connections, args.per_connection
+    );
+    let _ = writeln!(
+        text,
+        "  delivered {delivered} of {expected} expected record deliveries"
+    );
+    let _ = writeln!(text, "  publish → delivery: {}", percentile_text(&latency));
+    let _ = writeln!(
+        text,
+        "  POST of {batch} records: {}",
+        percentile_text(&post_latency)
+    );
+    if let Some(cpu) = server_cpu {
+        let _ = writeln!(
+            text,
+            "  server CPU {cpu:.0} ms: {:.1} ms per 1,000 records published, {:.2} ms per 1,000 deliveries",
+            cpu * 1000.0 / published.max(1) as f64,
+            cpu * 1000.0 / delivered.max(1) as f64
+        );
+    }
+    let _ = writeln!(text, "  loadgen CPU {own_cpu:.0} ms");
+    if let (Some(c), Some(s)) = (kib_per_connection, kib_per_subscription) {
+        let _ = writeln!(
+            text,
+            "  server RSS {c:.1} KiB per connection, {s:.2} KiB per live subscription"
+        );
+    }
+    let json = json!({
+        "mode": "live", "connections": args.connections, "per_connection": args.per_connection,
+        "distinct": distinct, "published": published, "publish_seconds": publish_seconds,
+        "publish_rate": rate, "delivered": delivered, "expected": expected,
+        "latency": percentiles(&latency), "post": percentiles(&post_latency),
+        "server_cpu_ms": server_cpu, "loadgen_cpu_ms": own_cpu,
+        "kib_per_connection": kib_per_connection, "kib_per_subscription": kib_per_subscription,
+    });
     Ok(Report { text, json })
 }
