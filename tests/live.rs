@@ -484,3 +484,38 @@ async fn a_subscriber_that_does_not_read_is_closed_and_nobody_waits_for_it() {
     assert_eq!(sleeper.closed().await, Closed::Code(4420));
     metric_eventually(server.addr, "tributary_live_queries", 1.0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_lose_nothing_and_repeat_nothing() {
+    let server = start_with(publishing());
+    let (mut client, _) = Client::ready(&server).await;
+    go_live(&mut client, &["tweets"], "gondola", "g").await;
+    let publishers = (0..8).map(|p| {
+        let addr = server.addr;
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let body = tweet(&format!("g{p}-{i}"), "a gondola").to_string();
+                let (status, reply) =
+                    http_post(addr, "/api/datasources/tweets/records", &[], &body).await;
+                assert_eq!(status, 200, "{reply}");
+            }
+        })
+    });
+    for publisher in publishers.collect::<Vec<_>>() {
+        publisher.await.expect("publisher");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut seqs = Vec::new();
+    while seen.len() < 160 {
+        let append = next_append(&mut client).await;
+        seqs.push(append["items"]["seq"].as_u64().unwrap());
+        for id in ids(&append) {
+            assert!(seen.insert(id.clone()), "{id} arrived twice");
+        }
+    }
+    // Gap-free and in order.
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let (mut other, _) = Client::ready(&server).await;
+    let answers = other.items(&["tweets"], "gondola", 0, 0, "#000").await;
+    assert_eq!(answers[0]["items"]["total"], 160);
+}

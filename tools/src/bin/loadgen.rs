@@ -570,6 +570,7 @@ impl Publisher {
         let stream = tokio::net::TcpStream::connect(&host)
             .await
             .map_err(|e| format!("cannot connect to {host}: {e}"))?;
+        let _ = stream.set_nodelay(true);
         Ok(Publisher {
             stream: tokio::io::BufReader::new(stream),
             host,
@@ -591,13 +592,11 @@ impl Publisher {
             let _ = write!(head, "Authorization: Bearer {token}\r\n");
         }
         head.push_str("\r\n");
-        let stream = self.stream.get_mut();
-        stream
+        // One write: head and body in two would wait on Nagle's algorithm.
+        head.push_str(body);
+        self.stream
+            .get_mut()
             .write_all(head.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(body.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
         let mut status = String::new();
