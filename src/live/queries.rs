@@ -222,6 +222,8 @@ struct Group {
     subscribers: Vec<Subscriber>,
     /// The last call for changes failed (reported once, not every round).
     failing: bool,
+    /// To be asked for changes in the next round.
+    due: bool,
 }
 
 /// One datasource's live subscribers, and the loop that feeds them.
@@ -242,33 +244,39 @@ impl Feed {
         let push = matches!(mode, LiveMode::Push(_));
         let mut wake = Wake::new(mode);
         loop {
-            let mut due = tokio::select! {
+            tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.handle(command) && push,
+                    Some(command) => self.handle(command, push),
                     None => break,
                 },
-                () = wake.next() => true,
-            };
+                () = wake.next() => {
+                    for group in &mut self.groups {
+                        group.due = true;
+                    }
+                }
+            }
             // Take every command already waiting before matching.
             while let Ok(command) = commands.try_recv() {
-                due |= self.handle(command) && push;
+                self.handle(command, push);
             }
             if self.groups.is_empty() {
-                if self.retire(&mut commands) {
+                if self.retire(&mut commands, push) {
                     break;
                 }
                 continue;
             }
-            if due {
+            if self.groups.iter().any(|g| g.due) {
                 self.round().await;
             }
         }
         self.count(-1);
     }
 
-    /// Applies a command; true when a subscriber joined (a push feed then
-    /// catches it up on records added since its page).
-    fn handle(&mut self, command: FeedCommand) -> bool {
+    /// Applies a command. A subscriber that starts a group of its own is
+    /// caught up at once on a push feed (records may have been added since
+    /// its page); one that joins a group shares its position, and the
+    /// group is woken by the next announcement anyway.
+    fn handle(&mut self, command: FeedCommand, push: bool) {
         match command {
             FeedCommand::Join {
                 query,
@@ -276,7 +284,7 @@ impl Feed {
                 subscriber,
             } => {
                 if !subscriber.request.is_active() {
-                    return false;
+                    return;
                 }
                 self.count(-1);
                 let watch = Watch { query, cursor };
@@ -286,10 +294,10 @@ impl Feed {
                         watch,
                         subscribers: vec![subscriber],
                         failing: false,
+                        due: push,
                     }),
                 }
                 self.count(1);
-                true
             }
             FeedCommand::Leave { connection, key } => {
                 self.count(-1);
@@ -300,7 +308,6 @@ impl Feed {
                 }
                 self.groups.retain(|g| !g.subscribers.is_empty());
                 self.count(1);
-                false
             }
         }
     }
@@ -319,12 +326,12 @@ impl Feed {
 
     /// With no subscriber left, the feed ends, unless a command came in the
     /// meantime (checked under the registry's lock, which joins also take).
-    fn retire(&mut self, commands: &mut mpsc::UnboundedReceiver<FeedCommand>) -> bool {
+    fn retire(&mut self, commands: &mut mpsc::UnboundedReceiver<FeedCommand>, push: bool) -> bool {
         let mut feeds = lock(&self.feeds);
         match commands.try_recv() {
             Ok(command) => {
                 drop(feeds);
-                self.handle(command);
+                self.handle(command, push);
                 false
             }
             Err(_) => {
@@ -334,17 +341,24 @@ impl Feed {
         }
     }
 
-    /// Asks the datasource once for what is new for every group, and
-    /// delivers it.
+    /// Asks the datasource once for what is new for every group that is
+    /// due, and delivers it.
     async fn round(&mut self) {
         let Some(live) = self.datasource.live() else {
             return;
         };
-        let mut watches: Vec<Watch> = self.groups.iter().map(|g| g.watch.clone()).collect();
+        let mut watches: Vec<Watch> = self
+            .groups
+            .iter()
+            .filter(|g| g.due)
+            .map(|g| g.watch.clone())
+            .collect();
         let answers = live.changes(&mut watches).await;
         self.metrics.live_matches.inc_by(watches.len() as u64);
         self.count(-1);
-        for ((group, watch), answer) in self.groups.iter_mut().zip(watches).zip(answers) {
+        let due = self.groups.iter_mut().filter(|g| g.due);
+        for ((group, watch), answer) in due.zip(watches).zip(answers) {
+            group.due = false;
             group.watch = watch;
             match answer {
                 Ok(items) => {
