@@ -200,14 +200,7 @@ impl LiveQueries {
         let (sender, receiver) = mpsc::unbounded_channel();
         let _ = sender.send(command);
         feeds.insert(id.to_owned(), sender);
-        let feed = Feed {
-            id: id.to_owned(),
-            datasource: Arc::clone(&source.datasource),
-            groups: Vec::new(),
-            metrics: Arc::clone(&self.metrics),
-            batch_size: self.batch_size,
-            feeds: Arc::clone(&self.feeds),
-        };
+        let feed = Feed::new(id, Arc::clone(&source.datasource), self);
         tokio::spawn(feed.run(receiver));
     }
 }
@@ -226,17 +219,46 @@ struct Group {
     due: bool,
 }
 
-/// One datasource's live subscribers, and the loop that feeds them.
+/// A watch as a map key (cursors are JSON, compared by their text).
+type WatchKey = (String, String);
+
+fn key_of(watch: &Watch) -> WatchKey {
+    (watch.query.clone(), watch.cursor.0.to_string())
+}
+
+/// A subscriber's identity: its connection and request.
+type Member = (u64, RequestKey);
+
+/// One datasource's live subscribers, and the loop that feeds them. Groups
+/// have stable ids; indexes by watch and by subscriber keep every command
+/// and round proportional to what it touches, with thousands of groups.
 struct Feed {
     id: String,
     datasource: Arc<dyn Datasource>,
-    groups: Vec<Group>,
+    groups: HashMap<u64, Group>,
+    by_watch: HashMap<WatchKey, u64>,
+    members: HashMap<Member, u64>,
+    next_group: u64,
     metrics: Arc<Metrics>,
     batch_size: usize,
     feeds: Feeds,
 }
 
 impl Feed {
+    fn new(id: &str, datasource: Arc<dyn Datasource>, queries: &LiveQueries) -> Feed {
+        Feed {
+            id: id.to_owned(),
+            datasource,
+            groups: HashMap::new(),
+            by_watch: HashMap::new(),
+            members: HashMap::new(),
+            next_group: 0,
+            metrics: Arc::clone(&queries.metrics),
+            batch_size: queries.batch_size,
+            feeds: Arc::clone(&queries.feeds),
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<FeedCommand>) {
         let Some(mode) = self.datasource.live().map(|live| live.mode()) else {
             return;
@@ -244,20 +266,21 @@ impl Feed {
         let push = matches!(mode, LiveMode::Push(_));
         let mut wake = Wake::new(mode);
         loop {
-            tokio::select! {
+            let mut due = tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command, push),
                     None => break,
                 },
                 () = wake.next() => {
-                    for group in &mut self.groups {
+                    for group in self.groups.values_mut() {
                         group.due = true;
                     }
+                    true
                 }
-            }
+            };
             // Take every command already waiting before matching.
             while let Ok(command) = commands.try_recv() {
-                self.handle(command, push);
+                due |= self.handle(command, push);
             }
             if self.groups.is_empty() {
                 if self.retire(&mut commands, push) {
@@ -265,18 +288,19 @@ impl Feed {
                 }
                 continue;
             }
-            if self.groups.iter().any(|g| g.due) {
+            if due {
                 self.round().await;
             }
         }
-        self.count(-1);
+        self.metrics.live_queries.sub(self.members.len() as i64);
+        self.metrics.live_query_groups.sub(self.groups.len() as i64);
     }
 
-    /// Applies a command. A subscriber that starts a group of its own is
-    /// caught up at once on a push feed (records may have been added since
-    /// its page); one that joins a group shares its position, and the
-    /// group is woken by the next announcement anyway.
-    fn handle(&mut self, command: FeedCommand, push: bool) {
+    /// Applies a command; true when a group became due. A subscriber that
+    /// starts a group of its own is caught up at once on a push feed
+    /// (records may have been added since its page); one that joins a group
+    /// shares its position, and the group is woken by the next announcement.
+    fn handle(&mut self, command: FeedCommand, push: bool) -> bool {
         match command {
             FeedCommand::Join {
                 query,
@@ -284,44 +308,64 @@ impl Feed {
                 subscriber,
             } => {
                 if !subscriber.request.is_active() {
-                    return;
+                    return false;
                 }
-                self.count(-1);
+                let member = (subscriber.request.connection, subscriber.key);
                 let watch = Watch { query, cursor };
-                match self.groups.iter_mut().find(|g| g.watch == watch) {
-                    Some(group) => group.subscribers.push(subscriber),
-                    None => self.groups.push(Group {
-                        watch,
-                        subscribers: vec![subscriber],
-                        failing: false,
-                        due: push,
-                    }),
+                let key = key_of(&watch);
+                let (id, created) = match self.by_watch.get(&key) {
+                    Some(&id) => (id, false),
+                    None => {
+                        let id = self.next_group;
+                        self.next_group += 1;
+                        self.by_watch.insert(key, id);
+                        self.groups.insert(
+                            id,
+                            Group {
+                                watch,
+                                subscribers: Vec::new(),
+                                failing: false,
+                                due: push,
+                            },
+                        );
+                        self.metrics.live_query_groups.inc();
+                        (id, true)
+                    }
+                };
+                if let Some(group) = self.groups.get_mut(&id) {
+                    group.subscribers.push(subscriber);
                 }
-                self.count(1);
+                if self.members.insert(member, id).is_none() {
+                    self.metrics.live_queries.inc();
+                }
+                created && push
             }
             FeedCommand::Leave { connection, key } => {
-                self.count(-1);
-                for group in &mut self.groups {
-                    group
-                        .subscribers
-                        .retain(|s| !(s.request.connection == connection && s.key == key));
+                if let Some(id) = self.members.remove(&(connection, key)) {
+                    self.metrics.live_queries.dec();
+                    if let Some(group) = self.groups.get_mut(&id) {
+                        group
+                            .subscribers
+                            .retain(|s| !(s.request.connection == connection && s.key == key));
+                    }
+                    self.drop_if_empty(id);
                 }
-                self.groups.retain(|g| !g.subscribers.is_empty());
-                self.count(1);
+                false
             }
         }
     }
 
-    /// Adds (`sign` 1) or removes (-1) this feed's subscribers and groups
-    /// from the gauges; every change is bracketed by the two.
-    fn count(&self, sign: i64) {
-        let subscribers: usize = self.groups.iter().map(|g| g.subscribers.len()).sum();
-        self.metrics
-            .live_queries
-            .add(sign * i64::try_from(subscribers).unwrap_or(i64::MAX));
-        self.metrics
-            .live_query_groups
-            .add(sign * i64::try_from(self.groups.len()).unwrap_or(i64::MAX));
+    fn drop_if_empty(&mut self, id: u64) {
+        if self
+            .groups
+            .get(&id)
+            .is_some_and(|g| g.subscribers.is_empty())
+        {
+            if let Some(group) = self.groups.remove(&id) {
+                self.by_watch.remove(&key_of(&group.watch));
+                self.metrics.live_query_groups.dec();
+            }
+        }
     }
 
     /// With no subscriber left, the feed ends, unless a command came in the
@@ -342,23 +386,30 @@ impl Feed {
     }
 
     /// Asks the datasource once for what is new for every group that is
-    /// due, and delivers it.
+    /// due, delivers it, and merges groups whose positions became equal.
     async fn round(&mut self) {
         let Some(live) = self.datasource.live() else {
             return;
         };
-        let mut watches: Vec<Watch> = self
+        let ids: Vec<u64> = self
             .groups
             .iter()
-            .filter(|g| g.due)
-            .map(|g| g.watch.clone())
+            .filter(|(_, g)| g.due)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut watches: Vec<Watch> = ids
+            .iter()
+            .filter_map(|id| self.groups.get(id).map(|g| g.watch.clone()))
             .collect();
         let answers = live.changes(&mut watches).await;
         self.metrics.live_matches.inc_by(watches.len() as u64);
-        self.count(-1);
-        let due = self.groups.iter_mut().filter(|g| g.due);
-        for ((group, watch), answer) in due.zip(watches).zip(answers) {
+        for ((id, watch), answer) in ids.into_iter().zip(watches).zip(answers) {
+            let Some(group) = self.groups.get_mut(&id) else {
+                continue;
+            };
             group.due = false;
+            let old_key = key_of(&group.watch);
+            let before = group.subscribers.len();
             group.watch = watch;
             match answer {
                 Ok(items) => {
@@ -375,25 +426,56 @@ impl Feed {
                     }
                 }
             }
-            // Canceled and replaced requests leave at the next round at the latest.
-            group.subscribers.retain(|s| s.request.is_active());
+            // Canceled, replaced and dropped subscribers leave here at the latest.
+            group
+                .subscribers
+                .retain(|s| s.request.is_active() && !s.outbox.is_closed());
+            let new_key = key_of(&group.watch);
+            if before != group.subscribers.len() {
+                let present: std::collections::HashSet<Member> = group
+                    .subscribers
+                    .iter()
+                    .map(|s| (s.request.connection, s.key))
+                    .collect();
+                let gone: Vec<Member> = self
+                    .members
+                    .iter()
+                    .filter(|(m, &g)| g == id && !present.contains(m))
+                    .map(|(m, _)| *m)
+                    .collect();
+                for member in gone {
+                    self.members.remove(&member);
+                    self.metrics.live_queries.dec();
+                }
+            }
+            self.rekey(id, old_key, new_key);
         }
-        self.groups.retain(|g| !g.subscribers.is_empty());
-        self.merge();
-        self.count(1);
     }
 
-    /// Groups whose watches became equal (their cursors caught up with each
-    /// other) become one: their next records are matched once.
-    fn merge(&mut self) {
-        let mut merged: Vec<Group> = Vec::with_capacity(self.groups.len());
-        for group in self.groups.drain(..) {
-            match merged.iter_mut().find(|g| g.watch == group.watch) {
-                Some(into) => into.subscribers.extend(group.subscribers),
-                None => merged.push(group),
+    /// A group's position moved: index it under its new watch, or merge it
+    /// into the group already there (their next records are matched once).
+    fn rekey(&mut self, id: u64, old_key: WatchKey, new_key: WatchKey) {
+        if self.by_watch.get(&old_key) == Some(&id) {
+            self.by_watch.remove(&old_key);
+        }
+        match self.by_watch.get(&new_key) {
+            Some(&into) if into != id => {
+                if let Some(group) = self.groups.remove(&id) {
+                    self.metrics.live_query_groups.dec();
+                    for subscriber in &group.subscribers {
+                        self.members
+                            .insert((subscriber.request.connection, subscriber.key), into);
+                    }
+                    if let Some(target) = self.groups.get_mut(&into) {
+                        target.subscribers.extend(group.subscribers);
+                    }
+                }
+            }
+            _ => {
+                self.by_watch.insert(new_key, id);
+                self.drop_if_empty(id);
             }
         }
-        self.groups = merged;
     }
 }
 
