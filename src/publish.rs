@@ -5,10 +5,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::datasources::AppendError;
+use crate::datasources::{AppendError, Records};
 
 /// Where a record came from in the body, to name it in an error.
 enum Origin {
@@ -103,7 +103,7 @@ pub async fn records(
 
 /// Reads the records of a body: one object, an array of objects, or one
 /// object per line. Errors name the line (or element) and the problem.
-fn parse_body(body: &[u8]) -> Result<(Vec<Map<String, Value>>, Vec<Origin>), String> {
+fn parse_body(body: &[u8]) -> Result<(Records, Vec<Origin>), String> {
     let text = std::str::from_utf8(body).map_err(|e| {
         let line = Lines::default().at(body, e.valid_up_to());
         format!("line {line}: the body is not UTF-8")
