@@ -384,6 +384,35 @@ async fn publishing_is_checked_and_all_or_nothing() {
         .as_str()
         .unwrap()
         .contains("does not take published records"));
+
+    // A field an inferred (dynamic) mapping lacks is kept, not searchable,
+    // and named; a body over the limit is refused whole.
+    let mut settings = settings(vec![datasource("people", "people", json!({"count": 5}))]);
+    settings.publish.enabled = true;
+    settings.publish.max_body_bytes = 1000;
+    let server = start_with_registry(settings, registry());
+    let (status, reply) = publish(
+        &server,
+        "people",
+        r#"{"id":"new","name":"person new","nickname":"newbie"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["unindexed_fields"], json!(["nickname"]));
+    let (mut client, _) = Client::ready(&server).await;
+    let answers = client.items(&["people"], "name:new", 0, 10, "#000").await;
+    assert_eq!(ids(&answers[0]), ["new"]);
+    assert_eq!(
+        answers[0]["items"]["results"][0]["fields"]["nickname"],
+        "newbie"
+    );
+    let (status, _) = publish(
+        &server,
+        "people",
+        &format!("{{\"id\":\"{}\"}}", "x".repeat(2000)),
+    )
+    .await;
+    assert_eq!(status, 413);
 }
 
 #[tokio::test]
