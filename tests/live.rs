@@ -387,10 +387,10 @@ async fn publishing_is_checked_and_all_or_nothing() {
 
     // A field an inferred (dynamic) mapping lacks is kept, not searchable,
     // and named; a body over the limit is refused whole.
-    let mut settings = settings(vec![datasource("people", "people", json!({"count": 5}))]);
-    settings.publish.enabled = true;
-    settings.publish.max_body_bytes = 1000;
-    let server = start_with_registry(settings, registry());
+    let mut dynamic = common::settings(vec![datasource("people", "people", json!({"count": 5}))]);
+    dynamic.publish.enabled = true;
+    dynamic.publish.max_body_bytes = 1000;
+    let server = start_with_registry(dynamic, registry());
     let (status, reply) = publish(
         &server,
         "people",

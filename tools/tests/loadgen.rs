@@ -41,6 +41,8 @@ async fn query_mode_counts_requests_and_items() {
                 "1s",
                 "--warmup",
                 "0s",
+                "--pid",
+                &std::process::id().to_string(),
             ])
         }
     })
@@ -54,6 +56,13 @@ async fn query_mode_counts_requests_and_items() {
     // Every request of size 20 over 1,000 records brings 20 items.
     let items = report["items_per_s"].as_f64().unwrap() * report["duration_s"].as_f64().unwrap();
     assert_eq!(items.round() as u64, requests * 20, "{report}");
+    // The server runs in this test's process: its CPU is read from /proc.
+    assert!(report["server_cpu_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["server_cpu_ms_per_1000_requests"].as_f64().is_some(),
+        "{report}"
+    );
+    assert!(report["loadgen_cpu_ms"].as_f64().is_some(), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

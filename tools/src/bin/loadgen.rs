@@ -121,6 +121,10 @@ struct QueryArgs {
     /// request as soon as the previous one completes.
     #[arg(long)]
     rate: Option<f64>,
+    /// The server's pid: its CPU time over the measured window is read from
+    /// /proc and reported per 1,000 requests and per 100,000 items.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[derive(Args)]
@@ -257,6 +261,21 @@ async fn query_mode(cli: &Cli, args: &QueryArgs) -> Result<Report, String> {
     let start = Instant::now();
     let measure_from = start + args.warmup;
     let end = measure_from + args.duration;
+    // The server's and our own CPU over exactly the measured window.
+    let pid = args.pid.map(|p| p.to_string());
+    let cpu_window = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = (pid.as_deref().map(cpu_ms).transpose(), cpu_ms("self"));
+        tokio::time::sleep_until(end.into()).await;
+        let after = (pid.as_deref().map(cpu_ms).transpose(), cpu_ms("self"));
+        match (before, after) {
+            ((Ok(server_before), Ok(own_before)), (Ok(server_after), Ok(own_after))) => Ok((
+                server_before.zip(server_after).map(|(b, a)| a - b),
+                own_after - own_before,
+            )),
+            ((Err(e), _), _) | (_, (Err(e), _)) | ((_, Err(e)), _) | (_, (_, Err(e))) => Err(e),
+        }
+    });
     let mut tasks = Vec::new();
     for (client, mut socket) in sockets.into_iter().enumerate() {
         let datasources = args.common.datasources.clone();
@@ -317,7 +336,16 @@ async fn query_mode(cli: &Cli, args: &QueryArgs) -> Result<Report, String> {
         failures.extend(f);
     }
     let secs = args.duration.as_secs_f64();
+    let (server_cpu, own_cpu) = cpu_window
+        .await
+        .map_err(|e| format!("cpu task failed: {e}"))??;
+    let per_1000_requests = server_cpu.map(|cpu| cpu * 1000.0 / requests.max(1) as f64);
+    let per_100k_items = server_cpu.map(|cpu| cpu * 100_000.0 / totals.items.max(1) as f64);
     let json = json!({
+        "server_cpu_ms": server_cpu,
+        "server_cpu_ms_per_1000_requests": per_1000_requests,
+        "server_cpu_ms_per_100k_items": per_100k_items,
+        "loadgen_cpu_ms": own_cpu,
         "mode": "query",
         "clients": args.clients,
         "size": args.common.size,
@@ -354,6 +382,15 @@ async fn query_mode(cli: &Cli, args: &QueryArgs) -> Result<Report, String> {
             .map(|f| format!(" (first: {f})"))
             .unwrap_or_default()
     );
+    if let (Some(cpu), Some(per_request), Some(per_items)) =
+        (server_cpu, per_1000_requests, per_100k_items)
+    {
+        let _ = writeln!(
+            text,
+            "  server CPU   {cpu:.0} ms: {per_request:.1} ms per 1,000 requests, {per_items:.1} ms per 100,000 items"
+        );
+    }
+    let _ = writeln!(text, "  loadgen CPU  {own_cpu:.0} ms");
     Ok(Report { text, json })
 }
 
