@@ -79,6 +79,8 @@ async fn stream_fanout_and_idle_modes_report() {
             "1000",
             "--repeat",
             "2",
+            "--pid",
+            &std::process::id().to_string(),
         ]);
         let fanout = handle.run(&[
             "fanout",
@@ -110,6 +112,10 @@ async fn stream_fanout_and_idle_modes_report() {
         // 1,000 results in batches of 500, then REQUEST_COMPLETED.
         assert_eq!(run["messages"], 3, "{stream}");
     }
+    assert!(
+        stream["server_cpu_ms_per_100k_items"].as_f64().is_some(),
+        "{stream}"
+    );
 
     for source in ["people", "slow"] {
         let per = &fanout["per_datasource"][source];

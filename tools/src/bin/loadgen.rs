@@ -141,6 +141,9 @@ struct StreamArgs {
     common: Common,
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// The server's pid: its CPU time for all runs is reported per 100,000 items.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[derive(Args)]
@@ -469,6 +472,10 @@ async fn stream_mode(cli: &Cli, args: &StreamArgs) -> Result<Report, String> {
         "stream: {:?}, query {query:?}, size {}\n",
         args.common.datasources, args.common.size
     );
+    let pid = args.pid.map(|p| p.to_string());
+    let server_before = pid.as_deref().map(cpu_ms).transpose()?;
+    let own_before = cpu_ms("self")?;
+    let mut items = 0u64;
     for id in 1..=args.repeat as u64 {
         let outcome = run_request(
             &mut socket,
@@ -498,10 +505,25 @@ async fn stream_mode(cli: &Cli, args: &StreamArgs) -> Result<Report, String> {
             outcome.items as f64 / secs,
             outcome.bytes as f64 / secs / 1e6
         );
+        items += outcome.items;
         runs.push(run);
     }
+    let server_cpu = match (server_before, pid.as_deref()) {
+        (Some(before), Some(p)) => Some(cpu_ms(p)? - before),
+        _ => None,
+    };
+    let own_cpu = cpu_ms("self")? - own_before;
+    let per_100k_items = server_cpu.map(|cpu| cpu * 100_000.0 / items.max(1) as f64);
+    if let (Some(cpu), Some(per)) = (server_cpu, per_100k_items) {
+        let _ = writeln!(
+            text,
+            "  server CPU {cpu:.0} ms: {per:.0} ms per 100,000 items"
+        );
+    }
+    let _ = writeln!(text, "  loadgen CPU {own_cpu:.0} ms");
     let json = json!({
         "mode": "stream", "datasources": args.common.datasources, "size": args.common.size, "runs": runs,
+        "server_cpu_ms": server_cpu, "server_cpu_ms_per_100k_items": per_100k_items, "loadgen_cpu_ms": own_cpu,
     });
     Ok(Report { text, json })
 }
