@@ -90,6 +90,8 @@ async fn stream_fanout_and_idle_modes_report() {
             "10",
             "--repeat",
             "2",
+            "--pid",
+            &std::process::id().to_string(),
         ]);
         let idle = handle.run(&[
             "idle",

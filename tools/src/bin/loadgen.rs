@@ -133,6 +133,9 @@ struct FanoutArgs {
     common: Common,
     #[arg(long, default_value_t = 50)]
     repeat: usize,
+    /// The server's pid: its CPU time for the whole run is reported per request.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[derive(Args)]
@@ -265,19 +268,12 @@ async fn query_mode(cli: &Cli, args: &QueryArgs) -> Result<Report, String> {
     let measure_from = start + args.warmup;
     let end = measure_from + args.duration;
     // The server's and our own CPU over exactly the measured window.
-    let pid = args.pid.map(|p| p.to_string());
+    let pid = args.pid;
     let cpu_window = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from.into()).await;
-        let before = (pid.as_deref().map(cpu_ms).transpose(), cpu_ms("self"));
+        let clock = CpuClock::start(pid)?;
         tokio::time::sleep_until(end.into()).await;
-        let after = (pid.as_deref().map(cpu_ms).transpose(), cpu_ms("self"));
-        match (before, after) {
-            ((Ok(server_before), Ok(own_before)), (Ok(server_after), Ok(own_after))) => Ok((
-                server_before.zip(server_after).map(|(b, a)| a - b),
-                own_after - own_before,
-            )),
-            ((Err(e), _), _) | (_, (Err(e), _)) | ((_, Err(e)), _) | (_, (_, Err(e))) => Err(e),
-        }
+        clock.stop()
     });
     let mut tasks = Vec::new();
     for (client, mut socket) in sockets.into_iter().enumerate() {
@@ -401,6 +397,7 @@ async fn fanout_mode(cli: &Cli, args: &FanoutArgs) -> Result<Report, String> {
     let mut socket = connect(cli).await?;
     let query = &args.common.queries[0];
     let sources = &args.common.datasources;
+    let clock = CpuClock::start(args.pid)?;
     // Each datasource alone first: its own latency, the baseline.
     let mut alone: HashMap<&str, Histogram<u64>> = HashMap::new();
     for source in sources {
@@ -457,9 +454,20 @@ async fn fanout_mode(cli: &Cli, args: &FanoutArgs) -> Result<Report, String> {
         );
     }
     let _ = writeln!(text, "  whole request          {}", percentile_text(&whole));
+    let (server_cpu, own_cpu) = clock.stop()?;
+    let requests = (args.repeat * (sources.len() + 1)) as f64;
+    let per_1000_requests = server_cpu.map(|cpu| cpu * 1000.0 / requests.max(1.0));
+    if let (Some(cpu), Some(per)) = (server_cpu, per_1000_requests) {
+        let _ = writeln!(
+            text,
+            "  server CPU {cpu:.0} ms: {per:.0} ms per 1,000 requests"
+        );
+    }
+    let _ = writeln!(text, "  loadgen CPU {own_cpu:.0} ms");
     let json = json!({
         "mode": "fanout", "datasources": sources, "size": args.common.size, "rounds": args.repeat,
         "per_datasource": per_source, "completion": percentiles(&whole),
+        "server_cpu_ms": server_cpu, "server_cpu_ms_per_1000_requests": per_1000_requests, "loadgen_cpu_ms": own_cpu,
     });
     Ok(Report { text, json })
 }
@@ -472,9 +480,7 @@ async fn stream_mode(cli: &Cli, args: &StreamArgs) -> Result<Report, String> {
         "stream: {:?}, query {query:?}, size {}\n",
         args.common.datasources, args.common.size
     );
-    let pid = args.pid.map(|p| p.to_string());
-    let server_before = pid.as_deref().map(cpu_ms).transpose()?;
-    let own_before = cpu_ms("self")?;
+    let clock = CpuClock::start(args.pid)?;
     let mut items = 0u64;
     for id in 1..=args.repeat as u64 {
         let outcome = run_request(
@@ -508,11 +514,7 @@ async fn stream_mode(cli: &Cli, args: &StreamArgs) -> Result<Report, String> {
         items += outcome.items;
         runs.push(run);
     }
-    let server_cpu = match (server_before, pid.as_deref()) {
-        (Some(before), Some(p)) => Some(cpu_ms(p)? - before),
-        _ => None,
-    };
-    let own_cpu = cpu_ms("self")? - own_before;
+    let (server_cpu, own_cpu) = clock.stop()?;
     let per_100k_items = server_cpu.map(|cpu| cpu * 100_000.0 / items.max(1) as f64);
     if let (Some(cpu), Some(per)) = (server_cpu, per_100k_items) {
         let _ = writeln!(
@@ -602,6 +604,38 @@ fn cpu_ms(pid: &str) -> Result<f64, String> {
     };
     // utime and stime are fields 14 and 15; after `)` they are the 12th and 13th.
     Ok((ticks(11) + ticks(12)) * 10.0)
+}
+
+/// The server's CPU time (with `--pid`) and ours, from a start to a stop.
+struct CpuClock {
+    server: Option<(String, f64)>,
+    own: f64,
+}
+
+impl CpuClock {
+    fn start(pid: Option<u32>) -> Result<CpuClock, String> {
+        let server = match pid {
+            Some(pid) => {
+                let pid = pid.to_string();
+                let now = cpu_ms(&pid)?;
+                Some((pid, now))
+            }
+            None => None,
+        };
+        Ok(CpuClock {
+            server,
+            own: cpu_ms("self")?,
+        })
+    }
+
+    /// Milliseconds of CPU since the start: the server's (if known), and ours.
+    fn stop(&self) -> Result<(Option<f64>, f64), String> {
+        let server = match &self.server {
+            Some((pid, before)) => Some(cpu_ms(pid)? - before),
+            None => None,
+        };
+        Ok((server, cpu_ms("self")? - self.own))
+    }
 }
 
 /// A keep-alive HTTP/1.1 connection for publishing records.
@@ -742,21 +776,16 @@ async fn read_appends(mut client: Client, epoch: Instant, until: Instant) -> Del
 }
 
 async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
-    let pid = args.pid.map(|p| p.to_string());
-    let rss = |pid: &Option<String>| {
-        pid.as_deref()
-            .map(|p| rss_kib(p.parse().unwrap_or(0)))
-            .transpose()
-    };
+    let rss = || args.pid.map(rss_kib).transpose();
     let distinct = args.distinct.max(1);
-    let rss_before = rss(&pid)?;
+    let rss_before = rss()?;
     let mut pending = futures_util::stream::iter((0..args.connections).map(|_| connect(cli)))
         .buffer_unordered(args.parallel.max(1));
     let mut clients = Vec::with_capacity(args.connections);
     while let Some(client) = pending.next().await {
         clients.push(client?);
     }
-    let rss_connected = rss(&pid)?;
+    let rss_connected = rss()?;
     // Every connection follows its queries: a live ITEMS_REQUEST of an empty page each.
     let mut subscribers = vec![0u64; distinct];
     let mut n = 0usize;
@@ -790,7 +819,7 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_following = rss(&pid)?;
+    let rss_following = rss()?;
     let subscriptions = (args.connections * args.per_connection) as f64;
 
     let epoch = Instant::now();
@@ -799,8 +828,7 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
         .into_iter()
         .map(|client| tokio::spawn(read_appends(client, epoch, until)))
         .collect();
-    let server_cpu_before = pid.as_deref().map(cpu_ms).transpose()?;
-    let own_cpu_before = cpu_ms("self")?;
+    let clock = CpuClock::start(args.pid)?;
     let mut publisher =
         Publisher::connect(&cli.url, &args.datasource, cli.token.as_deref()).await?;
     let mut published = 0u64;
@@ -832,11 +860,7 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
         record(&mut post_latency, posted.elapsed());
     }
     let publish_seconds = epoch.elapsed().as_secs_f64();
-    let server_cpu = match (server_cpu_before, pid.as_deref()) {
-        (Some(before), Some(p)) => Some(cpu_ms(p)? - before),
-        _ => None,
-    };
-    let own_cpu = cpu_ms("self")? - own_cpu_before;
+    let (server_cpu, own_cpu) = clock.stop()?;
     let mut latency = histogram();
     let mut delivered = 0u64;
     for reader in readers {
