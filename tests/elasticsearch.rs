@@ -279,4 +279,16 @@ fn bad_settings_name_the_key() {
         error(json!({"url": "http://localhost:9200", "index": "x", "indexx": 1}))
             .contains("indexx")
     );
+    assert!(
+        error(json!({"url": "http://localhost:9200", "index": "x", "live_interval": "5s"}))
+            .contains("needs `live_field`")
+    );
+    assert!(error(
+        json!({"url": "http://localhost:9200", "index": "x", "live_field": "t", "live_interval": "soon"})
+    )
+    .contains("live_interval"));
+    assert!(error(
+        json!({"url": "http://localhost:9200", "index": "x", "live_field": "t", "live_interval": "0s"})
+    )
+    .contains("more than 0"));
 }

@@ -19,6 +19,9 @@ const VALID: &[&str] = &[
     r#"{"type":"CANCEL_REQUEST","request-id":1}"#,
     r#"{"type":"PING","t":12345}"#,
     r#"{"type":"ITEMS_REQUEST","datasources":["slow"],"query":"age:[1 TO 5] AND NOT group:g1","size":3}"#,
+    r#"{"type":"ITEMS_REQUEST","datasources":["people","slow"],"query":"group:g1","size":2,"request-id":"l","live":true}"#,
+    r#"{"type":"UPDATE_REQUEST","request-id":"l","query":"name:person*","datasources":["people"]}"#,
+    r#"{"type":"SUBSCRIBE","channels":["status:people","latency:slow"]}"#,
 ];
 
 /// A frame: one of the valid requests with a few bytes replaced, inserted or removed,
@@ -109,6 +112,9 @@ fn random_and_mutated_frames_never_break_a_session() {
     runtime.block_on(async {
         metric_eventually(server.addr, "tributary_connections_open", 0.0).await;
         metric_eventually(server.addr, "tributary_requests_running", 0.0).await;
+        // Live requests and channel subscriptions end with their connections.
+        metric_eventually(server.addr, "tributary_live_queries", 0.0).await;
+        metric_eventually(server.addr, "tributary_live_subscriptions", 0.0).await;
         // Still serving after all of it.
         let (mut client, _) = Client::ready(&server).await;
         let answer = client.items(&["people"], "*", 0, 1, "#000").await;

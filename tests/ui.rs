@@ -177,6 +177,26 @@ async fn click(client: &Client, css: &str) {
     }
 }
 
+/// Ticks a datasource and waits until its field `field` is listed.
+async fn enable_datasource(client: &Client, id: &str, field: &str) {
+    click(client, &format!("#datasources li[data-ds={id}] input")).await;
+    until(
+        client,
+        &format!("the fields of {id}"),
+        &format!("return !!document.querySelector('#fields li[data-field=\"{field}\"]');"),
+    )
+    .await;
+}
+
+/// Makes a field's values nodes.
+async fn tick_node_field(client: &Client, field: &str) {
+    click(
+        client,
+        &format!("#fields li[data-field='{field}'] input[type=checkbox]"),
+    )
+    .await;
+}
+
 async fn search(client: &Client, color: &str, query: &str) {
     // Color pickers cannot be typed into; set the value as the picker would.
     js(
@@ -257,23 +277,9 @@ async fn explore_the_demo_data() {
     .await;
 
     // Enable the tweets datasource and choose two node fields and the timeline.
-    click(client, "#datasources li[data-ds=tweets] input").await;
-    until(
-        client,
-        "the fields of tweets",
-        "return !!document.querySelector('#fields li[data-field=\"user.screen_name\"]');",
-    )
-    .await;
-    click(
-        client,
-        "#fields li[data-field='user.screen_name'] input[type=checkbox]",
-    )
-    .await;
-    click(
-        client,
-        "#fields li[data-field='hashtags'] input[type=checkbox]",
-    )
-    .await;
+    enable_datasource(client, "tweets", "user.screen_name").await;
+    tick_node_field(client, "user.screen_name").await;
+    tick_node_field(client, "hashtags").await;
     click(
         client,
         "#fields li[data-field='created_at'] input[type=radio]",
@@ -485,18 +491,8 @@ async fn a_live_query_grows_the_graph() {
          return dot && dot.dataset.health === 'down' && dot.title.startsWith('Down');",
     )
     .await;
-    click(client, "#datasources li[data-ds=tweets] input").await;
-    until(
-        client,
-        "the fields of tweets",
-        "return !!document.querySelector('#fields li[data-field=\"user.screen_name\"]');",
-    )
-    .await;
-    click(
-        client,
-        "#fields li[data-field='user.screen_name'] input[type=checkbox]",
-    )
-    .await;
+    enable_datasource(client, "tweets", "user.screen_name").await;
+    tick_node_field(client, "user.screen_name").await;
     search(client, RED, "zeppelin").await;
     until(
         client,
@@ -584,15 +580,9 @@ async fn reconnects_and_fetches_again() {
         "return document.getElementById('connection').dataset.state === 'open';",
     )
     .await;
-    click(client, "#datasources li[data-ds=emails] input").await;
-    until(
-        client,
-        "the fields of emails",
-        "return !!document.querySelector('#fields li[data-field=\"from\"]');",
-    )
-    .await;
-    click(client, "#fields li[data-field='from'] input[type=checkbox]").await;
-    click(client, "#fields li[data-field='to'] input[type=checkbox]").await;
+    enable_datasource(client, "emails", "from").await;
+    tick_node_field(client, "from").await;
+    tick_node_field(client, "to").await;
 
     // The server goes away: the page says so and keeps trying.
     server.shutdown(Duration::from_secs(1)).await;
@@ -715,13 +705,7 @@ async fn work_the_graph() {
         "return document.getElementById('connection').dataset.state === 'open';",
     )
     .await;
-    click(client, "#datasources li[data-ds=tweets] input").await;
-    until(
-        client,
-        "the fields of tweets",
-        "return !!document.querySelector('#fields li[data-field=\"mentions\"]');",
-    )
-    .await;
+    enable_datasource(client, "tweets", "mentions").await;
     // The field filter narrows the list.
     client
         .find(Locator::Id("field-filter"))
@@ -739,21 +723,13 @@ async fn work_the_graph() {
         listed,
         json!(["in_reply_to_screen_name", "user.screen_name"])
     );
-    click(
-        client,
-        "#fields li[data-field='user.screen_name'] input[type=checkbox]",
-    )
-    .await;
+    tick_node_field(client, "user.screen_name").await;
     js(
         client,
         "const f = document.getElementById('field-filter'); f.value = ''; f.dispatchEvent(new Event('input')); return true;",
     )
     .await;
-    click(
-        client,
-        "#fields li[data-field='mentions'] input[type=checkbox]",
-    )
-    .await;
+    tick_node_field(client, "mentions").await;
 
     // `/` focuses the search box.
     press(client, '/').await;

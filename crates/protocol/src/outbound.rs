@@ -357,32 +357,7 @@ impl ServerMessage<'_> {
                 total,
                 from,
                 results,
-            } => {
-                #[derive(Serialize)]
-                struct Inner<'a> {
-                    server: &'a str,
-                    query: &'a str,
-                    color: &'a Option<String>,
-                    total: u64,
-                    from: u64,
-                    results: &'a [Item],
-                }
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    items: Inner<'a>,
-                }
-                let body = Body {
-                    items: Inner {
-                        server,
-                        query: echo.query.as_deref().unwrap_or_default(),
-                        color: &echo.color,
-                        total,
-                        from,
-                        results,
-                    },
-                };
-                tagged(kind, &body, echo.request_id.as_ref())
-            }
+            } => items_receive(kind, echo, server, total, from, results, None),
             ServerMessage::Appended {
                 echo,
                 server,
@@ -390,36 +365,7 @@ impl ServerMessage<'_> {
                 from,
                 seq,
                 results,
-            } => {
-                #[derive(Serialize)]
-                struct Inner<'a> {
-                    server: &'a str,
-                    query: &'a str,
-                    color: &'a Option<String>,
-                    total: u64,
-                    from: u64,
-                    results: &'a RawValue,
-                    append: bool,
-                    seq: u64,
-                }
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    items: Inner<'a>,
-                }
-                let body = Body {
-                    items: Inner {
-                        server,
-                        query: echo.query.as_deref().unwrap_or_default(),
-                        color: &echo.color,
-                        total,
-                        from,
-                        results,
-                        append: true,
-                        seq,
-                    },
-                };
-                tagged(kind, &body, echo.request_id.as_ref())
-            }
+            } => items_receive(kind, echo, server, total, from, results, Some(seq)),
             ServerMessage::LiveStarted {
                 request_id,
                 datasources,
@@ -507,6 +453,49 @@ impl ServerMessage<'_> {
         };
         Frame(Bytes::from(text))
     }
+}
+
+/// An `ITEMS_RECEIVE`: a page's batch, or (with `seq`) a live request's
+/// append, its results already encoded or not.
+fn items_receive<R: Serialize + ?Sized>(
+    kind: &'static str,
+    echo: &Echo,
+    server: &str,
+    total: u64,
+    from: u64,
+    results: &R,
+    seq: Option<u64>,
+) -> String {
+    #[derive(Serialize)]
+    struct Inner<'a, R: Serialize + ?Sized> {
+        server: &'a str,
+        query: &'a str,
+        color: &'a Option<String>,
+        total: u64,
+        from: u64,
+        results: &'a R,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        append: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    }
+    #[derive(Serialize)]
+    struct Body<'a, R: Serialize + ?Sized> {
+        items: Inner<'a, R>,
+    }
+    let body = Body {
+        items: Inner {
+            server,
+            query: echo.query.as_deref().unwrap_or_default(),
+            color: &echo.color,
+            total,
+            from,
+            results,
+            append: seq.map(|_| true),
+            seq,
+        },
+    };
+    tagged(kind, &body, echo.request_id.as_ref())
 }
 
 #[derive(Serialize)]
