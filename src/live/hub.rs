@@ -4,10 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::Metrics;
-use crate::outbox::{LiveRefused, Outbox, LIVE_KEY};
+use crate::outbox::{Outbox, LIVE_KEY};
 use crate::protocol::elstat;
 use crate::protocol::outbound::{Frame, ServerMessage};
-use crate::protocol::CLOSE_TOO_MUCH;
 use crate::session::Dialect;
 
 /// What a channel name refers to.
@@ -89,7 +88,7 @@ impl Hub {
             return false;
         }
         if let Some(last) = &entry.last {
-            if self.deliver(outbox, last.in_dialect(dialect)).is_err() {
+            if !self.deliver(outbox, last.in_dialect(dialect)) {
                 return true;
             }
         }
@@ -137,7 +136,7 @@ impl Hub {
         let mut channels = self.lock();
         let entry = channels.entry(channel.to_owned()).or_default();
         entry.subscribers.retain(|_, (outbox, dialect)| {
-            let kept = self.deliver(outbox, encoded.in_dialect(*dialect)).is_ok();
+            let kept = self.deliver(outbox, encoded.in_dialect(*dialect));
             if !kept {
                 self.metrics.live_subscriptions.dec();
             }
@@ -153,18 +152,8 @@ impl Hub {
 }
 
 impl Hub {
-    /// Queues a live frame; a subscriber that cannot take it is closed with
-    /// 4420 (it reads too slowly to follow) and must be dropped.
-    fn deliver(&self, outbox: &Outbox, frame: Frame) -> Result<(), LiveRefused> {
-        let result = outbox.try_send_live(LIVE_KEY, frame);
-        match result {
-            Ok(()) => self.metrics.live_deliveries.inc(),
-            Err(LiveRefused::Full) => {
-                self.metrics.live_dropped_subscribers.inc();
-                outbox.close_now(CLOSE_TOO_MUCH, "too slow to follow a live channel");
-            }
-            Err(LiveRefused::Closed) => {}
-        }
-        result
+    /// Queues a channel frame; false when the subscriber must be dropped.
+    fn deliver(&self, outbox: &Outbox, frame: Frame) -> bool {
+        super::deliver(outbox, LIVE_KEY, frame, &self.metrics, "channel")
     }
 }

@@ -13,6 +13,10 @@ pub mod queries;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, RequestKey};
+use crate::protocol::{Frame, CLOSE_TOO_MUCH};
+
 pub use health::{check, monitor, Health, HealthBoard};
 pub use hub::{ChannelName, Hub};
 pub use queries::LiveQueries;
@@ -32,4 +36,29 @@ pub fn resident_bytes() -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// Queues a live frame (channel data, a live request's append) without
+/// waiting. A subscriber whose outbox is full reads too slowly to follow:
+/// it is closed with 4420 and must be dropped, so nobody waits for it.
+/// True when the frame was queued.
+pub fn deliver(
+    outbox: &Outbox,
+    key: RequestKey,
+    frame: Frame,
+    metrics: &Metrics,
+    what: &str,
+) -> bool {
+    match outbox.try_send_live(key, frame) {
+        Ok(()) => {
+            metrics.live_deliveries.inc();
+            true
+        }
+        Err(crate::outbox::LiveRefused::Full) => {
+            metrics.live_dropped_subscribers.inc();
+            outbox.close_now(CLOSE_TOO_MUCH, &format!("too slow to follow a live {what}"));
+            false
+        }
+        Err(crate::outbox::LiveRefused::Closed) => false,
+    }
 }

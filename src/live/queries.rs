@@ -22,10 +22,8 @@ use crate::datasources::{
 };
 use crate::federation::{Federation, LiveStart, RequestScope};
 use crate::metrics::Metrics;
-use crate::outbox::{LiveRefused, Outbox, RequestKey};
-use crate::protocol::{
-    encode_results, Echo, ErrorCode, ErrorReport, LiveModeInfo, ServerMessage, CLOSE_TOO_MUCH,
-};
+use crate::outbox::{Outbox, RequestKey};
+use crate::protocol::{encode_results, Echo, ErrorCode, ErrorReport, LiveModeInfo, ServerMessage};
 
 /// What the datasources of one live request share: its echo and the
 /// sequence numbers of its appends.
@@ -499,21 +497,11 @@ fn deliver(id: &str, group: &mut Group, batch: &[Item], metrics: &Metrics) {
             results: &results,
         }
         .encode();
-        match subscriber.outbox.try_send_live(subscriber.key, frame) {
-            Ok(()) => {
-                subscriber.total += count;
-                metrics.live_deliveries.inc();
-                true
-            }
-            Err(LiveRefused::Full) => {
-                metrics.live_dropped_subscribers.inc();
-                subscriber
-                    .outbox
-                    .close_now(CLOSE_TOO_MUCH, "too slow to follow a live query");
-                false
-            }
-            Err(LiveRefused::Closed) => false,
+        let kept = super::deliver(&subscriber.outbox, subscriber.key, frame, metrics, "query");
+        if kept {
+            subscriber.total += count;
         }
+        kept
     });
 }
 
