@@ -11,18 +11,18 @@ use crate::app::App;
 use crate::datasources::{AppendError, Records};
 
 /// Where a record came from in the body, to name it in an error.
-enum Origin {
+enum Place {
     /// The n-th element (from 0) of a JSON array.
     Element(usize),
     /// A line of NDJSON (from 1).
     Line(usize),
 }
 
-impl std::fmt::Display for Origin {
+impl std::fmt::Display for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Origin::Element(n) => write!(f, "element {n}"),
-            Origin::Line(n) => write!(f, "line {n}"),
+            Place::Element(n) => write!(f, "element {n}"),
+            Place::Line(n) => write!(f, "line {n}"),
         }
     }
 }
@@ -58,7 +58,7 @@ pub async fn records(
         Some(source) if grant.caller.may_use(&id) => source,
         _ => return error(StatusCode::NOT_FOUND, format!("unknown datasource `{id}`")),
     };
-    let (records, origins) = match parse_body(&body) {
+    let (records, places) = match parse_body(&body) {
         Ok(parsed) => parsed,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -79,7 +79,7 @@ pub async fn records(
             }))
         }
         Err(AppendError::Invalid { record, message }) => {
-            let at = origins
+            let at = places
                 .get(record)
                 .map_or_else(|| format!("record {record}"), ToString::to_string);
             error(
@@ -103,14 +103,14 @@ pub async fn records(
 
 /// Reads the records of a body: one object, an array of objects, or one
 /// object per line. Errors name the line (or element) and the problem.
-fn parse_body(body: &[u8]) -> Result<(Records, Vec<Origin>), String> {
+fn parse_body(body: &[u8]) -> Result<(Records, Vec<Place>), String> {
     let text = std::str::from_utf8(body).map_err(|e| {
         let line = Lines::default().at(body, e.valid_up_to());
         format!("line {line}: the body is not UTF-8")
     })?;
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut records = Vec::new();
-    let mut origins = Vec::new();
+    let mut places = Vec::new();
     let mut lines = Lines::default();
     loop {
         let start = values.byte_offset();
@@ -133,14 +133,14 @@ fn parse_body(body: &[u8]) -> Result<(Records, Vec<Origin>), String> {
         match value {
             Value::Object(record) => {
                 records.push(record);
-                origins.push(Origin::Line(line));
+                places.push(Place::Line(line));
             }
-            Value::Array(elements) if records.is_empty() && origins.is_empty() => {
+            Value::Array(elements) if records.is_empty() && places.is_empty() => {
                 for (n, element) in elements.into_iter().enumerate() {
                     match element {
                         Value::Object(record) => {
                             records.push(record);
-                            origins.push(Origin::Element(n));
+                            places.push(Place::Element(n));
                         }
                         _ => return Err(format!("element {n}: not a JSON object")),
                     }
@@ -153,7 +153,7 @@ fn parse_body(body: &[u8]) -> Result<(Records, Vec<Origin>), String> {
             _ => return Err(format!("line {line}: not a JSON object")),
         }
     }
-    Ok((records, origins))
+    Ok((records, places))
 }
 
 /// Line numbers of increasing byte offsets, counted once through the body.
@@ -195,7 +195,7 @@ mod tests {
 
     fn lines(body: &str) -> Result<Vec<String>, String> {
         parse_body(body.as_bytes())
-            .map(|(_, origins)| origins.iter().map(ToString::to_string).collect())
+            .map(|(_, places)| places.iter().map(ToString::to_string).collect())
     }
 
     #[test]
