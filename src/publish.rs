@@ -87,6 +87,10 @@ pub async fn records(
                 format!("{at}: {message}; nothing was published"),
             )
         }
+        Err(AppendError::Full { limit }) => error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("datasource `{id}` holds as many records as it may ({limit}, its `max_records`); nothing was published"),
+        ),
         Err(AppendError::NotSupported) => error(
             StatusCode::CONFLICT,
             format!("datasource `{id}` does not take published records (only `fixtures` datasources do)"),

@@ -413,6 +413,24 @@ async fn publishing_is_checked_and_all_or_nothing() {
     )
     .await;
     assert_eq!(status, 413);
+
+    // A datasource holds at most `max_records`, published ones included.
+    let mut capped = common::settings(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets", "max_records": 3001}),
+    )]);
+    capped.publish.enabled = true;
+    let server = start_with(capped);
+    let (status, reply) = publish(&server, "tweets", &tweet("c1", "one more").to_string()).await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = publish(&server, "tweets", &tweet("c2", "too many").to_string()).await;
+    assert_eq!(status, 507, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("max_records"),
+        "{reply}"
+    );
+    assert_eq!(total(&server).await, 3001);
 }
 
 #[tokio::test]

@@ -97,6 +97,9 @@ pub enum AppendError {
     /// Record number `record` (from 0) of the batch is invalid.
     #[error("record {record}: {message}")]
     Invalid { record: usize, message: String },
+    /// The datasource holds as many records as it may.
+    #[error("the datasource holds as many records as it may ({limit})")]
+    Full { limit: usize },
     /// The datasource failed.
     #[error("{0}")]
     Failed(DatasourceError),
