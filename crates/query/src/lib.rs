@@ -17,7 +17,9 @@ pub mod analysis;
 pub mod ast;
 pub mod date;
 pub mod mapping;
+pub mod pattern;
 pub mod syntax;
+pub mod value;
 
 pub use ast::Node;
 pub use mapping::{Dynamic, FieldType, MappedField, Mapping};
