@@ -8,6 +8,7 @@
 pub mod elasticsearch;
 pub mod fixtures;
 pub mod flatten;
+pub mod postgres;
 pub mod query_limits;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ impl Registry {
             "elasticsearch",
             elasticsearch::ElasticsearchDatasource::from_settings,
         );
+        registry.register("postgres", postgres::PostgresDatasource::from_settings);
         registry
     }
 

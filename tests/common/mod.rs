@@ -480,6 +480,7 @@ pub async fn metric_eventually(addr: std::net::SocketAddr, sample: &str, value: 
 
 pub mod es_mock;
 pub mod es_scenarios;
+pub mod pg;
 pub mod raw;
 
 /// A plain HTTP/1.1 POST with extra headers; returns the status and the body.

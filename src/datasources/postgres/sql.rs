@@ -1,0 +1,645 @@
+//! Turns a parsed query into one parameterised SQL condition, matching what
+//! the embedded datasource matches on the same records wherever PostgreSQL
+//! can (`docs/protocol.md`, "PostgreSQL datasources", lists where it cannot).
+//!
+//! Every value the user typed is a bound parameter (`$n`, cast to its type);
+//! field names only ever select among the catalog's columns, whose SQL the
+//! catalog wrote. Each leaf is two-valued (`COALESCE(…, FALSE)`), so `NOT`
+//! keeps Lucene's meaning when a column is NULL.
+
+use tokio_postgres::types::ToSql;
+use tributary_datasource::DatasourceError;
+use tributary_query::ast::{only_prohibits, Leaf, LeafKind, Node, Occur};
+use tributary_query::pattern::lucene_regex_to_rust;
+use tributary_query::value::{long_bound, normalize, parse_number, Number};
+use tributary_query::{analysis, date, FieldType, MappedField};
+
+use super::catalog::{Catalog, Column};
+
+/// A value bound to a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Long(i64),
+    Double(f64),
+    Bool(bool),
+    TextList(Vec<String>),
+}
+
+impl Param {
+    fn cast(&self) -> &'static str {
+        match self {
+            Param::Text(_) => "text",
+            Param::Long(_) => "int8",
+            Param::Double(_) => "float8",
+            Param::Bool(_) => "bool",
+            Param::TextList(_) => "text[]",
+        }
+    }
+
+    pub fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Param::Text(v) => v,
+            Param::Long(v) => v,
+            Param::Double(v) => v,
+            Param::Bool(v) => v,
+            Param::TextList(v) => v,
+        }
+    }
+}
+
+/// A statement's text and its parameters, built together so placeholders
+/// and values never disagree.
+#[derive(Debug, Default, Clone)]
+pub struct Bound {
+    pub params: Vec<Param>,
+}
+
+impl Bound {
+    /// Adds a parameter; returns its placeholder with its cast (`$3::text`).
+    pub fn bind(&mut self, param: Param) -> String {
+        let cast = param.cast();
+        self.params.push(param);
+        format!("${}::{cast}", self.params.len())
+    }
+
+    pub fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params.iter().map(Param::as_sql).collect()
+    }
+}
+
+/// The condition of a query (`TRUE` for the empty query and `*`), with its
+/// parameters bound into `bound`.
+pub fn condition(
+    catalog: &Catalog,
+    query: &str,
+    bound: &mut Bound,
+) -> Result<String, DatasourceError> {
+    let text = query.trim();
+    if text.is_empty() || text == "*" {
+        return Ok("TRUE".into());
+    }
+    let parsed =
+        tributary_query::parse(text).map_err(|e| DatasourceError::bad_query(e.to_string()))?;
+    let mut translator = Translator {
+        catalog,
+        bound,
+        now_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+        aliases: 0,
+    };
+    // Nothing left to search for (every term analysed to nothing): no match.
+    Ok(translator.node(&parsed)?.unwrap_or_else(|| "FALSE".into()))
+}
+
+struct Translator<'a> {
+    catalog: &'a Catalog,
+    bound: &'a mut Bound,
+    now_ms: i64,
+    /// Sub-query aliases made so far, so nested ones never clash.
+    aliases: usize,
+}
+
+const FALSE: &str = "FALSE";
+
+impl Translator<'_> {
+    fn node(&mut self, node: &Node) -> Result<Option<String>, DatasourceError> {
+        match node {
+            Node::Group(group) => {
+                let Some(clauses) = group.clauses(|child| self.node(child))? else {
+                    return Ok(None);
+                };
+                Ok(Some(combine(&clauses)))
+            }
+            // A boost changes the score, never which records match.
+            Node::Boost(inner, _) => self.node(inner),
+            Node::Leaf(leaf) => Ok(self.leaf(leaf)),
+        }
+    }
+
+    fn leaf(&mut self, leaf: &Leaf) -> Option<String> {
+        let mapping = &self.catalog.mapping;
+        match &leaf.kind {
+            LeafKind::All => return Some("TRUE".into()),
+            LeafKind::Exists => {
+                let name = leaf.field.as_deref().unwrap_or("*");
+                let any: Vec<String> = mapping
+                    .exists_fields(name)
+                    .into_iter()
+                    .filter_map(|f| self.catalog.columns.get(&f.path))
+                    .map(Column::exists)
+                    .collect();
+                return Some(any_of(any));
+            }
+            _ => {}
+        }
+        let fields = mapping.resolve(leaf.field.as_deref());
+        if fields.is_empty() {
+            return Some(FALSE.into());
+        }
+        let mut per_field = Vec::with_capacity(fields.len());
+        for mapped in fields {
+            let Some(column) = self.catalog.columns.get(&mapped.path) else {
+                continue;
+            };
+            if let Some(condition) = self.on_column(mapped, column, &leaf.kind) {
+                per_field.push(condition);
+            }
+        }
+        if per_field.is_empty() {
+            None
+        } else {
+            Some(format!("COALESCE({}, FALSE)", any_of(per_field)))
+        }
+    }
+
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("e{}", self.aliases)
+    }
+
+    /// One leaf on one column: `None` when the analyzer leaves nothing to
+    /// search for; `FALSE` when the value cannot match this column.
+    fn on_column(
+        &mut self,
+        mapped: &MappedField,
+        column: &Column,
+        kind: &LeafKind,
+    ) -> Option<String> {
+        let field_type = &mapped.field_type;
+        // Text analysed as a whole (terms, phrases) is matched on the value;
+        // everything else on each value of a list.
+        if let (FieldType::Text, LeafKind::Term(text) | LeafKind::Phrase { text, .. }) =
+            (field_type, kind)
+        {
+            let slop = match kind {
+                LeafKind::Phrase { slop, .. } => Some(*slop),
+                _ => None,
+            };
+            let query = self.text_query(text, slop)?;
+            return Some(column.any(&self.alias(), |value| {
+                format!("to_tsvector('simple', {value}) @@ ({query})")
+            }));
+        }
+        let value_condition = match field_type {
+            FieldType::Text => {
+                // Prefixes, patterns, fuzzy terms and ranges look at the words.
+                let condition = self.keyword(mapped, kind, true)?;
+                let word = self.alias();
+                return Some(column.any(&self.alias(), |value| {
+                    format!(
+                        "EXISTS (SELECT 1 FROM unnest(tsvector_to_array(to_tsvector('simple', {value}))) AS {word}(v) WHERE {})",
+                        condition.replace(VALUE, &format!("{word}.v"))
+                    )
+                }));
+            }
+            FieldType::Keyword { lowercase, .. } => self.keyword(mapped, kind, *lowercase)?,
+            FieldType::Long => self.long(kind),
+            FieldType::Double => self.double(kind),
+            FieldType::Date => self.date(kind),
+            FieldType::Boolean => self.boolean(kind),
+            FieldType::Other => FALSE.into(),
+        };
+        Some(column.any(&self.alias(), |value| value_condition.replace(VALUE, value)))
+    }
+
+    /// The tsquery of a term (any of its words) or a phrase.
+    fn text_query(&mut self, text: &str, slop: Option<u32>) -> Option<String> {
+        let tokens = analysis::tokens(text);
+        if tokens.is_empty() {
+            return None;
+        }
+        Some(match slop {
+            None => tokens
+                .into_iter()
+                .map(|token| {
+                    format!(
+                        "plainto_tsquery('simple', {})",
+                        self.bound.bind(Param::Text(token))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" || "),
+            Some(0) => format!(
+                "phraseto_tsquery('simple', {})",
+                self.bound.bind(Param::Text(tokens.join(" ")))
+            ),
+            Some(slop) => self.sloppy_phrase(&tokens, slop),
+        })
+    }
+
+    /// A sloppy phrase as PostgreSQL's distance operator can say it: the
+    /// words in order with at most `slop` extra positions between them all,
+    /// and for two words also reversed (which costs Lucene two moves). Out
+    /// of order placements of three or more words are not matched; past
+    /// [`MAX_PLACEMENTS`] placements, all the words anywhere.
+    fn sloppy_phrase(&mut self, tokens: &[String], slop: u32) -> String {
+        let words: Vec<String> = tokens
+            .iter()
+            .map(|t| {
+                format!(
+                    "plainto_tsquery('simple', {})",
+                    self.bound.bind(Param::Text(t.clone()))
+                )
+            })
+            .collect();
+        let mut gaps_list = Vec::new();
+        placements(
+            words.len().saturating_sub(1),
+            slop,
+            &mut Vec::new(),
+            &mut gaps_list,
+        );
+        if gaps_list.len() > MAX_PLACEMENTS {
+            return words.join(" && ");
+        }
+        let mut alternatives: Vec<String> = gaps_list
+            .iter()
+            .map(|gaps| {
+                let mut query = words[0].clone();
+                for (word, gap) in words[1..].iter().zip(gaps) {
+                    query = format!("tsquery_phrase({query}, {word}, {gap})");
+                }
+                query
+            })
+            .collect();
+        if words.len() == 2 {
+            for gap in 1..slop {
+                alternatives.push(format!("tsquery_phrase({}, {}, {gap})", words[1], words[0]));
+            }
+        }
+        alternatives.join(" || ")
+    }
+
+    /// A condition on one string value (`VALUE`), matched whole.
+    fn keyword(
+        &mut self,
+        mapped: &MappedField,
+        kind: &LeafKind,
+        lowercase: bool,
+    ) -> Option<String> {
+        let value = if lowercase {
+            format!("lower({VALUE})")
+        } else {
+            VALUE.to_owned()
+        };
+        let normalized = |text: &str| normalize(mapped, text);
+        let condition = match kind {
+            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => {
+                let text = match mapped.field_type {
+                    // A word of a text field, as the analyzer makes it.
+                    FieldType::Text => analysis::lowercase(text),
+                    _ => normalized(text),
+                };
+                format!("{value} = {}", self.bound.bind(Param::Text(text)))
+            }
+            LeafKind::Prefix(prefix) => {
+                format!(
+                    "starts_with({value}, {})",
+                    self.bound.bind(Param::Text(normalized(prefix)))
+                )
+            }
+            LeafKind::Wildcard(pattern) => {
+                format!(
+                    "{value} LIKE {}",
+                    self.bound
+                        .bind(Param::Text(wildcard_to_like(&normalized(pattern))))
+                )
+            }
+            LeafKind::Regex(pattern) => match lucene_regex_to_rust(&normalized(pattern)) {
+                Ok(regex) => {
+                    let regex = regex.strip_prefix("(?s)").unwrap_or(&regex);
+                    format!(
+                        "{value} ~ {}",
+                        self.bound.bind(Param::Text(format!("^{regex}$")))
+                    )
+                }
+                // Elasticsearch's `lenient`: a pattern it cannot use matches nothing.
+                Err(_) => FALSE.into(),
+            },
+            LeafKind::Fuzzy { text, edits } => {
+                let term = self.bound.bind(Param::Text(normalized(text)));
+                if *edits == 0 || !self.catalog.fuzzy {
+                    // Without the `fuzzystrmatch` extension a fuzzy term is exact.
+                    format!("{value} = {term}")
+                } else {
+                    format!("levenshtein_less_equal({value}, {term}, {edits}) <= {edits}")
+                }
+            }
+            LeafKind::Range {
+                lower,
+                upper,
+                include_lower,
+                include_upper,
+            } => {
+                // Compared as Elasticsearch compares terms: by their bytes.
+                let mut parts = Vec::new();
+                if let Some(lower) = lower {
+                    let op = if *include_lower { ">=" } else { ">" };
+                    parts.push(format!(
+                        "{value} COLLATE \"C\" {op} {}",
+                        self.bound.bind(Param::Text(normalized(lower)))
+                    ));
+                }
+                if let Some(upper) = upper {
+                    let op = if *include_upper { "<=" } else { "<" };
+                    parts.push(format!(
+                        "{value} COLLATE \"C\" {op} {}",
+                        self.bound.bind(Param::Text(normalized(upper)))
+                    ));
+                }
+                if parts.is_empty() {
+                    format!("{value} IS NOT NULL")
+                } else {
+                    parts.join(" AND ")
+                }
+            }
+            LeafKind::Exists | LeafKind::All => FALSE.into(),
+        };
+        // Values longer than `ignore_above` are not indexed in Elasticsearch.
+        Some(match mapped.field_type {
+            FieldType::Keyword {
+                ignore_above: Some(limit),
+                ..
+            } => format!("({condition} AND char_length({VALUE}) <= {limit})"),
+            _ => condition,
+        })
+    }
+
+    fn long(&mut self, kind: &LeafKind) -> String {
+        match kind {
+            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => match parse_number(text) {
+                Some(Number::Long(n)) => format!("{VALUE} = {}", self.bound.bind(Param::Long(n))),
+                Some(Number::Double(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+                    format!("{VALUE} = {}", self.bound.bind(Param::Long(f as i64)))
+                }
+                _ => FALSE.into(),
+            },
+            LeafKind::Range {
+                lower,
+                upper,
+                include_lower,
+                include_upper,
+            } => {
+                match (
+                    long_bound(lower.as_deref(), true, *include_lower),
+                    long_bound(upper.as_deref(), false, *include_upper),
+                ) {
+                    (Some(low), Some(high)) if low <= high => format!(
+                        "{VALUE} BETWEEN {} AND {}",
+                        self.bound.bind(Param::Long(low)),
+                        self.bound.bind(Param::Long(high))
+                    ),
+                    _ => FALSE.into(),
+                }
+            }
+            _ => FALSE.into(),
+        }
+    }
+
+    fn double(&mut self, kind: &LeafKind) -> String {
+        match kind {
+            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => match parse_number(text) {
+                Some(number) => format!(
+                    "{VALUE} = {}",
+                    self.bound.bind(Param::Double(number.as_f64()))
+                ),
+                None => FALSE.into(),
+            },
+            LeafKind::Range {
+                lower,
+                upper,
+                include_lower,
+                include_upper,
+            } => {
+                let mut parts = Vec::new();
+                for (bound, op) in [
+                    (lower, if *include_lower { ">=" } else { ">" }),
+                    (upper, if *include_upper { "<=" } else { "<" }),
+                ] {
+                    if let Some(text) = bound {
+                        match parse_number(text) {
+                            Some(n) => parts.push(format!(
+                                "{VALUE} {op} {}",
+                                self.bound.bind(Param::Double(n.as_f64()))
+                            )),
+                            None => return FALSE.into(),
+                        }
+                    }
+                }
+                if parts.is_empty() {
+                    format!("{VALUE} IS NOT NULL")
+                } else {
+                    parts.join(" AND ")
+                }
+            }
+            _ => FALSE.into(),
+        }
+    }
+
+    /// Dates are compared as milliseconds since the epoch, rounded as
+    /// Elasticsearch rounds date math.
+    fn date(&mut self, kind: &LeafKind) -> String {
+        let range = match kind {
+            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => {
+                date::range(Some(text), Some(text), true, true, self.now_ms)
+            }
+            LeafKind::Range {
+                lower,
+                upper,
+                include_lower,
+                include_upper,
+            } => date::range(
+                lower.as_deref(),
+                upper.as_deref(),
+                *include_lower,
+                *include_upper,
+                self.now_ms,
+            ),
+            _ => return FALSE.into(),
+        };
+        match range {
+            Ok(Some((low, high))) => format!(
+                "{VALUE} BETWEEN {} AND {}",
+                self.bound.bind(Param::Long(low)),
+                self.bound.bind(Param::Long(high))
+            ),
+            _ => FALSE.into(),
+        }
+    }
+
+    fn boolean(&mut self, kind: &LeafKind) -> String {
+        let value = |text: &str| match text {
+            "true" => Some(true),
+            "false" | "" => Some(false),
+            _ => None,
+        };
+        match kind {
+            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => match value(text) {
+                Some(b) => format!("{VALUE} = {}", self.bound.bind(Param::Bool(b))),
+                None => FALSE.into(),
+            },
+            LeafKind::Range {
+                lower,
+                upper,
+                include_lower,
+                include_upper,
+            } => {
+                // Elasticsearch compares booleans as the terms F < T.
+                let low = match lower {
+                    None => Some(0i64),
+                    Some(v) => value(v).map(|b| i64::from(b) + i64::from(!include_lower)),
+                };
+                let high = match upper {
+                    None => Some(1i64),
+                    Some(v) => value(v).map(|b| i64::from(b) - i64::from(!include_upper)),
+                };
+                match (low, high) {
+                    (Some(low), Some(high)) if low <= high => format!(
+                        "{VALUE}::int BETWEEN {} AND {}",
+                        self.bound.bind(Param::Long(low)),
+                        self.bound.bind(Param::Long(high))
+                    ),
+                    _ => FALSE.into(),
+                }
+            }
+            _ => FALSE.into(),
+        }
+    }
+}
+
+/// The most word placements a sloppy phrase is spelled out with.
+const MAX_PLACEMENTS: usize = 64;
+
+/// Every way to place `count` more words after the first, each 1 or more
+/// positions after the one before, with at most `slop` extra positions in all.
+fn placements(count: usize, slop: u32, gaps: &mut Vec<u32>, out: &mut Vec<Vec<u32>>) {
+    if out.len() > MAX_PLACEMENTS {
+        return;
+    }
+    if gaps.len() == count {
+        out.push(gaps.clone());
+        return;
+    }
+    let used: u32 = gaps.iter().map(|g| g - 1).sum();
+    for extra in 0..=slop - used {
+        gaps.push(extra + 1);
+        placements(count, slop, gaps, out);
+        gaps.pop();
+    }
+}
+
+/// Where a condition on one value puts the value's SQL. Not valid SQL, so it
+/// can never come from a catalog name or a parameter.
+pub const VALUE: &str = "\u{1}VALUE\u{1}";
+
+/// Lucene's rule for a group, as SQL: required clauses all hold, optional
+/// ones matter only when nothing is required, prohibited ones never hold;
+/// a group that only prohibits matches everything else (Elasticsearch).
+fn combine(clauses: &[(Occur, String)]) -> String {
+    let of = |occur: Occur| {
+        clauses
+            .iter()
+            .filter(move |(o, _)| *o == occur)
+            .map(|(_, c)| c.clone())
+    };
+    let mut must: Vec<String> = of(Occur::Must).collect();
+    let should: Vec<String> = of(Occur::Should).collect();
+    let must_not: Vec<String> = of(Occur::MustNot).collect();
+    let mut parts = if !must.is_empty() {
+        // Optional clauses beside required ones only score; they stay in
+        // the statement (as `… OR TRUE`, folded away by the planner) so
+        // every bound parameter is used.
+        if !should.is_empty() {
+            must.push(format!("({} OR TRUE)", should.join(" OR ")));
+        }
+        must
+    } else if !should.is_empty() {
+        vec![any_of(should)]
+    } else {
+        debug_assert!(only_prohibits(clauses));
+        Vec::new()
+    };
+    parts.extend(must_not.into_iter().map(|c| format!("NOT {c}")));
+    if parts.is_empty() {
+        "TRUE".into()
+    } else {
+        format!("({})", parts.join(" AND "))
+    }
+}
+
+fn any_of(conditions: Vec<String>) -> String {
+    match conditions.len() {
+        0 => FALSE.into(),
+        1 => conditions
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| FALSE.into()),
+        _ => format!("({})", conditions.join(" OR ")),
+    }
+}
+
+/// A Lucene wildcard (`*`, `?`, `\` escapes) as a `LIKE` pattern.
+fn wildcard_to_like(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '\\' => {
+                if let Some(escaped) = chars.next() {
+                    push_like_literal(&mut out, escaped);
+                }
+            }
+            c => push_like_literal(&mut out, c),
+        }
+    }
+    out
+}
+
+fn push_like_literal(out: &mut String, c: char) {
+    if matches!(c, '%' | '_' | '\\') {
+        out.push('\\');
+    }
+    out.push(c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_become_like_patterns() {
+        assert_eq!(wildcard_to_like("an?a*"), "an_a%");
+        assert_eq!(wildcard_to_like("100%_x"), "100\\%\\_x");
+        assert_eq!(wildcard_to_like("a\\*b"), "a*b");
+    }
+
+    #[test]
+    fn sloppy_phrases_are_placements() {
+        let mut out = Vec::new();
+        placements(1, 2, &mut Vec::new(), &mut out);
+        assert_eq!(out, [[1], [2], [3]]);
+        let mut out = Vec::new();
+        placements(2, 1, &mut Vec::new(), &mut out);
+        assert_eq!(out, [[1, 1], [1, 2], [2, 1]]);
+    }
+
+    #[test]
+    fn groups_follow_lucene() {
+        let c = |o, s: &str| (o, s.to_owned());
+        assert_eq!(
+            combine(&[c(Occur::Should, "a"), c(Occur::Should, "b")]),
+            "((a OR b))"
+        );
+        assert_eq!(
+            combine(&[c(Occur::Must, "a"), c(Occur::Should, "b")]),
+            "(a AND (b OR TRUE))"
+        );
+        assert_eq!(combine(&[c(Occur::MustNot, "a")]), "(NOT a)");
+        assert_eq!(
+            combine(&[c(Occur::Should, "a"), c(Occur::MustNot, "b")]),
+            "(a AND NOT b)"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! The local PostgreSQL server (127.0.0.1:5432, trust auth, database
+//! `test`): each test gets its own schema, with the demo tweets and emails
+//! loaded into tables shaped as a DBA would make them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{json, Value};
+use tokio_postgres::{Client, NoTls};
+
+/// The server tests use; `TRIBUTARY_TEST_POSTGRES` overrides it.
+pub fn url() -> String {
+    std::env::var("TRIBUTARY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub struct Schema {
+    pub name: String,
+    pub client: Client,
+}
+
+const TWEETS: &str = r#"CREATE TABLE {s}.tweets (
+    id text PRIMARY KEY, created_at timestamptz, text text, lang text, source text,
+    "user" jsonb, mentions text[], hashtags text[], in_reply_to_screen_name text,
+    retweet_count bigint, favorite_count bigint)"#;
+
+const EMAILS: &str = r#"CREATE TABLE {s}.emails (
+    id text PRIMARY KEY, date timestamptz, "from" text, "to" text[], cc text[],
+    subject text, thread text, body text, size_bytes bigint, has_attachment boolean,
+    attachments text[], organisation text)"#;
+
+pub async fn connect() -> Client {
+    let (client, connection) = tokio_postgres::connect(&url(), NoTls)
+        .await
+        .expect("the local PostgreSQL server at 127.0.0.1:5432 (database `test`)");
+    tokio::spawn(connection);
+    client
+}
+
+impl Schema {
+    /// A fresh schema named after the test, with `tweets` and `emails`.
+    pub async fn create(test: &str) -> Schema {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "t_{test}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let client = connect().await;
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}; CREATE EXTENSION IF NOT EXISTS fuzzystrmatch SCHEMA public; {}; {}",
+                TWEETS.replace("{s}", &name),
+                EMAILS.replace("{s}", &name)
+            ))
+            .await
+            .expect("create the test schema");
+        let schema = Schema { name, client };
+        schema
+            .load(
+                "tweets",
+                include_str!("../../datasources/fixtures/tweets.ndjson"),
+            )
+            .await;
+        schema
+            .load(
+                "emails",
+                include_str!("../../datasources/fixtures/emails.ndjson"),
+            )
+            .await;
+        schema
+    }
+
+    /// Inserts NDJSON records into a table, columns by name.
+    pub async fn load(&self, table: &str, ndjson: &str) {
+        let array = format!(
+            "[{}]",
+            ndjson
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        self.client
+            .execute(
+                &format!(
+                    "INSERT INTO {s}.{table} SELECT * FROM jsonb_populate_recordset(NULL::{s}.{table}, $1::text::jsonb)",
+                    s = self.name
+                ),
+                &[&array],
+            )
+            .await
+            .expect("load the records");
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        self.client
+            .batch_execute(&sql.replace("{s}", &self.name))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// `{s}.table`
+    pub fn table(&self, table: &str) -> String {
+        format!("{}.{table}", self.name)
+    }
+
+    /// Datasource options for one of the schema's tables, full-text columns
+    /// as the demo mappings have them.
+    pub fn options(&self, table: &str) -> Value {
+        let text_columns = match table {
+            "tweets" => json!(["text", "user.name"]),
+            _ => json!(["subject", "body"]),
+        };
+        json!({"url": url(), "table": self.table(table), "text_columns": text_columns})
+    }
+
+    pub async fn drop(self) {
+        let _ = self
+            .client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .await;
+    }
+}
