@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::pg::Schema;
+use common::pg::{self, Schema};
 use common::*;
 use serde_json::json;
 use tributary_client::Search;
@@ -94,4 +94,472 @@ async fn totals_equal_the_embedded_datasource() {
         matched_something > compared / 2,
         "only {matched_something} of {compared} matched anything"
     );
+}
+
+/// The ids of a table in id order, straight from PostgreSQL.
+async fn ids_in_order(schema: &Schema, table: &str, from: i64, size: i64) -> Vec<String> {
+    schema
+        .client
+        .query(
+            &format!(
+                "SELECT id FROM {} ORDER BY id OFFSET $1 LIMIT $2",
+                schema.table(table)
+            ),
+            &[&from, &size],
+        )
+        .await
+        .expect("ids")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_follow_the_id_order_and_deep_pages_stream_in_batches() {
+    let schema = Schema::create("paging").await;
+    let server = start(vec![datasource("pg", "postgres", schema.options("tweets"))]);
+    let (mut client, _) = Client::ready(&server).await;
+
+    // The first page, then "load more" (the next page starts by key).
+    for (from, size) in [(0u64, 10u64), (10, 10), (20, 5)] {
+        let reply = client
+            .typed()
+            .request(Search::new(["pg"], "*").from(from).size(size))
+            .await
+            .expect("a reply");
+        assert!(reply.errors.is_empty(), "{:?}", reply.errors);
+        assert_eq!(reply.total("pg"), Some(3000));
+        let ours: Vec<String> = reply.items().map(|i| i.id.clone()).collect();
+        assert_eq!(
+            ours,
+            ids_in_order(&schema, "tweets", from as i64, size as i64).await
+        );
+    }
+
+    // A deep page nobody reached: 1,200 results from 1,700, in batches of 500.
+    let reply = client
+        .typed()
+        .request(Search::new(["pg"], "*").from(1700).size(1200))
+        .await
+        .expect("a reply");
+    let sizes: Vec<usize> = reply.batches.iter().map(|b| b.results.len()).collect();
+    assert_eq!(sizes, [500, 500, 200], "streamed a batch at a time");
+    let ours: Vec<String> = reply.items().map(|i| i.id.clone()).collect();
+    assert_eq!(ours, ids_in_order(&schema, "tweets", 1700, 1200).await);
+
+    // A filtered page, its total exact; the page past the end is empty.
+    let query = "hashtags:bitcoin AND retweet_count:>100";
+    let expected: i64 = schema
+        .client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {} WHERE 'bitcoin' = ANY(hashtags) AND retweet_count > 100",
+                schema.table("tweets")
+            ),
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    let reply = client
+        .typed()
+        .request(Search::new(["pg"], query).size(3))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.total("pg"), Some(expected as u64));
+    assert!(expected > 3);
+    let first = reply.items().next().expect("a result").field_map();
+    assert_eq!(
+        first["hashtags"]
+            .as_array()
+            .map(|h| h.iter().any(|t| t == "bitcoin")),
+        Some(true),
+        "{first:?}"
+    );
+    assert!(
+        first["retweet_count"].as_i64().unwrap_or(0) > 100,
+        "{first:?}"
+    );
+    assert!(
+        first.contains_key("user.screen_name"),
+        "json keys are flattened: {first:?}"
+    );
+    let reply = client
+        .typed()
+        .request(
+            Search::new(["pg"], query)
+                .from(expected as u64 + 5)
+                .size(10),
+        )
+        .await
+        .expect("a reply");
+    assert_eq!(reply.total("pg"), Some(expected as u64));
+    assert_eq!(reply.items().count(), 0);
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_come_from_the_catalog() {
+    let schema = Schema::create("fields").await;
+    let server = start(vec![
+        datasource("pg", "postgres", schema.options("tweets")),
+        datasource(
+            "narrow",
+            "postgres",
+            json!({"url": pg::url(), "table": schema.table("tweets"), "fields": ["id", "text", "user.screen_name"]}),
+        ),
+    ]);
+    let (mut client, _) = Client::ready(&server).await;
+    let reply = client
+        .typed()
+        .request(tributary_client::Fields(vec!["pg".into(), "narrow".into()]))
+        .await
+        .expect("a reply");
+    let of = |id: &str| -> Vec<(String, String)> {
+        let batch = reply
+            .fields
+            .iter()
+            .find(|f| f.server == id)
+            .expect("fields");
+        batch
+            .fields
+            .iter()
+            .map(|f| (f.path.clone(), f.kind.clone()))
+            .collect()
+    };
+    let all = of("pg");
+    for (path, kind) in [
+        ("id", "keyword"),
+        ("created_at", "date"),
+        ("text", "text"),
+        ("lang", "keyword"),
+        ("hashtags", "keyword"),
+        ("retweet_count", "long"),
+        ("user.name", "text"),
+        ("user.screen_name", "keyword"),
+        ("user.followers_count", "long"),
+        ("user.verified", "boolean"),
+    ] {
+        assert!(
+            all.contains(&(path.into(), kind.into())),
+            "{path}: {kind} in {all:?}"
+        );
+    }
+    let narrow: Vec<String> = of("narrow").into_iter().map(|(p, _)| p).collect();
+    assert_eq!(narrow, ["id", "text", "user.screen_name"]);
+    // A field that is not offered is neither searched nor returned.
+    let reply = client
+        .typed()
+        .request(Search::new(["narrow"], "lang:en").size(1))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.total("narrow"), Some(0));
+    let reply = client
+        .typed()
+        .request(Search::new(["narrow"], "annad0").size(1))
+        .await
+        .expect("a reply");
+    let record = reply.items().next().expect("a result").field_map();
+    let mut keys: Vec<&String> = record.keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "text", "user.screen_name"], "{record:?}");
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_are_data_or_bad_queries_never_sql() {
+    let schema = Schema::create("hostile").await;
+    let mut settings = settings(vec![datasource("pg", "postgres", schema.options("emails"))]);
+    settings.limits.max_messages_per_second = 100_000;
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    let deep = format!("{}a{}", "(".repeat(2200), ")".repeat(2200));
+    let hostile = [
+        "'; DROP TABLE emails; --",
+        "subject:\"'); DROP TABLE emails; --\"",
+        "body:\\'\\\\ OR 1=1",
+        "from:x' OR '1'='1",
+        "size_bytes:99999999999999999999999999",
+        "size_bytes:[1e400 TO *]",
+        "date:[now-1000000y TO *]",
+        "subject:/[/",
+        "subject:/(a|b/",
+        "thread:a%_\\\\*",
+        "body:$1",
+        "\"$$ ; SELECT pg_sleep(10) ; $$\"",
+        "subject:\u{0}",
+        deep.as_str(),
+    ];
+    for query in hostile {
+        let reply = client
+            .typed()
+            .request(Search::new(["pg"], query).size(1))
+            .await
+            .expect("a reply");
+        match (reply.total("pg"), reply.errors.first()) {
+            (Some(total), None) => assert!(
+                total < 3000 || query.starts_with("date"),
+                "`{query}`: {total}"
+            ),
+            (None, Some(error)) => assert_eq!(error.code, "bad_query", "`{query}`: {error:?}"),
+            other => panic!("`{query}`: {other:?}"),
+        }
+    }
+    // Nothing was written, and the server still answers.
+    let count: i64 = schema
+        .client
+        .query_one(
+            &format!("SELECT count(*) FROM {}", schema.table("emails")),
+            &[],
+        )
+        .await
+        .expect("the table is still there")
+        .get(0);
+    assert_eq!(count, 3000);
+    let reply = client
+        .typed()
+        .request(Search::new(["pg"], "subject:launch").size(1))
+        .await
+        .expect("a reply");
+    assert!(reply.total("pg").unwrap_or(0) > 0);
+    schema.drop().await;
+}
+
+/// A datasource over `{s}.slow_emails`, whose statements sleep as
+/// `{s}.control` says, on connections named `app`.
+fn slow(
+    schema: &Schema,
+    id: &str,
+    app: &str,
+    timeout: Option<std::time::Duration>,
+) -> tributary::datasources::DatasourceSettings {
+    let mut settings = datasource(
+        id,
+        "postgres",
+        json!({"url": format!("{}?application_name={app}", pg::url()), "table": schema.table("slow_emails"), "id_column": "id"}),
+    );
+    settings.timeout = timeout;
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_a_request_cancels_its_statement() {
+    let schema = Schema::create("cancel").await;
+    schema.add_slow_view().await;
+    let server = start(vec![slow(&schema, "pg", "tributary_cancel", None)]);
+    let (mut client, _) = Client::ready(&server).await;
+    // The first search reads the catalog (no sleep); then statements sleep.
+    let reply = client
+        .typed()
+        .request(Search::new(["pg"], "*").size(1))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.total("pg"), Some(3000));
+    schema.set_sleep(30.0).await;
+    let id = client
+        .typed()
+        .start(Search::new(["pg"], "subject:launch"))
+        .await
+        .expect("sent");
+    let view = format!("{}\".\"slow_emails", schema.name);
+    let started = std::time::Instant::now();
+    while schema.running(&view).await == 0 {
+        assert!(started.elapsed() < PATIENCE, "the statement never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    client.typed().cancel(&id).await.expect("cancel");
+    let reply = client.typed().reply(&id).await.expect("a reply");
+    assert!(reply.canceled, "{reply:?}");
+    // PostgreSQL stops the statements (the count and the page) at once, not in 30 s.
+    let canceled_at = std::time::Instant::now();
+    while schema.running(&view).await > 0 {
+        assert!(
+            canceled_at.elapsed() < std::time::Duration::from_secs(5),
+            "the statement still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The pool's connections are fine afterwards.
+    schema.set_sleep(0.0).await;
+    let reply = client
+        .typed()
+        .request(Search::new(["pg"], "subject:launch").size(1))
+        .await
+        .expect("a reply");
+    assert!(reply.errors.is_empty(), "{:?}", reply.errors);
+    assert!(reply.total("pg").unwrap_or(0) > 0);
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_that_datasources_alone() {
+    let schema = Schema::create("failures").await;
+    schema.add_slow_view().await;
+    let bad_user = pg::url().replace("postgres@", "nobody_here@");
+    let server = start(vec![
+        datasource("tweets", "fixtures", json!({"embedded": "tweets"})),
+        datasource(
+            "unreachable",
+            "postgres",
+            json!({"url": "postgres://postgres@127.0.0.1:9/test", "table": "x"}),
+        ),
+        datasource(
+            "wrong_user",
+            "postgres",
+            json!({"url": bad_user, "table": schema.table("emails")}),
+        ),
+        datasource(
+            "missing",
+            "postgres",
+            json!({"url": pg::url(), "table": schema.table("no_such_table")}),
+        ),
+        slow(
+            &schema,
+            "slow",
+            "tributary_failures",
+            Some(std::time::Duration::from_millis(700)),
+        ),
+    ]);
+    let (mut client, _) = Client::ready(&server).await;
+    // Read the slow view's catalog while it is fast.
+    let reply = client
+        .typed()
+        .request(Search::new(["slow"], "*").size(1))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.total("slow"), Some(3000), "{:?}", reply.errors);
+    schema.set_sleep(5.0).await;
+
+    let reply = client
+        .typed()
+        .request(
+            Search::new(
+                ["tweets", "unreachable", "wrong_user", "missing", "slow"],
+                "bitcoin",
+            )
+            .size(1),
+        )
+        .await
+        .expect("a reply");
+    assert!(
+        reply.total("tweets").unwrap_or(0) > 0,
+        "the embedded datasource answers"
+    );
+    let error = |id: &str| {
+        reply
+            .errors
+            .iter()
+            .find(|e| e.datasource.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("an ERROR for {id}: {:?}", reply.errors))
+            .clone()
+    };
+    let unreachable = error("unreachable");
+    assert_eq!(unreachable.code, "datasource_failed");
+    assert!(
+        unreachable.message.contains("cannot reach PostgreSQL"),
+        "{unreachable:?}"
+    );
+    let wrong_user = error("wrong_user");
+    assert_eq!(wrong_user.code, "datasource_unauthorized", "{wrong_user:?}");
+    assert!(wrong_user.message.contains("nobody_here"), "{wrong_user:?}");
+    let missing = error("missing");
+    assert_eq!(missing.code, "datasource_failed");
+    assert!(missing.message.contains("does not exist"), "{missing:?}");
+    let slow = error("slow");
+    assert_eq!(slow.code, "timeout", "{slow:?}");
+    schema.set_sleep(0.0).await;
+
+    // /healthz checks each.
+    let (_, body) = http_get(server.addr, "/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(health["datasources"]["slow"]["ok"], true, "{health}");
+    for id in ["unreachable", "wrong_user", "missing"] {
+        assert_eq!(health["datasources"][id]["ok"], false, "{id}: {health}");
+    }
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_request_fails_that_request_and_the_pool_recovers() {
+    let schema = Schema::create("dropped").await;
+    schema.add_slow_view().await;
+    let app = format!("tributary_dropped_{}", std::process::id());
+    let server = start(vec![
+        datasource("tweets", "fixtures", json!({"embedded": "tweets"})),
+        slow(&schema, "pg", &app, None),
+    ]);
+    let (mut client, _) = Client::ready(&server).await;
+    let reply = client
+        .typed()
+        .request(Search::new(["pg"], "*").size(1))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.total("pg"), Some(3000));
+    schema.set_sleep(30.0).await;
+    let id = client
+        .typed()
+        .start(Search::new(["tweets", "pg"], "launch"))
+        .await
+        .expect("sent");
+    let view = format!("{}\".\"slow_emails", schema.name);
+    let started = std::time::Instant::now();
+    while schema.running(&view).await == 0 {
+        assert!(started.elapsed() < PATIENCE, "the statement never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(schema.terminate(&app).await > 0);
+    let reply = client.typed().reply(&id).await.expect("a reply");
+    let error = reply
+        .errors
+        .iter()
+        .find(|e| e.datasource.as_deref() == Some("pg"))
+        .expect("an ERROR for pg");
+    assert_eq!(error.code, "datasource_failed", "{error:?}");
+    assert!(error.message.contains("PostgreSQL"), "{error:?}");
+    assert!(
+        reply.total("tweets").is_some(),
+        "the other datasource answered"
+    );
+    // The next request gets fresh connections.
+    schema.set_sleep(0.0).await;
+    let reply = client
+        .typed()
+        .request(Search::new(["pg"], "launch").size(1))
+        .await
+        .expect("a reply");
+    assert!(reply.errors.is_empty(), "{:?}", reply.errors);
+    assert!(reply.total("pg").unwrap_or(0) > 0);
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_federates_postgres_with_the_embedded_data() {
+    let schema = Schema::create("federated").await;
+    let server = start(vec![
+        datasource("tweets", "fixtures", json!({"embedded": "tweets"})),
+        datasource("emails", "postgres", schema.options("emails")),
+    ]);
+    let (mut client, _) = Client::ready(&server).await;
+    let answers = client
+        .items(&["tweets", "emails"], "budget OR bitcoin", 0, 5, "#f80")
+        .await;
+    for answer in &answers {
+        let items = items_of(answer);
+        assert_eq!(items["color"], "#f80", "{answer}");
+        assert_eq!(
+            items["results"].as_array().map(Vec::len),
+            Some(5),
+            "{answer}"
+        );
+        assert!(items["total"].as_u64().unwrap_or(0) > 5, "{answer}");
+    }
+    let servers: Vec<&str> = answers
+        .iter()
+        .map(|a| items_of(a)["server"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        servers.contains(&"emails") && servers.contains(&"tweets"),
+        "{servers:?}"
+    );
+    schema.drop().await;
 }

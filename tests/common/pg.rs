@@ -46,9 +46,13 @@ impl Schema {
             N.fetch_add(1, Ordering::Relaxed)
         );
         let client = connect().await;
+        // Tests running at once may race to create it; one of them wins.
+        let _ = client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS fuzzystrmatch SCHEMA public")
+            .await;
         client
             .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}; CREATE EXTENSION IF NOT EXISTS fuzzystrmatch SCHEMA public; {}; {}",
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}; {}; {}",
                 TWEETS.replace("{s}", &name),
                 EMAILS.replace("{s}", &name)
             ))
@@ -97,6 +101,49 @@ impl Schema {
             .batch_execute(&sql.replace("{s}", &self.name))
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A table whose reads sleep for `{s}.control.sleep` seconds (once per
+    /// statement): `{s}.slow_emails`, a view over the emails.
+    pub async fn add_slow_view(&self) {
+        self.exec(
+            "CREATE TABLE {s}.control (sleep float8 NOT NULL); INSERT INTO {s}.control VALUES (0);
+             CREATE FUNCTION {s}.nap() RETURNS boolean LANGUAGE sql VOLATILE
+                 AS $$ SELECT pg_sleep((SELECT sleep FROM {s}.control)) IS NOT NULL $$;
+             CREATE VIEW {s}.slow_emails AS SELECT e.* FROM {s}.emails e WHERE (SELECT {s}.nap());",
+        )
+        .await;
+    }
+
+    pub async fn set_sleep(&self, seconds: f64) {
+        self.exec(&format!("UPDATE {{s}}.control SET sleep = {seconds}"))
+            .await;
+    }
+
+    /// How many statements are running a query that mentions `text`.
+    pub async fn running(&self, text: &str) -> i64 {
+        let row = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%' || $1 || '%'",
+                &[&text],
+            )
+            .await
+            .expect("pg_stat_activity");
+        row.get(0)
+    }
+
+    /// Ends every connection whose `application_name` is `name`.
+    pub async fn terminate(&self, name: &str) -> i64 {
+        let row = self
+            .client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .await
+            .expect("pg_terminate_backend");
+        row.get(0)
     }
 
     /// `{s}.table`

@@ -105,6 +105,8 @@ pub struct Catalog {
     pub listed: Vec<Field>,
     /// The top-level columns results include.
     pub result_columns: Vec<String>,
+    /// The `fields` option: which paths are offered and returned (`None`: all).
+    offered: Option<Vec<String>>,
     /// The id column: its SQL and its type (for keyset bounds).
     pub id: Typed,
     /// The column live polling follows, if any.
@@ -187,12 +189,7 @@ impl Catalog {
             .await?
             .try_get(0)?;
 
-        let offered = |path: &str| match options.fields {
-            None => true,
-            Some(patterns) => patterns
-                .iter()
-                .any(|p| glob_match(p, path) || path.starts_with(&format!("{p}."))),
-        };
+        let offered = |path: &str| is_offered(options.fields, path);
         let is_text = |path: &str| match options.text_columns {
             None => true,
             Some(names) => names.iter().any(|n| n == path),
@@ -202,6 +199,7 @@ impl Catalog {
             columns: HashMap::new(),
             listed: Vec::new(),
             result_columns: Vec::new(),
+            offered: options.fields.map(<[String]>::to_vec),
             id,
             live_field,
             fuzzy,
@@ -307,6 +305,24 @@ impl Catalog {
         }
         catalog.listed.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(catalog)
+    }
+}
+
+impl Catalog {
+    /// Is this (flattened) path of a result offered?
+    pub fn shows(&self, path: &str) -> bool {
+        is_offered(self.offered.as_deref(), path)
+    }
+}
+
+/// A path is offered when no `fields` are configured, or one of them names
+/// it, a pattern matches it, or it lies under one (`user` offers `user.name`).
+fn is_offered(fields: Option<&[String]>, path: &str) -> bool {
+    match fields {
+        None => true,
+        Some(patterns) => patterns
+            .iter()
+            .any(|p| glob_match(p, path) || path.starts_with(&format!("{p}."))),
     }
 }
 

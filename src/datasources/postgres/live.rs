@@ -367,7 +367,7 @@ impl Live for PostgresDatasource {
                     rows.and_then(|rows| {
                         let items = rows
                             .iter()
-                            .map(|row| to_item(row, &catalog.result_columns).map(|(_, item)| item))
+                            .map(|row| to_item(row, &catalog).map(|(_, item)| item))
                             .collect::<Result<Vec<_>, _>>()?;
                         watch.cursor = LiveCursor(last.into());
                         Ok(items)
@@ -401,7 +401,7 @@ impl Live for PostgresDatasource {
                         let (mut at, mut seen) = (at, seen);
                         let mut items = Vec::with_capacity(rows.len());
                         for row in &rows {
-                            let (key, item) = to_item(row, &catalog.result_columns)?;
+                            let (key, item) = to_item(row, &catalog)?;
                             let value: Option<String> = row.try_get(2).ok().flatten();
                             if value != at {
                                 at = value;

@@ -465,7 +465,6 @@ impl PostgresDatasource {
         };
         let wanted = query.size.min(total.saturating_sub(query.from));
         let mut sent = 0u64;
-        let columns = &catalog.result_columns;
         loop {
             let batch = BATCH_ROWS.min(wanted - sent);
             if batch == 0 {
@@ -488,7 +487,7 @@ impl PostgresDatasource {
             let fetched = rows.len() as u64;
             let mut items = Vec::with_capacity(rows.len());
             for row in &rows {
-                let (key, item) = to_item(row, columns)?;
+                let (key, item) = to_item(row, &catalog)?;
                 after = Some(key);
                 items.push(item);
             }
@@ -520,7 +519,7 @@ impl PostgresDatasource {
 }
 
 /// A result row (`id::text`, `to_jsonb(t)::text`) as an item of the offered fields.
-fn to_item(row: &Row, columns: &[String]) -> Result<(String, Item), DatasourceError> {
+fn to_item(row: &Row, catalog: &Catalog) -> Result<(String, Item), DatasourceError> {
     let broken = |e: &dyn std::fmt::Display| {
         DatasourceError::unavailable(format!(
             "PostgreSQL returned a row tributary cannot read: {e}"
@@ -530,8 +529,10 @@ fn to_item(row: &Row, columns: &[String]) -> Result<(String, Item), DatasourceEr
     let id = id.unwrap_or_default();
     let doc: String = row.try_get(1).map_err(|e| broken(&e))?;
     let mut doc: Map<String, Value> = serde_json::from_str(&doc).map_err(|e| broken(&e))?;
-    doc.retain(|key, _| columns.iter().any(|c| c == key));
-    Ok((id.clone(), Item::from_fields(id, &flatten(&doc))))
+    doc.retain(|key, _| catalog.result_columns.iter().any(|c| c == key));
+    let mut fields = flatten(&doc);
+    fields.retain(|path, _| catalog.shows(path));
+    Ok((id.clone(), Item::from_fields(id, &fields)))
 }
 
 /// Where earlier pages ended: (query, offset) → the last id before it. A
