@@ -563,3 +563,182 @@ async fn one_request_federates_postgres_with_the_embedded_data() {
     );
     schema.drop().await;
 }
+
+/// Reads up to `LIVE_STARTED` of a live request; returns the page's ids.
+async fn go_live(client: &mut Client, datasource: &str, query: &str) -> Vec<String> {
+    client
+        .send(json!({"type":"ITEMS_REQUEST","datasources":[datasource],"query":query,
+                     "color":"#0af","request-id":"live","live":true,"size":100}))
+        .await;
+    let messages = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    let started = messages.last().expect("LIVE_STARTED");
+    assert!(started["datasources"][datasource]["mode"].is_string(), "{started}");
+    messages
+        .iter()
+        .filter(|m| m["type"] == "ITEMS_RECEIVE")
+        .flat_map(ids)
+        .collect()
+}
+
+/// The next append of the live request; nothing else may come first.
+async fn next_append(client: &mut Client) -> Vec<String> {
+    let message = client.recv().await;
+    assert_eq!(message["items"]["append"], true, "{message}");
+    ids(&message)
+}
+
+/// Nothing more arrives (a PING is answered before any append).
+async fn nothing_more(client: &mut Client) {
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    client.send(json!({"type":"PING"})).await;
+    let message = client.recv().await;
+    assert_eq!(message["type"], "PONG", "no other append: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_by_notify_sends_each_new_or_changed_matching_row_once() {
+    let schema = Schema::create("notify").await;
+    let channel = format!("{}_changes", schema.name);
+    schema
+        .exec(&format!(
+            "CREATE FUNCTION {{s}}.notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_notify(TG_ARGV[0], NEW.id::text); RETURN NEW; END $$;
+             CREATE TRIGGER tweets_notify AFTER INSERT OR UPDATE ON {{s}}.tweets
+                 FOR EACH ROW EXECUTE FUNCTION {{s}}.notify_change('{channel}');"
+        ))
+        .await;
+    let mut options = schema.options("tweets");
+    options["live"] = json!("notify");
+    options["channel"] = json!(channel);
+    let server = start(vec![datasource("pg", "postgres", options)]);
+    let (mut client, _) = Client::ready(&server).await;
+    let page = go_live(&mut client, "pg", "hashtags:livetest").await;
+    assert!(page.is_empty(), "{page:?}");
+    let insert = |id: &str, tag: &str| {
+        format!(
+            "INSERT INTO {{s}}.tweets (id, text, hashtags, retweet_count) VALUES ('{id}', 'live {tag}', ARRAY['{tag}'], 1)"
+        )
+    };
+    schema.exec(&insert("live-1", "livetest")).await;
+    assert_eq!(next_append(&mut client).await, ["live-1"]);
+    schema.exec(&insert("live-2", "other")).await;
+    schema.exec(&insert("live-3", "livetest")).await;
+    assert_eq!(next_append(&mut client).await, ["live-3"]);
+    // A change to a matching row arrives again; one that stops matching does not.
+    schema.exec("UPDATE {s}.tweets SET retweet_count = 2 WHERE id = 'live-1'").await;
+    assert_eq!(next_append(&mut client).await, ["live-1"]);
+    schema.exec("UPDATE {s}.tweets SET hashtags = ARRAY['gone'] WHERE id = 'live-3'").await;
+    nothing_more(&mut client).await;
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_by_polling_follows_a_growing_column() {
+    let schema = Schema::create("polling").await;
+    schema
+        .exec(
+            "CREATE TABLE {s}.events (id bigint PRIMARY KEY, seen_at timestamptz NOT NULL, message text);
+             INSERT INTO {s}.events VALUES (1, '2026-11-24T10:00:00Z', 'alpha one'), (2, '2026-11-24T10:00:01Z', 'alpha two'), (3, '2026-11-24T10:00:01Z', 'beta three');",
+        )
+        .await;
+    let server = start(vec![datasource(
+        "pg",
+        "postgres",
+        json!({"url": pg::url(), "table": schema.table("events"), "live_field": "seen_at", "live_interval": "100ms"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let mut page = go_live(&mut client, "pg", "message:alpha").await;
+    page.sort();
+    assert_eq!(page, ["1", "2"]);
+    // 4 shares the newest timestamp seen (it is neither skipped nor is 2
+    // repeated); 5 is later; 6 does not match.
+    schema
+        .exec(
+            "INSERT INTO {s}.events VALUES (4, '2026-11-24T10:00:01Z', 'alpha four'), (5, '2026-11-24T10:00:02Z', 'alpha five'), (6, '2026-11-24T10:00:03Z', 'beta six');",
+        )
+        .await;
+    assert_eq!(next_append(&mut client).await, ["4", "5"]);
+    // A row changed by moving its timestamp on arrives again.
+    schema.exec("UPDATE {s}.events SET seen_at = '2026-11-24T10:00:05Z' WHERE id = 1").await;
+    assert_eq!(next_append(&mut client).await, ["1"]);
+    nothing_more(&mut client).await;
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sql_datasource_is_a_read_only_sub_query() {
+    let schema = Schema::create("subquery").await;
+    let emails = schema.table("emails");
+    let server = start(vec![
+        datasource(
+            "attached",
+            "postgres",
+            json!({"url": pg::url(), "id_column": "id",
+                   "sql": format!("SELECT id, subject, \"from\" FROM {emails} WHERE has_attachment")}),
+        ),
+        datasource(
+            "writer",
+            "postgres",
+            json!({"url": pg::url(), "id_column": "id",
+                   "sql": format!("SELECT id FROM {emails} WHERE {}.wipe()", schema.name)}),
+        ),
+        datasource(
+            "with_writer",
+            "postgres",
+            json!({"url": pg::url(), "id_column": "id",
+                   "sql": format!("WITH gone AS (DELETE FROM {emails} RETURNING id) SELECT id FROM gone")}),
+        ),
+    ]);
+    schema
+        .exec("CREATE FUNCTION {s}.wipe() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN DELETE FROM {s}.emails; RETURN true; END $$")
+        .await;
+    let (mut client, _) = Client::ready(&server).await;
+    let expected: i64 = schema
+        .client
+        .query_one(&format!("SELECT count(*) FROM {emails} WHERE has_attachment AND subject ILIKE '%launch%'"), &[])
+        .await
+        .expect("count")
+        .get(0);
+    let reply = client.typed().request(Search::new(["attached"], "subject:launch").size(2)).await.expect("a reply");
+    assert_eq!(reply.total("attached"), Some(expected as u64), "{:?}", reply.errors);
+    let record = reply.items().next().expect("a result").field_map();
+    let mut keys: Vec<&String> = record.keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["from", "id", "subject"]);
+
+    let reply = client.typed().request(Search::new(["writer"], "*").size(2)).await.expect("a reply");
+    let error = reply.errors.first().expect("an ERROR");
+    assert!(error.message.contains("only reading is allowed"), "{error:?}");
+    let reply = client.typed().request(Search::new(["with_writer"], "*").size(2)).await.expect("a reply");
+    let error = reply.errors.first().expect("an ERROR");
+    assert!(error.message.contains("data-modifying"), "{error:?}");
+    let count: i64 = schema.client.query_one(&format!("SELECT count(*) FROM {emails}"), &[]).await.expect("count").get(0);
+    assert_eq!(count, 3000, "nothing was deleted");
+    schema.drop().await;
+}
+
+#[test]
+fn the_config_is_checked_at_startup() {
+    let registry = tributary::datasources::Registry::with_builtin();
+    let refused = |options: serde_json::Value| {
+        registry
+            .build(&datasource("pg", "postgres", options))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let url = pg::url();
+    assert!(refused(json!({"url": url, "table": "a", "sql": "SELECT 1"})).contains("either `table` or `sql`"));
+    assert!(refused(json!({"url": url})).contains("missing key `table`"));
+    assert!(refused(json!({"url": url, "sql": "DELETE FROM a"})).contains("read-only"));
+    assert!(refused(json!({"url": "mysql://x", "table": "a"})).contains("not a PostgreSQL URL"));
+    assert!(refused(json!({"url": url, "table": "a", "tls": "maybe"})).contains("unknown TLS mode"));
+    assert!(refused(json!({"url": url, "table": "a", "live": "notify"})).contains("needs `channel`"));
+    assert!(refused(json!({"url": url, "table": "a", "live_field": "x", "live_interval": "0s"})).contains("more than 0"));
+    assert!(refused(json!({"url": url, "table": "a", "colour": "red"})).contains("unknown field `colour`"));
+    let secret = refused(json!({"url": "postgres://u:hunter2@[bad/x", "table": "a"}));
+    assert!(!secret.contains("hunter2"), "{secret}");
+    assert!(registry
+        .build(&datasource("pg", "postgres", json!({"url": url, "table": "a", "tls": "verify-full"})))
+        .is_ok());
+}

@@ -104,6 +104,8 @@ pub struct Listener {
     channel: String,
     log: Mutex<NotifyLog>,
     heard: watch::Sender<u64>,
+    /// True while the connection is listening.
+    listening: watch::Sender<bool>,
     started: AtomicBool,
 }
 
@@ -122,6 +124,7 @@ impl Listener {
             channel,
             log: Mutex::new(NotifyLog::default()),
             heard: watch::channel(0).0,
+            listening: watch::channel(false).0,
             started: AtomicBool::new(false),
         }
     }
@@ -131,6 +134,23 @@ impl Listener {
         if !self.started.swap(true, Ordering::SeqCst) {
             let listener = Arc::clone(self);
             tokio::spawn(async move { listener.listen().await });
+        }
+    }
+
+    /// Waits until the channel is listened to, so no change after a live
+    /// page goes unheard.
+    async fn until_listening(&self, deadline: Instant) -> Result<(), DatasourceError> {
+        let mut listening = self.listening.subscribe();
+        let heard = tokio::time::timeout_at(deadline.into(), async {
+            listening.wait_for(|on| *on).await.is_ok()
+        })
+        .await;
+        match heard {
+            Ok(true) => Ok(()),
+            _ => Err(DatasourceError::unavailable(format!(
+                "cannot LISTEN on the PostgreSQL channel `{}` (see the server's log)",
+                self.channel
+            ))),
         }
     }
 
@@ -208,9 +228,11 @@ impl Listener {
                         Ok(()) => {
                             tracing::info!(channel = %self.channel, "listening for PostgreSQL notifications");
                             pause = Duration::from_millis(500);
+                            self.listening.send_replace(true);
                             while let Some(id) = notified.recv().await {
                                 self.heard(id);
                             }
+                            self.listening.send_replace(false);
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, channel = %self.channel, "LISTEN failed")
@@ -282,6 +304,7 @@ impl Live for PostgresDatasource {
         match &self.live {
             LiveSide::Notify(listener) => {
                 listener.start();
+                listener.until_listening(request.deadline).await?;
                 // Changes heard from here on are reported; one racing the
                 // page may be in both.
                 let cursor = listener.last();
