@@ -742,3 +742,58 @@ fn the_config_is_checked_at_startup() {
         .build(&datasource("pg", "postgres", json!({"url": url, "table": "a", "tls": "verify-full"})))
         .is_ok());
 }
+
+/// Is tributary's connection named `app` encrypted? (`None`: none is open.)
+async fn encrypted(schema: &Schema, app: &str) -> Option<bool> {
+    schema
+        .client
+        .query_opt(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1 LIMIT 1",
+            &[&app],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .map(|row| row.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_follow_libpq() {
+    let schema = Schema::create("tls").await;
+    let server_has_tls: bool = schema
+        .client
+        .query_one("SELECT current_setting('ssl') = 'on'", &[])
+        .await
+        .expect("ssl setting")
+        .get(0);
+    let pid = std::process::id();
+    let source = |id: &str, mode: &str| {
+        datasource(
+            id,
+            "postgres",
+            json!({"url": format!("{}?application_name=tls_{id}_{pid}", pg::url()),
+                   "table": schema.table("emails"), "tls": mode}),
+        )
+    };
+    let server = start(vec![
+        source("prefer", "prefer"),
+        source("disable", "disable"),
+        source("full", "verify-full"),
+    ]);
+    let (mut client, _) = Client::ready(&server).await;
+    let reply = client
+        .typed()
+        .request(Search::new(["prefer", "disable", "full"], "launch").size(1))
+        .await
+        .expect("a reply");
+    assert!(reply.total("prefer").unwrap_or(0) > 0, "{:?}", reply.errors);
+    assert!(reply.total("disable").unwrap_or(0) > 0, "{:?}", reply.errors);
+    assert_eq!(encrypted(&schema, &format!("tls_prefer_{pid}")).await, Some(server_has_tls));
+    assert_eq!(encrypted(&schema, &format!("tls_disable_{pid}")).await, Some(false));
+    if server_has_tls {
+        // The local server's certificate is self-signed: verify-full refuses it, clearly.
+        let error = reply.errors.iter().find(|e| e.datasource.as_deref() == Some("full")).expect("an ERROR");
+        assert_eq!(error.code, "datasource_failed");
+        assert!(error.message.to_lowercase().contains("certificate"), "{error:?}");
+    }
+    schema.drop().await;
+}
