@@ -1,7 +1,8 @@
 //! The docker-compose stack's pieces, without Docker: the demo loader
 //! (`datasources/elasticsearch/load.py`) fills an Elasticsearch-compatible
-//! server, and tributary configured by `datasources/compose.toml` federates
-//! those indices with the built-in fixtures.
+//! server, `datasources/postgres/init.sql` fills a schema of the local
+//! PostgreSQL server, and tributary configured by `datasources/compose.toml`
+//! federates both with the built-in fixtures.
 
 mod common;
 
@@ -45,6 +46,33 @@ async fn the_loader_and_the_compose_config_federate_elasticsearch_with_the_fixtu
         String::from_utf8_lossy(&again.stdout).contains("demo-tweets: already holds 3000 records")
     );
 
+    // What the postgres image runs at its first start, into a schema of the local server.
+    let schema = format!("t_compose_{}", std::process::id());
+    let local = common::pg::connect().await;
+    local
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .expect("a schema");
+    let init = Command::new("psql")
+        .arg(common::pg::url())
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-v"])
+        .arg(format!(
+            "emails_file={}",
+            root.join("datasources/fixtures/emails.ndjson").display()
+        ))
+        .arg("-f")
+        .arg(root.join("datasources/postgres/init.sql"))
+        .env("PGOPTIONS", format!("-c search_path={schema}"))
+        .output()
+        .expect("psql runs init.sql");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+
     let mut settings = tributary::config::load(
         Some(&root.join("datasources/compose.toml")),
         Some("127.0.0.1:0"),
@@ -53,6 +81,12 @@ async fn the_loader_and_the_compose_config_federate_elasticsearch_with_the_fixtu
     for ds in &mut settings.datasources {
         if ds.kind == "elasticsearch" {
             ds.options.insert("url".into(), Value::from(mock.url()));
+        }
+        if ds.kind == "postgres" {
+            ds.options
+                .insert("url".into(), Value::from(common::pg::url()));
+            ds.options
+                .insert("table".into(), Value::from(format!("{schema}.emails")));
         }
     }
     let server = start_with(settings);
@@ -63,7 +97,10 @@ async fn the_loader_and_the_compose_config_federate_elasticsearch_with_the_fixtu
         .iter()
         .filter_map(|d| d["id"].as_str())
         .collect();
-    assert_eq!(ids, ["emails", "es_emails", "es_tweets", "tweets"]);
+    assert_eq!(
+        ids,
+        ["emails", "es_emails", "es_tweets", "pg_emails", "tweets"]
+    );
 
     client
         .send(json!({"type":"FIELDS_REQUEST","datasources":["es_tweets"]}))
@@ -103,4 +140,30 @@ async fn the_loader_and_the_compose_config_federate_elasticsearch_with_the_fixtu
     };
     assert!(!ids_of("tweets").is_empty());
     assert_eq!(ids_of("es_tweets"), ids_of("tweets"));
+
+    // The emails table answers as the built-in emails do.
+    for query in [
+        "budget",
+        "from:vera.meijer@tyrell.example",
+        "has_attachment:true AND size_bytes:>200000",
+        "subject:\"product launch\"",
+    ] {
+        let answer = client
+            .items(&["emails", "pg_emails"], query, 0, 1, "#0af")
+            .await;
+        let total = |server: &str| {
+            answer
+                .iter()
+                .find(|m| m["items"]["server"] == server)
+                .map(|m| m["items"]["total"].clone())
+        };
+        assert!(
+            total("emails").and_then(|t| t.as_u64()).unwrap_or(0) > 0,
+            "{query}: {answer:?}"
+        );
+        assert_eq!(total("pg_emails"), total("emails"), "{query}: {answer:?}");
+    }
+    let _ = local
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await;
 }

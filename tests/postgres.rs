@@ -567,12 +567,17 @@ async fn one_request_federates_postgres_with_the_embedded_data() {
 /// Reads up to `LIVE_STARTED` of a live request; returns the page's ids.
 async fn go_live(client: &mut Client, datasource: &str, query: &str) -> Vec<String> {
     client
-        .send(json!({"type":"ITEMS_REQUEST","datasources":[datasource],"query":query,
-                     "color":"#0af","request-id":"live","live":true,"size":100}))
+        .send(
+            json!({"type":"ITEMS_REQUEST","datasources":[datasource],"query":query,
+                     "color":"#0af","request-id":"live","live":true,"size":100}),
+        )
         .await;
     let messages = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
     let started = messages.last().expect("LIVE_STARTED");
-    assert!(started["datasources"][datasource]["mode"].is_string(), "{started}");
+    assert!(
+        started["datasources"][datasource]["mode"].is_string(),
+        "{started}"
+    );
     messages
         .iter()
         .filter(|m| m["type"] == "ITEMS_RECEIVE")
@@ -625,9 +630,13 @@ async fn live_by_notify_sends_each_new_or_changed_matching_row_once() {
     schema.exec(&insert("live-3", "livetest")).await;
     assert_eq!(next_append(&mut client).await, ["live-3"]);
     // A change to a matching row arrives again; one that stops matching does not.
-    schema.exec("UPDATE {s}.tweets SET retweet_count = 2 WHERE id = 'live-1'").await;
+    schema
+        .exec("UPDATE {s}.tweets SET retweet_count = 2 WHERE id = 'live-1'")
+        .await;
     assert_eq!(next_append(&mut client).await, ["live-1"]);
-    schema.exec("UPDATE {s}.tweets SET hashtags = ARRAY['gone'] WHERE id = 'live-3'").await;
+    schema
+        .exec("UPDATE {s}.tweets SET hashtags = ARRAY['gone'] WHERE id = 'live-3'")
+        .await;
     nothing_more(&mut client).await;
     schema.drop().await;
 }
@@ -659,7 +668,9 @@ async fn live_by_polling_follows_a_growing_column() {
         .await;
     assert_eq!(next_append(&mut client).await, ["4", "5"]);
     // A row changed by moving its timestamp on arrives again.
-    schema.exec("UPDATE {s}.events SET seen_at = '2026-11-24T10:00:05Z' WHERE id = 1").await;
+    schema
+        .exec("UPDATE {s}.events SET seen_at = '2026-11-24T10:00:05Z' WHERE id = 1")
+        .await;
     assert_eq!(next_append(&mut client).await, ["1"]);
     nothing_more(&mut client).await;
     schema.drop().await;
@@ -695,24 +706,54 @@ async fn an_sql_datasource_is_a_read_only_sub_query() {
     let (mut client, _) = Client::ready(&server).await;
     let expected: i64 = schema
         .client
-        .query_one(&format!("SELECT count(*) FROM {emails} WHERE has_attachment AND subject ILIKE '%launch%'"), &[])
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {emails} WHERE has_attachment AND subject ILIKE '%launch%'"
+            ),
+            &[],
+        )
         .await
         .expect("count")
         .get(0);
-    let reply = client.typed().request(Search::new(["attached"], "subject:launch").size(2)).await.expect("a reply");
-    assert_eq!(reply.total("attached"), Some(expected as u64), "{:?}", reply.errors);
+    let reply = client
+        .typed()
+        .request(Search::new(["attached"], "subject:launch").size(2))
+        .await
+        .expect("a reply");
+    assert_eq!(
+        reply.total("attached"),
+        Some(expected as u64),
+        "{:?}",
+        reply.errors
+    );
     let record = reply.items().next().expect("a result").field_map();
     let mut keys: Vec<&String> = record.keys().collect();
     keys.sort();
     assert_eq!(keys, ["from", "id", "subject"]);
 
-    let reply = client.typed().request(Search::new(["writer"], "*").size(2)).await.expect("a reply");
+    let reply = client
+        .typed()
+        .request(Search::new(["writer"], "*").size(2))
+        .await
+        .expect("a reply");
     let error = reply.errors.first().expect("an ERROR");
-    assert!(error.message.contains("only reading is allowed"), "{error:?}");
-    let reply = client.typed().request(Search::new(["with_writer"], "*").size(2)).await.expect("a reply");
+    assert!(
+        error.message.contains("only reading is allowed"),
+        "{error:?}"
+    );
+    let reply = client
+        .typed()
+        .request(Search::new(["with_writer"], "*").size(2))
+        .await
+        .expect("a reply");
     let error = reply.errors.first().expect("an ERROR");
     assert!(error.message.contains("data-modifying"), "{error:?}");
-    let count: i64 = schema.client.query_one(&format!("SELECT count(*) FROM {emails}"), &[]).await.expect("count").get(0);
+    let count: i64 = schema
+        .client
+        .query_one(&format!("SELECT count(*) FROM {emails}"), &[])
+        .await
+        .expect("count")
+        .get(0);
     assert_eq!(count, 3000, "nothing was deleted");
     schema.drop().await;
 }
@@ -728,18 +769,31 @@ fn the_config_is_checked_at_startup() {
             .unwrap_or_default()
     };
     let url = pg::url();
-    assert!(refused(json!({"url": url, "table": "a", "sql": "SELECT 1"})).contains("either `table` or `sql`"));
+    assert!(
+        refused(json!({"url": url, "table": "a", "sql": "SELECT 1"}))
+            .contains("either `table` or `sql`")
+    );
     assert!(refused(json!({"url": url})).contains("missing key `table`"));
     assert!(refused(json!({"url": url, "sql": "DELETE FROM a"})).contains("read-only"));
     assert!(refused(json!({"url": "mysql://x", "table": "a"})).contains("not a PostgreSQL URL"));
     assert!(refused(json!({"url": url, "table": "a", "tls": "maybe"})).contains("unknown TLS mode"));
-    assert!(refused(json!({"url": url, "table": "a", "live": "notify"})).contains("needs `channel`"));
-    assert!(refused(json!({"url": url, "table": "a", "live_field": "x", "live_interval": "0s"})).contains("more than 0"));
-    assert!(refused(json!({"url": url, "table": "a", "colour": "red"})).contains("unknown field `colour`"));
+    assert!(
+        refused(json!({"url": url, "table": "a", "live": "notify"})).contains("needs `channel`")
+    );
+    assert!(
+        refused(json!({"url": url, "table": "a", "live_field": "x", "live_interval": "0s"}))
+            .contains("more than 0")
+    );
+    assert!(refused(json!({"url": url, "table": "a", "colour": "red"}))
+        .contains("unknown field `colour`"));
     let secret = refused(json!({"url": "postgres://u:hunter2@[bad/x", "table": "a"}));
     assert!(!secret.contains("hunter2"), "{secret}");
     assert!(registry
-        .build(&datasource("pg", "postgres", json!({"url": url, "table": "a", "tls": "verify-full"})))
+        .build(&datasource(
+            "pg",
+            "postgres",
+            json!({"url": url, "table": "a", "tls": "verify-full"})
+        ))
         .is_ok());
 }
 
@@ -786,14 +840,31 @@ async fn tls_modes_follow_libpq() {
         .await
         .expect("a reply");
     assert!(reply.total("prefer").unwrap_or(0) > 0, "{:?}", reply.errors);
-    assert!(reply.total("disable").unwrap_or(0) > 0, "{:?}", reply.errors);
-    assert_eq!(encrypted(&schema, &format!("tls_prefer_{pid}")).await, Some(server_has_tls));
-    assert_eq!(encrypted(&schema, &format!("tls_disable_{pid}")).await, Some(false));
+    assert!(
+        reply.total("disable").unwrap_or(0) > 0,
+        "{:?}",
+        reply.errors
+    );
+    assert_eq!(
+        encrypted(&schema, &format!("tls_prefer_{pid}")).await,
+        Some(server_has_tls)
+    );
+    assert_eq!(
+        encrypted(&schema, &format!("tls_disable_{pid}")).await,
+        Some(false)
+    );
     if server_has_tls {
         // The local server's certificate is self-signed: verify-full refuses it, clearly.
-        let error = reply.errors.iter().find(|e| e.datasource.as_deref() == Some("full")).expect("an ERROR");
+        let error = reply
+            .errors
+            .iter()
+            .find(|e| e.datasource.as_deref() == Some("full"))
+            .expect("an ERROR");
         assert_eq!(error.code, "datasource_failed");
-        assert!(error.message.to_lowercase().contains("certificate"), "{error:?}");
+        assert!(
+            error.message.to_lowercase().contains("certificate"),
+            "{error:?}"
+        );
     }
     schema.drop().await;
 }
