@@ -868,3 +868,87 @@ async fn tls_modes_follow_libpq() {
     }
     schema.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_keys_are_dotted_fields() {
+    let schema = Schema::create("json").await;
+    schema
+        .exec(
+            r#"CREATE TABLE {s}.docs (id int PRIMARY KEY, meta jsonb, extra json);
+               INSERT INTO {s}.docs VALUES
+                 (1, '{"tags": ["Red", "blue"], "owner": {"name": "Ann Smith", "age": 41}, "score": 2.5, "ok": true}', '{"n": 1}'),
+                 (2, '{"tags": "green", "owner": {"name": "Bob", "age": 29}, "score": 7, "ok": false}', '{"n": 2}'),
+                 (3, '{"tags": [], "owner": {"name": null}, "items": [{"sku": "x"}]}', NULL),
+                 (4, NULL, '{"n": "three"}');"#,
+        )
+        .await;
+    let server = start(vec![datasource(
+        "pg",
+        "postgres",
+        json!({"url": pg::url(), "table": schema.table("docs"), "text_columns": ["meta.owner.name"]}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let reply = client
+        .typed()
+        .request(tributary_client::Fields(vec!["pg".into()]))
+        .await
+        .expect("a reply");
+    let fields: Vec<(String, String)> = reply.fields[0]
+        .fields
+        .iter()
+        .map(|f| (f.path.clone(), f.kind.clone()))
+        .collect();
+    for (path, kind) in [
+        ("id", "long"),
+        ("meta.tags", "keyword"),
+        ("meta.owner.name", "text"),
+        ("meta.owner.age", "long"),
+        ("meta.score", "double"),
+        ("meta.ok", "boolean"),
+        ("extra.n", "long"),
+    ] {
+        assert!(
+            fields.contains(&(path.into(), kind.into())),
+            "{path}: {kind} in {fields:?}"
+        );
+    }
+    for (query, expected) in [
+        ("meta.tags:red", vec![1]),
+        ("meta.tags:GREEN", vec![2]),
+        ("meta.owner.name:smith", vec![1]),
+        ("meta.owner.age:>30", vec![1]),
+        ("meta.score:[2 TO 8]", vec![1, 2]),
+        ("meta.ok:false", vec![2]),
+        ("_exists_:meta.tags", vec![1, 2]),
+        ("_exists_:meta.owner", vec![1, 2]),
+        ("NOT _exists_:meta.owner.name", vec![3, 4]),
+        ("extra.n:1 OR extra.n:2", vec![1, 2]),
+        ("extra.n:three", vec![]),
+        ("bob", vec![2]),
+        ("29", vec![2]),
+    ] {
+        let reply = client
+            .typed()
+            .request(Search::new(["pg"], query).size(10))
+            .await
+            .expect("a reply");
+        assert!(reply.errors.is_empty(), "{query}: {:?}", reply.errors);
+        let ids: Vec<i64> = reply
+            .items()
+            .map(|i| i.id.parse().expect("an id"))
+            .collect();
+        assert_eq!(ids, expected, "{query}");
+    }
+    let reply = client
+        .typed()
+        .request(Search::new(["pg"], "id:3").size(1))
+        .await
+        .expect("a reply");
+    let record = reply.items().next().expect("a result").field_map();
+    assert_eq!(
+        record["meta.items.sku"],
+        json!(["x"]),
+        "lists of objects are returned: {record:?}"
+    );
+    schema.drop().await;
+}

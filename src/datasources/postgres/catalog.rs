@@ -23,9 +23,9 @@ pub struct Column {
     /// The SQL of the raw value: a column (`t."c"`) or a path in a jsonb
     /// column (`(t."c" #> '{a,b}')`).
     raw: String,
-    /// The raw value is jsonb: a scalar or a list of them.
+    /// The raw value is jsonb: a scalar, or (`array`) a list of them.
     json: bool,
-    /// A native array column (`text[]`).
+    /// A native array column (`text[]`), or a json key holding lists.
     array: bool,
     class: Class,
 }
@@ -48,7 +48,7 @@ impl Column {
     /// A condition holding when `condition` holds for the value, or for any
     /// value of a list; `alias` names the list's rows.
     pub fn any(&self, alias: &str, condition: impl Fn(&str) -> String) -> String {
-        if self.json {
+        if self.json && self.array {
             let raw = &self.raw;
             format!(
                 "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({raw}) = 'array' THEN {raw} ELSE jsonb_build_array({raw}) END) AS {alias}(v) WHERE {})",
@@ -85,7 +85,7 @@ impl Column {
     pub fn exists(&self) -> String {
         let raw = &self.raw;
         if self.json {
-            format!("COALESCE(CASE jsonb_typeof({raw}) WHEN 'null' THEN FALSE WHEN 'array' THEN jsonb_array_length({raw}) > 0 ELSE TRUE END, FALSE)")
+            format!("COALESCE(CASE jsonb_typeof({raw}) WHEN 'array' THEN jsonb_array_length({raw}) > 0 ELSE jsonb_typeof({raw}) <> 'null' END, FALSE)")
         } else if self.array {
             format!("COALESCE(cardinality({raw}) > 0, FALSE)")
         } else {
@@ -215,7 +215,7 @@ impl Catalog {
                 let keys = json_keys(client, &from, &raw).await?;
                 let mut any = false;
                 let mut object = Map::new();
-                for (key_path, kind) in keys {
+                for (key_path, (kind, lists)) in keys {
                     let path = format!("{name}.{}", key_path.join("."));
                     if !offered(&path) {
                         continue;
@@ -246,7 +246,9 @@ impl Catalog {
                                 quote_literal(&format!("{{{literal}}}"))
                             ),
                             json: true,
-                            array: false,
+                            // A key the sample only saw holding single values
+                            // is read as one (which an expression index can serve).
+                            array: lists,
                             class,
                         },
                     );
@@ -400,12 +402,13 @@ enum JsonKind {
 }
 
 /// The scalar keys of a json column, as paths, each typed by its first
-/// value (lists typed by their first element), from a sample of rows.
+/// value (lists typed by their first element) and whether it held lists,
+/// from a sample of rows.
 async fn json_keys(
     client: &impl GenericClient,
     from: &str,
     raw: &str,
-) -> Result<BTreeMap<Vec<String>, JsonKind>, SqlError> {
+) -> Result<BTreeMap<Vec<String>, (JsonKind, bool)>, SqlError> {
     let rows = client
         .query(
             &format!(
@@ -418,27 +421,41 @@ async fn json_keys(
     for row in rows {
         let text: String = row.try_get(0)?;
         if let Ok(value) = serde_json::from_str::<Value>(&text) {
-            collect_keys(&value, &mut Vec::new(), &mut keys);
+            collect_keys(&value, &mut Vec::new(), false, &mut keys);
         }
     }
     Ok(keys)
 }
 
-fn collect_keys(value: &Value, path: &mut Vec<String>, keys: &mut BTreeMap<Vec<String>, JsonKind>) {
+fn collect_keys(
+    value: &Value,
+    path: &mut Vec<String>,
+    in_list: bool,
+    keys: &mut BTreeMap<Vec<String>, (JsonKind, bool)>,
+) {
     let kind = match value {
+        Value::Object(_) if in_list => return,
         Value::Object(object) => {
             for (key, child) in object {
                 path.push(key.clone());
-                collect_keys(child, path, keys);
+                collect_keys(child, path, false, keys);
                 path.pop();
             }
             return;
         }
-        Value::Array(items) => match items.iter().find(|v| !v.is_null()) {
-            // Lists of objects are not searched by key.
-            Some(Value::Object(_)) | None => return,
-            Some(first) => return collect_keys(first, path, keys),
-        },
+        Value::Array(items) => {
+            match items.iter().find(|v| !v.is_null()) {
+                // Lists of objects are not searched by key.
+                Some(Value::Object(_)) => {}
+                Some(first) => collect_keys(first, path, true, keys),
+                None => {
+                    if let Some(entry) = keys.get_mut(path.as_slice()) {
+                        entry.1 = true;
+                    }
+                }
+            }
+            return;
+        }
         Value::Null => return,
         Value::String(_) => JsonKind::String,
         Value::Bool(_) => JsonKind::Bool,
@@ -446,6 +463,6 @@ fn collect_keys(value: &Value, path: &mut Vec<String>, keys: &mut BTreeMap<Vec<S
         Value::Number(_) => JsonKind::Double,
     };
     if !path.is_empty() {
-        keys.entry(path.clone()).or_insert(kind);
+        keys.entry(path.clone()).or_insert((kind, in_list)).1 |= in_list;
     }
 }
