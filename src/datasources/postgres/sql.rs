@@ -4,8 +4,9 @@
 //!
 //! Every value the user typed is a bound parameter (`$n`, cast to its type);
 //! field names only ever select among the catalog's columns, whose SQL the
-//! catalog wrote. Each leaf is two-valued (`COALESCE(…, FALSE)`), so `NOT`
-//! keeps Lucene's meaning when a column is NULL.
+//! catalog wrote. Conditions stay plain (so indexes on the same
+//! expressions serve them); an unknown (NULL) one counts as false, which
+//! `AND`/`OR` keep and exclusion says with `IS NOT TRUE`.
 
 use tokio_postgres::types::ToSql;
 use tributary_datasource::DatasourceError;
@@ -148,7 +149,7 @@ impl Translator<'_> {
         if per_field.is_empty() {
             None
         } else {
-            Some(format!("COALESCE({}, FALSE)", any_of(per_field)))
+            Some(any_of(per_field))
         }
     }
 
@@ -559,7 +560,9 @@ fn combine(clauses: &[(Occur, String)]) -> String {
         debug_assert!(only_prohibits(clauses));
         Vec::new()
     };
-    parts.extend(must_not.into_iter().map(|c| format!("NOT {c}")));
+    // `IS NOT TRUE`, not `NOT`: a condition on a NULL column is unknown,
+    // and excluding it must keep the row.
+    parts.extend(must_not.into_iter().map(|c| format!("({c}) IS NOT TRUE")));
     if parts.is_empty() {
         "TRUE".into()
     } else {
@@ -636,10 +639,10 @@ mod tests {
             combine(&[c(Occur::Must, "a"), c(Occur::Should, "b")]),
             "(a AND (b OR TRUE))"
         );
-        assert_eq!(combine(&[c(Occur::MustNot, "a")]), "(NOT a)");
+        assert_eq!(combine(&[c(Occur::MustNot, "a")]), "((a) IS NOT TRUE)");
         assert_eq!(
             combine(&[c(Occur::Should, "a"), c(Occur::MustNot, "b")]),
-            "(a AND NOT b)"
+            "(a AND (b) IS NOT TRUE)"
         );
     }
 }
