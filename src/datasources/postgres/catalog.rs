@@ -81,6 +81,13 @@ impl Column {
         }
     }
 
+    /// A native text array as one lowercased array (`lower(col::text)::text[]`),
+    /// for containment tests.
+    pub fn lowercase_array(&self) -> Option<String> {
+        (self.array && !self.json && matches!(self.class, Class::Text { .. }))
+            .then(|| format!("(lower(({})::text)::text[])", self.raw))
+    }
+
     /// `_exists_`: the value is there and, for a list, not empty.
     pub fn exists(&self) -> String {
         let raw = &self.raw;
@@ -113,6 +120,8 @@ pub struct Catalog {
     pub live_field: Option<Typed>,
     /// `levenshtein_less_equal` (the `fuzzystrmatch` extension) is there.
     pub fuzzy: bool,
+    /// Where a term without a field is searched: a field, a pattern or `*`.
+    pub default_field: String,
 }
 
 /// A column's SQL and its type's name, for casting text to it.
@@ -135,6 +144,7 @@ pub struct ColumnOptions<'a> {
     pub fields: Option<&'a [String]>,
     pub text_columns: Option<&'a [String]>,
     pub live_field: Option<&'a str>,
+    pub default_field: &'a str,
 }
 
 /// `"name"`, with quotes inside doubled.
@@ -203,6 +213,7 @@ impl Catalog {
             id,
             live_field,
             fuzzy,
+            default_field: options.default_field.to_owned(),
         };
         let mut properties = Map::new();
         for (name, ty) in &columns {

@@ -10,6 +10,7 @@
 //! id_column = "id"                # optional; default: the primary key
 //! fields = ["id", "title", "owner.*"]      # optional; which columns to offer
 //! text_columns = ["title", "notes"]        # optional; full-text columns (default: every text column)
+//! default_field = "*"             # optional; where terms without a field are searched
 //! pool_size = 8                   # optional
 //! timeout = "5s"                  # optional; also the statements' timeout
 //! tls = "verify-full"             # optional; disable, prefer (default), require, verify-ca, verify-full
@@ -67,6 +68,10 @@ struct PostgresOptions {
     /// Full-text searchable columns; other text columns are keywords
     /// (matched whole, case-insensitively). Default: every text column.
     text_columns: Option<Vec<String>>,
+    /// Where a term without a field is searched (a field or a pattern);
+    /// default `*`, every field, as Elasticsearch does.
+    #[serde(default = "default_field")]
+    default_field: String,
     #[serde(default = "default_pool_size")]
     pool_size: usize,
     /// `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
@@ -78,6 +83,10 @@ struct PostgresOptions {
     /// A column that grows with every new or changed row: live queries poll past it.
     live_field: Option<String>,
     live_interval: Option<String>,
+}
+
+fn default_field() -> String {
+    "*".into()
 }
 
 fn default_pool_size() -> usize {
@@ -212,6 +221,7 @@ pub struct PostgresDatasource {
     fields: Option<Vec<String>>,
     text_columns: Option<Vec<String>>,
     live_field: Option<String>,
+    default_field: String,
     timeout: Duration,
     catalog: tokio::sync::Mutex<Option<(Instant, Arc<Catalog>)>>,
     boundaries: Mutex<Boundaries>,
@@ -316,6 +326,7 @@ impl PostgresDatasource {
             fields: options.fields,
             text_columns: options.text_columns,
             live_field: options.live_field,
+            default_field: options.default_field,
             timeout,
             catalog: tokio::sync::Mutex::new(None),
             boundaries: Mutex::new(Boundaries::default()),
@@ -336,6 +347,7 @@ impl PostgresDatasource {
             fields: self.fields.as_deref(),
             text_columns: self.text_columns.as_deref(),
             live_field: self.live_field.as_deref(),
+            default_field: &self.default_field,
         };
         let client = self.client(deadline).await?;
         let catalog = Arc::new(

@@ -133,7 +133,9 @@ impl Translator<'_> {
             }
             _ => {}
         }
-        let fields = mapping.resolve(leaf.field.as_deref());
+        // A leaf without a field searches the default field (`*`: every field).
+        let name = leaf.field.as_deref().unwrap_or(&self.catalog.default_field);
+        let fields = mapping.resolve(Some(name));
         if fields.is_empty() {
             return Some(FALSE.into());
         }
@@ -180,6 +182,16 @@ impl Translator<'_> {
             return Some(column.any(&self.alias(), |value| {
                 format!("to_tsvector('simple', {value}) @@ ({query})")
             }));
+        }
+        if let (Some(condition), LeafKind::Term(text) | LeafKind::Phrase { text, .. }) =
+            (column.lowercase_array(), kind)
+        {
+            if matches!(field_type, FieldType::Keyword { lowercase: true, ignore_above: None }) {
+                // `'{Foo,bar}'` lowercased as a whole, then compared with a
+                // containment a GIN index on the same expression serves.
+                let value = self.bound.bind(Param::Text(normalize(mapped, text)));
+                return Some(format!("{condition} @> ARRAY[{value}]"));
+            }
         }
         let value_condition = match field_type {
             FieldType::Text => {
