@@ -263,6 +263,30 @@ async fn fields_come_from_the_catalog() {
     let mut keys: Vec<&String> = record.keys().collect();
     keys.sort();
     assert_eq!(keys, ["id", "text", "user.screen_name"], "{record:?}");
+    drop(server);
+
+    // `default_field`: where terms without a field are searched.
+    let mut options = schema.options("tweets");
+    options["default_field"] = json!("text");
+    let server = start(vec![datasource("text_only", "postgres", options)]);
+    let (mut client, _) = Client::ready(&server).await;
+    for (query, matches) in [
+        ("\"Twitter Web Client\"", false),
+        ("source:\"Twitter Web Client\"", true),
+        ("opendata", true),
+    ] {
+        let reply = client
+            .typed()
+            .request(Search::new(["text_only"], query).size(1))
+            .await
+            .expect("a reply");
+        assert_eq!(
+            reply.total("text_only").unwrap_or(0) > 0,
+            matches,
+            "{query}: {:?}",
+            reply.errors
+        );
+    }
     schema.drop().await;
 }
 

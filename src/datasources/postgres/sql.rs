@@ -186,7 +186,13 @@ impl Translator<'_> {
         if let (Some(condition), LeafKind::Term(text) | LeafKind::Phrase { text, .. }) =
             (column.lowercase_array(), kind)
         {
-            if matches!(field_type, FieldType::Keyword { lowercase: true, ignore_above: None }) {
+            if matches!(
+                field_type,
+                FieldType::Keyword {
+                    lowercase: true,
+                    ignore_above: None
+                }
+            ) {
                 // `'{Foo,bar}'` lowercased as a whole, then compared with a
                 // containment a GIN index on the same expression serves.
                 let value = self.bound.bind(Param::Text(normalize(mapped, text)));
