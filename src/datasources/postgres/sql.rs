@@ -16,6 +16,7 @@ use tributary_query::value::{long_bound, normalize, parse_number, Number};
 use tributary_query::{analysis, date, FieldType, MappedField};
 
 use super::catalog::{Catalog, Column};
+use crate::datasources::query_limits::QueryLimits;
 
 /// A value bound to a statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +81,11 @@ pub fn condition(
     if text.is_empty() || text == "*" {
         return Ok("TRUE".into());
     }
+    // The parser and this translation recurse on nesting: refuse what could
+    // exhaust the stack, however this is called.
+    QueryLimits::CEILING
+        .check(text)
+        .map_err(|limit| DatasourceError::bad_query(limit.to_string()))?;
     let parsed =
         tributary_query::parse(text).map_err(|e| DatasourceError::bad_query(e.to_string()))?;
     let mut translator = Translator {
