@@ -1,6 +1,7 @@
 //! Microbenchmarks of the hot path: decoding requests, encoding
-//! `ITEMS_RECEIVE` batches (next to the bare serde_json floor), and fixtures
-//! searches over 100,000 records (through the adapter API's test sink). Run with `cargo bench --bench hot_path`;
+//! `ITEMS_RECEIVE` batches (next to the bare serde_json floor), fixtures
+//! searches over 100,000 records (through the adapter API's test sink), and
+//! reading Elasticsearch `_search` responses into items. Run with `cargo bench --bench hot_path`;
 //! BENCHMARKS.md records the figures.
 
 use std::hint::black_box;
@@ -121,5 +122,52 @@ fn search(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode, search);
+/// A `_search` response of `size` demo tweets, as a cluster sends it.
+fn es_response(size: usize) -> String {
+    let hits: Vec<Value> = records(Kind::Tweets, size, 3)
+        .map(|source| {
+            serde_json::json!({"_index": "demo-tweets", "_id": source["id"].clone(), "_score": 1.0, "_source": source})
+        })
+        .collect();
+    serde_json::json!({"took": 1, "timed_out": false,
+        "hits": {"total": {"value": 100000, "relation": "eq"}, "max_score": 1.0, "hits": hits}})
+    .to_string()
+}
+
+/// The route before `elasticsearch::hits`: a `Value` tree, each `_source`
+/// flattened into a map, the map encoded.
+fn es_items_through_a_tree(text: &str) -> Vec<Item> {
+    let page: Value = serde_json::from_str(text).expect("JSON");
+    page["hits"]["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|hit| {
+            let mut fields = match hit.get("_source") {
+                Some(Value::Object(source)) => tributary::datasources::flatten::flatten(source),
+                _ => Map::new(),
+            };
+            fields.insert("_index".into(), hit["_index"].clone());
+            Item::from_fields(hit["_id"].as_str().unwrap_or_default(), &fields)
+        })
+        .collect()
+}
+
+fn es_response_parsing(c: &mut Criterion) {
+    use tributary::datasources::elasticsearch::hits::Page;
+    let mut group = c.benchmark_group("es_response");
+    for size in [50usize, 500] {
+        let text = es_response(size);
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_with_input(BenchmarkId::new("hits::Page", size), &text, |b, text| {
+            b.iter(|| Page::parse(black_box(text)).expect("a page").into_items())
+        });
+        group.bench_with_input(BenchmarkId::new("value_tree", size), &text, |b, text| {
+            b.iter(|| es_items_through_a_tree(black_box(text)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode, search, es_response_parsing);
 criterion_main!(benches);

@@ -15,6 +15,13 @@ pub fn flatten(record: &Map<String, Value>) -> Map<String, Value> {
     out
 }
 
+/// Flattens one value found at `path` (its entries are `path` or start with `path.`).
+pub fn flatten_value(path: &str, value: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    flatten_into(&mut out, path, value);
+    out
+}
+
 fn flatten_into(out: &mut Map<String, Value>, path: &str, value: &Value) {
     match value {
         Value::Object(object) => {

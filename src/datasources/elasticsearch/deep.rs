@@ -9,7 +9,7 @@ use elasticsearch::{
 use serde_json::{json, Value};
 use tributary_datasource::{DatasourceError, ErrorKind, Item, ResultSink, SearchQuery};
 
-use super::{hits_of, ElasticsearchDatasource};
+use super::ElasticsearchDatasource;
 
 /// How long a point in time or scroll stays open between two batches.
 const KEEP_ALIVE: &str = "1m";
@@ -75,11 +75,11 @@ impl ElasticsearchDatasource {
                         .body(Value::Object(body))
                         .send()
                         .await;
-                    let page = self.read(response, "search").await?;
-                    if let Some(id) = page.get("pit_id").and_then(Value::as_str) {
-                        guard.id = id.to_owned();
+                    let page = self.read_page(response, "search").await?;
+                    if let Some(id) = &page.pit_id {
+                        guard.id = id.clone();
                     }
-                    *after = last_sort(&page);
+                    *after = page.hits.last().and_then(|hit| hit.sort.clone());
                     page
                 }
                 Cursor::Scroll { guard } => {
@@ -101,19 +101,21 @@ impl ElasticsearchDatasource {
                                 .await
                         }
                     };
-                    let page = self.read(response, "scroll").await?;
-                    if let Some(id) = page.get("_scroll_id").and_then(Value::as_str) {
+                    let page = self.read_page(response, "scroll").await?;
+                    if let Some(id) = &page.scroll_id {
                         match guard {
-                            Some(guard) => guard.id = id.to_owned(),
+                            Some(guard) => guard.id = id.clone(),
                             None => {
-                                *guard = Some(ScrollGuard::new(self.client.clone(), id.to_owned()))
+                                *guard = Some(ScrollGuard::new(self.client.clone(), id.clone()))
                             }
                         }
                     }
                     page
                 }
             };
-            let (page_total, items, count) = hits_of(&page)?;
+            let page_total = page.total.unwrap_or(0);
+            let items = page.into_items();
+            let count = items.len();
             if total.is_none() {
                 total = Some(page_total);
                 results.set_total(page_total);
@@ -199,12 +201,4 @@ impl Drop for ScrollGuard {
             });
         }
     }
-}
-
-fn last_sort(page: &Value) -> Option<Value> {
-    page["hits"]["hits"]
-        .as_array()
-        .and_then(|hits| hits.last())
-        .and_then(|hit| hit.get("sort"))
-        .cloned()
 }

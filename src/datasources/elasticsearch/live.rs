@@ -20,7 +20,8 @@ use tributary_datasource::{
     Watch,
 };
 
-use super::{item_of, ElasticsearchDatasource};
+use super::hits::Hit;
+use super::ElasticsearchDatasource;
 use elasticsearch::SearchParts;
 
 pub(super) const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -97,7 +98,7 @@ impl ElasticsearchDatasource {
     }
 
     /// One `_search` for live queries: the hits, each with its sort values.
-    async fn live_search(&self, body: Value) -> Result<Vec<Value>, DatasourceError> {
+    async fn live_search(&self, body: Value) -> Result<Vec<Hit>, DatasourceError> {
         let indices = self.indices();
         let response = self
             .client
@@ -105,13 +106,7 @@ impl ElasticsearchDatasource {
             .body(body)
             .send()
             .await;
-        let page = self.read(response, "search").await?;
-        match page["hits"]["hits"].as_array() {
-            Some(hits) => Ok(hits.clone()),
-            None => Err(DatasourceError::unavailable(
-                "Elasticsearch answered without `hits.hits`",
-            )),
-        }
+        Ok(self.read_page(response, "search").await?.hits)
     }
 
     /// The newest position now: the highest value of the field, and the
@@ -127,12 +122,12 @@ impl ElasticsearchDatasource {
             }))
             .await?;
         let mut position = Position::default();
-        if let Some(newest) = hits.first().map(|hit| hit["sort"][0].clone()) {
+        if let Some(newest) = hits.first().map(sort_value) {
             position.at = Some(newest.clone());
             position.ids = hits
                 .iter()
-                .filter(|hit| hit["sort"][0] == newest)
-                .filter_map(|hit| hit["_id"].as_str().map(str::to_owned))
+                .filter(|hit| sort_value(hit) == newest)
+                .map(|hit| hit.item.id.clone())
                 .collect();
         }
         Ok(position)
@@ -153,15 +148,15 @@ impl ElasticsearchDatasource {
             body.insert("track_total_hits".into(), json!(false));
             let hits = self.live_search(Value::Object(body)).await?;
             let before = items.len();
-            for hit in &hits {
-                let id = hit["_id"].as_str().unwrap_or_default();
-                if position.take(&hit["sort"][0], id) {
-                    items.push(item_of(hit));
+            let count = hits.len();
+            for hit in hits {
+                if position.take(&sort_value(&hit), &hit.item.id) {
+                    items.push(hit.item);
                 }
             }
             // A short page is the end; a full page of documents already
             // seen (more than a batch share one value) waits for the next poll.
-            if hits.len() < POLL_BATCH || items.len() == before {
+            if count < POLL_BATCH || items.len() == before {
                 break;
             }
         }
@@ -221,4 +216,13 @@ mod tests {
         assert_eq!(again.at, Some(json!(7)));
         assert_eq!(position.maybe_new("t"), json!({"range": {"t": {"gte": 7}}}));
     }
+}
+
+/// A hit's first sort value (the live field's), `null` when it has none.
+fn sort_value(hit: &Hit) -> Value {
+    hit.sort
+        .as_ref()
+        .and_then(|sort| sort.get(0))
+        .cloned()
+        .unwrap_or(Value::Null)
 }

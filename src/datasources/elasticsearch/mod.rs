@@ -4,13 +4,14 @@
 //! - fields come from `_mapping`, flattened to dotted paths ([`mapping`]);
 //! - searches are `query_string` queries (default field `*`, lenient), with an
 //!   exact total and highlights; `_source` is flattened like the fixtures' records
-//!   and `_index` is kept among the fields;
+//!   and `_index` is kept among the fields, while the response is read ([`hits`]);
 //! - a page inside the result window (`from + size <= max_result_window`) is one
 //!   `_search`; a deeper page walks a point in time with `search_after` (or a
 //!   scroll when the cluster has no PIT) and streams each fetched batch on;
 //! - with `live_field`, live queries poll for new documents ([`live`]).
 
 mod deep;
+pub mod hits;
 mod live;
 mod mapping;
 
@@ -29,9 +30,8 @@ use elasticsearch::{indices::IndicesGetMappingParts, Elasticsearch, SearchParts}
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::flatten::flatten;
 use tributary_datasource::{
-    Datasource, DatasourceError, DatasourceSettings, Field, FieldList, Item, Live, RequestContext,
+    Datasource, DatasourceError, DatasourceSettings, Field, FieldList, Live, RequestContext,
     ResultSink, SearchQuery, SetupError,
 };
 
@@ -266,35 +266,65 @@ impl ElasticsearchDatasource {
             .body(Value::Object(body))
             .send()
             .await;
-        let page = self.read(response, "search").await?;
-        let (total, items, _) = hits_of(&page)?;
-        results.set_total(total);
-        results.push(items).await?;
+        let page = self.read_page(response, "search").await?;
+        results.set_total(page.total.unwrap_or(0));
+        results.push(page.into_items()).await?;
         Ok(())
     }
 
-    /// Reads a response, turning every failure into an error the user can act on.
+    /// Reads a response as JSON, turning every failure into an error the user can act on.
     async fn read(
         &self,
         response: Result<elasticsearch::http::response::Response, elasticsearch::Error>,
         what: &str,
     ) -> Result<Value, DatasourceError> {
+        let body = self.read_body(response, what).await?;
+        serde_json::from_slice(&body).map_err(|_| self.not_json(what, StatusCode::OK, &body))
+    }
+
+    /// Reads a search (or scroll) response into items, without a JSON tree.
+    async fn read_page(
+        &self,
+        response: Result<elasticsearch::http::response::Response, elasticsearch::Error>,
+        what: &str,
+    ) -> Result<hits::Page, DatasourceError> {
+        let body = self.read_body(response, what).await?;
+        let page = std::str::from_utf8(&body)
+            .map_err(|_| self.not_json(what, StatusCode::OK, &body))
+            .and_then(hits::Page::parse);
+        page.inspect_err(|_| {
+            let text = String::from_utf8_lossy(&body);
+            tracing::warn!(url = %self.url, body = %super::redact_userinfo(&snippet(&text)), "an unreadable search response");
+        })
+    }
+
+    fn not_json(&self, what: &str, status: StatusCode, body: &[u8]) -> DatasourceError {
+        // Something else answered (a proxy's error page?): its body stays in the log.
+        let text = String::from_utf8_lossy(body);
+        tracing::warn!(url = %self.url, %status, body = %super::redact_userinfo(&snippet(&text)), "not an Elasticsearch answer");
+        DatasourceError::unavailable(format!(
+            "Elasticsearch answered {what} with {status} and a body that is not JSON"
+        ))
+    }
+
+    /// A successful response's body (as sent: no text decoding, no copy);
+    /// any other status as an error in the user's terms.
+    async fn read_body(
+        &self,
+        response: Result<elasticsearch::http::response::Response, elasticsearch::Error>,
+        what: &str,
+    ) -> Result<bytes::Bytes, DatasourceError> {
         let response = response.map_err(|e| self.transport_error(&e))?;
         let status = response.status_code();
-        let text = response
-            .text()
+        let bytes = response
+            .bytes()
             .await
             .map_err(|e| self.transport_error(&e))?;
-        let body: Value = serde_json::from_str(&text).map_err(|_| {
-            // Something else answered (a proxy's error page?): its body stays in the log.
-            tracing::warn!(url = %self.url, %status, body = %super::redact_userinfo(&snippet(&text)), "not an Elasticsearch answer");
-            DatasourceError::unavailable(format!(
-                "Elasticsearch answered {what} with {status} and a body that is not JSON"
-            ))
-        })?;
         if status.is_success() {
-            return Ok(body);
+            return Ok(bytes);
         }
+        let body: Value =
+            serde_json::from_slice(&bytes).map_err(|_| self.not_json(what, status, &bytes))?;
         let reason = error_reason(&body);
         Err(match status {
             StatusCode::BAD_REQUEST => DatasourceError::bad_query(reason),
@@ -414,58 +444,6 @@ impl Datasource for ElasticsearchDatasource {
                 self.url
             ))),
         }
-    }
-}
-
-/// The total, the items and the number of hits of a search response.
-fn hits_of(page: &Value) -> Result<(u64, Vec<Item>, usize), DatasourceError> {
-    let hits = &page["hits"];
-    // 7.x+ `{"value": n, "relation": "eq"}`; 6.x a bare number.
-    let total = hits["total"]["value"]
-        .as_u64()
-        .or_else(|| hits["total"].as_u64())
-        .unwrap_or(0);
-    let Some(list) = hits["hits"].as_array() else {
-        return Err(DatasourceError::unavailable(
-            "Elasticsearch answered without `hits.hits`",
-        ));
-    };
-    let items = list.iter().map(item_of).collect();
-    Ok((total, items, list.len()))
-}
-
-pub(super) fn item_of(hit: &Value) -> Item {
-    let mut fields = match hit.get("_source") {
-        Some(Value::Object(source)) => flatten(source),
-        _ => Map::new(),
-    };
-    if let Some(index) = hit.get("_index") {
-        fields.insert("_index".into(), index.clone());
-    }
-    let id = match &hit["_id"] {
-        Value::String(id) => id.clone(),
-        other => other.to_string(),
-    };
-    let item = Item::from_fields(id, &fields);
-    match hit.get("highlight").and_then(Value::as_object) {
-        Some(highlight) if !highlight.is_empty() => {
-            let highlight: std::collections::BTreeMap<String, Vec<String>> = highlight
-                .iter()
-                .map(|(path, fragments)| {
-                    let fragments = fragments
-                        .as_array()
-                        .map(|f| {
-                            f.iter()
-                                .filter_map(|s| s.as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (path.clone(), fragments)
-                })
-                .collect();
-            item.with_highlight(&highlight)
-        }
-        _ => item,
     }
 }
 
