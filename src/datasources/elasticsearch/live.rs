@@ -200,6 +200,15 @@ impl Live for ElasticsearchDatasource {
     }
 }
 
+/// A hit's first sort value (the live field's), `null` when it has none.
+fn sort_value(hit: &Hit) -> Value {
+    hit.sort
+        .as_ref()
+        .and_then(|sort| sort.get(0))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,13 +225,4 @@ mod tests {
         assert_eq!(again.at, Some(json!(7)));
         assert_eq!(position.maybe_new("t"), json!({"range": {"t": {"gte": 7}}}));
     }
-}
-
-/// A hit's first sort value (the live field's), `null` when it has none.
-fn sort_value(hit: &Hit) -> Value {
-    hit.sort
-        .as_ref()
-        .and_then(|sort| sort.get(0))
-        .cloned()
-        .unwrap_or(Value::Null)
 }
