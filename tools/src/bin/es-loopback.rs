@@ -31,11 +31,14 @@ struct Cli {
     documents: usize,
 }
 
+/// A whole HTTP response, encoded once.
+type Response = Arc<Vec<u8>>;
+
 struct Corpus {
     /// Each hit, encoded once: `{"_index":…,"_id":…,"_score":1.0,"_source":…}`.
     hits: Vec<String>,
     /// Encoded responses by (from, size).
-    pages: Mutex<HashMap<(usize, usize), Arc<Vec<u8>>>>,
+    pages: Mutex<HashMap<(usize, usize), Response>>,
 }
 
 impl Corpus {
