@@ -306,6 +306,10 @@ impl<'de> Visitor<'de> for Field<'_> {
 }
 
 fn holds_objects(list: &RawValue) -> Result<bool, serde_json::Error> {
+    // No `{` anywhere: no object (the usual list of names or tags).
+    if !list.get().contains('{') {
+        return Ok(false);
+    }
     let items: Vec<&RawValue> = serde_json::from_str(list.get())?;
     Ok(items.iter().any(|item| starts_with(item, b'{')))
 }
