@@ -169,5 +169,65 @@ fn es_response_parsing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode, search, es_response_parsing);
+/// A frame through a connection's outbox: queued by a request, taken by
+/// the response body as websocket bytes (a 50-item ITEMS_RECEIVE, and a
+/// 500-item one, sent as header and shared payload).
+fn outbox_push(c: &mut Criterion) {
+    use futures_util::StreamExt;
+    use std::sync::Arc;
+    use tributary::metrics::Metrics;
+    use tributary::outbox::Outbox;
+
+    let source = FixturesDatasource::from_records("tweets", tweets(500)).expect("index builds");
+    let runtime = runtime();
+    let mut group = c.benchmark_group("outbox");
+    for size in [50u64, 500] {
+        let (total, items) = search_page(
+            &runtime,
+            &source,
+            &SearchQuery {
+                query: "*".into(),
+                from: 0,
+                size,
+            },
+        );
+        let echo = Echo::default();
+        let frame = ServerMessage::Items {
+            echo: &echo,
+            server: "tweets",
+            total,
+            from: 0,
+            results: &items,
+        }
+        .encode();
+        let (outbox, mut body) = Outbox::new(64 << 20, Arc::new(Metrics::new()));
+        group.throughput(Throughput::Elements(size));
+        group.bench_function(BenchmarkId::new("send_and_write", size), |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    outbox.send(1, frame.clone()).await.expect("open");
+                    // Header and payload (one chunk for a small frame): done
+                    // once more bytes than the payload have been written.
+                    let mut written = 0;
+                    while written < frame.len() {
+                        match body.next().await {
+                            Some(Ok(bytes)) => written += bytes.len(),
+                            _ => break,
+                        }
+                    }
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    decode,
+    encode,
+    search,
+    es_response_parsing,
+    outbox_push
+);
 criterion_main!(benches);
