@@ -976,3 +976,57 @@ async fn json_keys_are_dotted_fields() {
     );
     schema.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_recovers_when_the_server_comes_back() {
+    let schema = Schema::create("comeback").await;
+    let proxy = pg::Proxy::start().await;
+    let mut options = schema.options("emails");
+    options["url"] = json!(proxy.url());
+    let mut source = datasource("pg", "postgres", options);
+    source.timeout = Some(std::time::Duration::from_secs(3));
+    let server = start(vec![
+        datasource("tweets", "fixtures", json!({"embedded": "tweets"})),
+        source,
+    ]);
+    let (mut client, _) = Client::ready(&server).await;
+    let reply = ask(&mut client, "launch OR bitcoin").await;
+    assert!(
+        reply.errors.is_empty() && reply.total("pg").unwrap_or(0) > 0,
+        "{:?}",
+        reply.errors
+    );
+
+    // The server goes away: that datasource fails, in words; the other answers.
+    proxy.down();
+    let reply = ask(&mut client, "launch OR bitcoin").await;
+    let error = reply
+        .errors
+        .iter()
+        .find(|e| e.datasource.as_deref() == Some("pg"))
+        .expect("an ERROR for pg");
+    assert_eq!(error.code, "datasource_failed", "{error:?}");
+    assert!(error.message.contains("PostgreSQL"), "{error:?}");
+    assert!(reply.total("tweets").unwrap_or(0) > 0);
+    let (_, body) = http_get(server.addr, "/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(health["datasources"]["pg"]["ok"], false, "{health}");
+
+    // It comes back: the next request is answered, with no restart.
+    proxy.up().await;
+    let reply = ask(&mut client, "launch OR bitcoin").await;
+    assert!(reply.errors.is_empty(), "{:?}", reply.errors);
+    assert!(reply.total("pg").unwrap_or(0) > 0);
+    let (_, body) = http_get(server.addr, "/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(health["datasources"]["pg"]["ok"], true, "{health}");
+    schema.drop().await;
+}
+
+async fn ask(client: &mut Client, query: &str) -> tributary_client::Reply {
+    client
+        .typed()
+        .request(Search::new(["tweets", "pg"], query).size(1))
+        .await
+        .expect("a reply")
+}

@@ -168,3 +168,61 @@ impl Schema {
             .await;
     }
 }
+
+/// A TCP proxy on loopback in front of the PostgreSQL server, that can be
+/// taken down (its listener and every connection through it closed) and
+/// brought back on the same port: a server that goes away and comes back.
+pub struct Proxy {
+    pub port: u16,
+    running: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Proxy {
+    pub async fn start() -> std::sync::Arc<Proxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let port = listener.local_addr().expect("an address").port();
+        let proxy = std::sync::Arc::new(Proxy {
+            port,
+            running: std::sync::Mutex::new(Vec::new()),
+        });
+        proxy.serve(listener);
+        proxy
+    }
+
+    /// `postgres://…` through the proxy.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/test", self.port)
+    }
+
+    fn serve(self: &std::sync::Arc<Self>, listener: tokio::net::TcpListener) {
+        let me = std::sync::Arc::clone(self);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                me.running.lock().expect("the task list").push(forward);
+            }
+        });
+        self.running.lock().expect("the task list").push(accept);
+    }
+
+    /// Closes the listener and every connection through it.
+    pub fn down(&self) {
+        for task in self.running.lock().expect("the task list").drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn up(self: &std::sync::Arc<Self>) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("the same port again");
+        self.serve(listener);
+    }
+}
