@@ -1030,3 +1030,123 @@ async fn ask(client: &mut Client, query: &str) -> tributary_client::Reply {
         .await
         .expect("a reply")
 }
+
+/// Pieces of query syntax, SQL and escapes, valid and not.
+const PIECES: &[&str] = &[
+    "(",
+    ")",
+    "+",
+    "-",
+    "!",
+    "NOT ",
+    "AND ",
+    "OR ",
+    "&&",
+    "||",
+    "\"",
+    "\\",
+    "'",
+    ";",
+    "--",
+    "/*",
+    "$1",
+    "%",
+    "_",
+    "*",
+    "?",
+    "~",
+    "~1",
+    "^2",
+    ":",
+    " ",
+    " ",
+    "[",
+    "]",
+    "{",
+    "}",
+    " TO ",
+    ">",
+    "<=",
+    "/op.*/",
+    "/[/",
+    "subject:",
+    "to:",
+    "size_bytes:",
+    "date:",
+    "has_attachment:",
+    "body:",
+    "_exists_:",
+    "nosuch:",
+    "subject.keyword:",
+    "launch",
+    "Vera",
+    "2024-01",
+    "now-1y",
+    "205870",
+    "1e400",
+    "-5",
+    "true",
+    "DROP TABLE emails",
+    "' OR '1'='1",
+    "\u{0}",
+    "é",
+    "*@acme.example",
+];
+
+fn random_query() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    proptest::collection::vec(proptest::sample::select(PIECES), 1..12).prop_map(|p| p.concat())
+}
+
+/// Property: whatever the query, the translation is valid SQL: every
+/// answer is results or a `bad_query`, never a statement PostgreSQL refuses.
+#[test]
+fn random_queries_are_results_or_bad_queries() {
+    use tributary::datasources::{Datasource, ErrorKind, RequestContext, ResultSink, SearchQuery};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let schema = runtime.block_on(Schema::create("random"));
+    let source = tributary::datasources::Registry::with_builtin()
+        .build(&datasource("pg", "postgres", schema.options("emails")))
+        .expect("the datasource");
+    let config = proptest::test_runner::Config {
+        cases: 300,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let answered = std::cell::Cell::new(0usize);
+    let outcome = runner.run(&random_query(), |text| {
+        let (mut sink, pushed) = ResultSink::for_test();
+        let query = SearchQuery {
+            query: text.clone(),
+            from: 0,
+            size: 5,
+        };
+        let answer =
+            runtime.block_on(source.search(&RequestContext::for_test(), &query, &mut sink));
+        match answer {
+            Ok(()) => {
+                proptest::prop_assert!(pushed.total().is_some(), "`{}`: no total", text);
+                answered.set(answered.get() + 1);
+            }
+            Err(e) => {
+                proptest::prop_assert_eq!(e.kind, ErrorKind::BadQuery, "`{}`: {}", text, e.message)
+            }
+        }
+        Ok(())
+    });
+    runtime.block_on(schema.drop());
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
+    // The SQL side was exercised, not only the parser's refusals.
+    assert!(
+        answered.get() > 30,
+        "only {} queries parsed",
+        answered.get()
+    );
+}
