@@ -1102,7 +1102,7 @@ fn random_query() -> impl proptest::strategy::Strategy<Value = String> {
 /// answer is results or a `bad_query`, never a statement PostgreSQL refuses.
 #[test]
 fn random_queries_are_results_or_bad_queries() {
-    use tributary::datasources::{Datasource, ErrorKind, RequestContext, ResultSink, SearchQuery};
+    use tributary::datasources::{ErrorKind, RequestContext, ResultSink, SearchQuery};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
