@@ -42,6 +42,8 @@ pub struct App {
     pub live: Arc<LiveQueries>,
     /// Who may publish records, and how much at once.
     pub publish: PublishSettings,
+    /// The services identified on `/ws/services`.
+    pub services: Arc<crate::services::Services>,
     /// How often `live::monitor` measures.
     pub health_interval: Duration,
     pub started: Instant,
@@ -88,8 +90,13 @@ impl App {
             Arc::clone(&metrics),
             settings.results.batch_size,
         ));
+        let services = Arc::new(crate::services::Services::new(
+            &settings.services,
+            Arc::clone(&metrics),
+        ));
         let app = App {
             metrics,
+            services,
             federation,
             live,
             publish: settings.publish.clone(),

@@ -238,7 +238,7 @@ impl Auth {
     /// `Host` says nothing about who is asking (DNS rebinding sets it at
     /// will), so the server's own origins come from configuration, never
     /// from the request — except from a trusted proxy's forwarding headers.
-    fn check_origin(&self, req: &HttpRequest) -> Result<(), Refusal> {
+    pub fn check_origin(&self, req: &HttpRequest) -> Result<(), Refusal> {
         let mut headers = req.headers().get_all(actix_web::http::header::ORIGIN);
         let Some(value) = headers.next() else {
             return Ok(());

@@ -28,6 +28,18 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub live: LiveSettings,
     pub publish: PublishSettings,
+    /// Services that may identify on `/ws/services`, by name.
+    pub services: BTreeMap<String, ServiceSettings>,
+}
+
+/// `[services.<name>]`: a service that may identify on `/ws/services`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// What it identifies with (`{"op": 1, "data": {"token": …}}`).
+    pub token: String,
+    /// Its group, for `GROUP` intents; default: its name.
+    pub group: Option<String>,
 }
 
 /// `POST /api/datasources/<id>/records`: records published to the server.
@@ -231,6 +243,8 @@ struct RawSettings {
     live: LiveSettings,
     #[serde(default)]
     publish: PublishSettings,
+    #[serde(default)]
+    services: BTreeMap<String, ServiceSettings>,
     /// `TRIBUTARY_CONFIG` names the file; it is not a setting of its own.
     #[serde(default)]
     #[allow(dead_code)]
@@ -317,6 +331,22 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
     if raw.results.batch_size == 0 {
         return Err("invalid configuration: `results.batch_size` must be at least 1".into());
     }
+    for (name, service) in &raw.services {
+        if service.token.len() < 8 {
+            return Err(format!(
+                "invalid configuration: `services.{name}.token` must be at least 8 characters"
+            ));
+        }
+        if raw
+            .services
+            .iter()
+            .any(|(other, s)| other != name && s.token == service.token)
+        {
+            return Err(format!(
+                "invalid configuration: `services.{name}.token` is also another service's token"
+            ));
+        }
+    }
     Ok(Settings {
         listen: raw.listen,
         static_dir: raw.static_dir.unwrap_or_else(|| PathBuf::from("static")),
@@ -327,6 +357,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
         auth: raw.auth,
         live: raw.live,
         publish: raw.publish,
+        services: raw.services,
     })
 }
 
@@ -360,6 +391,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             live: LiveSettings::default(),
             publish: PublishSettings::default(),
+            services: BTreeMap::new(),
         }
     }
 }

@@ -87,6 +87,11 @@ impl Disconnect {
         )
     }
 
+    /// A services connection's end (a `DISCONNECT` sent or received).
+    pub fn service(close: crate::services::Close) -> Disconnect {
+        Disconnect::new(close.code, close.reason)
+    }
+
     pub fn going_away() -> Disconnect {
         Disconnect::new(CloseCode::Away, "server shutting down")
     }
@@ -129,6 +134,9 @@ pub async fn run(
         outbox.clone(),
         finished,
     );
+    // On `/ws/services`, frames are Damon's messages between services.
+    let mut peer = (dialect == Dialect::Services)
+        .then(|| crate::services::Peer::new(connection, Arc::clone(&app.services), outbox.clone()));
     metrics.connections_total.inc();
     tracing::info!("connected");
     session.greet();
@@ -168,6 +176,16 @@ pub async fn run(
                     break End::Now(Disconnect::too_many_messages());
                 }
                 match message {
+                    AggregatedMessage::Text(text) if peer.is_some() => {
+                        let Some(peer) = peer.as_mut() else { continue };
+                        let close = match tributary_protocol::services::decode(&text) {
+                            Ok(message) => peer.handle(message, &text),
+                            Err(reason) => peer.invalid(&reason),
+                        };
+                        if let Some(close) = close {
+                            break End::AfterResults(Disconnect::service(close));
+                        }
+                    }
                     AggregatedMessage::Text(text) if dialect == Dialect::Elstat => match elstat::decode(&text) {
                         Ok(message) => session.handle(Command::Received(message)),
                         Err(elstat::Refused::TooMuch) => break End::Now(Disconnect::elstat_too_much()),
@@ -223,6 +241,9 @@ pub async fn run(
 
     // Everything this connection started stops with it.
     session.handle(Command::Stop);
+    if let Some(peer) = peer.as_mut() {
+        peer.leave();
+    }
     match end {
         End::Gone => {
             tracing::info!("disconnected");

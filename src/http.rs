@@ -48,6 +48,17 @@ async fn websocket(
     upgrade(req, body, app, Dialect::SocketApi).await
 }
 
+/// `/ws/services`: Damon's socket for services. Services identify in-band
+/// with their own tokens (`[services.<name>]`), so client tokens are not
+/// asked for; origins are checked as for `/ws`.
+async fn services_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    app: web::Data<App>,
+) -> actix_web::Result<HttpResponse> {
+    upgrade(req, body, app, Dialect::Services).await
+}
+
 /// `/api/streaming`: Elstat's streaming API, on the same connections,
 /// tokens, origins and limits.
 async fn streaming(
@@ -65,7 +76,14 @@ async fn upgrade(
     dialect: Dialect,
 ) -> actix_web::Result<HttpResponse> {
     use actix_web::http::StatusCode;
-    let grant = match app.auth.check(&req) {
+    let checked = match dialect {
+        Dialect::Services => app
+            .auth
+            .check_origin(&req)
+            .map(|()| crate::auth::Grant::default()),
+        _ => app.auth.check(&req),
+    };
+    let grant = match checked {
         Ok(grant) => grant,
         Err(refusal) => {
             return Ok(refuse(
@@ -240,6 +258,7 @@ pub fn bind(
             .app_data(app.clone())
             .route("/ws", web::get().to(websocket))
             .route("/api/streaming", web::get().to(streaming))
+            .route("/ws/services", web::get().to(services_socket))
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics))
             .service(

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod publish;
 pub mod request;
+pub mod services;
 pub mod session;
 pub mod tcp;
 

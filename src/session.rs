@@ -55,6 +55,8 @@ pub enum Dialect {
     SocketApi,
     /// `/api/streaming`: Elstat's streaming API (channels only, `op` codes).
     Elstat,
+    /// `/ws/services`: Damon's socket for services (`services::Peer`).
+    Services,
 }
 
 pub struct Session {
@@ -104,9 +106,10 @@ impl Session {
         }
     }
 
-    /// Sends `INITIAL_STATE_RECEIVE` (Socket API only: Elstat has no greeting).
+    /// Sends `INITIAL_STATE_RECEIVE` (Socket API only: Elstat and the
+    /// services socket have no greeting).
     pub fn greet(&self) {
-        if self.dialect == Dialect::Elstat {
+        if self.dialect != Dialect::SocketApi {
             return;
         }
         let datasources = self.app.federation.infos(&self.caller);
@@ -185,7 +188,7 @@ impl Session {
             Command::Finished(key) => {
                 self.running.remove(&key);
             }
-            Command::Shutdown(_) if self.dialect == Dialect::Elstat => {}
+            Command::Shutdown(_) if self.dialect != Dialect::SocketApi => {}
             Command::Shutdown(drain) => {
                 self.control(ServerMessage::ShutdownNotice {
                     drain_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
@@ -260,8 +263,12 @@ impl Session {
         let reply = match (self.dialect, subscribed) {
             (Dialect::SocketApi, true) => ServerMessage::Subscribed { channels }.encode(),
             (Dialect::SocketApi, false) => ServerMessage::Unsubscribed { channels }.encode(),
-            (Dialect::Elstat, true) => elstat::channels_reply(elstat::OP_SUBSCRIBED, channels),
-            (Dialect::Elstat, false) => elstat::channels_reply(elstat::OP_UNSUBSCRIBED, channels),
+            (Dialect::Elstat | Dialect::Services, true) => {
+                elstat::channels_reply(elstat::OP_SUBSCRIBED, channels)
+            }
+            (Dialect::Elstat | Dialect::Services, false) => {
+                elstat::channels_reply(elstat::OP_UNSUBSCRIBED, channels)
+            }
         };
         let _ = self.outbox.send_control(Control::Text(reply));
     }
@@ -271,7 +278,9 @@ impl Session {
     fn channel_error(&self, report: &ErrorReport) {
         match self.dialect {
             Dialect::SocketApi => self.error(report),
-            Dialect::Elstat => tracing::debug!(message = %report.message, "channel refused"),
+            Dialect::Elstat | Dialect::Services => {
+                tracing::debug!(message = %report.message, "channel refused")
+            }
         }
     }
 

@@ -38,7 +38,8 @@ struct Encoded {
 impl Encoded {
     fn in_dialect(&self, dialect: Dialect) -> Frame {
         match dialect {
-            Dialect::SocketApi => self.socket_api.clone(),
+            // Services never subscribe to channels; they would get Socket API frames.
+            Dialect::SocketApi | Dialect::Services => self.socket_api.clone(),
             Dialect::Elstat => self.elstat.clone(),
         }
     }

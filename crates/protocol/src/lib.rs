@@ -9,12 +9,14 @@
 //! - [`outbound`]: what the server sends, one typed [`ServerMessage`] encoded
 //!   once into a [`Frame`] that any number of connections can share;
 //! - [`events`]: the server's messages decoded again, for clients and tests;
-//! - [`elstat`]: Elstat's streaming API (`/api/streaming`), its own framing.
+//! - [`elstat`]: Elstat's streaming API (`/api/streaming`), its own framing;
+//! - [`services`]: the socket for services (`/ws/services`), in Damon's framing.
 
 pub mod elstat;
 pub mod events;
 pub mod inbound;
 pub mod outbound;
+pub mod services;
 
 pub use inbound::{
     decode, CancelRequest, ClientMessage, DecodeError, FieldsRequest, ItemsRequest, Ping,
