@@ -39,6 +39,8 @@ pub struct Metrics {
     pub live_publishes: IntCounter,
     /// Values queued for subscribers.
     pub live_deliveries: IntCounter,
+    /// Messages queued for services on `/ws/services` (events, replies, answers).
+    pub service_messages: IntCounter,
     /// Subscribers closed (4420) because their outbox was full.
     pub live_dropped_subscribers: IntCounter,
     /// Live requests followed now, one per datasource.
@@ -141,9 +143,14 @@ impl Metrics {
                 "Channel values and live appends queued for subscribers",
             )
             .expect("valid metric"),
+            service_messages: IntCounter::new(
+                "service_messages_total",
+                "Messages queued for services on /ws/services (events, replies, answers)",
+            )
+            .expect("valid metric"),
             live_dropped_subscribers: IntCounter::new(
                 "live_dropped_subscribers_total",
-                "Channel and live query subscribers closed (4420) because they did not read",
+                "Channel, live query and service subscribers closed (4420) because they did not read",
             )
             .expect("valid metric"),
             live_queries: IntGauge::new(
@@ -173,7 +180,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
             Box::new(self.live_queries.clone()),
             Box::new(self.live_query_groups.clone()),
             Box::new(self.live_matches.clone()),
@@ -181,6 +188,7 @@ impl Metrics {
             Box::new(self.live_subscriptions.clone()),
             Box::new(self.live_publishes.clone()),
             Box::new(self.live_deliveries.clone()),
+            Box::new(self.service_messages.clone()),
             Box::new(self.live_dropped_subscribers.clone()),
             Box::new(self.outbox_wait_seconds.clone()),
             Box::new(self.outbox_bytes.clone()),

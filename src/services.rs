@@ -90,7 +90,15 @@ impl Services {
     }
 
     fn deliver(&self, outbox: &Outbox, frame: Frame) -> bool {
-        crate::live::deliver(outbox, SERVICES_KEY, frame, &self.metrics, "service event")
+        let counter = &self.metrics.service_messages;
+        crate::live::deliver_counted(
+            outbox,
+            SERVICES_KEY,
+            frame,
+            counter,
+            &self.metrics,
+            "service event",
+        )
     }
 }
 

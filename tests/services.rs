@@ -177,6 +177,17 @@ async fn events_go_where_their_intent_says_as_sent() {
     nothing_more(&mut crm).await;
     nothing_more(&mut intel).await;
     nothing_more(&mut audit).await;
+    // Counted apart from live data: 3 identify replies, 10 routed events and replies, 3 pongs.
+    let (_, exposition) = http_get(server.addr, "/metrics").await;
+    assert_eq!(
+        metric(&exposition, "tributary_service_messages_total"),
+        Some(16.0),
+        "{exposition}"
+    );
+    assert_eq!(
+        metric(&exposition, "tributary_live_deliveries_total"),
+        Some(0.0)
+    );
 }
 
 #[tokio::test]

@@ -49,9 +49,22 @@ pub fn deliver(
     metrics: &Metrics,
     what: &str,
 ) -> bool {
+    deliver_counted(outbox, key, frame, &metrics.live_deliveries, metrics, what)
+}
+
+/// [`deliver`], counting what is queued in `delivered` (the services
+/// socket counts its messages apart from live data).
+pub fn deliver_counted(
+    outbox: &Outbox,
+    key: RequestKey,
+    frame: Frame,
+    delivered: &prometheus::IntCounter,
+    metrics: &Metrics,
+    what: &str,
+) -> bool {
     match outbox.try_send_live(key, frame) {
         Ok(()) => {
-            metrics.live_deliveries.inc();
+            delivered.inc();
             true
         }
         Err(crate::outbox::LiveRefused::Full) => {
