@@ -235,3 +235,59 @@ async fn live_mode_counts_every_delivery() {
     assert_eq!(report["delivered"], report["expected"], "{report}");
     assert!(report["server_cpu_ms"].as_f64().is_some(), "{report}");
 }
+
+/// `es-loopback` answers as Elasticsearch does: the `elasticsearch`
+/// datasource lists its fields and pages through its tweets.
+#[tokio::test(flavor = "multi_thread")]
+async fn es_loopback_serves_the_elasticsearch_datasource() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_es-loopback"))
+        .args(["--listen", "127.0.0.1:0", "--documents", "1200"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("es-loopback starts");
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().expect("its stderr"))
+        .read_line(&mut line)
+        .expect("its first line");
+    let url = line
+        .split_whitespace()
+        .last()
+        .expect("the address it serves")
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    let server = start(vec![datasource(
+        "es",
+        "elasticsearch",
+        json!({"url": url, "index": "demo-tweets"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let reply = client
+        .typed()
+        .request(
+            tributary_client::Search::new(["es"], "*")
+                .from(1000)
+                .size(150),
+        )
+        .await
+        .expect("a reply");
+    assert!(reply.errors.is_empty(), "{:?}", reply.errors);
+    assert_eq!(reply.total("es"), Some(1200));
+    let items: Vec<_> = reply.items().collect();
+    assert_eq!(items.len(), 150);
+    let first = items[0].field_map();
+    assert_eq!(first["_index"], "demo-tweets");
+    assert!(first["user.screen_name"].is_string(), "{first:?}");
+    assert_eq!(first["id"].as_str(), Some(items[0].id.as_str()));
+    let fields = client
+        .typed()
+        .request(tributary_client::Fields(vec!["es".into()]))
+        .await
+        .expect("a reply");
+    assert!(fields.fields[0]
+        .fields
+        .iter()
+        .any(|f| f.path == "user.followers_count" && f.kind == "long"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -106,10 +106,12 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    eprintln!(
-        "es-loopback: {} tweets on http://{}",
-        cli.documents, cli.listen
-    );
+    // The address really bound (`:0` picks a free port), for scripts and tests.
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| cli.listen.clone());
+    eprintln!("es-loopback: {} tweets on http://{bound}", cli.documents);
     loop {
         let Ok((socket, _)) = listener.accept().await else {
             continue;
