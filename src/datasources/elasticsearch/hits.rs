@@ -1,20 +1,16 @@
 //! `_search` responses read straight into items, in one pass: each hit's
-//! `_source` is flattened to dotted paths while the body is parsed, its
-//! values copied as the cluster wrote them (no `serde_json::Value` tree, no
-//! map, no re-encoding per hit). Only a list holding objects (whose values
-//! are gathered per path) takes the general
-//! [`flatten`](crate::datasources::flatten) route.
+//! `_source` is flattened to dotted paths while the body is parsed
+//! ([`Flattened`]), its values copied as the cluster wrote them (no
+//! `serde_json::Value` tree, no map, no re-encoding per hit).
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tributary_datasource::{DatasourceError, Item};
 
-use crate::datasources::flatten::flatten_value;
+use crate::datasources::flatten::Flattened;
 
 /// One `_search` (or scroll) response, read.
 #[derive(Debug, Default)]
@@ -108,7 +104,7 @@ struct RawHit<'a> {
     #[serde(borrow, default)]
     _index: Option<&'a RawValue>,
     #[serde(default)]
-    _source: Option<FlatSource>,
+    _source: Option<Flattened>,
     #[serde(borrow, default)]
     highlight: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -117,12 +113,10 @@ struct RawHit<'a> {
 
 impl RawHit<'_> {
     fn read(self) -> Result<Hit, serde_json::Error> {
-        let FlatSource { mut out, mut first } = self._source.unwrap_or_default();
+        let mut fields = self._source.unwrap_or_default();
         if let Some(index) = self._index {
-            push_entry(&mut out, &mut first, "_index", index.get());
+            fields.push("_index", index.get());
         }
-        out.push('}');
-        let fields = out;
         let id = match self._id {
             Some(raw) if starts_with(raw, b'"') => serde_json::from_str::<String>(raw.get())?,
             Some(raw) => raw.get().to_owned(),
@@ -130,7 +124,7 @@ impl RawHit<'_> {
         };
         let mut item = Item {
             id,
-            fields: RawValue::from_string(fields)?.into(),
+            fields: fields.finish()?,
             highlight: None,
         };
         if let Some(highlight) = self.highlight {
@@ -170,148 +164,6 @@ fn with_highlight(item: Item, raw: &RawValue) -> Result<Item, serde_json::Error>
 
 fn starts_with(raw: &RawValue, byte: u8) -> bool {
     raw.get().as_bytes().first() == Some(&byte)
-}
-
-fn push_entry(out: &mut String, first: &mut bool, path: &str, raw_value: &str) {
-    if !*first {
-        out.push(',');
-    }
-    *first = false;
-    push_json_string(out, path);
-    out.push(':');
-    out.push_str(raw_value);
-}
-
-fn push_json_string(out: &mut String, text: &str) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        // Nothing to escape (the usual field name).
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    } else if let Ok(encoded) = serde_json::to_string(text) {
-        // A `str`'s serialisation cannot fail.
-        out.push_str(&encoded);
-    }
-}
-
-/// A `_source`, flattened while it is parsed: `out` holds `{"path":value,…`
-/// (without the closing brace, so `_index` can follow).
-struct FlatSource {
-    out: String,
-    first: bool,
-}
-
-impl Default for FlatSource {
-    fn default() -> Self {
-        FlatSource {
-            out: String::from("{"),
-            first: true,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for FlatSource {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut source = FlatSource {
-            out: String::with_capacity(512),
-            ..FlatSource::default()
-        };
-        source.out.push('{');
-        let mut prefix = String::new();
-        deserializer.deserialize_any(Field {
-            prefix: &mut prefix,
-            source: &mut source,
-        })?;
-        Ok(source)
-    }
-}
-
-impl FlatSource {
-    /// Adds `"path":value`, the value already encoded.
-    fn push(&mut self, path: &str, encoded: &str) {
-        push_entry(&mut self.out, &mut self.first, path, encoded);
-    }
-}
-
-/// The object at `prefix` (the `_source`, or an object inside it): its
-/// fields are written, objects descended into.
-struct Field<'s> {
-    prefix: &'s mut String,
-    source: &'s mut FlatSource,
-}
-
-impl<'de> Visitor<'de> for Field<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let mark = self.prefix.len();
-            if mark > 0 {
-                self.prefix.push('.');
-            }
-            self.prefix.push_str(&key);
-            let value: &'de RawValue = map.next_value()?;
-            match value.get().as_bytes().first() {
-                Some(b'{') => {
-                    let mut inner = serde_json::Deserializer::from_str(value.get());
-                    inner
-                        .deserialize_map(Field {
-                            prefix: self.prefix,
-                            source: self.source,
-                        })
-                        .map_err(serde::de::Error::custom)?;
-                }
-                Some(b'[') if holds_objects(value).map_err(serde::de::Error::custom)? => {
-                    // Values of objects in a list are gathered per path.
-                    let list: Value =
-                        serde_json::from_str(value.get()).map_err(serde::de::Error::custom)?;
-                    for (path, value) in flatten_value(self.prefix, &list) {
-                        self.source.push(&path, &value.to_string());
-                    }
-                }
-                _ => self.source.push(self.prefix, value.get()),
-            }
-            self.prefix.truncate(mark);
-        }
-        Ok(())
-    }
-
-    // A `_source` that is not an object has no fields.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-fn holds_objects(list: &RawValue) -> Result<bool, serde_json::Error> {
-    // No `{` anywhere: no object (the usual list of names or tags).
-    if !list.get().contains('{') {
-        return Ok(false);
-    }
-    let items: Vec<&RawValue> = serde_json::from_str(list.get())?;
-    Ok(items.iter().any(|item| starts_with(item, b'{')))
 }
 
 #[cfg(test)]

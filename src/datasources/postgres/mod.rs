@@ -40,7 +40,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use serde::Deserialize;
-use serde_json::{Map, Value};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -51,7 +50,7 @@ use tributary_datasource::{
 
 use self::catalog::{quote_ident, Catalog, ColumnOptions};
 use self::sql::{Bound, Param};
-use super::flatten::flatten;
+use super::flatten::Flattened;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -539,12 +538,26 @@ fn to_item(row: &Row, catalog: &Catalog) -> Result<(String, Item), DatasourceErr
     };
     let id: Option<String> = row.try_get(0).map_err(|e| broken(&e))?;
     let id = id.unwrap_or_default();
-    let doc: String = row.try_get(1).map_err(|e| broken(&e))?;
-    let mut doc: Map<String, Value> = serde_json::from_str(&doc).map_err(|e| broken(&e))?;
-    doc.retain(|key, _| catalog.result_columns.iter().any(|c| c == key));
-    let mut fields = flatten(&doc);
-    fields.retain(|path, _| catalog.shows(path));
-    Ok((id.clone(), Item::from_fields(id, &fields)))
+    let doc: &str = row.try_get(1).map_err(|e| broken(&e))?;
+    // The row's columns that are offered, flattened while the text is read.
+    let keep = |path: &str| {
+        catalog.shows(path)
+            && catalog.result_columns.iter().any(|column| {
+                path.strip_prefix(column.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
+    };
+    let fields = Flattened::from_text(doc, &keep)
+        .and_then(Flattened::finish)
+        .map_err(|e| broken(&e))?;
+    Ok((
+        id.clone(),
+        Item {
+            id,
+            fields,
+            highlight: None,
+        },
+    ))
 }
 
 /// Where earlier pages ended: (query, offset) → the last id before it. A
