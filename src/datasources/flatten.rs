@@ -286,7 +286,10 @@ mod tests {
     #[test]
     fn flattened_from_text_keeps_what_it_is_told() {
         let text = r#"{"a": {"b": 1, "c": [1, 2]}, "d": [{"e": "x"}, {"e": "y", "f": true}], "g": "h\u00e9"}"#;
-        let all = Flattened::from_text(text, &|_| true).unwrap().finish().unwrap();
+        let all = Flattened::from_text(text, &|_| true)
+            .unwrap()
+            .finish()
+            .unwrap();
         let parsed: Map<String, Value> = serde_json::from_str(all.get()).unwrap();
         let source: Map<String, Value> = serde_json::from_str(text).unwrap();
         assert_eq!(parsed, flatten(&source));
@@ -294,7 +297,9 @@ mod tests {
             .unwrap()
             .finish()
             .unwrap();
-        assert_eq!(some.get(), r#"{"d.e":["x","y"],"d.f":[true],"g":"h\u00e9"}"#);
+        assert_eq!(
+            some.get(),
+            r#"{"d.e":["x","y"],"d.f":[true],"g":"h\u00e9"}"#
+        );
     }
-
 }
