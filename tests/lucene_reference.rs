@@ -103,20 +103,9 @@ fn lucene_totals(
         .collect()
 }
 
-fn queries() -> Vec<String> {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lucene/queries.txt"),
-    )
-    .expect("tests/lucene/queries.txt");
-    text.lines()
-        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixtures_totals_equal_lucene_on_both_demo_datasets() {
-    let queries = queries();
+    let queries = query_list();
     let classpath = compile_reference();
     let list = std::env::temp_dir().join(format!("tributary-queries-{}.txt", std::process::id()));
     std::fs::write(&list, queries.join("\n") + "\n").expect("write the query list");

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::pg::{self, Schema};
 use common::*;
 use serde_json::json;
@@ -24,17 +22,6 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     ),
 ];
 
-fn queries() -> Vec<String> {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lucene/queries.txt"),
-    )
-    .expect("tests/lucene/queries.txt");
-    text.lines()
-        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totals_equal_the_embedded_datasource() {
     let schema = Schema::create("parity").await;
@@ -50,7 +37,7 @@ async fn totals_equal_the_embedded_datasource() {
     let mut mismatches = Vec::new();
     let mut compared = 0;
     let mut matched_something = 0;
-    for query in queries() {
+    for query in query_list() {
         for (embedded, pg) in [("tweets", "pg_tweets"), ("emails", "pg_emails")] {
             let reply = client
                 .typed()
@@ -385,24 +372,14 @@ async fn canceling_a_request_cancels_its_statement() {
         .start(Search::new(["pg"], "subject:launch"))
         .await
         .expect("sent");
-    let view = format!("{}\".\"slow_emails", schema.name);
-    let started = std::time::Instant::now();
-    while schema.running(&view).await == 0 {
-        assert!(started.elapsed() < PATIENCE, "the statement never started");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    schema.until_slow_view_runs(true, PATIENCE).await;
     client.typed().cancel(&id).await.expect("cancel");
     let reply = client.typed().reply(&id).await.expect("a reply");
     assert!(reply.canceled, "{reply:?}");
     // PostgreSQL stops the statements (the count and the page) at once, not in 30 s.
-    let canceled_at = std::time::Instant::now();
-    while schema.running(&view).await > 0 {
-        assert!(
-            canceled_at.elapsed() < std::time::Duration::from_secs(5),
-            "the statement still runs"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    schema
+        .until_slow_view_runs(false, std::time::Duration::from_secs(5))
+        .await;
     // The pool's connections are fine afterwards.
     schema.set_sleep(0.0).await;
     let reply = client
@@ -525,12 +502,7 @@ async fn a_connection_dropped_mid_request_fails_that_request_and_the_pool_recove
         .start(Search::new(["tweets", "pg"], "launch"))
         .await
         .expect("sent");
-    let view = format!("{}\".\"slow_emails", schema.name);
-    let started = std::time::Instant::now();
-    while schema.running(&view).await == 0 {
-        assert!(started.elapsed() < PATIENCE, "the statement never started");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    schema.until_slow_view_runs(true, PATIENCE).await;
     assert!(schema.terminate(&app).await > 0);
     let reply = client.typed().reply(&id).await.expect("a reply");
     let error = reply

@@ -478,6 +478,20 @@ pub async fn metric_eventually(addr: std::net::SocketAddr, sample: &str, value: 
     }
 }
 
+/// The queries of `tests/lucene/queries.txt` (one a line, `#` comments),
+/// the list the query-language tests run on every datasource that
+/// evaluates queries itself.
+pub fn query_list() -> Vec<String> {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lucene/queries.txt"),
+    )
+    .expect("tests/lucene/queries.txt");
+    text.lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
 pub mod es_mock;
 pub mod es_scenarios;
 pub mod pg;

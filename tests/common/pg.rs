@@ -120,6 +120,21 @@ impl Schema {
             .await;
     }
 
+    /// Waits until statements reading the slow view run (`true`) or none
+    /// does (`false`), at most `within`.
+    pub async fn until_slow_view_runs(&self, running: bool, within: std::time::Duration) {
+        let view = format!("{}\".\"slow_emails", self.name);
+        let started = std::time::Instant::now();
+        while (self.running(&view).await > 0) != running {
+            assert!(
+                started.elapsed() < within,
+                "statements on the slow view still {}",
+                if running { "not running" } else { "running" }
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// How many statements are running a query that mentions `text`.
     pub async fn running(&self, text: &str) -> i64 {
         let row = self

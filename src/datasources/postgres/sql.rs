@@ -357,26 +357,15 @@ impl Translator<'_> {
                 include_upper,
             } => {
                 // Compared as Elasticsearch compares terms: by their bytes.
-                let mut parts = Vec::new();
-                if let Some(lower) = lower {
-                    let op = if *include_lower { ">=" } else { ">" };
-                    parts.push(format!(
-                        "{value} COLLATE \"C\" {op} {}",
-                        self.bound.bind(Param::Text(normalized(lower)))
-                    ));
-                }
-                if let Some(upper) = upper {
-                    let op = if *include_upper { "<=" } else { "<" };
-                    parts.push(format!(
-                        "{value} COLLATE \"C\" {op} {}",
-                        self.bound.bind(Param::Text(normalized(upper)))
-                    ));
-                }
-                if parts.is_empty() {
-                    format!("{value} IS NOT NULL")
-                } else {
-                    parts.join(" AND ")
-                }
+                let bound = |text: &Option<String>, inclusive: &bool| {
+                    text.as_ref()
+                        .map(|t| (Param::Text(normalized(t)), *inclusive))
+                };
+                self.compare(
+                    &format!("{value} COLLATE \"C\""),
+                    bound(lower, include_lower),
+                    bound(upper, include_upper),
+                )
             }
             LeafKind::Exists | LeafKind::All => FALSE.into(),
         };
@@ -388,6 +377,44 @@ impl Translator<'_> {
             } => format!("({condition} AND char_length({VALUE}) <= {limit})"),
             _ => condition,
         })
+    }
+
+    /// `value` within two bounds, each a parameter and whether it is
+    /// inclusive, or open; both open: the value is there.
+    fn compare(
+        &mut self,
+        value: &str,
+        lower: Option<(Param, bool)>,
+        upper: Option<(Param, bool)>,
+    ) -> String {
+        let mut parts = Vec::new();
+        for (bound, inclusive_op, exclusive_op) in [(lower, ">=", ">"), (upper, "<=", "<")] {
+            if let Some((param, inclusive)) = bound {
+                let op = if inclusive {
+                    inclusive_op
+                } else {
+                    exclusive_op
+                };
+                parts.push(format!("{value} {op} {}", self.bound.bind(param)));
+            }
+        }
+        if parts.is_empty() {
+            format!("{value} IS NOT NULL")
+        } else {
+            parts.join(" AND ")
+        }
+    }
+
+    /// `value` from `low` to `high`, both included; nothing when empty.
+    fn between(&mut self, value: &str, low: i64, high: i64) -> String {
+        if low > high {
+            return FALSE.into();
+        }
+        let (low, high) = (
+            self.bound.bind(Param::Long(low)),
+            self.bound.bind(Param::Long(high)),
+        );
+        format!("{value} BETWEEN {low} AND {high}")
     }
 
     fn long(&mut self, kind: &LeafKind) -> String {
@@ -409,11 +436,7 @@ impl Translator<'_> {
                     long_bound(lower.as_deref(), true, *include_lower),
                     long_bound(upper.as_deref(), false, *include_upper),
                 ) {
-                    (Some(low), Some(high)) if low <= high => format!(
-                        "{VALUE} BETWEEN {} AND {}",
-                        self.bound.bind(Param::Long(low)),
-                        self.bound.bind(Param::Long(high))
-                    ),
+                    (Some(low), Some(high)) => self.between(VALUE, low, high),
                     _ => FALSE.into(),
                 }
             }
@@ -436,25 +459,16 @@ impl Translator<'_> {
                 include_lower,
                 include_upper,
             } => {
-                let mut parts = Vec::new();
-                for (bound, op) in [
-                    (lower, if *include_lower { ">=" } else { ">" }),
-                    (upper, if *include_upper { "<=" } else { "<" }),
-                ] {
-                    if let Some(text) = bound {
-                        match parse_number(text) {
-                            Some(n) => parts.push(format!(
-                                "{VALUE} {op} {}",
-                                self.bound.bind(Param::Double(n.as_f64()))
-                            )),
-                            None => return FALSE.into(),
-                        }
+                let bound = |text: &Option<String>, inclusive: &bool| match text {
+                    None => Some(None),
+                    Some(t) => {
+                        parse_number(t).map(|n| Some((Param::Double(n.as_f64()), *inclusive)))
                     }
-                }
-                if parts.is_empty() {
-                    format!("{VALUE} IS NOT NULL")
-                } else {
-                    parts.join(" AND ")
+                };
+                match (bound(lower, include_lower), bound(upper, include_upper)) {
+                    (Some(low), Some(high)) => self.compare(VALUE, low, high),
+                    // Elasticsearch's `lenient`: a bound that is no number matches nothing.
+                    _ => FALSE.into(),
                 }
             }
             _ => FALSE.into(),
@@ -483,11 +497,7 @@ impl Translator<'_> {
             _ => return FALSE.into(),
         };
         match range {
-            Ok(Some((low, high))) => format!(
-                "{VALUE} BETWEEN {} AND {}",
-                self.bound.bind(Param::Long(low)),
-                self.bound.bind(Param::Long(high))
-            ),
+            Ok(Some((low, high))) => self.between(VALUE, low, high),
             _ => FALSE.into(),
         }
     }
@@ -519,11 +529,7 @@ impl Translator<'_> {
                     Some(v) => value(v).map(|b| i64::from(b) - i64::from(!include_upper)),
                 };
                 match (low, high) {
-                    (Some(low), Some(high)) if low <= high => format!(
-                        "{VALUE}::int BETWEEN {} AND {}",
-                        self.bound.bind(Param::Long(low)),
-                        self.bound.bind(Param::Long(high))
-                    ),
+                    (Some(low), Some(high)) => self.between(&format!("{VALUE}::int"), low, high),
                     _ => FALSE.into(),
                 }
             }
