@@ -24,3 +24,9 @@ pub mod value;
 pub use ast::Node;
 pub use mapping::{Dynamic, FieldType, MappedField, Mapping};
 pub use syntax::{parse, SyntaxError};
+
+/// The empty query and `*` match every record: evaluators answer them
+/// without parsing (and without an index walk).
+pub fn matches_all(query: &str) -> bool {
+    matches!(query.trim(), "" | "*")
+}

@@ -78,7 +78,7 @@ pub fn condition(
     bound: &mut Bound,
 ) -> Result<String, DatasourceError> {
     let text = query.trim();
-    if text.is_empty() || text == "*" {
+    if tributary_query::matches_all(text) {
         return Ok("TRUE".into());
     }
     // The parser and this translation recurse on nesting: refuse what could
