@@ -92,6 +92,8 @@ impl App {
         ));
         let services = Arc::new(crate::services::Services::new(
             &settings.services,
+            Arc::clone(&federation),
+            settings.default_timeout,
             Arc::clone(&metrics),
         ));
         let app = App {

@@ -40,6 +40,9 @@ pub struct ServiceSettings {
     pub token: String,
     /// Its group, for `GROUP` intents; default: its name.
     pub group: Option<String>,
+    /// The remote datasources it may serve (`data.datasource.id` of its
+    /// `IDENTIFY`); default: any id no configured datasource has.
+    pub datasources: Option<Vec<String>>,
 }
 
 /// `POST /api/datasources/<id>/records`: records published to the server.
@@ -149,6 +152,9 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Inbound messages per second a connection may send (with a burst of twice that).
     pub max_messages_per_second: u32,
+    /// The same for a connection of `/ws/services`, where a remote
+    /// datasource streams its results as replies.
+    pub max_service_messages_per_second: u32,
     /// Requests one connection may have running at once.
     pub max_requests: usize,
     /// Live requests one connection may follow at once.
@@ -205,6 +211,7 @@ impl Default for Limits {
         Limits {
             max_message_bytes: 64 * 1024,
             max_messages_per_second: 50,
+            max_service_messages_per_second: 5000,
             max_requests: 16,
             max_live_queries: 16,
             outbound_buffer_bytes: 4 * 1024 * 1024,

@@ -139,10 +139,15 @@ pub async fn run(
         .then(|| crate::services::Peer::new(connection, Arc::clone(&app.services), outbox.clone()));
     metrics.connections_total.inc();
     tracing::info!("connected");
+    // Watched before the greeting, so a datasource joining meanwhile is told.
+    let mut datasources_changed = app.federation.watch_changes();
     session.greet();
 
     let mut shutdown = app.shutdown.clone();
-    let mut rate = RateLimiter::new(limits.max_messages_per_second);
+    let mut rate = RateLimiter::new(match dialect {
+        Dialect::Services => limits.max_service_messages_per_second,
+        _ => limits.max_messages_per_second,
+    });
     let mut heartbeat = tokio::time::interval(limits.ping_interval);
     heartbeat.tick().await; // the first tick is immediate
                             // Checks often enough to notice a stalled client soon after its timeout.
@@ -235,6 +240,7 @@ pub async fn run(
                     }
                 }
             }
+            Ok(()) = datasources_changed.changed() => session.datasources_changed(),
             () = drain_deadline => break End::Now(Disconnect::going_away()),
         }
     };

@@ -10,8 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -47,10 +49,20 @@ pub struct RequestScope {
     pub work: WorkLimits,
 }
 
+/// The datasources at one moment: configured ones first, then remote ones
+/// in the order their services identified.
+#[derive(Default)]
+struct Catalog {
+    list: Vec<Arc<Source>>,
+    by_id: HashMap<String, usize>,
+}
+
 /// All datasources of the server and the logic to query them together.
 pub struct Federation {
-    sources: Vec<Source>,
-    by_id: HashMap<String, usize>,
+    /// Replaced whole when a datasource joins: readers take a snapshot.
+    catalog: RwLock<Arc<Catalog>>,
+    /// Bumped when the list of datasources changes (`DATASOURCES_CHANGED`).
+    changes: watch::Sender<u64>,
     /// Results per `ITEMS_RECEIVE` message.
     batch_size: usize,
     metrics: Arc<Metrics>,
@@ -58,33 +70,67 @@ pub struct Federation {
 
 impl Federation {
     pub fn new(sources: Vec<Source>, batch_size: usize, metrics: Arc<Metrics>) -> Self {
-        let by_id = sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.info.id.clone(), i))
-            .collect();
+        let mut catalog = Catalog::default();
+        for source in sources {
+            catalog
+                .by_id
+                .insert(source.info.id.clone(), catalog.list.len());
+            catalog.list.push(Arc::new(source));
+        }
         Federation {
-            sources,
-            by_id,
+            catalog: RwLock::new(Arc::new(catalog)),
+            changes: watch::channel(0).0,
             batch_size: batch_size.max(1),
             metrics,
         }
     }
 
-    pub fn sources(&self) -> &[Source] {
-        &self.sources
+    fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Every datasource now.
+    pub fn sources(&self) -> Vec<Arc<Source>> {
+        self.catalog().list.clone()
+    }
+
+    /// Adds a datasource while the server runs (a remote one, when its
+    /// first service identifies); open connections are told.
+    pub fn add(&self, source: Source) -> Result<(), String> {
+        {
+            let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+            let id = &source.info.id;
+            if catalog.by_id.contains_key(id) {
+                return Err(format!("datasource id `{id}` is taken"));
+            }
+            let mut next = Catalog {
+                list: catalog.list.clone(),
+                by_id: catalog.by_id.clone(),
+            };
+            next.by_id.insert(id.clone(), next.list.len());
+            next.list.push(Arc::new(source));
+            *catalog = Arc::new(next);
+        }
+        self.changes.send_modify(|version| *version += 1);
+        Ok(())
+    }
+
+    /// Changes when a datasource joins.
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The datasources listed in `INITIAL_STATE_RECEIVE` for a caller.
     pub fn infos(&self, caller: &Caller) -> Vec<DatasourceInfo> {
-        self.sources
+        self.catalog()
+            .list
             .iter()
             .filter(|s| caller.may_use(&s.info.id))
             .map(|s| s.info.clone())
             .collect()
     }
 
-    fn source(&self, id: &str, caller: &Caller) -> Option<&Source> {
+    fn source(&self, id: &str, caller: &Caller) -> Option<Arc<Source>> {
         if !caller.may_use(id) {
             return None;
         }
@@ -92,8 +138,9 @@ impl Federation {
     }
 
     /// The datasource `id`, whoever asks.
-    pub fn source_by_id(&self, id: &str) -> Option<&Source> {
-        self.by_id.get(id).map(|&i| &self.sources[i])
+    pub fn source_by_id(&self, id: &str) -> Option<Arc<Source>> {
+        let catalog = self.catalog();
+        catalog.by_id.get(id).map(|&i| Arc::clone(&catalog.list[i]))
     }
 
     /// Answers a `FIELDS_REQUEST`: one `FIELDS_RECEIVE` (or `ERROR`) per
@@ -109,7 +156,7 @@ impl Federation {
                 caller: scope.caller.clone(),
                 deadline: Instant::now() + source.timeout,
             };
-            let result = call(source, &clock, source.datasource.fields(&context)).await;
+            let result = call(&source, &clock, source.datasource.fields(&context)).await;
             let outcome = match result {
                 Ok(list) => {
                     let frame = ServerMessage::Fields {
@@ -179,7 +226,7 @@ impl Federation {
                     sink.finish().await?;
                     Ok(cursor)
                 };
-                let outcome = match call(source, &clock, search).await {
+                let outcome = match call(&source, &clock, search).await {
                     Ok(cursor) => {
                         match cursor {
                             Some(cursor) => lock(starts_ref).push(LiveStart {

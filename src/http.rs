@@ -174,8 +174,8 @@ async fn metrics(app: web::Data<App>) -> HttpResponse {
 async fn healthz(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     let federation = &app.federation;
     let caller = app.auth.check_token(&req).ok().map(|grant| grant.caller);
-    let checks = federation.sources().iter().map(|source| async move {
-        let health = crate::live::check(source).await;
+    let checks = federation.sources().into_iter().map(|source| async move {
+        let health = crate::live::check(&source).await;
         let status = match health.error {
             None => json!({"ok": true}),
             Some(error) => json!({"ok": false, "error": error}),

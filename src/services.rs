@@ -10,7 +10,9 @@
 //! connection loop like a session.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -18,19 +20,27 @@ use tributary_protocol::services::{self, op, ServiceMessage};
 use tributary_protocol::Frame;
 
 use crate::config::ServiceSettings;
+use crate::datasources::remote::{Declaration, Link, RemoteDatasource, Routed};
+use crate::datasources::{Datasource, Records};
+use crate::federation::{Federation, Source};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::protocol::DatasourceInfo;
 
 /// Events whose replies are still routable: the oldest are forgotten first.
 const AWAITING_REPLIES: usize = 65_536;
 /// The outbox key frames between services travel under.
 const SERVICES_KEY: u64 = u64::MAX - 2;
+/// `PUBLISH` events of one connection being indexed at once.
+const PUBLISHES_IN_FLIGHT: usize = 8;
 
 /// One configured service.
 struct Credential {
     name: Arc<str>,
     group: Arc<str>,
     token: Vec<u8>,
+    /// The remote datasources it may serve (`None`: any).
+    datasources: Option<Vec<String>>,
 }
 
 /// An identified connection.
@@ -48,16 +58,25 @@ struct State {
     order: VecDeque<String>,
 }
 
-/// The identified services, and the events awaiting their replies.
+/// The identified services, the events awaiting their replies, and the
+/// remote datasources services serve.
 pub struct Services {
     credentials: Vec<Credential>,
     state: Mutex<State>,
+    /// Remote datasources by id: kept once created, so a datasource whose
+    /// service restarts stays listed (unavailable until it is back).
+    remotes: Mutex<HashMap<String, Arc<RemoteDatasource>>>,
+    federation: Arc<Federation>,
+    /// How long a remote datasource may take to answer.
+    timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Services {
     pub fn new(
         settings: &std::collections::BTreeMap<String, ServiceSettings>,
+        federation: Arc<Federation>,
+        timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Services {
         Services {
@@ -67,11 +86,44 @@ impl Services {
                     name: Arc::from(name.as_str()),
                     group: Arc::from(s.group.as_deref().unwrap_or(name)),
                     token: s.token.as_bytes().to_vec(),
+                    datasources: s.datasources.clone(),
                 })
                 .collect(),
             state: Mutex::new(State::default()),
+            remotes: Mutex::new(HashMap::new()),
+            federation,
+            timeout,
             metrics,
         }
+    }
+
+    /// The remote datasource a service declared, created (and announced to
+    /// every client) when it is the first to serve it.
+    fn remote(&self, declaration: &Declaration) -> Result<Arc<RemoteDatasource>, String> {
+        let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(remote) = remotes.get(&declaration.id) {
+            return Ok(Arc::clone(remote));
+        }
+        let id = &declaration.id;
+        if self.federation.source_by_id(id).is_some() {
+            return Err(format!(
+                "datasource id `{id}` belongs to a configured datasource"
+            ));
+        }
+        let remote = Arc::new(RemoteDatasource::new(declaration)?);
+        let datasource: Arc<dyn Datasource> = Arc::clone(&remote) as Arc<dyn Datasource>;
+        self.federation.add(Source {
+            info: DatasourceInfo {
+                id: id.clone(),
+                name: declaration.name.clone().unwrap_or_else(|| id.clone()),
+                kind: "remote".into(),
+            },
+            datasource,
+            timeout: self.timeout,
+        })?;
+        tracing::info!(datasource = %id, "remote datasource joined");
+        remotes.insert(id.clone(), Arc::clone(&remote));
+        Ok(remote)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -114,6 +166,22 @@ pub struct Peer {
     services: Arc<Services>,
     outbox: Outbox,
     identified: bool,
+    /// The remote datasource this connection serves, if it declared one.
+    serves: Option<Arc<RemoteDatasource>>,
+    publishing: Arc<AtomicUsize>,
+}
+
+/// A services connection as a remote datasource sends to it.
+struct PeerLink {
+    outbox: Outbox,
+    services: Arc<Services>,
+}
+
+impl Link for PeerLink {
+    fn send(&self, message: String) -> bool {
+        self.services
+            .deliver(&self.outbox, services::forward(&message))
+    }
 }
 
 impl Peer {
@@ -123,6 +191,8 @@ impl Peer {
             services,
             outbox,
             identified: false,
+            serves: None,
+            publishing: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -159,8 +229,9 @@ impl Peer {
             return self.identify(message);
         }
         match message.op {
+            op::EVENT if self.is_publish(&message) => self.publish(message),
             op::EVENT => self.route(&message, text),
-            op::REPLY => self.reply(&message, text),
+            op::REPLY => self.reply(message, text),
             op::PING => self.send(&ServiceMessage::pong(message.id)),
             op::PONG => {}
             op::IDENTIFY => self.refuse(message.id, "already_identified", "this connection has identified already"),
@@ -197,6 +268,31 @@ impl Peer {
             return Some(self.disconnect("wrong token"));
         };
         let (name, group) = (Arc::clone(&credential.name), Arc::clone(&credential.group));
+        let declared = message.data.as_ref().and_then(|d| d.get("datasource"));
+        if let Some(declared) = declared {
+            let declaration = match Declaration::read(declared) {
+                Ok(declaration) => declaration,
+                Err(reason) => return Some(self.disconnect(&reason)),
+            };
+            if let Some(allowed) = &credential.datasources {
+                if !allowed.contains(&declaration.id) {
+                    return Some(self.disconnect(&format!(
+                        "service `{name}` may not serve datasource `{}`",
+                        declaration.id
+                    )));
+                }
+            }
+            let remote = match self.services.remote(&declaration) {
+                Ok(remote) => remote,
+                Err(reason) => return Some(self.disconnect(&reason)),
+            };
+            let link = Arc::new(PeerLink {
+                outbox: self.outbox.clone(),
+                services: Arc::clone(&self.services),
+            });
+            remote.attach(self.connection, link, &declaration);
+            self.serves = Some(remote);
+        }
         self.identified = true;
         self.services.state().members.insert(
             self.connection,
@@ -299,8 +395,9 @@ impl Peer {
         }
     }
 
-    /// A reply goes back to whoever sent the event with its id.
-    fn reply(&mut self, message: &ServiceMessage, text: &str) {
+    /// A reply goes back to whoever sent the event with its id: a request
+    /// of the remote datasource this connection serves, or another service.
+    fn reply(&mut self, message: ServiceMessage, text: &str) {
         let Some(key) = message.id_key() else {
             return self.refuse(
                 None,
@@ -308,6 +405,19 @@ impl Peer {
                 "a REPLY needs the id of the event it answers",
             );
         };
+        if let Some(remote) = &self.serves {
+            match remote.reply(self.connection, &key, message.data, text.len()) {
+                Routed::Taken | Routed::Late => return,
+                Routed::Overflow => {
+                    return self.refuse(
+                        message.id,
+                        "reply_overflow",
+                        "replies arrived faster than the client reads them: the request has failed; send fewer or smaller replies",
+                    )
+                }
+                Routed::NotOurs => {}
+            }
+        }
         let state = self.services.state();
         let sender = state
             .awaiting
@@ -329,10 +439,68 @@ impl Peer {
         }
     }
 
-    /// The connection ended: it leaves the registry.
+    /// `PUBLISH` without an intent, from a service serving a datasource:
+    /// records for that datasource's live queries.
+    fn is_publish(&self, message: &ServiceMessage) -> bool {
+        self.serves.is_some()
+            && message.intent.is_none()
+            && message.event.as_deref() == Some("PUBLISH")
+    }
+
+    /// Publishes `data.records` to the served datasource's live queries;
+    /// answered by a `REPLY` (`{records}`) or an `ERROR` event.
+    fn publish(&mut self, message: ServiceMessage) {
+        let Some(remote) = self.serves.clone() else {
+            return;
+        };
+        let records = message
+            .data
+            .and_then(|mut d| d.get_mut("records").map(serde_json::Value::take));
+        let records: Records = match records.map(serde_json::from_value) {
+            Some(Ok(records)) => records,
+            _ => {
+                return self.refuse(
+                    message.id,
+                    "invalid_publish",
+                    "PUBLISH needs data.records: an array of JSON objects",
+                )
+            }
+        };
+        if self.publishing.fetch_add(1, Ordering::AcqRel) >= PUBLISHES_IN_FLIGHT {
+            self.publishing.fetch_sub(1, Ordering::AcqRel);
+            return self.refuse(
+                message.id,
+                "busy",
+                &format!("{PUBLISHES_IN_FLIGHT} PUBLISH events are being indexed; wait for their replies"),
+            );
+        }
+        let (services, outbox, publishing, id) = (
+            Arc::clone(&self.services),
+            self.outbox.clone(),
+            Arc::clone(&self.publishing),
+            message.id,
+        );
+        tokio::spawn(async move {
+            let answer = match remote.publish(records).await {
+                Ok(appended) => ServiceMessage::reply(
+                    id,
+                    json!({"records": appended.records, "unindexed_fields": appended.unindexed_fields}),
+                ),
+                Err(error) => ServiceMessage::error(id, "publish_failed", &error.to_string()),
+            };
+            publishing.fetch_sub(1, Ordering::AcqRel);
+            services.deliver(&outbox, answer.encode());
+        });
+    }
+
+    /// The connection ended: it leaves the registry (and stops serving its
+    /// datasource: its running requests move to another service).
     pub fn leave(&mut self) {
         if self.identified {
             self.services.state().members.remove(&self.connection);
+        }
+        if let Some(remote) = self.serves.take() {
+            remote.detach(self.connection);
         }
     }
 }

@@ -118,6 +118,18 @@ impl Session {
         });
     }
 
+    /// Sends `DATASOURCES_CHANGED` with the datasources this caller may
+    /// use now (Socket API only).
+    pub fn datasources_changed(&self) {
+        if self.dialect != Dialect::SocketApi {
+            return;
+        }
+        let datasources = self.app.federation.infos(&self.caller);
+        self.control(ServerMessage::DatasourcesChanged {
+            datasources: &datasources,
+        });
+    }
+
     /// True when no request is running (or still stopping).
     pub fn is_idle(&self) -> bool {
         self.running.is_empty()

@@ -23,6 +23,7 @@ fn server() -> ServerHandle {
             ServiceSettings {
                 token: token.into(),
                 group: group.map(str::to_owned),
+                datasources: None,
             },
         );
     }

@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod flatten;
 pub mod postgres;
 pub mod query_limits;
+pub mod remote;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -83,8 +83,9 @@ pub async fn monitor(
 ) {
     let interval = interval.max(Duration::from_millis(100));
     loop {
-        let checks = federation.sources().iter().map(|source| async {
-            let health = check(source).await;
+        let (hub, board) = (&hub, &board);
+        let checks = federation.sources().into_iter().map(|source| async move {
+            let health = check(&source).await;
             let id = &source.info.id;
             hub.publish(
                 &format!("status:{id}"),

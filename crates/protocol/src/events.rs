@@ -15,6 +15,10 @@ pub enum ServerEvent {
     InitialState {
         datasources: Vec<DatasourceInfo>,
     },
+    /// The datasources changed (a remote datasource joined): the whole list.
+    DatasourcesChanged {
+        datasources: Vec<DatasourceInfo>,
+    },
     Fields {
         request_id: Option<RequestId>,
         fields: FieldsBatch,
@@ -157,6 +161,12 @@ impl ServerEvent {
                 let initial: Initial = serde_json::from_str(text)?;
                 ServerEvent::InitialState {
                     datasources: initial.state.datasources,
+                }
+            }
+            "DATASOURCES_CHANGED" => {
+                let changed: Initial = serde_json::from_str(text)?;
+                ServerEvent::DatasourcesChanged {
+                    datasources: changed.state.datasources,
                 }
             }
             "FIELDS_RECEIVE" => {

@@ -221,6 +221,11 @@ pub enum ServerMessage<'a> {
     InitialState {
         datasources: &'a [DatasourceInfo],
     },
+    /// The datasources changed while connected (a remote datasource
+    /// joined): the whole list again, in `INITIAL_STATE_RECEIVE`'s shape.
+    DatasourcesChanged {
+        datasources: &'a [DatasourceInfo],
+    },
     Fields {
         echo: &'a Echo,
         server: &'a str,
@@ -291,6 +296,7 @@ impl ServerMessage<'_> {
     pub fn type_name(&self) -> &'static str {
         match self {
             ServerMessage::InitialState { .. } => "INITIAL_STATE_RECEIVE",
+            ServerMessage::DatasourcesChanged { .. } => "DATASOURCES_CHANGED",
             ServerMessage::Fields { .. } => "FIELDS_RECEIVE",
             ServerMessage::Items { .. } | ServerMessage::Appended { .. } => "ITEMS_RECEIVE",
             ServerMessage::LiveStarted { .. } => "LIVE_STARTED",
@@ -309,7 +315,8 @@ impl ServerMessage<'_> {
     pub fn encode(&self) -> Frame {
         let kind = self.type_name();
         let text = match *self {
-            ServerMessage::InitialState { datasources } => {
+            ServerMessage::InitialState { datasources }
+            | ServerMessage::DatasourcesChanged { datasources } => {
                 #[derive(Serialize)]
                 struct State<'a> {
                     datasources: &'a [DatasourceInfo],

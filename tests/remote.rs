@@ -1,0 +1,660 @@
+//! Remote datasources over real sockets: a service on `/ws/services` that
+//! identifies with `data.datasource` is listed to new clients, announced to
+//! open ones, and answers FIELDS/ITEMS requests through `SEARCH`/`FIELDS`
+//! events and their replies; cancel, timeouts, a service leaving mid-request,
+//! a restarting service, invalid and flooding replies, and records published
+//! into live queries — each with a clear error and nothing lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tributary::config::ServiceSettings;
+use tributary::http::ServerHandle;
+use tributary_client::Frame;
+
+const TOKEN: &str = "crm-token-1";
+
+fn server_with(timeout: Duration) -> ServerHandle {
+    let mut settings = settings(tributary::config::demo_datasources());
+    settings.default_timeout = timeout;
+    settings.limits.max_messages_per_second = 10_000;
+    settings.services.insert(
+        "crm".into(),
+        ServiceSettings {
+            token: TOKEN.into(),
+            group: None,
+            datasources: None,
+        },
+    );
+    settings.services.insert(
+        "limited".into(),
+        ServiceSettings {
+            token: "limited-token-1".into(),
+            group: None,
+            datasources: Some(vec!["allowed".into()]),
+        },
+    );
+    start_with(settings)
+}
+
+fn server() -> ServerHandle {
+    server_with(Duration::from_secs(10))
+}
+
+/// The records the fake service holds: nested, as a plugin would send them.
+fn record(i: usize) -> Value {
+    json!({
+        "id": format!("c{i}"),
+        "fields": {
+            "name": format!("customer {i}"),
+            "team": if i % 2 == 0 { "red" } else { "blue" },
+            "address": {"city": if i % 3 == 0 { "Utrecht" } else { "Ghent" }},
+        },
+        "highlight": null,
+    })
+}
+
+const RECORDS: usize = 120;
+
+fn declaration() -> Value {
+    json!({"id": "crm", "name": "Customers", "fields": [
+        {"path": "name", "type": "text"},
+        {"path": "team", "type": "keyword"},
+        {"path": "address.city", "type": "keyword"},
+    ]})
+}
+
+/// How the fake service answers a `SEARCH`.
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    /// Every match, `chunk` results a reply.
+    Serve { chunk: usize },
+    /// Never answers.
+    Hang,
+    /// Sends the first chunk, then leaves.
+    LeaveAfterFirst { chunk: usize },
+    /// `{error: {kind: "bad_query"}}`.
+    Refuse,
+    /// A reply that is not `{total, results, done}`.
+    Invalid,
+}
+
+/// A service serving datasource `crm`: what it received comes out of
+/// `received`; what is put into `send` goes to the server.
+struct FakeService {
+    connection: String,
+    received: mpsc::UnboundedReceiver<Value>,
+    send: mpsc::UnboundedSender<Value>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeService {
+    async fn start(server: &ServerHandle, behaviour: Behaviour) -> FakeService {
+        Self::start_as(server, TOKEN, declaration(), behaviour)
+            .await
+            .expect("identified")
+    }
+
+    /// Identifies; `Err` is the DISCONNECT reason.
+    async fn start_as(
+        server: &ServerHandle,
+        token: &str,
+        declared: Value,
+        behaviour: Behaviour,
+    ) -> Result<FakeService, String> {
+        let mut client = Client::connect_url(&format!("ws://{}/ws/services", server.addr)).await;
+        client
+            .send(json!({"op": 1, "id": "hi", "data": {"token": token, "datasource": declared}}))
+            .await;
+        let reply = client.recv().await;
+        if reply["op"] == 2 {
+            assert!(matches!(client.closed().await, Closed::Code(1008)));
+            return Err(reply["data"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned());
+        }
+        assert_eq!(reply["op"], 5, "{reply}");
+        let connection = reply["data"]["connection"].as_str().expect("id").to_owned();
+        let (seen, received) = mpsc::unbounded_channel();
+        let (send, mut outgoing) = mpsc::unbounded_channel::<Value>();
+        let task = tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    out = outgoing.recv() => match out {
+                        Some(out) => { client.send(out).await; continue }
+                        None => return,
+                    },
+                    frame = client.typed().next_frame() => match frame {
+                        Ok(Frame::Text(text)) => serde_json::from_str::<Value>(&text).expect("JSON"),
+                        _ => return,
+                    },
+                };
+                let _ = seen.send(message.clone());
+                if message["event"] == "FIELDS" {
+                    client
+                        .send(json!({"op": 5, "id": message["id"], "data": {"fields": declaration()["fields"]}}))
+                        .await;
+                } else if message["event"] == "SEARCH"
+                    && !answer(&mut client, &message, behaviour).await
+                {
+                    return;
+                }
+            }
+        });
+        Ok(FakeService {
+            connection,
+            received,
+            send,
+            task,
+        })
+    }
+
+    /// The next message received whose event is `event`.
+    async fn next(&mut self, event: &str) -> Value {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.received.recv())
+                .await
+                .expect("in time")
+                .expect("the service is running");
+            // `""`: whatever comes next.
+            if event.is_empty() || message["event"] == event {
+                return message;
+            }
+        }
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Answers one SEARCH; false when the service leaves.
+async fn answer(client: &mut Client, search: &Value, behaviour: Behaviour) -> bool {
+    let id = &search["id"];
+    let data = &search["data"];
+    assert!(data["context"]["timeout_ms"].as_u64().is_some(), "{search}");
+    let matches: Vec<Value> = (0..RECORDS)
+        .map(record)
+        .filter(|r| match data["query"].as_str() {
+            Some("team:red") => r["fields"]["team"] == "red",
+            _ => true,
+        })
+        .collect();
+    let from = data["from"].as_u64().expect("from") as usize;
+    let size = data["size"].as_u64().expect("size") as usize;
+    let page: Vec<Value> = matches.iter().skip(from).take(size).cloned().collect();
+    match behaviour {
+        Behaviour::Hang => true,
+        Behaviour::Refuse => {
+            client
+                .send(json!({"op": 5, "id": id, "data": {"error": {"kind": "bad_query", "message": "cannot read the query"}}}))
+                .await;
+            true
+        }
+        Behaviour::Invalid => {
+            client
+                .send(json!({"op": 5, "id": id, "data": {"rows": 3}}))
+                .await;
+            true
+        }
+        Behaviour::Serve { chunk } | Behaviour::LeaveAfterFirst { chunk } => {
+            let chunks: Vec<&[Value]> = page.chunks(chunk.max(1)).collect();
+            if chunks.is_empty() {
+                client
+                    .send(json!({"op": 5, "id": id, "data": {"total": matches.len(), "results": [], "done": true}}))
+                    .await;
+            }
+            for (i, results) in chunks.iter().enumerate() {
+                let done = i + 1 == chunks.len();
+                client
+                    .send(json!({"op": 5, "id": id, "data": {"total": matches.len(), "results": results, "done": done}}))
+                    .await;
+                if matches!(behaviour, Behaviour::LeaveAfterFirst { .. }) {
+                    return false;
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Waits until `/healthz` says no service serves `crm`; returns its body.
+async fn until_unserved(server: &ServerHandle) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, health) = http_get(server.addr, "/healthz").await;
+        if health.contains("no service serves datasource `crm` now") {
+            return health;
+        }
+        assert!(started.elapsed() < PATIENCE, "still served: {health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every message of request `id` until its `REQUEST_COMPLETED`.
+async fn until_completed(client: &mut Client, id: &str) -> Vec<Value> {
+    client
+        .recv_until(|m| m["type"] == "REQUEST_COMPLETED" && m["request-id"] == id)
+        .await
+}
+
+fn results_of(messages: &[Value], server: &str) -> Vec<Value> {
+    messages
+        .iter()
+        .filter(|m| m["type"] == "ITEMS_RECEIVE" && m["items"]["server"] == server)
+        .flat_map(|m| {
+            m["items"]["results"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn errors_of(messages: &[Value]) -> Vec<&Value> {
+    messages.iter().filter(|m| m["type"] == "ERROR").collect()
+}
+
+#[tokio::test]
+async fn a_remote_datasource_is_announced_listed_and_searched() {
+    let server = server();
+    let (mut open, initial) = Client::ready(&server).await;
+    assert!(!initial.to_string().contains("\"crm\""), "{initial}");
+
+    let service = FakeService::start(&server, Behaviour::Serve { chunk: 7 }).await;
+    let changed = open.recv().await;
+    assert_eq!(changed["type"], "DATASOURCES_CHANGED", "{changed}");
+    let listed = changed["state"]["datasources"].as_array().expect("a list");
+    assert!(
+        listed
+            .iter()
+            .any(|d| d == &json!({"id": "crm", "name": "Customers", "type": "remote"})),
+        "{changed}"
+    );
+    assert!(
+        listed.iter().any(|d| d["id"] == "tweets"),
+        "the others stay: {changed}"
+    );
+
+    let (mut client, initial) = Client::ready(&server).await;
+    let ids: Vec<&str> = initial["state"]["datasources"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"crm") && ids.contains(&"emails"), "{initial}");
+
+    client
+        .send(json!({"type": "FIELDS_REQUEST", "datasources": ["crm"], "request-id": "f"}))
+        .await;
+    let fields = until_completed(&mut client, "f").await;
+    assert_eq!(fields[0]["type"], "FIELDS_RECEIVE", "{fields:?}");
+    assert_eq!(fields[0]["fields"]["server"], "crm");
+    assert_eq!(
+        fields[0]["fields"]["fields"][2],
+        json!({"path": "address.city", "type": "keyword"})
+    );
+
+    // One request over the remote and an embedded datasource: both answer.
+    client
+        .send(
+            json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "team:red",
+                     "from": 10, "size": 25, "color": "#f00", "request-id": "q"}),
+        )
+        .await;
+    let messages = until_completed(&mut client, "q").await;
+    assert!(errors_of(&messages).is_empty(), "{messages:?}");
+    let results = results_of(&messages, "crm");
+    let got: Vec<&str> = results
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    let expected: Vec<String> = (0..RECORDS)
+        .filter(|i| i % 2 == 0)
+        .skip(10)
+        .take(25)
+        .map(|i| format!("c{i}"))
+        .collect();
+    assert_eq!(got, expected);
+    // Nested fields arrive flattened, as from every datasource.
+    assert_eq!(
+        results[0]["fields"]["address.city"], "Ghent",
+        "{}",
+        results[0]
+    );
+    assert_eq!(
+        results[2]["fields"]["address.city"], "Utrecht",
+        "{}",
+        results[2]
+    );
+    let batch = messages
+        .iter()
+        .find(|m| m["items"]["server"] == "crm")
+        .expect("a batch");
+    assert_eq!(batch["items"]["total"], RECORDS / 2);
+    assert_eq!(batch["items"]["color"], "#f00");
+    let completed = messages.last().expect("completed");
+    assert_eq!(
+        completed["datasources"]["crm"]["total"],
+        RECORDS / 2,
+        "{completed}"
+    );
+    assert!(
+        completed["datasources"]["tweets"]["error"].is_null(),
+        "{completed}"
+    );
+    service.stop();
+}
+
+#[tokio::test]
+async fn a_service_error_becomes_that_datasources_error() {
+    let server = server();
+    let service = FakeService::start(&server, Behaviour::Refuse).await;
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "emails"], "query": "team:red", "request-id": "q"}))
+        .await;
+    let messages = until_completed(&mut client, "q").await;
+    let errors = errors_of(&messages);
+    assert_eq!(errors.len(), 1, "{messages:?}");
+    assert_eq!(errors[0]["error"]["datasource"], "crm", "{}", errors[0]);
+    assert_eq!(errors[0]["error"]["code"], "bad_query", "{}", errors[0]);
+    assert!(errors[0]["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("cannot read the query"));
+    let completed = messages.last().expect("completed");
+    assert!(
+        completed["datasources"]["emails"]["error"].is_null(),
+        "the other answered: {completed}"
+    );
+    service.stop();
+}
+
+#[tokio::test]
+async fn an_invalid_reply_is_named_and_the_request_ends() {
+    let server = server();
+    let service = FakeService::start(&server, Behaviour::Invalid).await;
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "q"}))
+        .await;
+    let messages = until_completed(&mut client, "q").await;
+    let errors = errors_of(&messages);
+    assert_eq!(errors.len(), 1, "{messages:?}");
+    let message = errors[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("invalid reply") && message.contains("unknown field `rows`"),
+        "{message}"
+    );
+    service.stop();
+}
+
+#[tokio::test]
+async fn canceling_tells_the_service_and_late_replies_are_dropped_quietly() {
+    let server = server();
+    let mut service = FakeService::start(&server, Behaviour::Hang).await;
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "slow"}))
+        .await;
+    let search = service.next("SEARCH").await;
+    assert_eq!(
+        search["intent"],
+        json!({"target": "DIRECT", "identifier": service.connection})
+    );
+    client
+        .send(json!({"type": "CANCEL_REQUEST", "request-id": "slow"}))
+        .await;
+    let canceled = client.recv().await;
+    assert_eq!(canceled["type"], "REQUEST_CANCELED", "{canceled}");
+    let cancel = service.next("CANCEL").await;
+    assert_eq!(cancel["data"]["id"], search["id"], "{cancel}");
+    // A reply still on its way: no ERROR comes back to the service for it,
+    // and the client hears nothing more of the canceled request.
+    service
+        .send
+        .send(json!({"op": 5, "id": search["id"], "data": {"total": 1, "results": [record(1)], "done": true}}))
+        .expect("sent");
+    service
+        .send
+        .send(json!({"op": 3, "id": "after"}))
+        .expect("sent");
+    let pong = service.next("").await;
+    assert_eq!(
+        pong,
+        json!({"op": 4, "id": "after"}),
+        "nothing came before the PONG"
+    );
+    client.send(json!({"type": "PING", "t": 1})).await;
+    assert_eq!(client.recv().await["type"], "PONG");
+    service.stop();
+}
+
+#[tokio::test]
+async fn a_service_that_does_not_answer_times_out_and_is_told() {
+    let server = server_with(Duration::from_millis(400));
+    let mut service = FakeService::start(&server, Behaviour::Hang).await;
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "*", "request-id": "q"}))
+        .await;
+    let messages = until_completed(&mut client, "q").await;
+    let errors = errors_of(&messages);
+    assert_eq!(errors.len(), 1, "{messages:?}");
+    assert_eq!(errors[0]["error"]["code"], "timeout", "{}", errors[0]);
+    assert!(
+        !results_of(&messages, "tweets").is_empty(),
+        "the other answered"
+    );
+    let search = service.next("SEARCH").await;
+    let cancel = service.next("CANCEL").await;
+    assert_eq!(cancel["data"]["id"], search["id"]);
+    service.stop();
+}
+
+#[tokio::test]
+async fn a_request_moves_to_another_service_when_its_service_leaves() {
+    let server = server();
+    // Two services serve `crm`: the first leaves after its first reply.
+    let first = FakeService::start(&server, Behaviour::LeaveAfterFirst { chunk: 10 }).await;
+    let second = FakeService::start(&server, Behaviour::Serve { chunk: 10 }).await;
+    let (mut client, _) = Client::ready(&server).await;
+    // Requests go round-robin: one of them reaches the first service.
+    for round in 0..2 {
+        let id = format!("q{round}");
+        client
+            .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "size": 45, "request-id": id}))
+            .await;
+        let messages = until_completed(&mut client, &id).await;
+        assert!(errors_of(&messages).is_empty(), "{messages:?}");
+        let got: Vec<String> = results_of(&messages, "crm")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id").to_owned())
+            .collect();
+        let expected: Vec<String> = (0..45).map(|i| format!("c{i}")).collect();
+        assert_eq!(got, expected, "every result once, in order");
+    }
+    first.stop();
+    second.stop();
+}
+
+#[tokio::test]
+async fn a_restarting_service_serves_the_request_that_waited_for_it() {
+    let server = server();
+    let first = FakeService::start(&server, Behaviour::Serve { chunk: 50 }).await;
+    first.stop();
+    let (mut client, _) = Client::ready(&server).await;
+    // Gone: the datasource stays listed and health says why.
+    let health = until_unserved(&server).await;
+    assert!(health.contains("\"degraded\""), "{health}");
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "q"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = FakeService::start(&server, Behaviour::Serve { chunk: 50 }).await;
+    let messages = until_completed(&mut client, "q").await;
+    assert!(errors_of(&messages).is_empty(), "{messages:?}");
+    assert_eq!(results_of(&messages, "crm").len(), 50);
+    again.stop();
+}
+
+#[tokio::test]
+async fn with_no_service_the_datasource_says_so() {
+    let server = server_with(Duration::from_secs(30));
+    FakeService::start(&server, Behaviour::Hang).await.stop();
+    until_unserved(&server).await;
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "emails"], "query": "*", "request-id": "q"}))
+        .await;
+    let messages = until_completed(&mut client, "q").await;
+    let errors = errors_of(&messages);
+    assert_eq!(errors.len(), 1, "{messages:?}");
+    assert_eq!(errors[0]["error"]["code"], "datasource_failed");
+    assert!(errors[0]["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("no service serves datasource `crm` now"));
+}
+
+#[tokio::test]
+async fn bad_declarations_are_refused_with_a_reason() {
+    let server = server();
+    for (token, declared, reason) in [
+        (
+            TOKEN,
+            json!({"id": "tweets"}),
+            "belongs to a configured datasource",
+        ),
+        (TOKEN, json!({"id": "a b"}), "must be 1 to 64 letters"),
+        (TOKEN, json!({"id": ""}), "must be 1 to 64 letters"),
+        (TOKEN, json!({"name": "no id"}), "missing field `id`"),
+        (
+            TOKEN,
+            json!({"id": "x", "fields": [{"path": 1}]}),
+            "data.datasource must be",
+        ),
+        (TOKEN, json!("crm"), "data.datasource must be"),
+        (
+            "limited-token-1",
+            json!({"id": "crm"}),
+            "may not serve datasource `crm`",
+        ),
+    ] {
+        let refused = FakeService::start_as(&server, token, declared.clone(), Behaviour::Hang)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{declared} was accepted"));
+        assert!(refused.contains(reason), "{declared}: {refused}");
+    }
+    // The allowed one is served.
+    let allowed = FakeService::start_as(
+        &server,
+        "limited-token-1",
+        json!({"id": "allowed"}),
+        Behaviour::Hang,
+    )
+    .await;
+    assert!(allowed.is_ok());
+    let (_, initial) = Client::ready(&server).await;
+    assert!(!initial.to_string().contains("\"a b\""), "{initial}");
+}
+
+#[tokio::test]
+async fn a_service_flooding_replies_fails_its_request_not_the_server() {
+    let server = server();
+    let mut service = FakeService::start(&server, Behaviour::Hang).await;
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "size": 100000, "request-id": "q"}))
+        .await;
+    let search = service.next("SEARCH").await;
+    // The client does not read while ~20 MiB of replies arrive.
+    let filler = "x".repeat(50_000);
+    let result = json!({"id": "c", "fields": {"blob": filler}});
+    for _ in 0..400 {
+        service
+            .send
+            .send(json!({"op": 5, "id": search["id"], "data": {"total": 100000, "results": [result], "done": false}}))
+            .expect("sent");
+    }
+    let overflow = service.next("ERROR").await;
+    assert_eq!(overflow["data"]["code"], "reply_overflow", "{overflow}");
+    let messages = until_completed(&mut client, "q").await;
+    let errors = errors_of(&messages);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0]["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("faster than they could be delivered"));
+    // The server and the service go on.
+    service
+        .send
+        .send(json!({"op": 3, "id": "p"}))
+        .expect("sent");
+    loop {
+        // (The request's CANCEL may come first.)
+        let next = service.next("").await;
+        if next["op"] == 4 {
+            break;
+        }
+        assert_eq!(next["event"], "CANCEL", "{next}");
+    }
+    service.stop();
+}
+
+#[tokio::test]
+async fn published_records_reach_live_queries_of_the_remote_datasource() {
+    let server = server();
+    let mut service = FakeService::start(&server, Behaviour::Serve { chunk: 20 }).await;
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(
+            json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "team:red", "size": 5,
+                     "live": true, "request-id": "live"}),
+        )
+        .await;
+    let page = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    assert_eq!(results_of(&page, "crm").len(), 5, "{page:?}");
+    service
+        .send
+        .send(
+            json!({"op": 0, "id": "p1", "event": "PUBLISH", "data": {"records": [
+                {"id": "n1", "name": "new customer", "team": "red", "address": {"city": "Ghent"}},
+                {"id": "n2", "name": "other customer", "team": "blue"},
+            ]}}),
+        )
+        .expect("sent");
+    let reply = loop {
+        let next = service.next("").await;
+        if next["event"] != "SEARCH" {
+            break next;
+        }
+    };
+    assert_eq!(reply["op"], 5, "{reply}");
+    assert_eq!(reply["id"], "p1");
+    assert_eq!(reply["data"]["records"], 2);
+    let append = client.recv().await;
+    assert_eq!(append["items"]["append"], true, "{append}");
+    let results = append["items"]["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "only the matching record: {append}");
+    assert_eq!(results[0]["fields"]["address.city"], "Ghent");
+    assert_eq!(results[0]["fields"]["name"], "new customer");
+
+    // A PUBLISH without records is refused, in words.
+    service
+        .send
+        .send(json!({"op": 0, "id": "p2", "event": "PUBLISH", "data": {"rows": []}}))
+        .expect("sent");
+    let refused = service.next("ERROR").await;
+    assert_eq!(refused["id"], "p2");
+    assert_eq!(refused["data"]["code"], "invalid_publish");
+    service.stop();
+}
