@@ -51,6 +51,9 @@ pub struct Metrics {
     pub live_matches: IntCounter,
     /// Records published to datasources.
     pub published_records: IntCounterVec,
+    /// Replies of services to a remote datasource's requests, by datasource
+    /// and outcome (`taken`, `late`: after the request ended, `overflow`).
+    pub remote_replies: IntCounterVec,
 }
 
 impl Metrics {
@@ -173,6 +176,14 @@ impl Metrics {
                 &["datasource"],
             )
             .expect("valid metric"),
+            remote_replies: IntCounterVec::new(
+                Opts::new(
+                    "remote_replies_total",
+                    "Replies of services to remote datasource requests, by datasource and outcome",
+                ),
+                &["datasource", "outcome"],
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -180,11 +191,12 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
             Box::new(self.live_queries.clone()),
             Box::new(self.live_query_groups.clone()),
             Box::new(self.live_matches.clone()),
             Box::new(self.published_records.clone()),
+            Box::new(self.remote_replies.clone()),
             Box::new(self.live_subscriptions.clone()),
             Box::new(self.live_publishes.clone()),
             Box::new(self.live_deliveries.clone()),

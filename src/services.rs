@@ -406,7 +406,21 @@ impl Peer {
             );
         };
         if let Some(remote) = &self.serves {
-            match remote.reply(self.connection, &key, message.data, text.len()) {
+            let routed = remote.reply(self.connection, &key, message.data, text.len());
+            let outcome = match routed {
+                Routed::Taken => "taken",
+                Routed::Late => "late",
+                Routed::Overflow => "overflow",
+                Routed::NotOurs => "",
+            };
+            if !outcome.is_empty() {
+                self.services
+                    .metrics
+                    .remote_replies
+                    .with_label_values(&[remote.id(), outcome])
+                    .inc();
+            }
+            match routed {
                 Routed::Taken | Routed::Late => return,
                 Routed::Overflow => {
                     return self.refuse(

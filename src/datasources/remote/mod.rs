@@ -150,6 +150,11 @@ impl RemoteDatasource {
         })
     }
 
+    /// The datasource's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

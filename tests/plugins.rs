@@ -1,0 +1,97 @@
+//! Datasources in other languages: the Python package's own tests, and the
+//! conformance kit run against the example CSV plugin through a real
+//! tributary server (the binary of this build) — identify, fields, paging,
+//! large pages, bad queries, cancel, a plugin killed mid-request, a plugin
+//! restarting, and tributary restarting under it.
+//!
+//! Needs Python 3 with `websockets` (`pip install websockets`; `.ci/run`
+//! installs it).
+
+use std::path::Path;
+use std::process::Command;
+
+fn python() -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new("python3");
+    command
+        .current_dir(root)
+        .env("PYTHONPATH", root.join("plugins/python"))
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    command
+}
+
+fn run(mut command: Command, what: &str) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run python3: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+fn websockets_installed() {
+    let mut check = python();
+    check.args(["-c", "import websockets.asyncio.client"]);
+    let installed = check.output().is_ok_and(|o| o.status.success());
+    assert!(
+        installed,
+        "these tests need Python's websockets package (13 or newer): pip install websockets"
+    );
+}
+
+#[test]
+fn the_python_package_passes_its_tests() {
+    websockets_installed();
+    let mut tests = python();
+    tests.args([
+        "-m",
+        "unittest",
+        "discover",
+        "-s",
+        "plugins/python/tests",
+        "-t",
+        "plugins/python",
+    ]);
+    let output = run(tests, "the Python package's tests");
+    assert!(output.contains("OK"), "{output}");
+}
+
+#[test]
+fn the_example_plugin_passes_the_conformance_kit() {
+    websockets_installed();
+    let mut kit = python();
+    kit.args([
+        "plugins/conformance/conformance.py",
+        "--tributary",
+        env!("CARGO_BIN_EXE_tributary"),
+        "--",
+        "python3",
+        "plugins/python/examples/csv_datasource.py",
+        "plugins/python/examples/customers.csv",
+        "--name",
+        "Customers",
+    ]);
+    let output = run(kit, "the conformance kit");
+    println!("{output}");
+    for check in [
+        "identify",
+        "fields",
+        "paging",
+        "large-page",
+        "bad-query",
+        "cancel",
+        "disconnect",
+        "restart",
+        "reconnect",
+    ] {
+        assert!(
+            output.contains(&format!("PASS {check}")),
+            "check {check} did not pass:\n{output}"
+        );
+    }
+    assert!(output.contains("9/9 checks passed"), "{output}");
+}
