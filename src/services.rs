@@ -256,8 +256,8 @@ impl Peer {
                 self.disconnect("identify first: send {\"op\": 1, \"data\": {\"token\": \"…\"}}"),
             );
         }
-        let token = message
-            .data
+        let data = message.data_value();
+        let token = data
             .as_ref()
             .and_then(|d| d.get("token"))
             .and_then(Value::as_str);
@@ -268,7 +268,7 @@ impl Peer {
             return Some(self.disconnect("wrong token"));
         };
         let (name, group) = (Arc::clone(&credential.name), Arc::clone(&credential.group));
-        let declared = message.data.as_ref().and_then(|d| d.get("datasource"));
+        let declared = data.as_ref().and_then(|d| d.get("datasource"));
         if let Some(declared) = declared {
             let declaration = match Declaration::read(declared) {
                 Ok(declaration) => declaration,
@@ -468,7 +468,7 @@ impl Peer {
             return;
         };
         let records = message
-            .data
+            .data_value()
             .and_then(|mut d| d.get_mut("records").map(serde_json::Value::take));
         let records: Records = match records.map(serde_json::from_value) {
             Some(Ok(records)) => records,

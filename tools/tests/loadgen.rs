@@ -291,3 +291,44 @@ async fn es_loopback_serves_the_elasticsearch_datasource() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `remote-loopback` serves a remote datasource over `/ws/services`: it
+/// is announced, pages through its tweets in several replies.
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_loopback_serves_a_remote_datasource() {
+    let mut settings = settings(Vec::new());
+    settings.services.insert(
+        "bench".into(),
+        tributary::config::ServiceSettings {
+            token: "bench-token-1".into(),
+            group: None,
+            datasources: None,
+        },
+    );
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_remote-loopback"))
+        .args(["--url", &format!("ws://{}/ws/services", server.addr)])
+        .args(["--token", "bench-token-1", "--records", "1200"])
+        .spawn()
+        .expect("remote-loopback starts");
+    let changed = client.recv().await;
+    assert_eq!(changed["type"], "DATASOURCES_CHANGED", "{changed}");
+    let reply = client
+        .typed()
+        .request(
+            tributary_client::Search::new(["remote_tweets"], "*")
+                .from(1000)
+                .size(150),
+        )
+        .await
+        .expect("a reply");
+    assert!(reply.errors.is_empty(), "{:?}", reply.errors);
+    assert_eq!(reply.total("remote_tweets"), Some(1200));
+    let items: Vec<_> = reply.items().collect();
+    assert_eq!(items.len(), 150);
+    let first = items[0].field_map();
+    assert!(first["user.screen_name"].is_string(), "{first:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

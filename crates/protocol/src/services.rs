@@ -13,6 +13,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::outbound::Frame;
@@ -33,15 +34,17 @@ pub const GROUP: &str = "GROUP";
 pub const DIRECT: &str = "DIRECT";
 
 /// One message of the services socket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
     pub op: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// Kept as written: only what tributary itself reads is parsed (a
+    /// remote datasource's results are flattened straight from this text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
+    pub data: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<Intent>,
 }
@@ -57,6 +60,13 @@ pub struct Intent {
 
 /// Decodes a frame; the error says what is wrong, in words.
 pub fn decode(text: &str) -> Result<ServiceMessage, String> {
+    // One pass for a valid message; an invalid one is read again to say why.
+    // (Only an object: serde would also read a struct from an array.)
+    if text.trim_start().starts_with('{') {
+        if let Ok(message) = serde_json::from_str::<ServiceMessage>(text) {
+            return Ok(message);
+        }
+    }
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("the frame is not JSON: {e}"))?;
     let Value::Object(object) = &value else {
@@ -67,7 +77,7 @@ pub fn decode(text: &str) -> Result<ServiceMessage, String> {
         Some(op) if !op.is_i64() => return Err("`op` must be a whole number".into()),
         Some(_) => {}
     }
-    serde_json::from_value(value).map_err(|e| format!("invalid message: {e}"))
+    serde_json::from_str(text).map_err(|e| format!("invalid message: {e}"))
 }
 
 impl ServiceMessage {
@@ -88,7 +98,7 @@ impl ServiceMessage {
     /// The answer to a request (`IDENTIFY`, or an event answered by a service).
     pub fn reply(id: Option<Value>, data: Value) -> ServiceMessage {
         ServiceMessage {
-            data: Some(data),
+            data: raw(&data),
             ..ServiceMessage::new(op::REPLY, id)
         }
     }
@@ -96,7 +106,7 @@ impl ServiceMessage {
     /// `DISCONNECT` with its reason; the socket closes after it.
     pub fn disconnect(reason: &str) -> ServiceMessage {
         ServiceMessage {
-            data: Some(json!({ "reason": reason })),
+            data: raw(&json!({ "reason": reason })),
             ..ServiceMessage::new(op::DISCONNECT, None)
         }
     }
@@ -106,7 +116,7 @@ impl ServiceMessage {
     pub fn error(id: Option<Value>, code: &str, message: &str) -> ServiceMessage {
         ServiceMessage {
             event: Some("ERROR".into()),
-            data: Some(json!({ "code": code, "message": message })),
+            data: raw(&json!({ "code": code, "message": message })),
             ..ServiceMessage::new(op::EVENT, id)
         }
     }
@@ -116,6 +126,13 @@ impl ServiceMessage {
         Frame(Bytes::from(serde_json::to_vec(self).unwrap_or_default()))
     }
 
+    /// `data` parsed, if there is any.
+    pub fn data_value(&self) -> Option<Value> {
+        self.data
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+    }
+
     /// The id as a lookup key (its JSON text), if there is one.
     pub fn id_key(&self) -> Option<String> {
         self.id
@@ -123,6 +140,10 @@ impl ServiceMessage {
             .filter(|id| !id.is_null())
             .map(Value::to_string)
     }
+}
+
+fn raw(value: &Value) -> Option<Box<RawValue>> {
+    serde_json::value::to_raw_value(value).ok()
 }
 
 /// A received frame passed on as it was sent, byte for byte.
@@ -149,6 +170,10 @@ mod tests {
             "`op` must be a whole number"
         );
         assert!(decode("[1]").is_err());
+        assert_eq!(
+            decode("[1, 2]").unwrap_err(),
+            "a message must be a JSON object"
+        );
         assert!(decode("{").is_err());
         assert!(decode(r#"{"op":0,"intent":5}"#).is_err());
     }

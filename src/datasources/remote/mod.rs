@@ -26,10 +26,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
-use super::flatten::flatten;
+use super::flatten::Flattened;
 use super::*;
 
 /// How long a request waits for a service to (re)connect when none serves
@@ -84,7 +85,8 @@ impl Declaration {
 
 /// What the request loop receives for one event it sent.
 enum Reply {
-    Data(Option<Value>, usize),
+    /// A reply's `data`, as written, and the reply's size.
+    Data(Option<Box<RawValue>>, usize),
     /// The service sent more than [`MAX_QUEUED_BYTES`] ahead of the client.
     Overflow,
 }
@@ -183,7 +185,13 @@ impl RemoteDatasource {
     }
 
     /// Routes a `REPLY` from `connection` with id `key` (its JSON text).
-    pub fn reply(&self, connection: u64, key: &str, data: Option<Value>, bytes: usize) -> Routed {
+    pub fn reply(
+        &self,
+        connection: u64,
+        key: &str,
+        data: Option<Box<RawValue>>,
+        bytes: usize,
+    ) -> Routed {
         let mut state = self.state();
         let Some(pending) = state
             .pending
@@ -296,9 +304,11 @@ impl RemoteDatasource {
         results: &mut ResultSink,
     ) -> Result<(), Ended> {
         while let Some(reply) = asked.next().await? {
-            let page: SearchReply = serde_json::from_value(reply)
+            let page: SearchReply = serde_json::from_str(reply.get())
                 .map_err(|e| self.invalid(format!("a SEARCH reply must be {{\"total\", \"results\", \"done\"}} or {{\"error\"}}: {e}")))?;
             if let Some(error) = page.error {
+                // The service has ended this request itself: no CANCEL.
+                asked.done = true;
                 return Err(Ended::Failed(error.into_error(&self.id)));
             }
             if let Some(total) = page.total {
@@ -375,7 +385,7 @@ struct Asked<'a> {
 
 impl Asked<'_> {
     /// The next reply's data; `None` when the service left.
-    async fn next(&mut self) -> Result<Option<Value>, Ended> {
+    async fn next(&mut self) -> Result<Option<Box<RawValue>>, Ended> {
         match self.replies.recv().await {
             None => Ok(None),
             Some(Reply::Overflow) => Err(Ended::Failed(DatasourceError::unavailable(format!(
@@ -384,7 +394,7 @@ impl Asked<'_> {
             )))),
             Some(Reply::Data(data, bytes)) => {
                 self.queued.fetch_sub(bytes, Ordering::Relaxed);
-                Ok(Some(data.unwrap_or(Value::Null)))
+                Ok(Some(data.unwrap_or_else(|| RawValue::NULL.to_owned())))
             }
         }
     }
@@ -428,12 +438,13 @@ struct SearchReply {
     error: Option<ReplyError>,
 }
 
-/// A result in the Socket API's item shape; `fields` may be nested.
+/// A result in the Socket API's item shape; `fields` may be nested (it is
+/// flattened as it is read).
 #[derive(Deserialize)]
 struct RemoteItem {
     id: Value,
     #[serde(default)]
-    fields: Map<String, Value>,
+    fields: Option<Flattened>,
     #[serde(default)]
     highlight: Option<Value>,
 }
@@ -449,7 +460,16 @@ impl RemoteItem {
                 ))
             }
         };
-        let mut item = Item::from_fields(id, &flatten(&self.fields));
+        let fields = self
+            .fields
+            .unwrap_or_default()
+            .finish()
+            .map_err(|e| format!("result {id}: {e}"))?;
+        let mut item = Item {
+            id,
+            fields,
+            highlight: None,
+        };
         if let Some(Value::Object(highlight)) = self.highlight {
             let highlight = highlight
                 .into_iter()
@@ -520,7 +540,7 @@ impl Datasource for RemoteDatasource {
             Err(Ended::Gone) => return Err(self.gone()),
         };
         asked.done = true;
-        let reply: FieldsReply = serde_json::from_value(reply).map_err(|e| {
+        let reply: FieldsReply = serde_json::from_str(reply.get()).map_err(|e| {
             DatasourceError::unavailable(format!(
                 "the service serving `{}` sent an invalid reply: a FIELDS reply must be {{\"fields\": [{{\"path\", \"type\"}}]}} or {{\"error\"}}: {e}",
                 self.id
