@@ -167,7 +167,7 @@ pub struct Peer {
     outbox: Outbox,
     identified: bool,
     /// The remote datasource this connection serves, if it declared one.
-    serves: Option<Arc<RemoteDatasource>>,
+    serves: Option<(Arc<RemoteDatasource>, Declaration)>,
     publishing: Arc<AtomicUsize>,
 }
 
@@ -286,12 +286,7 @@ impl Peer {
                 Ok(remote) => remote,
                 Err(reason) => return Some(self.disconnect(&reason)),
             };
-            let link = Arc::new(PeerLink {
-                outbox: self.outbox.clone(),
-                services: Arc::clone(&self.services),
-            });
-            remote.attach(self.connection, link, &declaration);
-            self.serves = Some(remote);
+            self.serves = Some((remote, declaration));
         }
         self.identified = true;
         self.services.state().members.insert(
@@ -307,6 +302,14 @@ impl Peer {
             message.id,
             json!({"name": &*name, "group": &*group, "connection": self.connection.to_string()}),
         ));
+        // Only now may requests reach it: the answer to IDENTIFY comes first.
+        if let Some((remote, declaration)) = &self.serves {
+            let link = Arc::new(PeerLink {
+                outbox: self.outbox.clone(),
+                services: Arc::clone(&self.services),
+            });
+            remote.attach(self.connection, link, declaration);
+        }
         None
     }
 
@@ -405,7 +408,7 @@ impl Peer {
                 "a REPLY needs the id of the event it answers",
             );
         };
-        if let Some(remote) = &self.serves {
+        if let Some((remote, _)) = &self.serves {
             let routed = remote.reply(self.connection, &key, message.data, text.len());
             let outcome = match routed {
                 Routed::Taken => "taken",
@@ -464,7 +467,7 @@ impl Peer {
     /// Publishes `data.records` to the served datasource's live queries;
     /// answered by a `REPLY` (`{records}`) or an `ERROR` event.
     fn publish(&mut self, message: ServiceMessage) {
-        let Some(remote) = self.serves.clone() else {
+        let Some(remote) = self.serves.as_ref().map(|(remote, _)| Arc::clone(remote)) else {
             return;
         };
         let records = message
@@ -513,7 +516,7 @@ impl Peer {
         if self.identified {
             self.services.state().members.remove(&self.connection);
         }
-        if let Some(remote) = self.serves.take() {
+        if let Some((remote, _)) = self.serves.take() {
             remote.detach(self.connection);
         }
     }

@@ -1047,3 +1047,90 @@ async fn a_token_in_the_address_is_used_and_kept() {
     )
     .await;
 }
+
+/// A datasource written in Python (the example CSV plugin) joins while the
+/// page is open: it appears in the datasource list without a reload, and
+/// its records become nodes like any datasource's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_datasource_joins_the_open_page() {
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        datasources: demo_datasources(),
+        ..Settings::default()
+    };
+    settings.services.insert(
+        "csv".into(),
+        tributary::config::ServiceSettings {
+            token: "csv-plugin-token".into(),
+            group: None,
+            datasources: None,
+        },
+    );
+    let server = tributary::http::spawn(settings, common::registry()).expect("server starts");
+    let browser = browser().await;
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    until(
+        client,
+        "the connection",
+        "return document.getElementById('connection').dataset.state === 'open';",
+    )
+    .await;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut plugin = Command::new("python3")
+        .current_dir(root)
+        .env("PYTHONPATH", root.join("plugins/python"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("TRIBUTARY_URL", format!("ws://{}/ws/services", server.addr))
+        .env("TRIBUTARY_TOKEN", "csv-plugin-token")
+        .args([
+            "plugins/python/examples/csv_datasource.py",
+            "plugins/python/examples/customers.csv",
+            "--name",
+            "Customers",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs the example plugin");
+    until(
+        client,
+        "the plugin's datasource in the list",
+        "return !!document.querySelector('#datasources li[data-ds=customers]');",
+    )
+    .await;
+    enable_datasource(client, "customers", "company").await;
+    tick_node_field(client, "company").await;
+    search(client, RED, "city:ghent AND country:BE").await;
+    wait_queries_done(client, 1).await;
+    let nodes = js(
+        client,
+        "const values = [];
+         window.tributary.view.graph.forEachNode((key, a) => values.push(a.label));
+         return values.sort();",
+    )
+    .await;
+    let companies = [
+        "Acme", "Cyberdyne", "Globex", "Hooli", "Initech", "Stark", "Tyrell", "Umbrella",
+        "Vandelay", "Wayne",
+    ];
+    let labels: Vec<&str> = nodes
+        .as_array()
+        .expect("labels")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!labels.is_empty(), "no nodes");
+    assert!(
+        labels.iter().all(|label| companies.contains(label)),
+        "{labels:?}"
+    );
+    save_screenshot(client, "python-datasource").await;
+    assert_no_page_errors(client).await;
+    let _ = plugin.kill();
+    let _ = plugin.wait();
+}

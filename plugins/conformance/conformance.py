@@ -299,27 +299,40 @@ class Kit:
             return f"request ended with \"{outcome['error']}\"; /healthz: {status.get('error')}"
         return "the request had finished before the plugin died; /healthz says it is down"
 
+    async def until_served(self, patience):
+        """Waits until /healthz says a service serves the datasource."""
+        deadline = time.time() + patience
+        while True:
+            status = self.health().get("datasources", {}).get(self.datasource, {})
+            if status.get("ok") is True:
+                return time.time() - (deadline - patience)
+            check(time.time() < deadline, f"no service served the datasource within {patience:.0f} s: {status}")
+            await asyncio.sleep(0.1)
+
     async def check_restart(self):
         self.start_plugin()
+        waited = await self.until_served(PATIENCE * 2)
         ws, initial = await self.client()
         count = sum(1 for d in initial["state"]["datasources"] if d["id"] == self.datasource)
         check(count == 1, f"the datasource is listed {count} times")
         _, errors, _, results = await self.search(ws, "restarted", self.options.query, 0, 10, patience=PATIENCE + 10)
         check(not errors and len(results) == 10, f"the restarted plugin does not serve: {errors}")
         await ws.close()
-        return "served again"
+        return f"identified again after {waited:.1f} s and served"
 
     async def check_reconnect(self):
         self.stop_server()
         time.sleep(1.0)
         self.start_server()
-        deadline = time.time() + PATIENCE + 10
+        # The plugin's backoff may have grown while tributary was down
+        # (at most 10 s between attempts with the Python package).
+        deadline = time.time() + PATIENCE * 3
         while True:
             ws, initial = await self.client()
             if any(d["id"] == self.datasource for d in initial["state"]["datasources"]):
                 break
             await ws.close()
-            check(time.time() < deadline, "the plugin did not come back within 30 s of tributary's restart")
+            check(time.time() < deadline, "the plugin did not come back within 60 s of tributary's restart")
             await asyncio.sleep(0.2)
         _, errors, _, results = await self.search(ws, "reconnected", self.options.query, 0, 10)
         check(not errors and len(results) == 10, f"the plugin does not serve after reconnecting: {errors}")

@@ -133,6 +133,18 @@ export class TributaryClient extends EventTarget {
       this.status("open", "Connected");
       return;
     }
+    if (message.type === "DATASOURCES_CHANGED") {
+      // A datasource joined (a remote one whose service connected): follow
+      // its health too, and tell the page.
+      const known = new Set(this.datasources.map((ds) => ds.id));
+      this.datasources = message.state?.datasources ?? [];
+      const channels = this.datasources
+        .filter((ds) => !known.has(ds.id))
+        .flatMap((ds) => [`status:${ds.id}`, `latency:${ds.id}`]);
+      if (channels.length) this.socket?.send(JSON.stringify({ type: "SUBSCRIBE", channels }));
+      this.dispatchEvent(new CustomEvent("datasources", { detail: this.datasources }));
+      return;
+    }
     if (message.type === "DATA") {
       const [at, value] = message.d ?? [];
       this.dispatchEvent(new CustomEvent("channel", { detail: { channel: message.c, at, value } }));

@@ -47,6 +47,7 @@ export class Searches {
     this.model = model;
     store.session.queries = store.saved.queries.map((q) => newQuery(q));
     client.onReady((datasources) => this.onReady(datasources));
+    client.addEventListener("datasources", (event) => this.onDatasourcesChanged(event.detail));
   }
 
   get queries() {
@@ -69,6 +70,19 @@ export class Searches {
     for (const query of this.queries) {
       this.fetchMissing(query);
       if (query.live) this.startLive(query);
+    }
+    this.store.changed("datasources", "queries");
+  }
+
+  /** The server's datasources changed while connected: enabled ones that
+   * are new get their fields and catch up with every query. */
+  onDatasourcesChanged(datasources) {
+    const before = new Set(this.store.session.datasources.map((ds) => ds.id));
+    this.store.session.datasources = datasources;
+    const added = this.store.enabledIds().filter((id) => !before.has(id));
+    if (added.length) {
+      this.requestFields(added);
+      for (const query of this.queries) this.fetchMissing(query);
     }
     this.store.changed("datasources", "queries");
   }

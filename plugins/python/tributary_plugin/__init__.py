@@ -232,18 +232,24 @@ class _Connection:
         self.running: Dict[str, asyncio.Task] = {}
         self.awaiting: Dict[str, asyncio.Future] = {}
         self.ids = itertools.count(1)
+        self.early: List[Dict[str, Any]] = []
 
     async def send(self, message: Dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message, separators=(",", ":")))
 
     async def identify(self, token: str) -> None:
         await self.send({"id": "identify", "op": IDENTIFY, "data": {"token": token, "datasource": self.datasource._declaration()}})
-        answer = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
-        if answer.get("op") == DISCONNECT:
-            reason = (answer.get("data") or {}).get("reason", "no reason given")
-            raise Refused(f"tributary refused the plugin: {reason}")
-        if answer.get("op") != REPLY:
-            raise Refused(f"unexpected answer to IDENTIFY: {answer}")
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            answer = json.loads(await asyncio.wait_for(self.ws.recv(), max(left, 0.01)))
+            if answer.get("op") == DISCONNECT:
+                reason = (answer.get("data") or {}).get("reason", "no reason given")
+                raise Refused(f"tributary refused the plugin: {reason}")
+            if answer.get("op") == REPLY and answer.get("id") == "identify":
+                break
+            # Anything else before the answer is handled once serving.
+            self.early.append(answer)
 
     async def request(self, event: str, data: Dict[str, Any], timeout: float) -> Dict[str, Any]:
         """Sends an event to tributary and waits for its reply."""
@@ -257,6 +263,9 @@ class _Connection:
             self.awaiting.pop(id, None)
 
     async def serve(self) -> None:
+        for message in self.early:
+            self.handle(message)
+        self.early.clear()
         async for text in self.ws:
             try:
                 message = json.loads(text)
