@@ -42,6 +42,8 @@ pub struct App {
     pub live: Arc<LiveQueries>,
     /// Who may publish records, and how much at once.
     pub publish: PublishSettings,
+    /// How the nodes of a cluster reach each other (`memory`: one node).
+    pub broker: Arc<crate::live::Broker>,
     /// The services identified on `/ws/services`.
     pub services: Arc<crate::services::Services>,
     /// How often `live::monitor` measures.
@@ -90,14 +92,17 @@ impl App {
             Arc::clone(&metrics),
             settings.results.batch_size,
         ));
+        let broker = crate::live::Broker::from_settings(&settings.broker)?;
         let services = Arc::new(crate::services::Services::new(
             &settings.services,
             Arc::clone(&federation),
+            Arc::clone(&broker),
             settings.default_timeout,
             Arc::clone(&metrics),
         ));
         let app = App {
             metrics,
+            broker,
             services,
             federation,
             live,

@@ -30,6 +30,7 @@ pub struct Settings {
     pub publish: PublishSettings,
     /// Services that may identify on `/ws/services`, by name.
     pub services: BTreeMap<String, ServiceSettings>,
+    pub broker: BrokerSettings,
 }
 
 /// `[services.<name>]`: a service that may identify on `/ws/services`.
@@ -43,6 +44,37 @@ pub struct ServiceSettings {
     /// The remote datasources it may serve (`data.datasource.id` of its
     /// `IDENTIFY`); default: any id no configured datasource has.
     pub datasources: Option<Vec<String>>,
+}
+
+/// `[broker]`: how the nodes of a cluster reach each other.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    /// `memory` (one node) or `redis`.
+    #[serde(rename = "type")]
+    pub kind: BrokerKind,
+    /// Redis's address; TLS (`rediss://`) and a password through the URL.
+    pub url: String,
+    /// Prefix of every Redis channel: clusters sharing a Redis differ in it.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            kind: BrokerKind::Memory,
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "tributary".into(),
+        }
+    }
 }
 
 /// `POST /api/datasources/<id>/records`: records published to the server.
@@ -252,6 +284,8 @@ struct RawSettings {
     publish: PublishSettings,
     #[serde(default)]
     services: BTreeMap<String, ServiceSettings>,
+    #[serde(default)]
+    broker: BrokerSettings,
     /// `TRIBUTARY_CONFIG` names the file; it is not a setting of its own.
     #[serde(default)]
     #[allow(dead_code)]
@@ -365,6 +399,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
         live: raw.live,
         publish: raw.publish,
         services: raw.services,
+        broker: raw.broker,
     })
 }
 
@@ -399,6 +434,7 @@ impl Default for Settings {
             live: LiveSettings::default(),
             publish: PublishSettings::default(),
             services: BTreeMap::new(),
+            broker: BrokerSettings::default(),
         }
     }
 }

@@ -246,6 +246,7 @@ pub fn bind(
         app.health_interval,
         app.shutdown.clone(),
     ));
+    actix_web::rt::spawn(crate::services::cluster::run(Arc::clone(&app.services)));
     let publish_limit = app.publish.max_body_bytes;
     let app = web::Data::new(app);
     let static_dir = settings.static_dir.clone();

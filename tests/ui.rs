@@ -1115,8 +1115,16 @@ async fn a_python_datasource_joins_the_open_page() {
     )
     .await;
     let companies = [
-        "Acme", "Cyberdyne", "Globex", "Hooli", "Initech", "Stark", "Tyrell", "Umbrella",
-        "Vandelay", "Wayne",
+        "Acme",
+        "Cyberdyne",
+        "Globex",
+        "Hooli",
+        "Initech",
+        "Stark",
+        "Tyrell",
+        "Umbrella",
+        "Vandelay",
+        "Wayne",
     ];
     let labels: Vec<&str> = nodes
         .as_array()

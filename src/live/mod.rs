@@ -7,6 +7,7 @@
 //! - [`queries`]: live queries — new records matched once per distinct query
 //!   and appended to every subscriber's results.
 
+pub mod broker;
 pub mod health;
 pub mod hub;
 pub mod queries;
@@ -17,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{Outbox, RequestKey};
 use crate::protocol::{Frame, CLOSE_TOO_MUCH};
 
+pub use broker::Broker;
 pub use health::{check, monitor, Health, HealthBoard};
 pub use hub::{ChannelName, Hub};
 pub use queries::LiveQueries;

@@ -496,6 +496,7 @@ pub mod es_mock;
 pub mod es_scenarios;
 pub mod pg;
 pub mod raw;
+pub mod remote_service;
 
 /// A plain HTTP/1.1 POST with extra headers; returns the status and the body.
 pub async fn http_post(

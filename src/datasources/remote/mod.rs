@@ -52,7 +52,7 @@ pub trait Link: Send + Sync {
 }
 
 /// What a service declares when it identifies (`data.datasource`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Declaration {
     pub id: String,
@@ -91,15 +91,54 @@ enum Reply {
     Overflow,
 }
 
+/// Who serves a request: a services connection of this node, or another
+/// node of the cluster (which asks one of its own connections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Connection(u64),
+    Node(Arc<str>),
+}
+
+impl Route {
+    fn is_local(&self) -> bool {
+        matches!(self, Route::Connection(_))
+    }
+
+    fn identifier(&self) -> String {
+        match self {
+            Route::Connection(id) => id.to_string(),
+            Route::Node(node) => node.to_string(),
+        }
+    }
+}
+
+/// Where the replies to a request another node relayed here go.
+pub trait ReplyTo: Send + Sync {
+    /// One reply (`data` as the service wrote it).
+    fn reply(&self, key: &str, data: Option<&RawValue>, bytes: usize);
+    /// The service left before its last reply.
+    fn gone(&self, key: &str);
+}
+
 /// A request sent to a service, waiting for its replies.
 struct Pending {
-    connection: u64,
-    replies: mpsc::UnboundedSender<Reply>,
-    queued: Arc<AtomicUsize>,
+    route: Route,
+    target: Target,
+}
+
+enum Target {
+    /// A search or fields request of this node.
+    Local {
+        replies: mpsc::UnboundedSender<Reply>,
+        queued: Arc<AtomicUsize>,
+    },
+    /// Another node's request: replies are passed on; `once`: the first
+    /// reply is the last (FIELDS).
+    Relay { to: Arc<dyn ReplyTo>, once: bool },
 }
 
 struct Provider {
-    connection: u64,
+    route: Route,
     link: Arc<dyn Link>,
 }
 
@@ -136,13 +175,16 @@ pub struct RemoteDatasource {
     state: Mutex<State>,
     /// Woken when a service starts serving.
     joined: Notify,
+    /// This node's id, in the ids of its requests: unique across the cluster.
+    origin: Arc<str>,
     sequence: AtomicU64,
     live: live::Announced,
 }
 
 impl RemoteDatasource {
-    pub fn new(declaration: &Declaration) -> Result<RemoteDatasource, String> {
+    pub fn new(declaration: &Declaration, origin: &str) -> Result<RemoteDatasource, String> {
         Ok(RemoteDatasource {
+            origin: Arc::from(origin),
             id: declaration.id.clone(),
             declared: Mutex::new(declaration.fields.clone()),
             state: Mutex::new(State::default()),
@@ -161,60 +203,147 @@ impl RemoteDatasource {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A service connection starts serving this datasource; what it
-    /// declared replaces what was declared before.
-    pub fn attach(&self, connection: u64, link: Arc<dyn Link>, declaration: &Declaration) {
+    /// A service connection (or another node) starts serving this
+    /// datasource; what it declared replaces what was declared before.
+    pub fn attach(&self, route: Route, link: Arc<dyn Link>, declaration: &Declaration) {
         if !declaration.fields.is_empty() {
             *self.declared.lock().unwrap_or_else(|e| e.into_inner()) = declaration.fields.clone();
         }
-        self.state().providers.push(Provider { connection, link });
+        let mut state = self.state();
+        if !state.providers.iter().any(|p| p.route == route) {
+            state.providers.push(Provider { route, link });
+        }
+        drop(state);
         self.joined.notify_waiters();
     }
 
-    /// The connection ended: its requests move to another service.
-    pub fn detach(&self, connection: u64) {
+    /// The connection (or node) stopped serving: its requests move to
+    /// another service, and other nodes' requests it held are told.
+    pub fn detach(&self, route: &Route) {
         let mut state = self.state();
-        state.providers.retain(|p| p.connection != connection);
-        // Dropping the senders tells each waiting request its service left.
-        state.pending.retain(|_, p| p.connection != connection);
+        state.providers.retain(|p| &p.route != route);
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.pending)
+            .into_iter()
+            .partition(|(_, p)| &p.route == route);
+        state.pending = kept.into_iter().collect();
+        drop(state);
+        // Dropping a local request's sender tells it its service left.
+        for (key, pending) in gone {
+            if let Target::Relay { to, .. } = pending.target {
+                to.gone(&key);
+            }
+        }
     }
 
-    /// How many service connections serve it now.
+    /// Whether `route` serves it now.
+    pub fn is_served_by(&self, route: &Route) -> bool {
+        self.state().providers.iter().any(|p| &p.route == route)
+    }
+
+    /// How many service connections of this node serve it now.
+    pub fn local_providers(&self) -> usize {
+        self.state()
+            .providers
+            .iter()
+            .filter(|p| p.route.is_local())
+            .count()
+    }
+
+    /// How many connections and nodes serve it now.
     pub fn providers(&self) -> usize {
         self.state().providers.len()
     }
 
-    /// Routes a `REPLY` from `connection` with id `key` (its JSON text).
+    /// Routes a `REPLY` that came from `route` with id `key` (its JSON text).
     pub fn reply(
         &self,
-        connection: u64,
+        route: &Route,
         key: &str,
         data: Option<Box<RawValue>>,
         bytes: usize,
     ) -> Routed {
         let mut state = self.state();
-        let Some(pending) = state
-            .pending
-            .get(key)
-            .filter(|p| p.connection == connection)
-        else {
+        let Some(pending) = state.pending.get(key).filter(|p| &p.route == route) else {
             return if state.ended.contains(key) {
                 Routed::Late
             } else {
                 Routed::NotOurs
             };
         };
-        let queued = pending.queued.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if queued > MAX_QUEUED_BYTES {
-            let _ = pending.replies.send(Reply::Overflow);
-            state.pending.remove(key);
-            remember_ended(&mut state, key.to_owned());
-            return Routed::Overflow;
-        }
-        if pending.replies.send(Reply::Data(data, bytes)).is_err() {
-            return Routed::Late;
+        match &pending.target {
+            Target::Local { replies, queued } => {
+                let queued = queued.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                if queued > MAX_QUEUED_BYTES {
+                    let _ = replies.send(Reply::Overflow);
+                    state.pending.remove(key);
+                    remember_ended(&mut state, key.to_owned());
+                    return Routed::Overflow;
+                }
+                if replies.send(Reply::Data(data, bytes)).is_err() {
+                    return Routed::Late;
+                }
+            }
+            Target::Relay { to, once } => {
+                let last = *once || is_last(data.as_deref());
+                to.reply(key, data.as_deref(), bytes);
+                if last {
+                    state.pending.remove(key);
+                    remember_ended(&mut state, key.to_owned());
+                }
+            }
         }
         Routed::Taken
+    }
+
+    /// Another node's service left mid-request: its request moves on.
+    pub fn drop_pending(&self, route: &Route, key: &str) {
+        let mut state = self.state();
+        if state.pending.get(key).is_some_and(|p| &p.route == route) {
+            state.pending.remove(key);
+        }
+    }
+
+    /// Asks one of this node's services on behalf of another node: the
+    /// event keeps its id, its replies go to `to`. False when no service of
+    /// this node serves the datasource.
+    pub fn relay(&self, id: &str, event: &str, data: &RawValue, to: Arc<dyn ReplyTo>) -> bool {
+        let mut state = self.state();
+        let locals: Vec<usize> = (0..state.providers.len())
+            .filter(|&i| state.providers[i].route.is_local())
+            .collect();
+        if locals.is_empty() {
+            return false;
+        }
+        let index = locals[state.next % locals.len()];
+        state.next = state.next.wrapping_add(1);
+        let provider = &state.providers[index];
+        let route = provider.route.clone();
+        let message = event_text(id, event, data, &route);
+        if !provider.link.send(message) {
+            return false;
+        }
+        let key = Value::String(id.to_owned()).to_string();
+        let once = event != "SEARCH";
+        state.pending.insert(
+            key,
+            Pending {
+                route,
+                target: Target::Relay { to, once },
+            },
+        );
+        true
+    }
+
+    /// Another node canceled a request it relayed here.
+    pub fn cancel_relay(&self, id: &str) {
+        let key = Value::String(id.to_owned()).to_string();
+        let mut state = self.state();
+        if let Some(pending) = state.pending.remove(&key) {
+            remember_ended(&mut state, key);
+            if let Some(provider) = state.providers.iter().find(|p| p.route == pending.route) {
+                provider.link.send(cancel_text(id, &pending.route));
+            }
+        }
     }
 
     /// Records a service published: they reach this datasource's live queries.
@@ -248,24 +377,26 @@ impl RemoteDatasource {
 
     fn try_ask(&self, event: &str, data: &Value) -> Option<Asked<'_>> {
         let mut state = self.state();
+        let data = serde_json::value::to_raw_value(data).ok()?;
         while !state.providers.is_empty() {
-            let index = state.next % state.providers.len();
+            // This node's services first; other nodes' when it has none.
+            let locals: Vec<usize> = (0..state.providers.len())
+                .filter(|&i| state.providers[i].route.is_local())
+                .collect();
+            let index = match locals.len() {
+                0 => state.next % state.providers.len(),
+                n => locals[state.next % n],
+            };
             state.next = state.next.wrapping_add(1);
             let provider = &state.providers[index];
-            let connection = provider.connection;
+            let route = provider.route.clone();
             let id = format!(
-                "{}-{}",
+                "{}-{}-{}",
                 self.id,
+                self.origin,
                 self.sequence.fetch_add(1, Ordering::Relaxed)
             );
-            let message = json!({
-                "id": id,
-                "op": 0,
-                "event": event,
-                "data": data,
-                "intent": {"target": "DIRECT", "identifier": connection.to_string()},
-            });
-            if !provider.link.send(message.to_string()) {
+            if !provider.link.send(event_text(&id, event, &data, &route)) {
                 // Its connection is closing: it will detach itself.
                 state.providers.remove(index);
                 continue;
@@ -276,16 +407,18 @@ impl RemoteDatasource {
             state.pending.insert(
                 key.clone(),
                 Pending {
-                    connection,
-                    replies: sender,
-                    queued: Arc::clone(&queued),
+                    route: route.clone(),
+                    target: Target::Local {
+                        replies: sender,
+                        queued: Arc::clone(&queued),
+                    },
                 },
             );
             return Some(Asked {
                 remote: self,
                 id,
                 key,
-                connection,
+                route,
                 replies,
                 queued,
                 done: false,
@@ -353,6 +486,58 @@ impl RemoteDatasource {
     }
 }
 
+/// An event for a service, `DIRECT` to the connection (or node) `route`.
+fn event_text(id: &str, event: &str, data: &RawValue, route: &Route) -> String {
+    #[derive(serde::Serialize)]
+    struct Event<'a> {
+        id: &'a str,
+        op: u8,
+        event: &'a str,
+        data: &'a RawValue,
+        intent: Intent,
+    }
+    #[derive(serde::Serialize)]
+    struct Intent {
+        target: &'static str,
+        identifier: String,
+    }
+    let event = Event {
+        id,
+        op: 0,
+        event,
+        data,
+        intent: Intent {
+            target: "DIRECT",
+            identifier: route.identifier(),
+        },
+    };
+    // Strings and raw JSON only: serialisation cannot fail.
+    serde_json::to_string(&event).unwrap_or_default()
+}
+
+fn cancel_text(id: &str, route: &Route) -> String {
+    json!({
+        "op": 0,
+        "event": "CANCEL",
+        "data": {"id": id},
+        "intent": {"target": "DIRECT", "identifier": route.identifier()},
+    })
+    .to_string()
+}
+
+/// Whether a SEARCH reply is the last one (`done`, or an error).
+fn is_last(data: Option<&RawValue>) -> bool {
+    #[derive(Deserialize)]
+    struct Ending {
+        #[serde(default)]
+        done: bool,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+    }
+    data.and_then(|d| serde_json::from_str::<Ending>(d.get()).ok())
+        .is_none_or(|e| e.done || e.error.is_some())
+}
+
 fn remember_ended(state: &mut State, key: String) {
     if state.ended.insert(key.clone()) {
         state.ended_order.push_back(key);
@@ -377,7 +562,7 @@ struct Asked<'a> {
     remote: &'a RemoteDatasource,
     id: String,
     key: String,
-    connection: u64,
+    route: Route,
     replies: mpsc::UnboundedReceiver<Reply>,
     queued: Arc<AtomicUsize>,
     done: bool,
@@ -408,18 +593,8 @@ impl Drop for Asked<'_> {
         if self.done {
             return;
         }
-        if let Some(provider) = state
-            .providers
-            .iter()
-            .find(|p| p.connection == self.connection)
-        {
-            let cancel = json!({
-                "op": 0,
-                "event": "CANCEL",
-                "data": {"id": self.id},
-                "intent": {"target": "DIRECT", "identifier": self.connection.to_string()},
-            });
-            provider.link.send(cancel.to_string());
+        if let Some(provider) = state.providers.iter().find(|p| p.route == self.route) {
+            provider.link.send(cancel_text(&self.id, &self.route));
         }
     }
 }

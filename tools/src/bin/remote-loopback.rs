@@ -120,7 +120,9 @@ async fn serve(url: &str, token: &str, id: &str, results: &[String]) -> Result<(
                 let size = message["data"]["size"].as_u64().unwrap_or(0) as usize;
                 page(&event_id, results, from, size)
             }
-            "FIELDS" => vec![json!({"id": message["id"], "op": 5, "data": {"fields": fields}}).to_string()],
+            "FIELDS" => {
+                vec![json!({"id": message["id"], "op": 5, "data": {"fields": fields}}).to_string()]
+            }
             _ => continue,
         };
         for reply in replies {
@@ -137,7 +139,10 @@ async fn serve(url: &str, token: &str, id: &str, results: &[String]) -> Result<(
 fn page(id: &str, results: &[String], from: usize, size: usize) -> Vec<String> {
     let end = from.saturating_add(size).min(results.len());
     let start = from.min(end);
-    let head = format!(r#"{{"id":{id},"op":5,"data":{{"total":{},"results":["#, results.len());
+    let head = format!(
+        r#"{{"id":{id},"op":5,"data":{{"total":{},"results":["#,
+        results.len()
+    );
     let mut replies = Vec::new();
     let mut reply = head.clone();
     let mut count = 0;

@@ -7,7 +7,10 @@
 //!
 //! [`Services`] is the registry every services connection shares (in
 //! `App`); [`Peer`] is one connection's side of it, driven by the
-//! connection loop like a session.
+//! connection loop like a session; [`cluster`] serves remote datasources
+//! across the nodes of a cluster.
+
+pub mod cluster;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,9 +23,10 @@ use tributary_protocol::services::{self, op, ServiceMessage};
 use tributary_protocol::Frame;
 
 use crate::config::ServiceSettings;
-use crate::datasources::remote::{Declaration, Link, RemoteDatasource, Routed};
+use crate::datasources::remote::{Declaration, Link, RemoteDatasource, Route, Routed};
 use crate::datasources::{Datasource, Records};
 use crate::federation::{Federation, Source};
+use crate::live::Broker;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::DatasourceInfo;
@@ -65,8 +69,10 @@ pub struct Services {
     state: Mutex<State>,
     /// Remote datasources by id: kept once created, so a datasource whose
     /// service restarts stays listed (unavailable until it is back).
-    remotes: Mutex<HashMap<String, Arc<RemoteDatasource>>>,
+    remotes: Mutex<HashMap<String, (Arc<RemoteDatasource>, Declaration)>>,
     federation: Arc<Federation>,
+    /// How remote datasources reach the other nodes.
+    pub broker: Arc<Broker>,
     /// How long a remote datasource may take to answer.
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -76,6 +82,7 @@ impl Services {
     pub fn new(
         settings: &std::collections::BTreeMap<String, ServiceSettings>,
         federation: Arc<Federation>,
+        broker: Arc<Broker>,
         timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Services {
@@ -92,6 +99,7 @@ impl Services {
             state: Mutex::new(State::default()),
             remotes: Mutex::new(HashMap::new()),
             federation,
+            broker,
             timeout,
             metrics,
         }
@@ -100,8 +108,8 @@ impl Services {
     /// The remote datasource a service declared, created (and announced to
     /// every client) when it is the first to serve it.
     fn remote(&self, declaration: &Declaration) -> Result<Arc<RemoteDatasource>, String> {
-        let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(remote) = remotes.get(&declaration.id) {
+        let mut remotes = self.remotes();
+        if let Some((remote, _)) = remotes.get(&declaration.id) {
             return Ok(Arc::clone(remote));
         }
         let id = &declaration.id;
@@ -110,7 +118,7 @@ impl Services {
                 "datasource id `{id}` belongs to a configured datasource"
             ));
         }
-        let remote = Arc::new(RemoteDatasource::new(declaration)?);
+        let remote = Arc::new(RemoteDatasource::new(declaration, self.broker.node())?);
         let datasource: Arc<dyn Datasource> = Arc::clone(&remote) as Arc<dyn Datasource>;
         self.federation.add(Source {
             info: DatasourceInfo {
@@ -122,8 +130,26 @@ impl Services {
             timeout: self.timeout,
         })?;
         tracing::info!(datasource = %id, "remote datasource joined");
-        remotes.insert(id.clone(), Arc::clone(&remote));
+        remotes.insert(id.clone(), (Arc::clone(&remote), declaration.clone()));
         Ok(remote)
+    }
+
+    fn remotes(&self) -> MutexGuard<'_, HashMap<String, (Arc<RemoteDatasource>, Declaration)>> {
+        self.remotes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The remote datasource `id`, if a service ever declared it.
+    pub fn remote_by_id(&self, id: &str) -> Option<Arc<RemoteDatasource>> {
+        self.remotes().get(id).map(|(remote, _)| Arc::clone(remote))
+    }
+
+    /// The remote datasources services of this node serve now.
+    pub fn served_here(&self) -> Vec<Declaration> {
+        self.remotes()
+            .values()
+            .filter(|(remote, _)| remote.local_providers() > 0)
+            .map(|(_, declaration)| declaration.clone())
+            .collect()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -308,7 +334,10 @@ impl Peer {
                 outbox: self.outbox.clone(),
                 services: Arc::clone(&self.services),
             });
-            remote.attach(self.connection, link, declaration);
+            remote.attach(Route::Connection(self.connection), link, declaration);
+            if remote.local_providers() == 1 {
+                cluster::announce_serving(&self.services.broker, declaration);
+            }
         }
         None
     }
@@ -409,7 +438,8 @@ impl Peer {
             );
         };
         if let Some((remote, _)) = &self.serves {
-            let routed = remote.reply(self.connection, &key, message.data, text.len());
+            let route = Route::Connection(self.connection);
+            let routed = remote.reply(&route, &key, message.data, text.len());
             let outcome = match routed {
                 Routed::Taken => "taken",
                 Routed::Late => "late",
@@ -517,7 +547,10 @@ impl Peer {
             self.services.state().members.remove(&self.connection);
         }
         if let Some((remote, _)) = self.serves.take() {
-            remote.detach(self.connection);
+            remote.detach(&Route::Connection(self.connection));
+            if remote.local_providers() == 0 {
+                cluster::announce_left(&self.services.broker, remote.id());
+            }
         }
     }
 }

@@ -1,0 +1,226 @@
+//! Remote datasources across nodes: two tributary servers on the local
+//! Redis (`127.0.0.1:6379`; `TRIBUTARY_TEST_REDIS` names another), a service
+//! connected to one of them, clients on the other. Skipped, saying why,
+//! when no Redis answers.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::remote_service::*;
+use common::*;
+use serde_json::json;
+use tributary::config::{BrokerKind, ServiceSettings, Settings};
+use tributary::http::ServerHandle;
+
+fn redis_url() -> String {
+    std::env::var("TRIBUTARY_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Whether Redis answers; if not, the test says so and is skipped.
+fn redis_available() -> bool {
+    let url = redis_url();
+    let address = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .to_owned();
+    let reachable = std::net::TcpStream::connect_timeout(
+        &address
+            .parse()
+            .unwrap_or_else(|_| ([127, 0, 0, 1], 6379).into()),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !reachable {
+        eprintln!("skipped: no Redis at {url} (set TRIBUTARY_TEST_REDIS)");
+    }
+    reachable
+}
+
+/// A channel prefix no other test (or run) shares.
+fn prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "tributary-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn node(prefix: &str, timeout: Duration) -> ServerHandle {
+    let mut settings: Settings = settings(tributary::config::demo_datasources());
+    settings.default_timeout = timeout;
+    settings.limits.max_messages_per_second = 10_000;
+    settings.broker.kind = BrokerKind::Redis;
+    settings.broker.url = redis_url();
+    settings.broker.prefix = prefix.to_owned();
+    settings.services.insert(
+        "crm".into(),
+        ServiceSettings {
+            token: TOKEN.into(),
+            group: None,
+            datasources: None,
+        },
+    );
+    start_with(settings)
+}
+
+/// Waits until a client of `server` lists datasource `id`.
+async fn until_listed(server: &ServerHandle, id: &str) -> Client {
+    let started = std::time::Instant::now();
+    loop {
+        let (mut client, initial) = Client::ready(server).await;
+        if initial.to_string().contains(&format!("\"id\":\"{id}\"")) {
+            return client;
+        }
+        // Or it is announced while connected.
+        if let Ok(changed) = tokio::time::timeout(Duration::from_millis(500), client.recv()).await {
+            if changed["type"] == "DATASOURCES_CHANGED"
+                && changed.to_string().contains(&format!("\"id\":\"{id}\""))
+            {
+                return client;
+            }
+        }
+        assert!(started.elapsed() < PATIENCE, "`{id}` never listed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_on_one_node_serves_clients_of_another() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let a = node(&prefix, Duration::from_secs(10));
+    let b = node(&prefix, Duration::from_secs(10));
+    let service = FakeService::start(&a, Behaviour::Serve { chunk: 7 }).await;
+    let mut client = until_listed(&b, "crm").await;
+
+    client
+        .send(json!({"type": "FIELDS_REQUEST", "datasources": ["crm"], "request-id": "f"}))
+        .await;
+    let fields = until_completed(&mut client, "f").await;
+    assert_eq!(fields[0]["type"], "FIELDS_RECEIVE", "{fields:?}");
+    assert_eq!(
+        fields[0]["fields"]["fields"][1],
+        json!({"path": "team", "type": "keyword"})
+    );
+
+    client
+        .send(
+            json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "team:red",
+                     "from": 5, "size": 30, "request-id": "q"}),
+        )
+        .await;
+    let messages = until_completed(&mut client, "q").await;
+    assert!(errors_of(&messages).is_empty(), "{messages:?}");
+    let got: Vec<String> = results_of(&messages, "crm")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    let expected: Vec<String> = (0..RECORDS)
+        .filter(|i| i % 2 == 0)
+        .skip(5)
+        .take(30)
+        .map(|i| format!("c{i}"))
+        .collect();
+    assert_eq!(got, expected, "every result once, in order, through node A");
+    assert_eq!(
+        messages.last().expect("completed")["datasources"]["crm"]["total"],
+        RECORDS / 2
+    );
+    service.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canceling_on_one_node_cancels_at_the_service_of_another() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let a = node(&prefix, Duration::from_secs(10));
+    let b = node(&prefix, Duration::from_secs(10));
+    let mut service = FakeService::start(&a, Behaviour::Hang).await;
+    let mut client = until_listed(&b, "crm").await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "slow"}))
+        .await;
+    let search = service.next("SEARCH").await;
+    client
+        .send(json!({"type": "CANCEL_REQUEST", "request-id": "slow"}))
+        .await;
+    let canceled = client.recv().await;
+    assert_eq!(canceled["type"], "REQUEST_CANCELED", "{canceled}");
+    let cancel = service.next("CANCEL").await;
+    assert_eq!(cancel["data"]["id"], search["id"], "{cancel}");
+    service.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_that_leaves_mid_request_is_replaced_across_nodes() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let a = node(&prefix, Duration::from_secs(10));
+    let b = node(&prefix, Duration::from_secs(10));
+    // The only service sends its first reply, then leaves; a new one
+    // identifies (on node A again) and is asked for the rest.
+    let first = FakeService::start(&a, Behaviour::LeaveAfterFirst { chunk: 10 }).await;
+    let mut client = until_listed(&b, "crm").await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "size": 35, "request-id": "q"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = FakeService::start(&a, Behaviour::Serve { chunk: 10 }).await;
+    let messages = until_completed(&mut client, "q").await;
+    assert!(errors_of(&messages).is_empty(), "{messages:?}");
+    let got: Vec<String> = results_of(&messages, "crm")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    let expected: Vec<String> = (0..35).map(|i| format!("c{i}")).collect();
+    assert_eq!(got, expected, "every result once, in order");
+    first.stop();
+    second.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_dies_stops_being_routed_to() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let a = node(&prefix, Duration::from_secs(20));
+    let b = node(&prefix, Duration::from_secs(20));
+    let service = FakeService::start(&a, Behaviour::Serve { chunk: 50 }).await;
+    let mut client = until_listed(&b, "crm").await;
+    // Node A goes away with its service.
+    a.shutdown(Duration::ZERO).await;
+    service.stop();
+    // Node B stops routing to it, says so, and serves again as soon as the
+    // service comes back through B.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, health) = http_get(b.addr, "/healthz").await;
+        if health.contains("no service serves datasource `crm` now") {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "node B still routes to node A: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = FakeService::start(&b, Behaviour::Serve { chunk: 50 }).await;
+    client
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "q"}))
+        .await;
+    let messages = until_completed(&mut client, "q").await;
+    assert!(errors_of(&messages).is_empty(), "{messages:?}");
+    assert_eq!(results_of(&messages, "crm").len(), 50);
+    again.stop();
+}
