@@ -57,6 +57,11 @@ pub struct BrokerSettings {
     pub url: String,
     /// Prefix of every Redis channel: clusters sharing a Redis differ in it.
     pub prefix: String,
+    /// Entries each history stream keeps (published batches of records).
+    pub history_size: u64,
+    /// How long a history stream is kept after its last entry.
+    #[serde(deserialize_with = "duration")]
+    pub history_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -73,6 +78,8 @@ impl Default for BrokerSettings {
             kind: BrokerKind::Memory,
             url: "redis://127.0.0.1:6379".into(),
             prefix: "tributary".into(),
+            history_size: 10_000,
+            history_ttl: Duration::from_secs(3600),
         }
     }
 }

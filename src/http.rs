@@ -249,6 +249,7 @@ pub fn bind(
     actix_web::rt::spawn(crate::services::cluster::run(Arc::clone(&app.services)));
     let publish_limit = app.publish.max_body_bytes;
     let app = web::Data::new(app);
+    actix_web::rt::spawn(crate::publish::replicate(app.clone().into_inner()));
     let static_dir = settings.static_dir.clone();
     let has_ui = static_dir.join("index.html").is_file();
     if !has_ui {

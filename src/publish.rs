@@ -65,8 +65,29 @@ pub async fn records(
     if records.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the body holds no records");
     }
+    // With several nodes the records also go to the others, through the
+    // broker's history: refused while it cannot take them.
+    let replicated = (app.broker.kind() != "memory").then(|| records.clone());
+    if replicated.is_some() && !app.broker.is_up() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the broker (Redis) is unreachable: records published now could not reach the other nodes; nothing was published, try again",
+        );
+    }
     match source.datasource.append(records).await {
         Ok(appended) => {
+            if let Some(records) = replicated {
+                let payload = bytes::Bytes::from(
+                    serde_json::to_vec(&json!({"node": app.broker.node(), "records": records}))
+                        .unwrap_or_default(),
+                );
+                if let Err(reason) = app.broker.append(&stream(&id), payload).await {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("{reason}: the records were added on this node only"),
+                    );
+                }
+            }
             app.metrics
                 .published_records
                 .with_label_values(&[&id])
@@ -102,6 +123,49 @@ pub async fn records(
                 crate::datasources::redact_userinfo(&e.message)
             ),
         ),
+    }
+}
+
+/// The history stream of a datasource's published records.
+fn stream(datasource: &str) -> String {
+    format!("records:{datasource}")
+}
+
+/// Adds the records published on other nodes (and, at start-up, those
+/// still in the broker's history) to this node's datasources, so live
+/// queries and searches on every node see them.
+pub async fn replicate(app: std::sync::Arc<App>) {
+    let sources = app.federation.sources();
+    let streams = sources.iter().map(|s| stream(&s.info.id)).collect();
+    let mut entries = app.broker.follow(streams);
+    while let Some((stream, (offset, payload))) = entries.recv().await {
+        #[derive(serde::Deserialize)]
+        struct Batch {
+            node: String,
+            records: Records,
+        }
+        let Ok(batch) = serde_json::from_slice::<Batch>(&payload) else {
+            tracing::warn!(%stream, %offset, "an unreadable entry in the history");
+            continue;
+        };
+        if batch.node == app.broker.node() {
+            continue;
+        }
+        let Some(id) = stream.strip_prefix("records:") else {
+            continue;
+        };
+        let Some(source) = app.federation.source_by_id(id) else {
+            continue;
+        };
+        let count = batch.records.len();
+        match source.datasource.append(batch.records).await {
+            Ok(_) => {
+                tracing::debug!(datasource = %id, %offset, records = count, "records from another node")
+            }
+            Err(error) => {
+                tracing::warn!(datasource = %id, %offset, %error, "records from another node could not be added")
+            }
+        }
     }
 }
 

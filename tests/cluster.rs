@@ -57,6 +57,7 @@ fn node(prefix: &str, timeout: Duration) -> ServerHandle {
     settings.broker.kind = BrokerKind::Redis;
     settings.broker.url = redis_url();
     settings.broker.prefix = prefix.to_owned();
+    settings.publish.enabled = true;
     settings.services.insert(
         "crm".into(),
         ServiceSettings {
@@ -223,4 +224,67 @@ async fn a_node_that_dies_stops_being_routed_to() {
     assert!(errors_of(&messages).is_empty(), "{messages:?}");
     assert_eq!(results_of(&messages, "crm").len(), 50);
     again.stop();
+}
+
+fn tweet(id: &str, text: &str) -> serde_json::Value {
+    json!({"id": id, "created_at": "2026-11-24T10:00:00Z", "text": text,
+           "user": {"screen_name": "cluster_tester", "followers_count": 3}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_published_on_one_node_reach_every_node() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let a = node(&prefix, Duration::from_secs(10));
+    let b = node(&prefix, Duration::from_secs(10));
+    // A live query on node B.
+    let (mut client, _) = Client::ready(&b).await;
+    client
+        .send(
+            json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "text:zyzzyva",
+                     "live": true, "request-id": "live"}),
+        )
+        .await;
+    let started = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    assert!(results_of(&started, "tweets").is_empty(), "{started:?}");
+
+    // Published on node A.
+    let body = format!(
+        "{}\n{}\n",
+        tweet("c1", "a zyzzyva appears"),
+        tweet("c2", "nothing to see")
+    );
+    let (status, answer) = http_post(a.addr, "/api/datasources/tweets/records", &[], &body).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let append = client.recv().await;
+    assert_eq!(append["items"]["append"], true, "{append}");
+    let ids: Vec<&str> = append["items"]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["c1"], "only the matching record, once: {append}");
+
+    // A node that starts later replays the history: it finds them too.
+    let c = node(&prefix, Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    loop {
+        let (mut late, _) = Client::ready(&c).await;
+        late.send(json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "user.screen_name:cluster_tester",
+                         "request-id": "q"}))
+            .await;
+        let messages = until_completed(&mut late, "q").await;
+        if results_of(&messages, "tweets").len() == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "node C never had the records: {messages:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -41,7 +41,13 @@ struct RedisBroker {
     outgoing: mpsc::Sender<(String, Bytes)>,
     subscriber: SubscriberClient,
     publisher: Client,
+    /// Entries kept per stream, and for how long after the last one.
+    history_size: u64,
+    history_ttl: Duration,
 }
+
+/// One entry of a stream: its id (Redis's `<ms>-<seq>`) and payload.
+pub type Entry = (String, Bytes);
 
 impl Broker {
     /// A broker for one node.
@@ -116,6 +122,49 @@ impl Broker {
         }
     }
 
+    /// Appends `payload` to the history `stream` (Redis: a stream of at most
+    /// `history_size` entries, kept `history_ttl` after the last); returns
+    /// its id. With `memory` there is no other node to tell: `None`.
+    pub async fn append(&self, stream: &str, payload: Bytes) -> Result<Option<String>, String> {
+        let Some(redis) = &self.redis else {
+            return Ok(None);
+        };
+        if !self.is_up() {
+            return Err("the broker (Redis) is unreachable".into());
+        }
+        let key = format!("{}stream:{stream}", redis.prefix);
+        let id: String = redis
+            .publisher
+            .xadd(
+                key.as_str(),
+                false,
+                ("MAXLEN", "~", redis.history_size as i64, None::<i64>),
+                "*",
+                vec![("p", payload)],
+            )
+            .await
+            .map_err(|e| format!("the broker (Redis) did not take it: {e}"))?;
+        let ttl = i64::try_from(redis.history_ttl.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let _: Result<i64, _> = redis.publisher.expire(key.as_str(), ttl, None).await;
+        Ok(Some(id))
+    }
+
+    /// Every entry of `streams`, from the oldest kept (the history) on,
+    /// then new ones as they are appended, by one reader per call that
+    /// resumes where it was after Redis comes back. With `memory`: none.
+    pub fn follow(&self, streams: Vec<String>) -> mpsc::Receiver<(String, Entry)> {
+        let (sender, entries) = mpsc::channel(1024);
+        if let Some(redis) = &self.redis {
+            let reader = redis.publisher.clone_new();
+            reader.connect();
+            let prefix = format!("{}stream:", redis.prefix);
+            tokio::spawn(read_streams(reader, prefix, streams, sender));
+        }
+        entries
+    }
+
     /// Delivers a message that arrived from Redis to this node's subscribers.
     fn deliver(&self, topic: &str, payload: Bytes) {
         let sender = {
@@ -155,6 +204,8 @@ impl RedisBroker {
                 outgoing,
                 subscriber: subscriber.clone(),
                 publisher: publisher.clone(),
+                history_size: settings.history_size,
+                history_ttl: settings.history_ttl,
             }),
         });
         tokio::spawn(send_queued(publisher, prefix.clone(), queued));
@@ -207,6 +258,62 @@ async fn receive(
         };
         if let Some(payload) = message.value.as_bytes() {
             broker.deliver(topic, Bytes::copy_from_slice(payload));
+        }
+    }
+}
+
+/// Reads `streams` with blocking XREADs on a connection of its own (a
+/// blocking read would hold up every other command on a shared one).
+async fn read_streams(
+    reader: Client,
+    prefix: String,
+    streams: Vec<String>,
+    sender: mpsc::Sender<(String, Entry)>,
+) {
+    if streams.is_empty() {
+        return;
+    }
+    let keys: Vec<String> = streams.iter().map(|s| format!("{prefix}{s}")).collect();
+    // From the start: a node that starts replays the history.
+    let mut last: Vec<String> = keys.iter().map(|_| "0".to_owned()).collect();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if sender.is_closed() {
+            return;
+        }
+        let read: Result<fred::types::streams::XReadResponse<String, String, String, Bytes>, _> =
+            reader
+                .xread_map(Some(256), Some(1_000), keys.clone(), last.clone())
+                .await;
+        let read = match read {
+            Ok(read) => {
+                backoff = Duration::from_millis(100);
+                read
+            }
+            Err(error) => {
+                tracing::warn!(%error, "broker: reading streams failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        for (i, key) in keys.iter().enumerate() {
+            let Some(entries) = read.get(key) else {
+                continue;
+            };
+            for (id, mut fields) in entries.iter().cloned() {
+                last[i] = id.clone();
+                let Some(payload) = fields.remove("p") else {
+                    continue;
+                };
+                if sender
+                    .send((streams[i].clone(), (id, payload)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
         }
     }
 }
