@@ -164,6 +164,7 @@ impl futures_util::Stream for ResponseBody {
 }
 
 async fn metrics(app: web::Data<App>) -> HttpResponse {
+    app.metrics.broker_up.set(i64::from(app.broker.is_up()));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(app.metrics.render())
@@ -185,9 +186,15 @@ async fn healthz(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     let datasources: BTreeMap<String, serde_json::Value> =
         join_all(checks).await.into_iter().collect();
     let all_ok = datasources.values().all(|s| s["ok"] == true);
-    let status = if all_ok { "ok" } else { "degraded" };
+    let broker_up = app.broker.is_up();
+    let status = if all_ok && broker_up {
+        "ok"
+    } else {
+        "degraded"
+    };
+    let broker = json!({"type": app.broker.kind(), "ok": broker_up});
     let Some(caller) = caller else {
-        return HttpResponse::Ok().json(json!({ "status": status }));
+        return HttpResponse::Ok().json(json!({ "status": status, "broker": broker }));
     };
     let visible: BTreeMap<String, serde_json::Value> = datasources
         .into_iter()
@@ -195,8 +202,23 @@ async fn healthz(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
         .collect();
     HttpResponse::Ok().json(json!({
         "status": status,
+        "broker": broker,
         "datasources": visible,
     }))
+}
+
+/// Whether this node can serve (its datasources are loaded, which they are
+/// once it listens, and its broker is reachable): for load balancers.
+/// `/healthz` is liveness and the datasources' health.
+async fn readyz(app: web::Data<App>) -> HttpResponse {
+    if app.broker.is_up() {
+        HttpResponse::Ok().json(json!({"ready": true, "broker": app.broker.kind()}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({
+            "ready": false,
+            "reason": "the broker (Redis) is unreachable",
+        }))
+    }
 }
 
 const FALLBACK_PAGE: &str = "<!doctype html><meta charset=utf-8><title>tributary</title>\
@@ -243,6 +265,8 @@ pub fn bind(
         Arc::clone(&app.federation),
         Arc::clone(&app.health),
         Arc::clone(&app.hub),
+        Arc::clone(&app.broker),
+        Arc::clone(&app.metrics),
         app.health_interval,
         app.shutdown.clone(),
     ));
@@ -262,6 +286,7 @@ pub fn bind(
             .route("/api/streaming", web::get().to(streaming))
             .route("/ws/services", web::get().to(services_socket))
             .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
             .service(
                 web::resource("/api/datasources/{id}/records")

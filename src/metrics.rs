@@ -54,6 +54,11 @@ pub struct Metrics {
     /// Replies of services to a remote datasource's requests, by datasource
     /// and outcome (`taken`, `late`: after the request ended, `overflow`).
     pub remote_replies: IntCounterVec,
+    /// 1 while the broker can deliver (always with `memory`).
+    pub broker_up: IntGauge,
+    /// Datasource health checks this node ran (with several nodes, only the
+    /// holder of the `health` lease runs them).
+    pub health_checks: IntCounter,
 }
 
 impl Metrics {
@@ -184,6 +189,13 @@ impl Metrics {
                 &["datasource", "outcome"],
             )
             .expect("valid metric"),
+            broker_up: IntGauge::new("broker_up", "1 while the broker can deliver")
+                .expect("valid metric"),
+            health_checks: IntCounter::new(
+                "health_checks_total",
+                "Datasource health checks this node ran",
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -191,12 +203,14 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 25] = [
             Box::new(self.live_queries.clone()),
             Box::new(self.live_query_groups.clone()),
             Box::new(self.live_matches.clone()),
             Box::new(self.published_records.clone()),
             Box::new(self.remote_replies.clone()),
+            Box::new(self.broker_up.clone()),
+            Box::new(self.health_checks.clone()),
             Box::new(self.live_subscriptions.clone()),
             Box::new(self.live_publishes.clone()),
             Box::new(self.live_deliveries.clone()),

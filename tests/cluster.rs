@@ -51,7 +51,12 @@ fn prefix() -> String {
 }
 
 fn node(prefix: &str, timeout: Duration) -> ServerHandle {
+    node_with(prefix, timeout, Duration::from_secs(10))
+}
+
+fn node_with(prefix: &str, timeout: Duration, health_interval: Duration) -> ServerHandle {
     let mut settings: Settings = settings(tributary::config::demo_datasources());
+    settings.live.health_interval = health_interval;
     settings.default_timeout = timeout;
     settings.limits.max_messages_per_second = 10_000;
     settings.broker.kind = BrokerKind::Redis;
@@ -287,4 +292,70 @@ async fn records_published_on_one_node_reach_every_node() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn health_checks(server: &ServerHandle) -> f64 {
+    let (_, text) = http_get(server.addr, "/metrics").await;
+    metric(&text, "tributary_health_checks_total").unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_node_measures_health_for_all_and_another_takes_over() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let interval = Duration::from_millis(200);
+    let a = node_with(&prefix, Duration::from_secs(10), interval);
+    let b = node_with(&prefix, Duration::from_secs(10), interval);
+    // A subscriber on each node hears the channel values.
+    let mut on_a = Client::ready(&a).await.0;
+    let mut on_b = Client::ready(&b).await.0;
+    for client in [&mut on_a, &mut on_b] {
+        client
+            .send(json!({"type": "SUBSCRIBE", "channels": ["status:tweets"]}))
+            .await;
+        let subscribed = client.recv_until(|m| m["type"] == "SUBSCRIBED").await;
+        assert!(subscribed.last().is_some());
+    }
+    for client in [&mut on_a, &mut on_b] {
+        let data = client.recv_until(|m| m["type"] == "DATA").await;
+        assert_eq!(data.last().expect("DATA")["d"][1], true, "{data:?}");
+    }
+    // Only one of the two measures.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (before_a, before_b) = (health_checks(&a).await, health_checks(&b).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ran_a, ran_b) = (
+        health_checks(&a).await - before_a,
+        health_checks(&b).await - before_b,
+    );
+    assert!(
+        (ran_a > 0.0) != (ran_b > 0.0),
+        "exactly one node measures: {ran_a} and {ran_b} checks in a second"
+    );
+    let (holder, other, mut listener) = if ran_a > 0.0 {
+        (a, b, on_b)
+    } else {
+        (b, a, on_a)
+    };
+    // The holder goes away: the other takes over within a few seconds, and
+    // its subscribers keep hearing values.
+    holder.shutdown(Duration::ZERO).await;
+    let started = std::time::Instant::now();
+    let before = health_checks(&other).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if health_checks(&other).await > before {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "no node took over the health checks"
+        );
+    }
+    let data = listener.recv_until(|m| m["type"] == "DATA").await;
+    assert_eq!(data.last().expect("DATA")["c"], "status:tweets");
+    let (status, ready) = http_get(other.addr, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
 }

@@ -165,6 +165,45 @@ impl Broker {
         entries
     }
 
+    /// Takes or renews the lease `name` for `ttl`: true while this node
+    /// holds it. With `memory` this node always does; without Redis, no one.
+    pub async fn try_lease(&self, name: &str, ttl: Duration) -> bool {
+        let Some(redis) = &self.redis else {
+            return true;
+        };
+        // Renew if ours, else take if free: one atomic step.
+        const SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+             return redis.call('pexpire', KEYS[1], ARGV[2]) \
+             elseif redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 \
+             else return 0 end";
+        let key = format!("{}lease:{name}", redis.prefix);
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let held: Result<i64, _> = redis
+            .publisher
+            .eval(
+                SCRIPT,
+                vec![key],
+                vec![self.node.to_string(), ttl_ms.to_string()],
+            )
+            .await;
+        matches!(held, Ok(1))
+    }
+
+    /// Gives the lease `name` up, if this node holds it (at shutdown: another
+    /// node takes over at once).
+    pub async fn release_lease(&self, name: &str) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        const SCRIPT: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+             return redis.call('del', KEYS[1]) else return 0 end";
+        let key = format!("{}lease:{name}", redis.prefix);
+        let _: Result<i64, _> = redis
+            .publisher
+            .eval(SCRIPT, vec![key], vec![self.node.to_string()])
+            .await;
+    }
+
     /// Delivers a message that arrived from Redis to this node's subscribers.
     fn deliver(&self, topic: &str, payload: Bytes) {
         let sender = {
