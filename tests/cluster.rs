@@ -359,3 +359,164 @@ async fn one_node_measures_health_for_all_and_another_takes_over() {
     let (status, ready) = http_get(other.addr, "/readyz").await;
     assert_eq!(status, 200, "{ready}");
 }
+
+/// A Redis of the test's own, on a port of its own, that can be stopped and
+/// started again.
+struct OwnRedis {
+    port: u16,
+    process: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<OwnRedis> {
+        let process = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(OwnRedis { port, process })
+    }
+
+    fn stop(mut self) -> u16 {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        self.port
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn until_status(server: &ServerHandle, path: &str, want: u16) {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = http_get(server.addr, path).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{path} stays {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_a_node_serves_searches_refuses_publishes_and_recovers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let Some(redis) = OwnRedis::start(port) else {
+        eprintln!("skipped: redis-server could not be started");
+        return;
+    };
+    let prefix = prefix();
+    let with_url = |url: String| {
+        let mut settings: Settings = settings(tributary::config::demo_datasources());
+        settings.broker.kind = BrokerKind::Redis;
+        settings.broker.url = url;
+        settings.broker.prefix = prefix.clone();
+        settings.publish.enabled = true;
+        start_with(settings)
+    };
+    let a = with_url(format!("redis://127.0.0.1:{port}"));
+    let b = with_url(format!("redis://127.0.0.1:{port}"));
+    until_status(&a, "/readyz", 200).await;
+    until_status(&b, "/readyz", 200).await;
+    let (mut client, _) = Client::ready(&b).await;
+    client
+        .send(
+            json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "text:quux",
+                     "live": true, "request-id": "live"}),
+        )
+        .await;
+    client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+
+    // Redis goes away.
+    let port = redis.stop();
+    until_status(&a, "/readyz", 503).await;
+    let (status, body) = http_post(
+        a.addr,
+        "/api/datasources/tweets/records",
+        &[],
+        &tweet("q0", "quux lost").to_string(),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("nothing was published"), "{body}");
+    let (_, health) = http_get(a.addr, "/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&health).expect("JSON");
+    assert_eq!(
+        health["broker"],
+        json!({"type": "redis", "ok": false}),
+        "{health}"
+    );
+    assert_eq!(health["status"], "degraded", "{health}");
+    let (_, metrics) = http_get(a.addr, "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "tributary_broker_up"),
+        Some(0.0),
+        "{metrics}"
+    );
+    // Searches go on.
+    let (mut searcher, _) = Client::ready(&a).await;
+    searcher
+        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "*", "request-id": "s"}))
+        .await;
+    let messages = until_completed(&mut searcher, "s").await;
+    assert!(
+        errors_of(&messages).is_empty() && !results_of(&messages, "tweets").is_empty(),
+        "{messages:?}"
+    );
+
+    // Redis comes back: the nodes reconnect by themselves, and a record
+    // published on A reaches B's live query once.
+    let _redis = OwnRedis::start(port).expect("redis-server starts again");
+    until_status(&a, "/readyz", 200).await;
+    until_status(&b, "/readyz", 200).await;
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = http_post(
+            a.addr,
+            "/api/datasources/tweets/records",
+            &[],
+            &tweet("q1", "quux found").to_string(),
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "{status}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let append = client.recv().await;
+    let ids: Vec<&str> = append["items"]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["q1"], "{append}");
+}
