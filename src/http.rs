@@ -211,6 +211,12 @@ async fn healthz(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
 /// once it listens, and its broker is reachable): for load balancers.
 /// `/healthz` is liveness and the datasources' health.
 async fn readyz(app: web::Data<App>) -> HttpResponse {
+    if app.shutdown.borrow().is_some() {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "ready": false,
+            "reason": "shutting down",
+        }));
+    }
     if app.broker.is_up() {
         HttpResponse::Ok().json(json!({"ready": true, "broker": app.broker.kind()}))
     } else {
