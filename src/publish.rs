@@ -138,32 +138,50 @@ pub async fn replicate(app: std::sync::Arc<App>) {
     let sources = app.federation.sources();
     let streams = sources.iter().map(|s| stream(&s.info.id)).collect();
     let mut entries = app.broker.follow(streams);
-    while let Some((stream, (offset, payload))) = entries.recv().await {
-        #[derive(serde::Deserialize)]
-        struct Batch {
-            node: String,
-            records: Records,
-        }
-        let Ok(batch) = serde_json::from_slice::<Batch>(&payload) else {
-            tracing::warn!(%stream, %offset, "an unreadable entry in the history");
-            continue;
-        };
-        if batch.node == app.broker.node() {
-            continue;
-        }
-        let Some(id) = stream.strip_prefix("records:") else {
-            continue;
-        };
-        let Some(source) = app.federation.source_by_id(id) else {
-            continue;
-        };
-        let count = batch.records.len();
-        match source.datasource.append(batch.records).await {
-            Ok(_) => {
-                tracing::debug!(datasource = %id, %offset, records = count, "records from another node")
+    while let Some(first) = entries.recv().await {
+        // What else has arrived is added with it: one index commit for many
+        // batches when this node is behind (as after its start).
+        let mut arrived = vec![first];
+        while arrived.len() < 256 {
+            match entries.try_recv() {
+                Ok(entry) => arrived.push(entry),
+                Err(_) => break,
             }
-            Err(error) => {
-                tracing::warn!(datasource = %id, %offset, %error, "records from another node could not be added")
+        }
+        let mut by_datasource: Vec<(String, Records)> = Vec::new();
+        for (stream, (offset, payload)) in arrived {
+            #[derive(serde::Deserialize)]
+            struct Batch {
+                node: String,
+                records: Records,
+            }
+            let Ok(batch) = serde_json::from_slice::<Batch>(&payload) else {
+                tracing::warn!(%stream, %offset, "an unreadable entry in the history");
+                continue;
+            };
+            if batch.node == app.broker.node() {
+                continue;
+            }
+            let Some(id) = stream.strip_prefix("records:") else {
+                continue;
+            };
+            match by_datasource.iter_mut().find(|(d, _)| d == id) {
+                Some((_, records)) => records.extend(batch.records),
+                None => by_datasource.push((id.to_owned(), batch.records)),
+            }
+        }
+        for (id, records) in by_datasource {
+            let Some(source) = app.federation.source_by_id(&id) else {
+                continue;
+            };
+            let count = records.len();
+            match source.datasource.append(records).await {
+                Ok(_) => {
+                    tracing::debug!(datasource = %id, records = count, "records from other nodes")
+                }
+                Err(error) => {
+                    tracing::warn!(datasource = %id, %error, "records from other nodes could not be added")
+                }
             }
         }
     }

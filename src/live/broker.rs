@@ -148,19 +148,24 @@ impl Broker {
             .unwrap_or(i64::MAX)
             .max(1);
         let _: Result<i64, _> = redis.publisher.expire(key.as_str(), ttl, None).await;
+        // Readers wake on this rather than on a blocking XREAD, which the
+        // client library answers late.
+        self.publish(APPENDED, Bytes::copy_from_slice(stream.as_bytes()));
         Ok(Some(id))
     }
 
     /// Every entry of `streams`, from the oldest kept (the history) on,
     /// then new ones as they are appended, by one reader per call that
     /// resumes where it was after Redis comes back. With `memory`: none.
-    pub fn follow(&self, streams: Vec<String>) -> mpsc::Receiver<(String, Entry)> {
+    pub fn follow(self: &Arc<Self>, streams: Vec<String>) -> mpsc::Receiver<(String, Entry)> {
         let (sender, entries) = mpsc::channel(1024);
         if let Some(redis) = &self.redis {
-            let reader = redis.publisher.clone_new();
-            reader.connect();
             let prefix = format!("{}stream:", redis.prefix);
-            tokio::spawn(read_streams(reader, prefix, streams, sender));
+            let (broker, reader) = (Arc::clone(self), redis.publisher.clone());
+            tokio::spawn(async move {
+                let woken = broker.subscribe(APPENDED).await;
+                read_streams(reader, woken, prefix, streams, sender).await;
+            });
         }
         entries
     }
@@ -224,6 +229,12 @@ impl RedisBroker {
         builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
         builder.with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(5);
+            // Small messages (a relayed reply, an announcement) go at once,
+            // not after the peer's delayed acknowledgement.
+            c.tcp = fred::types::config::TcpConfig {
+                nodelay: Some(true),
+                ..Default::default()
+            };
         });
         let publisher = builder.build().map_err(|e| format!("broker: {e}"))?;
         let subscriber = builder
@@ -301,10 +312,14 @@ async fn receive(
     }
 }
 
-/// Reads `streams` with blocking XREADs on a connection of its own (a
-/// blocking read would hold up every other command on a shared one).
+/// Topic on which every append is announced (payload: the stream's name).
+const APPENDED: &str = "appended";
+
+/// Reads `streams` whenever an append is announced, and every second (to
+/// catch up after a reconnect, when announcements may have been missed).
 async fn read_streams(
     reader: Client,
+    mut woken: broadcast::Receiver<Bytes>,
     prefix: String,
     streams: Vec<String>,
     sender: mpsc::Sender<(String, Entry)>,
@@ -316,14 +331,31 @@ async fn read_streams(
     // From the start: a node that starts replays the history.
     let mut last: Vec<String> = keys.iter().map(|_| "0".to_owned()).collect();
     let mut backoff = Duration::from_millis(100);
+    let mut more = true;
     loop {
         if sender.is_closed() {
             return;
         }
+        if !more {
+            tokio::select! {
+                woke = woken.recv() => {
+                    if matches!(woke, Err(broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        // Nothing new is `nil`, which is not a map: read the value first.
         let read: Result<fred::types::streams::XReadResponse<String, String, String, Bytes>, _> =
-            reader
-                .xread_map(Some(256), Some(1_000), keys.clone(), last.clone())
-                .await;
+            match reader
+                .xread::<fred::types::Value, _, _>(Some(256), None, keys.clone(), last.clone())
+                .await
+            {
+                Ok(value) if value.is_null() => Ok(Default::default()),
+                Ok(value) => value.into_xread_response(),
+                Err(error) => Err(error),
+            };
         let read = match read {
             Ok(read) => {
                 backoff = Duration::from_millis(100);
@@ -333,9 +365,12 @@ async fn read_streams(
                 tracing::warn!(%error, "broker: reading streams failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
+                more = true;
                 continue;
             }
         };
+        // A full read may have left more behind: read again at once.
+        more = read.values().any(|entries| entries.len() >= 256);
         for (i, key) in keys.iter().enumerate() {
             let Some(entries) = read.get(key) else {
                 continue;

@@ -65,6 +65,13 @@ struct LiveArgs {
     /// Websocket connections, each following live queries.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
+    /// Other nodes of the same cluster (websocket URLs): the connections are
+    /// spread over `--url` and these.
+    #[arg(long, value_delimiter = ',')]
+    also: Vec<String>,
+    /// The node records are published to (its websocket URL; default `--url`).
+    #[arg(long)]
+    publish_to: Option<String>,
     /// Live queries per connection.
     #[arg(long, default_value_t = 1)]
     per_connection: usize,
@@ -197,11 +204,15 @@ struct Report {
 // ------------------------------------------------------------------ the wire
 
 async fn connect(cli: &Cli) -> Result<Client, String> {
-    Client::connect_with(&cli.url, cli.token.as_deref())
+    connect_to(&cli.url, cli).await
+}
+
+async fn connect_to(url: &str, cli: &Cli) -> Result<Client, String> {
+    Client::connect_with(url, cli.token.as_deref())
         .await
         .map_err(|e| match e {
-            ClientError::Connect(cause) => format!("cannot connect to {}: {cause}", cli.url),
-            other => format!("{}: {other}", cli.url),
+            ClientError::Connect(cause) => format!("cannot connect to {url}: {cause}"),
+            other => format!("{url}: {other}"),
         })
 }
 
@@ -779,8 +790,13 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
     let rss = || args.pid.map(rss_kib).transpose();
     let distinct = args.distinct.max(1);
     let rss_before = rss()?;
-    let mut pending = futures_util::stream::iter((0..args.connections).map(|_| connect(cli)))
-        .buffer_unordered(args.parallel.max(1));
+    let nodes: Vec<&str> = std::iter::once(cli.url.as_str())
+        .chain(args.also.iter().map(String::as_str))
+        .collect();
+    let mut pending = futures_util::stream::iter(
+        (0..args.connections).map(|i| connect_to(nodes[i % nodes.len()], cli)),
+    )
+    .buffer_unordered(args.parallel.max(1));
     let mut clients = Vec::with_capacity(args.connections);
     while let Some(client) = pending.next().await {
         clients.push(client?);
@@ -829,8 +845,12 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
         .map(|client| tokio::spawn(read_appends(client, epoch, until)))
         .collect();
     let clock = CpuClock::start(args.pid)?;
-    let mut publisher =
-        Publisher::connect(&cli.url, &args.datasource, cli.token.as_deref()).await?;
+    let mut publisher = Publisher::connect(
+        args.publish_to.as_deref().unwrap_or(&cli.url),
+        &args.datasource,
+        cli.token.as_deref(),
+    )
+    .await?;
     let mut published = 0u64;
     let mut expected = 0u64;
     let mut post_latency = histogram();
