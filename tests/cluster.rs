@@ -520,3 +520,165 @@ async fn without_redis_a_node_serves_searches_refuses_publishes_and_recovers() {
         .collect();
     assert_eq!(ids, ["q1"], "{append}");
 }
+
+/// A tributary process of its own, killed with SIGKILL when dropped.
+struct Process {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _folder: tempfile_dir::Folder,
+}
+
+mod tempfile_dir {
+    /// A folder removed when dropped.
+    pub struct Folder(pub std::path::PathBuf);
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Process {
+    fn start(prefix: &str, health_interval: &str) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let folder = std::env::temp_dir().join(format!("tributary-cluster-{prefix}-{port}"));
+        std::fs::create_dir_all(&folder).expect("a folder");
+        let config = folder.join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\n[live]\nhealth_interval = \"{health_interval}\"\n\
+                 [publish]\nenabled = true\n[broker]\ntype = \"redis\"\nurl = \"{}\"\nprefix = \"{prefix}\"\n",
+                redis_url()
+            ),
+        )
+        .expect("a config");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tributary starts");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(started.elapsed() < PATIENCE, "tributary did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Process {
+            child,
+            addr,
+            _folder: tempfile_dir::Folder(folder),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL: no goodbye, no lease released
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn checks_of(addr: std::net::SocketAddr) -> f64 {
+    let (_, text) = http_get(addr, "/metrics").await;
+    metric(&text, "tributary_health_checks_total").unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_processes_lose_their_lease_and_a_late_node_has_every_record() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let mut a = Process::start(&prefix, "200ms");
+    let mut b = Process::start(&prefix, "200ms");
+    until_status_at(a.addr, "/readyz", 200).await;
+    until_status_at(b.addr, "/readyz", 200).await;
+    // Records published on A.
+    for i in 0..5 {
+        let (status, body) = http_post(
+            a.addr,
+            "/api/datasources/tweets/records",
+            &[],
+            &tweet(&format!("k{i}"), "killed nodes keep nothing from us").to_string(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Whoever measures health is killed with SIGKILL; the other takes over
+    // when the lease expires.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (ca, cb) = (checks_of(a.addr).await, checks_of(b.addr).await);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let a_measures = checks_of(a.addr).await > ca;
+    let b_measures = checks_of(b.addr).await > cb;
+    assert!(a_measures != b_measures, "exactly one node measures");
+    let survivor = if a_measures {
+        a.kill();
+        b.addr
+    } else {
+        b.kill();
+        a.addr
+    };
+    let killed_at = std::time::Instant::now();
+    let before = checks_of(survivor).await;
+    while checks_of(survivor).await <= before {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "no node took the lease over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took_over = killed_at.elapsed();
+    assert!(
+        took_over < Duration::from_secs(6),
+        "took over after {took_over:?}"
+    );
+    // A node started now replays the history: every record, once.
+    let c = Process::start(&prefix, "10s");
+    let started = std::time::Instant::now();
+    loop {
+        let mut client = Client::connect_url(&format!("ws://{}/ws", c.addr)).await;
+        let _greeting = client.recv().await;
+        client
+            .send(json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"],
+                         "query": "text:\"killed nodes keep nothing\"", "request-id": "q"}))
+            .await;
+        let messages = until_completed(&mut client, "q").await;
+        let mut ids: Vec<String> = results_of(&messages, "tweets")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id").to_owned())
+            .collect();
+        ids.sort();
+        if ids.len() == 5 {
+            assert_eq!(ids, ["k0", "k1", "k2", "k3", "k4"]);
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "the late node has {ids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn until_status_at(addr: std::net::SocketAddr, path: &str, want: u16) {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = http_get(addr, path).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{path} stays {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
