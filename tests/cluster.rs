@@ -74,6 +74,12 @@ fn node_with(prefix: &str, timeout: Duration, health_interval: Duration) -> Serv
     start_with(settings)
 }
 
+/// Two nodes on the same Redis and prefix.
+fn two_nodes(timeout: Duration) -> (ServerHandle, ServerHandle) {
+    let prefix = prefix();
+    (node(&prefix, timeout), node(&prefix, timeout))
+}
+
 /// Waits until a client of `server` lists datasource `id`.
 async fn until_listed(server: &ServerHandle, id: &str) -> Client {
     let started = std::time::Instant::now();
@@ -99,9 +105,7 @@ async fn a_service_on_one_node_serves_clients_of_another() {
     if !redis_available() {
         return;
     }
-    let prefix = prefix();
-    let a = node(&prefix, Duration::from_secs(10));
-    let b = node(&prefix, Duration::from_secs(10));
+    let (a, b) = two_nodes(Duration::from_secs(10));
     let service = FakeService::start(&a, Behaviour::Serve { chunk: 7 }).await;
     let mut client = until_listed(&b, "crm").await;
 
@@ -123,10 +127,7 @@ async fn a_service_on_one_node_serves_clients_of_another() {
         .await;
     let messages = until_completed(&mut client, "q").await;
     assert!(errors_of(&messages).is_empty(), "{messages:?}");
-    let got: Vec<String> = results_of(&messages, "crm")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect();
+    let got: Vec<String> = result_ids(&messages, "crm");
     let expected: Vec<String> = (0..RECORDS)
         .filter(|i| i % 2 == 0)
         .skip(5)
@@ -146,9 +147,7 @@ async fn canceling_on_one_node_cancels_at_the_service_of_another() {
     if !redis_available() {
         return;
     }
-    let prefix = prefix();
-    let a = node(&prefix, Duration::from_secs(10));
-    let b = node(&prefix, Duration::from_secs(10));
+    let (a, b) = two_nodes(Duration::from_secs(10));
     let mut service = FakeService::start(&a, Behaviour::Hang).await;
     let mut client = until_listed(&b, "crm").await;
     client
@@ -170,9 +169,7 @@ async fn a_service_that_leaves_mid_request_is_replaced_across_nodes() {
     if !redis_available() {
         return;
     }
-    let prefix = prefix();
-    let a = node(&prefix, Duration::from_secs(10));
-    let b = node(&prefix, Duration::from_secs(10));
+    let (a, b) = two_nodes(Duration::from_secs(10));
     // The only service sends its first reply, then leaves; a new one
     // identifies (on node A again) and is asked for the rest.
     let first = FakeService::start(&a, Behaviour::LeaveAfterFirst { chunk: 10 }).await;
@@ -184,10 +181,7 @@ async fn a_service_that_leaves_mid_request_is_replaced_across_nodes() {
     let second = FakeService::start(&a, Behaviour::Serve { chunk: 10 }).await;
     let messages = until_completed(&mut client, "q").await;
     assert!(errors_of(&messages).is_empty(), "{messages:?}");
-    let got: Vec<String> = results_of(&messages, "crm")
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_owned())
-        .collect();
+    let got: Vec<String> = result_ids(&messages, "crm");
     let expected: Vec<String> = (0..35).map(|i| format!("c{i}")).collect();
     assert_eq!(got, expected, "every result once, in order");
     first.stop();
@@ -199,9 +193,7 @@ async fn a_node_that_dies_stops_being_routed_to() {
     if !redis_available() {
         return;
     }
-    let prefix = prefix();
-    let a = node(&prefix, Duration::from_secs(20));
-    let b = node(&prefix, Duration::from_secs(20));
+    let (a, b) = two_nodes(Duration::from_secs(20));
     let service = FakeService::start(&a, Behaviour::Serve { chunk: 50 }).await;
     let mut client = until_listed(&b, "crm").await;
     // Node A goes away with its service.
@@ -654,10 +646,7 @@ async fn killed_processes_lose_their_lease_and_a_late_node_has_every_record() {
                          "query": "text:\"killed nodes keep nothing\"", "request-id": "q"}))
             .await;
         let messages = until_completed(&mut client, "q").await;
-        let mut ids: Vec<String> = results_of(&messages, "tweets")
-            .iter()
-            .map(|r| r["id"].as_str().expect("id").to_owned())
-            .collect();
+        let mut ids: Vec<String> = result_ids(&messages, "tweets");
         ids.sort();
         if ids.len() == 5 {
             assert_eq!(ids, ["k0", "k1", "k2", "k3", "k4"]);

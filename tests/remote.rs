@@ -269,10 +269,7 @@ async fn a_request_moves_to_another_service_when_its_service_leaves() {
             .await;
         let messages = until_completed(&mut client, &id).await;
         assert!(errors_of(&messages).is_empty(), "{messages:?}");
-        let got: Vec<String> = results_of(&messages, "crm")
-            .iter()
-            .map(|r| r["id"].as_str().expect("id").to_owned())
-            .collect();
+        let got: Vec<String> = result_ids(&messages, "crm");
         let expected: Vec<String> = (0..45).map(|i| format!("c{i}")).collect();
         assert_eq!(got, expected, "every result once, in order");
     }

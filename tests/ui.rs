@@ -91,16 +91,31 @@ async fn browser() -> Browser {
     }
 }
 
+/// The demo datasets on an ephemeral loopback port.
+fn demo_settings() -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        datasources: demo_datasources(),
+        ..Settings::default()
+    }
+}
+
 fn demo_server() -> ServerHandle {
-    tributary::http::spawn(
-        Settings {
-            listen: "127.0.0.1:0".into(),
-            datasources: demo_datasources(),
-            ..Settings::default()
-        },
-        common::registry(),
+    tributary::http::spawn(demo_settings(), common::registry()).expect("server starts")
+}
+
+/// Opens the page of `server` and waits until it is connected.
+async fn open_page(client: &Client, server: &ServerHandle) {
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    until(
+        client,
+        "the connection",
+        "return document.getElementById('connection').dataset.state === 'open';",
     )
-    .expect("server starts")
+    .await;
 }
 
 /// Runs `script` (a function body) in the page and returns its value.
@@ -467,11 +482,7 @@ async fn explore_the_demo_data() {
 /// down shows a red dot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_query_grows_the_graph() {
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".into(),
-        datasources: demo_datasources(),
-        ..Settings::default()
-    };
+    let mut settings = demo_settings();
     settings.publish.enabled = true;
     settings.live.health_interval = Duration::from_millis(300);
     settings
@@ -695,16 +706,7 @@ async fn work_the_graph() {
     let server = demo_server();
     let browser = browser().await;
     let client = &browser.client;
-    client
-        .goto(&format!("http://{}/", server.addr))
-        .await
-        .expect("open page");
-    until(
-        client,
-        "the connection",
-        "return document.getElementById('connection').dataset.state === 'open';",
-    )
-    .await;
+    open_page(client, &server).await;
     enable_datasource(client, "tweets", "mentions").await;
     // The field filter narrows the list.
     client
@@ -984,11 +986,7 @@ async fn draws_a_large_graph() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_in_the_address_is_used_and_kept() {
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".into(),
-        datasources: demo_datasources(),
-        ..Settings::default()
-    };
+    let mut settings = demo_settings();
     settings.auth.tokens.insert(
         "analyst".into(),
         TokenSettings {
@@ -1036,16 +1034,7 @@ async fn a_token_in_the_address_is_used_and_kept() {
     assert_eq!(state, json!({"search": "", "datasources": ["tweets"]}));
 
     // The next visit remembers it.
-    client
-        .goto(&format!("http://{}/", server.addr))
-        .await
-        .expect("open page again");
-    until(
-        client,
-        "the connection with the kept token",
-        "return document.getElementById('connection').dataset.state === 'open';",
-    )
-    .await;
+    open_page(client, &server).await;
 }
 
 /// A datasource written in Python (the example CSV plugin) joins while the
@@ -1053,11 +1042,7 @@ async fn a_token_in_the_address_is_used_and_kept() {
 /// its records become nodes like any datasource's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_datasource_joins_the_open_page() {
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".into(),
-        datasources: demo_datasources(),
-        ..Settings::default()
-    };
+    let mut settings = demo_settings();
     settings.services.insert(
         "csv".into(),
         tributary::config::ServiceSettings {
@@ -1069,16 +1054,7 @@ async fn a_python_datasource_joins_the_open_page() {
     let server = tributary::http::spawn(settings, common::registry()).expect("server starts");
     let browser = browser().await;
     let client = &browser.client;
-    client
-        .goto(&format!("http://{}/", server.addr))
-        .await
-        .expect("open page");
-    until(
-        client,
-        "the connection",
-        "return document.getElementById('connection').dataset.state === 'open';",
-    )
-    .await;
+    open_page(client, &server).await;
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut plugin = Command::new("python3")

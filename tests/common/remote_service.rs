@@ -208,6 +208,14 @@ pub fn results_of(messages: &[Value], server: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The ids of `server`'s results, in the order they came.
+pub fn result_ids(messages: &[Value], server: &str) -> Vec<String> {
+    results_of(messages, server)
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
 pub fn errors_of(messages: &[Value]) -> Vec<&Value> {
     messages.iter().filter(|m| m["type"] == "ERROR").collect()
 }
