@@ -61,6 +61,19 @@ fn the_python_package_passes_its_tests() {
 }
 
 #[test]
+fn the_python_package_serves_a_real_server() {
+    websockets_installed();
+    let mut test = python();
+    test.env("PLUGIN_TEST_TRIBUTARY", env!("CARGO_BIN_EXE_tributary"))
+        .arg("plugins/python/tests/live_server.py");
+    let output = run(test, "the Python package against a real server");
+    assert!(
+        output.contains("OK: async results, errors, publish, refusal"),
+        "{output}"
+    );
+}
+
+#[test]
 fn the_example_plugin_passes_the_conformance_kit() {
     websockets_installed();
     let mut kit = python();

@@ -378,8 +378,8 @@ class Kit:
 
 def main():
     parser = argparse.ArgumentParser(description="Checks a tributary datasource plugin through tributary.")
-    parser.add_argument("--tributary", default=os.environ.get("TRIBUTARY_BIN", "target/release/tributary"),
-                        help="the tributary binary (default: $TRIBUTARY_BIN or target/release/tributary)")
+    parser.add_argument("--tributary", default=os.environ.get("CONFORMANCE_TRIBUTARY", "target/release/tributary"),
+                        help="the tributary binary (default: $CONFORMANCE_TRIBUTARY or target/release/tributary)")
     parser.add_argument("--datasource", default=None, help="the id the plugin serves (default: the one it announces)")
     parser.add_argument("--query", default="*", help="a query matching at least 20 records (default: *)")
     parser.add_argument("--bad-query", default="(unclosed", help="a query the plugin must refuse as bad_query")

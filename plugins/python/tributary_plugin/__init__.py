@@ -255,12 +255,12 @@ class _Connection:
         """Sends an event to tributary and waits for its reply."""
         id = f"p{next(self.ids)}"
         future = asyncio.get_running_loop().create_future()
-        self.awaiting[id] = future
+        self.awaiting[_key(id)] = future
         try:
             await self.send({"id": id, "op": EVENT, "event": event, "data": data})
             return await asyncio.wait_for(future, timeout)
         finally:
-            self.awaiting.pop(id, None)
+            self.awaiting.pop(_key(id), None)
 
     async def serve(self) -> None:
         for message in self.early:
