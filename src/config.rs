@@ -314,6 +314,9 @@ fn default_listen() -> String {
     "127.0.0.1:8080".to_owned()
 }
 
+/// `TRIBUTARY_*` variables that belong to clients and plugins.
+const CLIENT_VARIABLES: [&str; 3] = ["TRIBUTARY_TOKEN", "TRIBUTARY_URL", "TRIBUTARY_LOG"];
+
 /// Loads the settings from an optional file, the environment and a listen override.
 pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, String> {
     let mut builder = config::Config::builder();
@@ -323,11 +326,18 @@ pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, Strin
         }
         builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
     }
+    // The variables clients and plugins read (`loadgen`, the Python
+    // package) are theirs, not settings: a shell exporting them for a
+    // client still starts the server.
+    let environment: config::Map<String, String> = std::env::vars()
+        .filter(|(name, _)| !CLIENT_VARIABLES.contains(&name.as_str()))
+        .collect();
     builder = builder.add_source(
         config::Environment::with_prefix("TRIBUTARY")
             .prefix_separator("_")
             .separator("__")
-            .try_parsing(true),
+            .try_parsing(true)
+            .source(Some(environment)),
     );
     if let Some(listen) = listen {
         builder = builder

@@ -46,7 +46,16 @@ fn run_logging_to(args: &[&str], envs: &[(&str, &str)], logs: Stdio) -> (Running
 
 #[tokio::test]
 async fn without_a_config_it_serves_the_demo_datasets() {
-    let (_server, addr) = run(&["--listen", "127.0.0.1:0"], &[]);
+    // The variables clients and plugins read, exported in the same shell,
+    // are not taken for settings.
+    let (_server, addr) = run(
+        &["--listen", "127.0.0.1:0"],
+        &[
+            ("TRIBUTARY_TOKEN", "a-client-token"),
+            ("TRIBUTARY_URL", "ws://127.0.0.1:8080/ws/services"),
+            ("TRIBUTARY_LOG", "DEBUG"),
+        ],
+    );
     let mut client = Client::connect_url(&format!("ws://{addr}/ws")).await;
     let initial = client.recv().await;
     let ids: Vec<&str> = initial["state"]["datasources"]
