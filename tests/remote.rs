@@ -450,3 +450,28 @@ async fn published_records_reach_live_queries_of_the_remote_datasource() {
     assert_eq!(refused["data"]["code"], "invalid_publish");
     service.stop();
 }
+
+#[tokio::test]
+async fn a_service_cannot_declare_datasources_without_bound() {
+    let server = server();
+    let most = tributary::services::MAX_REMOTE_DATASOURCES;
+    for i in 0..most {
+        let service = FakeService::start_as(
+            &server,
+            TOKEN,
+            json!({"id": format!("ds{i}")}),
+            Behaviour::Hang,
+        )
+        .await
+        .expect("identified");
+        service.stop();
+    }
+    let refused = FakeService::start_as(&server, TOKEN, json!({"id": "one-more"}), Behaviour::Hang)
+        .await
+        .err()
+        .expect("refused");
+    assert!(refused.contains("its most"), "{refused}");
+    // Those declared stay, served again by whoever identifies with them.
+    let again = FakeService::start_as(&server, TOKEN, json!({"id": "ds0"}), Behaviour::Hang).await;
+    assert!(again.is_ok());
+}

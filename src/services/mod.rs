@@ -35,6 +35,9 @@ use crate::protocol::DatasourceInfo;
 const AWAITING_REPLIES: usize = 65_536;
 /// The outbox key frames between services travel under.
 const SERVICES_KEY: u64 = u64::MAX - 2;
+/// Remote datasources a server holds at most (each is kept once declared):
+/// services cannot grow the list, or memory, without bound.
+pub const MAX_REMOTE_DATASOURCES: usize = 256;
 /// `PUBLISH` events of one connection being indexed at once.
 const PUBLISHES_IN_FLIGHT: usize = 8;
 
@@ -113,6 +116,11 @@ impl Services {
             return Ok(Arc::clone(remote));
         }
         let id = &declaration.id;
+        if remotes.len() >= MAX_REMOTE_DATASOURCES {
+            return Err(format!(
+                "this server holds {MAX_REMOTE_DATASOURCES} remote datasources, its most: datasource `{id}` cannot be added"
+            ));
+        }
         if self.federation.source_by_id(id).is_some() {
             return Err(format!(
                 "datasource id `{id}` belongs to a configured datasource"
