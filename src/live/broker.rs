@@ -12,6 +12,7 @@
 //! and sent by one task, so a connection's loop can publish.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ use crate::config::{BrokerKind, BrokerSettings};
 const SUBSCRIBER_BACKLOG: usize = 4096;
 /// Messages waiting to be sent to Redis; past that, publishing fails.
 const OUTGOING: usize = 65_536;
+/// Bytes waiting to be sent to Redis; past that, publishing fails (while
+/// Redis is away or slow, memory stays bounded whatever is published).
+const OUTGOING_BYTES: usize = 64 << 20;
 
 /// Where nodes meet.
 pub struct Broker {
@@ -39,6 +43,8 @@ pub struct Broker {
 struct RedisBroker {
     prefix: String,
     outgoing: mpsc::Sender<(String, Bytes)>,
+    /// Bytes in `outgoing`.
+    queued: Arc<AtomicUsize>,
     subscriber: SubscriberClient,
     publisher: Client,
     /// Entries kept per stream, and for how long after the last one.
@@ -118,7 +124,18 @@ impl Broker {
                 let _ = self.sender(topic).send(payload);
                 true
             }
-            Some(redis) => redis.outgoing.try_send((topic.to_owned(), payload)).is_ok(),
+            Some(redis) => {
+                let size = payload.len();
+                if redis.queued.fetch_add(size, Ordering::AcqRel) + size > OUTGOING_BYTES {
+                    redis.queued.fetch_sub(size, Ordering::AcqRel);
+                    return false;
+                }
+                let sent = redis.outgoing.try_send((topic.to_owned(), payload)).is_ok();
+                if !sent {
+                    redis.queued.fetch_sub(size, Ordering::AcqRel);
+                }
+                sent
+            }
         }
     }
 
@@ -244,7 +261,8 @@ impl RedisBroker {
         subscriber.connect();
         // Resubscribes to every channel after a reconnect.
         subscriber.manage_subscriptions();
-        let (outgoing, queued) = mpsc::channel(OUTGOING);
+        let (outgoing, waiting) = mpsc::channel(OUTGOING);
+        let queued = Arc::new(AtomicUsize::new(0));
         let prefix = format!("{}:", settings.prefix);
         let broker = Arc::new(Broker {
             node: new_node_id(),
@@ -252,13 +270,14 @@ impl RedisBroker {
             redis: Some(RedisBroker {
                 prefix: prefix.clone(),
                 outgoing,
+                queued: Arc::clone(&queued),
                 subscriber: subscriber.clone(),
                 publisher: publisher.clone(),
                 history_size: settings.history_size,
                 history_ttl: settings.history_ttl,
             }),
         });
-        tokio::spawn(send_queued(publisher, prefix.clone(), queued));
+        tokio::spawn(send_queued(publisher, prefix.clone(), waiting, queued));
         tokio::spawn(receive(
             Arc::downgrade(&broker),
             subscriber.message_rx(),
@@ -272,9 +291,11 @@ impl RedisBroker {
 async fn send_queued(
     publisher: Client,
     prefix: String,
-    mut queued: mpsc::Receiver<(String, Bytes)>,
+    mut waiting: mpsc::Receiver<(String, Bytes)>,
+    queued: Arc<AtomicUsize>,
 ) {
-    while let Some((topic, payload)) = queued.recv().await {
+    while let Some((topic, payload)) = waiting.recv().await {
+        queued.fetch_sub(payload.len(), Ordering::AcqRel);
         let channel = format!("{prefix}{topic}");
         let sent: Result<i64, _> = publisher.publish(channel, payload).await;
         if let Err(error) = sent {
