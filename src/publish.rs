@@ -67,7 +67,7 @@ pub async fn records(
     }
     // With several nodes the records also go to the others, through the
     // broker's history: refused while it cannot take them.
-    let replicated = (app.broker.kind() != "memory").then(|| records.clone());
+    let replicated = (app.broker.has_other_nodes()).then(|| records.clone());
     if replicated.is_some() && !app.broker.is_up() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -109,25 +109,26 @@ impl Session {
     /// Sends `INITIAL_STATE_RECEIVE` (Socket API only: Elstat and the
     /// services socket have no greeting).
     pub fn greet(&self) {
-        if self.dialect != Dialect::SocketApi {
-            return;
+        if let Some(datasources) = self.listed_datasources() {
+            self.control(ServerMessage::InitialState {
+                datasources: &datasources,
+            });
         }
-        let datasources = self.app.federation.infos(&self.caller);
-        self.control(ServerMessage::InitialState {
-            datasources: &datasources,
-        });
     }
 
     /// Sends `DATASOURCES_CHANGED` with the datasources this caller may
     /// use now (Socket API only).
     pub fn datasources_changed(&self) {
-        if self.dialect != Dialect::SocketApi {
-            return;
+        if let Some(datasources) = self.listed_datasources() {
+            self.control(ServerMessage::DatasourcesChanged {
+                datasources: &datasources,
+            });
         }
-        let datasources = self.app.federation.infos(&self.caller);
-        self.control(ServerMessage::DatasourcesChanged {
-            datasources: &datasources,
-        });
+    }
+
+    /// The datasources this caller may use, for dialects that list them.
+    fn listed_datasources(&self) -> Option<Vec<crate::protocol::DatasourceInfo>> {
+        (self.dialect == Dialect::SocketApi).then(|| self.app.federation.infos(&self.caller))
     }
 
     /// True when no request is running (or still stopping).

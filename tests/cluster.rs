@@ -109,23 +109,23 @@ async fn a_service_on_one_node_serves_clients_of_another() {
     let service = FakeService::start(&a, Behaviour::Serve { chunk: 7 }).await;
     let mut client = until_listed(&b, "crm").await;
 
-    client
-        .send(json!({"type": "FIELDS_REQUEST", "datasources": ["crm"], "request-id": "f"}))
-        .await;
-    let fields = until_completed(&mut client, "f").await;
+    let fields = ask(
+        &mut client,
+        json!({"type": "FIELDS_REQUEST", "datasources": ["crm"], "request-id": "f"}),
+    )
+    .await;
     assert_eq!(fields[0]["type"], "FIELDS_RECEIVE", "{fields:?}");
     assert_eq!(
         fields[0]["fields"]["fields"][1],
         json!({"path": "team", "type": "keyword"})
     );
 
-    client
-        .send(
-            json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "team:red",
+    let messages = ask(
+        &mut client,
+        json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "team:red",
                      "from": 5, "size": 30, "request-id": "q"}),
-        )
-        .await;
-    let messages = until_completed(&mut client, "q").await;
+    )
+    .await;
     assert!(errors_of(&messages).is_empty(), "{messages:?}");
     let got: Vec<String> = result_ids(&messages, "crm");
     let expected: Vec<String> = (0..RECORDS)
@@ -214,10 +214,11 @@ async fn a_node_that_dies_stops_being_routed_to() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let again = FakeService::start(&b, Behaviour::Serve { chunk: 50 }).await;
-    client
-        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "q"}))
-        .await;
-    let messages = until_completed(&mut client, "q").await;
+    let messages = ask(
+        &mut client,
+        json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "q"}),
+    )
+    .await;
     assert!(errors_of(&messages).is_empty(), "{messages:?}");
     assert_eq!(results_of(&messages, "crm").len(), 50);
     again.stop();
@@ -271,10 +272,8 @@ async fn records_published_on_one_node_reach_every_node() {
     let started = std::time::Instant::now();
     loop {
         let (mut late, _) = Client::ready(&c).await;
-        late.send(json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "user.screen_name:cluster_tester",
-                         "request-id": "q"}))
-            .await;
-        let messages = until_completed(&mut late, "q").await;
+        let messages = ask(&mut late, json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "user.screen_name:cluster_tester",
+                         "request-id": "q"})).await;
         if results_of(&messages, "tweets").len() == 2 {
             break;
         }
@@ -474,10 +473,7 @@ async fn without_redis_a_node_serves_searches_refuses_publishes_and_recovers() {
     );
     // Searches go on.
     let (mut searcher, _) = Client::ready(&a).await;
-    searcher
-        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "*", "request-id": "s"}))
-        .await;
-    let messages = until_completed(&mut searcher, "s").await;
+    let messages = ask(&mut searcher, json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "*", "request-id": "s"})).await;
     assert!(
         errors_of(&messages).is_empty() && !results_of(&messages, "tweets").is_empty(),
         "{messages:?}"
@@ -641,11 +637,12 @@ async fn killed_processes_lose_their_lease_and_a_late_node_has_every_record() {
     loop {
         let mut client = Client::connect_url(&format!("ws://{}/ws", c.addr)).await;
         let _greeting = client.recv().await;
-        client
-            .send(json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"],
-                         "query": "text:\"killed nodes keep nothing\"", "request-id": "q"}))
-            .await;
-        let messages = until_completed(&mut client, "q").await;
+        let messages = ask(
+            &mut client,
+            json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"],
+                         "query": "text:\"killed nodes keep nothing\"", "request-id": "q"}),
+        )
+        .await;
         let mut ids: Vec<String> = result_ids(&messages, "tweets");
         ids.sort();
         if ids.len() == 5 {

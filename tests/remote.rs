@@ -85,10 +85,11 @@ async fn a_remote_datasource_is_announced_listed_and_searched() {
         .collect();
     assert!(ids.contains(&"crm") && ids.contains(&"emails"), "{initial}");
 
-    client
-        .send(json!({"type": "FIELDS_REQUEST", "datasources": ["crm"], "request-id": "f"}))
-        .await;
-    let fields = until_completed(&mut client, "f").await;
+    let fields = ask(
+        &mut client,
+        json!({"type": "FIELDS_REQUEST", "datasources": ["crm"], "request-id": "f"}),
+    )
+    .await;
     assert_eq!(fields[0]["type"], "FIELDS_RECEIVE", "{fields:?}");
     assert_eq!(fields[0]["fields"]["server"], "crm");
     assert_eq!(
@@ -97,13 +98,12 @@ async fn a_remote_datasource_is_announced_listed_and_searched() {
     );
 
     // One request over the remote and an embedded datasource: both answer.
-    client
-        .send(
-            json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "team:red",
+    let messages = ask(
+        &mut client,
+        json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "team:red",
                      "from": 10, "size": 25, "color": "#f00", "request-id": "q"}),
-        )
-        .await;
-    let messages = until_completed(&mut client, "q").await;
+    )
+    .await;
     assert!(errors_of(&messages).is_empty(), "{messages:?}");
     let results = results_of(&messages, "crm");
     let got: Vec<&str> = results
@@ -152,10 +152,7 @@ async fn a_service_error_becomes_that_datasources_error() {
     let server = server();
     let service = FakeService::start(&server, Behaviour::Refuse).await;
     let (mut client, _) = Client::ready(&server).await;
-    client
-        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "emails"], "query": "team:red", "request-id": "q"}))
-        .await;
-    let messages = until_completed(&mut client, "q").await;
+    let messages = ask(&mut client, json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "emails"], "query": "team:red", "request-id": "q"})).await;
     let errors = errors_of(&messages);
     assert_eq!(errors.len(), 1, "{messages:?}");
     assert_eq!(errors[0]["error"]["datasource"], "crm", "{}", errors[0]);
@@ -177,10 +174,11 @@ async fn an_invalid_reply_is_named_and_the_request_ends() {
     let server = server();
     let service = FakeService::start(&server, Behaviour::Invalid).await;
     let (mut client, _) = Client::ready(&server).await;
-    client
-        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "q"}))
-        .await;
-    let messages = until_completed(&mut client, "q").await;
+    let messages = ask(
+        &mut client,
+        json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": "q"}),
+    )
+    .await;
     let errors = errors_of(&messages);
     assert_eq!(errors.len(), 1, "{messages:?}");
     let message = errors[0]["error"]["message"].as_str().unwrap_or_default();
@@ -237,10 +235,7 @@ async fn a_service_that_does_not_answer_times_out_and_is_told() {
     let server = server_with(Duration::from_millis(400));
     let mut service = FakeService::start(&server, Behaviour::Hang).await;
     let (mut client, _) = Client::ready(&server).await;
-    client
-        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "*", "request-id": "q"}))
-        .await;
-    let messages = until_completed(&mut client, "q").await;
+    let messages = ask(&mut client, json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "tweets"], "query": "*", "request-id": "q"})).await;
     let errors = errors_of(&messages);
     assert_eq!(errors.len(), 1, "{messages:?}");
     assert_eq!(errors[0]["error"]["code"], "timeout", "{}", errors[0]);
@@ -303,10 +298,7 @@ async fn with_no_service_the_datasource_says_so() {
     FakeService::start(&server, Behaviour::Hang).await.stop();
     until_unserved(&server).await;
     let (mut client, _) = Client::ready(&server).await;
-    client
-        .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "emails"], "query": "*", "request-id": "q"}))
-        .await;
-    let messages = until_completed(&mut client, "q").await;
+    let messages = ask(&mut client, json!({"type": "ITEMS_REQUEST", "datasources": ["crm", "emails"], "query": "*", "request-id": "q"})).await;
     let errors = errors_of(&messages);
     assert_eq!(errors.len(), 1, "{messages:?}");
     assert_eq!(errors[0]["error"]["code"], "datasource_failed");

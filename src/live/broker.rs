@@ -87,6 +87,12 @@ impl Broker {
         }
     }
 
+    /// Whether other nodes may share it (`redis`): with `memory` this node
+    /// is the whole cluster, and nothing needs telling.
+    pub fn has_other_nodes(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// Whether the broker can deliver now (Redis connected).
     pub fn is_up(&self) -> bool {
         self.redis

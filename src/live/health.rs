@@ -104,7 +104,7 @@ pub async fn monitor(
                     let health = check(&source).await;
                     metrics.health_checks.inc();
                     let id = &source.info.id;
-                    if broker.kind() != "memory" {
+                    if broker.has_other_nodes() {
                         let measured = Measured { node: broker.node().to_owned(), datasource: id.clone(), health: health.clone() };
                         broker.publish(HEALTH_TOPIC, bytes::Bytes::from(serde_json::to_vec(&measured).unwrap_or_default()));
                     }
@@ -166,8 +166,8 @@ fn keep_lease(
     name: &'static str,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) -> watch::Receiver<bool> {
-    let (holds, holder) = watch::channel(broker.kind() == "memory");
-    if broker.kind() == "memory" {
+    let (holds, holder) = watch::channel(!broker.has_other_nodes());
+    if !broker.has_other_nodes() {
         return holder;
     }
     tokio::spawn(async move {

@@ -70,36 +70,31 @@ fn encode<T: Serialize>(message: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(message).unwrap_or_default())
 }
 
-/// Tells the cluster this node's services serve `declaration`.
-pub fn announce_serving(broker: &Broker, declaration: &Declaration) {
-    if broker.kind() == "memory" {
+/// Tells the other nodes something about this one (`serving` a
+/// declaration, `left` a datasource, `hello`).
+fn announce(broker: &Broker, kind: &str, declaration: Option<&Declaration>, id: Option<&str>) {
+    if !broker.has_other_nodes() {
         return;
     }
     broker.publish(
         REMOTES,
         encode(&Announcement {
-            kind: "serving".into(),
+            kind: kind.to_owned(),
             node: broker.node().to_owned(),
-            declaration: Some(declaration.clone()),
-            id: None,
+            declaration: declaration.cloned(),
+            id: id.map(str::to_owned),
         }),
     );
 }
 
+/// Tells the cluster this node's services serve `declaration`.
+pub fn announce_serving(broker: &Broker, declaration: &Declaration) {
+    announce(broker, "serving", Some(declaration), None);
+}
+
 /// Tells the cluster this node's services no longer serve datasource `id`.
 pub fn announce_left(broker: &Broker, id: &str) {
-    if broker.kind() == "memory" {
-        return;
-    }
-    broker.publish(
-        REMOTES,
-        encode(&Announcement {
-            kind: "left".into(),
-            node: broker.node().to_owned(),
-            declaration: None,
-            id: Some(id.to_owned()),
-        }),
-    );
+    announce(broker, "left", None, Some(id));
 }
 
 /// Events for another node's services.
@@ -164,20 +159,12 @@ impl ReplyTo for NodeReplies {
 /// Runs this node's part of the cluster until the broker goes away.
 pub async fn run(services: Arc<Services>) {
     let broker = Arc::clone(&services.broker);
-    if broker.kind() == "memory" {
+    if !broker.has_other_nodes() {
         return;
     }
     let mut remotes = broker.subscribe(REMOTES).await;
     let mut mine = broker.subscribe(&inbox(broker.node())).await;
-    broker.publish(
-        REMOTES,
-        encode(&Announcement {
-            kind: "hello".into(),
-            node: broker.node().to_owned(),
-            declaration: None,
-            id: None,
-        }),
-    );
+    announce(&broker, "hello", None, None);
     // (node, datasource) → when it last said it serves it.
     let mut seen: HashMap<(String, String), Instant> = HashMap::new();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);

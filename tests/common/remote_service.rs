@@ -208,6 +208,17 @@ pub fn results_of(messages: &[Value], server: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Sends `request` (which has a `request-id`) and returns its messages up
+/// to its `REQUEST_COMPLETED`.
+pub async fn ask(client: &mut Client, request: Value) -> Vec<Value> {
+    let id = request["request-id"]
+        .as_str()
+        .expect("a request-id")
+        .to_owned();
+    client.send(request).await;
+    until_completed(client, &id).await
+}
+
 /// The ids of `server`'s results, in the order they came.
 pub fn result_ids(messages: &[Value], server: &str) -> Vec<String> {
     results_of(messages, server)
