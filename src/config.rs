@@ -65,11 +65,25 @@ pub struct BrokerSettings {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum BrokerKind {
     #[default]
     Memory,
     Redis,
+}
+
+impl TryFrom<String> for BrokerKind {
+    type Error = String;
+
+    fn try_from(kind: String) -> Result<BrokerKind, String> {
+        match kind.as_str() {
+            "memory" => Ok(BrokerKind::Memory),
+            "redis" => Ok(BrokerKind::Redis),
+            other => Err(format!(
+                "unknown broker type `{other}`; known types: memory, redis"
+            )),
+        }
+    }
 }
 
 impl Default for BrokerSettings {

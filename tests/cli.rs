@@ -168,6 +168,18 @@ fn bad_configs_stop_start_up_with_a_message_naming_datasource_and_key() {
 
     let stderr = startup_error("[limits]\nmax_requests = \"lots\"\n");
     assert!(stderr.contains("max_requests"), "{stderr}");
+
+    let stderr = startup_error("[broker]\ntype = \"kafka\"\n");
+    assert!(
+        stderr.contains("kafka") && stderr.contains("memory"),
+        "{stderr}"
+    );
+    let stderr = startup_error("[broker]\ntype = \"redis\"\nurl = \"not a url\"\n");
+    assert!(stderr.contains("`broker.url`"), "{stderr}");
+    let stderr = startup_error("[broker]\nhistory_ttl = \"forever\"\n");
+    assert!(stderr.contains("history_ttl"), "{stderr}");
+    let stderr = startup_error("[services.crm]\ntoken = \"short\"\n");
+    assert!(stderr.contains("services.crm.token"), "{stderr}");
 }
 
 #[test]
