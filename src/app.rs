@@ -44,6 +44,9 @@ pub struct App {
     pub publish: PublishSettings,
     /// How the nodes of a cluster reach each other (`memory`: one node).
     pub broker: Arc<crate::live::Broker>,
+    /// What this node has applied of the streams of published records and
+    /// health measures.
+    pub streams: Arc<crate::live::streams::Streams>,
     /// The services identified on `/ws/services`.
     pub services: Arc<crate::services::Services>,
     /// How often `live::monitor` measures.
@@ -87,12 +90,15 @@ impl App {
         let (shutdown_sender, shutdown) = watch::channel(None);
         let hub = Arc::new(Hub::new(Arc::clone(&metrics)));
         let federation = Arc::new(federation);
+        let streams = Arc::new(crate::live::streams::Streams::default());
+        let broker = crate::live::Broker::from_settings(&settings.broker)?;
         let live = Arc::new(LiveQueries::new(
             Arc::clone(&federation),
+            Arc::clone(&streams),
+            Arc::clone(&broker),
             Arc::clone(&metrics),
             settings.results.batch_size,
         ));
-        let broker = crate::live::Broker::from_settings(&settings.broker)?;
         let services = Arc::new(crate::services::Services::new(
             &settings.services,
             Arc::clone(&federation),
@@ -103,6 +109,7 @@ impl App {
         let app = App {
             metrics,
             broker,
+            streams,
             services,
             federation,
             live,

@@ -17,8 +17,8 @@ use crate::request::RequestRules;
 pub struct Settings {
     /// Address the HTTP server binds, e.g. `127.0.0.1:8080`.
     pub listen: String,
-    /// Directory of the web UI.
-    pub static_dir: PathBuf,
+    /// A folder to serve the web UI from; `None`: the copy built into the binary.
+    pub static_dir: Option<PathBuf>,
     /// Datasources in id order.
     pub datasources: Vec<DatasourceSettings>,
     /// Timeout for datasources that do not set their own.
@@ -332,6 +332,34 @@ fn default_listen() -> String {
 const CLIENT_VARIABLES: [&str; 3] = ["TRIBUTARY_TOKEN", "TRIBUTARY_URL", "TRIBUTARY_LOG"];
 
 /// Loads the settings from an optional file, the environment and a listen override.
+/// Makes the config file's relative paths (the UI's folder, datasource
+/// files) relative to `folder`.
+fn resolve_paths(raw: &mut RawSettings, folder: &Path) {
+    let resolve = |path: &Path| {
+        if path.is_relative() {
+            folder.join(path)
+        } else {
+            path.to_owned()
+        }
+    };
+    if let Some(dir) = &raw.static_dir {
+        raw.static_dir = Some(resolve(dir));
+    }
+    for datasource in raw.datasources.iter_mut().flat_map(|d| d.values_mut()) {
+        for key in FILE_OPTIONS {
+            if let Some(Value::String(path)) = datasource.options.get(*key) {
+                let resolved = resolve(Path::new(path)).to_string_lossy().into_owned();
+                datasource
+                    .options
+                    .insert((*key).to_owned(), Value::String(resolved));
+            }
+        }
+    }
+}
+
+/// Datasource options that name files.
+const FILE_OPTIONS: &[&str] = &["path", "mapping"];
+
 pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, String> {
     let mut builder = config::Config::builder();
     if let Some(file) = file {
@@ -358,10 +386,15 @@ pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, Strin
             .set_override("listen", listen)
             .map_err(|e| e.to_string())?;
     }
-    let raw: RawSettings = builder
+    let mut raw: RawSettings = builder
         .build()
         .and_then(|c| c.try_deserialize())
         .map_err(|e| format!("invalid configuration: {e}"))?;
+    // Paths in a config file mean the same wherever the server is started:
+    // relative ones are relative to the file's folder.
+    if let Some(folder) = file.and_then(Path::parent) {
+        resolve_paths(&mut raw, folder);
+    }
     from_raw(raw)
 }
 
@@ -421,7 +454,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
     }
     Ok(Settings {
         listen: raw.listen,
-        static_dir: raw.static_dir.unwrap_or_else(|| PathBuf::from("static")),
+        static_dir: raw.static_dir,
         datasources,
         default_timeout: raw.default_timeout.unwrap_or(Duration::from_secs(30)),
         results: raw.results,
@@ -456,7 +489,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: default_listen(),
-            static_dir: PathBuf::from("static"),
+            static_dir: None,
             datasources: demo_datasources(),
             default_timeout: Duration::from_secs(30),
             results: ResultSettings::default(),
@@ -549,7 +582,9 @@ mod tests {
             ("tweets", "Tweets", "fixtures")
         );
         assert_eq!(ds.timeout, Some(Duration::from_secs(2)));
-        assert_eq!(ds.options.get("path"), Some(&Value::from("x.ndjson")));
+        // Relative to the file's folder, wherever the server starts.
+        let beside = dir.path().join("x.ndjson").to_string_lossy().into_owned();
+        assert_eq!(ds.options.get("path"), Some(&Value::from(beside)));
         assert!(!ds.options.contains_key("type"));
     }
 

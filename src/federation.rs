@@ -186,7 +186,17 @@ impl Federation {
     /// batches (or an `ERROR`). A live request's datasources also say where
     /// their page stands; one that cannot follow new records gets a
     /// `live_unsupported` `ERROR`.
-    pub async fn items(&self, request: ItemsQuery, scope: &RequestScope) -> ItemsOutcome {
+    ///
+    /// `resumed`: datasources of a live request taken up again where it
+    /// was, each with its cursor, or `None` when it could not be recovered
+    /// (those search their page again). A recovered one searches nothing:
+    /// its feed sends what was missed.
+    pub async fn items(
+        &self,
+        request: ItemsQuery,
+        resumed: &HashMap<String, Option<LiveCursor>>,
+        scope: &RequestScope,
+    ) -> ItemsOutcome {
         let echo = Arc::new(request.echo);
         let query = &request.search;
         let live = request.live;
@@ -198,6 +208,22 @@ impl Federation {
                 let Some(source) = self.source(id, &scope.caller) else {
                     return (id.clone(), unknown_datasource(id, &echo, scope).await);
                 };
+                let recovered = resumed.get(id).map(Option::is_some);
+                if let Some(Some(cursor)) = resumed.get(id) {
+                    lock(starts_ref).push(LiveStart {
+                        datasource: id.clone(),
+                        query: query.query.clone(),
+                        cursor: cursor.clone(),
+                        total: 0,
+                        recovered,
+                    });
+                    let outcome = DatasourceOutcome {
+                        took_ms: 0,
+                        total: None,
+                        error: None,
+                    };
+                    return (id.clone(), outcome);
+                }
                 let clock = Arc::new(WaitClock::default());
                 let target = OutboxTarget {
                     echo: Arc::clone(&echo),
@@ -234,6 +260,7 @@ impl Federation {
                                 query: query.query.clone(),
                                 cursor,
                                 total: sink.total().unwrap_or(0),
+                                recovered,
                             }),
                             None if live => {
                                 let message = format!("datasource `{id}` cannot follow new records: its results are not live");
@@ -296,6 +323,8 @@ pub struct LiveStart {
     pub cursor: LiveCursor,
     /// The page's total: appends count on from it.
     pub total: u64,
+    /// For a datasource asked to resume: whether it was recovered.
+    pub recovered: Option<bool>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -260,17 +260,42 @@ pub fn bind(
     settings: &Settings,
     registry: &Registry,
 ) -> Result<(actix_web::dev::Server, ServerHandle), String> {
-    // Bound first: the server's own origins derive from the address it got.
-    let listener = std::net::TcpListener::bind(&settings.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    // Bound first, before any dataset loads: the server's own origins derive
+    // from the address it got, and a taken port is said at once.
+    let listener = std::net::TcpListener::bind(&settings.listen).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "cannot listen on {}: the address is in use (is tributary already running?); stop the other program, or choose another address with --listen 127.0.0.1:8081",
+                settings.listen
+            )
+        } else {
+            format!("cannot listen on {}: {e}", settings.listen)
+        }
+    })?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let (app, shutdown) = App::build(settings, registry, addr)?;
+    // Reading the streams starts before anything is appended to them.
+    let (follower, entries) = app
+        .broker
+        .follow(crate::live::streams::streams_of(&app.federation));
+    let appliers = crate::live::streams::Appliers {
+        federation: Arc::clone(&app.federation),
+        hub: Arc::clone(&app.hub),
+        board: Arc::clone(&app.health),
+        streams: Arc::clone(&app.streams),
+        live: Arc::clone(&app.live),
+    };
+    actix_web::rt::spawn(crate::live::polls::run(
+        Arc::clone(&app.federation),
+        Arc::clone(&app.broker),
+        Arc::clone(&app.metrics),
+        app.shutdown.clone(),
+    ));
+    actix_web::rt::spawn(crate::live::streams::run(appliers, follower, entries));
     actix_web::rt::spawn(crate::live::monitor(
         Arc::clone(&app.federation),
-        Arc::clone(&app.health),
-        Arc::clone(&app.hub),
         Arc::clone(&app.broker),
         Arc::clone(&app.metrics),
         app.health_interval,
@@ -279,11 +304,12 @@ pub fn bind(
     actix_web::rt::spawn(crate::services::cluster::run(Arc::clone(&app.services)));
     let publish_limit = app.publish.max_body_bytes;
     let app = web::Data::new(app);
-    actix_web::rt::spawn(crate::publish::replicate(app.clone().into_inner()));
     let static_dir = settings.static_dir.clone();
-    let has_ui = static_dir.join("index.html").is_file();
-    if !has_ui {
-        tracing::warn!(dir = %static_dir.display(), "no web UI found; serving a placeholder page");
+    let folder_without_ui = static_dir
+        .as_ref()
+        .is_some_and(|dir| !dir.join("index.html").is_file());
+    if let (Some(dir), true) = (&static_dir, folder_without_ui) {
+        tracing::warn!(dir = %dir.display(), "no web UI found in static_dir; serving a placeholder page");
     }
     let server = HttpServer::new(move || {
         let routes = HttpApp::new()
@@ -299,11 +325,28 @@ pub fn bind(
                     .app_data(web::PayloadConfig::new(publish_limit))
                     .route(web::post().to(crate::publish::records)),
             );
-        if has_ui {
-            routes.service(actix_files::Files::new("/", &static_dir).index_file("index.html"))
-        } else {
-            routes.route("/", web::get().to(fallback_page))
-        }
+        // The UI: compressed for browsers that accept it, with its cache policy.
+        let ui = web::scope("")
+            .wrap(actix_web::middleware::Compress::default())
+            .wrap_fn(|req, service| {
+                use actix_web::dev::Service;
+                let policy = crate::ui::cache_control(req.path().trim_start_matches('/'));
+                let response = service.call(req);
+                async move {
+                    let mut response = response.await?;
+                    response.headers_mut().insert(
+                        actix_web::http::header::CACHE_CONTROL,
+                        actix_web::http::header::HeaderValue::from_static(policy),
+                    );
+                    Ok(response)
+                }
+            });
+        let ui = match &static_dir {
+            Some(_) if folder_without_ui => ui.route("/", web::get().to(fallback_page)),
+            Some(dir) => ui.service(actix_files::Files::new("/", dir).index_file("index.html")),
+            None => ui.configure(crate::ui::embedded_routes),
+        };
+        routes.service(ui)
     })
     .on_connect(ConnectionGuard::attach)
     .disable_signals()

@@ -32,6 +32,7 @@ pub mod request;
 pub mod services;
 pub mod session;
 pub mod tcp;
+pub mod ui;
 
 pub use tributary_protocol as protocol;
 pub use tributary_query as query;

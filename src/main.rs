@@ -19,18 +19,29 @@ struct Cli {
     /// Address to listen on, e.g. 127.0.0.1:8080 (overrides `listen` in the config).
     #[arg(long)]
     listen: Option<String>,
+    /// Serve the web UI from this folder instead of the copy built into the binary.
+    #[arg(long)]
+    static_dir: Option<PathBuf>,
 }
 
 fn main() {
     let cli = Cli::parse();
+    // Colors only for a person at a terminal, and never with NO_COLOR set.
+    use std::io::IsTerminal;
+    let colors = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colors)
         .init();
     let result = tributary::config::load(cli.config.as_deref(), cli.listen.as_deref()).and_then(
-        |settings| {
+        |mut settings| {
+            if let Some(dir) = cli.static_dir {
+                settings.static_dir = Some(dir);
+            }
             actix_web::rt::System::new().block_on(tributary::http::run(
                 settings,
                 tributary::datasources::Registry::with_builtin(),

@@ -59,6 +59,9 @@ pub struct Metrics {
     /// Datasource health checks this node ran (with several nodes, only the
     /// holder of the `health` lease runs them).
     pub health_checks: IntCounter,
+    /// Polls this node ran for the whole cluster (as holder of the
+    /// datasource's `poll:` lease), by datasource.
+    pub cluster_polls: IntCounterVec,
 }
 
 impl Metrics {
@@ -181,6 +184,14 @@ impl Metrics {
                 &["datasource"],
             )
             .expect("valid metric"),
+            cluster_polls: IntCounterVec::new(
+                Opts::new(
+                    "cluster_polls_total",
+                    "Polls of a datasource this node ran for every node's live queries",
+                ),
+                &["datasource"],
+            )
+            .expect("valid metric"),
             remote_replies: IntCounterVec::new(
                 Opts::new(
                     "remote_replies_total",
@@ -203,12 +214,13 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 25] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 26] = [
             Box::new(self.live_queries.clone()),
             Box::new(self.live_query_groups.clone()),
             Box::new(self.live_matches.clone()),
             Box::new(self.published_records.clone()),
             Box::new(self.remote_replies.clone()),
+            Box::new(self.cluster_polls.clone()),
             Box::new(self.broker_up.clone()),
             Box::new(self.health_checks.clone()),
             Box::new(self.live_subscriptions.clone()),

@@ -7,8 +7,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use std::time::Duration;
+
 use crate::app::App;
 use crate::datasources::{AppendError, Records};
+use crate::live::streams::{records_stream, Batch};
 
 /// Where a record came from in the body, to name it in an error.
 enum Place {
@@ -65,41 +68,58 @@ pub async fn records(
     if records.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the body holds no records");
     }
-    // With several nodes the records also go to the others, through the
-    // broker's history: refused while it cannot take them.
-    let replicated = (app.broker.has_other_nodes()).then(|| records.clone());
-    if replicated.is_some() && !app.broker.is_up() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the broker (Redis) is unreachable: records published now could not reach the other nodes; nothing was published, try again",
-        );
-    }
-    match source.datasource.append(records).await {
-        Ok(appended) => {
-            if let Some(records) = replicated {
-                let payload = bytes::Bytes::from(
-                    serde_json::to_vec(&json!({"node": app.broker.node(), "records": records}))
-                        .unwrap_or_default(),
-                );
-                if let Err(reason) = app.broker.append(&stream(&id), payload).await {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("{reason}: the records were added on this node only"),
-                    );
-                }
-            }
-            app.metrics
-                .published_records
-                .with_label_values(&[&id])
-                .inc_by(appended.records as u64);
-            tracing::debug!(datasource = %id, records = appended.records, "records published");
-            HttpResponse::Ok().json(json!({
-                "datasource": id,
-                "published": appended.records,
-                "unindexed_fields": appended.unindexed_fields,
-            }))
+    // Checked here, then appended to the datasource's stream, which every
+    // node (this one too) applies in the same order: nothing enters the
+    // stream that a node would refuse, and every node's copy holds the
+    // records under the same offsets.
+    let checked = match source.datasource.check_append(&records) {
+        Ok(checked) => checked,
+        Err(refused) => return refused_response(&id, refused, &places),
+    };
+    let stream = records_stream(&id);
+    let position = match app.broker.append(&stream, Batch::encode(&records)).await {
+        Ok(position) => position,
+        Err(reason) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{reason}: records published now could not reach every node; nothing was published, try again"),
+            )
         }
-        Err(AppendError::Invalid { record, message }) => {
+    };
+    app.metrics
+        .published_records
+        .with_label_values(&[&id])
+        .inc_by(checked.records as u64);
+    tracing::debug!(datasource = %id, records = checked.records, offset = position.offset, "records published");
+    // Answered once they are searchable here (a search right after the
+    // answer finds them); they are in the stream already in any case.
+    let searchable = app
+        .streams
+        .wait_applied(&stream, &position, APPLY_PATIENCE)
+        .await;
+    let status = if searchable {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    HttpResponse::build(status).json(json!({
+        "datasource": id,
+        "published": checked.records,
+        "unindexed_fields": checked.unindexed_fields,
+        "offset": position.offset,
+        "epoch": position.epoch,
+        "searchable": searchable,
+    }))
+}
+
+/// How long a publisher waits for its records to become searchable on
+/// the node it published to (they are kept in the stream regardless).
+const APPLY_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The answer to records the datasource refused: nothing was published.
+fn refused_response(id: &str, refused: AppendError, places: &[Place]) -> HttpResponse {
+    match refused {
+        AppendError::Invalid { record, message } => {
             let at = places
                 .get(record)
                 .map_or_else(|| format!("record {record}"), ToString::to_string);
@@ -108,82 +128,21 @@ pub async fn records(
                 format!("{at}: {message}; nothing was published"),
             )
         }
-        Err(AppendError::Full { limit }) => error(
+        AppendError::Full { limit } => error(
             StatusCode::INSUFFICIENT_STORAGE,
             format!("datasource `{id}` holds as many records as it may ({limit}, its `max_records`); nothing was published"),
         ),
-        Err(AppendError::NotSupported) => error(
+        AppendError::NotSupported => error(
             StatusCode::CONFLICT,
-            format!("datasource `{id}` does not take published records (only `fixtures` datasources do)"),
+            format!("datasource `{id}` does not take published records (only `fixtures` datasources and remote ones do)"),
         ),
-        Err(AppendError::Failed(e)) => error(
+        AppendError::Failed(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "datasource `{id}`: {}; nothing was published",
                 crate::datasources::redact_userinfo(&e.message)
             ),
         ),
-    }
-}
-
-/// The history stream of a datasource's published records.
-fn stream(datasource: &str) -> String {
-    format!("records:{datasource}")
-}
-
-/// Adds the records published on other nodes (and, at start-up, those
-/// still in the broker's history) to this node's datasources, so live
-/// queries and searches on every node see them.
-pub async fn replicate(app: std::sync::Arc<App>) {
-    let sources = app.federation.sources();
-    let streams = sources.iter().map(|s| stream(&s.info.id)).collect();
-    let mut entries = app.broker.follow(streams);
-    while let Some(first) = entries.recv().await {
-        // What else has arrived is added with it: one index commit for many
-        // batches when this node is behind (as after its start).
-        let mut arrived = vec![first];
-        while arrived.len() < 256 {
-            match entries.try_recv() {
-                Ok(entry) => arrived.push(entry),
-                Err(_) => break,
-            }
-        }
-        let mut by_datasource: Vec<(String, Records)> = Vec::new();
-        for (stream, (offset, payload)) in arrived {
-            #[derive(serde::Deserialize)]
-            struct Batch {
-                node: String,
-                records: Records,
-            }
-            let Ok(batch) = serde_json::from_slice::<Batch>(&payload) else {
-                tracing::warn!(%stream, %offset, "an unreadable entry in the history");
-                continue;
-            };
-            if batch.node == app.broker.node() {
-                continue;
-            }
-            let Some(id) = stream.strip_prefix("records:") else {
-                continue;
-            };
-            match by_datasource.iter_mut().find(|(d, _)| d == id) {
-                Some((_, records)) => records.extend(batch.records),
-                None => by_datasource.push((id.to_owned(), batch.records)),
-            }
-        }
-        for (id, records) in by_datasource {
-            let Some(source) = app.federation.source_by_id(&id) else {
-                continue;
-            };
-            let count = records.len();
-            match source.datasource.append(records).await {
-                Ok(_) => {
-                    tracing::debug!(datasource = %id, records = count, "records from other nodes")
-                }
-                Err(error) => {
-                    tracing::warn!(datasource = %id, %error, "records from other nodes could not be added")
-                }
-            }
-        }
     }
 }
 

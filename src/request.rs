@@ -1,8 +1,10 @@
 //! Requests as the federation receives them: validated once, right after
 //! decoding, with their datasources de-duplicated.
 
+use std::collections::BTreeMap;
+
 use crate::datasources::query_limits::QueryLimits;
-use crate::datasources::SearchQuery;
+use crate::datasources::{Position, SearchQuery};
 use crate::protocol::{Echo, ErrorCode, ErrorReport, FieldsRequest, ItemsRequest};
 
 /// What a request must satisfy before any datasource sees it.
@@ -31,6 +33,9 @@ pub struct ItemsQuery {
     pub search: SearchQuery,
     /// Keep following the query once its page is sent.
     pub live: bool,
+    /// Datasources of a live request taken up again, and the position each
+    /// was last received at.
+    pub resume: BTreeMap<String, Position>,
 }
 
 /// Why a request was refused, with its echo for the `ERROR`.
@@ -73,11 +78,25 @@ impl RequestRules {
                 "a live request needs a `request-id` (it is how its appends, `UPDATE_REQUEST` and `CANCEL_REQUEST` name it)".into(),
             );
         }
+        let resume = request.resume.unwrap_or_default();
+        if !resume.is_empty() && !request.live {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                "`resume` takes up a live request again: it needs `\"live\": true`".into(),
+            );
+        }
+        if let Some(other) = resume.keys().find(|id| !request.datasources.contains(id)) {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                format!("`resume` names datasource `{other}`, which `datasources` does not"),
+            );
+        }
         let datasources = unique_datasources(request.datasources, &echo)?;
         Ok(ItemsQuery {
             echo,
             datasources,
             live: request.live,
+            resume,
             search: SearchQuery {
                 query: request.query,
                 from: request.from,
@@ -120,6 +139,7 @@ mod tests {
             color: Some("#fff".into()),
             request_id: None,
             live: false,
+            resume: None,
         }
     }
 

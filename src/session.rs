@@ -3,7 +3,7 @@
 //! [`Command`]s; it answers through the connection's outbox and never touches
 //! the socket.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +14,13 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::datasources::{Caller, Lease, WorkLimits};
 use crate::federation::RequestScope;
+use crate::live::hub::Subscribed;
 use crate::live::queries::LiveRequest;
 use crate::metrics::Metrics;
 use crate::outbox::{Control, Outbox, RequestKey};
 use crate::protocol::{
     elstat, ClientMessage, Echo, ErrorCode, ErrorReport, ItemsRequest, RequestId, ServerMessage,
-    UpdateRequest,
+    Since, UpdateRequest,
 };
 use crate::request::{ItemsQuery, Refusal};
 
@@ -171,7 +172,11 @@ impl Session {
                     Ok(query) if query.live => self.follow(query, None),
                     Ok(query) => {
                         self.start(kind, query.echo.request_id.clone(), |f, scope| {
-                            Box::pin(async move { f.items(query, &scope).await.all_answered })
+                            Box::pin(async move {
+                                f.items(query, &Default::default(), &scope)
+                                    .await
+                                    .all_answered
+                            })
                         });
                     }
                     Err(refusal) => self.refuse(kind, refusal),
@@ -189,7 +194,7 @@ impl Session {
                 });
             }
             Command::Received(ClientMessage::Subscribe(request)) => {
-                self.subscribe(request.channels)
+                self.subscribe(request.channels, request.since.as_ref())
             }
             Command::Received(ClientMessage::Unsubscribe(request)) => {
                 self.unsubscribe(request.channels)
@@ -228,21 +233,29 @@ impl Session {
     }
 
     /// `SUBSCRIBE`: each channel the caller may receive is added (and its
-    /// current value sent); `SUBSCRIBED` lists them, and each refused one
-    /// gets an `ERROR` of its own.
-    fn subscribe(&mut self, channels: Vec<String>) {
+    /// current value sent, or with `since` the values missed since then);
+    /// `SUBSCRIBED` lists them, and each refused one gets an `ERROR` of its own.
+    fn subscribe(&mut self, channels: Vec<String>, since: Option<&Since>) {
         let mut added = Vec::new();
+        let mut recovered = BTreeMap::new();
         for channel in channels {
-            match self.channel_refusal(&channel) {
-                Some(report) => self.channel_error(&report),
-                None if self.app.hub.subscribe(
-                    &channel,
-                    self.connection,
-                    &self.outbox,
-                    self.dialect,
-                ) =>
-                {
-                    added.push(channel)
+            if let Some(report) = self.channel_refusal(&channel) {
+                self.channel_error(&report);
+                continue;
+            }
+            let position = since.and_then(|since| since.of(&channel));
+            match self.app.hub.subscribe(
+                &channel,
+                self.connection,
+                &self.outbox,
+                self.dialect,
+                position,
+            ) {
+                Some(subscribed) => {
+                    if position.is_some() {
+                        recovered.insert(channel.clone(), subscribed == Subscribed::Recovered);
+                    }
+                    added.push(channel);
                 }
                 None => self.channel_error(&ErrorReport::new(
                     ErrorCode::AlreadySubscribed,
@@ -251,8 +264,9 @@ impl Session {
             }
         }
         self.metrics().request("SUBSCRIBE", "ok");
-        // Ahead of the channels' current values, which travel as data.
-        self.channels_reply(true, &added);
+        // Ahead of the channels' values, which travel as data.
+        let recovered = since.is_some().then_some(&recovered);
+        self.channels_reply(true, &added, recovered);
     }
 
     fn unsubscribe(&mut self, channels: Vec<String>) {
@@ -268,13 +282,22 @@ impl Session {
             }
         }
         self.metrics().request("UNSUBSCRIBE", "ok");
-        self.channels_reply(false, &removed);
+        self.channels_reply(false, &removed, None);
     }
 
     /// `SUBSCRIBED` / `UNSUBSCRIBED` (Elstat: op 1 / op 2) with `channels`.
-    fn channels_reply(&self, subscribed: bool, channels: &[String]) {
+    fn channels_reply(
+        &self,
+        subscribed: bool,
+        channels: &[String],
+        recovered: Option<&BTreeMap<String, bool>>,
+    ) {
         let reply = match (self.dialect, subscribed) {
-            (Dialect::SocketApi, true) => ServerMessage::Subscribed { channels }.encode(),
+            (Dialect::SocketApi, true) => ServerMessage::Subscribed {
+                channels,
+                recovered,
+            }
+            .encode(),
             (Dialect::SocketApi, false) => ServerMessage::Unsubscribed { channels }.encode(),
             (Dialect::Elstat | Dialect::Services, true) => {
                 elstat::channels_reply(elstat::OP_SUBSCRIBED, channels)
@@ -447,7 +470,8 @@ impl Session {
         let page = query.clone();
         let key = self.start(kind, Some(request_id.clone()), move |f, scope| {
             Box::pin(async move {
-                let outcome = f.items(page, &scope).await;
+                let resumed = live.recover(&page.resume).await;
+                let outcome = f.items(page, &resumed, &scope).await;
                 live.start(for_task, outcome.live, &scope).await;
                 outcome.all_answered
             })
@@ -494,6 +518,7 @@ impl Session {
             color: update.color.or_else(|| old.echo.color.clone()),
             request_id: Some(request_id.clone()),
             live: true,
+            resume: None,
         };
         let query = match self.app.rules.items(request) {
             Ok(query) => query,

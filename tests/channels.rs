@@ -153,25 +153,27 @@ async fn a_limited_token_sees_only_its_datasources_channels() {
     assert_eq!(next_data(&mut client, "status:people").await["d"][1], true);
 }
 
+/// A client of `server` subscribed to `channel`.
+async fn subscribed(server: &tributary::http::ServerHandle, channel: &str) -> Client {
+    let (mut client, _) = Client::ready(server).await;
+    client
+        .send(json!({"type":"SUBSCRIBE","channels":[channel]}))
+        .await;
+    assert_eq!(client.recv().await["type"], "SUBSCRIBED");
+    client
+}
+
 #[tokio::test]
 async fn a_subscriber_leaving_does_not_stop_the_others() {
     let server = start_with(live_settings());
-    let (mut client, _) = Client::ready(&server).await;
-    client
-        .send(json!({"type":"SUBSCRIBE","channels":["status:people"]}))
-        .await;
-    assert_eq!(client.recv().await["type"], "SUBSCRIBED");
+    let mut client = subscribed(&server, "status:people").await;
     next_data(&mut client, "status:people").await;
     metric_eventually(server.addr, "tributary_live_subscriptions", 1.0).await;
     drop(client);
     // Closing leaves every channel.
     metric_eventually(server.addr, "tributary_live_subscriptions", 0.0).await;
     // A second subscriber keeps receiving after the first left.
-    let (mut other, _) = Client::ready(&server).await;
-    other
-        .send(json!({"type":"SUBSCRIBE","channels":["status:people"]}))
-        .await;
-    assert_eq!(other.recv().await["type"], "SUBSCRIBED");
+    let mut other = subscribed(&server, "status:people").await;
     let started = Instant::now();
     next_data(&mut other, "status:people").await;
     next_data(&mut other, "status:people").await;
@@ -188,5 +190,74 @@ async fn a_subscriber_leaving_does_not_stop_the_others() {
     assert_eq!(
         metric(&text, "tributary_live_dropped_subscribers_total"),
         Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn a_resubscribing_client_gets_every_value_it_missed_once() {
+    let server = start_with(live_settings());
+    let mut client = subscribed(&server, "status:people").await;
+    let first = next_data(&mut client, "status:people").await;
+    let offset = first["offset"].as_u64().expect("DATA carries its offset");
+    let epoch = first["epoch"]
+        .as_str()
+        .expect("DATA carries its epoch")
+        .to_owned();
+    let second = next_data(&mut client, "status:people").await;
+    assert_eq!(second["offset"].as_u64(), Some(offset + 1), "{second}");
+    drop(client);
+
+    // Away while a few more measures are taken.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(
+            json!({"type":"SUBSCRIBE","channels":["status:people","latency:people"],
+                     "since":{"status:people":{"offset": offset + 1, "epoch": epoch}}}),
+        )
+        .await;
+    let subscribed = client.recv().await;
+    assert_eq!(subscribed["type"], "SUBSCRIBED", "{subscribed}");
+    assert_eq!(
+        subscribed["recovered"],
+        json!({"status:people": true}),
+        "only channels given a position say whether they recovered: {subscribed}"
+    );
+    // Every value after the position, in order, then on live: no gap, no repeat.
+    let mut expected = offset + 2;
+    while expected < offset + 6 {
+        let data = next_data(&mut client, "status:people").await;
+        assert_eq!(data["offset"].as_u64(), Some(expected), "{data}");
+        assert_eq!(data["epoch"], epoch.as_str(), "{data}");
+        expected += 1;
+    }
+
+    // A position the server no longer knows: the current value, and `false`.
+    let (mut other, _) = Client::ready(&server).await;
+    other
+        .send(json!({"type":"SUBSCRIBE","channels":["status:people"],
+                     "since":{"offset": 3, "epoch": "another"}}))
+        .await;
+    let subscribed = other.recv().await;
+    assert_eq!(
+        subscribed["recovered"],
+        json!({"status:people": false}),
+        "{subscribed}"
+    );
+    let current = next_data(&mut other, "status:people").await;
+    assert_eq!(current["epoch"], epoch.as_str(), "{current}");
+
+    // A malformed position is an ERROR naming `since`; nothing is subscribed.
+    other
+        .send(json!({"type":"SUBSCRIBE","channels":["latency:people"],"since":{"offset":"x"}}))
+        .await;
+    let error = next_non_data(&mut other, 1).await.remove(0);
+    assert_eq!(error["error"]["code"], "invalid_request", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`since`"),
+        "{error}"
     );
 }

@@ -25,6 +25,17 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (Running, String) {
     run_logging_to(args, envs, Stdio::null())
 }
 
+/// The address the server prints on its first line of standard output.
+fn address_printed(stdout: std::process::ChildStdout) -> String {
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("a line");
+    line.trim()
+        .rsplit("http://")
+        .next()
+        .expect("address")
+        .to_owned()
+}
+
 fn run_logging_to(args: &[&str], envs: &[(&str, &str)], logs: Stdio) -> (Running, String) {
     let mut command = Command::new(BIN);
     command.args(args).stdout(Stdio::piped()).stderr(logs);
@@ -33,14 +44,7 @@ fn run_logging_to(args: &[&str], envs: &[(&str, &str)], logs: Stdio) -> (Running
     }
     let mut child = command.spawn().expect("binary starts");
     let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("a line");
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .expect("address")
-        .to_owned();
+    let addr = address_printed(stdout);
     (Running(child), addr)
 }
 
@@ -282,4 +286,153 @@ async fn tokens_never_reach_the_logs() {
         !logs.contains("very-secret"),
         "a token leaked into the logs:\n{logs}"
     );
+}
+
+/// A raw `GET` with extra header lines: the status and the headers
+/// (lower-cased names), the body's length.
+fn get_raw(addr: &str, path: &str, extra: &str) -> (u16, Vec<(String, String)>, usize) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("answer");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, answer.len() - split - 4)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Started from another folder, the binary serves its built-in web UI,
+/// compressed, revalidated by ETag, the vendored libraries cached for good,
+/// with a favicon; logs to a pipe carry no colors.
+#[tokio::test]
+async fn the_web_ui_is_served_from_any_folder() {
+    let elsewhere = std::env::temp_dir();
+    let mut command = Command::new(BIN);
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(&elsewhere)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let _server = Running(child);
+    let addr = address_printed(stdout);
+
+    let (status, headers, _) = get_raw(&addr, "/", "Accept-Encoding: gzip\r\n");
+    assert_eq!(status, 200, "{headers:?}");
+    assert_eq!(
+        header(&headers, "content-encoding"),
+        Some("gzip"),
+        "{headers:?}"
+    );
+    assert!(
+        header(&headers, "content-type")
+            .unwrap_or("")
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        header(&headers, "cache-control"),
+        Some("no-cache"),
+        "{headers:?}"
+    );
+    let etag = header(&headers, "etag").expect("an ETag").to_owned();
+    let (status, _, length) = get_raw(&addr, "/", &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!((status, length), (304, 0), "unchanged: not sent again");
+
+    let (status, headers, _) = get_raw(&addr, "/vendor/sigma.min.js", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "cache-control"),
+        Some("public, max-age=31536000, immutable"),
+        "{headers:?}"
+    );
+    let (status, headers, _) = get_raw(&addr, "/favicon.svg", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("image/svg+xml"),
+        "{headers:?}"
+    );
+    let (status, _, _) = get_raw(&addr, "/no/such/file.js", "");
+    assert_eq!(status, 404);
+
+    drop(_server);
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut logs).expect("logs");
+    assert!(logs.contains("listening"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "no colors in a pipe: {logs}");
+}
+
+/// A taken address is said at once, with what to do; relative paths in a
+/// config file are relative to the file's folder, wherever the server starts.
+#[tokio::test]
+async fn a_taken_address_and_relative_paths_in_a_config() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("address").to_string();
+    let output = Command::new(BIN)
+        .args(["--listen", &address])
+        .output()
+        .expect("binary runs");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("in use") && said.contains("--listen"),
+        "{said}"
+    );
+
+    let folder = std::env::temp_dir().join(format!("tributary-relative-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).expect("a folder");
+    std::fs::write(
+        folder.join("birds.ndjson"),
+        "{\"id\":\"b1\",\"name\":\"heron\"}\n",
+    )
+    .expect("data");
+    std::fs::write(
+        folder.join("node.toml"),
+        "[datasources.birds]\ntype = \"fixtures\"\npath = \"birds.ndjson\"\n",
+    )
+    .expect("config");
+    let config = folder.join("node.toml");
+    let mut command = Command::new(BIN);
+    command
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let _server = Running(child);
+    let addr = address_printed(stdout);
+    let mut client = Client::connect_url(&format!("ws://{addr}/ws")).await;
+    let _greeting = client.recv().await;
+    let answer = client.items(&["birds"], "heron", 0, 5, "#000").await;
+    assert_eq!(items_of(&answer[0])["total"], 1, "{answer:?}");
+    let _ = std::fs::remove_dir_all(&folder);
 }

@@ -444,8 +444,27 @@ async fn without_redis_a_node_serves_searches_refuses_publishes_and_recovers() {
         )
         .await;
     client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    // One record while Redis is there: the client holds its position.
+    let (status, body) = http_post(
+        a.addr,
+        "/api/datasources/tweets/records",
+        &[],
+        &tweet("q-before", "quux kept").to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let before = client.recv().await;
+    assert_eq!(
+        result_ids(std::slice::from_ref(&before), "tweets"),
+        ["q-before"]
+    );
+    let held = json!({"offset": before["items"]["offset"], "epoch": before["items"]["epoch"]});
+    assert!(
+        held["offset"].is_u64() && held["epoch"].is_string(),
+        "{before}"
+    );
 
-    // Redis goes away.
+    // Redis goes away (and comes back empty: the history is lost).
     let port = redis.stop();
     until_status(&a, "/readyz", 503).await;
     let (status, body) = http_post(
@@ -507,6 +526,29 @@ async fn without_redis_a_node_serves_searches_refuses_publishes_and_recovers() {
         .filter_map(|r| r["id"].as_str())
         .collect();
     assert_eq!(ids, ["q1"], "{append}");
+    assert_ne!(
+        append["items"]["epoch"], held["epoch"],
+        "a Redis that lost its history starts a new epoch: {append}"
+    );
+
+    // A client that held a position of the lost history is told it was not
+    // recovered, and gets the page again (this node kept its records).
+    let (mut resumed, _) = Client::ready(&a).await;
+    resumed
+        .send(
+            json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "text:quux",
+                     "live": true, "request-id": "live", "resume": {"tweets": held}}),
+        )
+        .await;
+    let messages = resumed.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    let started = messages.last().expect("LIVE_STARTED");
+    assert_eq!(
+        started["datasources"]["tweets"]["recovered"], false,
+        "{started}"
+    );
+    let mut page = result_ids(&messages, "tweets");
+    page.sort();
+    assert_eq!(page, ["q-before", "q1"], "{messages:?}");
 }
 
 /// A tributary process of its own, killed with SIGKILL when dropped.
@@ -667,4 +709,285 @@ async fn until_status_at(addr: std::net::SocketAddr, path: &str, want: u16) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Reads a live request's appends until the connection ends or `enough`
+/// records have come; adds their ids to `seen` and returns the last
+/// position received.
+async fn read_appends(
+    client: &mut Client,
+    seen: &mut Vec<String>,
+    enough: usize,
+    mut last: Option<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    while seen.len() < enough {
+        let message = match client.next_event().await {
+            Event::Json(message) => message,
+            Event::Closed(_) => break,
+        };
+        if message["type"] != "ITEMS_RECEIVE" {
+            continue;
+        }
+        seen.extend(result_ids(std::slice::from_ref(&message), "tweets"));
+        let items = &message["items"];
+        if let (Some(offset), Some(epoch)) = (items["offset"].as_u64(), items["epoch"].as_str()) {
+            last = Some(json!({"offset": offset, "epoch": epoch}));
+        }
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_resuming_on_another_node_after_a_sigkill_gets_every_record_once() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let mut a = Process::start(&prefix, "10s");
+    let b = Process::start(&prefix, "10s");
+    until_status_at(a.addr, "/readyz", 200).await;
+    until_status_at(b.addr, "/readyz", 200).await;
+    // A live query on node A.
+    let mut client = Client::connect_url(&format!("ws://{}/ws", a.addr)).await;
+    let _greeting = client.recv().await;
+    let request = json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "text:resumable",
+                         "size": 0, "live": true, "request-id": "live"});
+    client.send(request.clone()).await;
+    client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+
+    // Records published on node B, one batch at a time, while A is killed.
+    const RECORDS: usize = 120;
+    let publisher = tokio::spawn(async move {
+        for i in 0..RECORDS {
+            let body = format!(
+                "{}\n{}\n",
+                tweet(&format!("m{i}"), "a resumable record"),
+                tweet(&format!("n{i}"), "an unrelated one")
+            );
+            let (status, answer) =
+                http_post(b.addr, "/api/datasources/tweets/records", &[], &body).await;
+            assert_eq!(status, 200, "{answer}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        b
+    });
+    let mut seen = Vec::new();
+    let last = read_appends(&mut client, &mut seen, 30, None).await;
+    a.kill();
+    // What was already on its way arrives; then the socket ends.
+    let last = read_appends(&mut client, &mut seen, RECORDS, last).await;
+    let last = last.expect("appends carried positions");
+    assert!(seen.len() < RECORDS, "node A was killed mid-stream");
+
+    // The client reconnects to node B (as through the load balancer) and resumes.
+    let b = publisher.await.expect("the publisher");
+    let mut client = Client::connect_url(&format!("ws://{}/ws", b.addr)).await;
+    let _greeting = client.recv().await;
+    let mut resume = request.clone();
+    resume["resume"] = json!({"tweets": last});
+    client.send(resume).await;
+    let started = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    let started = started.last().expect("LIVE_STARTED");
+    assert_eq!(
+        started["datasources"]["tweets"]["recovered"], true,
+        "{started}"
+    );
+    read_appends(&mut client, &mut seen, RECORDS, None).await;
+    let mut expected: Vec<String> = (0..RECORDS).map(|i| format!("m{i}")).collect();
+    let mut got = seen.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "every record exactly once (in order received: {seen:?})"
+    );
+    let mut in_order: Vec<usize> = seen.iter().map(|id| id[1..].parse().unwrap()).collect();
+    let sorted = {
+        let mut s = in_order.clone();
+        s.sort_unstable();
+        s
+    };
+    assert_eq!(in_order, sorted, "in the order published");
+    in_order.dedup();
+    assert_eq!(in_order.len(), RECORDS);
+}
+
+async fn cluster_polls(server: &ServerHandle) -> f64 {
+    let (_, text) = http_get(server.addr, "/metrics").await;
+    metric(&text, "tributary_cluster_polls_total{datasource=\"es\"}").unwrap_or(0.0)
+}
+
+/// The next append's ids, skipping nothing else.
+async fn appended_ids(client: &mut Client) -> Vec<String> {
+    let append = client.recv().await;
+    assert_eq!(append["items"]["append"], true, "{append}");
+    result_ids(&[append], "es")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_node_polls_elasticsearch_for_the_live_queries_of_all() {
+    if !redis_available() {
+        return;
+    }
+    use common::es_scenarios::{index_docs, indices, new_events, Target};
+    let mock = common::es_mock::MockEs::start(
+        indices()
+            .into_iter()
+            .map(|(name, index)| (name.to_owned(), index))
+            .collect(),
+    );
+    let target = Target {
+        url: mock.url(),
+        prefix: String::new(),
+    };
+    let prefix = prefix();
+    let es_node = || {
+        let source = target.source(
+            "es",
+            "events",
+            json!({"live_field": "at", "live_interval": "100ms"}),
+        );
+        let mut settings: Settings = settings(vec![source]);
+        settings.broker.kind = BrokerKind::Redis;
+        settings.broker.url = redis_url();
+        settings.broker.prefix = prefix.clone();
+        start_with(settings)
+    };
+    let (a, b) = (es_node(), es_node());
+    let live = json!({"type": "ITEMS_REQUEST", "datasources": ["es"], "query": "alpha",
+                      "request-id": "l", "live": true});
+    let (mut on_a, _) = Client::ready(&a).await;
+    let (mut on_b, _) = Client::ready(&b).await;
+    for client in [&mut on_a, &mut on_b] {
+        client.send(live.clone()).await;
+        let messages = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+        let mut page = result_ids(&messages, "es");
+        page.sort();
+        assert_eq!(page, ["e0", "e1", "e2"], "{messages:?}");
+    }
+
+    // One node polls, for both.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (pa, pb) = (cluster_polls(&a).await, cluster_polls(&b).await);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let a_polls = cluster_polls(&a).await > pa;
+    let b_polls = cluster_polls(&b).await > pb;
+    assert!(
+        a_polls != b_polls,
+        "exactly one node polls (A: {a_polls}, B: {b_polls})"
+    );
+
+    // New documents reach the live queries of both nodes, once each.
+    index_docs(&target, "events", &new_events()).await;
+    assert_eq!(appended_ids(&mut on_a).await, ["e3", "e4"]);
+    assert_eq!(appended_ids(&mut on_b).await, ["e3", "e4"]);
+
+    // The polling node goes away; the other takes over, from where it was.
+    let (survivor, mut client) = if a_polls {
+        a.shutdown(Duration::from_millis(100)).await;
+        (b, on_b)
+    } else {
+        b.shutdown(Duration::from_millis(100)).await;
+        (a, on_a)
+    };
+    let before = cluster_polls(&survivor).await;
+    index_docs(
+        &target,
+        "events",
+        &[
+            (
+                "e6",
+                json!({"at": "2026-11-23T10:00:02Z", "msg": "alpha six"}),
+            ),
+            (
+                "e7",
+                json!({"at": "2026-11-23T10:00:04Z", "msg": "alpha seven"}),
+            ),
+        ],
+    )
+    .await;
+    let mut ids = appended_ids(&mut client).await;
+    while ids.len() < 2 {
+        ids.extend(appended_ids(&mut client).await);
+    }
+    assert_eq!(ids, ["e6", "e7"], "each new document once");
+    let started = std::time::Instant::now();
+    while cluster_polls(&survivor).await <= before {
+        assert!(started.elapsed() < PATIENCE, "the survivor never polled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.send(json!({"type": "PING"})).await;
+    assert_eq!(client.recv().await["type"], "PONG", "no other append");
+}
+
+/// Sends one command to the test Redis (RESP over TCP) and returns its answer's first line.
+fn redis_command(args: &[&str]) -> String {
+    use std::io::{BufRead, Write};
+    let address = redis_url()
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(address).expect("Redis");
+    let mut command = format!("*{}\r\n", args.len());
+    for arg in args {
+        command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(command.as_bytes()).expect("a command");
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("an answer");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_stream_entries_are_skipped_and_nothing_else_is_lost() {
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    // What another program (or a damaged Redis) could have left in the
+    // streams: no offset, a payload that is no batch, a measure that is no
+    // measure, polled documents that are not.
+    let key = |stream: &str| format!("{prefix}:stream:{stream}");
+    for (stream, fields) in [
+        ("records:tweets", vec!["p", "not json"]),
+        (
+            "records:tweets",
+            vec!["o", "1", "e", "x", "p", "{\"records\": 5}"],
+        ),
+        ("health:tweets", vec!["o", "1", "e", "x", "p", "[]"]),
+        ("polled:tweets", vec!["o", "1", "e", "x", "p", "{}"]),
+    ] {
+        let stream_key = key(stream);
+        let mut args = vec!["XADD", stream_key.as_str(), "*"];
+        args.extend(fields.iter().copied());
+        let answer = redis_command(&args);
+        assert!(answer.starts_with('$'), "XADD: {answer}");
+    }
+    // A node started on them replays them, skips what it cannot read, and
+    // applies what comes next.
+    let a = node(&prefix, Duration::from_secs(10));
+    until_status(&a, "/readyz", 200).await;
+    let (status, body) = http_post(
+        a.addr,
+        "/api/datasources/tweets/records",
+        &[],
+        &tweet("u1", "unharmed by what came before").to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"searchable\":true"), "{body}");
+    let (mut client, _) = Client::ready(&a).await;
+    let messages = ask(
+        &mut client,
+        json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"],
+                                            "query": "text:unharmed", "request-id": "q"}),
+    )
+    .await;
+    assert_eq!(result_ids(&messages, "tweets"), ["u1"], "{messages:?}");
+    let (status, _) = http_get(a.addr, "/healthz").await;
+    assert_eq!(status, 200);
 }

@@ -566,3 +566,140 @@ async fn concurrent_publishers_lose_nothing_and_repeat_nothing() {
     let answers = other.items(&["tweets"], "gondola", 0, 0, "#000").await;
     assert_eq!(answers[0]["items"]["total"], 160);
 }
+
+/// The `offset` and `epoch` an append or `LIVE_STARTED` entry carries.
+fn position(of: &Value) -> Option<Value> {
+    Some(json!({"offset": of.get("offset")?.as_u64()?, "epoch": of.get("epoch")?.as_str()?}))
+}
+
+#[tokio::test]
+async fn a_client_that_reconnects_resumes_with_exactly_what_it_missed() {
+    let server = start_with(publishing());
+    let (mut client, _) = Client::ready(&server).await;
+    let (_, _) = go_live(&mut client, &["tweets"], "text:albatross", "r").await;
+    let (status, answer) = publish(
+        &server,
+        "tweets",
+        &ndjson(&[tweet("r1", "an albatross"), tweet("x1", "a gull")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["searchable"], true, "{answer}");
+    let first = next_append(&mut client).await;
+    assert_eq!(ids(&first), ["r1"]);
+    let held =
+        position(&first["items"]).expect("an append of published records carries its position");
+    assert_eq!(held["offset"], answer["offset"], "{first} {answer}");
+    assert_eq!(held["epoch"], answer["epoch"], "{first} {answer}");
+    drop(client);
+
+    // Published while nobody listens: two batches, one matching record each.
+    for (id, text) in [
+        ("r2", "albatross again"),
+        ("x2", "no bird"),
+        ("r3", "the last albatross"),
+    ] {
+        let (status, answer) = publish(&server, "tweets", &tweet(id, text).to_string()).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    // Resumed: no page, LIVE_STARTED says recovered, then what was missed, once.
+    let (mut client, _) = Client::ready(&server).await;
+    client
+        .send(
+            json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"text:albatross",
+                     "request-id":"r","live":true,"resume":{"tweets": held}}),
+        )
+        .await;
+    let messages = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    assert!(
+        messages.iter().all(|m| m["type"] != "ITEMS_RECEIVE"),
+        "a recovered datasource sends no page: {messages:?}"
+    );
+    let started = messages.last().expect("LIVE_STARTED");
+    assert_eq!(
+        started["datasources"]["tweets"]["recovered"], true,
+        "{started}"
+    );
+    let mut missed = Vec::new();
+    let mut last = None;
+    while missed.len() < 2 {
+        let append = next_append(&mut client).await;
+        missed.extend(ids(&append));
+        last = position(&append["items"]).or(last);
+    }
+    assert_eq!(missed, ["r2", "r3"]);
+    let last = last.expect("the last append carries a position");
+    assert_eq!(
+        last["offset"],
+        held["offset"].as_u64().unwrap() + 3,
+        "{last}"
+    );
+
+    // Then live, as before.
+    publish(
+        &server,
+        "tweets",
+        &tweet("r4", "albatross live").to_string(),
+    )
+    .await;
+    assert_eq!(ids(&next_append(&mut client).await), ["r4"]);
+
+    // A position of another epoch (the history it refers to is gone) is
+    // not recovered: the page is searched again, and the client is told.
+    let (mut other, _) = Client::ready(&server).await;
+    other
+        .send(json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"text:albatross",
+                     "request-id":"o","live":true,"resume":{"tweets": {"offset": 2, "epoch": "gone"}}}))
+        .await;
+    let messages = other.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    let page: Vec<String> = messages
+        .iter()
+        .filter(|m| m["type"] == "ITEMS_RECEIVE")
+        .flat_map(ids)
+        .collect();
+    assert_eq!(page.len(), 4, "the page again: {messages:?}");
+    let started = messages.last().expect("LIVE_STARTED");
+    assert_eq!(
+        started["datasources"]["tweets"]["recovered"], false,
+        "{started}"
+    );
+    assert_eq!(
+        position(&started["datasources"]["tweets"]),
+        position(&last).map(|mut p| {
+            p["offset"] = json!(p["offset"].as_u64().unwrap() + 1);
+            p
+        }),
+        "LIVE_STARTED says where the stream stands: {started}"
+    );
+
+    // Bad resumes are refused, naming what is wrong.
+    other
+        .send(
+            json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"x",
+                     "request-id":"b1","resume":{"tweets": {"offset": 1, "epoch": "e"}}}),
+        )
+        .await;
+    let error = other.recv().await;
+    assert_eq!(other.recv().await["type"], "REQUEST_COMPLETED");
+    assert_eq!(error["error"]["code"], "invalid_request", "{error}");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("live"),
+        "{error}"
+    );
+    other
+        .send(
+            json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"x","live":true,
+                     "request-id":"b2","resume":{"emails": {"offset": 1, "epoch": "e"}}}),
+        )
+        .await;
+    let error = other.recv().await;
+    assert_eq!(error["error"]["code"], "invalid_request", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("emails"),
+        "{error}"
+    );
+}

@@ -47,7 +47,17 @@ fn program(env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_string())
 }
 
-async fn browser() -> Browser {
+async fn browser() -> Option<Browser> {
+    browser_with(&[]).await
+}
+
+/// A headless Chromium with `extra` switches on top of the usual ones;
+/// `None` (the test is skipped, saying so) with `TRIBUTARY_SKIP_BROWSER_TESTS` set.
+async fn browser_with(extra: &[&str]) -> Option<Browser> {
+    if std::env::var_os("TRIBUTARY_SKIP_BROWSER_TESTS").is_some() {
+        eprintln!("skipped: TRIBUTARY_SKIP_BROWSER_TESTS is set");
+        return None;
+    }
     // Two TLS backends are linked in (via different crates); name the one to use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let chromedriver = program("CHROMEDRIVER", "/usr/bin/chromedriver");
@@ -65,14 +75,22 @@ async fn browser() -> Browser {
         .unwrap_or_else(|e| {
             panic!("cannot start {chromedriver} ({e}); install it with `apt-get install -y chromium chromium-driver`")
         });
+    let mut args = vec![
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--enable-unsafe-swiftshader",
+        "--window-size=1440,900",
+    ];
+    args.extend_from_slice(extra);
     let capabilities = json!({
         "goog:chromeOptions": {
             "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
-                "--enable-unsafe-swiftshader", "--window-size=1440,900",
-            ],
+            "args": args,
         }
     });
     let url = format!("http://127.0.0.1:{port}");
@@ -84,7 +102,7 @@ async fn browser() -> Browser {
             .connect(&url)
             .await;
         match attempt {
-            Ok(client) => return Browser { client, driver },
+            Ok(client) => return Some(Browser { client, driver }),
             Err(e) if Instant::now() > deadline => panic!("cannot open a browser session: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -98,6 +116,26 @@ fn demo_settings() -> Settings {
         datasources: demo_datasources(),
         ..Settings::default()
     }
+}
+
+/// The demo datasets and `count` generated people.
+fn demo_server_with_people(count: usize) -> ServerHandle {
+    let mut settings = demo_settings();
+    settings.datasources.push(common::datasource(
+        "people",
+        "people",
+        json!({ "count": count }),
+    ));
+    tributary::http::spawn(settings, common::registry()).expect("server starts")
+}
+
+/// The demo server and a browser showing its page, connected (`None`:
+/// browser tests are skipped).
+async fn demo_page() -> Option<(ServerHandle, Browser)> {
+    let server = demo_server();
+    let browser = browser().await?;
+    open_page(&browser.client, &server).await;
+    Some((server, browser))
 }
 
 fn demo_server() -> ServerHandle {
@@ -214,9 +252,13 @@ async fn tick_node_field(client: &Client, field: &str) {
 
 async fn search(client: &Client, color: &str, query: &str) {
     // Color pickers cannot be typed into; set the value as the picker would.
+    // The box is emptied first, as a user replaces what is there.
     js(
         client,
-        &format!("document.getElementById('query-color').value = '{color}'; return true;"),
+        &format!(
+            "document.getElementById('query-color').value = '{color}'; \
+             document.getElementById('query-input').value = ''; return true;"
+        ),
     )
     .await;
     let input = client
@@ -257,7 +299,9 @@ async fn wait_queries_done(client: &Client, count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explore_the_demo_data() {
     let server = demo_server();
-    let browser = browser().await;
+    let Some(browser) = browser().await else {
+        return;
+    };
     let client = &browser.client;
     let page = format!("http://{}/", server.addr);
     client.goto(&page).await.expect("open page");
@@ -295,11 +339,7 @@ async fn explore_the_demo_data() {
     enable_datasource(client, "tweets", "user.screen_name").await;
     tick_node_field(client, "user.screen_name").await;
     tick_node_field(client, "hashtags").await;
-    click(
-        client,
-        "#fields li[data-field='created_at'] input[type=radio]",
-    )
-    .await;
+    click(client, "#fields li[data-field='created_at'] input.timeline").await;
 
     // Two queries with different colors.
     search(client, RED, "hashtags:opendata").await;
@@ -424,7 +464,7 @@ async fn explore_the_demo_data() {
         client,
         "the error of the bad query",
         "const li = document.querySelector('#queries li[data-query=\"3\"] .error');
-         return !!li && li.textContent.includes('could not be understood');",
+         return !!li && li.textContent.includes('cannot be understood');",
     )
     .await;
     click(client, "#queries li[data-query='3'] button.remove").await;
@@ -454,7 +494,7 @@ async fn explore_the_demo_data() {
         "return {
             tweets: document.querySelector('#datasources li[data-ds=tweets] input').checked,
             emails: document.querySelector('#datasources li[data-ds=emails] input').checked,
-            fields: [...document.querySelectorAll('#fields input[type=checkbox]:checked')]
+            fields: [...document.querySelectorAll('#fields input[type=checkbox]:not(.timeline):checked')]
                 .map((box) => box.closest('li').dataset.field).sort(),
             query: document.querySelector('#queries li .text').textContent,
             color: document.querySelector('#queries li input[type=color]').value,
@@ -489,7 +529,9 @@ async fn a_live_query_grows_the_graph() {
         .datasources
         .push(common::datasource("down", "failing", json!({})));
     let server = tributary::http::spawn(settings, common::registry()).expect("server starts");
-    let browser = browser().await;
+    let Some(browser) = browser().await else {
+        return;
+    };
     let client = &browser.client;
     client
         .goto(&format!("http://{}/", server.addr))
@@ -564,6 +606,52 @@ async fn a_live_query_grows_the_graph() {
     assert_eq!(badge, json!("● live +2"));
     save_screenshot(client, "live").await;
 
+    // The connection drops and a record is published while the page is
+    // away: after the reconnect the live request resumes from the last
+    // position it received, and the record arrives, once.
+    js(
+        client,
+        "window.sentFrames = []; const send = WebSocket.prototype.send; \
+         WebSocket.prototype.send = function (data) { window.sentFrames.push(data); return send.call(this, data); }; \
+         window.tributary.client.socket.close(); return true;",
+    )
+    .await;
+    let away = json!({"id": "z-ui-4", "created_at": "2026-11-23T12:01:00Z",
+                      "text": "a zeppelin while you were away", "user": {"screen_name": "zep_away"}});
+    let (status, body) = common::http_post(
+        server.addr,
+        "/api/datasources/tweets/records",
+        &[],
+        &away.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    until(
+        client,
+        "the record published while away",
+        "const labels = []; window.tributary.view.graph.forEachNode((k, a) => labels.push(a.label)); \
+         return labels.includes('zep_away');",
+    )
+    .await;
+    let resumed = js(
+        client,
+        "const live = window.sentFrames.map((f) => JSON.parse(f)).filter((m) => m.type === 'ITEMS_REQUEST' && m.live); \
+         return { resume: live.map((m) => m.resume ?? null), \
+                  recovered: window.tributary.searches.queries[0].liveModes?.tweets?.recovered ?? null };",
+    )
+    .await;
+    assert!(
+        resumed["resume"][0]["tweets"]["offset"].is_u64(),
+        "the live request resumed from a position: {resumed}"
+    );
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    until(
+        client,
+        "the live badge to count the missed record once",
+        "return document.querySelector('#queries li .live-badge').textContent === '● live +3';",
+    )
+    .await;
+
     // Off again: no more appends.
     click(client, "#queries li .live-toggle").await;
     until(
@@ -579,7 +667,9 @@ async fn a_live_query_grows_the_graph() {
 async fn reconnects_and_fetches_again() {
     let server = demo_server();
     let addr = server.addr;
-    let browser = browser().await;
+    let Some(browser) = browser().await else {
+        return;
+    };
     let client = &browser.client;
     client
         .goto(&format!("http://{addr}/"))
@@ -603,15 +693,36 @@ async fn reconnects_and_fetches_again() {
         "return document.getElementById('connection').dataset.state === 'closed';",
     )
     .await;
-    let text = js(
+    let chip = js(
         client,
-        "return document.getElementById('connection-text').textContent;",
+        "const chip = document.getElementById('connection'); \
+         return { text: document.getElementById('connection-text').textContent, title: chip.title, \
+                  retry: !document.getElementById('connection-retry').hidden, \
+                  chipWidth: chip.getBoundingClientRect().width, \
+                  searchWidth: document.getElementById('query-input').getBoundingClientRect().width };",
     )
     .await;
-    assert!(text.as_str().unwrap_or("").contains("Retrying"), "{text}");
+    let text = chip["text"].as_str().unwrap_or("");
+    assert!(text.starts_with("Offline — retrying in "), "{chip}");
+    assert_eq!(chip["retry"], true, "a Retry now button: {chip}");
+    assert!(
+        !chip["title"].as_str().unwrap_or("").contains("token"),
+        "no word of tokens without a 403: {chip}"
+    );
+    assert!(
+        chip["searchWidth"].as_f64().unwrap_or(0.0) > 500.0,
+        "the chip leaves the search box its room: {chip}"
+    );
 
-    // A query typed while disconnected waits, and runs once the server is back.
+    // A query typed while disconnected says it waits, and runs once the server is back.
     search(client, RED, "invoice").await;
+    until(
+        client,
+        "the query to wait for the connection",
+        "const li = document.querySelector('#queries li'); \
+         return li && li.dataset.state === 'waiting' && li.querySelector('.sources').textContent === 'Waiting for the connection…';",
+    )
+    .await;
     let mut settings = Settings {
         listen: addr.to_string(),
         datasources: demo_datasources(),
@@ -619,6 +730,12 @@ async fn reconnects_and_fetches_again() {
     };
     settings.listen = addr.to_string();
     let _again = tributary::http::spawn(settings, common::registry()).expect("server restarts");
+    // No need to wait for the next attempt (unless it already happened).
+    js(
+        client,
+        "const retry = document.getElementById('connection-retry'); if (!retry.hidden) retry.click(); return true;",
+    )
+    .await;
     until(
         client,
         "the reconnection",
@@ -703,10 +820,10 @@ async fn node_position(client: &Client, key: &str) -> (f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_the_graph() {
-    let server = demo_server();
-    let browser = browser().await;
+    let Some((_server, browser)) = demo_page().await else {
+        return;
+    };
     let client = &browser.client;
-    open_page(client, &server).await;
     enable_datasource(client, "tweets", "mentions").await;
     // The field filter narrows the list.
     client
@@ -925,7 +1042,9 @@ async fn work_the_graph() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draws_a_large_graph() {
     let server = demo_server();
-    let browser = browser().await;
+    let Some(browser) = browser().await else {
+        return;
+    };
     let client = &browser.client;
     client
         .goto(&format!("http://{}/", server.addr))
@@ -996,7 +1115,9 @@ async fn a_token_in_the_address_is_used_and_kept() {
         },
     );
     let server = tributary::http::spawn(settings, common::registry()).expect("server starts");
-    let browser = browser().await;
+    let Some(browser) = browser().await else {
+        return;
+    };
     let client = &browser.client;
 
     // Without a token the server refuses the socket, and the page says what to do.
@@ -1008,7 +1129,7 @@ async fn a_token_in_the_address_is_used_and_kept() {
         client,
         "the refusal",
         "return document.getElementById('connection').dataset.state === 'closed'
-            && document.getElementById('connection-text').textContent.includes('?token=');",
+            && document.getElementById('graph-empty').textContent.includes('?token=');",
     )
     .await;
 
@@ -1052,7 +1173,9 @@ async fn a_python_datasource_joins_the_open_page() {
         },
     );
     let server = tributary::http::spawn(settings, common::registry()).expect("server starts");
-    let browser = browser().await;
+    let Some(browser) = browser().await else {
+        return;
+    };
     let client = &browser.client;
     open_page(client, &server).await;
 
@@ -1117,4 +1240,776 @@ async fn a_python_datasource_joins_the_open_page() {
     assert_no_page_errors(client).await;
     let _ = plugin.kill();
     let _ = plugin.wait();
+}
+
+/// Messages a user can act on: a query that cannot be understood is said
+/// once, in words, comes back to the search box and is not replayed on
+/// reload; a query without results says so by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_messages_about_queries() {
+    let Some((_server, browser)) = demo_page().await else {
+        return;
+    };
+    let client = &browser.client;
+    enable_datasource(client, "emails", "from").await;
+    enable_datasource(client, "tweets", "user.screen_name").await;
+    tick_node_field(client, "from").await;
+
+    search(client, RED, "a AND (b").await;
+    until(
+        client,
+        "the query to be refused",
+        "const li = document.querySelector('#queries li'); return li && li.dataset.state === 'invalid';",
+    )
+    .await;
+    let shown = js(
+        client,
+        "const li = document.querySelector('#queries li'); \
+         const input = document.getElementById('query-input'); \
+         return { errors: [...li.querySelectorAll('.error')].map((e) => e.textContent), \
+                  retry: !li.querySelector('.retry').hidden, more: !li.querySelector('.more').hidden, \
+                  input: input.value, cursor: [input.selectionStart, input.selectionEnd], \
+                  saved: JSON.parse(localStorage.getItem('tributary.ui.v1')).queries.map((q) => q.text) };",
+    )
+    .await;
+    assert_eq!(
+        shown["errors"],
+        json!(["This query cannot be understood: missing closing parenthesis at character 8. Fix it in the search box and press Enter."]),
+        "one message, in words, with the position: {shown}"
+    );
+    assert_eq!(shown["retry"], false, "{shown}");
+    assert_eq!(shown["more"], false, "{shown}");
+    assert_eq!(
+        shown["input"], "a AND (b",
+        "the text is back for fixing: {shown}"
+    );
+    assert_eq!(shown["cursor"], json!([7, 8]), "at the problem: {shown}");
+    assert_eq!(shown["saved"], json!([]), "not saved: {shown}");
+
+    // Fixed and sent again; then a query nothing matches.
+    search(client, "#0000ff", "zzyzx_nothing").await;
+    until(
+        client,
+        "the empty answer",
+        "const li = document.querySelector('#queries li:last-child'); \
+         return li && li.dataset.state === 'done' \
+             && li.querySelector('.sources').textContent === 'No records match `zzyzx_nothing` in Emails or Tweets.';",
+    )
+    .await;
+
+    // Reloaded: the refused query is not asked again, the other is.
+    client.refresh().await.expect("reload");
+    until(
+        client,
+        "the saved query after the reload",
+        "const items = [...document.querySelectorAll('#queries li .text')].map((t) => t.textContent); \
+         return items.length === 1 && items[0] === 'zzyzx_nothing';",
+    )
+    .await;
+    // The overlay says what is true after the reload: datasources are
+    // enabled, a field is ticked, and nothing matched.
+    until(
+        client,
+        "the overlay to say nothing matched",
+        "return document.getElementById('graph-empty').textContent \
+             === 'No records match the queries. Try another query, or enable more datasources.';",
+    )
+    .await;
+    assert_no_page_errors(client).await;
+}
+
+/// Without WebGL the page says the graph needs it, and the rest works:
+/// datasources, queries and the records table (every record, as there is
+/// no graph to select from).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_webgl_the_page_still_works() {
+    let server = demo_server();
+    let Some(browser) = browser_with(&["--disable-webgl", "--disable-3d-apis"]).await else {
+        return;
+    };
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    open_page(client, &server).await;
+    let empty = js(
+        client,
+        "return document.getElementById('graph-empty').textContent;",
+    )
+    .await;
+    assert!(
+        empty
+            .as_str()
+            .unwrap_or("")
+            .starts_with("The graph needs WebGL"),
+        "{empty}"
+    );
+    enable_datasource(client, "emails", "from").await;
+    tick_node_field(client, "from").await;
+    search(client, RED, "invoice").await;
+    until(
+        client,
+        "the records in the table",
+        "const li = document.querySelector('#queries li'); \
+         return li && li.dataset.state === 'done' && document.querySelectorAll('#records tbody tr').length > 0;",
+    )
+    .await;
+    let still = js(
+        client,
+        "return document.getElementById('graph-empty').textContent;",
+    )
+    .await;
+    assert!(
+        still
+            .as_str()
+            .unwrap_or("")
+            .starts_with("The graph needs WebGL"),
+        "{still}"
+    );
+    save_screenshot(client, "no-webgl").await;
+}
+
+/// The timeline puts each datasource's records on it by its own date field,
+/// a drag across it selects the nodes of that time range, and the selection
+/// shows on it; the records table sorts by a column, opens a row from the
+/// keyboard and exports CSV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_and_table_across_datasources() {
+    let Some((_server, browser)) = demo_page().await else {
+        return;
+    };
+    let client = &browser.client;
+    enable_datasource(client, "emails", "from").await;
+    enable_datasource(client, "tweets", "user.screen_name").await;
+    tick_node_field(client, "from").await;
+    tick_node_field(client, "user.screen_name").await;
+    search(client, RED, "*").await;
+    wait_queries_done(client, 1).await;
+    let timeline = js(
+        client,
+        "const bars = [...document.querySelectorAll('#histogram rect:not(.selected)')]; \
+         const counted = bars.reduce((sum, bar) => sum + Number(bar.querySelector('title').textContent.match(/: (\\d+) record/)[1]), 0); \
+         const query = window.tributary.app.queries[0]; \
+         return { caption: document.getElementById('histogram-field').textContent, counted, records: query.records.size, \
+                  datasources: [...new Set([...query.records.values()].map((r) => r.ds))].sort() };",
+    )
+    .await;
+    let caption = timeline["caption"].as_str().unwrap_or("");
+    assert!(
+        caption.contains("Emails: date") && caption.contains("Tweets: created_at"),
+        "each datasource by its own date field: {timeline}"
+    );
+    assert_eq!(
+        timeline["datasources"],
+        json!(["emails", "tweets"]),
+        "{timeline}"
+    );
+    assert_eq!(
+        timeline["counted"], timeline["records"],
+        "every record of both datasources is on the timeline: {timeline}"
+    );
+
+    // A drag across the whole timeline selects every node; the selection
+    // shows over the bars.
+    let selected = js(
+        client,
+        "const h = document.getElementById('histogram'); const box = h.getBoundingClientRect(); \
+         const at = (type, x) => h.dispatchEvent(new PointerEvent(type, { clientX: x, clientY: box.top + box.height / 2, pointerId: 1, bubbles: true })); \
+         at('pointerdown', box.left + 1); at('pointerup', box.right - 1); \
+         return { selection: window.tributary.app.selection.length, nodes: window.tributary.view.graph.order };",
+    )
+    .await;
+    assert_eq!(selected["selection"], selected["nodes"], "{selected}");
+    until(
+        client,
+        "the selection over the timeline and in the table",
+        "return document.querySelectorAll('#histogram rect.selected').length > 0 \
+             && document.querySelectorAll('#records tbody tr').length > 0;",
+    )
+    .await;
+
+    // Sorted by `from`, then the other way.
+    let column = |descending: bool| {
+        format!(
+            "const headers = [...document.querySelectorAll('#records th')]; \
+             const at = headers.findIndex((th) => th.querySelector('button.sort').textContent === 'from'); \
+             headers[at].querySelector('button.sort').click(); \
+             const values = [...document.querySelectorAll('#records tbody tr')].map((tr) => tr.cells[at].textContent).filter((v) => v); \
+             const sorted = [...values].sort((a, b) => a.localeCompare(b, undefined, {{ numeric: true }})); \
+             if ({descending}) sorted.reverse(); \
+             return {{ ok: values.length > 3 && values.every((v, i) => v === sorted[i]), \
+                      sort: document.querySelectorAll('#records th')[at].getAttribute('aria-sort') }};"
+        )
+    };
+    let ascending = js(client, &column(false)).await;
+    assert_eq!(ascending, json!({"ok": true, "sort": "ascending"}));
+    let descending = js(client, &column(true)).await;
+    assert_eq!(descending, json!({"ok": true, "sort": "descending"}));
+
+    // A row opens from the keyboard.
+    let first = client
+        .find(Locator::Css("#records tbody tr"))
+        .await
+        .expect("a row");
+    first.send_keys("\u{E007}").await.expect("Enter on a row");
+    until(
+        client,
+        "the record's details",
+        "return !document.getElementById('details').hidden;",
+    )
+    .await;
+
+    // CSV of the rows shown, a header first.
+    let csv = js(
+        client,
+        "let href = null; const click = HTMLAnchorElement.prototype.click; \
+         HTMLAnchorElement.prototype.click = function () { href = this.href; }; \
+         document.getElementById('export-csv').click(); HTMLAnchorElement.prototype.click = click; \
+         const text = decodeURIComponent(href.slice(href.indexOf(',') + 1)); \
+         return { lines: text.trim().split('\\r\\n').length, header: text.split('\\r\\n')[0], \
+                  rows: window.tributary.app.selection.length ? document.getElementById('records-count').textContent : '' };",
+    )
+    .await;
+    assert_eq!(
+        csv["header"], "datasource,id,from,user.screen_name",
+        "{csv}"
+    );
+    assert!(csv["lines"].as_u64().unwrap_or(0) > 10, "{csv}");
+    assert_no_page_errors(client).await;
+}
+
+/// Accessible by default: a color-blind-safe palette (Okabe–Ito) with a
+/// legend on the graph, icons readable on their node's color (≥ 3:1), a
+/// visible keyboard focus, named color inputs, the selection as text, and
+/// a layout that works 390 px wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accessible_by_default() {
+    let Some((_server, browser)) = demo_page().await else {
+        return;
+    };
+    let client = &browser.client;
+    enable_datasource(client, "emails", "from").await;
+    tick_node_field(client, "from").await;
+    tick_node_field(client, "to").await;
+    // Two queries in the colors the page suggests.
+    for query in ["invoice", "meeting"] {
+        let input = client
+            .find(Locator::Id("query-input"))
+            .await
+            .expect("search box");
+        input
+            .send_keys(&format!("{query}\u{E007}"))
+            .await
+            .expect("type query");
+    }
+    wait_queries_done(client, 2).await;
+    let page = js(
+        client,
+        r#"const luminance = (hex) => { const [r, g, b] = [1, 3, 5].map((i) => { const c = parseInt(hex.slice(i, i + 2), 16) / 255;
+               return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+           const contrast = (a, b) => { const [x, y] = [luminance(a), luminance(b)].sort((m, n) => n - m); return (x + 0.05) / (y + 0.05); };
+           let worst = Infinity;
+           window.tributary.view.graph.forEachNode((k, a) => { if (a.colors.length === 1) worst = Math.min(worst, contrast(a.iconColor, a.colors[0])); });
+           return { colors: window.tributary.app.queries.map((q) => q.color),
+                    legend: [...document.querySelectorAll('#legend li')].map((li) => li.textContent),
+                    worst,
+                    names: [...document.querySelectorAll('#queries input[type=color]')].map((i) => i.getAttribute('aria-label')) };"#,
+    )
+    .await;
+    assert_eq!(
+        page["colors"],
+        json!(["#0072b2", "#e69f00"]),
+        "Okabe–Ito first: {page}"
+    );
+    assert_eq!(page["legend"], json!(["invoice", "meeting"]), "{page}");
+    assert!(
+        page["worst"].as_f64().unwrap_or(0.0) >= 3.0,
+        "icons readable: {page}"
+    );
+    assert_eq!(
+        page["names"],
+        json!(["Color of the query invoice", "Color of the query meeting"]),
+        "{page}"
+    );
+
+    // Keyboard focus shows.
+    let focus = js(
+        client,
+        "const button = document.getElementById('fit'); button.focus({ focusVisible: true }); \
+         return getComputedStyle(button).outlineStyle;",
+    )
+    .await;
+    assert_ne!(focus, json!("none"), "a visible focus");
+
+    // The selection, as text.
+    press(client, 'a').await;
+    until(
+        client,
+        "the selection as text",
+        "const list = document.getElementById('selection-list'); \
+         return !list.hidden && list.textContent.startsWith('Selected: ') && list.textContent.includes('(from)');",
+    )
+    .await;
+
+    // 390 px wide: nothing scrolls sideways, the side panel is a drawer.
+    client.set_window_size(390, 844).await.expect("resize");
+    until(
+        client,
+        "the narrow layout, the drawer closed",
+        "return document.getElementById('side').getBoundingClientRect().right <= 1;",
+    )
+    .await;
+    let narrow = js(
+        client,
+        "const side = document.getElementById('side').getBoundingClientRect(); \
+         const search = document.getElementById('query-input').getBoundingClientRect(); \
+         return { overflow: document.documentElement.scrollWidth > window.innerWidth, \
+                  sideShown: side.right > 1, searchWidth: search.width };",
+    )
+    .await;
+    assert_eq!(narrow["overflow"], false, "{narrow}");
+    assert_eq!(
+        narrow["sideShown"], false,
+        "the drawer starts closed: {narrow}"
+    );
+    assert!(
+        narrow["searchWidth"].as_f64().unwrap_or(0.0) > 150.0,
+        "{narrow}"
+    );
+    click(client, "#drawer-toggle").await;
+    until(
+        client,
+        "the drawer to open",
+        "return document.getElementById('side').getBoundingClientRect().left >= 0;",
+    )
+    .await;
+    save_screenshot(client, "narrow").await;
+    click(client, "#drawer-toggle").await;
+    client.set_window_size(1280, 720).await.expect("resize");
+    until(
+        client,
+        "the wide layout",
+        "return document.getElementById('side').getBoundingClientRect().left >= 0 \
+             && document.documentElement.scrollWidth <= window.innerWidth;",
+    )
+    .await;
+    save_screenshot(client, "1280x720").await;
+    assert_no_page_errors(client).await;
+}
+
+/// Moves the pointer to page pixels `at`.
+async fn move_pointer(client: &Client, at: (f64, f64)) {
+    let mouse = MouseActions::new("mouse".into()).then(PointerAction::MoveTo {
+        duration: None,
+        x: at.0,
+        y: at.1,
+    });
+    client.perform_actions(mouse).await.expect("pointer move");
+}
+
+/// The center of an element, in page pixels.
+async fn center_of(client: &Client, css: &str) -> (f64, f64) {
+    let at = js(
+        client,
+        &format!("const b = document.querySelector(\"{css}\").getBoundingClientRect(); return [b.x + b.width / 2, b.y + b.height / 2];"),
+    )
+    .await;
+    (at[0].as_f64().unwrap_or(0.0), at[1].as_f64().unwrap_or(0.0))
+}
+
+/// Layouts that stay: positions, pins and the camera survive a reload;
+/// deletes are undone one at a time and say how many went; the field list
+/// does not re-sort under the pointer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layouts_that_stay() {
+    let Some((_server, browser)) = demo_page().await else {
+        return;
+    };
+    let client = &browser.client;
+    enable_datasource(client, "emails", "from").await;
+    tick_node_field(client, "from").await;
+    tick_node_field(client, "to").await;
+    search(client, RED, "invoice").await;
+    wait_queries_done(client, 1).await;
+    const SNAPSHOT: &str = "const view = window.tributary.view; const nodes = {}; \
+        view.graph.forEachNode((k, a) => { nodes[k] = [a.x, a.y, Boolean(a.fixed)]; }); \
+        const c = view.renderer.getCamera().getState(); \
+        return { nodes, camera: [c.x, c.y, c.ratio] };";
+    // The layout ends, one node is pinned, the camera zoomed in.
+    let pinned = js(
+        client,
+        "const view = window.tributary.view; view.stopLayout(); \
+         const key = view.graph.nodes()[0]; view.setSelection([key]); document.activeElement.blur(); return key;",
+    )
+    .await;
+    press(client, 'p').await;
+    until(
+        client,
+        "the pin",
+        "return document.getElementById('pin-selected').textContent === 'Unpin';",
+    )
+    .await;
+    js(
+        client,
+        "const camera = window.tributary.view.renderer.getCamera(); camera.setState({ ...camera.getState(), ratio: 0.5 }); return true;",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await; // the camera is saved once still
+    let before = js(client, SNAPSHOT).await;
+    assert_eq!(
+        before["nodes"][pinned.as_str().unwrap()][2],
+        true,
+        "{before}"
+    );
+
+    client.refresh().await.expect("reload");
+    wait_queries_done(client, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = js(client, SNAPSHOT).await;
+    let nodes = before["nodes"].as_object().expect("nodes");
+    assert_eq!(
+        nodes.len(),
+        after["nodes"].as_object().map_or(0, |n| n.len())
+    );
+    for (key, was) in nodes {
+        let now = &after["nodes"][key];
+        for i in 0..2 {
+            let (a, b) = (was[i].as_f64().unwrap(), now[i].as_f64().unwrap());
+            assert!((a - b).abs() < 0.02, "{key} moved: {was} → {now}");
+        }
+        assert_eq!(was[2], now[2], "{key}: pinned the same");
+    }
+    for i in 0..3 {
+        let (a, b) = (
+            before["camera"][i].as_f64().unwrap(),
+            after["camera"][i].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 1e-6,
+            "the camera: {} → {}",
+            before["camera"],
+            after["camera"]
+        );
+    }
+    // Unpinned again.
+    js(
+        client,
+        &format!("window.tributary.view.setSelection([{pinned}]); return true;"),
+    )
+    .await;
+    press(client, 'p').await;
+    until(
+        client,
+        "the unpin",
+        &format!(
+            "return window.tributary.view.graph.getNodeAttribute({pinned}, 'fixed') === false;"
+        ),
+    )
+    .await;
+
+    // Two deletes, undone one at a time, each nodes back where they were.
+    let order = js(client, "return window.tributary.view.graph.order;")
+        .await
+        .as_u64()
+        .unwrap();
+    let delete = |count: usize, skip: usize| {
+        format!(
+            "const keys = window.tributary.view.graph.nodes().slice({skip}, {skip} + {count}); \
+             window.tributary.view.setSelection(keys); return keys;"
+        )
+    };
+    js(client, &delete(2, 0)).await;
+    press(client, '\u{E017}').await; // Delete
+    until(
+        client,
+        "the toast",
+        "return document.getElementById('toast').textContent.startsWith('Removed 2 nodes');",
+    )
+    .await;
+    let second = js(client, &delete(3, 0)).await;
+    press(client, '\u{E017}').await;
+    until(
+        client,
+        "the toast",
+        "return document.getElementById('toast').textContent.startsWith('Removed 3 nodes');",
+    )
+    .await;
+    until(
+        client,
+        "the nodes to go",
+        &format!(
+            "return window.tributary.view.graph.order === {};",
+            order - 5
+        ),
+    )
+    .await;
+    press(client, 'u').await;
+    until(
+        client,
+        "the last delete undone",
+        &format!(
+            "return window.tributary.view.graph.order === {};",
+            order - 2
+        ),
+    )
+    .await;
+    let back = js(
+        client,
+        &format!("const keys = {second}; return keys.map((k) => [window.tributary.view.graph.getNodeAttribute(k, 'x'), window.tributary.view.graph.getNodeAttribute(k, 'y')]);"),
+    )
+    .await;
+    for (i, key) in second.as_array().unwrap().iter().enumerate() {
+        let was = &after["nodes"][key.as_str().unwrap()];
+        assert!(
+            (was[0].as_f64().unwrap() - back[i][0].as_f64().unwrap()).abs() < 0.02,
+            "{key} came back elsewhere"
+        );
+    }
+    press(client, 'u').await;
+    until(client, "every delete undone", &format!("return window.tributary.view.graph.order === {order} && document.getElementById('undo-delete').hidden;")).await;
+
+    // The field list holds its order under the pointer, and sorts once it leaves.
+    let fields_order =
+        "return [...document.querySelectorAll('#fields li')].map((li) => li.dataset.field);";
+    let listed = js(client, fields_order).await;
+    let cc = center_of(client, "#fields li[data-field='cc'] input[type=checkbox]").await;
+    move_pointer(client, cc).await;
+    click(client, "#fields li[data-field='cc'] input[type=checkbox]").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        js(client, fields_order).await,
+        listed,
+        "no re-sort under the pointer"
+    );
+    move_pointer(client, center_of(client, "#graph-stats").await).await;
+    until(
+        client,
+        "the list to sort once the pointer left",
+        "const fields = [...document.querySelectorAll('#fields li')].map((li) => li.dataset.field); \
+         return fields.indexOf('cc') < fields.indexOf('attachments');",
+    )
+    .await;
+    assert_no_page_errors(client).await;
+}
+
+/// Readable at scale: more than 500 new records ask first; a query shows at
+/// most 500 nodes until "show all"; nodes with fewer links than asked are
+/// left out; a selection dims what is not next to it; a node's pie is in
+/// proportion to how many records of each query hold it; labels have a halo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readable_at_scale() {
+    let server = demo_server_with_people(1000);
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    open_page(client, &server).await;
+    enable_datasource(client, "emails", "from").await;
+    enable_datasource(client, "tweets", "user.screen_name").await;
+    enable_datasource(client, "people", "group").await;
+    tick_node_field(client, "id").await;
+    tick_node_field(client, "group").await;
+
+    // Three datasources, 200 records each: the page asks first.
+    js(
+        client,
+        "window.asked = []; window.answer = false; window.confirm = (m) => { window.asked.push(m); return window.answer; }; return true;",
+    )
+    .await;
+    search(client, RED, "*").await;
+    let declined = js(
+        client,
+        "return { asked: window.asked, queries: document.querySelectorAll('#queries li').length, \
+                  input: document.getElementById('query-input').value };",
+    )
+    .await;
+    assert_eq!(declined["queries"], 0, "{declined}");
+    assert_eq!(declined["input"], "*", "the text stays: {declined}");
+    assert!(
+        declined["asked"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("600 records"),
+        "{declined}"
+    );
+    js(client, "window.answer = true; return true;").await;
+    search(client, RED, "*").await;
+    wait_queries_done(client, 1).await;
+
+    // 605 distinct values, 500 shown, the rest behind "show all".
+    until(
+        client,
+        "the cap",
+        "return window.tributary.view.graph.order === 500 \
+             && document.querySelector('#queries li .capped')?.textContent.startsWith('105 more nodes not shown');",
+    )
+    .await;
+    click(client, "#queries li .show-all").await;
+    until(
+        client,
+        "every node",
+        "return window.tributary.view.graph.order === 605;",
+    )
+    .await;
+
+    // At least one link each: the ids of emails and tweets (no other field
+    // ticked holds a value with them) step out.
+    js(
+        client,
+        "const input = document.getElementById('min-links'); input.value = '1'; \
+         input.dispatchEvent(new Event('change')); return true;",
+    )
+    .await;
+    until(
+        client,
+        "the unlinked nodes to go",
+        "const graph = window.tributary.view.graph; \
+         return graph.order === 205 && graph.nodes().every((k) => graph.degree(k) >= 1);",
+    )
+    .await;
+
+    // A second query: a group's pie in proportion to each query's records.
+    search(client, "#0000ff", "group:g0").await;
+    wait_queries_done(client, 2).await;
+    let pie = js(
+        client,
+        "const key = 'group\u{241f}g0'; const a = window.tributary.view.graph.getNodeAttributes(key); \
+         const node = window.tributary.model.nodes.get(key); \
+         return { slices: [a.v0, a.v1], held: window.tributary.app.queries.map((q) => node.byQuery.get(q.id)) };",
+    )
+    .await;
+    assert_eq!(pie["slices"], pie["held"], "{pie}");
+    assert_ne!(
+        pie["held"][0], pie["held"][1],
+        "two different shares: {pie}"
+    );
+
+    // Selecting a group dims the other groups; labels are drawn with a halo.
+    let dimmed = js(
+        client,
+        "const view = window.tributary.view; view.setSelection(['group\u{241f}g1']); \
+         const other = view.reduceNode('group\u{241f}g2', view.graph.getNodeAttributes('group\u{241f}g2')); \
+         const near = view.graph.neighbors('group\u{241f}g1')[0]; \
+         const next = view.reduceNode(near, view.graph.getNodeAttributes(near)); \
+         return { other: [other.c0, other.label], next: next.c0 !== '#e6e7ea', \
+                  halo: view.renderer.getSetting('defaultDrawNodeLabel').name };",
+    )
+    .await;
+    assert_eq!(dimmed["other"], json!(["#e6e7ea", ""]), "{dimmed}");
+    assert_eq!(
+        dimmed["next"], true,
+        "a neighbour keeps its colors: {dimmed}"
+    );
+    assert_eq!(dimmed["halo"], "drawLabelWithHalo", "{dimmed}");
+    save_screenshot(client, "at-scale").await;
+    assert_no_page_errors(client).await;
+}
+
+/// 6,000 records (2,000 from each of three datasources, as a saved query
+/// replays them) on the page: every one arrives, and the page's long tasks
+/// (over 50 ms on the main thread) while loading, selecting and zooming are
+/// printed for BENCHMARKS.md (no test asserts a duration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_thousand_records() {
+    let server = demo_server_with_people(3000);
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    // A saved session: three datasources, four node fields, one query of ten pages.
+    js(
+        client,
+        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
+              enabled: ["emails", "tweets", "people"],
+              nodeFields: { from: "mail", "user.screen_name": "person", hashtags: "tag", group: "tag" },
+              queries: [{ id: 1, text: "*", color: "#0072b2", pages: 10, showAll: true }], nextQueryId: 2,
+              deleted: [], deletions: [], dateFields: {} }));
+            window.name = "measured"; return true;"##,
+    )
+    .await;
+    client.refresh().await.expect("reload");
+    js(
+        client,
+        "window.longTasks = []; new PerformanceObserver((list) => { for (const e of list.getEntries()) window.longTasks.push(Math.round(e.duration)); }) \
+           .observe({ type: 'longtask', buffered: true }); window.loadStarted = performance.now(); return true;",
+    )
+    .await;
+    until(
+        client,
+        "6,000 records",
+        "const q = window.tributary?.app.queries[0]; return !!q && q.records.size === 6000 \
+             && [...q.sources.values()].every((s) => !s.loading);",
+    )
+    .await;
+    let loaded = js(
+        client,
+        "window.loadedAt = performance.now(); \
+         return { ms: Math.round(performance.now() - window.loadStarted), tasks: window.longTasks.splice(0), \
+                  nodes: window.tributary.view.graph.order, links: window.tributary.view.graph.size };",
+    )
+    .await;
+    // The layout settles (as it does on its own within 12 s).
+    until(
+        client,
+        "the layout to settle",
+        "return document.getElementById('layout-toggle').getAttribute('aria-pressed') === 'false';",
+    )
+    .await;
+    js(client, "window.longTasks.splice(0); return true;").await;
+    // Select everything (a), clear (Escape), zoom in and out: what the
+    // page's own JavaScript does in between is measured.
+    let mut clicks = Vec::new();
+    for key in ['a', '\u{E00C}', '+', '-'] {
+        let started = js(
+            client,
+            "document.activeElement.blur(); return performance.now();",
+        )
+        .await;
+        press(client, key).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let took = js(
+            client,
+            &format!("return Math.round(performance.now() - {started});"),
+        )
+        .await;
+        clicks.push(took);
+    }
+    let after = js(client, "return window.longTasks.splice(0);").await;
+    eprintln!(
+        "six thousand records: loaded in {} ms ({} nodes, {} links), long tasks while loading {}, each key and 400 ms after it {:?} ms, long tasks while selecting and zooming {}",
+        loaded["ms"], loaded["nodes"], loaded["links"], loaded["tasks"], clicks, after
+    );
+    assert_no_page_errors(client).await;
+}
+
+/// axe-core (vendored in tests/vendor) finds no serious or critical
+/// accessibility violation on the page, with a query's results shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_serious_accessibility_violations() {
+    let Some((_server, browser)) = demo_page().await else {
+        return;
+    };
+    let client = &browser.client;
+    enable_datasource(client, "emails", "from").await;
+    tick_node_field(client, "from").await;
+    search(client, RED, "invoice").await;
+    wait_queries_done(client, 1).await;
+    let axe = include_str!("vendor/axe.min.js");
+    js(client, &format!("{axe}\nreturn true;")).await;
+    let report = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] }).then((r) => done(
+                 r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                     .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }))));",
+            vec![],
+        )
+        .await
+        .expect("axe runs");
+    assert_eq!(report, json!([]), "serious accessibility violations");
 }

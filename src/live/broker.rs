@@ -10,6 +10,14 @@
 //!
 //! Publishing never waits on the network: messages are queued (bounded)
 //! and sent by one task, so a connection's loop can publish.
+//!
+//! Beside topics, *streams*: appended entries that every node reads in
+//! the same order, each a publication with an offset (1, 2, 3…) in an
+//! epoch that changes when the stream's history was lost. With `redis` a
+//! stream is a Redis Stream of at most `history_size` entries, kept
+//! `history_ttl` after its last one, and a node that starts reads it from
+//! its oldest entry; with `memory` an entry goes straight to this node's
+//! readers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,9 +27,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::{BrokerKind, BrokerSettings};
+use crate::datasources::Position;
 
 /// Messages a subscriber may fall behind by before it misses some.
 const SUBSCRIBER_BACKLOG: usize = 4096;
@@ -37,6 +46,14 @@ pub struct Broker {
     node: Arc<str>,
     topics: Mutex<HashMap<String, broadcast::Sender<Bytes>>>,
     redis: Option<RedisBroker>,
+    /// With `memory`: each stream's epoch and last offset, and its readers.
+    streams: Mutex<MemoryStreams>,
+}
+
+#[derive(Default)]
+struct MemoryStreams {
+    positions: HashMap<String, Position>,
+    readers: Vec<mpsc::Sender<StreamEntry>>,
 }
 
 /// The Redis half: one client publishing, one subscribed.
@@ -52,8 +69,25 @@ struct RedisBroker {
     history_ttl: Duration,
 }
 
-/// One entry of a stream: its id (Redis's `<ms>-<seq>`) and payload.
-pub type Entry = (String, Bytes);
+/// One entry of a stream, as every node reads it.
+#[derive(Debug, Clone)]
+pub struct StreamEntry {
+    pub stream: String,
+    pub position: Position,
+    pub payload: Bytes,
+}
+
+/// Reads streams (see [`Broker::follow`]); more can be added while it runs.
+pub struct Follower {
+    added: mpsc::UnboundedSender<String>,
+}
+
+impl Follower {
+    /// Reads `stream` too, from its oldest entry kept.
+    pub fn add(&self, stream: &str) {
+        let _ = self.added.send(stream.to_owned());
+    }
+}
 
 impl Broker {
     /// A broker for one node.
@@ -62,6 +96,7 @@ impl Broker {
             node: new_node_id(),
             topics: Mutex::new(HashMap::new()),
             redis: None,
+            streams: Mutex::default(),
         })
     }
 
@@ -145,52 +180,147 @@ impl Broker {
         }
     }
 
-    /// Appends `payload` to the history `stream` (Redis: a stream of at most
-    /// `history_size` entries, kept `history_ttl` after the last); returns
-    /// its id. With `memory` there is no other node to tell: `None`.
-    pub async fn append(&self, stream: &str, payload: Bytes) -> Result<Option<String>, String> {
+    /// Appends `payload` to `stream`: the publication's position once it
+    /// is in the stream (Redis: its history; memory: this node's readers).
+    /// Fails while Redis is unreachable: nothing half-published.
+    pub async fn append(&self, stream: &str, payload: Bytes) -> Result<Position, String> {
         let Some(redis) = &self.redis else {
-            return Ok(None);
+            return Ok(self.append_in_memory(stream, payload).await);
         };
         if !self.is_up() {
             return Err("the broker (Redis) is unreachable".into());
         }
-        let key = format!("{}stream:{stream}", redis.prefix);
-        let id: String = redis
+        // The offset comes from a counter kept beside the stream; the epoch
+        // is a key created with the first entry. Both expire with the
+        // stream, and vanish with it if Redis restarts empty, so a fresh
+        // epoch (and offsets from 1) say that the history was lost.
+        const SCRIPT: &str = "local epoch = redis.call('get', KEYS[2]) \
+             local offset = redis.call('incr', KEYS[3]) \
+             if (not epoch) or offset == 1 then \
+               epoch = ARGV[1]; offset = 1; redis.call('set', KEYS[3], 1) end \
+             redis.call('set', KEYS[2], epoch, 'EX', ARGV[3]) \
+             redis.call('expire', KEYS[3], ARGV[3]) \
+             redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'o', offset, 'e', epoch, 'p', ARGV[4]) \
+             redis.call('expire', KEYS[1], ARGV[3]) \
+             return {offset, epoch}";
+        let base = format!("{}stream:{stream}", redis.prefix);
+        let keys = vec![
+            base.clone(),
+            format!("{base}:epoch"),
+            format!("{base}:offset"),
+        ];
+        let ttl = redis.history_ttl.as_secs().max(1);
+        let args: Vec<fred::types::Value> = vec![
+            new_node_id().to_string().into(),
+            redis.history_size.max(1).to_string().into(),
+            ttl.to_string().into(),
+            fred::types::Value::Bytes(payload),
+        ];
+        let (offset, epoch): (u64, String) = redis
             .publisher
-            .xadd(
-                key.as_str(),
-                false,
-                ("MAXLEN", "~", redis.history_size as i64, None::<i64>),
-                "*",
-                vec![("p", payload)],
-            )
+            .eval(SCRIPT, keys, args)
             .await
             .map_err(|e| format!("the broker (Redis) did not take it: {e}"))?;
-        let ttl = i64::try_from(redis.history_ttl.as_secs())
-            .unwrap_or(i64::MAX)
-            .max(1);
-        let _: Result<i64, _> = redis.publisher.expire(key.as_str(), ttl, None).await;
         // Readers wake on this rather than on a blocking XREAD, which the
         // client library answers late.
         self.publish(APPENDED, Bytes::copy_from_slice(stream.as_bytes()));
-        Ok(Some(id))
+        Ok(Position { offset, epoch })
     }
 
-    /// Every entry of `streams`, from the oldest kept (the history) on,
-    /// then new ones as they are appended, by one reader per call that
-    /// resumes where it was after Redis comes back. With `memory`: none.
-    pub fn follow(self: &Arc<Self>, streams: Vec<String>) -> mpsc::Receiver<(String, Entry)> {
-        let (sender, entries) = mpsc::channel(1024);
-        if let Some(redis) = &self.redis {
-            let prefix = format!("{}stream:", redis.prefix);
-            let (broker, reader) = (Arc::clone(self), redis.publisher.clone());
-            tokio::spawn(async move {
-                let woken = broker.subscribe(APPENDED).await;
-                read_streams(reader, woken, prefix, streams, sender).await;
-            });
+    /// One node: the next offset, and the entry handed to each reader
+    /// (waiting while a reader is a full queue behind: publishers slow
+    /// down rather than anything being dropped).
+    async fn append_in_memory(&self, stream: &str, payload: Bytes) -> Position {
+        let (position, readers) = {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            let position = streams
+                .positions
+                .entry(stream.to_owned())
+                .and_modify(|p| p.offset += 1)
+                .or_insert_with(|| Position {
+                    offset: 1,
+                    epoch: new_node_id().to_string(),
+                })
+                .clone();
+            streams.readers.retain(|r| !r.is_closed());
+            (position, streams.readers.clone())
+        };
+        let entry = StreamEntry {
+            stream: stream.to_owned(),
+            position: position.clone(),
+            payload,
+        };
+        for reader in readers {
+            let _ = reader.send(entry.clone()).await;
         }
-        entries
+        position
+    }
+
+    /// Every entry of `streams` (and of those added later through the
+    /// [`Follower`]), from the oldest kept on, then new ones as they are
+    /// appended, by one reader that resumes where it was after Redis comes
+    /// back. With `memory`: every stream's entries from now on.
+    pub fn follow(
+        self: &Arc<Self>,
+        streams: Vec<String>,
+    ) -> (Follower, mpsc::Receiver<StreamEntry>) {
+        let (sender, entries) = mpsc::channel(1024);
+        let (added, more) = mpsc::unbounded_channel();
+        match &self.redis {
+            Some(redis) => {
+                let prefix = format!("{}stream:", redis.prefix);
+                let (broker, reader) = (Arc::clone(self), redis.publisher.clone());
+                tokio::spawn(async move {
+                    let woken = broker.subscribe(APPENDED).await;
+                    read_streams(reader, woken, prefix, streams, more, sender).await;
+                });
+            }
+            None => {
+                let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+                streams.readers.push(sender);
+            }
+        }
+        (Follower { added }, entries)
+    }
+
+    /// Sets `field` of the hash `hash` (Redis only: with `memory` nothing
+    /// needs sharing).
+    pub async fn set_field(&self, hash: &str, field: &str, value: &str) -> Result<(), String> {
+        let Some(redis) = &self.redis else {
+            return Ok(());
+        };
+        let key = format!("{}{hash}", redis.prefix);
+        let _: i64 = redis
+            .publisher
+            .hset(key, (field, value))
+            .await
+            .map_err(|e| format!("the broker (Redis): {e}"))?;
+        Ok(())
+    }
+
+    /// Every field of the hash `hash`.
+    pub async fn fields(&self, hash: &str) -> Result<HashMap<String, String>, String> {
+        let Some(redis) = &self.redis else {
+            return Ok(HashMap::new());
+        };
+        let key = format!("{}{hash}", redis.prefix);
+        redis
+            .publisher
+            .hgetall(key)
+            .await
+            .map_err(|e| format!("the broker (Redis): {e}"))
+    }
+
+    /// Removes fields of the hash `hash`.
+    pub async fn remove_fields(&self, hash: &str, fields: Vec<String>) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        if fields.is_empty() {
+            return;
+        }
+        let key = format!("{}{hash}", redis.prefix);
+        let _: Result<i64, _> = redis.publisher.hdel(key, fields).await;
     }
 
     /// Takes or renews the lease `name` for `ttl`: true while this node
@@ -273,6 +403,7 @@ impl RedisBroker {
         let broker = Arc::new(Broker {
             node: new_node_id(),
             topics: Mutex::new(HashMap::new()),
+            streams: Mutex::default(),
             redis: Some(RedisBroker {
                 prefix: prefix.clone(),
                 outgoing,
@@ -344,35 +475,52 @@ const APPENDED: &str = "appended";
 
 /// Reads `streams` whenever an append is announced, and every second (to
 /// catch up after a reconnect, when announcements may have been missed).
+/// Entries are read by Redis id, which keeps growing across a Redis restart
+/// (unlike offsets, which start again in a new epoch).
 async fn read_streams(
     reader: Client,
     mut woken: broadcast::Receiver<Bytes>,
     prefix: String,
-    streams: Vec<String>,
-    sender: mpsc::Sender<(String, Entry)>,
+    mut streams: Vec<String>,
+    mut added: mpsc::UnboundedReceiver<String>,
+    sender: mpsc::Sender<StreamEntry>,
 ) {
-    if streams.is_empty() {
-        return;
-    }
-    let keys: Vec<String> = streams.iter().map(|s| format!("{prefix}{s}")).collect();
     // From the start: a node that starts replays the history.
-    let mut last: Vec<String> = keys.iter().map(|_| "0".to_owned()).collect();
+    let mut last: Vec<String> = streams.iter().map(|_| "0".to_owned()).collect();
     let mut backoff = Duration::from_millis(100);
     let mut more = true;
     loop {
         if sender.is_closed() {
             return;
         }
-        if !more {
+        if !more || streams.is_empty() {
             tokio::select! {
                 woke = woken.recv() => {
                     if matches!(woke, Err(broadcast::error::RecvError::Closed)) {
                         return;
                     }
                 }
+                stream = added.recv() => {
+                    if let Some(stream) = stream {
+                        if !streams.contains(&stream) {
+                            streams.push(stream);
+                            last.push("0".to_owned());
+                        }
+                    }
+                }
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+        while let Ok(stream) = added.try_recv() {
+            if !streams.contains(&stream) {
+                streams.push(stream);
+                last.push("0".to_owned());
+            }
+        }
+        if streams.is_empty() {
+            continue;
+        }
+        let keys: Vec<String> = streams.iter().map(|s| format!("{prefix}{s}")).collect();
         // Nothing new is `nil`, which is not a map: read the value first.
         let read: Result<fred::types::streams::XReadResponse<String, String, String, Bytes>, _> =
             match reader
@@ -404,20 +552,66 @@ async fn read_streams(
             };
             for (id, mut fields) in entries.iter().cloned() {
                 last[i] = id.clone();
-                let Some(payload) = fields.remove("p") else {
+                let position = fields
+                    .remove("o")
+                    .and_then(|o| std::str::from_utf8(&o).ok()?.parse::<u64>().ok())
+                    .zip(
+                        fields
+                            .remove("e")
+                            .and_then(|e| String::from_utf8(e.to_vec()).ok()),
+                    );
+                let (Some((offset, epoch)), Some(payload)) = (position, fields.remove("p")) else {
+                    tracing::warn!(stream = %streams[i], %id, "broker: an entry without offset, epoch or payload");
                     continue;
                 };
-                if sender
-                    .send((streams[i].clone(), (id, payload)))
-                    .await
-                    .is_err()
-                {
+                let entry = StreamEntry {
+                    stream: streams[i].clone(),
+                    position: Position { offset, epoch },
+                    payload,
+                };
+                if sender.send(entry).await.is_err() {
                     return;
                 }
             }
         }
     }
 }
+
+/// Holds (or waits for) the broker lease `name`, renewing it every second
+/// until shutdown; the value says whether this node holds it.
+pub fn keep_lease(
+    broker: Arc<Broker>,
+    name: String,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+) -> watch::Receiver<bool> {
+    let (holds, holder) = watch::channel(!broker.has_other_nodes());
+    if !broker.has_other_nodes() {
+        return holder;
+    }
+    tokio::spawn(async move {
+        loop {
+            let held = broker.try_lease(&name, LEASE_TTL).await;
+            if *holds.borrow() != held {
+                tracing::info!(lease = %name, held, "broker lease");
+                let _ = holds.send(held);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || shutdown.borrow().is_some() {
+                        broker.release_lease(&name).await;
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    holder
+}
+
+/// How long a lease lasts without renewal: another node takes over within
+/// this long of its holder's death.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
 
 fn new_node_id() -> Arc<str> {
     use std::hash::{BuildHasher, Hasher};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{unix_ms, Broker, Hub};
+use crate::datasources::Position;
 use crate::federation::{Federation, Source};
 
 /// The longest one health check may take, whatever the datasource's timeout.
@@ -72,25 +73,22 @@ impl HealthBoard {
 }
 
 /// Measures every datasource at once, now and then every `interval`, until
-/// the server shuts down; each measure goes on the board and out on the
-/// datasource's `status:` and `latency:` channels.
+/// the server shuts down; each measure is appended to the datasource's
+/// `health:` stream, from which every node puts it on its board and its
+/// `status:` and `latency:` channels (`live::streams`).
 ///
 /// With several nodes, one measures for all: the node holding the broker's
 /// `health` lease (renewed every second, taken over by another node within
-/// [`LEASE_TTL`] of its holder's death) measures and sends each value to the
-/// other nodes, which put it on their boards and channels.
+/// [`super::broker::LEASE_TTL`] of its holder's death).
 pub async fn monitor(
     federation: Arc<Federation>,
-    board: Arc<HealthBoard>,
-    hub: Arc<Hub>,
     broker: Arc<Broker>,
     metrics: Arc<crate::metrics::Metrics>,
     interval: Duration,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
     let interval = interval.max(Duration::from_millis(100));
-    let holder = keep_lease(Arc::clone(&broker), "health", shutdown.clone());
-    let mut others = broker.subscribe(HEALTH_TOPIC).await;
+    let holder = super::broker::keep_lease(Arc::clone(&broker), "health".into(), shutdown.clone());
     let mut next = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -99,30 +97,18 @@ pub async fn monitor(
                 if !*holder.borrow() {
                     continue;
                 }
-                let (hub, board, broker, metrics) = (&hub, &board, &broker, &metrics);
+                let (broker, metrics) = (&broker, &metrics);
                 let checks = federation.sources().into_iter().map(|source| async move {
                     let health = check(&source).await;
                     metrics.health_checks.inc();
-                    let id = &source.info.id;
-                    if broker.has_other_nodes() {
-                        let measured = Measured { node: broker.node().to_owned(), datasource: id.clone(), health: health.clone() };
-                        broker.publish(HEALTH_TOPIC, bytes::Bytes::from(serde_json::to_vec(&measured).unwrap_or_default()));
+                    let stream = super::streams::health_stream(&source.info.id);
+                    let payload = bytes::Bytes::from(serde_json::to_vec(&health).unwrap_or_default());
+                    if let Err(reason) = broker.append(&stream, payload).await {
+                        tracing::debug!(%reason, datasource = %source.info.id, "a health measure was not shared");
                     }
-                    show(hub, board, id, health);
                 });
                 join_all(checks).await;
             }
-            message = others.recv() => match message {
-                Ok(payload) => {
-                    if let Ok(measured) = serde_json::from_slice::<Measured>(&payload) {
-                        if measured.node != broker.node() {
-                            show(&hub, &board, &measured.datasource, measured.health);
-                        }
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
             changed = shutdown.changed() => {
                 if changed.is_err() || shutdown.borrow().is_some() {
                     return;
@@ -132,61 +118,20 @@ pub async fn monitor(
     }
 }
 
-/// How long the `health` lease lasts without renewal.
-pub const LEASE_TTL: Duration = Duration::from_secs(3);
-const HEALTH_TOPIC: &str = "health";
-
-/// One measure, sent to the other nodes.
-#[derive(Serialize, Deserialize)]
-struct Measured {
-    node: String,
-    datasource: String,
-    health: Health,
-}
-
-/// Puts a measure on the board and the datasource's channels.
-fn show(hub: &Hub, board: &HealthBoard, id: &str, health: Health) {
+/// Puts a measure on the board and the datasource's channels; both
+/// channels carry the position of the measure in the `health:` stream.
+pub(super) fn show(hub: &Hub, board: &HealthBoard, id: &str, health: Health, position: &Position) {
     hub.publish(
         &format!("status:{id}"),
         health.checked_at_ms,
         &health.ok.into(),
+        position,
     );
     hub.publish(
         &format!("latency:{id}"),
         health.checked_at_ms,
         &health.latency_ms.into(),
+        position,
     );
     board.set(id, health);
-}
-
-/// Holds (or waits for) the broker lease `name`, renewing it every second
-/// until shutdown; the value says whether this node holds it.
-fn keep_lease(
-    broker: Arc<Broker>,
-    name: &'static str,
-    mut shutdown: watch::Receiver<Option<Duration>>,
-) -> watch::Receiver<bool> {
-    let (holds, holder) = watch::channel(!broker.has_other_nodes());
-    if !broker.has_other_nodes() {
-        return holder;
-    }
-    tokio::spawn(async move {
-        loop {
-            let held = broker.try_lease(name, LEASE_TTL).await;
-            if *holds.borrow() != held {
-                tracing::info!(lease = name, held, "broker lease");
-                let _ = holds.send(held);
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() || shutdown.borrow().is_some() {
-                        broker.release_lease(name).await;
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    holder
 }

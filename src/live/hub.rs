@@ -1,8 +1,9 @@
 //! Channels (Elstat's `status:` and `latency:`) and their subscribers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::datasources::Position;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, LIVE_KEY};
 use crate::protocol::elstat;
@@ -28,6 +29,18 @@ impl<'a> ChannelName<'a> {
     }
 }
 
+/// How a subscription began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribed {
+    /// No `since`: the current value was sent.
+    Fresh,
+    /// Every value after `since` was sent.
+    Recovered,
+    /// The values after `since` are no longer all known: the current value
+    /// was sent.
+    NotRecovered,
+}
+
 /// One value of a channel, encoded once in each framing.
 #[derive(Clone)]
 struct Encoded {
@@ -45,12 +58,42 @@ impl Encoded {
     }
 }
 
-/// One channel: its last value (sent to each new subscriber) and who
-/// receives it, in which framing.
+/// One channel: its latest values (the last is sent to each new
+/// subscriber; those after a resubscribing client's position are sent to
+/// it) and who receives it, in which framing.
 #[derive(Default)]
 struct Channel {
-    last: Option<Encoded>,
+    /// Values of the current epoch, oldest first, at most [`CHANNEL_HISTORY`].
+    history: VecDeque<(u64, Encoded)>,
+    epoch: Option<String>,
     subscribers: HashMap<u64, (Outbox, Dialect)>,
+}
+
+/// Values each channel keeps for resubscribing clients (at one measure
+/// every 10 s, almost three hours).
+pub const CHANNEL_HISTORY: usize = 1024;
+
+impl Channel {
+    /// The values after `since`: `None` when they cannot all be given (another
+    /// epoch, or older than the history; a position ahead of this node's
+    /// counts as lost too, not to send a value twice).
+    fn since(&self, since: &Position) -> Option<Vec<&Encoded>> {
+        if self.epoch.as_deref() != Some(since.epoch.as_str()) {
+            return None;
+        }
+        let last = self.history.back().map_or(0, |(offset, _)| *offset);
+        let first = self.history.front().map_or(last + 1, |(offset, _)| *offset);
+        if since.offset > last || since.offset + 1 < first {
+            return None;
+        }
+        Some(
+            self.history
+                .iter()
+                .filter(|(offset, _)| *offset > since.offset)
+                .map(|(_, encoded)| encoded)
+                .collect(),
+        )
+    }
 }
 
 /// Live channels and their subscribers, by connection id. A value is
@@ -74,30 +117,47 @@ impl Hub {
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a subscriber and sends it the channel's current value, if there
-    /// is one. `false` if it was already subscribed.
+    /// Adds a subscriber and sends it the values it missed since `since`
+    /// (`Subscribed::Recovered`), or else the channel's current value, if
+    /// there is one. `None` if it was already subscribed.
+    ///
+    /// The values are queued under the lock that publishing takes: nothing
+    /// published meanwhile comes before them, twice, or not at all.
     pub fn subscribe(
         &self,
         channel: &str,
         connection: u64,
         outbox: &Outbox,
         dialect: Dialect,
-    ) -> bool {
+        since: Option<&Position>,
+    ) -> Option<Subscribed> {
         let mut channels = self.lock();
         let entry = channels.entry(channel.to_owned()).or_default();
         if entry.subscribers.contains_key(&connection) {
-            return false;
+            return None;
         }
-        if let Some(last) = &entry.last {
-            if !self.deliver(outbox, last.in_dialect(dialect)) {
-                return true;
+        let missed = since.and_then(|since| entry.since(since));
+        let (send, subscribed): (Vec<&Encoded>, Subscribed) = match (since, missed) {
+            (None, _) => (
+                entry.history.back().map(|(_, e)| e).into_iter().collect(),
+                Subscribed::Fresh,
+            ),
+            (Some(_), Some(missed)) => (missed, Subscribed::Recovered),
+            (Some(_), None) => (
+                entry.history.back().map(|(_, e)| e).into_iter().collect(),
+                Subscribed::NotRecovered,
+            ),
+        };
+        for encoded in send {
+            if !self.deliver(outbox, encoded.in_dialect(dialect)) {
+                return Some(subscribed);
             }
         }
         entry
             .subscribers
             .insert(connection, (outbox.clone(), dialect));
         self.metrics.live_subscriptions.inc();
-        true
+        Some(subscribed)
     }
 
     /// `false` if the connection was not subscribed.
@@ -121,21 +181,40 @@ impl Hub {
         }
     }
 
-    /// Publishes a value: `DATA` encoded once, kept as the channel's last
-    /// value, and queued for every subscriber.
-    pub fn publish(&self, channel: &str, at_ms: u64, value: &serde_json::Value) {
+    /// Publishes a value at `position` of the channel's stream: `DATA`
+    /// encoded once, kept in the channel's history, and queued for every
+    /// subscriber. A position not after the last one is a value already
+    /// published, and ignored.
+    pub fn publish(
+        &self,
+        channel: &str,
+        at_ms: u64,
+        value: &serde_json::Value,
+        position: &Position,
+    ) {
+        let mut channels = self.lock();
+        let entry = channels.entry(channel.to_owned()).or_default();
+        if entry.epoch.as_deref() != Some(position.epoch.as_str()) {
+            entry.epoch = Some(position.epoch.clone());
+            entry.history.clear();
+        } else if entry
+            .history
+            .back()
+            .is_some_and(|(last, _)| *last >= position.offset)
+        {
+            return;
+        }
         let encoded = Encoded {
             socket_api: ServerMessage::Data {
                 channel,
                 at_ms,
                 value,
+                position: Some(position),
             }
             .encode(),
             elstat: elstat::data(channel, at_ms, value),
         };
         self.metrics.live_publishes.inc();
-        let mut channels = self.lock();
-        let entry = channels.entry(channel.to_owned()).or_default();
         entry.subscribers.retain(|_, (outbox, dialect)| {
             let kept = self.deliver(outbox, encoded.in_dialect(*dialect));
             if !kept {
@@ -143,7 +222,10 @@ impl Hub {
             }
             kept
         });
-        entry.last = Some(encoded);
+        entry.history.push_back((position.offset, encoded));
+        if entry.history.len() > CHANNEL_HISTORY {
+            entry.history.pop_front();
+        }
     }
 
     /// Subscribers of a channel (for tests and metrics).

@@ -5,12 +5,19 @@
 //!   published on the `status:<id>` and `latency:<id>` channels;
 //! - [`hub`]: channels (Elstat's) and their subscribers;
 //! - [`queries`]: live queries — new records matched once per distinct query
-//!   and appended to every subscriber's results.
+//!   and appended to every subscriber's results;
+//! - [`broker`]: topics and streams between the nodes of a cluster;
+//! - [`streams`]: published records and health measures, applied by every
+//!   node from the broker's streams in the same order;
+//! - [`polls`]: with several nodes, one polls a polled datasource for the
+//!   live queries of all.
 
 pub mod broker;
 pub mod health;
 pub mod hub;
+pub mod polls;
 pub mod queries;
+pub mod streams;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

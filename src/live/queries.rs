@@ -17,8 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use super::polls::Polled;
+use super::streams::{records_stream, Streams};
+use super::Broker;
 use crate::datasources::{
-    Datasource, DatasourceError, ErrorKind, Item, LiveCursor, LiveMode, Watch,
+    Datasource, DatasourceError, ErrorKind, Item, LiveCursor, LiveMode, Position, Watch,
 };
 use crate::federation::{Federation, LiveStart, RequestScope};
 use crate::metrics::Metrics;
@@ -86,13 +89,26 @@ enum FeedCommand {
         connection: u64,
         key: RequestKey,
     },
+    /// Documents one node polled for the cluster's live requests on `query`.
+    Polled {
+        query: String,
+        documents: Arc<Vec<serde_json::Value>>,
+    },
 }
 
 type Feeds = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<FeedCommand>>>>;
 
+/// How long a resume waits for this node to reach the client's position.
+const RESUME_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Every live query of the server, by datasource.
 pub struct LiveQueries {
     federation: Arc<Federation>,
+    /// What this node has applied of each datasource's stream (a resume
+    /// waits for this node to reach the client's position).
+    streams: Arc<Streams>,
+    /// Where a polled datasource's queries are shared with the other nodes.
+    broker: Arc<Broker>,
     metrics: Arc<Metrics>,
     /// Results per append message.
     batch_size: usize,
@@ -102,15 +118,47 @@ pub struct LiveQueries {
 impl LiveQueries {
     pub fn new(
         federation: Arc<Federation>,
+        streams: Arc<Streams>,
+        broker: Arc<Broker>,
         metrics: Arc<Metrics>,
         batch_size: usize,
     ) -> LiveQueries {
         LiveQueries {
             federation,
+            streams,
+            broker,
             metrics,
             batch_size: batch_size.max(1),
             feeds: Arc::default(),
         }
+    }
+
+    /// Where each datasource of a live request taken up again resumes: the
+    /// cursor right after the client's position, or `None` when this node
+    /// no longer knows it (another epoch: the history was lost; older than
+    /// what it remembers). A node that has not yet applied that position
+    /// (the client came from a node further ahead) waits for it a moment.
+    pub async fn recover(
+        &self,
+        resume: &BTreeMap<String, Position>,
+    ) -> HashMap<String, Option<LiveCursor>> {
+        let recoveries = resume.iter().map(|(id, position)| async move {
+            let source = self.federation.source_by_id(id);
+            let Some(live) = source.as_ref().and_then(|s| s.datasource.live()) else {
+                return (id.clone(), None);
+            };
+            if let Some(cursor) = live.cursor_after(position) {
+                return (id.clone(), Some(cursor));
+            }
+            self.streams
+                .wait_applied(&records_stream(id), position, RESUME_PATIENCE)
+                .await;
+            (id.clone(), live.cursor_after(position))
+        });
+        futures_util::future::join_all(recoveries)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// After a live request's page: sends `LIVE_STARTED` (with how each
@@ -133,15 +181,19 @@ impl LiveQueries {
             let Some(live) = source.datasource.live() else {
                 continue;
             };
-            let info = match live.mode() {
-                LiveMode::Push(_) => LiveModeInfo {
-                    mode: "push".into(),
-                    interval_ms: None,
+            let position = live.position_of(&start.cursor);
+            let mode = live.mode();
+            let info = LiveModeInfo {
+                mode: mode.name().into(),
+                interval_ms: match mode {
+                    LiveMode::Push(_) => None,
+                    LiveMode::Poll { interval } => {
+                        Some(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX))
+                    }
                 },
-                LiveMode::Poll { interval } => LiveModeInfo {
-                    mode: "poll".into(),
-                    interval_ms: Some(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX)),
-                },
+                offset: position.as_ref().map(|p| p.offset),
+                epoch: position.map(|p| p.epoch),
+                recovered: start.recovered,
             };
             modes.insert(start.datasource.clone(), info);
             joins.push(start);
@@ -168,6 +220,17 @@ impl LiveQueries {
                     },
                 },
             );
+        }
+    }
+
+    /// Documents polled for the cluster ([`super::polls`]) reach the live
+    /// requests of this node that follow `polled.query`.
+    pub fn polled(&self, datasource: &str, polled: Polled) {
+        if let Some(feed) = lock(&self.feeds).get(datasource) {
+            let _ = feed.send(FeedCommand::Polled {
+                query: polled.query,
+                documents: Arc::new(polled.documents),
+            });
         }
     }
 
@@ -198,7 +261,10 @@ impl LiveQueries {
         let (sender, receiver) = mpsc::unbounded_channel();
         let _ = sender.send(command);
         feeds.insert(id.to_owned(), sender);
-        let feed = Feed::new(id, Arc::clone(&source.datasource), self);
+        let mut feed = Feed::new(id, Arc::clone(&source.datasource), self);
+        if super::polls::shared(&source, &self.broker) {
+            feed.shared = Some(Arc::clone(&self.broker));
+        }
         tokio::spawn(feed.run(receiver));
     }
 }
@@ -240,6 +306,12 @@ struct Feed {
     metrics: Arc<Metrics>,
     batch_size: usize,
     feeds: Feeds,
+    /// With several nodes and a datasource one node polls for all: the
+    /// broker the queries followed here are listed on. Each new group is
+    /// caught up by a poll of its own; then documents come polled.
+    shared: Option<Arc<Broker>>,
+    /// A group was created since the queries were last listed.
+    new_queries: bool,
 }
 
 impl Feed {
@@ -254,6 +326,58 @@ impl Feed {
             metrics: Arc::clone(&queries.metrics),
             batch_size: queries.batch_size,
             feeds: Arc::clone(&queries.feeds),
+            shared: None,
+            new_queries: false,
+        }
+    }
+
+    /// Lists this feed's queries for the node that polls for the cluster.
+    async fn list_queries(&mut self, interval: std::time::Duration) {
+        self.new_queries = false;
+        let Some(broker) = &self.shared else {
+            return;
+        };
+        let queries: std::collections::BTreeSet<&str> = self
+            .groups
+            .values()
+            .map(|g| g.watch.query.as_str())
+            .collect();
+        super::polls::follow_queries(broker, &self.id, queries.into_iter(), interval).await;
+    }
+
+    /// The ids of the groups `which` holds for.
+    fn groups_where(&self, which: impl Fn(&Group) -> bool) -> Vec<u64> {
+        self.groups
+            .iter()
+            .filter(|(_, g)| which(g))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Gives polled documents to the groups that follow their query.
+    fn take_polled(&mut self, query: &str, documents: &[serde_json::Value]) {
+        let datasource = Arc::clone(&self.datasource);
+        let Some(live) = datasource.live() else {
+            return;
+        };
+        let ids = self.groups_where(|g| g.watch.query == query);
+        for id in ids {
+            let Some(group) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            let old_key = key_of(&group.watch);
+            let items = live.take_polled(&mut group.watch, documents);
+            let position = live.position_of(&group.watch.cursor);
+            deliver_items(
+                &self.id,
+                group,
+                &items,
+                position,
+                self.batch_size,
+                &self.metrics,
+            );
+            let new_key = key_of(&group.watch);
+            self.rekey(id, old_key, new_key);
         }
     }
 
@@ -262,26 +386,41 @@ impl Feed {
             return;
         };
         let push = matches!(mode, LiveMode::Push(_));
+        let interval = match mode {
+            LiveMode::Poll { interval } => interval,
+            LiveMode::Push(_) => std::time::Duration::ZERO,
+        };
+        // A new group is caught up at once on a push feed, and on a feed
+        // whose polls are shared (its later documents come polled).
+        let catch_up = push || self.shared.is_some();
         let mut wake = Wake::new(mode);
         loop {
             let mut due = tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.handle(command, push),
+                    Some(command) => self.handle(command, catch_up),
                     None => break,
                 },
                 () = wake.next() => {
-                    for group in self.groups.values_mut() {
-                        group.due = true;
+                    if self.shared.is_some() {
+                        self.list_queries(interval).await;
+                        false
+                    } else {
+                        for group in self.groups.values_mut() {
+                            group.due = true;
+                        }
+                        true
                     }
-                    true
                 }
             };
             // Take every command already waiting before matching.
             while let Ok(command) = commands.try_recv() {
-                due |= self.handle(command, push);
+                due |= self.handle(command, catch_up);
+            }
+            if self.new_queries {
+                self.list_queries(interval).await;
             }
             if self.groups.is_empty() {
-                if self.retire(&mut commands, push) {
+                if self.retire(&mut commands, catch_up) {
                     break;
                 }
                 continue;
@@ -327,6 +466,7 @@ impl Feed {
                             },
                         );
                         self.metrics.live_query_groups.inc();
+                        self.new_queries = true;
                         (id, true)
                     }
                 };
@@ -348,6 +488,10 @@ impl Feed {
                     }
                     self.drop_if_empty(id);
                 }
+                false
+            }
+            FeedCommand::Polled { query, documents } => {
+                self.take_polled(&query, &documents);
                 false
             }
         }
@@ -386,15 +530,11 @@ impl Feed {
     /// Asks the datasource once for what is new for every group that is
     /// due, delivers it, and merges groups whose positions became equal.
     async fn round(&mut self) {
-        let Some(live) = self.datasource.live() else {
+        let datasource = Arc::clone(&self.datasource);
+        let Some(live) = datasource.live() else {
             return;
         };
-        let ids: Vec<u64> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.due)
-            .map(|(&id, _)| id)
-            .collect();
+        let ids = self.groups_where(|g| g.due);
         let mut watches: Vec<Watch> = ids
             .iter()
             .filter_map(|id| self.groups.get(id).map(|g| g.watch.clone()))
@@ -412,9 +552,15 @@ impl Feed {
             match answer {
                 Ok(items) => {
                     group.failing = false;
-                    for batch in items.chunks(self.batch_size) {
-                        deliver(&self.id, group, batch, &self.metrics);
-                    }
+                    let position = live.position_of(&group.watch.cursor);
+                    deliver_items(
+                        &self.id,
+                        group,
+                        &items,
+                        position,
+                        self.batch_size,
+                        &self.metrics,
+                    );
                 }
                 Err(error) if error.kind == ErrorKind::Canceled => {}
                 Err(error) => {
@@ -477,9 +623,32 @@ impl Feed {
     }
 }
 
+/// Sends new records to a group in batches of `batch_size`. The position
+/// goes with the last batch: a client that holds it has everything up to it.
+fn deliver_items(
+    id: &str,
+    group: &mut Group,
+    items: &[Item],
+    position: Option<Position>,
+    batch_size: usize,
+    metrics: &Metrics,
+) {
+    let batches = items.chunks(batch_size).count();
+    for (n, batch) in items.chunks(batch_size).enumerate() {
+        let at = position.as_ref().filter(|_| n + 1 == batches);
+        deliver(id, group, batch, at, metrics);
+    }
+}
+
 /// Sends one batch of new records to every subscriber of a group: the
 /// results encoded once, each subscriber's header around them.
-fn deliver(id: &str, group: &mut Group, batch: &[Item], metrics: &Metrics) {
+fn deliver(
+    id: &str,
+    group: &mut Group,
+    batch: &[Item],
+    position: Option<&Position>,
+    metrics: &Metrics,
+) {
     let results = encode_results(batch);
     let count = batch.len() as u64;
     group.subscribers.retain_mut(|subscriber| {
@@ -495,6 +664,7 @@ fn deliver(id: &str, group: &mut Group, batch: &[Item], metrics: &Metrics) {
             from: subscriber.total,
             seq: *seq,
             results: &results,
+            position,
         }
         .encode();
         let kept = super::deliver(&subscriber.outbox, subscriber.key, frame, metrics, "query");

@@ -4,7 +4,8 @@
 // was running when the connection dropped is asked again by the `onReady`
 // callbacks, which run after every (re)connection.
 //
-// Events: "status" (detail: {state: "connecting"|"open"|"closed", text}),
+// Events: "status" (detail: {state: "connecting"|"open"|"closed", text,
+//                   and when closed: reason, retryAt (ms since the epoch)}),
 //         "notice" (detail: a SHUTDOWN_NOTICE),
 //         "unrouted" (detail: a message about no request this page made, e.g. an ERROR).
 
@@ -77,6 +78,39 @@ export class TributaryClient extends EventTarget {
     this.readyCallbacks = [];
     this.sequence = 0;
     this.datasources = [];
+    // Each channel's last position (offset, epoch): after a reconnect the
+    // server sends the values missed since then.
+    this.channelPositions = new Map();
+    // Back online, or back in front of the user: no reason to wait.
+    addEventListener("online", () => this.retryNow());
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") this.retryNow();
+    });
+  }
+
+  /** Reconnects at once if the connection is down and waiting to retry. */
+  retryNow() {
+    if (this.state !== "closed") return;
+    clearTimeout(this.timer);
+    this.connect();
+  }
+
+  /** Why the server refused a websocket that never opened, asked over plain
+   * HTTP (the browser hides the upgrade's status): a refused token (403), a
+   * full server (503), or no answer at all. */
+  async whyRefused() {
+    try {
+      const response = await fetch(this.url.replace(/^ws/, "http"), { cache: "no-store" });
+      if (response.status === 403) {
+        return this.hasToken
+          ? "the server refused the token (is it still valid?)"
+          : "this server requires a token: open this page as /?token=YOUR_TOKEN";
+      }
+      if (response.status === 503) return "the server holds as many connections as it may";
+      return "the server refused the connection";
+    } catch {
+      return "the server could not be reached";
+    }
   }
 
   /** Runs `callback(datasources)` after every (re)connection: the place to ask again for what was running. */
@@ -100,7 +134,7 @@ export class TributaryClient extends EventTarget {
       try { message = JSON.parse(event.data); } catch { return; }
       this.receive(message);
     };
-    socket.onclose = (event) => {
+    socket.onclose = async (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
       // The requests of this connection died with it.
@@ -109,14 +143,13 @@ export class TributaryClient extends EventTarget {
       // server is not hit by every browser at the same instant.
       const delay = Math.min(15000, 500 * 2 ** this.attempt) * (0.8 + Math.random() * 0.4);
       this.attempt += 1;
-      let why = CLOSE_REASONS[event.code] ?? "the connection was lost";
-      if (!opened) {
-        why = this.hasToken
-          ? "the server refused the connection (is the token still valid?)"
-          : "the server could not be reached, or it requires a token: open this page as /?token=YOUR_TOKEN";
-      }
-      this.status("closed", `Disconnected: ${why}. Retrying in ${Math.round(delay / 1000)} s`);
+      const retryAt = Date.now() + delay;
       this.timer = setTimeout(() => this.connect(), delay);
+      this.status("closed", "Offline", { reason: CLOSE_REASONS[event.code] ?? "the connection was lost", retryAt });
+      if (!opened) {
+        const reason = await this.whyRefused();
+        if (this.state === "closed") this.status("closed", "Offline", { reason, retryAt });
+      }
     };
   }
 
@@ -128,7 +161,10 @@ export class TributaryClient extends EventTarget {
       // Each datasource's health, live: the server sends the current value
       // and a new one at every measure.
       const channels = this.datasources.flatMap((ds) => [`status:${ds.id}`, `latency:${ds.id}`]);
-      if (channels.length) this.socket?.send(JSON.stringify({ type: "SUBSCRIBE", channels }));
+      const since = Object.fromEntries(channels.filter((c) => this.channelPositions.has(c))
+        .map((c) => [c, this.channelPositions.get(c)]));
+      const subscribe = Object.keys(since).length ? { type: "SUBSCRIBE", channels, since } : { type: "SUBSCRIBE", channels };
+      if (channels.length) this.socket?.send(JSON.stringify(subscribe));
       for (const callback of this.readyCallbacks) callback(this.datasources);
       this.status("open", "Connected");
       return;
@@ -147,6 +183,9 @@ export class TributaryClient extends EventTarget {
     }
     if (message.type === "DATA") {
       const [at, value] = message.d ?? [];
+      if (Number.isInteger(message.offset) && typeof message.epoch === "string") {
+        this.channelPositions.set(message.c, { offset: message.offset, epoch: message.epoch });
+      }
       this.dispatchEvent(new CustomEvent("channel", { detail: { channel: message.c, at, value } }));
       return;
     }
@@ -187,8 +226,8 @@ export class TributaryClient extends EventTarget {
     request.finish();
   }
 
-  status(state, text) {
+  status(state, text, more = {}) {
     this.state = state;
-    this.dispatchEvent(new CustomEvent("status", { detail: { state, text } }));
+    this.dispatchEvent(new CustomEvent("status", { detail: { state, text, ...more } }));
   }
 }

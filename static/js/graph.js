@@ -8,27 +8,102 @@ const SLICES = 4;              // at most this many query colors per node
 const DIM = "#e6e7ea";         // nodes that do not match a graph search
 const EDGE = "#c9ccd1";
 
-const { createNodePiechartProgram, createNodeImageProgram, createNodeCompoundProgram } = Sigma.rendering;
-
 const ICON_LIMIT = 2000;       // above this many nodes, icons are left out to keep frames fast
+const LAYOUT_KEY = "tributary.ui.layout.v1";
+const REMEMBERED = 20000;      // node positions kept across reloads, at most
 
-const PieProgram = createNodePiechartProgram({
-  defaultColor: "#999",
-  slices: Array.from({ length: SLICES }, (_, i) => ({
-    color: { attribute: `c${i}` },
-    value: { attribute: `v${i}` },
-  })),
-});
-const PieIconProgram = createNodeCompoundProgram([
-  PieProgram,
-  createNodeImageProgram({
-    drawingMode: "color",
-    colorAttribute: "iconColor",
-    padding: 0.28,
-    keepWithinCircle: true,
-    size: { mode: "force", value: 96 },
-  }),
-]);
+/** Where nodes were, which were pinned, and the camera, as last saved. */
+function loadLayout() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(LAYOUT_KEY));
+    if (saved && typeof saved === "object") {
+      return { positions: saved.positions ?? {}, pinned: new Set(saved.pinned ?? []), camera: saved.camera ?? null };
+    }
+  } catch {
+    // A damaged entry is dropped: the graph is laid out again.
+  }
+  return { positions: {}, pinned: new Set(), camera: null };
+}
+
+/** The node programs (pies, and pies with an icon), built on first use:
+ * where WebGL is missing sigma does not even load, and the page must. */
+function nodePrograms() {
+  const { createNodePiechartProgram, createNodeImageProgram, createNodeCompoundProgram } = Sigma.rendering;
+  const pie = createNodePiechartProgram({
+    defaultColor: "#999",
+    slices: Array.from({ length: SLICES }, (_, i) => ({
+      color: { attribute: `c${i}` },
+      value: { attribute: `v${i}` },
+    })),
+  });
+  const pieIcon = createNodeCompoundProgram([
+    pie,
+    createNodeImageProgram({
+      drawingMode: "color",
+      colorAttribute: "iconColor",
+      padding: 0.28,
+      keepWithinCircle: true,
+      size: { mode: "force", value: 96 },
+    }),
+  ]);
+  return { pie, pieIcon };
+}
+
+/** WCAG relative luminance of `#rrggbb`. */
+function luminance(hex) {
+  const [r, g, b] = [1, 3, 5].map((i) => {
+    const c = parseInt(hex.slice(i, i + 2), 16) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+function contrast(a, b) {
+  const [x, y] = [luminance(a), luminance(b)].sort((m, n) => n - m);
+  return (x + 0.05) / (y + 0.05);
+}
+
+/** The icon color (white or near-black) most readable on every slice of
+ * the node's pie: at least 3:1 on each color of the palettes offered. */
+export function iconOn(colors) {
+  const valid = colors.filter((c) => /^#[0-9a-f]{6}$/i.test(c));
+  if (!valid.length) return "#ffffff";
+  const worst = (icon) => Math.min(...valid.map((c) => contrast(icon, c)));
+  return worst("#ffffff") >= worst("#1f2328") ? "#ffffff" : "#1f2328";
+}
+
+/** A node's label with a white halo, readable over links and other nodes. */
+function drawLabelWithHalo(context, data, settings) {
+  if (!data.label) return;
+  const size = settings.labelSize;
+  context.font = `${settings.labelWeight} ${size}px ${settings.labelFont}`;
+  const x = data.x + data.size + 3;
+  const y = data.y + size / 3;
+  context.lineJoin = "round";
+  context.lineWidth = 3;
+  context.strokeStyle = "rgba(255, 255, 255, 0.92)";
+  context.strokeText(data.label, x, y);
+  context.fillStyle = "#1f2328";
+  context.fillText(data.label, x, y);
+}
+
+function hasWebGL() {
+  try {
+    const canvas = document.createElement("canvas");
+    return Boolean(canvas.getContext("webgl2") || canvas.getContext("webgl"));
+  } catch {
+    return false;
+  }
+}
+
+/** Stands in for sigma where WebGL is missing: every call does nothing. */
+const NO_RENDERER = {
+  setSetting() {},
+  refresh() {},
+  setCustomBBox() {},
+  getCamera: () => ({ animatedZoom() {}, animatedUnzoom() {}, animatedReset() {} }),
+  graphToViewport: () => ({ x: 0, y: 0 }),
+};
 
 export class GraphView {
   /**
@@ -40,29 +115,54 @@ export class GraphView {
     this.box = box;
     this.onSelect = onSelect;
     this.selected = new Set();
+    this.neighbors = new Set(); // of the selected nodes
     this.matches = null; // Set of node keys matching the graph search, or null
     this.layout = null;
     this.layoutTimer = null;
     this.onLayoutChange = () => {};
+    // Positions, pins and the camera survive a reload, and a deleted node
+    // that comes back returns to where it was.
+    this.memory = loadLayout();
+    this.cameraToRestore = this.memory.camera;
 
-    this.renderer = new Sigma(this.graph, container, {
+    try {
+      this.renderer = this.draw(container);
+    } catch (error) {
+      // No WebGL (turned off, or no GPU and no software fallback): nothing
+      // can be drawn. The graph is still kept — its counts, the selection,
+      // the search — and the rest of the page works without it.
+      this.unavailable = hasWebGL() ? String(error?.message ?? error) : "WebGL is turned off or not available";
+      this.renderer = NO_RENDERER;
+      return;
+    }
+    this.bindPointer();
+  }
+
+  draw(container) {
+    return new Sigma(this.graph, container, {
       allowInvalidContainer: true,
       defaultNodeType: "pieIcon",
-      nodeProgramClasses: { pie: PieProgram, pieIcon: PieIconProgram },
+      nodeProgramClasses: nodePrograms(),
       zIndex: true,
       labelRenderedSizeThreshold: 9,
       labelFont: "system-ui, sans-serif",
       labelSize: 12,
+      // Fewer labels per screen cell: sigma draws the larger nodes' labels
+      // and leaves out those that would overlap them.
+      labelDensity: 0.6,
+      labelGridCellSize: 120,
+      defaultDrawNodeLabel: drawLabelWithHalo,
       defaultEdgeColor: EDGE,
       nodeReducer: (key, data) => this.reduceNode(key, data),
       edgeReducer: (key, data) => this.reduceEdge(key, data),
     });
-    this.bindPointer();
   }
 
   reduceNode(key, data) {
     const out = { ...data };
-    if (this.matches && !this.matches.has(key)) {
+    // With a selection, what is neither selected nor next to it steps back.
+    const apart = this.selected.size > 0 && !this.selected.has(key) && !this.neighbors.has(key);
+    if ((this.matches && !this.matches.has(key)) || apart) {
       for (let i = 0; i < SLICES; i++) out[`c${i}`] = DIM;
       out.iconColor = "#fafafa";
       out.label = "";
@@ -72,8 +172,11 @@ export class GraphView {
       out.zIndex = 2;
     }
     if (this.selected.has(key)) {
-      out.highlighted = true;
-      out.forceLabel = true;
+      // A few selected nodes are highlighted with their labels; many keep
+      // to the label grid, so their labels do not pile up.
+      const few = this.selected.size <= 30;
+      out.highlighted = few;
+      out.forceLabel = few;
       out.size = data.size * 1.35;
       out.zIndex = 3;
     }
@@ -88,6 +191,7 @@ export class GraphView {
     if (this.selected.size && (this.selected.has(source) || this.selected.has(target))) {
       return { ...data, color: "#6b7280", zIndex: 1 };
     }
+    if (this.selected.size) return { ...data, hidden: true };
     return data;
   }
 
@@ -106,18 +210,24 @@ export class GraphView {
         field: node.field,
         size: 5 + 2.5 * Math.log2(1 + node.count),
         image: iconUrl(icons[node.field]),
-        iconColor: "#ffffff",
+        iconColor: iconOn(node.colors),
         colors: node.colors,
       };
       for (let i = 0; i < SLICES; i++) {
         attributes[`c${i}`] = node.colors[i] ?? "#999";
-        attributes[`v${i}`] = i < node.colors.length ? 1 : 0;
+        // Slices in proportion to how many records of each query hold the value.
+        attributes[`v${i}`] = i < node.colors.length ? (node.shares?.[i] ?? 1) : 0;
       }
       if (graph.hasNode(key)) {
         graph.mergeNodeAttributes(key, attributes);
       } else {
-        graph.addNode(key, { ...attributes, x: 0, y: 0, fresh: true });
-        added.push(key);
+        const known = this.memory.positions[key];
+        if (known) {
+          graph.addNode(key, { ...attributes, x: known[0], y: known[1], fixed: this.memory.pinned.has(key) });
+        } else {
+          graph.addNode(key, { ...attributes, x: 0, y: 0, fresh: true });
+          added.push(key);
+        }
       }
     }
     for (const [key, edge] of model.edges) {
@@ -135,9 +245,63 @@ export class GraphView {
       if (!graph.hasNode(key)) { this.selected.delete(key); selectionChanged = true; }
     }
     if (selectionChanged) this.onSelect([...this.selected]);
+    this.neighbors = new Set();
+    for (const key of this.selected) graph.forEachNeighbor(key, (neighbor) => this.neighbors.add(neighbor));
     if (this.matches) this.search(this.searchText);
     if (added.length) this.runLayout(Math.min(12000, 2500 + added.length * 2));
     else this.renderer.refresh();
+    this.restoreCamera();
+  }
+
+  /** Once the graph has nodes again after a reload: the camera where it was. */
+  restoreCamera() {
+    const saved = this.cameraToRestore;
+    if (!saved || !this.graph.order || this.unavailable) return;
+    this.cameraToRestore = null;
+    if (saved.bbox) this.renderer.setCustomBBox(saved.bbox);
+    this.renderer.getCamera().setState(saved.state);
+  }
+
+  /** Writes positions, pins and the camera (when the layout stops, a node
+   * is dropped, the camera moves). */
+  saveLayout() {
+    if (this.unavailable) return;
+    const positions = this.memory.positions;
+    this.graph.forEachNode((key, a) => { positions[key] = [Math.round(a.x * 100) / 100, Math.round(a.y * 100) / 100]; });
+    const keys = Object.keys(positions);
+    // The oldest remembered positions go first when there are too many.
+    for (const key of keys.slice(0, Math.max(0, keys.length - REMEMBERED))) delete positions[key];
+    const camera = this.renderer.getCamera().getState();
+    this.memory.camera = { state: camera, bbox: this.renderer.getCustomBBox() ?? this.renderer.getBBox() };
+    try {
+      localStorage.setItem(LAYOUT_KEY, JSON.stringify({
+        positions, pinned: [...this.memory.pinned], camera: this.memory.camera,
+      }));
+    } catch {
+      // Storage full or disabled: the layout is simply not remembered.
+    }
+  }
+
+  /** Pins the nodes (the layout leaves them where they are), or unpins them
+   * when every one is pinned already. Returns whether they are pinned now. */
+  togglePins(keys) {
+    const present = keys.filter((key) => this.graph.hasNode(key));
+    const pin = !present.every((key) => this.memory.pinned.has(key));
+    for (const key of present) {
+      if (pin) this.memory.pinned.add(key);
+      else this.memory.pinned.delete(key);
+      this.graph.setNodeAttribute(key, "fixed", pin);
+    }
+    this.saveLayout();
+    this.renderer.refresh({ skipIndexation: true });
+    return pin;
+  }
+
+  /** Forgets every position, pin and the camera, and lays the graph out anew. */
+  forgetLayout() {
+    this.memory = { positions: {}, pinned: new Set(), camera: null };
+    localStorage.removeItem(LAYOUT_KEY);
+    this.graph.forEachNode((key) => this.graph.setNodeAttribute(key, "fixed", false));
   }
 
   /** New nodes start next to a neighbor that already has a place, so the layout settles quickly. */
@@ -160,7 +324,7 @@ export class GraphView {
   }
 
   runLayout(ms) {
-    if (this.graph.order === 0) return;
+    if (this.graph.order === 0 || this.unavailable) return;
     if (!this.layout) {
       const settings = graphologyLibrary.layoutForceAtlas2.inferSettings(this.graph);
       this.layout = new graphologyLibrary.FA2Layout(this.graph, {
@@ -177,6 +341,7 @@ export class GraphView {
     clearTimeout(this.layoutTimer);
     if (this.layout?.isRunning()) this.layout.stop();
     this.onLayoutChange(false);
+    this.saveLayout();
   }
 
   toggleLayout() {
@@ -207,6 +372,8 @@ export class GraphView {
 
   setSelection(keys) {
     this.selected = new Set(keys.filter((key) => this.graph.hasNode(key)));
+    this.neighbors = new Set();
+    for (const key of this.selected) this.graph.forEachNeighbor(key, (neighbor) => this.neighbors.add(neighbor));
     this.renderer.refresh({ skipIndexation: true });
     this.onSelect([...this.selected]);
   }
@@ -265,6 +432,11 @@ export class GraphView {
         this.box.hidden = true;
         boxEnded = performance.now();
       }
+      if (dragged && moved) {
+        // A node put somewhere stays there: pinned.
+        this.memory.pinned.add(dragged);
+        this.saveLayout();
+      }
       dragged = null;
     });
     renderer.on("clickNode", ({ node, event }) => {
@@ -281,6 +453,12 @@ export class GraphView {
     renderer.on("clickStage", ({ event }) => {
       if (endsBox()) return;
       if (!event.original.shiftKey && this.selected.size) this.setSelection([]);
+    });
+    // The camera is remembered a moment after it stops moving.
+    let cameraTimer = null;
+    renderer.getCamera().on("updated", () => {
+      clearTimeout(cameraTimer);
+      cameraTimer = setTimeout(() => this.saveLayout(), 500);
     });
     renderer.on("enterNode", () => { renderer.getContainer().style.cursor = "pointer"; });
     renderer.on("leaveNode", () => { renderer.getContainer().style.cursor = ""; });

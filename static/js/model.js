@@ -25,7 +25,7 @@ export function valuesOf(record, field) {
 }
 
 /** The node keys of a record for the chosen fields, each once. */
-function keysOf(record, fields) {
+export function keysOf(record, fields) {
   const keys = [];
   for (const field of fields) {
     for (const value of valuesOf(record, field)) {
@@ -122,24 +122,55 @@ export class GraphModel {
 
   /**
    * What the graph view draws: the nodes not deleted, each with the colors
-   * of the queries that found it (in the queries' order), and the links
-   * between them. queries: [{id, color}]; deleted: Set of node keys.
+   * of the queries that found it (in the queries' order) and how many of
+   * each query's records hold it (`shares`, the pie's slices), and the links
+   * between them. queries: [{id, color, cap}]: each query shows at most
+   * `cap` of its nodes (those most of its records hold; `Infinity`: all);
+   * deleted: Set of node keys; minLinks: nodes with fewer links are left out.
+   * `hidden`: per query id, how many of its nodes the cap left out.
    */
-  view(queries, deleted) {
-    const nodes = new Map();
-    for (const [key, node] of this.nodes) {
-      if (deleted.has(key)) continue;
-      const colors = [];
-      for (const query of queries) {
-        if (node.byQuery.has(query.id) && !colors.includes(query.color)) colors.push(query.color);
+  view(queries, deleted, { minLinks = 0 } = {}) {
+    // Each query's nodes, most held first, up to its cap.
+    const kept = new Set();
+    const hidden = new Map();
+    for (const query of queries) {
+      const cap = query.cap ?? Infinity;
+      const mine = [];
+      for (const [key, node] of this.nodes) {
+        if (!deleted.has(key) && node.byQuery.has(query.id)) mine.push([key, node.byQuery.get(query.id)]);
       }
-      nodes.set(key, { field: node.field, label: node.label, colors, count: node.count });
+      if (mine.length > cap) mine.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+      for (const [key] of mine.slice(0, cap)) kept.add(key);
+      hidden.set(query.id, Math.max(0, mine.length - cap));
     }
     const edges = new Map();
+    const degree = new Map();
     for (const [key, edge] of this.edges) {
-      if (nodes.has(edge.source) && nodes.has(edge.target)) edges.set(key, edge);
+      if (kept.has(edge.source) && kept.has(edge.target)) {
+        edges.set(key, edge);
+        degree.set(edge.source, (degree.get(edge.source) ?? 0) + 1);
+        degree.set(edge.target, (degree.get(edge.target) ?? 0) + 1);
+      }
     }
-    return { nodes, edges };
+    const nodes = new Map();
+    for (const key of kept) {
+      if ((degree.get(key) ?? 0) < minLinks) continue;
+      const node = this.nodes.get(key);
+      const colors = [];
+      const shares = [];
+      for (const query of queries) {
+        const held = node.byQuery.get(query.id);
+        if (!held) continue;
+        const at = colors.indexOf(query.color);
+        if (at >= 0) shares[at] += held;
+        else { colors.push(query.color); shares.push(held); }
+      }
+      nodes.set(key, { field: node.field, label: node.label, colors, shares, count: node.count });
+    }
+    if (minLinks > 0) {
+      for (const [key, edge] of edges) if (!nodes.has(edge.source) || !nodes.has(edge.target)) edges.delete(key);
+    }
+    return { nodes, edges, hidden };
   }
 }
 
@@ -147,6 +178,20 @@ export class GraphModel {
  * The records holding any of the given node keys, each once, with the
  * queries that found it: [{record, queries: [query]}].
  */
+/** Every record of the queries, each once with the queries that found it
+ * (the table's rows when there is no graph to select from). */
+export function allRecords(queries) {
+  const found = new Map();
+  for (const query of queries) {
+    for (const [recordKey, record] of query.records) {
+      const entry = found.get(recordKey);
+      if (entry) entry.queries.push(query);
+      else found.set(recordKey, { record, queries: [query] });
+    }
+  }
+  return [...found.values()];
+}
+
 export function recordsOfNodes(queries, keys) {
   const wanted = new Map(); // field → Set of values
   for (const key of keys) {

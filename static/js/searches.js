@@ -5,6 +5,8 @@
 
 export const PAGE = 200;        // results per datasource per "load more"
 const MAX_REPLAY = 2000;        // a restored query re-fetches at most this many per datasource
+export const NODE_CAP = 500;    // nodes a query shows until "show all"
+export const ASK_ABOVE = 500;   // loading more new records than this asks first
 const FRIENDLY = {
   bad_query: "the query could not be understood",
   datasource_failed: "the datasource failed or could not be reached",
@@ -20,14 +22,34 @@ export function explain(error) {
   return why ? `${why}: ${error.message}` : error.message;
 }
 
-function newQuery({ id, text, color, pages = 1, live = false }) {
+/** What is wrong with a query the server refused (`bad_query`), in words:
+ * `missing closing parenthesis at character 8`, without the datasource's
+ * name or the query repeated. */
+export function whatIsWrong(message = "") {
+  const text = message.replace(/^datasource `[^`]*`: /, "");
+  const parse = text.match(/^cannot parse query ".*": (.*)$/s);
+  return parse ? parse[1] : text;
+}
+
+/** Notes a live datasource's position, when the message carries one. */
+function keepPosition(query, ds, carrier) {
+  if (Number.isInteger(carrier?.offset) && typeof carrier?.epoch === "string") {
+    query.livePositions.set(ds, { offset: carrier.offset, epoch: carrier.epoch });
+  }
+}
+
+function newQuery({ id, text, color, pages = 1, live = false, showAll = false }) {
   // sources: datasource id → {total, loaded, loading, error, took}
   // live: the user wants new records as they arrive; liveRequest follows
   // them, liveModes (datasource → {mode, interval_ms}) says how, appended
   // counts what arrived, liveErrors (datasource → message) what cannot follow.
   return {
     id, text, color, pages, sources: new Map(), records: new Map(), requests: new Set(),
+    showAll, cap: showAll ? Infinity : NODE_CAP,
     live, liveRequest: null, liveModes: null, appended: 0, liveErrors: new Map(),
+    // Where each datasource's live records stand (offset, epoch): a live
+    // request asked again after a reconnect resumes from there.
+    livePositions: new Map(),
   };
 }
 
@@ -55,7 +77,10 @@ export class Searches {
   }
 
   saveQueries() {
-    this.store.saved.queries = this.queries.map(({ id, text, color, pages, live }) => ({ id, text, color, pages, live }));
+    // A query the server could not understand is not asked again on reload.
+    this.store.saved.queries = this.queries
+      .filter((q) => !q.invalid)
+      .map(({ id, text, color, pages, live, showAll }) => ({ id, text, color, pages, live, showAll }));
     this.store.changed("saved", "queries");
   }
 
@@ -69,7 +94,7 @@ export class Searches {
     this.requestFields(this.store.enabledIds());
     for (const query of this.queries) {
       this.fetchMissing(query);
-      if (query.live) this.startLive(query);
+      if (query.live) this.startLive(query, { resume: true });
     }
     this.store.changed("datasources", "queries");
   }
@@ -155,19 +180,44 @@ export class Searches {
     this.store.changed("queries");
   }
 
-  /** Follows the query's new records on the enabled datasources: a live ITEMS_REQUEST of an empty page. */
-  startLive(query) {
+  /** Follows the query's new records on the enabled datasources: a live
+   * ITEMS_REQUEST of an empty page. With `resume` (after a reconnect) each
+   * datasource takes up from the last position received, so the records
+   * published meanwhile arrive too. */
+  startLive(query, { resume = false } = {}) {
     this.stopLive(query);
     const datasources = this.store.enabledIds();
     if (!datasources.length) return;
-    const request = this.client.request({
+    const message = {
       type: "ITEMS_REQUEST", datasources, query: query.text, from: 0, size: 0, color: query.color, live: true,
-    });
+    };
+    const positions = datasources.filter((ds) => query.livePositions.has(ds));
+    if (resume && positions.length) {
+      message.resume = Object.fromEntries(positions.map((ds) => [ds, query.livePositions.get(ds)]));
+    } else {
+      query.livePositions.clear();
+    }
+    const request = this.client.request(message);
     if (!request) return; // not connected: started again once the connection is back
     request.datasources = datasources;
     query.liveRequest = request;
     query.liveErrors = new Map();
     this.readLive(query, request);
+  }
+
+  /** Asks one datasource for the records of `query` again, from the first. */
+  reload(query, ds) {
+    const source = sourceOf(query, ds);
+    const size = Math.max(PAGE, source.loaded);
+    const request = this.client.request({
+      type: "ITEMS_REQUEST", datasources: [ds], query: query.text, from: 0, size, color: query.color,
+    });
+    if (!request) return;
+    request.datasources = [ds];
+    source.loaded = 0;
+    source.loading = true;
+    query.requests.add(request);
+    this.readItems(query, request);
   }
 
   stopLive(query) {
@@ -181,8 +231,15 @@ export class Searches {
       if (message.type === "ITEMS_RECEIVE" && message.items?.append) {
         query.appended += message.items.results?.length ?? 0;
         this.onItems(query, message.items);
+        keepPosition(query, message.items.server, message.items);
       } else if (message.type === "LIVE_STARTED") {
         query.liveModes = message.datasources ?? {};
+        for (const [ds, mode] of Object.entries(query.liveModes)) {
+          keepPosition(query, ds, mode);
+          // What was published while away is gone from the server's
+          // history: ask for the query's records again.
+          if (mode.recovered === false) this.reload(query, ds);
+        }
         this.store.changed("queries");
       } else if (message.type === "ERROR") {
         const error = message.error ?? {};
@@ -216,8 +273,16 @@ export class Searches {
     for (const ds of ids) {
       const source = sourceOf(query, ds);
       source.error = explain(error);
+      source.errorCode = error.code;
       // An error about the whole request ends it.
       if (!error.datasource) source.loading = false;
+    }
+    // Refused by every datasource as written: the query itself is wrong.
+    // Said once, in words; it is not kept for the next visit.
+    const enabled = this.store.enabledIds().map((ds) => query.sources.get(ds));
+    if (error.code === "bad_query" && enabled.length && enabled.every((s) => s?.errorCode === "bad_query")) {
+      query.invalid = whatIsWrong(error.message);
+      this.saveQueries();
     }
     this.store.changed("queries");
   }
@@ -234,10 +299,13 @@ export class Searches {
   }
 
   add(text, color) {
+    const upTo = this.store.enabledIds().length * PAGE;
+    if (upTo > ASK_ABOVE && !confirm(`This query may load up to ${upTo.toLocaleString()} records (${PAGE} from each datasource). Run it?`)) return false;
     const query = newQuery({ id: this.store.saved.nextQueryId++, text, color });
     this.queries.push(query);
     this.saveQueries();
     this.fetchMissing(query);
+    return true;
   }
 
   remove(query) {
@@ -256,9 +324,24 @@ export class Searches {
   }
 
   loadMore(query) {
+    // Many new records at once make a graph nobody can read: ask first.
+    let coming = 0;
+    for (const ds of this.store.enabledIds()) {
+      const source = query.sources.get(ds);
+      if (source && !source.error && source.total !== null) coming += Math.max(0, Math.min(PAGE, source.total - source.loaded));
+    }
+    if (coming > ASK_ABOVE && !confirm(`Load ${coming.toLocaleString()} more records? A graph this large gets hard to read.`)) return;
     query.pages += 1;
     this.saveQueries();
     this.fetchMissing(query);
+  }
+
+  /** Shows every node of a query, past its cap. */
+  showAll(query) {
+    query.showAll = true;
+    query.cap = Infinity;
+    this.saveQueries();
+    this.store.changed("results");
   }
 
   retry(query) {

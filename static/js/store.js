@@ -10,10 +10,12 @@ export function emptySaved() {
   return {
     enabled: [],          // datasource ids
     nodeFields: {},       // field path → icon name
-    dateField: null,      // field path for the timeline
+    dateField: null,      // field path for the timeline (before there was one per datasource)
+    dateFields: {},       // datasource id → its date field for the timeline
     columns: null,        // record table columns (null: the node fields)
     queries: [],          // [{id, text, color, pages}]
     deleted: [],          // node keys the user deleted
+    deletions: [],        // the deletes, oldest first, each a list of keys (undone one at a time)
     nextQueryId: 1,
   };
 }
@@ -58,6 +60,18 @@ export class Store {
   /** The enabled datasources the server offers, in its order. */
   enabledIds() {
     return this.session.datasources.map((ds) => ds.id).filter((id) => this.saved.enabled.includes(id));
+  }
+
+  /** The date field each enabled datasource puts on the timeline: the one
+   * chosen for it, else its first date field (none is left out unsaid). */
+  timelineFields() {
+    const chosen = new Map();
+    for (const ds of this.enabledIds()) {
+      const dates = (this.session.fields.get(ds) ?? []).filter((f) => f.type === "date").map((f) => f.path);
+      const pick = [this.saved.dateFields?.[ds], this.saved.dateField].find((p) => p && dates.includes(p)) ?? dates[0];
+      if (pick) chosen.set(ds, pick);
+    }
+    return chosen;
   }
 
   datasourceName(id) {

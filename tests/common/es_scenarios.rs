@@ -113,6 +113,25 @@ pub fn indices() -> Vec<(&'static str, MockIndex)> {
     ]
 }
 
+/// Three documents for `events` after its first three: e3 shares e2's
+/// timestamp, e4 is newer, e5 does not match `alpha`.
+pub fn new_events() -> [(&'static str, Value); 3] {
+    [
+        (
+            "e4",
+            json!({"at": "2026-11-23T10:00:02Z", "msg": "alpha four"}),
+        ),
+        (
+            "e3",
+            json!({"at": "2026-11-23T10:00:01Z", "msg": "alpha three"}),
+        ),
+        (
+            "e5",
+            json!({"at": "2026-11-23T10:00:03Z", "msg": "beta five"}),
+        ),
+    ]
+}
+
 /// Indexes documents (`(id, source)`) into `index` of the target, refreshed.
 pub async fn index_docs(target: &Target, index: &str, docs: &[(&str, Value)]) {
     use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -170,25 +189,7 @@ pub async fn a_live_query_polls_for_new_documents(target: &Target) {
         json!({"es": {"mode": "poll", "interval_ms": 100}})
     );
     // e3 shares e2's timestamp; e5 does not match.
-    index_docs(
-        target,
-        "events",
-        &[
-            (
-                "e4",
-                json!({"at": "2026-11-23T10:00:02Z", "msg": "alpha four"}),
-            ),
-            (
-                "e3",
-                json!({"at": "2026-11-23T10:00:01Z", "msg": "alpha three"}),
-            ),
-            (
-                "e5",
-                json!({"at": "2026-11-23T10:00:03Z", "msg": "beta five"}),
-            ),
-        ],
-    )
-    .await;
+    index_docs(target, "events", &new_events()).await;
     let append = client.recv().await;
     assert_eq!(append["items"]["append"], true, "{append}");
     assert_eq!(ids(&append), ["e3", "e4"]);

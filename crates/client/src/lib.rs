@@ -89,7 +89,28 @@ impl Search {
             color: None,
             request_id: None,
             live: false,
+            resume: None,
         })
+    }
+    /// Keeps following the query after its page (`"live": true`).
+    pub fn live(mut self) -> Search {
+        self.0.live = true;
+        self
+    }
+    /// Takes a live request up again on `datasource` after `position` (the
+    /// last `offset` and `epoch` received from it): what was missed is sent
+    /// instead of a page, when the server can.
+    pub fn resume(
+        mut self,
+        datasource: impl Into<String>,
+        position: tributary_protocol::Position,
+    ) -> Search {
+        self.0.live = true;
+        self.0
+            .resume
+            .get_or_insert_with(Default::default)
+            .insert(datasource.into(), position);
+        self
     }
     pub fn from(mut self, from: u64) -> Search {
         self.0.from = from;

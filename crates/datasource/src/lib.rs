@@ -58,7 +58,9 @@ pub use async_trait::async_trait;
 
 pub use context::{Caller, RequestContext};
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
-pub use live::{AppendError, Appended, Live, LiveCursor, LiveMode, Records, Watch};
+pub use live::{
+    AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, Watch,
+};
 pub use pool::{CorePermit, CorePool};
 pub use record::{Field, FieldList, Item, SearchQuery};
 pub use settings::{DatasourceSettings, SetupError};
@@ -99,5 +101,25 @@ pub trait Datasource: Send + Sync + 'static {
     /// them, or none when one is invalid.
     async fn append(&self, _records: Records) -> Result<Appended, AppendError> {
         Err(AppendError::NotSupported)
+    }
+
+    /// Checks published records without adding them, as [`Datasource::append`]
+    /// would (the server checks before a batch enters the stream every node
+    /// applies, so no node refuses what another accepted).
+    fn check_append(&self, _records: &Records) -> Result<Appended, AppendError> {
+        Err(AppendError::NotSupported)
+    }
+
+    /// Adds records that are `publications` of the datasource's stream (in
+    /// order, their record counts adding up to `records.len()`), so a live
+    /// cursor can later be found from a publication's [`Position`] (see
+    /// [`Live::cursor_after`]). By default: [`Datasource::append`], the
+    /// positions forgotten.
+    async fn append_published(
+        &self,
+        records: Records,
+        _publications: Vec<Publication>,
+    ) -> Result<Appended, AppendError> {
+        self.append(records).await
     }
 }

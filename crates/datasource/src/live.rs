@@ -76,6 +76,64 @@ pub trait Live: Send + Sync {
     /// its cursor, oldest first; each cursor is moved past what is returned.
     /// One call serves every distinct live query of the datasource.
     async fn changes(&self, watches: &mut [Watch]) -> Vec<Result<Vec<Item>, DatasourceError>>;
+
+    /// The last publication a cursor includes, for datasources whose new
+    /// records are publications of a stream ([`Datasource::append_published`]);
+    /// `None` when it is not known.
+    fn position_of(&self, _cursor: &LiveCursor) -> Option<Position> {
+        None
+    }
+
+    /// The cursor just after publication `position`, if this datasource
+    /// still knows where it stands (same epoch, not older than what it
+    /// remembers): a client that held `position` resumes from there.
+    fn cursor_after(&self, _position: &Position) -> Option<LiveCursor> {
+        None
+    }
+
+    /// Whether one node may poll for the live queries of every node of a
+    /// cluster ([`Live::poll_shared`], [`Live::take_polled`]) instead of each
+    /// node polling for its own ([`LiveMode::Poll`] datasources only).
+    fn shares_polls(&self) -> bool {
+        false
+    }
+
+    /// Polls `query` for the whole cluster from `cursor` (one per query,
+    /// kept by the cluster; `None`: start now, returning nothing): what is
+    /// new, as values every node's [`Live::take_polled`] reads, and the
+    /// cursor after them.
+    async fn poll_shared(
+        &self,
+        _query: &str,
+        _cursor: Option<LiveCursor>,
+    ) -> Result<(Vec<Value>, LiveCursor), DatasourceError> {
+        Err(DatasourceError::unavailable(
+            "this datasource does not share polls",
+        ))
+    }
+
+    /// Of documents polled for the cluster ([`Live::poll_shared`] of the
+    /// watch's query), those new to `watch`, oldest first; moves its cursor.
+    fn take_polled(&self, _watch: &mut Watch, _polled: &[Value]) -> Vec<Item> {
+        Vec::new()
+    }
+}
+
+/// A place in a stream of publications: the `offset` of one publication
+/// (1, 2, 3… gap-free), in an `epoch` that changes whenever the stream's
+/// history was lost (offsets then start again).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// One publication of a batch given to [`Datasource::append_published`]:
+/// where it is in the stream and how many of the batch's records it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub position: Position,
+    pub records: usize,
 }
 
 /// What publishing records did.

@@ -45,8 +45,14 @@ pub fn decode(text: &str) -> Result<ClientMessage, Refused> {
     let payload: Payload = serde_json::from_str(text).map_err(|_| Refused::InvalidPayload)?;
     let channels = payload.channels.ok_or(Refused::InvalidPayload)?;
     match payload.op {
-        OP_SUBSCRIBE => Ok(ClientMessage::Subscribe(Channels { channels })),
-        OP_UNSUBSCRIBE => Ok(ClientMessage::Unsubscribe(Channels { channels })),
+        OP_SUBSCRIBE => Ok(ClientMessage::Subscribe(Channels {
+            channels,
+            since: None,
+        })),
+        OP_UNSUBSCRIBE => Ok(ClientMessage::Unsubscribe(Channels {
+            channels,
+            since: None,
+        })),
         _ => Err(Refused::InvalidPayload),
     }
 }
@@ -91,7 +97,8 @@ mod tests {
         assert_eq!(
             decode(r#"{"op":0,"channels":["status:a"]}"#),
             Ok(ClientMessage::Subscribe(Channels {
-                channels: vec!["status:a".into()]
+                channels: vec!["status:a".into()],
+                since: None,
             }))
         );
         assert!(matches!(

@@ -6,7 +6,10 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
+use tributary_datasource::Position;
 
 use crate::outbound::{Echo, ErrorCode, ErrorReport};
 
@@ -62,6 +65,12 @@ pub struct ItemsRequest {
     /// (`ITEMS_RECEIVE` with `"append": true`) until `CANCEL_REQUEST`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub live: bool,
+    /// A live request taken up again after a reconnect: per datasource, the
+    /// last position received (`offset` and `epoch` of its appends or of
+    /// `LIVE_STARTED`). Those datasources send what was missed since, not a
+    /// page, when they still can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<BTreeMap<String, Position>>,
 }
 
 /// `UPDATE_REQUEST`: replaces the query (and optionally the datasources and
@@ -91,6 +100,28 @@ pub struct CancelRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Channels {
     pub channels: Vec<String>,
+    /// `SUBSCRIBE` only: the values missed since a position are sent first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Since>,
+}
+
+/// Where a resubscribing client stands: one position (for every channel
+/// named, as when one channel is subscribed again) or one per channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Since {
+    One(Position),
+    Each(BTreeMap<String, Position>),
+}
+
+impl Since {
+    /// The position given for `channel`, if any.
+    pub fn of(&self, channel: &str) -> Option<&Position> {
+        match self {
+            Since::One(position) => Some(position),
+            Since::Each(positions) => positions.get(channel),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +262,8 @@ fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json:
         "from" | "size" => "a whole number of 0 or more",
         "request-id" => "a string or an integer",
         "live" => "true or false",
+        "resume" => "an object of datasource ids to {\"offset\": a whole number, \"epoch\": a string}",
+        "since" => "{\"offset\": a whole number, \"epoch\": a string}, or an object of channels to such positions",
         _ => return error.inner().to_string(),
     };
     let found = match body.get(&field) {
@@ -266,6 +299,8 @@ const KNOWN_FIELDS: &[&str] = &[
     "t",
     "live",
     "channels",
+    "resume",
+    "since",
 ];
 
 /// `message` about a missing field, with "did you send `sise` for `size`?"

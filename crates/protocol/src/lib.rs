@@ -20,13 +20,13 @@ pub mod services;
 
 pub use inbound::{
     decode, CancelRequest, ClientMessage, DecodeError, FieldsRequest, ItemsRequest, Ping,
-    RequestId, UpdateRequest, DEFAULT_SIZE,
+    RequestId, Since, UpdateRequest, DEFAULT_SIZE,
 };
 pub use outbound::{
     encode_results, DatasourceInfo, DatasourceOutcome, Echo, ErrorCode, ErrorReport, Frame,
     LiveModeInfo, ServerMessage,
 };
-pub use tributary_datasource::{Field, Item};
+pub use tributary_datasource::{Field, Item, Position};
 
 /// Close code for a frame that is not a JSON object (binary, array, scalar).
 pub const CLOSE_INVALID_PAYLOAD: u16 = 4200;

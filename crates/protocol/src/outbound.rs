@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tributary_datasource::{ErrorKind, Field, Item};
+use tributary_datasource::{ErrorKind, Field, Item, Position};
 
 use crate::inbound::RequestId;
 
@@ -180,6 +180,16 @@ pub struct LiveModeInfo {
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<u64>,
+    /// Where the datasource's stream of publications stands (its last
+    /// publication the query has seen), when it is one: resume from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// Only for a datasource the request asked to `resume`: whether every
+    /// record missed since that position was (or is being) sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
 }
 
 /// Encodes results once as a JSON array, to be shared by every
@@ -251,6 +261,9 @@ pub enum ServerMessage<'a> {
         from: u64,
         seq: u64,
         results: &'a RawValue,
+        /// The last publication of the datasource's stream this append
+        /// completes, when it is one (the last append of a round).
+        position: Option<&'a Position>,
     },
     /// A live query follows its datasources: how each learns of new records.
     LiveStarted {
@@ -278,6 +291,9 @@ pub enum ServerMessage<'a> {
     /// The channels a `SUBSCRIBE` added.
     Subscribed {
         channels: &'a [String],
+        /// For a `SUBSCRIBE` with `since`: per channel, whether every value
+        /// missed since then follows.
+        recovered: Option<&'a BTreeMap<String, bool>>,
     },
     /// The channels an `UNSUBSCRIBE` removed.
     Unsubscribed {
@@ -288,6 +304,8 @@ pub enum ServerMessage<'a> {
         channel: &'a str,
         at_ms: u64,
         value: &'a Value,
+        /// The value's place in the channel's stream.
+        position: Option<&'a Position>,
     },
 }
 
@@ -372,7 +390,16 @@ impl ServerMessage<'_> {
                 from,
                 seq,
                 results,
-            } => items_receive(kind, echo, server, total, from, results, Some(seq)),
+                position,
+            } => items_receive(
+                kind,
+                echo,
+                server,
+                total,
+                from,
+                results,
+                Some(AppendMark { seq, position }),
+            ),
             ServerMessage::LiveStarted {
                 request_id,
                 datasources,
@@ -431,7 +458,26 @@ impl ServerMessage<'_> {
                 }
                 tagged(kind, &Body { drain_ms }, None)
             }
-            ServerMessage::Subscribed { channels } | ServerMessage::Unsubscribed { channels } => {
+            ServerMessage::Subscribed {
+                channels,
+                recovered,
+            } => {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    channels: &'a [String],
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    recovered: Option<&'a BTreeMap<String, bool>>,
+                }
+                tagged(
+                    kind,
+                    &Body {
+                        channels,
+                        recovered,
+                    },
+                    None,
+                )
+            }
+            ServerMessage::Unsubscribed { channels } => {
                 #[derive(Serialize)]
                 struct Body<'a> {
                     channels: &'a [String],
@@ -442,17 +488,24 @@ impl ServerMessage<'_> {
                 channel,
                 at_ms,
                 value,
+                position,
             } => {
                 #[derive(Serialize)]
                 struct Body<'a> {
                     c: &'a str,
                     d: (u64, &'a Value),
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    offset: Option<u64>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    epoch: Option<&'a str>,
                 }
                 tagged(
                     kind,
                     &Body {
                         c: channel,
                         d: (at_ms, value),
+                        offset: position.map(|p| p.offset),
+                        epoch: position.map(|p| p.epoch.as_str()),
                     },
                     None,
                 )
@@ -464,6 +517,12 @@ impl ServerMessage<'_> {
 
 /// An `ITEMS_RECEIVE`: a page's batch, or (with `seq`) a live request's
 /// append, its results already encoded or not.
+/// What marks an `ITEMS_RECEIVE` as a live request's append.
+struct AppendMark<'a> {
+    seq: u64,
+    position: Option<&'a Position>,
+}
+
 fn items_receive<R: Serialize + ?Sized>(
     kind: &'static str,
     echo: &Echo,
@@ -471,7 +530,7 @@ fn items_receive<R: Serialize + ?Sized>(
     total: u64,
     from: u64,
     results: &R,
-    seq: Option<u64>,
+    append: Option<AppendMark<'_>>,
 ) -> String {
     #[derive(Serialize)]
     struct Inner<'a, R: Serialize + ?Sized> {
@@ -485,11 +544,16 @@ fn items_receive<R: Serialize + ?Sized>(
         append: Option<bool>,
         #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
     }
     #[derive(Serialize)]
     struct Body<'a, R: Serialize + ?Sized> {
         items: Inner<'a, R>,
     }
+    let position = append.as_ref().and_then(|a| a.position);
     let body = Body {
         items: Inner {
             server,
@@ -498,8 +562,10 @@ fn items_receive<R: Serialize + ?Sized>(
             total,
             from,
             results,
-            append: seq.map(|_| true),
-            seq,
+            append: append.as_ref().map(|_| true),
+            seq: append.as_ref().map(|a| a.seq),
+            offset: position.map(|p| p.offset),
+            epoch: position.map(|p| p.epoch.as_str()),
         },
     };
     tagged(kind, &body, echo.request_id.as_ref())

@@ -22,6 +22,7 @@ fn decodes_the_seed_items_request() {
             color: Some("#de79f2".into()),
             request_id: None,
             live: false,
+            resume: None,
         }))
     );
 }
@@ -184,7 +185,17 @@ fn client_messages_encode_as_they_decode() {
             size: 10,
             color: Some("#123456".into()),
             request_id: Some(RequestId::Text("q".into())),
-            live: false,
+            live: true,
+            resume: Some(
+                [(
+                    "a".to_string(),
+                    Position {
+                        offset: 7,
+                        epoch: "e1".into(),
+                    },
+                )]
+                .into(),
+            ),
         }),
         ClientMessage::Fields(FieldsRequest {
             datasources: vec!["a".into()],
@@ -201,4 +212,43 @@ fn client_messages_encode_as_they_decode() {
         let text = message.encode();
         assert_eq!(decode(&text), Ok(message), "{text}");
     }
+}
+
+#[test]
+fn resuming_positions_decode_in_both_forms() {
+    let one =
+        decode(r#"{"type":"SUBSCRIBE","channels":["status:a"],"since":{"offset":3,"epoch":"x"}}"#);
+    let Ok(ClientMessage::Subscribe(one)) = one else {
+        panic!("{one:?}")
+    };
+    let position = Position {
+        offset: 3,
+        epoch: "x".into(),
+    };
+    assert_eq!(
+        one.since.as_ref().and_then(|s| s.of("status:a")),
+        Some(&position)
+    );
+    assert_eq!(
+        one.since.as_ref().and_then(|s| s.of("latency:a")),
+        Some(&position)
+    );
+    let each = decode(
+        r#"{"type":"SUBSCRIBE","channels":["status:a","latency:a"],"since":{"status:a":{"offset":3,"epoch":"x"}}}"#,
+    );
+    let Ok(ClientMessage::Subscribe(each)) = each else {
+        panic!("{each:?}")
+    };
+    assert_eq!(
+        each.since.as_ref().and_then(|s| s.of("status:a")),
+        Some(&position)
+    );
+    assert_eq!(each.since.as_ref().and_then(|s| s.of("latency:a")), None);
+    // A position without its epoch is refused, naming the field.
+    let Err(DecodeError::Invalid(report)) = decode(
+        r#"{"type":"ITEMS_REQUEST","datasources":["a"],"query":"x","live":true,"request-id":1,"resume":{"a":{"offset":3}}}"#,
+    ) else {
+        panic!("a resume without epoch decoded")
+    };
+    assert!(report.message.contains("`resume`"), "{}", report.message);
 }

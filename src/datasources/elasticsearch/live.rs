@@ -133,13 +133,14 @@ impl ElasticsearchDatasource {
         Ok(position)
     }
 
-    /// The documents of `query` new to `position`, oldest first; moves it.
+    /// The documents of `query` new to `position`, oldest first, each with
+    /// its value of the live field; moves it.
     async fn poll(
         &self,
         field: &str,
         query: &str,
         position: &mut Position,
-    ) -> Result<Vec<Item>, DatasourceError> {
+    ) -> Result<Vec<(Value, Item)>, DatasourceError> {
         let mut items = Vec::new();
         for _ in 0..MAX_CALLS_PER_POLL {
             let mut body = self.search_body(query, Some(&position.maybe_new(field)));
@@ -150,8 +151,9 @@ impl ElasticsearchDatasource {
             let before = items.len();
             let count = hits.len();
             for hit in hits {
-                if position.take(&sort_value(&hit), &hit.item.id) {
-                    items.push(hit.item);
+                let at = sort_value(&hit);
+                if position.take(&at, &hit.item.id) {
+                    items.push((at, hit.item));
                 }
             }
             // A short page is the end; a full page of documents already
@@ -194,9 +196,46 @@ impl Live for ElasticsearchDatasource {
             let mut position = Position::of(&watch.cursor);
             let items = self.poll(field, &watch.query, &mut position).await?;
             watch.cursor = position.cursor();
-            Ok(items)
+            Ok(items.into_iter().map(|(_, item)| item).collect())
         });
         join_all(polls).await
+    }
+
+    fn shares_polls(&self) -> bool {
+        self.live.is_some()
+    }
+
+    async fn poll_shared(
+        &self,
+        query: &str,
+        cursor: Option<LiveCursor>,
+    ) -> Result<(Vec<Value>, LiveCursor), DatasourceError> {
+        let field = &self.live_options()?.field;
+        let Some(cursor) = cursor else {
+            return Ok((Vec::new(), self.newest(field).await?.cursor()));
+        };
+        let mut position = Position::of(&cursor);
+        let polled = self.poll(field, query, &mut position).await?;
+        let polled = polled
+            .into_iter()
+            .map(|(at, item)| json!({"at": at, "item": item}))
+            .collect();
+        Ok((polled, position.cursor()))
+    }
+
+    fn take_polled(&self, watch: &mut Watch, polled: &[Value]) -> Vec<Item> {
+        let mut position = Position::of(&watch.cursor);
+        let mut items = Vec::new();
+        for document in polled {
+            let Ok(item) = serde_json::from_value::<Item>(document["item"].clone()) else {
+                continue;
+            };
+            if position.take(&document["at"], &item.id) {
+                items.push(item);
+            }
+        }
+        watch.cursor = position.cursor();
+        items
     }
 }
 

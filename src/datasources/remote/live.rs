@@ -64,6 +64,26 @@ impl Announced {
         cursor(buffers.generation, &buffers.current.live_position())
     }
 
+    /// Checks records as [`Announced::publish`] would, adding nothing.
+    pub fn check(&self, records: &Records) -> Result<Appended, AppendError> {
+        if records.len() > BUFFER_RECORDS {
+            return Err(AppendError::Full {
+                limit: BUFFER_RECORDS,
+            });
+        }
+        let current = Arc::clone(&self.buffers().current);
+        // A full buffer is replaced, not refused: only the records count.
+        current
+            .check_append(records)
+            .or_else(|refused| match refused {
+                AppendError::Full { .. } => Ok(Appended {
+                    records: records.len(),
+                    unindexed_fields: Vec::new(),
+                }),
+                other => Err(other),
+            })
+    }
+
     pub async fn publish(&self, records: Records) -> Result<Appended, AppendError> {
         if records.len() > BUFFER_RECORDS {
             return Err(AppendError::Full {

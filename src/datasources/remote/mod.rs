@@ -783,6 +783,10 @@ impl Datasource for RemoteDatasource {
     async fn append(&self, records: Records) -> Result<Appended, AppendError> {
         self.publish(records).await
     }
+
+    fn check_append(&self, records: &Records) -> Result<Appended, AppendError> {
+        self.live.check(records)
+    }
 }
 
 /// A remote datasource's live query: its first page from the service, then

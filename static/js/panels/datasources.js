@@ -22,6 +22,8 @@ export function datasourcesPanel({ store, searches, $ }) {
       type.textContent = ds.type ?? "";
       const dot = document.createElement("span");
       dot.className = "health";
+      // A picture of the health, named by its label.
+      dot.setAttribute("role", "img");
       showHealth(dot, store.session.health.get(ds.id));
       label.append(box, dot, ds.name ?? ds.id, type);
       item.append(label);

@@ -21,6 +21,12 @@ export function mergedFields(store) {
 export function fieldsPanel({ store, $ }) {
   const saved = store.saved;
   $("field-filter").addEventListener("input", () => render());
+  // While the pointer is over the list its order holds (ticking a field
+  // does not move the next one from under the pointer); it is sorted again
+  // once the pointer leaves.
+  let order = null;
+  $("fields").addEventListener("pointerenter", () => { order = [...$("fields").children].map((li) => li.dataset.field); });
+  $("fields").addEventListener("pointerleave", () => { order = null; render(); });
 
   function render() {
     const list = $("fields");
@@ -35,10 +41,13 @@ export function fieldsPanel({ store, $ }) {
     empty.textContent = errors.length ? `Could not list fields. ${errors.join(" ")}`
       : enabled.length ? "Loading fields…" : "Enable a datasource above to see its fields.";
 
-    const paths = [...merged.keys()].sort((a, b) => {
+    const sorted = [...merged.keys()].sort((a, b) => {
       const chosen = Number(b in saved.nodeFields) - Number(a in saved.nodeFields);
       return chosen || a.localeCompare(b);
     });
+    const paths = order
+      ? [...order.filter((p) => merged.has(p)), ...sorted.filter((p) => !order.includes(p))]
+      : sorted;
     for (const path of paths) {
       if (filter && !path.toLowerCase().includes(filter)) continue;
       list.append(fieldItem(path, merged.get(path)));
@@ -90,10 +99,19 @@ export function fieldsPanel({ store, $ }) {
       date.className = "date";
       date.title = "Use this field for the timeline";
       const radio = document.createElement("input");
-      radio.type = "radio";
-      radio.name = "date-field";
-      radio.checked = saved.dateField === path;
-      radio.addEventListener("change", () => { saved.dateField = path; store.changed("saved", "timeline"); });
+      radio.type = "checkbox";
+      radio.className = "timeline";
+      radio.setAttribute("aria-label", `Use ${path} for the timeline`);
+      const timeline = store.timelineFields();
+      radio.checked = [...timeline.values()].includes(path);
+      radio.addEventListener("change", () => {
+        // The datasources that have this date field use it.
+        saved.dateFields = { ...saved.dateFields };
+        for (const ds of store.enabledIds()) {
+          if ((store.session.fields.get(ds) ?? []).some((f) => f.path === path && f.type === "date")) saved.dateFields[ds] = path;
+        }
+        store.changed("saved", "timeline", "fields");
+      });
       date.append(radio, "timeline");
       item.append(date);
     }

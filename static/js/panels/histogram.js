@@ -22,21 +22,28 @@ function element(name, attributes, parent) {
   return node;
 }
 
-/** Draws into `container`; `queries`: [{color, text, records: Map}]; returns the number of dated records. */
-export function drawHistogram(container, queries, field) {
+/**
+ * Draws into `container`; `queries`: [{color, text, records: Map}];
+ * `fieldOf(datasource)`: the date field of that datasource's records;
+ * `selected`: record keys (`ds\u0000id`) drawn over the bars, or null.
+ * Returns the number of dated records and the time range drawn.
+ */
+export function drawHistogram(container, queries, fieldOf, selected = null) {
   container.replaceChildren();
-  if (!field) return 0;
-  const points = []; // [time, query index]
+  const points = []; // [time, query index, selected]
   queries.forEach((query, index) => {
     for (const record of query.records.values()) {
+      const field = fieldOf(record.ds);
+      if (!field) continue;
       const raw = record.fields?.[field];
+      const chosen = selected?.has(`${record.ds}\u0000${record.id}`) ?? false;
       for (const value of Array.isArray(raw) ? raw : [raw]) {
         const time = parseTime(value);
-        if (Number.isFinite(time)) points.push([time, index]);
+        if (Number.isFinite(time)) points.push([time, index, chosen]);
       }
     }
   });
-  if (!points.length) return 0;
+  if (!points.length) return { count: 0, range: null };
 
   let min = Infinity, max = -Infinity;
   for (const [time] of points) { min = Math.min(min, time); max = Math.max(max, time); }
@@ -44,7 +51,12 @@ export function drawHistogram(container, queries, field) {
   const start = Math.floor(min / step) * step;
   const binCount = Math.max(1, Math.floor((max - start) / step) + 1);
   const bins = Array.from({ length: binCount }, () => new Array(queries.length).fill(0));
-  for (const [time, index] of points) bins[Math.floor((time - start) / step)][index] += 1;
+  const chosenBins = new Array(binCount).fill(0);
+  for (const [time, index, chosen] of points) {
+    const bin = Math.floor((time - start) / step);
+    bins[bin][index] += 1;
+    if (chosen) chosenBins[bin] += 1;
+  }
   const tallest = Math.max(...bins.map((bin) => bin.reduce((a, b) => a + b, 0)));
 
   const width = Math.max(container.clientWidth, 200);
@@ -64,6 +76,14 @@ export function drawHistogram(container, queries, field) {
       const when = new Date(start + i * step).toISOString().slice(0, unit === "hour" ? 16 : 10).replace("T", " ");
       element("title", {}, rect).textContent = `${queries[index].text}: ${count} record${count === 1 ? "" : "s"} in the ${unit} from ${when}`;
     });
+    // The selection's records, over the bars.
+    if (chosenBins[i]) {
+      const h = (chosenBins[i] / tallest) * (height - axis - 6);
+      element("rect", {
+        x: i * barWidth + 0.5, y: height - axis - h, width: Math.max(1, barWidth - 1), height: h,
+        fill: "none", stroke: "#1f2328", "stroke-width": 1.5, class: "selected",
+      }, svg);
+    }
   });
   const label = (x, anchor, time) => {
     const text = element("text", { x, y: height - 4, "text-anchor": anchor, "font-size": 11, fill: "#6a737d" }, svg);
@@ -73,5 +93,5 @@ export function drawHistogram(container, queries, field) {
   label(width - 2, "end", start + binCount * step);
   const peak = element("text", { x: 2, y: 11, "font-size": 11, fill: "#6a737d" }, svg);
   peak.textContent = `${tallest} per ${unit} at most`;
-  return points.length;
+  return { count: points.length, range: [start, start + binCount * step] };
 }

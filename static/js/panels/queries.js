@@ -6,6 +6,11 @@
 
 import { PAGE } from "../searches.js";
 
+/** `Emails or Tweets`, `Emails, Tweets or People`. */
+function either(names) {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`;
+}
+
 export function queriesPanel({ store, searches, $ }) {
   const items = new Map(); // query id → {item, color, text, detail, more, again}
 
@@ -19,6 +24,7 @@ export function queriesPanel({ store, searches, $ }) {
     const color = document.createElement("input");
     color.type = "color";
     color.title = "Change this query's color";
+    color.setAttribute("aria-label", `Color of the query ${query.text}`);
     color.addEventListener("input", () => searches.recolor(query, color.value));
     const text = document.createElement("span");
     text.className = "text";
@@ -70,7 +76,11 @@ export function queriesPanel({ store, searches, $ }) {
       if (list.children[index] !== item) list.insertBefore(item, list.children[index] ?? null);
       const sources = enabled.map((ds) => [ds, query.sources.get(ds)]).filter(([, s]) => s);
       const loading = sources.some(([, s]) => s.loading);
-      item.dataset.state = loading ? "loading" : "done";
+      // Typed while offline (or asked again after a reconnect): it runs
+      // once the connection is back.
+      const waiting = !store.session.connected && !loading
+        && enabled.some((ds) => { const s = query.sources.get(ds); return !s || (!s.error && s.total === null); });
+      item.dataset.state = loading ? "loading" : waiting ? "waiting" : query.invalid ? "invalid" : "done";
       if (document.activeElement !== color) color.value = query.color;
       text.textContent = query.text;
       text.title = query.text;
@@ -83,7 +93,36 @@ export function queriesPanel({ store, searches, $ }) {
         else if (source.total !== null) counts.push(`${name} ${source.loaded.toLocaleString()} of ${source.total.toLocaleString()}`);
         else if (source.loading) counts.push(`${name} …`);
       }
-      detail.textContent = counts.join(" · ") || (enabled.length ? "" : "Enable a datasource to run this query.");
+      const answered = sources.length > 0 && !loading && !errors.length
+        && sources.every(([, s]) => s.total === 0);
+      if (query.invalid) {
+        // One message for the query, whatever the number of datasources.
+        detail.textContent = "";
+        const line = document.createElement("span");
+        line.className = "error";
+        line.textContent = `This query cannot be understood: ${query.invalid}. Fix it in the search box and press Enter.`;
+        detail.append(line);
+        errors.length = 0;
+      } else if (waiting) {
+        detail.textContent = "Waiting for the connection…";
+      } else if (answered) {
+        detail.textContent = `No records match \`${query.text}\` in ${either(sources.map(([ds]) => store.datasourceName(ds)))}.`;
+      } else {
+        detail.textContent = counts.join(" · ") || (enabled.length ? "" : "Enable a datasource to run this query.");
+      }
+      const hidden = store.session.hidden?.get(query.id) ?? 0;
+      if (hidden > 0) {
+        const note = document.createElement("span");
+        note.className = "capped";
+        note.append(`${hidden.toLocaleString()} more nodes not shown · `);
+        const all = document.createElement("button");
+        all.type = "button";
+        all.className = "link show-all";
+        all.textContent = "show all";
+        all.addEventListener("click", () => searches.showAll(query));
+        note.append(all);
+        detail.append(note);
+      }
       for (const message of errors) {
         const line = document.createElement("span");
         line.className = "error";
@@ -91,6 +130,8 @@ export function queriesPanel({ store, searches, $ }) {
         detail.append(line);
       }
       more.disabled = loading || !sources.some(([, s]) => !s.error && s.total !== null && s.loaded < s.total);
+      more.hidden = Boolean(query.invalid);
+      liveToggle.hidden = Boolean(query.invalid);
       liveToggle.setAttribute("aria-pressed", String(query.live));
       liveToggle.title = query.live ? "Stop following new records" : "Follow new records as they arrive";
       item.dataset.live = query.live ? (query.liveModes ? "on" : "starting") : "off";

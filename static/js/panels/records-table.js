@@ -10,11 +10,45 @@ export function formatValue(value) {
   return String(value);
 }
 
+/** The text of a row's cell in `column` (`datasource` or a field path). */
+export function cellText(row, column, datasourceName) {
+  return column === "datasource" ? datasourceName(row.record.ds) : formatValue(row.record.fields?.[column]);
+}
+
+/** Rows sorted by `sort.column` (numbers as numbers, the rest as text). */
+export function sortRows(rows, sort, datasourceName) {
+  if (!sort) return rows;
+  const key = (row) => {
+    const raw = sort.column === "datasource" ? null : row.record.fields?.[sort.column];
+    return typeof raw === "number" ? raw : cellText(row, sort.column, datasourceName);
+  };
+  const sorted = [...rows].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
+    return sort.descending ? -order : order;
+  });
+  return sorted;
+}
+
+/** The rows as CSV (RFC 4180: quoted where needed), a header line first. */
+export function toCsv(rows, columns, datasourceName) {
+  const quote = (text) => (/[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text);
+  const header = ["datasource", "id", ...columns];
+  const lines = [header.map(quote).join(",")];
+  for (const row of rows) {
+    lines.push([datasourceName(row.record.ds), String(row.record.id), ...columns.map((c) => cellText(row, c, datasourceName))]
+      .map(quote).join(","));
+  }
+  return lines.join("\r\n") + "\r\n";
+}
+
 /**
  * rows: [{record, queries}] from model.recordsOfNodes; columns: [path];
- * datasourceName(id) → display name; onRemoveColumn(path); onOpen(row).
+ * datasourceName(id) → display name; onRemoveColumn(path); onOpen(row);
+ * sort ({column, descending} or null) and onSort(column): a click on a
+ * header sorts by it.
  */
-export function drawRecords(table, rows, columns, { datasourceName, onRemoveColumn, onOpen }) {
+export function drawRecords(table, rows, columns, { datasourceName, onRemoveColumn, onOpen, sort = null, onSort = () => {} }) {
   const head = table.tHead;
   const body = table.tBodies[0];
   head.replaceChildren();
@@ -22,21 +56,29 @@ export function drawRecords(table, rows, columns, { datasourceName, onRemoveColu
   if (!rows.length) return;
 
   const headRow = head.insertRow();
-  const first = document.createElement("th");
-  first.textContent = "datasource";
-  headRow.append(first);
-  for (const column of columns) {
+  const header = (column) => {
     const th = document.createElement("th");
-    th.textContent = column;
+    const button = document.createElement("button");
+    button.className = "sort";
+    button.textContent = column;
+    button.title = `Sort by ${column}`;
+    button.addEventListener("click", () => onSort(column));
+    th.append(button);
+    th.setAttribute("aria-sort", sort?.column === column ? (sort.descending ? "descending" : "ascending") : "none");
+    headRow.append(th);
+    return th;
+  };
+  header("datasource");
+  for (const column of columns) {
+    const th = header(column);
     const remove = document.createElement("button");
     remove.textContent = "×";
     remove.title = `Remove the column ${column}`;
     remove.addEventListener("click", () => onRemoveColumn(column));
     th.append(remove);
-    headRow.append(th);
   }
 
-  for (const row of rows.slice(0, MAX_ROWS)) {
+  for (const row of sortRows(rows, sort, datasourceName).slice(0, MAX_ROWS)) {
     const tr = body.insertRow();
     tr.dataset.record = `${row.record.ds}/${row.record.id}`;
     const source = tr.insertCell();
@@ -54,7 +96,15 @@ export function drawRecords(table, rows, columns, { datasourceName, onRemoveColu
       cell.textContent = text;
       cell.title = text;
     }
+    // Reachable with Tab, opened with Enter or Space, as with a click.
+    tr.tabIndex = 0;
     tr.addEventListener("click", () => onOpen(row));
+    tr.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        onOpen(row);
+      }
+    });
   }
 }
 

@@ -1,11 +1,11 @@
 // The records panel: the records behind the selected nodes, with columns the
 // user picks, and the details of one record.
 
-import { recordsOfNodes } from "../model.js";
-import { drawDetails, drawRecords, recordsCaption } from "./records-table.js";
+import { allRecords, recordsOfNodes } from "../model.js";
+import { drawDetails, drawRecords, recordsCaption, sortRows, toCsv } from "./records-table.js";
 import { mergedFields } from "./fields.js";
 
-export function recordsPanel({ store, $ }) {
+export function recordsPanel({ store, $, graphless = false }) {
   const saved = store.saved;
   const columns = () => saved.columns ?? Object.keys(saved.nodeFields);
   const datasourceName = (id) => store.datasourceName(id);
@@ -16,6 +16,17 @@ export function recordsPanel({ store, $ }) {
     store.changed("saved", "columns");
   });
   $("details-close").addEventListener("click", () => { $("details").hidden = true; });
+
+  // Sorted by a header's click (again: the other way); exported as shown.
+  let sort = null;
+  let shown = [];
+  $("export-csv").addEventListener("click", () => {
+    const csv = toCsv(sortRows(shown, sort, datasourceName), columns(), datasourceName);
+    const link = document.createElement("a");
+    link.href = `data:text/csv;charset=utf-8,${encodeURIComponent(csv)}`;
+    link.download = "tributary-records.csv";
+    link.click();
+  });
 
   function renderColumnPicker() {
     const picker = $("add-column");
@@ -30,11 +41,19 @@ export function recordsPanel({ store, $ }) {
     $("details").hidden = false;
   }
 
-  return function render() {
+  function render() {
     const { selection, queries } = store.session;
-    const rows = selection.length ? recordsOfNodes(queries, selection) : [];
+    // Without a graph to select from, the table shows every record.
+    const rows = selection.length ? recordsOfNodes(queries, selection) : graphless ? allRecords(queries) : [];
+    shown = rows;
+    $("export-csv").hidden = rows.length === 0;
     drawRecords($("records"), rows, columns(), {
       datasourceName,
+      sort,
+      onSort: (column) => {
+        sort = { column, descending: sort?.column === column && !sort.descending };
+        render();
+      },
       onRemoveColumn: (path) => {
         saved.columns = columns().filter((c) => c !== path);
         store.changed("saved", "columns");
@@ -44,5 +63,7 @@ export function recordsPanel({ store, $ }) {
     $("records-count").textContent = recordsCaption(rows.length);
     $("records-empty").hidden = rows.length > 0;
     renderColumnPicker();
-  };
+  }
+
+  return render;
 }
