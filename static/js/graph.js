@@ -9,6 +9,7 @@ const DIM = "#e6e7ea";         // nodes that do not match a graph search
 const EDGE = "#c9ccd1";
 
 const ICON_LIMIT = 2000;       // above this many nodes, icons are left out to keep frames fast
+const SPREAD_LIMIT = 2000;     // above this many nodes, overlapping nodes are not moved apart
 const LAYOUT_KEY = "tributary.ui.layout.v1";
 const REMEMBERED = 20000;      // node positions kept across reloads, at most
 
@@ -44,6 +45,9 @@ function nodePrograms() {
       padding: 0.28,
       keepWithinCircle: true,
       size: { mode: "force", value: 96 },
+      // A dozen 96 px icons fit in 1024²; the default 4096² atlas took
+      // ~100 ms of canvas work each time the icons changed.
+      maxTextureSize: 1024,
     }),
   ]);
   return { pie, pieIcon };
@@ -203,12 +207,14 @@ export class GraphView {
 
     const added = [];
     const type = model.nodes.size > ICON_LIMIT ? "pie" : "pieIcon";
+    const radius = (node) => 5 + 2.5 * Math.log2(1 + node.count);
+    const scale = this.sizeScale([...model.nodes.values()].map(radius));
     for (const [key, node] of model.nodes) {
       const attributes = {
         type,
         label: node.label,
         field: node.field,
-        size: 5 + 2.5 * Math.log2(1 + node.count),
+        size: radius(node) * scale,
         image: iconUrl(icons[node.field]),
         iconColor: iconOn(node.colors),
         colors: node.colors,
@@ -251,6 +257,18 @@ export class GraphView {
     if (added.length) this.runLayout(Math.min(12000, 2500 + added.length * 2));
     else this.renderer.refresh();
     this.restoreCamera();
+  }
+
+  /** How much to shrink nodes of these radii (pixels) so that, side by
+   * side, they cover at most a third of the graph's area when fitted: a
+   * dense graph of full-size nodes cannot be drawn without heaps. Never
+   * below 0.4, so every node stays big enough to click. */
+  sizeScale(radii) {
+    const { width = 0, height = 0 } = this.renderer.getDimensions?.() ?? {};
+    const side = Math.min(width, height);
+    const covered = radii.reduce((sum, r) => sum + Math.PI * r * r, 0);
+    if (!side || !covered) return 1;
+    return Math.max(0.4, Math.min(1, Math.sqrt((side * side * 0.33) / covered)));
   }
 
   /** Once the graph has nodes again after a reload: the camera where it was. */
@@ -331,6 +349,7 @@ export class GraphView {
         settings: { ...settings, slowDown: 4, barnesHutOptimize: this.graph.order > 800 },
       });
     }
+    this.spreading = null;
     this.layout.start();
     clearTimeout(this.layoutTimer);
     this.layoutTimer = setTimeout(() => this.stopLayout(), ms);
@@ -339,9 +358,56 @@ export class GraphView {
 
   stopLayout() {
     clearTimeout(this.layoutTimer);
-    if (this.layout?.isRunning()) this.layout.stop();
-    this.onLayoutChange(false);
-    this.saveLayout();
+    const finish = () => {
+      this.onLayoutChange(false);
+      this.saveLayout();
+    };
+    if (this.layout?.isRunning()) {
+      this.layout.stop();
+      this.spreadOut(finish);
+    } else {
+      finish();
+    }
+  }
+
+  /** Moves overlapping nodes apart (ForceAtlas2 leaves the dense parts in
+   * heaps, where labels pile up and a click hits whichever node is on top).
+   * Sizes are pixels on screen, positions graph units: one pixel is
+   * measured at the fitted camera. Pinned nodes stay where they are.
+   * A few iterations a frame, so the page stays responsive; then `done`. */
+  spreadOut(done) {
+    if (this.graph.order < 2 || this.graph.order > SPREAD_LIMIT || this.unavailable) return done();
+    const run = (this.spreading = {});
+    let passes = 10;
+    const pass = () => {
+      if (this.spreading !== run) return; // the layout started again
+      const started = performance.now();
+      this.renderer.refresh(); // the bounding box of the positions so far
+      const ratio = this.renderer.getCamera().getState().ratio;
+      const a = this.renderer.viewportToGraph({ x: 0, y: 0 });
+      const b = this.renderer.viewportToGraph({ x: 100, y: 0 });
+      const unit = Math.hypot(b.x - a.x, b.y - a.y) / 100 / ratio;
+      if (Number.isFinite(unit) && unit > 0) {
+        graphologyLibrary.layoutNoverlap.assign(this.graph, {
+          maxIterations: 15,
+          settings: { margin: 2 * unit, ratio: 1, gridSize: 20, speed: 3 },
+          inputReducer: (key, attributes) => ({ x: attributes.x, y: attributes.y, size: attributes.size * unit }),
+          outputReducer: (key, position) => {
+            const attributes = this.graph.getNodeAttributes(key);
+            return attributes.fixed ? { x: attributes.x, y: attributes.y } : position;
+          },
+        });
+      }
+      // A pass that took long (heaps too dense to resolve) is the last.
+      passes = performance.now() - started > 40 ? 0 : passes - 1;
+      if (passes > 0 && !this.unavailable) requestAnimationFrame(pass);
+      else {
+        this.spreading = null;
+        this.renderer.refresh();
+        done();
+      }
+    };
+    pass();
   }
 
   toggleLayout() {
@@ -439,7 +505,15 @@ export class GraphView {
       }
       dragged = null;
     });
-    renderer.on("clickNode", ({ node, event }) => {
+    // Two quick clicks are a double click to sigma, which zooms in and
+    // reports no click: the second node clicked would not be selected and
+    // the graph would jump under the pointer. On a node it is a click.
+    renderer.on("doubleClickNode", (payload) => {
+      payload.event.preventSigmaDefault();
+      clickNode(payload);
+    });
+    renderer.on("clickNode", (payload) => clickNode(payload));
+    const clickNode = ({ node, event }) => {
       if (moved || endsBox()) { moved = false; return; }
       if (event.original.shiftKey) {
         const next = new Set(this.selected);
@@ -449,7 +523,7 @@ export class GraphView {
       } else {
         this.setSelection([node]);
       }
-    });
+    };
     renderer.on("clickStage", ({ event }) => {
       if (endsBox()) return;
       if (!event.original.shiftKey && this.selected.size) this.setSelection([]);

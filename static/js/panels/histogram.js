@@ -15,6 +15,22 @@ function parseTime(value) {
   return Date.parse(value);
 }
 
+// Parsed times by record and field: records do not change once received,
+// and parsing every date again on each selection was most of a redraw.
+const parsed = new WeakMap();
+
+function timesOf(record, field) {
+  let byField = parsed.get(record);
+  if (!byField) parsed.set(record, (byField = new Map()));
+  let times = byField.get(field);
+  if (!times) {
+    const raw = record.fields?.[field];
+    times = (Array.isArray(raw) ? raw : [raw]).map(parseTime).filter(Number.isFinite);
+    byField.set(field, times);
+  }
+  return times;
+}
+
 function element(name, attributes, parent) {
   const node = document.createElementNS(SVG, name);
   for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
@@ -25,22 +41,20 @@ function element(name, attributes, parent) {
 /**
  * Draws into `container`; `queries`: [{color, text, records: Map}];
  * `fieldOf(datasource)`: the date field of that datasource's records;
- * `selected`: record keys (`ds\u0000id`) drawn over the bars, or null.
+ * `selected`: record keys (`ds\u0000id`) drawn over the bars, or null;
+ * `size`: the container's {width, height} if known (reading it from the
+ * layout after other panels changed the page would force a layout).
  * Returns the number of dated records and the time range drawn.
  */
-export function drawHistogram(container, queries, fieldOf, selected = null) {
+export function drawHistogram(container, queries, fieldOf, selected = null, size = null) {
   container.replaceChildren();
   const points = []; // [time, query index, selected]
   queries.forEach((query, index) => {
     for (const record of query.records.values()) {
       const field = fieldOf(record.ds);
       if (!field) continue;
-      const raw = record.fields?.[field];
       const chosen = selected?.has(`${record.ds}\u0000${record.id}`) ?? false;
-      for (const value of Array.isArray(raw) ? raw : [raw]) {
-        const time = parseTime(value);
-        if (Number.isFinite(time)) points.push([time, index, chosen]);
-      }
+      for (const time of timesOf(record, field)) points.push([time, index, chosen]);
     }
   });
   if (!points.length) return { count: 0, range: null };
@@ -59,8 +73,8 @@ export function drawHistogram(container, queries, fieldOf, selected = null) {
   }
   const tallest = Math.max(...bins.map((bin) => bin.reduce((a, b) => a + b, 0)));
 
-  const width = Math.max(container.clientWidth, 200);
-  const height = Math.max(container.clientHeight, 80);
+  const width = Math.max(size?.width ?? container.clientWidth, 200);
+  const height = Math.max(size?.height ?? container.clientHeight, 80);
   const axis = 18;
   const svg = element("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `records per ${unit}` }, container);
   const barWidth = width / binCount;
@@ -68,7 +82,7 @@ export function drawHistogram(container, queries, fieldOf, selected = null) {
     let y = height - axis;
     bin.forEach((count, index) => {
       if (!count) return;
-      const h = (count / tallest) * (height - axis - 6);
+      const h = (count / tallest) * (height - axis - 16);
       y -= h;
       const rect = element("rect", {
         x: i * barWidth + 0.5, y, width: Math.max(1, barWidth - 1), height: h, fill: queries[index].color,
@@ -78,7 +92,7 @@ export function drawHistogram(container, queries, fieldOf, selected = null) {
     });
     // The selection's records, over the bars.
     if (chosenBins[i]) {
-      const h = (chosenBins[i] / tallest) * (height - axis - 6);
+      const h = (chosenBins[i] / tallest) * (height - axis - 16);
       element("rect", {
         x: i * barWidth + 0.5, y: height - axis - h, width: Math.max(1, barWidth - 1), height: h,
         fill: "none", stroke: "#1f2328", "stroke-width": 1.5, class: "selected",

@@ -8,6 +8,7 @@ import { keysOf, recordsOfNodes } from "../model.js";
 
 export function timelinePanel({ store, $, select }) {
   let range = null; // [from, to] of the last drawing, ms
+  let size = null; // the histogram's {width, height}, as last observed
 
   function render() {
     const fields = store.timelineFields();
@@ -15,7 +16,7 @@ export function timelinePanel({ store, $, select }) {
     const selected = selection.length
       ? new Set(recordsOfNodes(queries, selection).map(({ record }) => `${record.ds}\u0000${record.id}`))
       : null;
-    const drawn = drawHistogram($("histogram"), queries, (ds) => fields.get(ds), selected);
+    const drawn = drawHistogram($("histogram"), queries, (ds) => fields.get(ds), selected, size);
     range = drawn.range;
     $("histogram-field").textContent = fields.size
       ? [...fields].map(([ds, path]) => `${store.datasourceName(ds)}: ${path}`).join(" · ")
@@ -58,6 +59,9 @@ export function timelinePanel({ store, $, select }) {
     select([...keys]);
   });
   // Redrawn in the next frame: drawing inside the callback would resize what it observes.
-  new ResizeObserver(() => requestAnimationFrame(render)).observe(histogram);
+  new ResizeObserver(([entry]) => {
+    size = { width: entry.contentRect.width, height: entry.contentRect.height };
+    requestAnimationFrame(render);
+  }).observe(histogram);
   return render;
 }
