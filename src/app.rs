@@ -25,6 +25,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub federation: Arc<Federation>,
     pub rules: RequestRules,
+    /// Fields of different datasources holding the same kind of value.
+    pub links: Arc<crate::expand::Links>,
     pub limits: Limits,
     pub auth: Auth,
     /// CPU-bound searches running at once, over all connections: one per
@@ -115,6 +117,7 @@ impl App {
             live,
             publish: settings.publish.clone(),
             rules: settings.request_rules(),
+            links: Arc::new(crate::expand::Links::new(&settings.links)),
             limits: settings.limits.clone(),
             auth: Auth::new(&settings.auth, addr)?,
             cores: CorePool::new(cores),

@@ -31,6 +31,31 @@ pub struct Settings {
     /// Services that may identify on `/ws/services`, by name.
     pub services: BTreeMap<String, ServiceSettings>,
     pub broker: BrokerSettings,
+    /// Fields of different datasources that hold the same kind of value,
+    /// by link name (`[links.person]`).
+    pub links: BTreeMap<String, LinkSettings>,
+}
+
+/// `[links.<name>]`: fields that hold the same kind of value in different
+/// datasources, so an expansion from a value of one follows it into the
+/// others (`"tweets:user.screen_name"`, `"emails:from"`…).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSettings {
+    /// `datasource:field` each.
+    pub fields: Vec<String>,
+    /// Values are compared lowercased.
+    #[serde(default)]
+    pub lowercase: bool,
+}
+
+impl LinkSettings {
+    /// The (datasource, field) pairs of the link.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields
+            .iter()
+            .filter_map(|member| member.split_once(':'))
+    }
 }
 
 /// `[services.<name>]`: a service that may identify on `/ws/services`.
@@ -307,6 +332,8 @@ struct RawSettings {
     services: BTreeMap<String, ServiceSettings>,
     #[serde(default)]
     broker: BrokerSettings,
+    #[serde(default)]
+    links: BTreeMap<String, LinkSettings>,
     /// `TRIBUTARY_CONFIG` names the file; it is not a setting of its own.
     #[serde(default)]
     #[allow(dead_code)]
@@ -452,7 +479,38 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
             ));
         }
     }
+    for (name, link) in &raw.links {
+        if link.fields.len() < 2 {
+            return Err(format!(
+                "invalid configuration: `links.{name}.fields` must name at least two fields"
+            ));
+        }
+        for member in &link.fields {
+            let Some((id, _)) = member
+                .split_once(':')
+                .filter(|(id, f)| !id.is_empty() && !f.is_empty())
+            else {
+                return Err(format!(
+                    "invalid configuration: `links.{name}.fields` has `{member}`; write each as `datasource:field`"
+                ));
+            };
+            // Remote datasources join later, under ids no configured one has:
+            // a link may name them only if a service may serve them.
+            let known = datasources.iter().any(|d: &DatasourceSettings| d.id == id)
+                || raw.services.values().any(|s| {
+                    s.datasources
+                        .as_ref()
+                        .is_some_and(|ids| ids.iter().any(|i| i == id))
+                });
+            if !known {
+                return Err(format!(
+                    "invalid configuration: `links.{name}.fields` names datasource `{id}` (in `{member}`), which is not a configured datasource"
+                ));
+            }
+        }
+    }
     Ok(Settings {
+        links: raw.links,
         listen: raw.listen,
         static_dir: raw.static_dir,
         datasources,
@@ -499,6 +557,7 @@ impl Default for Settings {
             publish: PublishSettings::default(),
             services: BTreeMap::new(),
             broker: BrokerSettings::default(),
+            links: BTreeMap::new(),
         }
     }
 }

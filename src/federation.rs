@@ -8,7 +8,7 @@
 //! wait is not charged to the datasource (neither its timeout nor its
 //! duration metric).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -22,12 +22,13 @@ use crate::datasources::{
     redact_userinfo, BatchTarget, Caller, Datasource, DatasourceError, ErrorKind, Item, Lease,
     LiveCursor, RequestContext, ResultSink, SinkClosed, WorkLimits,
 };
+use crate::expand::{expand_one, Links};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, RequestKey};
 use crate::protocol::{
     DatasourceInfo, DatasourceOutcome, Echo, ErrorCode, ErrorReport, ServerMessage,
 };
-use crate::request::{FieldsQuery, ItemsQuery};
+use crate::request::{ExpandPlan, FieldsQuery, ItemsQuery};
 
 /// A configured datasource, ready to answer.
 pub struct Source {
@@ -286,6 +287,106 @@ impl Federation {
             all_answered,
             live: starts.into_inner().unwrap_or_else(|e| e.into_inner()),
         }
+    }
+
+    /// Answers an `EXPAND_REQUEST`: one `EXPAND_RECEIVE` (or `ERROR`) per
+    /// datasource, as each is done. True when every datasource answered.
+    pub async fn expand(&self, plan: ExpandPlan, links: &Links, scope: &RequestScope) -> bool {
+        let echo = &plan.echo;
+        // A selected value whose field no datasource asked has, nor any field
+        // linked to it, can only be a mistake: say so once, before any work.
+        let mut known = BTreeSet::new();
+        let mut fields_of = HashMap::new();
+        for id in &plan.datasources {
+            let Some(source) = self.source(id, &scope.caller) else {
+                continue;
+            };
+            let context = RequestContext {
+                caller: scope.caller.clone(),
+                deadline: Instant::now() + source.timeout,
+            };
+            if let Ok(list) = call(
+                &source,
+                &WaitClock::default(),
+                source.datasource.fields(&context),
+            )
+            .await
+            {
+                let fields: BTreeSet<String> = list.fields.into_iter().map(|f| f.path).collect();
+                known.extend(fields.iter().cloned());
+                fields_of.insert(id.clone(), fields);
+            }
+        }
+        if !fields_of.is_empty() {
+            if let Some(unknown) = plan
+                .values
+                .iter()
+                .find(|v| links.linked_to(&v.field).is_disjoint(&known))
+            {
+                let message = format!(
+                    "unknown field `{}`: none of the datasources asked has it or a field linked to it",
+                    unknown.field
+                );
+                let report =
+                    ErrorReport::new(ErrorCode::InvalidRequest, message).echoing(echo.clone());
+                let _ = scope
+                    .outbox
+                    .send(scope.key, ServerMessage::Error(&report).encode())
+                    .await;
+                return false;
+            }
+        }
+        let plan = &plan;
+        let fields_of = &fields_of;
+        let jobs = plan.datasources.iter().map(|id| async move {
+            let Some(source) = self.source(id, &scope.caller) else {
+                return (id.clone(), unknown_datasource(id, echo, scope).await);
+            };
+            let clock = WaitClock::default();
+            let context = RequestContext {
+                caller: scope.caller.clone(),
+                deadline: Instant::now() + source.timeout,
+            };
+            let work = async {
+                let fields = match fields_of.get(id) {
+                    Some(fields) => fields.clone(),
+                    None => source
+                        .datasource
+                        .fields(&context)
+                        .await?
+                        .fields
+                        .into_iter()
+                        .map(|f| f.path)
+                        .collect(),
+                };
+                let query = links.query_for(id, &fields, plan);
+                expand_one(source.datasource.as_ref(), &context, &query, |target| {
+                    ResultSink::new(target, scope.lease.clone(), scope.work.clone())
+                })
+                .await
+            };
+            let outcome = match call(&source, &clock, work).await {
+                Ok(expansion) => {
+                    let frame = ServerMessage::Expanded {
+                        echo,
+                        server: id,
+                        expansion: &expansion,
+                    }
+                    .encode();
+                    let _ = scope.outbox.send(scope.key, frame).await;
+                    DatasourceOutcome {
+                        took_ms: ms(clock.working()),
+                        total: None,
+                        error: None,
+                    }
+                }
+                Err(error) => datasource_failed(id, error, &clock, echo, scope).await,
+            };
+            self.observe(id, "expand", &clock, &outcome);
+            (id.clone(), outcome)
+        });
+        let outcomes = join_all(jobs).await;
+        complete(echo, outcomes, scope).await
     }
 
     fn observe(&self, id: &str, call: &str, clock: &WaitClock, outcome: &DatasourceOutcome) {

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod datasources;
+pub mod expand;
 pub mod federation;
 pub mod frame_guard;
 pub mod http;

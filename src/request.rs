@@ -1,11 +1,14 @@
 //! Requests as the federation receives them: validated once, right after
 //! decoding, with their datasources de-duplicated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::datasources::query_limits::QueryLimits;
 use crate::datasources::{Position, SearchQuery};
-use crate::protocol::{Echo, ErrorCode, ErrorReport, FieldsRequest, ItemsRequest};
+use crate::protocol::{
+    Echo, ErrorCode, ErrorReport, ExpandMode, ExpandRequest, FieldValue, FieldsRequest,
+    ItemsRequest,
+};
 
 /// What a request must satisfy before any datasource sees it.
 #[derive(Debug, Clone)]
@@ -37,6 +40,26 @@ pub struct ItemsQuery {
     /// was last received at.
     pub resume: BTreeMap<String, Position>,
 }
+
+/// A valid `EXPAND_REQUEST`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpandPlan {
+    pub echo: Echo,
+    /// At least one, each once.
+    pub datasources: Vec<String>,
+    /// At least one, each once, none empty.
+    pub values: Vec<FieldValue>,
+    /// Empty: the selected values' fields and the fields linked to them.
+    pub fields: Vec<String>,
+    pub size: usize,
+    pub exclude: BTreeSet<FieldValue>,
+    pub mode: ExpandMode,
+}
+
+/// Most selected values one `EXPAND_REQUEST` may start from.
+pub const MAX_EXPAND_VALUES: usize = 1_000;
+/// Most new vertices per field one `EXPAND_REQUEST` may ask for.
+pub const MAX_EXPAND_SIZE: u64 = 1_000;
 
 /// Why a request was refused, with its echo for the `ERROR`.
 pub type Refusal = Box<ErrorReport>;
@@ -102,6 +125,64 @@ impl RequestRules {
                 from: request.from,
                 size: request.size,
             },
+        })
+    }
+}
+
+impl RequestRules {
+    pub fn expand(&self, request: ExpandRequest) -> Result<ExpandPlan, Refusal> {
+        let echo = Echo {
+            query: None,
+            color: request.color,
+            request_id: request.request_id,
+        };
+        let refuse = |message: String| {
+            Err(Box::new(
+                ErrorReport::new(ErrorCode::InvalidRequest, message).echoing(echo.clone()),
+            ))
+        };
+        if request.values.is_empty() {
+            return refuse("`values` is empty: select at least one value to expand from".into());
+        }
+        if request.values.len() > MAX_EXPAND_VALUES {
+            return refuse(format!(
+                "`values` has {} values; at most {MAX_EXPAND_VALUES} may be expanded at once",
+                request.values.len()
+            ));
+        }
+        if let Some(empty) = request
+            .values
+            .iter()
+            .find(|v| v.field.trim().is_empty() || v.value.is_empty())
+        {
+            return refuse(format!(
+                "`values` has an empty field or value ({{\"field\": {:?}, \"value\": {:?}}})",
+                empty.field, empty.value
+            ));
+        }
+        if request.size == 0 || request.size > MAX_EXPAND_SIZE {
+            return refuse(format!(
+                "`size` (new values per field) must be between 1 and {MAX_EXPAND_SIZE}"
+            ));
+        }
+        if request.fields.iter().any(|f| f.trim().is_empty()) {
+            return refuse("`fields` has an empty field path".into());
+        }
+        let datasources = unique_datasources(request.datasources, &echo)?;
+        let mut values = Vec::with_capacity(request.values.len());
+        for value in request.values {
+            if !values.contains(&value) {
+                values.push(value);
+            }
+        }
+        Ok(ExpandPlan {
+            echo,
+            datasources,
+            values,
+            fields: request.fields,
+            size: request.size as usize,
+            exclude: request.exclude.into_iter().collect(),
+            mode: request.mode,
         })
     }
 }

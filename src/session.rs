@@ -182,6 +182,26 @@ impl Session {
                     Err(refusal) => self.refuse(kind, refusal),
                 }
             }
+            Command::Received(ClientMessage::Expand(request)) => {
+                let kind = "EXPAND_REQUEST";
+                let echo = || Echo {
+                    color: request.color.clone(),
+                    request_id: request.request_id.clone(),
+                    ..Echo::default()
+                };
+                if self.refuse_if_busy(kind, echo) {
+                    return;
+                }
+                match self.app.rules.expand(request) {
+                    Ok(plan) => {
+                        let links = Arc::clone(&self.app.links);
+                        self.start(kind, plan.echo.request_id.clone(), |f, scope| {
+                            Box::pin(async move { f.expand(plan, &links, &scope).await })
+                        });
+                    }
+                    Err(refusal) => self.refuse(kind, refusal),
+                }
+            }
             Command::Received(ClientMessage::Update(update)) => self.update(update),
             Command::Received(ClientMessage::Cancel(cancel)) => self.cancel(cancel.request_id),
             Command::Received(ClientMessage::Ping(ping)) => {

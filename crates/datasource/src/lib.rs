@@ -48,6 +48,7 @@
 
 mod context;
 mod error;
+mod expand;
 mod live;
 mod pool;
 mod record;
@@ -58,6 +59,10 @@ pub use async_trait::async_trait;
 
 pub use context::{Caller, RequestContext};
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
+pub use expand::{
+    count_expansion, jlh, Connection, ExpandMode, ExpandQuery, Expansion, FieldValue, Selected,
+    Vertex,
+};
 pub use live::{
     AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, Watch,
 };
@@ -85,6 +90,18 @@ pub trait Datasource: Send + Sync + 'static {
         query: &SearchQuery,
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError>;
+
+    /// Finds the values next to the selected ones with the backend's own
+    /// aggregation (see [`ExpandQuery`]). `None` (the default): the server
+    /// searches a bounded sample of the records holding the selection and
+    /// counts it with [`count_expansion`], and says so.
+    async fn expand(
+        &self,
+        _request: &RequestContext,
+        _query: &ExpandQuery,
+    ) -> Result<Option<Expansion>, DatasourceError> {
+        Ok(None)
+    }
 
     /// Checks that the datasource can answer; used by `GET /healthz`.
     async fn health(&self) -> Result<(), DatasourceError> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use tributary_datasource::Position;
+use tributary_datasource::{ExpandMode, FieldValue, Position};
 
 use crate::outbound::{Echo, ErrorCode, ErrorReport};
 
@@ -71,6 +71,41 @@ pub struct ItemsRequest {
     /// page, when they still can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<BTreeMap<String, Position>>,
+}
+
+/// `EXPAND_REQUEST`: the values next to the selected ones, per datasource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpandRequest {
+    pub datasources: Vec<String>,
+    /// The selected values (graph nodes): each a field and a value.
+    pub values: Vec<FieldValue>,
+    /// The fields whose values become new vertices; default: the fields of
+    /// the selected values and every field linked to them.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Most new vertices per field.
+    #[serde(default = "default_expand_size")]
+    pub size: u64,
+    /// Values already in the graph, never returned as new.
+    #[serde(default)]
+    pub exclude: Vec<FieldValue>,
+    #[serde(default)]
+    pub mode: ExpandMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+    #[serde(
+        rename = "request-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_id: Option<RequestId>,
+}
+
+/// New vertices per field when an `EXPAND_REQUEST` has no `size`.
+pub const DEFAULT_EXPAND_SIZE: u64 = 10;
+
+fn default_expand_size() -> u64 {
+    DEFAULT_EXPAND_SIZE
 }
 
 /// `UPDATE_REQUEST`: replaces the query (and optionally the datasources and
@@ -142,6 +177,8 @@ pub enum ClientMessage {
     Cancel(CancelRequest),
     #[serde(rename = "UPDATE_REQUEST")]
     Update(UpdateRequest),
+    #[serde(rename = "EXPAND_REQUEST")]
+    Expand(ExpandRequest),
     #[serde(rename = "PING")]
     Ping(Ping),
     #[serde(rename = "SUBSCRIBE")]
@@ -228,6 +265,9 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
         "UPDATE_REQUEST" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Update)
             .map_err(invalid),
+        "EXPAND_REQUEST" => serde_path_to_error::deserialize(&body)
+            .map(ClientMessage::Expand)
+            .map_err(invalid),
         "PING" => serde_path_to_error::deserialize(&body)
             .map(ClientMessage::Ping)
             .map_err(invalid),
@@ -239,7 +279,7 @@ fn decode_object(mut object: Map<String, Value>) -> Result<ClientMessage, ErrorR
             .map_err(invalid),
         other => {
             let mut report = report_context.with_message(format!(
-                "unknown message type `{other}`; expected FIELDS_REQUEST, ITEMS_REQUEST, CANCEL_REQUEST, UPDATE_REQUEST, PING, SUBSCRIBE or UNSUBSCRIBE"
+                "unknown message type `{other}`; expected FIELDS_REQUEST, ITEMS_REQUEST, EXPAND_REQUEST, CANCEL_REQUEST, UPDATE_REQUEST, PING, SUBSCRIBE or UNSUBSCRIBE"
             ));
             report.code = ErrorCode::UnknownType;
             Err(report)
@@ -264,6 +304,9 @@ fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json:
         "live" => "true or false",
         "resume" => "an object of datasource ids to {\"offset\": a whole number, \"epoch\": a string}",
         "since" => "{\"offset\": a whole number, \"epoch\": a string}, or an object of channels to such positions",
+        "values" | "exclude" => "a list of {\"field\": a string, \"value\": a string}",
+        "fields" => "a list of field paths (strings)",
+        "mode" => "\"count\" or \"significant\"",
         _ => return error.inner().to_string(),
     };
     let found = match body.get(&field) {
@@ -301,6 +344,10 @@ const KNOWN_FIELDS: &[&str] = &[
     "channels",
     "resume",
     "since",
+    "values",
+    "fields",
+    "exclude",
+    "mode",
 ];
 
 /// `message` about a missing field, with "did you send `sise` for `size`?"

@@ -19,14 +19,16 @@ pub mod outbound;
 pub mod services;
 
 pub use inbound::{
-    decode, CancelRequest, ClientMessage, DecodeError, FieldsRequest, ItemsRequest, Ping,
-    RequestId, Since, UpdateRequest, DEFAULT_SIZE,
+    decode, CancelRequest, ClientMessage, DecodeError, ExpandRequest, FieldsRequest, ItemsRequest,
+    Ping, RequestId, Since, UpdateRequest, DEFAULT_EXPAND_SIZE, DEFAULT_SIZE,
 };
 pub use outbound::{
     encode_results, DatasourceInfo, DatasourceOutcome, Echo, ErrorCode, ErrorReport, Frame,
     LiveModeInfo, ServerMessage,
 };
-pub use tributary_datasource::{Field, Item, Position};
+pub use tributary_datasource::{
+    Connection, ExpandMode, Expansion, Field, FieldValue, Item, Position, Vertex,
+};
 
 /// Close code for a frame that is not a JSON object (binary, array, scalar).
 pub const CLOSE_INVALID_PAYLOAD: u16 = 4200;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tributary_datasource::{ErrorKind, Field, Item, Position};
+use tributary_datasource::{ErrorKind, Expansion, Field, Item, Position};
 
 use crate::inbound::RequestId;
 
@@ -242,6 +242,13 @@ pub enum ServerMessage<'a> {
         index: &'a str,
         fields: &'a [Field],
     },
+    /// What one datasource found next to the selected values of an
+    /// `EXPAND_REQUEST`.
+    Expanded {
+        echo: &'a Echo,
+        server: &'a str,
+        expansion: &'a Expansion,
+    },
     /// One batch of one datasource's results.
     Items {
         echo: &'a Echo,
@@ -316,6 +323,7 @@ impl ServerMessage<'_> {
             ServerMessage::InitialState { .. } => "INITIAL_STATE_RECEIVE",
             ServerMessage::DatasourcesChanged { .. } => "DATASOURCES_CHANGED",
             ServerMessage::Fields { .. } => "FIELDS_RECEIVE",
+            ServerMessage::Expanded { .. } => "EXPAND_RECEIVE",
             ServerMessage::Items { .. } | ServerMessage::Appended { .. } => "ITEMS_RECEIVE",
             ServerMessage::LiveStarted { .. } => "LIVE_STARTED",
             ServerMessage::Error(_) => "ERROR",
@@ -375,6 +383,19 @@ impl ServerMessage<'_> {
                     },
                 };
                 tagged(kind, &body, echo.request_id.as_ref())
+            }
+            ServerMessage::Expanded {
+                echo,
+                server,
+                expansion,
+            } => {
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    server: &'a str,
+                    #[serde(flatten)]
+                    expansion: &'a Expansion,
+                }
+                tagged(kind, &Body { server, expansion }, echo.request_id.as_ref())
             }
             ServerMessage::Items {
                 echo,

@@ -1,0 +1,327 @@
+//! Expanding from selected values: which other values the records holding
+//! them have, and how often (`EXPAND_REQUEST`).
+//!
+//! The server resolves links between fields before an adapter is asked:
+//! every [`Selected`] value names the fields of *this* datasource to look in.
+//! An adapter with an aggregation of its own (Elasticsearch `terms`, SQL
+//! `GROUP BY`) implements [`crate::Datasource::expand`]; the others are
+//! served by the server, which searches a bounded sample of the matching
+//! records and counts them with [`count_expansion`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A value as a graph node: a field and one of its values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FieldValue {
+    pub field: String,
+    pub value: String,
+}
+
+impl FieldValue {
+    pub fn new(field: impl Into<String>, value: impl Into<String>) -> FieldValue {
+        FieldValue {
+            field: field.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A selected value and where this datasource holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected {
+    /// As the client named it (connections start here).
+    pub value: FieldValue,
+    /// This datasource's fields that hold such values: the field itself
+    /// where the datasource has it, and the fields linked to it.
+    pub fields: Vec<String>,
+    /// Values are compared lowercased (a link with `lowercase = true`).
+    pub lowercase: bool,
+}
+
+/// How new values are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpandMode {
+    /// By how many of the records holding a selected value hold them.
+    #[default]
+    Count,
+    /// By how much more often they occur with the selection than in the
+    /// datasource as a whole (JLH, as Elasticsearch's `significant_terms`).
+    Significant,
+}
+
+/// One expansion, as an adapter receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpandQuery {
+    /// At least one; each with at least one field of this datasource.
+    pub selected: Vec<Selected>,
+    /// The fields whose values become new vertices (only this datasource's).
+    pub fields: Vec<String>,
+    /// Most new vertices per field.
+    pub size: usize,
+    /// Values already in the graph: never returned as new vertices.
+    pub exclude: BTreeSet<FieldValue>,
+    pub mode: ExpandMode,
+}
+
+/// A new value found next to the selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vertex {
+    pub field: String,
+    pub value: String,
+    /// Records (of those looked at) holding it and a selected value.
+    pub doc_count: u64,
+    /// Its rank: `doc_count` in `count` mode, the JLH score in `significant`.
+    pub weight: f64,
+}
+
+/// Records holding both a selected value and a new one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub from: FieldValue,
+    pub to: FieldValue,
+    pub doc_count: u64,
+}
+
+/// What one datasource found.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Expansion {
+    pub vertices: Vec<Vertex>,
+    pub connections: Vec<Connection>,
+    /// How many records holding a selected value were looked at, when not
+    /// all of them were (a sample), so the counts are a lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<u64>,
+    /// How it was counted, for the user: `"terms"`, `"sample of 1000 records"`…
+    pub method: String,
+}
+
+/// The field's values in a flattened record (dotted paths), as strings:
+/// strings, numbers and booleans; each element of a list.
+pub fn values_of(record: &Map<String, Value>, field: &str) -> Vec<String> {
+    fn scalar(value: &Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+    match record.get(field) {
+        Some(Value::Array(list)) => list.iter().filter_map(scalar).collect(),
+        Some(value) => scalar(value).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Counts an expansion over `records` (flattened, dotted paths): the records
+/// holding a selected value in one of its fields, their values of
+/// `query.fields`, and which selected value each came with. `background`:
+/// per field, how many of the datasource's `background_total` records hold
+/// each value, for `significant` mode (without it, `significant` ranks as
+/// `count`).
+pub fn count_expansion(
+    query: &ExpandQuery,
+    records: &[Map<String, Value>],
+    background: Option<(&HashMap<FieldValue, u64>, u64)>,
+) -> Expansion {
+    let norm = |lowercase: bool, value: &str| {
+        if lowercase {
+            value.to_lowercase()
+        } else {
+            value.to_owned()
+        }
+    };
+    // Per new value: records holding it; per (selected, new): records holding both.
+    let mut found: BTreeMap<FieldValue, u64> = BTreeMap::new();
+    let mut pairs: BTreeMap<(FieldValue, FieldValue), u64> = BTreeMap::new();
+    let mut matching = 0u64;
+    for record in records {
+        let held: Vec<&FieldValue> = query
+            .selected
+            .iter()
+            .filter(|selected| {
+                let wanted = norm(selected.lowercase, &selected.value.value);
+                selected.fields.iter().any(|field| {
+                    values_of(record, field)
+                        .iter()
+                        .any(|value| norm(selected.lowercase, value) == wanted)
+                })
+            })
+            .map(|selected| &selected.value)
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        matching += 1;
+        let mut seen = BTreeSet::new();
+        for field in &query.fields {
+            for value in values_of(record, field) {
+                let new = FieldValue::new(field.clone(), value);
+                // The selection itself, under any of its fields, is not new.
+                let selected = query.selected.iter().any(|s| {
+                    s.fields.contains(field)
+                        && norm(s.lowercase, &new.value) == norm(s.lowercase, &s.value.value)
+                });
+                if selected || query.exclude.contains(&new) || !seen.insert(new.clone()) {
+                    continue;
+                }
+                *found.entry(new.clone()).or_default() += 1;
+                for from in &held {
+                    *pairs.entry(((*from).clone(), new.clone())).or_default() += 1;
+                }
+            }
+        }
+    }
+    let weight = |value: &FieldValue, count: u64| match (query.mode, background) {
+        (ExpandMode::Significant, Some((counts, total))) if matching > 0 && total > 0 => jlh(
+            count,
+            matching,
+            counts.get(value).copied().unwrap_or(count),
+            total,
+        ),
+        _ => count as f64,
+    };
+    let mut by_field: BTreeMap<&str, Vec<Vertex>> = BTreeMap::new();
+    for (value, count) in &found {
+        by_field.entry(&value.field).or_default().push(Vertex {
+            field: value.field.clone(),
+            value: value.value.clone(),
+            doc_count: *count,
+            weight: weight(value, *count),
+        });
+    }
+    let mut vertices = Vec::new();
+    for (_, mut list) in by_field {
+        // Heaviest first; ties by value, so answers are the same every time.
+        list.sort_by(|a, b| {
+            b.weight
+                .total_cmp(&a.weight)
+                .then_with(|| a.value.cmp(&b.value))
+        });
+        list.truncate(query.size);
+        vertices.extend(list);
+    }
+    let kept: BTreeSet<FieldValue> = vertices
+        .iter()
+        .map(|v| FieldValue::new(v.field.clone(), v.value.clone()))
+        .collect();
+    let connections = pairs
+        .into_iter()
+        .filter(|((_, to), _)| kept.contains(to))
+        .map(|((from, to), doc_count)| Connection {
+            from,
+            to,
+            doc_count,
+        })
+        .collect();
+    Expansion {
+        vertices,
+        connections,
+        sampled: None,
+        method: String::new(),
+    }
+}
+
+/// Elasticsearch's JLH score: how much more often a value occurs in the
+/// foreground (the records holding the selection) than in the background
+/// (the whole datasource), weighted by the absolute change.
+pub fn jlh(
+    foreground_count: u64,
+    foreground_total: u64,
+    background_count: u64,
+    background_total: u64,
+) -> f64 {
+    if foreground_total == 0 || background_total == 0 || background_count == 0 {
+        return 0.0;
+    }
+    let foreground = foreground_count as f64 / foreground_total as f64;
+    let background = background_count as f64 / background_total as f64;
+    let change = foreground - background;
+    if change <= 0.0 {
+        return 0.0;
+    }
+    change * (foreground / background)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn query(selected: &[(&str, &str)], fields: &[&str]) -> ExpandQuery {
+        ExpandQuery {
+            selected: selected
+                .iter()
+                .map(|(field, value)| Selected {
+                    value: FieldValue::new(*field, *value),
+                    fields: vec![field.to_string()],
+                    lowercase: false,
+                })
+                .collect(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            size: 10,
+            exclude: BTreeSet::new(),
+            mode: ExpandMode::Count,
+        }
+    }
+
+    #[test]
+    fn counts_values_next_to_the_selection() {
+        let records = [
+            record(json!({"user": "ann", "tags": ["a", "b"]})),
+            record(json!({"user": "ann", "tags": ["a"]})),
+            record(json!({"user": "bob", "tags": ["c"]})),
+        ];
+        let found = count_expansion(&query(&[("user", "ann")], &["tags"]), &records, None);
+        let counts: Vec<(&str, u64)> = found
+            .vertices
+            .iter()
+            .map(|v| (v.value.as_str(), v.doc_count))
+            .collect();
+        assert_eq!(counts, [("a", 2), ("b", 1)]);
+        assert_eq!(found.connections.len(), 2);
+        assert_eq!(found.connections[0].from, FieldValue::new("user", "ann"));
+        assert_eq!(found.connections[0].to, FieldValue::new("tags", "a"));
+        assert_eq!(found.connections[0].doc_count, 2);
+    }
+
+    #[test]
+    fn excluded_values_size_and_lowercase_links() {
+        let records = [
+            record(json!({"from": "Ann@x", "to": ["b@x", "c@x"]})),
+            record(json!({"to": ["ann@x", "c@x"], "from": "d@x"})),
+        ];
+        let mut q = query(&[("user", "ann@x")], &["to", "from"]);
+        q.selected[0].fields = vec!["from".into(), "to".into()];
+        q.selected[0].lowercase = true;
+        q.exclude.insert(FieldValue::new("to", "b@x"));
+        q.size = 1;
+        let found = count_expansion(&q, &records, None);
+        let values: Vec<(&str, &str, u64)> = found
+            .vertices
+            .iter()
+            .map(|v| (v.field.as_str(), v.value.as_str(), v.doc_count))
+            .collect();
+        // `Ann@x` and `ann@x` are the selected value, not new; b@x is
+        // excluded; one value per field.
+        assert_eq!(values, [("from", "d@x", 1), ("to", "c@x", 2)]);
+    }
+
+    #[test]
+    fn jlh_prefers_values_rare_in_the_background() {
+        // 5 of 10 foreground records, 5 of 1000 background: strongly significant.
+        let rare = jlh(5, 10, 5, 1000);
+        // 5 of 10 foreground, 500 of 1000 background: no change at all.
+        let common = jlh(5, 10, 500, 1000);
+        assert!(rare > 40.0, "{rare}");
+        assert_eq!(common, 0.0);
+    }
+}

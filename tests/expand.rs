@@ -1,0 +1,395 @@
+//! `EXPAND_REQUEST` over a real websocket: the values next to selected
+//! ones, counted as the data itself says, across datasources by links, and
+//! every bad input answered with an `ERROR`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use common::*;
+use serde_json::{json, Map, Value};
+use tributary::config::LinkSettings;
+
+/// The embedded demo tweets, as the test reads them itself.
+fn demo_tweets() -> Vec<Map<String, Value>> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/datasources/fixtures/tweets.ndjson"
+    ))
+    .expect("demo tweets");
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|value| value.as_object().cloned())
+        .collect()
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Sends `request` (with a `request-id`: `REQUEST_COMPLETED` names it) and
+/// returns the `EXPAND_RECEIVE`s and `ERROR`s (by datasource) and the
+/// `REQUEST_COMPLETED` that ends them.
+async fn expand(client: &mut Client, request: Value) -> (BTreeMap<String, Value>, Value) {
+    client.send(request).await;
+    let messages = client
+        .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+        .await;
+    let mut found = BTreeMap::new();
+    let mut last = Value::Null;
+    for message in messages {
+        match message["type"].as_str() {
+            Some("EXPAND_RECEIVE") => {
+                found.insert(
+                    message["server"].as_str().unwrap_or_default().to_owned(),
+                    message,
+                );
+            }
+            Some("ERROR") => {
+                let id = message["error"]["datasource"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned();
+                found.insert(id, message);
+            }
+            _ => last = message,
+        }
+    }
+    (found, last)
+}
+
+#[tokio::test]
+async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
+    let server = start(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, completed) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "x1", "datasources": ["tweets"],
+               "values": [{"field": "hashtags", "value": "opendata"}],
+               "fields": ["hashtags", "user.screen_name"], "size": 5}),
+    )
+    .await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    assert_eq!(completed["request-id"], "x1");
+    let answer = &found["tweets"];
+    assert_eq!(answer["request-id"], "x1");
+    assert!(
+        answer.get("sampled").is_none(),
+        "306 tweets fit the sample: {answer}"
+    );
+
+    // The same counts, straight from the data.
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for tweet in demo_tweets() {
+        let tags = strings(tweet.get("hashtags"));
+        if !tags.iter().any(|t| t == "opendata") {
+            continue;
+        }
+        for tag in tags
+            .iter()
+            .filter(|t| *t != "opendata")
+            .collect::<BTreeSet<_>>()
+        {
+            *expected
+                .entry(("hashtags".into(), tag.clone()))
+                .or_default() += 1;
+        }
+        let user = tweet["user"]["screen_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        *expected
+            .entry(("user.screen_name".into(), user))
+            .or_default() += 1;
+    }
+    for field in ["hashtags", "user.screen_name"] {
+        let mut top: Vec<(&String, &u64)> = expected
+            .iter()
+            .filter(|((f, _), _)| f == field)
+            .map(|((_, v), c)| (v, c))
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        top.truncate(5);
+        let got: Vec<(String, u64)> = answer["vertices"]
+            .as_array()
+            .expect("vertices")
+            .iter()
+            .filter(|v| v["field"] == field)
+            .map(|v| {
+                (
+                    v["value"].as_str().unwrap_or_default().to_owned(),
+                    v["doc_count"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let want: Vec<(String, u64)> = top.into_iter().map(|(v, c)| (v.clone(), *c)).collect();
+        assert_eq!(got, want, "{field}");
+    }
+    // Every connection starts at the selected value and ends at a vertex.
+    let connections = answer["connections"].as_array().expect("connections");
+    assert_eq!(connections.len(), 10);
+    for connection in connections {
+        assert_eq!(
+            connection["from"],
+            json!({"field": "hashtags", "value": "opendata"})
+        );
+        let to = &connection["to"];
+        let count = expected[&(
+            to["field"].as_str().unwrap().to_owned(),
+            to["value"].as_str().unwrap().to_owned(),
+        )];
+        assert_eq!(connection["doc_count"], count);
+    }
+}
+
+#[tokio::test]
+async fn excluded_values_are_not_new_and_a_large_selection_is_sampled() {
+    let server = start(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "e", "datasources": ["tweets"],
+               "values": [{"field": "hashtags", "value": "elections"}],
+               "fields": ["hashtags"], "size": 3,
+               "exclude": [{"field": "hashtags", "value": "climate"}]}),
+    )
+    .await;
+    let answer = &found["tweets"];
+    // More tweets than the sample hold #elections: the first 1,000 were
+    // counted, and it says so.
+    let holding = demo_tweets()
+        .iter()
+        .filter(|t| strings(t.get("hashtags")).iter().any(|h| h == "elections"))
+        .count();
+    assert!(holding > 1000);
+    assert_eq!(answer["sampled"], 1000, "{answer}");
+    let method = answer["method"].as_str().unwrap_or_default();
+    assert!(method.contains(&format!("1000 of {holding}")), "{answer}");
+    let values: Vec<&str> = answer["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(values.len(), 3);
+    assert!(
+        !values.contains(&"climate") && !values.contains(&"elections"),
+        "{values:?}"
+    );
+}
+
+/// Two small datasets written by the test: people who tweet under a screen
+/// name and e-mail under the same name, in other letters' case.
+fn linked_datasets(dir: &std::path::Path) -> Vec<tributary::datasources::DatasourceSettings> {
+    let write = |name: &str, lines: &[Value]| {
+        let path = dir.join(name);
+        let mut file = std::fs::File::create(&path).expect("dataset");
+        for line in lines {
+            writeln!(file, "{line}").expect("write");
+        }
+        path.to_string_lossy().into_owned()
+    };
+    let tweets = write(
+        "tweets.ndjson",
+        &[
+            json!({"id": "t1", "user": {"screen_name": "AnnaD"}, "mentions": ["bob"], "hashtags": ["osint"]}),
+            json!({"id": "t2", "user": {"screen_name": "bob"}, "mentions": ["annad"], "hashtags": ["rust"]}),
+            json!({"id": "t3", "user": {"screen_name": "carol"}, "mentions": [], "hashtags": ["osint"]}),
+        ],
+    );
+    let emails = write(
+        "emails.ndjson",
+        &[
+            json!({"id": "m1", "from": "annad", "to": ["dave", "erin"], "subject": "plans"}),
+            json!({"id": "m2", "from": "dave", "to": ["annad"], "subject": "re: plans"}),
+            json!({"id": "m3", "from": "frank", "to": ["erin"], "subject": "other"}),
+        ],
+    );
+    vec![
+        datasource("tweets", "fixtures", json!({"path": tweets})),
+        datasource("emails", "fixtures", json!({"path": emails})),
+    ]
+}
+
+#[tokio::test]
+async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = settings(linked_datasets(dir.path()));
+    settings.links.insert(
+        "person".into(),
+        LinkSettings {
+            fields: vec![
+                "tweets:user.screen_name".into(),
+                "tweets:mentions".into(),
+                "emails:from".into(),
+                "emails:to".into(),
+            ],
+            lowercase: true,
+        },
+    );
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, completed) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": 7, "datasources": ["tweets", "emails"],
+               "values": [{"field": "user.screen_name", "value": "AnnaD"}],
+               "fields": ["from", "to", "mentions", "user.screen_name", "hashtags"]}),
+    )
+    .await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    let vertices = |ds: &str| -> BTreeSet<(String, String, u64)> {
+        found[ds]["vertices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["field"].as_str().unwrap().to_owned(),
+                    v["value"].as_str().unwrap().to_owned(),
+                    v["doc_count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Tweets by AnnaD (t1) and mentioning annad (t2): their other values.
+    assert_eq!(
+        vertices("tweets"),
+        BTreeSet::from([
+            ("mentions".into(), "bob".into(), 1),
+            ("user.screen_name".into(), "bob".into(), 1),
+            ("hashtags".into(), "osint".into(), 1),
+            ("hashtags".into(), "rust".into(), 1),
+        ])
+    );
+    // E-mails from or to annad (m1, m2): the people on them.
+    assert_eq!(
+        vertices("emails"),
+        BTreeSet::from([
+            ("to".into(), "dave".into(), 1),
+            ("to".into(), "erin".into(), 1),
+            ("from".into(), "dave".into(), 1),
+        ])
+    );
+    for connection in found["emails"]["connections"].as_array().unwrap() {
+        assert_eq!(
+            connection["from"],
+            json!({"field": "user.screen_name", "value": "AnnaD"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_expansions_are_answered_with_an_error() {
+    let server = start(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let cases = [
+        (
+            json!({"values": [{"field": "no.such.field", "value": "x"}]}),
+            "unknown field `no.such.field`",
+        ),
+        (json!({"values": []}), "`values` is empty"),
+        (
+            json!({"values": [{"field": "hashtags", "value": ""}]}),
+            "empty field or value",
+        ),
+        (
+            json!({"values": [{"field": "hashtags", "value": "x"}], "size": 5000}),
+            "`size`",
+        ),
+        (
+            json!({"values": [{"field": "hashtags", "value": "x"}], "size": 0}),
+            "`size`",
+        ),
+        (json!({"values": [{"field": "hashtags"}]}), "value"),
+        (json!({"values": "hashtags:x"}), "`values` must be a list"),
+        (
+            json!({"values": [{"field": "hashtags", "value": "x"}], "mode": "loud"}),
+            "`mode`",
+        ),
+        (
+            json!({"values": [{"field": "hashtags", "value": "x"}], "datasources": []}),
+            "`datasources` is empty",
+        ),
+    ];
+    for (i, (fields, said)) in cases.into_iter().enumerate() {
+        let mut request =
+            json!({"type": "EXPAND_REQUEST", "request-id": i, "datasources": ["tweets"]});
+        for (key, value) in fields.as_object().unwrap() {
+            request[key] = value.clone();
+        }
+        client.send(request.clone()).await;
+        // The ERROR (and the REQUEST_COMPLETED of a request that got as far
+        // as starting), all before the answer to a PING sent after it.
+        client.send(json!({"type": "PING", "t": i})).await;
+        let answers = client.recv_until(|m| m["type"] == "PONG").await;
+        let answer = answers
+            .iter()
+            .find(|m| m["type"] == "ERROR")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(answer["type"], "ERROR", "{request} → {answers:?}");
+        assert_eq!(answer["request-id"], i, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(said), "{request}: {message}");
+    }
+    // The connection is still good for a valid one.
+    let (found, completed) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "ok", "datasources": ["tweets", "nope"],
+               "values": [{"field": "hashtags", "value": "rust"}], "size": 2}),
+    )
+    .await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    assert_eq!(found["nope"]["error"]["code"], "unknown_datasource");
+    assert!(found["tweets"]["vertices"]
+        .as_array()
+        .is_some_and(|v| v.len() == 2));
+}
+
+#[test]
+fn a_link_naming_an_unknown_datasource_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tributary.toml");
+    std::fs::write(
+        &path,
+        r#"
+[datasources.tweets]
+type = "fixtures"
+embedded = "tweets"
+
+[links.person]
+fields = ["tweets:user.screen_name", "mail:from"]
+"#,
+    )
+    .expect("config");
+    let error = tributary::config::load(Some(&path), None).expect_err("refused");
+    assert!(error.contains("names datasource `mail`"), "{error}");
+    std::fs::write(
+        &path,
+        "[links.person]\nfields = [\"tweets:user.screen_name\", \"emails\"]\n",
+    )
+    .expect("config");
+    let error = tributary::config::load(Some(&path), None).expect_err("refused");
+    assert!(error.contains("datasource:field"), "{error}");
+}
