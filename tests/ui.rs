@@ -185,6 +185,23 @@ async fn until(client: &Client, what: &str, script: &str) {
     }
 }
 
+/// A left click with a real mouse at page coordinates.
+async fn click_at(client: &Client, x: f64, y: f64) {
+    let mouse = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x,
+            y,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    client.perform_actions(mouse).await.expect("click");
+}
+
 fn screenshot_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
@@ -409,19 +426,7 @@ async fn explore_the_demo_data() {
     )
     .await;
     let (x, y) = (at[0].as_f64().unwrap_or(0.0), at[1].as_f64().unwrap_or(0.0));
-    let mouse = MouseActions::new("mouse".into())
-        .then(PointerAction::MoveTo {
-            duration: None,
-            x,
-            y,
-        })
-        .then(PointerAction::Down {
-            button: MOUSE_BUTTON_LEFT,
-        })
-        .then(PointerAction::Up {
-            button: MOUSE_BUTTON_LEFT,
-        });
-    client.perform_actions(mouse).await.expect("click node");
+    click_at(client, x, y).await;
     until(
         client,
         "the table to fill",
@@ -2037,19 +2042,7 @@ async fn six_thousand_records() {
     );
     for target in &targets {
         let (key, x, y) = (&target[0], target[1].as_f64(), target[2].as_f64());
-        let mouse = MouseActions::new("mouse".into())
-            .then(PointerAction::MoveTo {
-                duration: None,
-                x: x.unwrap_or(0.0),
-                y: y.unwrap_or(0.0),
-            })
-            .then(PointerAction::Down {
-                button: MOUSE_BUTTON_LEFT,
-            })
-            .then(PointerAction::Up {
-                button: MOUSE_BUTTON_LEFT,
-            });
-        client.perform_actions(mouse).await.expect("click node");
+        click_at(client, x.unwrap_or(0.0), y.unwrap_or(0.0)).await;
         until(
             client,
             &format!("a click to select {key}"),
