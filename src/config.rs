@@ -426,6 +426,12 @@ pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, Strin
 }
 
 fn from_raw(raw: RawSettings) -> Result<Settings, String> {
+    // The demo datasets come with the link between them.
+    let links = if raw.datasources.is_none() && raw.links.is_empty() {
+        demo_links()
+    } else {
+        raw.links
+    };
     let datasources = match raw.datasources {
         Some(map) => map
             .into_iter()
@@ -479,7 +485,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
             ));
         }
     }
-    for (name, link) in &raw.links {
+    for (name, link) in &links {
         if link.fields.len() < 2 {
             return Err(format!(
                 "invalid configuration: `links.{name}.fields` must name at least two fields"
@@ -510,7 +516,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
         }
     }
     Ok(Settings {
-        links: raw.links,
+        links,
         listen: raw.listen,
         static_dir: raw.static_dir,
         datasources,
@@ -557,9 +563,22 @@ impl Default for Settings {
             publish: PublishSettings::default(),
             services: BTreeMap::new(),
             broker: BrokerSettings::default(),
-            links: BTreeMap::new(),
+            links: demo_links(),
         }
     }
+}
+
+/// The link between the demo datasets: a person's e-mail address, as the
+/// author of tweets (`user.email`) and on e-mails.
+pub fn demo_links() -> BTreeMap<String, LinkSettings> {
+    let fields = ["tweets:user.email", "emails:from", "emails:to", "emails:cc"];
+    BTreeMap::from([(
+        "person".to_owned(),
+        LinkSettings {
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            lowercase: true,
+        },
+    )])
 }
 
 /// A duration written as seconds (`30`, `0.5`) or with a unit (`"250ms"`, `"5s"`, `"2m"`).

@@ -13,9 +13,10 @@ use async_trait::async_trait;
 
 use crate::config::LinkSettings;
 use crate::datasources::{
-    count_expansion, BatchTarget, Datasource, DatasourceError, ExpandQuery, Expansion, FieldValue,
-    Item, RequestContext, ResultSink, SearchQuery, Selected, SinkClosed,
+    count_expansion, selection_query, BatchTarget, Datasource, DatasourceError, ExpandQuery,
+    Expansion, FieldValue, Item, RequestContext, ResultSink, SearchQuery, Selected, SinkClosed,
 };
+use crate::protocol::{LinkInfo, LinkedField};
 use crate::request::ExpandPlan;
 
 /// Records the server searches and counts for a datasource without an
@@ -51,9 +52,11 @@ impl Links {
             found.push(value.field.clone());
         }
         let mut lowercase = false;
-        for (_, link) in &self.links {
-            // A link carries the value when any of its fields has the value's field name.
-            if !link.members().any(|(_, field)| field == value.field) {
+        for (name, link) in &self.links {
+            // A link carries the value when any of its fields has the value's
+            // field name, or the value names the link itself (a client that
+            // shows the link's values as one node sends its name).
+            if *name != value.field && !link.members().any(|(_, field)| field == value.field) {
                 continue;
             }
             lowercase |= link.lowercase;
@@ -108,48 +111,40 @@ impl Links {
         }
     }
 
+    /// The links as clients see them, with only the fields of `datasources`
+    /// (those the caller may use); a link left with fewer than two fields
+    /// joins nothing and is not listed.
+    pub fn infos(&self, datasources: &[&str]) -> Vec<LinkInfo> {
+        self.links
+            .iter()
+            .filter_map(|(name, link)| {
+                let fields: Vec<LinkedField> = link
+                    .members()
+                    .filter(|(id, _)| datasources.contains(id))
+                    .map(|(id, field)| LinkedField {
+                        datasource: id.to_owned(),
+                        field: field.to_owned(),
+                    })
+                    .collect();
+                (fields.len() >= 2).then(|| LinkInfo {
+                    name: name.clone(),
+                    fields,
+                    lowercase: link.lowercase,
+                })
+            })
+            .collect()
+    }
+
     /// The fields, in any datasource, that values of `field` may be found in.
     pub fn linked_to(&self, field: &str) -> BTreeSet<String> {
         let mut all = BTreeSet::from([field.to_owned()]);
-        for (_, link) in &self.links {
-            if link.members().any(|(_, f)| f == field) {
+        for (name, link) in &self.links {
+            if name == field || link.members().any(|(_, f)| f == field) {
                 all.extend(link.members().map(|(_, f)| f.to_owned()));
             }
         }
         all
     }
-}
-
-/// A Lucene query matching records that hold any selected value in one of
-/// its fields: `field:"value" OR …`, every value a quoted phrase.
-pub fn sample_query(query: &ExpandQuery) -> String {
-    let mut clauses = Vec::new();
-    for selected in &query.selected {
-        for field in &selected.fields {
-            clauses.push(format!(
-                "{}:\"{}\"",
-                escape_field(field),
-                selected
-                    .value
-                    .value
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-            ));
-        }
-    }
-    clauses.join(" OR ")
-}
-
-/// A field path as a Lucene term: its special characters escaped.
-fn escape_field(field: &str) -> String {
-    let mut escaped = String::with_capacity(field.len());
-    for c in field.chars() {
-        if "+-&|!(){}[]^\"~*?:\\/ ".contains(c) {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 /// Expands through `datasource`: its own aggregation, or a sample of the
@@ -170,14 +165,14 @@ pub async fn expand_one(
             ..Expansion::default()
         });
     }
-    if let Some(found) = datasource.expand(context, query).await? {
-        return Ok(found);
-    }
     let collected = Collected::default();
     let records = collected.records.clone();
     let mut sink = sink_for(Box::new(collected));
+    if let Some(found) = datasource.expand(context, query, sink.work()).await? {
+        return Ok(found);
+    }
     let search = SearchQuery {
-        query: sample_query(query),
+        query: selection_query(query),
         from: 0,
         size: SAMPLE_SIZE,
     };
@@ -245,6 +240,83 @@ mod tests {
         fields.iter().map(|f| f.to_string()).collect()
     }
 
+    /// A datasource with no aggregation of its own: `count` records, each
+    /// `{"tag": "a", "n": "<i % 7>"}`; every search matches them all.
+    struct Plain {
+        count: usize,
+    }
+
+    #[async_trait]
+    impl Datasource for Plain {
+        async fn fields(
+            &self,
+            _: &RequestContext,
+        ) -> Result<crate::datasources::FieldList, DatasourceError> {
+            Ok(crate::datasources::FieldList::default())
+        }
+
+        async fn search(
+            &self,
+            _: &RequestContext,
+            query: &SearchQuery,
+            results: &mut ResultSink,
+        ) -> Result<(), DatasourceError> {
+            results.set_total(self.count as u64);
+            let page = (0..self.count.min(query.size as usize))
+                .map(|i| {
+                    let fields = serde_json::json!({"tag": "a", "n": (i % 7).to_string()});
+                    Item::from_fields(
+                        i.to_string(),
+                        fields.as_object().unwrap_or(&Default::default()),
+                    )
+                })
+                .collect();
+            results.push(page).await?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn without_an_aggregation_a_sample_is_counted_and_said_to_be() {
+        let query = ExpandQuery {
+            selected: vec![Selected {
+                value: FieldValue::new("tag", "a"),
+                fields: vec!["tag".into()],
+                lowercase: false,
+            }],
+            fields: vec!["n".into()],
+            size: 10,
+            exclude: BTreeSet::new(),
+            mode: Default::default(),
+        };
+        let context = RequestContext {
+            caller: Default::default(),
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+        };
+        let sink = |target: Box<dyn BatchTarget>| {
+            ResultSink::new(target, Default::default(), Default::default())
+        };
+        let found = expand_one(&Plain { count: 2_500 }, &context, &query, sink)
+            .await
+            .unwrap();
+        assert_eq!(found.sampled, Some(SAMPLE_SIZE));
+        assert!(
+            found.method.contains("first 1000 of 2500"),
+            "{}",
+            found.method
+        );
+        // 1,000 records counted: values 0..7 round robin.
+        let total: u64 = found.vertices.iter().map(|v| v.doc_count).sum();
+        assert_eq!(total, SAMPLE_SIZE);
+        assert_eq!(found.vertices.len(), 7);
+        // All of them fit: no `sampled`.
+        let found = expand_one(&Plain { count: 70 }, &context, &query, sink)
+            .await
+            .unwrap();
+        assert_eq!(found.sampled, None);
+        assert_eq!(found.vertices[0].doc_count, 10);
+    }
+
     #[test]
     fn a_value_is_looked_for_in_its_field_and_every_linked_one() {
         let value = FieldValue::new("user.screen_name", "annad0");
@@ -261,29 +333,16 @@ mod tests {
             .resolve("emails", &set(&["from", "to", "subject"]), &value)
             .unwrap();
         assert_eq!(emails.fields, ["from", "to"]);
+        // The link's name stands for all its fields.
+        let by_link = FieldValue::new("person", "annad0");
+        let emails = links()
+            .resolve("emails", &set(&["from", "to"]), &by_link)
+            .unwrap();
+        assert_eq!(emails.fields, ["from", "to"]);
         // An unlinked field the datasource lacks: nowhere to look.
         let other = FieldValue::new("hashtags", "x");
         assert!(links()
             .resolve("emails", &set(&["from", "to"]), &other)
             .is_none());
-    }
-
-    #[test]
-    fn the_sample_query_quotes_values_and_escapes_fields() {
-        let query = ExpandQuery {
-            selected: vec![Selected {
-                value: FieldValue::new("a b", "say \"hi\""),
-                fields: vec!["a b".into(), "user.name".into()],
-                lowercase: false,
-            }],
-            fields: vec![],
-            size: 1,
-            exclude: BTreeSet::new(),
-            mode: Default::default(),
-        };
-        assert_eq!(
-            sample_query(&query),
-            r#"a\ b:"say \"hi\"" OR user.name:"say \"hi\"""#
-        );
     }
 }

@@ -416,6 +416,7 @@ mod tests {
             .collect();
         ServerMessage::InitialState {
             datasources: &infos,
+            links: &[],
         }
         .encode()
     }

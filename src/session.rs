@@ -111,8 +111,10 @@ impl Session {
     /// services socket have no greeting).
     pub fn greet(&self) {
         if let Some(datasources) = self.listed_datasources() {
+            let ids: Vec<&str> = datasources.iter().map(|d| d.id.as_str()).collect();
             self.control(ServerMessage::InitialState {
                 datasources: &datasources,
+                links: &self.app.links.infos(&ids),
             });
         }
     }

@@ -74,7 +74,9 @@ async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
         "fixtures",
         json!({"embedded": "tweets"}),
     )]);
-    let (mut client, _) = Client::ready(&server).await;
+    let (mut client, initial) = Client::ready(&server).await;
+    // Without links the greeting is the seed's.
+    assert!(initial["state"].get("links").is_none(), "{initial}");
     let (found, completed) = expand(
         &mut client,
         json!({"type": "EXPAND_REQUEST", "request-id": "x1", "datasources": ["tweets"],
@@ -156,7 +158,7 @@ async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
 }
 
 #[tokio::test]
-async fn excluded_values_are_not_new_and_a_large_selection_is_sampled() {
+async fn excluded_values_are_not_new_and_every_matching_record_counts() {
     let server = start(vec![datasource(
         "tweets",
         "fixtures",
@@ -172,16 +174,17 @@ async fn excluded_values_are_not_new_and_a_large_selection_is_sampled() {
     )
     .await;
     let answer = &found["tweets"];
-    // More tweets than the sample hold #elections: the first 1,000 were
-    // counted, and it says so.
+    // The embedded index counts every tweet holding #elections, not a sample.
     let holding = demo_tweets()
         .iter()
         .filter(|t| strings(t.get("hashtags")).iter().any(|h| h == "elections"))
         .count();
-    assert!(holding > 1000);
-    assert_eq!(answer["sampled"], 1000, "{answer}");
+    assert!(answer.get("sampled").is_none(), "{answer}");
     let method = answer["method"].as_str().unwrap_or_default();
-    assert!(method.contains(&format!("1000 of {holding}")), "{answer}");
+    assert!(
+        method.contains(&format!("all {holding} matching")),
+        "{answer}"
+    );
     let values: Vec<&str> = answer["vertices"]
         .as_array()
         .unwrap()
@@ -245,7 +248,16 @@ async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
         },
     );
     let server = start_with(settings);
-    let (mut client, _) = Client::ready(&server).await;
+    let (mut client, initial) = Client::ready(&server).await;
+    // The greeting lists the link, for clients to show its values as one node.
+    assert_eq!(
+        initial["state"]["links"],
+        json!([{"name": "person", "lowercase": true, "fields": [
+            {"datasource": "tweets", "field": "user.screen_name"},
+            {"datasource": "tweets", "field": "mentions"},
+            {"datasource": "emails", "field": "from"},
+            {"datasource": "emails", "field": "to"}]}])
+    );
     let (found, completed) = expand(
         &mut client,
         json!({"type": "EXPAND_REQUEST", "request-id": 7, "datasources": ["tweets", "emails"],
@@ -293,6 +305,72 @@ async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
             json!({"field": "user.screen_name", "value": "AnnaD"})
         );
     }
+}
+
+#[tokio::test]
+async fn significant_values_are_ranked_by_jlh_against_the_whole_datasource() {
+    let server = start(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "s", "datasources": ["tweets"],
+               "values": [{"field": "hashtags", "value": "rust"}],
+               "fields": ["hashtags"], "size": 3, "mode": "significant"}),
+    )
+    .await;
+    let answer = &found["tweets"];
+    // JLH from the data: (fg - bg) * fg / bg, fg = share among tweets with
+    // #rust, bg = share among all tweets.
+    let tweets = demo_tweets();
+    let with = |tag: &str, of: &[&Map<String, Value>]| {
+        of.iter()
+            .filter(|t| strings(t.get("hashtags")).iter().any(|h| h == tag))
+            .count() as f64
+    };
+    let all: Vec<&Map<String, Value>> = tweets.iter().collect();
+    let rust: Vec<&Map<String, Value>> = all
+        .iter()
+        .copied()
+        .filter(|t| with("rust", &[t]) > 0.0)
+        .collect();
+    let mut scores: Vec<(String, f64)> = all
+        .iter()
+        .flat_map(|t| strings(t.get("hashtags")))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|tag| tag != "rust")
+        .map(|tag| {
+            let fg = with(&tag, &rust) / rust.len() as f64;
+            let bg = with(&tag, &all) / all.len() as f64;
+            let score = if fg > bg { (fg - bg) * fg / bg } else { 0.0 };
+            (tag, score)
+        })
+        .collect();
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let got: Vec<(&str, f64)> = answer["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap_or_default(),
+                v["weight"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{answer}");
+    for ((tag, weight), (want_tag, want)) in got.iter().zip(&scores) {
+        assert_eq!(tag, want_tag, "{answer}");
+        assert!((weight - want).abs() < 1e-9, "{tag}: {weight} vs {want}");
+    }
+    assert!(answer["method"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("JLH"));
 }
 
 #[tokio::test]

@@ -1553,7 +1553,7 @@ async fn accessible_by_default() {
         client,
         "the selection as text",
         "const list = document.getElementById('selection-list'); \
-         return !list.hidden && list.textContent.startsWith('Selected: ') && list.textContent.includes('(from)');",
+         return !list.hidden && list.textContent.startsWith('Selected: ') && list.textContent.includes('(person)');",
     )
     .await;
 

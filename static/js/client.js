@@ -157,6 +157,8 @@ export class TributaryClient extends EventTarget {
     if (message.type === "INITIAL_STATE_RECEIVE") {
       this.attempt = 0;
       this.datasources = message.state?.datasources ?? [];
+      // Fields of different datasources that hold the same kind of value.
+      this.links = message.state?.links ?? [];
       this.state = "open";
       // Each datasource's health, live: the server sends the current value
       // and a new one at every measure.

@@ -74,9 +74,9 @@ client.addEventListener("unrouted", ({ detail }) => {
 // ---------------------------------------------------------------- drawing
 
 function renderGraph() {
-  model.setFields(Object.keys(saved.nodeFields), session.queries);
+  model.setFields(Object.keys(saved.nodeFields), session.queries, session.links);
   const drawn = model.view(session.queries, new Set(saved.deleted), { minLinks: saved.minLinks ?? 0 });
-  view.update(drawn, saved.nodeFields);
+  view.update(drawn, iconsWithLinks());
   // Each query's nodes left out by its cap, for its "show all".
   const hidden = [...drawn.hidden].filter(([, n]) => n > 0).map(([id, n]) => `${id}:${n}`).join();
   if (hidden !== (session.hiddenKey ?? "")) {
@@ -85,6 +85,27 @@ function renderGraph() {
     store.changed("queries");
   }
   renderGraphStats();
+}
+
+/** The icon of each node field, and of each link: that of its first field
+ * chosen as a node field (its values are nodes under the link's name). */
+function iconsWithLinks() {
+  const icons = { ...saved.nodeFields };
+  for (const link of session.links.byName.values()) {
+    const chosen = (link.fields ?? []).find(({ field }) => saved.nodeFields[field]);
+    if (chosen) icons[link.name] = saved.nodeFields[chosen.field];
+  }
+  return icons;
+}
+
+/** Expands from the selected nodes: the values next to them in every
+ * enabled datasource, added as an "expansion" entry of the query list. */
+function expandSelection() {
+  if (!session.selection.length) return;
+  const used = new Set(session.queries.map((q) => q.color));
+  const color = PALETTE.find((c) => !used.has(c)) ?? PALETTE[session.queries.length % PALETTE.length];
+  const added = searches.expand(session.selection, color);
+  if (added) toast(`Expanding ${session.selection.length} node${session.selection.length === 1 ? "" : "s"}…`);
 }
 
 // The legend: which color is which query, on the graph itself.
@@ -121,6 +142,7 @@ function renderGraphStats() {
   $("graph-stats").textContent = order ? `${order} nodes · ${size} links${selected ? ` · ${selected} selected` : ""}` : "";
   $("delete-selected").disabled = !selected;
   $("pin-selected").disabled = !selected;
+  $("expand-selected").disabled = !selected;
   $("pin-selected").textContent = selected && session.selection.every((key) => view.memory?.pinned.has(key)) ? "Unpin" : "Pin";
   $("undo-delete").hidden = !saved.deletions?.length;
   $("restore-deleted").hidden = !saved.deleted.length;
@@ -281,6 +303,7 @@ $("delete-selected").addEventListener("click", () => deleteSelection());
 $("restore-deleted").addEventListener("click", () => { saved.deleted = []; saved.deletions = []; store.changed("saved", "deleted"); });
 $("undo-delete").addEventListener("click", () => undoDelete());
 $("pin-selected").addEventListener("click", () => togglePins());
+$("expand-selected").addEventListener("click", () => expandSelection());
 $("help-button").addEventListener("click", () => $("help").showModal());
 // On a narrow screen the side panel is a drawer.
 $("drawer-toggle").addEventListener("click", () => {
@@ -319,6 +342,7 @@ document.addEventListener("keydown", (event) => {
     Backspace: deleteSelection,
     u: undoDelete,
     p: togglePins,
+    e: expandSelection,
     "?": () => $("help").showModal(),
   };
   const action = actions[event.key];

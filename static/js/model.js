@@ -24,12 +24,38 @@ export function valuesOf(record, field) {
   return out;
 }
 
+/**
+ * The server's links between fields of different datasources
+ * (`state.links` of INITIAL_STATE_RECEIVE), indexed: a value of any field of
+ * a link is one node, keyed by the link's name (lowercased when the link
+ * compares so), so `anna@x` as an e-mail's sender and as a tweet's author
+ * is one node.
+ */
+export function linkIndex(links = []) {
+  const byField = new Map(); // "ds\0field" → link
+  const byName = new Map();  // link name → link
+  for (const link of links) {
+    byName.set(link.name, link);
+    for (const { datasource, field } of link.fields ?? []) byField.set(`${datasource}\u0000${field}`, link);
+  }
+  return { byField, byName, signature: JSON.stringify(links) };
+}
+
+const NO_LINKS = linkIndex();
+
+/** The node key of `value` of `field` in a record of datasource `ds`. */
+export function keyFor(ds, field, value, links = NO_LINKS) {
+  const link = links.byField.get(`${ds}\u0000${field}`);
+  if (!link) return nodeKey(field, value);
+  return nodeKey(link.name, link.lowercase ? value.toLowerCase() : value);
+}
+
 /** The node keys of a record for the chosen fields, each once. */
-export function keysOf(record, fields) {
+export function keysOf(record, fields, links = NO_LINKS) {
   const keys = [];
   for (const field of fields) {
     for (const value of valuesOf(record, field)) {
-      const key = nodeKey(field, value);
+      const key = keyFor(record.ds, field, value, links);
       if (!keys.includes(key)) keys.push(key);
     }
   }
@@ -49,16 +75,19 @@ function edgeKey(a, b) {
 export class GraphModel {
   constructor() {
     this.fields = [];
+    this.links = NO_LINKS;
     this.nodes = new Map();   // key → {field, label, count, byQuery: Map query id → count}
     this.edges = new Map();   // key → {source, target, count}
     this.entries = new Map(); // query id → Map record key → node keys
     this.version = 0;         // changes with every change
   }
 
-  /** Sets the node fields; a change rebuilds from `queries` ([{id, records}]). */
-  setFields(fields, queries) {
-    if (fields.length === this.fields.length && fields.every((f, i) => f === this.fields[i])) return;
+  /** Sets the node fields and the links; a change rebuilds from `queries` ([{id, records}]). */
+  setFields(fields, queries, links = NO_LINKS) {
+    const same = fields.length === this.fields.length && fields.every((f, i) => f === this.fields[i]);
+    if (same && links.signature === this.links.signature) return;
     this.fields = [...fields];
+    this.links = links;
     this.nodes.clear();
     this.edges.clear();
     this.entries.clear();
@@ -70,7 +99,8 @@ export class GraphModel {
     let entries = this.entries.get(query.id);
     if (!entries) this.entries.set(query.id, (entries = new Map()));
     if (entries.has(recordKey)) return;
-    const keys = keysOf(record, this.fields);
+    // An expansion's connection names its two nodes itself.
+    const keys = record.nodeKeys ?? keysOf(record, this.fields, this.links);
     entries.set(recordKey, keys);
     this.count(query.id, keys, 1);
   }
@@ -183,6 +213,7 @@ export class GraphModel {
 export function allRecords(queries) {
   const found = new Map();
   for (const query of queries) {
+    if (query.kind === "expansion") continue;
     for (const [recordKey, record] of query.records) {
       const entry = found.get(recordKey);
       if (entry) entry.queries.push(query);
@@ -192,19 +223,31 @@ export function allRecords(queries) {
   return [...found.values()];
 }
 
-export function recordsOfNodes(queries, keys) {
+export function recordsOfNodes(queries, keys, links = NO_LINKS) {
   const wanted = new Map(); // field → Set of values
+  const linked = new Set(); // keys of link nodes
   for (const key of keys) {
     const { field, value } = splitKey(key);
+    if (links.byName.has(field)) { linked.add(key); continue; }
     if (!wanted.has(field)) wanted.set(field, new Set());
     wanted.get(field).add(value);
   }
   const found = new Map();
   for (const query of queries) {
+    // An expansion's records are its connections, not records of a datasource.
+    if (query.kind === "expansion") continue;
     for (const [recordKey, record] of query.records) {
       let hit = false;
       for (const [field, values] of wanted) {
         if (valuesOf(record, field).some((value) => values.has(value))) { hit = true; break; }
+      }
+      if (!hit && linked.size) {
+        for (const link of links.byName.values()) {
+          for (const { datasource, field } of link.fields ?? []) {
+            if (datasource !== record.ds) continue;
+            if (valuesOf(record, field).some((value) => linked.has(keyFor(record.ds, field, value, links)))) hit = true;
+          }
+        }
       }
       if (!hit) continue;
       const entry = found.get(recordKey);

@@ -1,5 +1,7 @@
-// What the page asks the server: fields of the enabled datasources, and each
-// query's results, page by page. Answers go into the store and the graph
+import { keyFor, linkIndex, splitKey } from "./model.js";
+
+// What the page asks the server: fields of the enabled datasources, each
+// query's results, page by page, and expansions from selected nodes. Answers go into the store and the graph
 // model as they stream in; after a reconnection whatever is missing is
 // asked again.
 
@@ -7,6 +9,8 @@ export const PAGE = 200;        // results per datasource per "load more"
 const MAX_REPLAY = 2000;        // a restored query re-fetches at most this many per datasource
 export const NODE_CAP = 500;    // nodes a query shows until "show all"
 export const ASK_ABOVE = 500;   // loading more new records than this asks first
+export const EXPAND_SIZE = 10;  // new values per field an expansion asks each datasource for
+const EXCLUDE_AT_MOST = 400;    // values already drawn, sent as not new (a frame is at most 64 KiB)
 const FRIENDLY = {
   bad_query: "the query could not be understood",
   datasource_failed: "the datasource failed or could not be reached",
@@ -79,13 +83,14 @@ export class Searches {
   saveQueries() {
     // A query the server could not understand is not asked again on reload.
     this.store.saved.queries = this.queries
-      .filter((q) => !q.invalid)
+      .filter((q) => !q.invalid && q.kind !== "expansion")
       .map(({ id, text, color, pages, live, showAll }) => ({ id, text, color, pages, live, showAll }));
     this.store.changed("saved", "queries");
   }
 
   onReady(datasources) {
     this.store.session.datasources = datasources;
+    this.store.session.links = linkIndex(this.client.links);
     // The requests of the previous connection died with it: pick up where they stopped.
     for (const query of this.queries) {
       query.requests.clear();
@@ -134,6 +139,7 @@ export class Searches {
 
   /** Asks each enabled datasource for whatever `query` still lacks of its `pages`. */
   fetchMissing(query) {
+    if (query.kind === "expansion") return;
     const groups = new Map(); // "from,size" → [datasource]
     for (const ds of this.store.enabledIds()) {
       const source = sourceOf(query, ds);
@@ -306,6 +312,84 @@ export class Searches {
     this.saveQueries();
     this.fetchMissing(query);
     return true;
+  }
+
+  /**
+   * Expands from the nodes `keys` through every enabled datasource
+   * (EXPAND_REQUEST): the values next to them, in the chosen node fields
+   * and, through the server's links, in fields of other datasources. What
+   * comes back is an "expansion" entry of the query list, colored `color`:
+   * each connection a link between a selected node and a new one. Returns
+   * the entry, or null when there is nothing to ask or no connection.
+   */
+  expand(keys, color) {
+    const datasources = this.store.enabledIds();
+    const fields = Object.keys(this.store.saved.nodeFields);
+    if (!keys.length || !datasources.length || !fields.length) return null;
+    const links = this.store.session.links;
+    const values = keys.map(splitKey);
+    // Values drawn already are not new; a link's node is one value of each of its fields.
+    const exclude = [];
+    for (const key of this.model.nodes.keys()) {
+      if (exclude.length >= EXCLUDE_AT_MOST) break;
+      const { field, value } = splitKey(key);
+      const link = links.byName.get(field);
+      for (const f of link ? link.fields : [{ field }]) exclude.push({ field: f.field, value });
+    }
+    const request = this.client.request({
+      type: "EXPAND_REQUEST", datasources, values, fields, size: EXPAND_SIZE, exclude: exclude.slice(0, EXCLUDE_AT_MOST),
+    });
+    if (!request) return null;
+    const labels = values.map((v) => v.value);
+    const text = `expand ${labels.slice(0, 3).join(", ")}${labels.length > 3 ? ` and ${labels.length - 3} more` : ""}`;
+    const query = newQuery({ id: this.store.saved.nextQueryId++, text, color, pages: 0 });
+    query.kind = "expansion";
+    request.datasources = datasources;
+    query.requests.add(request);
+    for (const ds of datasources) sourceOf(query, ds).loading = true;
+    this.queries.push(query);
+    this.readExpansion(query, request, keys);
+    this.store.changed("saved", "queries");
+    return query;
+  }
+
+  async readExpansion(query, request, keys) {
+    const links = this.store.session.links;
+    const selected = new Map(keys.map((key) => {
+      const { field, value } = splitKey(key);
+      return [`${field}\u0000${value}`, key];
+    }));
+    let connections = 0;
+    for await (const message of request) {
+      if (message.type === "EXPAND_RECEIVE") {
+        const ds = message.server;
+        const source = sourceOf(query, ds);
+        for (const connection of message.connections ?? []) {
+          const { from, to } = connection;
+          const fromKey = selected.get(`${from.field}\u0000${from.value}`) ?? keyFor(ds, from.field, from.value, links);
+          const record = {
+            ds, id: `connection-${++connections}`, fields: {}, count: connection.doc_count,
+            nodeKeys: [fromKey, keyFor(ds, to.field, to.value, links)],
+          };
+          const recordKey = `${ds}\u0000${record.id}`;
+          query.records.set(recordKey, record);
+          this.model.add(query, recordKey, record);
+        }
+        source.total = message.vertices?.length ?? 0;
+        source.loaded = source.total;
+        source.method = message.method;
+        source.sampled = message.sampled ?? null;
+        this.store.changed("results");
+      } else if (message.type === "ERROR") {
+        this.onError(query, request, message.error ?? {});
+      } else if (message.type === "REQUEST_COMPLETED") {
+        this.onCompleted(query, message.datasources ?? {});
+      } else if (message.type === "DISCONNECTED") {
+        for (const ds of request.datasources) sourceOf(query, ds).loading = false;
+      }
+    }
+    query.requests.delete(request);
+    this.store.changed("queries");
   }
 
   remove(query) {

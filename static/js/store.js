@@ -4,6 +4,8 @@
 // and what is selected. Every change names its topics; panels subscribe to
 // the topics they draw, and persistence is one more subscriber.
 
+import { linkIndex } from "./model.js";
+
 const KEY = "tributary.ui.v1";
 
 export function emptySaved() {
@@ -35,6 +37,7 @@ export class Store {
     this.saved = loadSaved();
     this.session = {
       datasources: [],        // [{id, name, type}] from INITIAL_STATE_RECEIVE
+      links: linkIndex(),     // links between fields of different datasources, from the same
       fields: new Map(),      // datasource id → [{path, type}]
       fieldErrors: new Map(), // datasource id → message
       queries: [],            // [{id, text, color, pages, sources, records}]

@@ -261,6 +261,9 @@ fn tweet(rng: &mut Rng, i: usize, count: usize, users: &[Person]) -> Value {
         "user": {
             "screen_name": screen_name,
             "name": format!("{} {}", users[author].first, users[author].last),
+            // The address the same person writes e-mails from in the emails
+            // dataset (person `i` is the same in both): the link between them.
+            "email": address(&users[author], author),
             "location": CITIES[(author * 7) % CITIES.len()],
             "followers_count": 10 + (users.len() - author) * 37 + author % 13,
             "verified": author % 11 == 0,

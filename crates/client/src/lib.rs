@@ -41,7 +41,7 @@ pub use tokio_tungstenite::tungstenite;
 pub use tributary_protocol::events::{ErrorBody, FieldsBatch, ItemsBatch, ServerEvent};
 pub use tributary_protocol::{
     CancelRequest, ClientMessage, DatasourceInfo, DatasourceOutcome, FieldsRequest, Item,
-    ItemsRequest, Ping, RequestId,
+    ItemsRequest, LinkInfo, Ping, RequestId,
 };
 
 /// The websocket under a [`Client`].
@@ -182,6 +182,7 @@ impl Reply {
 pub struct Client {
     socket: Socket,
     datasources: Vec<DatasourceInfo>,
+    links: Vec<LinkInfo>,
     next_id: i64,
 }
 
@@ -212,8 +213,9 @@ impl Client {
     pub async fn greeted(socket: Socket) -> Result<Client, ClientError> {
         let mut client = Client::without_greeting(socket);
         match client.next_event().await? {
-            ServerEvent::InitialState { datasources } => {
+            ServerEvent::InitialState { datasources, links } => {
                 client.datasources = datasources;
+                client.links = links;
                 Ok(client)
             }
             _ => Err(ClientError::NoGreeting),
@@ -225,6 +227,7 @@ impl Client {
         Client {
             socket,
             datasources: Vec::new(),
+            links: Vec::new(),
             next_id: 1,
         }
     }
@@ -232,6 +235,12 @@ impl Client {
     /// The datasources the server offered this connection.
     pub fn datasources(&self) -> &[DatasourceInfo] {
         &self.datasources
+    }
+
+    /// The links between fields of different datasources the server follows
+    /// when expanding (`EXPAND_REQUEST`).
+    pub fn links(&self) -> &[LinkInfo] {
+        &self.links
     }
 
     /// The websocket itself.

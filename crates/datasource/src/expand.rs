@@ -99,6 +99,38 @@ pub struct Expansion {
     pub method: String,
 }
 
+/// A Lucene query matching records that hold any selected value in one of
+/// its fields (what an adapter searching its backend for the selection asks): `field:"value" OR …`, every value a quoted phrase.
+pub fn selection_query(query: &ExpandQuery) -> String {
+    let mut clauses = Vec::new();
+    for selected in &query.selected {
+        for field in &selected.fields {
+            clauses.push(format!(
+                "{}:\"{}\"",
+                escape_field(field),
+                selected
+                    .value
+                    .value
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+            ));
+        }
+    }
+    clauses.join(" OR ")
+}
+
+/// A field path as a Lucene term: its special characters escaped.
+fn escape_field(field: &str) -> String {
+    let mut escaped = String::with_capacity(field.len());
+    for c in field.chars() {
+        if "+-&|!(){}[]^\"~*?:\\/ ".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// The field's values in a flattened record (dotted paths), as strings:
 /// strings, numbers and booleans; each element of a list.
 pub fn values_of(record: &Map<String, Value>, field: &str) -> Vec<String> {
@@ -313,6 +345,25 @@ mod tests {
         // `Ann@x` and `ann@x` are the selected value, not new; b@x is
         // excluded; one value per field.
         assert_eq!(values, [("from", "d@x", 1), ("to", "c@x", 2)]);
+    }
+
+    #[test]
+    fn the_selection_query_quotes_values_and_escapes_fields() {
+        let query = ExpandQuery {
+            selected: vec![Selected {
+                value: FieldValue::new("a b", "say \"hi\""),
+                fields: vec!["a b".into(), "user.name".into()],
+                lowercase: false,
+            }],
+            fields: vec![],
+            size: 1,
+            exclude: BTreeSet::new(),
+            mode: Default::default(),
+        };
+        assert_eq!(
+            selection_query(&query),
+            r#"a\ b:"say \"hi\"" OR user.name:"say \"hi\"""#
+        );
     }
 
     #[test]

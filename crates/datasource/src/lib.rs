@@ -60,8 +60,8 @@ pub use async_trait::async_trait;
 pub use context::{Caller, RequestContext};
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
 pub use expand::{
-    count_expansion, jlh, Connection, ExpandMode, ExpandQuery, Expansion, FieldValue, Selected,
-    Vertex,
+    count_expansion, jlh, selection_query, values_of, Connection, ExpandMode, ExpandQuery,
+    Expansion, FieldValue, Selected, Vertex,
 };
 pub use live::{
     AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, Watch,
@@ -95,10 +95,12 @@ pub trait Datasource: Send + Sync + 'static {
     /// aggregation (see [`ExpandQuery`]). `None` (the default): the server
     /// searches a bounded sample of the records holding the selection and
     /// counts it with [`count_expansion`], and says so.
+    /// `work`: take [`WorkLimits::cpu_permit`] before CPU-bound counting.
     async fn expand(
         &self,
         _request: &RequestContext,
         _query: &ExpandQuery,
+        _work: &WorkLimits,
     ) -> Result<Option<Expansion>, DatasourceError> {
         Ok(None)
     }

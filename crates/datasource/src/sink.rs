@@ -71,6 +71,24 @@ impl WorkLimits {
             cores: Some((cores, owner)),
         }
     }
+
+    /// Waits for a place in the connection's share and in the pool of cores
+    /// (see [`ResultSink::cpu_permit`]).
+    pub async fn cpu_permit(&self) -> CpuPermit {
+        // A share is never closed; were it closed, it would simply not limit.
+        let connection = match &self.connection {
+            Some(share) => Arc::clone(share).acquire_owned().await.ok(),
+            None => None,
+        };
+        let core = match &self.cores {
+            Some((pool, owner)) => Some(pool.acquire(*owner).await),
+            None => None,
+        };
+        CpuPermit {
+            _connection: connection,
+            _core: core,
+        }
+    }
 }
 
 /// A place in the connection's share and in the pool of cores; CPU-bound
@@ -147,6 +165,11 @@ impl ResultSink {
         self.target.is_closed()
     }
 
+    /// The limits CPU-bound work of this request waits on.
+    pub fn work(&self) -> &WorkLimits {
+        &self.work
+    }
+
     /// Keeps the request counted as running while the returned lease lives:
     /// move it into work that outlives the `search` future (a blocking thread).
     pub fn lease(&self) -> Lease {
@@ -158,19 +181,7 @@ impl ResultSink {
     /// until the end: no client can occupy every core, and no more searches
     /// run at once than there are cores.
     pub async fn cpu_permit(&self) -> CpuPermit {
-        // A share is never closed; were it closed, it would simply not limit.
-        let connection = match &self.work.connection {
-            Some(share) => Arc::clone(share).acquire_owned().await.ok(),
-            None => None,
-        };
-        let core = match &self.work.cores {
-            Some((pool, owner)) => Some(pool.acquire(*owner).await),
-            None => None,
-        };
-        CpuPermit {
-            _connection: connection,
-            _core: core,
-        }
+        self.work.cpu_permit().await
     }
 }
 

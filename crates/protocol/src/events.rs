@@ -7,13 +7,16 @@ use serde_json::Value;
 use tributary_datasource::{Field, Item};
 
 use crate::inbound::RequestId;
-use crate::outbound::{DatasourceInfo, DatasourceOutcome};
+use crate::outbound::{DatasourceInfo, DatasourceOutcome, LinkInfo};
 
 /// One message from the server.
 #[derive(Debug, Clone)]
 pub enum ServerEvent {
     InitialState {
         datasources: Vec<DatasourceInfo>,
+        /// Links between fields of different datasources (none from a
+        /// server without `[links.*]`).
+        links: Vec<LinkInfo>,
     },
     /// The datasources changed (a remote datasource joined): the whole list.
     DatasourcesChanged {
@@ -104,6 +107,8 @@ impl ServerEvent {
         #[derive(Deserialize)]
         struct State {
             datasources: Vec<DatasourceInfo>,
+            #[serde(default)]
+            links: Vec<LinkInfo>,
         }
         #[derive(Deserialize)]
         struct Initial {
@@ -161,6 +166,7 @@ impl ServerEvent {
                 let initial: Initial = serde_json::from_str(text)?;
                 ServerEvent::InitialState {
                     datasources: initial.state.datasources,
+                    links: initial.state.links,
                 }
             }
             "DATASOURCES_CHANGED" => {

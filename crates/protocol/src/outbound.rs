@@ -165,6 +165,25 @@ pub struct DatasourceInfo {
     pub kind: String,
 }
 
+/// A link between fields of different datasources that hold the same kind
+/// of value (`[links.<name>]`), as listed in `INITIAL_STATE_RECEIVE`: a
+/// client shows their values as one node, and `EXPAND_REQUEST` follows them.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LinkInfo {
+    pub name: String,
+    pub fields: Vec<LinkedField>,
+    /// Values are compared lowercased.
+    #[serde(default)]
+    pub lowercase: bool,
+}
+
+/// One field of a [`LinkInfo`].
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LinkedField {
+    pub datasource: String,
+    pub field: String,
+}
+
 /// How one datasource's part of a request ended, as listed in `REQUEST_COMPLETED`.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DatasourceOutcome {
@@ -230,6 +249,8 @@ impl Frame {
 pub enum ServerMessage<'a> {
     InitialState {
         datasources: &'a [DatasourceInfo],
+        /// Sent only when there are any: a seed client sees the seed's shape.
+        links: &'a [LinkInfo],
     },
     /// The datasources changed while connected (a remote datasource
     /// joined): the whole list again, in `INITIAL_STATE_RECEIVE`'s shape.
@@ -341,8 +362,26 @@ impl ServerMessage<'_> {
     pub fn encode(&self) -> Frame {
         let kind = self.type_name();
         let text = match *self {
-            ServerMessage::InitialState { datasources }
-            | ServerMessage::DatasourcesChanged { datasources } => {
+            ServerMessage::InitialState { datasources, links } => {
+                #[derive(Serialize)]
+                struct State<'a> {
+                    datasources: &'a [DatasourceInfo],
+                    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+                    links: &'a [LinkInfo],
+                }
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    state: State<'a>,
+                }
+                tagged(
+                    kind,
+                    &Body {
+                        state: State { datasources, links },
+                    },
+                    None,
+                )
+            }
+            ServerMessage::DatasourcesChanged { datasources } => {
                 #[derive(Serialize)]
                 struct State<'a> {
                     datasources: &'a [DatasourceInfo],

@@ -90,7 +90,9 @@ export function queriesPanel({ store, searches, $ }) {
       for (const [ds, source] of sources) {
         const name = store.datasourceName(ds);
         if (source.error) errors.push(`${name}: ${source.error}`);
-        else if (source.total !== null) counts.push(`${name} ${source.loaded.toLocaleString()} of ${source.total.toLocaleString()}`);
+        else if (query.kind === "expansion" && source.total !== null) {
+          counts.push(`${name} ${source.total.toLocaleString()} new value${source.total === 1 ? "" : "s"}${source.sampled ? ` (from a sample of ${source.sampled.toLocaleString()} records)` : ""}`);
+        } else if (source.total !== null) counts.push(`${name} ${source.loaded.toLocaleString()} of ${source.total.toLocaleString()}`);
         else if (source.loading) counts.push(`${name} …`);
       }
       const answered = sources.length > 0 && !loading && !errors.length
@@ -130,8 +132,11 @@ export function queriesPanel({ store, searches, $ }) {
         detail.append(line);
       }
       more.disabled = loading || !sources.some(([, s]) => !s.error && s.total !== null && s.loaded < s.total);
-      more.hidden = Boolean(query.invalid);
-      liveToggle.hidden = Boolean(query.invalid);
+      // An expansion is what it found: nothing more to load, nothing to follow.
+      const expansion = query.kind === "expansion";
+      item.dataset.kind = expansion ? "expansion" : "query";
+      more.hidden = Boolean(query.invalid) || expansion;
+      liveToggle.hidden = Boolean(query.invalid) || expansion;
       liveToggle.setAttribute("aria-pressed", String(query.live));
       liveToggle.title = query.live ? "Stop following new records" : "Follow new records as they arrive";
       item.dataset.live = query.live ? (query.liveModes ? "on" : "starting") : "off";

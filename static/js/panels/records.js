@@ -44,7 +44,8 @@ export function recordsPanel({ store, $, graphless = false }) {
   function render() {
     const { selection, queries } = store.session;
     // Without a graph to select from, the table shows every record.
-    const rows = selection.length ? recordsOfNodes(queries, selection) : graphless ? allRecords(queries) : [];
+    const { links } = store.session;
+    const rows = selection.length ? recordsOfNodes(queries, selection, links) : graphless ? allRecords(queries) : [];
     shown = rows;
     $("export-csv").hidden = rows.length === 0;
     drawRecords($("records"), rows, columns(), {
