@@ -307,6 +307,106 @@ async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
     }
 }
 
+/// The demo e-mails, as the test reads them itself.
+fn demo_emails() -> Vec<Map<String, Value>> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/datasources/fixtures/emails.ndjson"
+    ))
+    .expect("demo emails");
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|value| value.as_object().cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn on_the_demo_data_a_screen_name_leads_to_the_persons_emails() {
+    // The demo datasets and their link (a person's address, as the author
+    // of tweets and on e-mails), as `cargo run` serves them.
+    let server = start(tributary::config::demo_datasources());
+    let (mut client, initial) = Client::ready(&server).await;
+    assert_eq!(initial["state"]["links"][0]["name"], "person");
+
+    // 1. The screen name, expanded in the tweets: the author's address.
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": 1, "datasources": ["tweets"],
+               "values": [{"field": "user.screen_name", "value": "annad0"}],
+               "fields": ["user.email"]}),
+    )
+    .await;
+    let address = found["tweets"]["vertices"][0]["value"]
+        .as_str()
+        .expect("an address")
+        .to_owned();
+    let tweets = demo_tweets();
+    let by_annad0 = tweets
+        .iter()
+        .filter(|t| t["user"]["screen_name"] == "annad0")
+        .count() as u64;
+    assert_eq!(found["tweets"]["vertices"][0]["doc_count"], by_annad0);
+    assert_eq!(
+        found["tweets"]["vertices"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // 2. The address, as the link's value, in both datasets: the people on
+    // that person's e-mails, as many times as the e-mails say.
+    let (found, completed) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": 2, "datasources": ["tweets", "emails"],
+               "values": [{"field": "person", "value": address}],
+               "fields": ["from", "to", "cc", "user.screen_name"], "size": 1000}),
+    )
+    .await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for email in demo_emails() {
+        let holds = ["from", "to", "cc"].iter().any(|f| {
+            strings(email.get(*f))
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(&address))
+        });
+        if !holds {
+            continue;
+        }
+        for field in ["from", "to", "cc"] {
+            let values: BTreeSet<String> = strings(email.get(field))
+                .into_iter()
+                .filter(|v| !v.eq_ignore_ascii_case(&address))
+                .collect();
+            for value in values {
+                *expected.entry((field.to_owned(), value)).or_default() += 1;
+            }
+        }
+    }
+    assert!(!expected.is_empty(), "{address} is on e-mails");
+    let got: BTreeMap<(String, String), u64> = found["emails"]["vertices"]
+        .as_array()
+        .expect("vertices")
+        .iter()
+        .map(|v| {
+            (
+                (
+                    v["field"].as_str().unwrap().to_owned(),
+                    v["value"].as_str().unwrap().to_owned(),
+                ),
+                v["doc_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    // And in the tweets, the screen name the address writes under.
+    let names: Vec<&str> = found["tweets"]["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["annad0"]);
+}
+
 #[tokio::test]
 async fn significant_values_are_ranked_by_jlh_against_the_whole_datasource() {
     let server = start(vec![datasource(

@@ -2079,3 +2079,146 @@ async fn no_serious_accessibility_violations() {
         .expect("axe runs");
     assert_eq!(report, json!([]), "serious accessibility violations");
 }
+
+/// A person's tweets and e-mails, joined: the author's address in the
+/// tweets and the same address on e-mails are one node (the demo's
+/// `person` link); expanding it with `e` brings the people on that
+/// person's e-mails into the graph as an "expansion" entry of the query
+/// list, colored apart, that can be removed like a query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expand_a_person_across_tweets_and_emails() {
+    let server = demo_server();
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    js(
+        client,
+        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
+              enabled: ["emails", "tweets"],
+              nodeFields: { "user.screen_name": "at", "user.email": "mail", from: "mail", to: "mail" },
+              queries: [{ id: 1, text: "user.screen_name:annad0", color: "#0072b2", pages: 1 }], nextQueryId: 2,
+              deleted: [], deletions: [], dateFields: {} }));
+            return true;"##,
+    )
+    .await;
+    client.refresh().await.expect("reload");
+    let person = "person\u{241f}anna.devries@acme.example";
+    until(
+        client,
+        "the query's nodes, the address as the link's node",
+        &format!(
+            "const v = window.tributary.view; return v.graph.hasNode('user.screen_name\u{241f}annad0') \
+             && v.graph.hasNode('{person}') && v.graph.order === 2;"
+        ),
+    )
+    .await;
+    until(
+        client,
+        "the layout to settle",
+        "return document.getElementById('layout-toggle').getAttribute('aria-pressed') === 'false';",
+    )
+    .await;
+
+    // Select the person and expand (e).
+    js(
+        client,
+        &format!("window.tributary.view.setSelection(['{person}']); document.activeElement.blur(); return true;"),
+    )
+    .await;
+    press(client, 'e').await;
+    until(
+        client,
+        "the expansion's nodes",
+        "const q = window.tributary.app.queries; return q.length === 2 && q[1].kind === 'expansion' \
+           && [...q[1].sources.values()].every((s) => !s.loading) && window.tributary.view.graph.order > 2;",
+    )
+    .await;
+    // What it found is what the e-mails say: everyone on anna's e-mails, by
+    // address (one node per person, whichever field they were in).
+    let expected = {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/datasources/fixtures/emails.ndjson"
+        ))
+        .expect("demo emails");
+        let mut people = std::collections::BTreeMap::<String, u64>::new();
+        for line in text.lines() {
+            let email: Value = serde_json::from_str(line).expect("json");
+            let mut on: Vec<String> = vec![email["from"].as_str().unwrap_or_default().to_owned()];
+            for field in ["to", "cc"] {
+                for v in email[field].as_array().into_iter().flatten() {
+                    on.push(v.as_str().unwrap_or_default().to_owned());
+                }
+            }
+            if !on.iter().any(|a| a == "anna.devries@acme.example") {
+                continue;
+            }
+            on.sort();
+            on.dedup();
+            for a in on.into_iter().filter(|a| a != "anna.devries@acme.example") {
+                *people.entry(a).or_default() += 1;
+            }
+        }
+        people
+    };
+    let drawn = js(
+        client,
+        "const q = window.tributary.app.queries[1]; const v = window.tributary.view; \
+         return { nodes: v.graph.nodes().filter((k) => k.startsWith('person\u{241f}')).map((k) => k.slice(7)), \
+                  entry: document.querySelector('#queries li[data-kind=expansion]')?.textContent ?? '', \
+                  color: q.color, colored: v.graph.getNodeAttribute('{person}', 'colors') };"
+            .replace("{person}", person)
+            .as_str(),
+    )
+    .await;
+    let nodes: std::collections::BTreeSet<String> = drawn["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    // Per field the server sends the ten most frequent; each is drawn, as one node.
+    let mut by_count: Vec<(&String, &u64)> = expected.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let surely: Vec<&String> = by_count.iter().take(3).map(|(a, _)| *a).collect();
+    for address in &surely {
+        assert!(nodes.contains(*address), "{address} drawn: {nodes:?}");
+    }
+    for node in &nodes {
+        assert!(
+            node == "anna.devries@acme.example" || expected.contains_key(node),
+            "{node} is on anna's e-mails"
+        );
+    }
+    let entry = drawn["entry"].as_str().unwrap_or_default();
+    assert!(
+        entry.contains("expand anna.devries@acme.example"),
+        "{entry}"
+    );
+    assert!(entry.contains("Emails"), "{entry}");
+    assert_eq!(
+        drawn["colored"].as_array().map(|c| c.len()),
+        Some(2),
+        "the person has the query's and the expansion's colors: {drawn}"
+    );
+    save_screenshot(client, "expansion").await;
+
+    // Removed like a query: its nodes go, the query's stay.
+    js(
+        client,
+        "document.querySelector('#queries li[data-kind=expansion] button.remove').click(); return true;",
+    )
+    .await;
+    until(
+        client,
+        "the expansion removed",
+        "return window.tributary.app.queries.length === 1 && window.tributary.view.graph.order === 2;",
+    )
+    .await;
+    assert_no_page_errors(client).await;
+}
