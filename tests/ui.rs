@@ -2222,3 +2222,231 @@ async fn expand_a_person_across_tweets_and_emails() {
     .await;
     assert_no_page_errors(client).await;
 }
+
+/// The graph as drawn: each node's key and label, sorted.
+async fn drawn_nodes(client: &Client) -> Value {
+    js(
+        client,
+        "const g = window.tributary.view.graph; \
+         return g.nodes().sort().map((k) => [k, g.getNodeAttribute(k, 'label')]);",
+    )
+    .await
+}
+
+/// An investigation: a query, an expansion, a renamed and annotated node
+/// and two merged ones (through the node menu, opened with a right click)
+/// are saved to a file, and the file opened in another browser (a profile
+/// of its own) shows the same graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_an_investigation_and_open_it_elsewhere() {
+    let server = demo_server();
+    let Some(first) = browser().await else {
+        return;
+    };
+    let client = &first.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    js(
+        client,
+        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
+              enabled: ["emails", "tweets"],
+              nodeFields: { "user.screen_name": "at", "user.email": "mail", from: "mail", to: "mail" },
+              queries: [{ id: 1, text: "user.screen_name:annad0", color: "#0072b2", pages: 1 }], nextQueryId: 2,
+              deleted: [], deletions: [], dateFields: {} }));
+            return true;"##,
+    )
+    .await;
+    client.refresh().await.expect("reload");
+    let person = "person\u{241f}anna.devries@acme.example";
+    until(
+        client,
+        "the query's two nodes, laid out",
+        &format!(
+            "return window.tributary.view.graph.hasNode('{person}') && window.tributary.view.graph.order === 2 \
+             && document.getElementById('layout-toggle').getAttribute('aria-pressed') === 'false';"
+        ),
+    )
+    .await;
+    js(client, &format!("window.tributary.view.setSelection(['{person}']); document.activeElement.blur(); return true;")).await;
+    press(client, 'e').await;
+    until(
+        client,
+        "the expansion",
+        "const q = window.tributary.app.queries; return q.length === 2 && [...q[1].sources.values()].every((s) => !s.loading) \
+           && document.getElementById('layout-toggle').getAttribute('aria-pressed') === 'false';",
+    )
+    .await;
+
+    // A right click on the person opens the node menu; rename and annotate it.
+    js(client, "window.prompt = (question) => question.startsWith('A name') ? 'Anna (work)' : 'met at the offsite'; return true;").await;
+    let (x, y) = node_position(client, person).await;
+    let right_click = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x,
+            y,
+        })
+        .then(PointerAction::Down { button: 2 })
+        .then(PointerAction::Up { button: 2 });
+    client
+        .perform_actions(right_click)
+        .await
+        .expect("right click");
+    until(
+        client,
+        "the node menu",
+        "return !document.getElementById('node-menu').hidden;",
+    )
+    .await;
+    js(
+        client,
+        "document.querySelector('#node-menu [data-action=rename]').click(); return true;",
+    )
+    .await;
+    until(
+        client,
+        "the new name",
+        &format!("return window.tributary.view.graph.getNodeAttribute('{person}', 'label') === 'Anna (work)';"),
+    )
+    .await;
+    js(
+        client,
+        &format!(
+            "window.tributary.view.onNodeMenu('{person}', {{x: 10, y: 10}}); \
+                  document.querySelector('#node-menu [data-action=note]').click(); return true;"
+        ),
+    )
+    .await;
+    until(
+        client,
+        "the note with the selection",
+        "return document.getElementById('selection-list').textContent.includes('Anna (work) (person) — met at the offsite');",
+    )
+    .await;
+
+    // Merge two of the expansion's people into one.
+    let pair = js(
+        client,
+        &format!("return window.tributary.view.graph.nodes().filter((k) => k.startsWith('person\u{241f}') && k !== '{person}').sort().slice(0, 2);"),
+    )
+    .await;
+    let (keep, merged) = (
+        pair[0].as_str().unwrap_or_default(),
+        pair[1].as_str().unwrap_or_default(),
+    );
+    js(
+        client,
+        &format!(
+            "window.tributary.view.setSelection(['{keep}', '{merged}']); \
+                  window.tributary.view.onNodeMenu('{keep}', {{x: 10, y: 10}}); \
+                  document.querySelector('#node-menu [data-action=merge]').click(); return true;"
+        ),
+    )
+    .await;
+    until(
+        client,
+        "the merged node",
+        &format!("const g = window.tributary.view.graph; return !g.hasNode('{merged}') && g.getNodeAttribute('{keep}', 'label').endsWith('(+1)');"),
+    )
+    .await;
+    let before = drawn_nodes(client).await;
+
+    // Saved: the file the page offers for download.
+    let file = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             const create = URL.createObjectURL; \
+             URL.createObjectURL = (blob) => { blob.text().then(done); return create(blob); }; \
+             document.getElementById('save-investigation').click();",
+            vec![],
+        )
+        .await
+        .expect("saved file");
+    let text = file.as_str().unwrap_or_default().to_owned();
+    let saved: Value = serde_json::from_str(&text).expect("the file is JSON");
+    assert_eq!(saved["format"], "tributary.investigation");
+    assert_eq!(saved["workspace"]["merges"][merged], keep);
+    assert_eq!(
+        saved["workspace"]["nodes"][person]["note"],
+        "met at the offsite"
+    );
+    assert_eq!(saved["workspace"]["queries"][1]["kind"], "expansion");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("investigation.json");
+    std::fs::write(&path, &text).expect("write the file");
+
+    // Another browser, another profile: open the file.
+    let Some(other) = browser().await else {
+        return;
+    };
+    let elsewhere = &other.client;
+    open_page(elsewhere, &server).await;
+    let input = elsewhere
+        .find(fantoccini::Locator::Id("open-investigation"))
+        .await
+        .expect("the file input");
+    input
+        .send_keys(&path.to_string_lossy())
+        .await
+        .expect("choose the file");
+    until(
+        elsewhere,
+        "the investigation's graph",
+        &format!(
+            "const t = window.tributary; return t && t.app.queries.length === 2 \
+               && t.view.graph.order === {order} && t.app.queries.every((q) => [...q.sources.values()].every((s) => !s.loading));",
+            order = before.as_array().map(Vec::len).unwrap_or(0)
+        ),
+    )
+    .await;
+    assert_eq!(
+        drawn_nodes(elsewhere).await,
+        before,
+        "the same nodes, names and merges"
+    );
+    let positions = js(
+        elsewhere,
+        &format!("const a = window.tributary.view.graph.getNodeAttributes('{person}'); return [a.x, a.y];"),
+    )
+    .await;
+    assert_eq!(
+        positions,
+        json!([
+            saved["layout"]["positions"][person][0],
+            saved["layout"]["positions"][person][1]
+        ]),
+        "where the nodes were"
+    );
+    save_screenshot(elsewhere, "investigation-opened").await;
+    assert_no_page_errors(elsewhere).await;
+    assert_no_page_errors(client).await;
+}
+
+/// A file that is not an investigation is refused with a message, and the
+/// workspace stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_an_investigation_is_refused() {
+    let Some((_server, browser)) = demo_page().await else {
+        return;
+    };
+    let client = &browser.client;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notes.json");
+    std::fs::write(&path, r#"{"format": "something else"}"#).expect("write");
+    let input = client
+        .find(fantoccini::Locator::Id("open-investigation"))
+        .await
+        .expect("the file input");
+    input
+        .send_keys(&path.to_string_lossy())
+        .await
+        .expect("choose the file");
+    until(
+        client,
+        "the refusal",
+        "const t = document.getElementById('toast'); return !t.hidden && t.textContent.includes('notes.json cannot be opened: the file is not a tributary investigation');",
+    )
+    .await;
+}

@@ -13,6 +13,13 @@ const SPREAD_LIMIT = 2000;     // above this many nodes, overlapping nodes are n
 const LAYOUT_KEY = "tributary.ui.layout.v1";
 const REMEMBERED = 20000;      // node positions kept across reloads, at most
 
+/** Replaces the remembered layout (loading an investigation). */
+export function writeLayout(layout) {
+  localStorage.setItem(LAYOUT_KEY, JSON.stringify({
+    positions: layout?.positions ?? {}, pinned: layout?.pinned ?? [], camera: layout?.camera ?? null,
+  }));
+}
+
 /** Where nodes were, which were pinned, and the camera, as last saved. */
 function loadLayout() {
   try {
@@ -124,6 +131,7 @@ export class GraphView {
     this.layout = null;
     this.layoutTimer = null;
     this.onLayoutChange = () => {};
+    this.onNodeMenu = () => {}; // (node key, {x, y} in the container)
     // Positions, pins and the camera survive a reload, and a deleted node
     // that comes back returns to where it was.
     this.memory = loadLayout();
@@ -300,6 +308,12 @@ export class GraphView {
     }
   }
 
+  /** The layout as saved (positions, pins, camera), for an investigation. */
+  layoutState() {
+    this.saveLayout();
+    return { positions: this.memory.positions, pinned: [...this.memory.pinned], camera: this.memory.camera };
+  }
+
   /** Pins the nodes (the layout leaves them where they are), or unpins them
    * when every one is pinned already. Returns whether they are pinned now. */
   togglePins(keys) {
@@ -444,6 +458,13 @@ export class GraphView {
     this.onSelect([...this.selected]);
   }
 
+  /** Selects `keys` and every node next to one of them. */
+  selectNeighbours(keys) {
+    const next = new Set(keys.filter((key) => this.graph.hasNode(key)));
+    for (const key of [...next]) this.graph.forEachNeighbor(key, (neighbour) => next.add(neighbour));
+    this.setSelection([...next]);
+  }
+
   selectAll() {
     this.setSelection(this.matches ? [...this.matches] : this.graph.nodes());
   }
@@ -524,6 +545,14 @@ export class GraphView {
         this.setSelection([node]);
       }
     };
+    // A right click on a node opens its menu (the page decides what is in it).
+    renderer.on("rightClickNode", ({ node, event }) => {
+      event.preventSigmaDefault();
+      event.original.preventDefault();
+      if (!this.selected.has(node)) this.setSelection([node]);
+      this.onNodeMenu(node, { x: event.x, y: event.y });
+    });
+    renderer.getContainer().addEventListener("contextmenu", (event) => event.preventDefault());
     renderer.on("clickStage", ({ event }) => {
       if (endsBox()) return;
       if (!event.original.shiftKey && this.selected.size) this.setSelection([]);

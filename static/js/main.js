@@ -3,10 +3,11 @@
 // when a topic it shows changes, at most once per animation frame.
 
 import { TributaryClient } from "./client.js";
-import { Store, persist, clearSaved } from "./store.js";
+import { Store, persist, clearSaved, writeSaved } from "./store.js";
 import { Searches } from "./searches.js";
-import { GraphModel, splitKey } from "./model.js";
-import { GraphView } from "./graph.js";
+import { GraphModel, splitKey, withMerged, withMerges } from "./model.js";
+import { fileName, investigation, readInvestigation } from "./investigation.js";
+import { GraphView, writeLayout } from "./graph.js";
 import { datasourceHealth, datasourcesPanel } from "./panels/datasources.js";
 import { fieldsPanel } from "./panels/fields.js";
 import { queriesPanel } from "./panels/queries.js";
@@ -75,7 +76,10 @@ client.addEventListener("unrouted", ({ detail }) => {
 
 function renderGraph() {
   model.setFields(Object.keys(saved.nodeFields), session.queries, session.links);
-  const drawn = model.view(session.queries, new Set(saved.deleted), { minLinks: saved.minLinks ?? 0 });
+  const drawn = withMerges(
+    model.view(session.queries, new Set(saved.deleted), { minLinks: saved.minLinks ?? 0 }),
+    saved.merges, saved.nodes,
+  );
   view.update(drawn, iconsWithLinks());
   // Each query's nodes left out by its cap, for its "show all".
   const hidden = [...drawn.hidden].filter(([, n]) => n > 0).map(([id, n]) => `${id}:${n}`).join();
@@ -101,11 +105,141 @@ function iconsWithLinks() {
 /** Expands from the selected nodes: the values next to them in every
  * enabled datasource, added as an "expansion" entry of the query list. */
 function expandSelection() {
-  if (!session.selection.length) return;
+  expandFrom(withMerged(session.selection, saved.merges));
+}
+
+function expandFrom(keys) {
+  if (!keys.length) return;
+  if (!store.enabledIds().length) { toast("Enable at least one datasource on the left first."); return; }
+  if (!Object.keys(saved.nodeFields).length) { toast("Tick at least one field on the left: an expansion brings values of the chosen fields."); return; }
+  const added = searches.expand(keys, unusedColor());
+  if (added) toast(`Expanding ${keys.length} value${keys.length === 1 ? "" : "s"}…`);
+}
+
+/** The first palette color no query has yet. */
+function unusedColor() {
   const used = new Set(session.queries.map((q) => q.color));
-  const color = PALETTE.find((c) => !used.has(c)) ?? PALETTE[session.queries.length % PALETTE.length];
-  const added = searches.expand(session.selection, color);
-  if (added) toast(`Expanding ${session.selection.length} node${session.selection.length === 1 ? "" : "s"}…`);
+  return PALETTE.find((c) => !used.has(c)) ?? PALETTE[session.queries.length % PALETTE.length];
+}
+
+// The node menu (right click on a node): what to do with it and the selection.
+const nodeMenu = $("node-menu");
+view.onNodeMenu = (key, at) => {
+  nodeMenu.dataset.node = key;
+  nodeMenu.style.left = `${Math.round(at.x)}px`;
+  nodeMenu.style.top = `${Math.round(at.y)}px`;
+  nodeMenu.hidden = false;
+  nodeMenu.querySelector("button").focus();
+};
+function closeNodeMenu() {
+  nodeMenu.hidden = true;
+}
+nodeMenu.addEventListener("click", (event) => {
+  const action = event.target.closest("button")?.dataset.action;
+  const key = nodeMenu.dataset.node;
+  closeNodeMenu();
+  if (!action || !key) return;
+  if (action === "search") searchValue(key);
+  else if (action === "expand") expandSelection();
+  else if (action === "neighbours") view.selectNeighbours(session.selection.length ? session.selection : [key]);
+  else if (action === "delete-others") deleteOthers();
+  else if (action === "rename") describeNode(key, "label", `A name for ${splitKey(key).value} (empty: its value again)`);
+  else if (action === "note") describeNode(key, "note", `A note on ${splitKey(key).value} (empty: no note)`);
+  else if (action === "merge") mergeInto(key);
+  else if (action === "unmerge") unmerge(key);
+});
+
+/** Sets the node's name or note (kept with the workspace). */
+function describeNode(key, what, question) {
+  const now = saved.nodes?.[key]?.[what] ?? "";
+  const answer = prompt(question, now);
+  if (answer === null) return;
+  const nodes = { ...(saved.nodes ?? {}) };
+  const entry = { ...(nodes[key] ?? {}) };
+  if (answer.trim()) entry[what] = answer.trim();
+  else delete entry[what];
+  if (Object.keys(entry).length) nodes[key] = entry;
+  else delete nodes[key];
+  saved.nodes = nodes;
+  store.changed("saved", "results", "selection");
+}
+
+/** Shows the selected nodes as `key`: several values of one thing (a
+ * person's two addresses) become one node. */
+function mergeInto(key) {
+  const others = session.selection.filter((k) => k !== key);
+  if (!others.length) { toast("Select the nodes to merge (shift-click), then right-click the one to keep."); return; }
+  saved.merges = { ...(saved.merges ?? {}) };
+  for (const other of others) saved.merges[other] = key;
+  // Whatever was merged into those is now shown as `key` too.
+  for (const [from, into] of Object.entries(saved.merges)) if (others.includes(into)) saved.merges[from] = key;
+  view.setSelection([key]);
+  store.changed("saved", "results");
+  toast(`Merged ${others.length} node${others.length === 1 ? "" : "s"} into ${splitKey(key).value}.`);
+}
+
+/** Shows the nodes merged into `key` as themselves again. */
+function unmerge(key) {
+  const merged = Object.entries(saved.merges ?? {}).filter(([, into]) => into === key).map(([from]) => from);
+  if (!merged.length) { toast("Nothing is merged into this node."); return; }
+  saved.merges = Object.fromEntries(Object.entries(saved.merges).filter(([, into]) => into !== key));
+  store.changed("saved", "results");
+  toast(`Unmerged ${merged.length} node${merged.length === 1 ? "" : "s"}.`);
+}
+
+// The whole workspace as a file, and back.
+$("save-investigation").addEventListener("click", () => {
+  const file = investigation(saved, view.layoutState?.() ?? null);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([JSON.stringify(file, null, 1)], { type: "application/json" }));
+  link.download = fileName();
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+});
+$("open-investigation").addEventListener("change", async (event) => {
+  const file = event.target.files?.[0];
+  event.target.value = "";
+  if (!file) return;
+  try {
+    const { workspace, layout } = readInvestigation(await file.text());
+    if (session.queries.length && !confirm(`Open ${file.name}? It replaces this workspace.`)) return;
+    searches.cancelAll();
+    writeSaved(workspace);
+    writeLayout(layout);
+    location.reload();
+  } catch (error) {
+    toast(`${file.name} cannot be opened: ${error.message}.`);
+  }
+});
+nodeMenu.addEventListener("keydown", (event) => {
+  const items = [...nodeMenu.querySelectorAll("button")];
+  const at = items.indexOf(document.activeElement);
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    event.preventDefault();
+    items[(at + (event.key === "ArrowDown" ? 1 : items.length - 1)) % items.length].focus();
+  } else if (event.key === "Escape") {
+    event.stopPropagation();
+    closeNodeMenu();
+  }
+});
+document.addEventListener("pointerdown", (event) => { if (!nodeMenu.contains(event.target)) closeNodeMenu(); });
+
+/** A new query for the node's value in every enabled datasource: in its
+ * field, or in each field of its link. */
+function searchValue(key) {
+  const { field, value } = splitKey(key);
+  const link = session.links.byName.get(field);
+  const fields = link ? [...new Set(link.fields.map((f) => f.field))] : [field];
+  const quoted = `"${value.replace(/[\\"]/g, "\\$&")}"`;
+  const text = fields.map((f) => `${f.replace(/[ :\\/+\-!(){}\[\]^"~*?&|]/g, "\\$&")}:${quoted}`).join(" OR ");
+  if (!store.enabledIds().length) { toast("Enable at least one datasource on the left first."); return; }
+  searches.add(text, unusedColor());
+}
+
+/** Deletes every node but the selected ones (undo brings them back). */
+function deleteOthers() {
+  const keep = new Set(session.selection);
+  deleteNodes(view.graph.nodes().filter((key) => !keep.has(key)), " other");
 }
 
 // The legend: which color is which query, on the graph itself.
@@ -131,7 +265,8 @@ function renderSelectionList() {
   if (!keys.length) { list.textContent = ""; return; }
   const labels = keys.slice(0, 50).map((key) => {
     const { field, value } = splitKey(key);
-    return `${value} (${field})`;
+    const { label = value, note } = saved.nodes?.[key] ?? {};
+    return `${label} (${field})${note ? ` — ${note}` : ""}`;
   });
   list.textContent = `Selected: ${labels.join(", ")}${keys.length > 50 ? `, and ${keys.length - 50} more` : ""}`;
 }
@@ -211,6 +346,9 @@ const context = {
   store, searches, $, graphless: Boolean(view.unavailable),
   // A selection made elsewhere (the timeline) is the graph's selection too.
   select: (keys) => view.setSelection(keys),
+  // The records' values can be searched everywhere or expanded from.
+  searchValue: (key) => searchValue(key),
+  expandValue: (key) => expandFrom([key]),
 };
 // Each panel and the topics it shows.
 const panels = [
@@ -242,20 +380,24 @@ store.subscribe((topics) => {
 });
 
 function suggestColor() {
-  const used = new Set(session.queries.map((q) => q.color));
-  $("query-color").value = PALETTE.find((c) => !used.has(c)) ?? PALETTE[session.queries.length % PALETTE.length];
+  $("query-color").value = unusedColor();
 }
 
 // ---------------------------------------------------------------- input
 
 function deleteSelection() {
-  const removed = session.selection.filter((key) => !saved.deleted.includes(key));
-  if (!removed.length) return;
+  if (deleteNodes(session.selection, "")) view.setSelection([]);
+}
+
+/** Deletes `keys` as one step that `u` undoes; says how many. */
+function deleteNodes(keys, which) {
+  const removed = keys.filter((key) => !saved.deleted.includes(key));
+  if (!removed.length) return false;
   saved.deleted = [...saved.deleted, ...removed];
   saved.deletions = [...(saved.deletions ?? []), removed].slice(-50);
-  view.setSelection([]);
   store.changed("saved", "deleted");
-  toast(`Removed ${removed.length} node${removed.length === 1 ? "" : "s"} — press u (or Undo delete) to bring ${removed.length === 1 ? "it" : "them"} back.`);
+  toast(`Removed ${removed.length}${which} node${removed.length === 1 ? "" : "s"} — press u (or Undo delete) to bring ${removed.length === 1 ? "it" : "them"} back.`);
+  return true;
 }
 
 /** Brings back the nodes of the last delete. */

@@ -204,6 +204,69 @@ export class GraphModel {
   }
 }
 
+/** Where `key` is shown: the node it was merged into (following merges of
+ * merges), or itself. */
+export function mergedInto(key, merges = {}) {
+  let at = key;
+  const seen = new Set();
+  while (merges[at] && !seen.has(at)) {
+    seen.add(at);
+    at = merges[at];
+  }
+  return at;
+}
+
+/** `keys` and every node key merged into one of them. */
+export function withMerged(keys, merges = {}) {
+  const wanted = new Set(keys);
+  const all = new Set(keys);
+  for (const key of Object.keys(merges)) if (wanted.has(mergedInto(key, merges))) all.add(key);
+  return [...all];
+}
+
+/**
+ * The drawn graph (`GraphModel.view`) with the user's merges and names:
+ * nodes merged into another are shown as that one (their counts and query
+ * shares added, their links moved over, "(+n)" on the label), and a node
+ * the user renamed carries its name. `names`: key → {label}.
+ */
+export function withMerges(drawn, merges = {}, names = {}) {
+  const nodes = new Map();
+  for (const [key, node] of drawn.nodes) {
+    const into = mergedInto(key, merges);
+    const shown = nodes.get(into);
+    if (!shown) {
+      nodes.set(into, { ...node, colors: [...node.colors], shares: [...(node.shares ?? [])], merged: into === key ? 0 : 1 });
+      continue;
+    }
+    shown.count += node.count;
+    shown.merged += into === key ? 0 : 1;
+    if (into === key) Object.assign(shown, { field: node.field, label: node.label });
+    node.colors.forEach((color, i) => {
+      const at = shown.colors.indexOf(color);
+      if (at >= 0) shown.shares[at] += node.shares?.[i] ?? 1;
+      else { shown.colors.push(color); shown.shares.push(node.shares?.[i] ?? 1); }
+    });
+  }
+  for (const [key, node] of nodes) {
+    if (drawn.nodes.has(key) && node.merged === 0) node.label = drawn.nodes.get(key).label;
+    else if (!drawn.nodes.has(key)) Object.assign(node, { field: splitKey(key).field, label: splitKey(key).value });
+    const name = names[key]?.label;
+    if (name) node.label = name;
+    if (node.merged) node.label = `${node.label} (+${node.merged})`;
+  }
+  const edges = new Map();
+  for (const edge of drawn.edges.values()) {
+    const [a, b] = [mergedInto(edge.source, merges), mergedInto(edge.target, merges)];
+    if (a === b) continue;
+    const key = edgeKey(a, b);
+    const shown = edges.get(key);
+    if (shown) shown.count += edge.count;
+    else edges.set(key, { source: a < b ? a : b, target: a < b ? b : a, count: edge.count });
+  }
+  return { ...drawn, nodes, edges };
+}
+
 /**
  * The records holding any of the given node keys, each once, with the
  * queries that found it: [{record, queries: [query]}].

@@ -42,7 +42,24 @@ function keepPosition(query, ds, carrier) {
   }
 }
 
-function newQuery({ id, text, color, pages = 1, live = false, showAll = false }) {
+/** A query, or an expansion (`kind: "expansion"`) with what it found. */
+function newQuery(saved) {
+  const query = newSearch(saved);
+  if (saved.kind !== "expansion") return query;
+  query.kind = "expansion";
+  query.keys = saved.keys ?? [];
+  // Saved expansions keep what they found: each connection one record.
+  (saved.connections ?? []).forEach(([ds, from, to, count], i) => {
+    const record = { ds, id: `connection-${i + 1}`, fields: {}, count, nodeKeys: [from, to] };
+    query.records.set(`${ds}\u0000${record.id}`, record);
+  });
+  for (const [ds, found] of Object.entries(saved.found ?? {})) {
+    Object.assign(sourceOf(query, ds), { total: found.total, loaded: found.total, sampled: found.sampled ?? null, method: found.method });
+  }
+  return query;
+}
+
+function newSearch({ id, text, color, pages = 1, live = false, showAll = false }) {
   // sources: datasource id → {total, loaded, loading, error, took}
   // live: the user wants new records as they arrive; liveRequest follows
   // them, liveModes (datasource → {mode, interval_ms}) says how, appended
@@ -66,6 +83,16 @@ function sourceOf(query, ds) {
   return source;
 }
 
+/** An expansion as saved: what it was asked from and what it found. */
+function savedExpansion(query) {
+  const connections = [...query.records.values()].map((r) => [r.ds, r.nodeKeys[0], r.nodeKeys[1], r.count]);
+  const found = {};
+  for (const [ds, source] of query.sources) {
+    if (source.total !== null) found[ds] = { total: source.total, sampled: source.sampled, method: source.method };
+  }
+  return { id: query.id, text: query.text, color: query.color, kind: "expansion", keys: query.keys, connections, found };
+}
+
 export class Searches {
   constructor(store, client, model) {
     this.store = store;
@@ -83,8 +110,10 @@ export class Searches {
   saveQueries() {
     // A query the server could not understand is not asked again on reload.
     this.store.saved.queries = this.queries
-      .filter((q) => !q.invalid && q.kind !== "expansion")
-      .map(({ id, text, color, pages, live, showAll }) => ({ id, text, color, pages, live, showAll }));
+      .filter((q) => !q.invalid)
+      .map((q) => (q.kind === "expansion" ? savedExpansion(q) : {
+        id: q.id, text: q.text, color: q.color, pages: q.pages, live: q.live, showAll: q.showAll,
+      }));
     this.store.changed("saved", "queries");
   }
 
@@ -344,6 +373,7 @@ export class Searches {
     const text = `expand ${labels.slice(0, 3).join(", ")}${labels.length > 3 ? ` and ${labels.length - 3} more` : ""}`;
     const query = newQuery({ id: this.store.saved.nextQueryId++, text, color, pages: 0 });
     query.kind = "expansion";
+    query.keys = [...keys];
     request.datasources = datasources;
     query.requests.add(request);
     for (const ds of datasources) sourceOf(query, ds).loading = true;
@@ -389,7 +419,8 @@ export class Searches {
       }
     }
     query.requests.delete(request);
-    this.store.changed("queries");
+    // Kept with the other queries: it survives a reload and goes into a saved investigation.
+    this.saveQueries();
   }
 
   remove(query) {

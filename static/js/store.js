@@ -18,6 +18,8 @@ export function emptySaved() {
     queries: [],          // [{id, text, color, pages}]
     deleted: [],          // node keys the user deleted
     deletions: [],        // the deletes, oldest first, each a list of keys (undone one at a time)
+    nodes: {},            // node key → {label, note}: the user's name and note for a node
+    merges: {},           // node key → the node key it is merged into (shown as that one)
     nextQueryId: 1,
   };
 }
@@ -96,4 +98,9 @@ export function persist(store) {
 
 export function clearSaved() {
   localStorage.removeItem(KEY);
+}
+
+/** Replaces what is kept between visits (loading an investigation). */
+export function writeSaved(saved) {
+  localStorage.setItem(KEY, JSON.stringify({ ...emptySaved(), ...saved }));
 }

@@ -65,3 +65,51 @@ assert.deepEqual(sorted(live.view([a], new Set())), sorted(onlyA.view([a], new S
 const rows = recordsOfNodes([a], [nodeKey("user", "u1")]);
 assert.ok(rows.length > 0 && rows.every((row) => row.record.fields.user === "u1"));
 console.log("graph model: ok");
+
+// Links: a value of any linked field is one node, under the link's name,
+// lowercased when the link says so; its records are found by it.
+{
+  const { linkIndex, keysOf } = await import("../../static/js/model.js");
+  const links = linkIndex([{ name: "person", lowercase: true, fields: [
+    { datasource: "tweets", field: "user.email" }, { datasource: "emails", field: "from" }] }]);
+  const tweet = { ds: "tweets", id: "t1", fields: { "user.email": "Anna@X", "user.screen_name": "annad0" } };
+  const email = { ds: "emails", id: "m1", fields: { from: "anna@x", to: ["bob@x"] } };
+  assert.deepEqual(keysOf(tweet, ["user.email", "user.screen_name"], links), [nodeKey("person", "anna@x"), nodeKey("user.screen_name", "annad0")]);
+  assert.deepEqual(keysOf(email, ["from", "to"], links), [nodeKey("person", "anna@x"), nodeKey("to", "bob@x")]);
+  // `from` of a tweet is not in the link: it stays a field of its own.
+  assert.deepEqual(keysOf({ ds: "tweets", id: "t2", fields: { from: "anna@x" } }, ["from"], links), [nodeKey("from", "anna@x")]);
+  const q = { id: 1, color: "#000", records: new Map([["a", tweet], ["b", email]]) };
+  const model = new GraphModel();
+  model.setFields(["user.email", "from", "to", "user.screen_name"], [q], links);
+  const view = model.view([q], new Set());
+  assert.equal(view.nodes.get(nodeKey("person", "anna@x")).count, 2, "one node for both datasets");
+  const found = recordsOfNodes([q], [nodeKey("person", "anna@x")], links).map((r) => r.record.id).sort();
+  assert.deepEqual(found, ["m1", "t1"]);
+}
+
+// Merges: nodes merged into another are drawn as that one, counts and
+// links moved over, "(+n)" on its label; names replace labels.
+{
+  const { withMerges, withMerged } = await import("../../static/js/model.js");
+  const a = nodeKey("user", "ann"), b = nodeKey("user", "anne"), t = nodeKey("tags", "x");
+  const drawn = {
+    nodes: new Map([
+      [a, { field: "user", label: "ann", colors: ["#f00"], shares: [2], count: 2 }],
+      [b, { field: "user", label: "anne", colors: ["#f00", "#00f"], shares: [1, 1], count: 2 }],
+      [t, { field: "tags", label: "x", colors: ["#f00"], shares: [3], count: 3 }],
+    ]),
+    edges: new Map([["e1", { source: a, target: t, count: 2 }], ["e2", { source: b, target: t, count: 1 }], ["e3", { source: a, target: b, count: 1 }]]),
+    hidden: new Map(),
+  };
+  const merged = withMerges(drawn, { [b]: a }, { [a]: { label: "Ann S." } });
+  assert.deepEqual([...merged.nodes.keys()].sort(), [a, t].sort());
+  const ann = merged.nodes.get(a);
+  assert.equal(ann.label, "Ann S. (+1)");
+  assert.equal(ann.count, 4);
+  assert.deepEqual(ann.colors, ["#f00", "#00f"]);
+  assert.deepEqual(ann.shares, [3, 1]);
+  assert.equal(merged.edges.size, 1, "the link between the two is gone, the others are one");
+  assert.equal([...merged.edges.values()][0].count, 3);
+  assert.deepEqual(withMerged([a], { [b]: a }).sort(), [a, b].sort());
+}
+console.log("links and merges: ok");

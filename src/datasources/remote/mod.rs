@@ -37,7 +37,10 @@ use super::*;
 /// the datasource (a plugin restarting), within the request's own deadline.
 const PROVIDER_GRACE: Duration = Duration::from_secs(5);
 /// How many times one request moves to another service after its service left.
-const MAX_FAILOVERS: usize = 3;
+const MAX_FAILOVERS: u32 = 6;
+/// The first pause before asking another service, doubled at each try
+/// (50 ms … 1.6 s, 3.15 s in all: within [`PROVIDER_GRACE`]).
+const FAILOVER_PAUSE: Duration = Duration::from_millis(50);
 /// Reply bytes queued for one request before the service is told it sends
 /// faster than the client reads (the request then fails).
 const MAX_QUEUED_BYTES: usize = 8 << 20;
@@ -758,8 +761,15 @@ impl Datasource for RemoteDatasource {
                 Ok(()) => return Ok(()),
                 Err(Ended::Failed(error)) => return Err(error),
                 Err(Ended::Gone) if failovers < MAX_FAILOVERS => {
+                    // Another node may still list the service that left for
+                    // a moment (its announcement is on the way) and answer
+                    // "gone" at once: wait a little longer before each try,
+                    // so a service that takes over in time is found.
+                    let pause = FAILOVER_PAUSE * (1 << failovers);
                     failovers += 1;
-                    tracing::info!(datasource = %self.id, "service left mid-request; asking another");
+                    tracing::info!(datasource = %self.id, ?pause, "service left mid-request; asking another");
+                    tokio::time::sleep_until((Instant::now() + pause).min(request.deadline).into())
+                        .await;
                 }
                 Err(Ended::Gone) => return Err(self.gone()),
             }

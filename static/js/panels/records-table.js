@@ -124,19 +124,24 @@ export function recordsCaption(count) {
   return count > MAX_ROWS ? `${MAX_ROWS} of ${count} shown` : `${count}`;
 }
 
-/** Fills the details table with every field of `record` (highlights, where the datasource gave them, below). */
-export function drawDetails(table, record, datasourceName) {
+/** Fills the details table with every field of `record` (highlights, where
+ * the datasource gave them, below). `valueActions(field, value)`: buttons
+ * offered beside each single value of a field (search it, expand from it). */
+export function drawDetails(table, record, datasourceName, valueActions = () => []) {
   table.replaceChildren();
-  const add = (key, value) => {
+  const add = (key, value, field = null) => {
     const tr = table.insertRow();
     tr.insertCell().textContent = key;
-    tr.insertCell().textContent = formatValue(value);
+    const cell = tr.insertCell();
+    cell.textContent = formatValue(value);
+    const values = (Array.isArray(value) ? value : [value]).filter((v) => ["string", "number", "boolean"].includes(typeof v));
+    if (field && values.length === 1) cell.append(" ", ...valueActions(field, String(values[0])));
   };
   add("datasource", datasourceName(record.ds));
   add("id", record.id);
   for (const [key, value] of Object.entries(record.fields ?? {})) {
     if (key === "id" && String(value) === String(record.id)) continue;
-    add(key, value);
+    add(key, value, key);
   }
   for (const [key, fragments] of Object.entries(record.highlight ?? {})) {
     add(`highlight: ${key}`, (fragments ?? []).join(" … ").replace(/<\/?em>/g, ""));

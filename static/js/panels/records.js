@@ -1,11 +1,11 @@
 // The records panel: the records behind the selected nodes, with columns the
 // user picks, and the details of one record.
 
-import { allRecords, recordsOfNodes } from "../model.js";
+import { allRecords, keyFor, recordsOfNodes, withMerged } from "../model.js";
 import { drawDetails, drawRecords, recordsCaption, sortRows, toCsv } from "./records-table.js";
 import { mergedFields } from "./fields.js";
 
-export function recordsPanel({ store, $, graphless = false }) {
+export function recordsPanel({ store, $, graphless = false, searchValue = () => {}, expandValue = () => {} }) {
   const saved = store.saved;
   const columns = () => saved.columns ?? Object.keys(saved.nodeFields);
   const datasourceName = (id) => store.datasourceName(id);
@@ -37,7 +37,24 @@ export function recordsPanel({ store, $, graphless = false }) {
 
   function openDetails(record) {
     $("details-title").textContent = `Record ${record.id}`;
-    drawDetails($("details-fields"), record, datasourceName);
+    // Each value can be searched everywhere or expanded from, as a node can.
+    const actions = (field, value) => {
+      const key = keyFor(record.ds, field, value, store.session.links);
+      const button = (label, title, run) => {
+        const element = document.createElement("button");
+        element.type = "button";
+        element.className = "link value-action";
+        element.textContent = label;
+        element.title = title;
+        element.addEventListener("click", () => run(key));
+        return element;
+      };
+      return [
+        button("search", `Search ${value} in all datasources`, searchValue),
+        button("expand", `Expand from ${value}`, expandValue),
+      ];
+    };
+    drawDetails($("details-fields"), record, datasourceName, actions);
     $("details").hidden = false;
   }
 
@@ -45,7 +62,9 @@ export function recordsPanel({ store, $, graphless = false }) {
     const { selection, queries } = store.session;
     // Without a graph to select from, the table shows every record.
     const { links } = store.session;
-    const rows = selection.length ? recordsOfNodes(queries, selection, links) : graphless ? allRecords(queries) : [];
+    // A merged node stands for the values merged into it.
+    const keys = withMerged(selection, saved.merges);
+    const rows = selection.length ? recordsOfNodes(queries, keys, links) : graphless ? allRecords(queries) : [];
     shown = rows;
     $("export-csv").hidden = rows.length === 0;
     drawRecords($("records"), rows, columns(), {

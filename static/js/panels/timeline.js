@@ -4,7 +4,7 @@
 // over the bars.
 
 import { drawHistogram } from "./histogram.js";
-import { keysOf, recordsOfNodes } from "../model.js";
+import { keysOf, mergedInto, recordsOfNodes, withMerged } from "../model.js";
 
 export function timelinePanel({ store, $, select }) {
   let range = null; // [from, to] of the last drawing, ms
@@ -14,7 +14,7 @@ export function timelinePanel({ store, $, select }) {
     const fields = store.timelineFields();
     const { queries, selection } = store.session;
     const selected = selection.length
-      ? new Set(recordsOfNodes(queries, selection, store.session.links).map(({ record }) => `${record.ds}\u0000${record.id}`))
+      ? new Set(recordsOfNodes(queries, withMerged(selection, store.saved.merges), store.session.links).map(({ record }) => `${record.ds}\u0000${record.id}`))
       : null;
     const drawn = drawHistogram($("histogram"), queries, (ds) => fields.get(ds), selected, size);
     range = drawn.range;
@@ -53,7 +53,7 @@ export function timelinePanel({ store, $, select }) {
           const time = typeof value === "number" ? value : Date.parse(value);
           return time >= low && time <= high;
         });
-        if (inside) for (const key of keysOf(record, nodeFields, store.session.links)) keys.add(key);
+        if (inside) for (const key of keysOf(record, nodeFields, store.session.links)) keys.add(mergedInto(key, store.saved.merges));
       }
     }
     select([...keys]);
