@@ -67,33 +67,9 @@ async fn expand(client: &mut Client, request: Value) -> (BTreeMap<String, Value>
     (found, last)
 }
 
-#[tokio::test]
-async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
-    let server = start(vec![datasource(
-        "tweets",
-        "fixtures",
-        json!({"embedded": "tweets"}),
-    )]);
-    let (mut client, initial) = Client::ready(&server).await;
-    // Without links the greeting is the seed's.
-    assert!(initial["state"].get("links").is_none(), "{initial}");
-    let (found, completed) = expand(
-        &mut client,
-        json!({"type": "EXPAND_REQUEST", "request-id": "x1", "datasources": ["tweets"],
-               "values": [{"field": "hashtags", "value": "opendata"}],
-               "fields": ["hashtags", "user.screen_name"], "size": 5}),
-    )
-    .await;
-    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
-    assert_eq!(completed["request-id"], "x1");
-    let answer = &found["tweets"];
-    assert_eq!(answer["request-id"], "x1");
-    assert!(
-        answer.get("sampled").is_none(),
-        "306 tweets fit the sample: {answer}"
-    );
-
-    // The same counts, straight from the data.
+/// Checks an `EXPAND_RECEIVE` for #opendata (fields `hashtags` and
+/// `user.screen_name`, five each) against the demo tweets themselves.
+fn check_opendata(answer: &Value) {
     let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
     for tweet in demo_tweets() {
         let tags = strings(tweet.get("hashtags"));
@@ -138,11 +114,11 @@ async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
             })
             .collect();
         let want: Vec<(String, u64)> = top.into_iter().map(|(v, c)| (v.clone(), *c)).collect();
-        assert_eq!(got, want, "{field}");
+        assert_eq!(got, want, "{field}: {answer}");
     }
     // Every connection starts at the selected value and ends at a vertex.
     let connections = answer["connections"].as_array().expect("connections");
-    assert_eq!(connections.len(), 10);
+    assert_eq!(connections.len(), 10, "{answer}");
     for connection in connections {
         assert_eq!(
             connection["from"],
@@ -155,6 +131,170 @@ async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
         )];
         assert_eq!(connection["doc_count"], count);
     }
+}
+
+/// Checks a `significant` expansion from #rust (three hashtags) against
+/// JLH computed from the demo tweets: `(fg - bg) * fg / bg`, fg a tag's
+/// share among tweets with #rust, bg its share among all tweets.
+fn check_significant_for_rust(answer: &Value) {
+    let tweets = demo_tweets();
+    let with = |tag: &str, of: &[&Map<String, Value>]| {
+        of.iter()
+            .filter(|t| strings(t.get("hashtags")).iter().any(|h| h == tag))
+            .count() as f64
+    };
+    let all: Vec<&Map<String, Value>> = tweets.iter().collect();
+    let rust: Vec<&Map<String, Value>> = all
+        .iter()
+        .copied()
+        .filter(|t| with("rust", &[t]) > 0.0)
+        .collect();
+    let mut scores: Vec<(String, f64)> = all
+        .iter()
+        .flat_map(|t| strings(t.get("hashtags")))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|tag| tag != "rust")
+        .map(|tag| {
+            let fg = with(&tag, &rust) / rust.len() as f64;
+            let bg = with(&tag, &all) / all.len() as f64;
+            let score = if fg > bg { (fg - bg) * fg / bg } else { 0.0 };
+            (tag, score)
+        })
+        .collect();
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let got: Vec<(&str, f64)> = answer["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap_or_default(),
+                v["weight"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{answer}");
+    for ((tag, weight), (want_tag, want)) in got.iter().zip(&scores) {
+        assert_eq!(tag, want_tag, "{answer}");
+        assert!((weight - want).abs() < 1e-9, "{tag}: {weight} vs {want}");
+    }
+    assert!(
+        answer["method"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("JLH"),
+        "{answer}"
+    );
+}
+
+const OPENDATA: &str = r#"{"type": "EXPAND_REQUEST", "request-id": "x1", "datasources": ["tweets"],
+    "values": [{"field": "hashtags", "value": "opendata"}],
+    "fields": ["hashtags", "user.screen_name"], "size": 5}"#;
+
+#[tokio::test]
+async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
+    let server = start(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets"}),
+    )]);
+    let (mut client, initial) = Client::ready(&server).await;
+    // Without links the greeting is the seed's.
+    assert!(initial["state"].get("links").is_none(), "{initial}");
+    let (found, completed) = expand(&mut client, serde_json::from_str(OPENDATA).unwrap()).await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    assert_eq!(completed["request-id"], "x1");
+    let answer = &found["tweets"];
+    assert_eq!(answer["request-id"], "x1");
+    assert!(
+        answer.get("sampled").is_none(),
+        "every tweet counted: {answer}"
+    );
+    check_opendata(answer);
+}
+
+/// The demo tweets in an Elasticsearch-shaped server, with their mapping.
+fn tweets_in_elasticsearch() -> common::es_mock::MockEs {
+    let mapping: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/datasources/fixtures/tweets.mapping.json"
+        ))
+        .expect("mapping"),
+    )
+    .expect("mapping json");
+    let docs = demo_tweets()
+        .into_iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or_default().to_owned(),
+                Value::Object(t),
+            )
+        })
+        .collect();
+    common::es_mock::MockEs::start(vec![(
+        "tweets".into(),
+        common::es_mock::MockIndex {
+            mapping: mapping["mappings"].clone(),
+            docs,
+        },
+    )])
+}
+
+#[tokio::test]
+async fn elasticsearch_expands_with_its_own_aggregations() {
+    let es = tweets_in_elasticsearch();
+    let server = start(vec![datasource(
+        "tweets",
+        "elasticsearch",
+        json!({"url": es.url(), "index": "tweets"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, completed) = expand(&mut client, serde_json::from_str(OPENDATA).unwrap()).await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    let answer = &found["tweets"];
+    assert!(
+        answer["method"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("terms under a sampler"),
+        "{answer}"
+    );
+    check_opendata(answer);
+    // One `_search` with the aggregations, not a search for records.
+    let searches: Vec<String> = es
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("_search"))
+        .collect();
+    assert_eq!(searches.len(), 1, "{searches:?}");
+
+    // A small sample: the counts are of the sample, and it says so.
+    let server = start(vec![datasource(
+        "tweets",
+        "elasticsearch",
+        json!({"url": es.url(), "index": "tweets", "sample_size": 100}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, _) = expand(&mut client, serde_json::from_str(OPENDATA).unwrap()).await;
+    assert_eq!(found["tweets"]["sampled"], 100, "{}", found["tweets"]);
+
+    // Significant: the scores Elasticsearch sends are the weights.
+    let server = start(vec![datasource(
+        "tweets",
+        "elasticsearch",
+        json!({"url": es.url(), "index": "tweets"}),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "s", "datasources": ["tweets"],
+               "values": [{"field": "hashtags", "value": "rust"}], "fields": ["hashtags"], "size": 3,
+               "mode": "significant"}),
+    )
+    .await;
+    check_significant_for_rust(&found["tweets"]);
 }
 
 #[tokio::test]
@@ -422,55 +562,7 @@ async fn significant_values_are_ranked_by_jlh_against_the_whole_datasource() {
                "fields": ["hashtags"], "size": 3, "mode": "significant"}),
     )
     .await;
-    let answer = &found["tweets"];
-    // JLH from the data: (fg - bg) * fg / bg, fg = share among tweets with
-    // #rust, bg = share among all tweets.
-    let tweets = demo_tweets();
-    let with = |tag: &str, of: &[&Map<String, Value>]| {
-        of.iter()
-            .filter(|t| strings(t.get("hashtags")).iter().any(|h| h == tag))
-            .count() as f64
-    };
-    let all: Vec<&Map<String, Value>> = tweets.iter().collect();
-    let rust: Vec<&Map<String, Value>> = all
-        .iter()
-        .copied()
-        .filter(|t| with("rust", &[t]) > 0.0)
-        .collect();
-    let mut scores: Vec<(String, f64)> = all
-        .iter()
-        .flat_map(|t| strings(t.get("hashtags")))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .filter(|tag| tag != "rust")
-        .map(|tag| {
-            let fg = with(&tag, &rust) / rust.len() as f64;
-            let bg = with(&tag, &all) / all.len() as f64;
-            let score = if fg > bg { (fg - bg) * fg / bg } else { 0.0 };
-            (tag, score)
-        })
-        .collect();
-    scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let got: Vec<(&str, f64)> = answer["vertices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["value"].as_str().unwrap_or_default(),
-                v["weight"].as_f64().unwrap_or(-1.0),
-            )
-        })
-        .collect();
-    assert_eq!(got.len(), 3, "{answer}");
-    for ((tag, weight), (want_tag, want)) in got.iter().zip(&scores) {
-        assert_eq!(tag, want_tag, "{answer}");
-        assert!((weight - want).abs() < 1e-9, "{tag}: {weight} vs {want}");
-    }
-    assert!(answer["method"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("JLH"));
+    check_significant_for_rust(&found["tweets"]);
 }
 
 #[tokio::test]

@@ -469,6 +469,26 @@ impl State {
         let total = hits.len();
         let page: Vec<Value> = hits.iter().skip(from).take(size).cloned().collect();
         let mut answer = envelope(total, page, &body["track_total_hits"]);
+        let aggs = body.get("aggs").or_else(|| body.get("aggregations"));
+        if let Some(aggs) = aggs {
+            let docs: Vec<Map<String, Value>> =
+                hits.iter().map(|hit| flatten(&hit["_source"])).collect();
+            let all: Vec<Map<String, Value>> = names
+                .iter()
+                .flat_map(|name| {
+                    self.indices[name]
+                        .docs
+                        .iter()
+                        .map(|(_, source)| flatten(source))
+                })
+                .collect();
+            match aggregate(aggs, &docs, &all) {
+                Ok(result) => answer["aggregations"] = result,
+                Err(reason) => {
+                    return respond(400, error_body(400, "illegal_argument_exception", &reason))
+                }
+            }
+        }
         if scroll {
             let id = self.open_scroll(hits, size);
             answer["_scroll_id"] = json!(id);
@@ -635,6 +655,126 @@ fn envelope(total: usize, hits: Vec<Value>, track_total_hits: &Value) -> Value {
     })
 }
 
+/// A keyword field's values in a flattened document, as strings.
+fn keyword_values(value: Option<&Value>) -> Vec<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match value {
+        Some(Value::Array(list)) => list.iter().filter_map(scalar).collect(),
+        Some(v) => scalar(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The aggregations the adapter's expansions send, over `docs` (the
+/// matching documents, in index order) with `all` the index's documents
+/// (the background): `sampler` (the first `shard_size` documents: one
+/// shard), `filter`, `terms` and `significant_terms` (JLH, `size`,
+/// `exclude` as a list of values). Buckets by count (score), then key.
+fn aggregate(
+    aggs: &Value,
+    docs: &[Map<String, Value>],
+    all: &[Map<String, Value>],
+) -> Result<Value, String> {
+    let mut out = Map::new();
+    for (name, spec) in aggs.as_object().ok_or("aggs must be an object")? {
+        let subs = spec.get("aggs").or_else(|| spec.get("aggregations"));
+        let nested = |docs: &[Map<String, Value>]| -> Result<Value, String> {
+            let mut result = json!({"doc_count": docs.len()});
+            if let Some(subs) = subs {
+                if let Value::Object(inner) = aggregate(subs, docs, all)? {
+                    result.as_object_mut().ok_or("result")?.extend(inner);
+                }
+            }
+            Ok(result)
+        };
+        let result = if let Some(sampler) = spec.get("sampler") {
+            let shard_size = sampler["shard_size"].as_u64().unwrap_or(100) as usize;
+            nested(&docs[..docs.len().min(shard_size)])?
+        } else if let Some(filter) = spec.get("filter") {
+            let query = Query::read(filter)?;
+            let kept: Vec<Map<String, Value>> = docs
+                .iter()
+                .filter(|d| query.matches("", d))
+                .cloned()
+                .collect();
+            nested(&kept)?
+        } else if let Some(terms) = spec.get("terms").or_else(|| spec.get("significant_terms")) {
+            let significant = spec.get("significant_terms").is_some();
+            let field = terms["field"]
+                .as_str()
+                .ok_or("terms needs a field")?
+                .trim_end_matches(".keyword");
+            let size = terms["size"].as_u64().unwrap_or(10) as usize;
+            let exclude: Vec<String> = keyword_values(terms.get("exclude"));
+            let count = |docs: &[Map<String, Value>]| {
+                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                for doc in docs {
+                    let mut values = keyword_values(doc.get(field));
+                    values.sort();
+                    values.dedup();
+                    for value in values {
+                        if !exclude.contains(&value) {
+                            *counts.entry(value).or_default() += 1;
+                        }
+                    }
+                }
+                counts
+            };
+            let foreground = count(docs);
+            let background = if significant {
+                count(all)
+            } else {
+                BTreeMap::new()
+            };
+            let mut buckets: Vec<(String, u64, f64)> = foreground
+                .into_iter()
+                .map(|(key, n)| {
+                    let score = if significant {
+                        let fg = n as f64 / docs.len().max(1) as f64;
+                        let bg = background.get(&key).copied().unwrap_or(n) as f64
+                            / all.len().max(1) as f64;
+                        if fg > bg {
+                            (fg - bg) * fg / bg
+                        } else {
+                            0.0
+                        }
+                    } else {
+                        n as f64
+                    };
+                    (key, n, score)
+                })
+                .filter(|(_, _, score)| !significant || *score > 0.0)
+                .collect();
+            buckets.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
+            buckets.truncate(size);
+            let buckets: Vec<Value> = buckets
+                .into_iter()
+                .map(|(key, n, score)| {
+                    if significant {
+                        json!({"key": key, "doc_count": n, "score": score, "bg_count": background.get(&key).copied().unwrap_or(n)})
+                    } else {
+                        json!({"key": key, "doc_count": n})
+                    }
+                })
+                .collect();
+            if significant {
+                json!({"doc_count": docs.len(), "bg_count": all.len(), "buckets": buckets})
+            } else {
+                json!({"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": buckets})
+            }
+        } else {
+            return Err(format!("unsupported aggregation {spec}"));
+        };
+        out.insert(name.clone(), result);
+    }
+    Ok(Value::Object(out))
+}
+
 /// The part of the query DSL the adapter sends: `match_all`,
 /// `query_string`, `bool` (`must`, `filter`, `should`, `must_not`), `range`
 /// on numbers and dates, `ids`, `exists`.
@@ -652,6 +792,12 @@ enum Query {
     },
     Ids(Vec<String>),
     Exists(String),
+    /// `term` on a keyword field (`x.keyword` is `x`); compared without
+    /// case, as the demo mappings' `lowercase` normalizer does.
+    Term {
+        field: String,
+        value: String,
+    },
 }
 
 impl Query {
@@ -717,6 +863,18 @@ impl Query {
         if let Some(field) = query["exists"]["field"].as_str() {
             return Ok(Query::Exists(field.to_owned()));
         }
+        if let Some(Value::Object(term)) = query.get("term") {
+            let (field, value) = term.iter().next().ok_or("empty term")?;
+            let value = value.get("value").unwrap_or(value);
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            return Ok(Query::Term {
+                field: field.trim_end_matches(".keyword").to_owned(),
+                value,
+            });
+        }
         Err(format!("unsupported query {query}"))
     }
 
@@ -748,6 +906,9 @@ impl Query {
             }
             Query::Ids(ids) => ids.iter().any(|wanted| wanted == id),
             Query::Exists(field) => flat.get(field).is_some_and(|v| !v.is_null()),
+            Query::Term { field, value } => keyword_values(flat.get(field))
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(value)),
         }
     }
 

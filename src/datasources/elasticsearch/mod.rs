@@ -11,6 +11,7 @@
 //! - with `live_field`, live queries poll for new documents ([`live`]).
 
 mod deep;
+pub mod expand;
 pub mod hits;
 mod live;
 mod mapping;
@@ -31,8 +32,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use tributary_datasource::{
-    Datasource, DatasourceError, DatasourceSettings, Field, FieldList, Live, RequestContext,
-    ResultSink, SearchQuery, SetupError,
+    Datasource, DatasourceError, DatasourceSettings, ExpandQuery, Expansion, Field, FieldList,
+    Live, RequestContext, ResultSink, SearchQuery, SetupError, WorkLimits,
 };
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +68,13 @@ struct ElasticsearchOptions {
     live_field: Option<String>,
     /// How often live queries poll (default 5 s).
     live_interval: Option<String>,
+    /// Documents per shard an expansion's aggregations look at (a `sampler`).
+    #[serde(default = "default_sample_size")]
+    sample_size: u64,
+}
+
+fn default_sample_size() -> u64 {
+    expand::DEFAULT_SAMPLE_SIZE
 }
 
 fn default_field() -> String {
@@ -97,6 +105,8 @@ pub struct ElasticsearchDatasource {
     scan_batch: u64,
     /// Set when live queries are configured (`live_field`).
     live: Option<live::LiveOptions>,
+    /// Documents per shard an expansion's aggregations look at.
+    sample_size: u64,
 }
 
 impl ElasticsearchDatasource {
@@ -200,6 +210,7 @@ impl ElasticsearchDatasource {
             max_result_window: options.max_result_window.max(1),
             scan_batch: options.scan_batch.clamp(1, 10_000),
             live,
+            sample_size: options.sample_size.clamp(1, 1_000_000),
         }))
     }
 
@@ -413,6 +424,19 @@ impl Datasource for ElasticsearchDatasource {
 
     fn live(&self) -> Option<&dyn Live> {
         self.live.as_ref().map(|_| self as &dyn Live)
+    }
+
+    /// `terms` / `significant_terms` aggregations under a `sampler`.
+    async fn expand(
+        &self,
+        request: &RequestContext,
+        query: &ExpandQuery,
+        _work: &WorkLimits,
+    ) -> Result<Option<Expansion>, DatasourceError> {
+        let fields = self.fields(request).await?;
+        self.expand_with_aggregations(query, &fields)
+            .await
+            .map(Some)
     }
 
     /// `GET /`: reachable, and really Elasticsearch (7.14+ say so in a header).

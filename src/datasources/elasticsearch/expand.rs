@@ -1,0 +1,190 @@
+//! Expansions with Elasticsearch's own aggregations: under a `sampler` (the
+//! best-matching `sample_size` documents per shard), a `terms` (or, in
+//! `significant` mode, `significant_terms`, JLH) aggregation per field for
+//! the new values, and per selected value a `filter` with the same
+//! aggregations for the connections. One `_search`, `size: 0`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use elasticsearch::SearchParts;
+use serde_json::{json, Map, Value};
+use tributary_datasource::{
+    Connection, DatasourceError, ExpandMode, ExpandQuery, Expansion, FieldList, FieldValue, Vertex,
+};
+
+use super::ElasticsearchDatasource;
+
+/// Documents per shard the aggregations look at, by default.
+pub const DEFAULT_SAMPLE_SIZE: u64 = 5_000;
+
+impl ElasticsearchDatasource {
+    pub(super) async fn expand_with_aggregations(
+        &self,
+        query: &ExpandQuery,
+        fields: &FieldList,
+    ) -> Result<Expansion, DatasourceError> {
+        let body = expand_body(query, fields, self.sample_size);
+        let indices = self.indices();
+        let response = self
+            .client
+            .search(SearchParts::Index(&indices))
+            .body(body)
+            .send()
+            .await;
+        let answer = self.read(response, "expand").await?;
+        Ok(read_expansion(query, &answer, self.sample_size))
+    }
+}
+
+/// The field to aggregate on: a `text` field's `keyword` sub-field (the
+/// convention of Elasticsearch's dynamic mapping), else the field itself.
+fn aggregatable(field: &str, fields: &FieldList) -> String {
+    let text = fields
+        .fields
+        .iter()
+        .any(|f| f.path == field && f.kind == "text");
+    if text {
+        format!("{field}.keyword")
+    } else {
+        field.to_owned()
+    }
+}
+
+/// Records holding `selected` values: a `term` query per field (on the
+/// aggregatable field, so values match exactly), any of them.
+fn holding(pairs: &[(String, String)]) -> Value {
+    let should: Vec<Value> = pairs
+        .iter()
+        .map(|(field, value)| json!({"term": {field: {"value": value}}}))
+        .collect();
+    json!({"bool": {"should": should, "minimum_should_match": 1}})
+}
+
+/// The `_search` body of one expansion.
+pub fn expand_body(query: &ExpandQuery, fields: &FieldList, sample_size: u64) -> Value {
+    let kind = match query.mode {
+        ExpandMode::Count => "terms",
+        ExpandMode::Significant => "significant_terms",
+    };
+    // Per field: the values not to return (excluded, or selected themselves).
+    let per_field = |selected_too: bool| -> Map<String, Value> {
+        let mut aggs = Map::new();
+        for (i, field) in query.fields.iter().enumerate() {
+            let mut exclude: BTreeSet<&str> = query
+                .exclude
+                .iter()
+                .filter(|v| &v.field == field)
+                .map(|v| v.value.as_str())
+                .collect();
+            if selected_too {
+                for s in &query.selected {
+                    if s.fields.contains(field) {
+                        exclude.insert(s.value.value.as_str());
+                    }
+                }
+            }
+            let mut spec = json!({"field": aggregatable(field, fields), "size": query.size});
+            if !exclude.is_empty() {
+                spec["exclude"] = json!(exclude);
+            }
+            aggs.insert(format!("f{i}"), json!({ kind: spec }));
+        }
+        aggs
+    };
+    let mut inner = per_field(true);
+    for (j, selected) in query.selected.iter().enumerate() {
+        let pairs: Vec<(String, String)> = selected
+            .fields
+            .iter()
+            .map(|f| (aggregatable(f, fields), selected.value.value.clone()))
+            .collect();
+        inner.insert(
+            format!("s{j}"),
+            json!({"filter": holding(&pairs), "aggs": per_field(true)}),
+        );
+    }
+    let all: Vec<(String, String)> = query
+        .selected
+        .iter()
+        .flat_map(|s| {
+            s.fields
+                .iter()
+                .map(|f| (aggregatable(f, fields), s.value.value.clone()))
+        })
+        .collect();
+    json!({
+        "size": 0,
+        "track_total_hits": true,
+        "query": holding(&all),
+        "aggs": {"sample": {"sampler": {"shard_size": sample_size}, "aggs": inner}},
+    })
+}
+
+/// Reads the answer to [`expand_body`].
+pub fn read_expansion(query: &ExpandQuery, answer: &Value, sample_size: u64) -> Expansion {
+    let sample = &answer["aggregations"]["sample"];
+    let buckets = |at: &Value, i: usize| -> Vec<(String, u64, f64)> {
+        at[format!("f{i}")]["buckets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| {
+                let key = match &b["key"] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => return None,
+                    other => b["key_as_string"]
+                        .as_str()
+                        .map_or_else(|| other.to_string(), str::to_owned),
+                };
+                let count = b["doc_count"].as_u64()?;
+                Some((key, count, b["score"].as_f64().unwrap_or(count as f64)))
+            })
+            .collect()
+    };
+    let mut vertices = Vec::new();
+    let mut kept = BTreeSet::new();
+    for (i, field) in query.fields.iter().enumerate() {
+        for (value, doc_count, weight) in buckets(sample, i) {
+            kept.insert(FieldValue::new(field.clone(), value.clone()));
+            vertices.push(Vertex {
+                field: field.clone(),
+                value,
+                doc_count,
+                weight,
+            });
+        }
+    }
+    let mut connections: BTreeMap<(FieldValue, FieldValue), u64> = BTreeMap::new();
+    for (j, selected) in query.selected.iter().enumerate() {
+        let within = &sample[format!("s{j}")];
+        for (i, field) in query.fields.iter().enumerate() {
+            for (value, doc_count, _) in buckets(within, i) {
+                let to = FieldValue::new(field.clone(), value);
+                if kept.contains(&to) {
+                    connections.insert((selected.value.clone(), to), doc_count);
+                }
+            }
+        }
+    }
+    let total = answer["hits"]["total"]["value"].as_u64().unwrap_or(0);
+    let looked_at = sample["doc_count"].as_u64().unwrap_or(total);
+    let method = match query.mode {
+        ExpandMode::Count => "terms",
+        ExpandMode::Significant => "significant_terms (JLH)",
+    };
+    Expansion {
+        vertices,
+        connections: connections
+            .into_iter()
+            .map(|((from, to), doc_count)| Connection {
+                from,
+                to,
+                doc_count,
+            })
+            .collect(),
+        sampled: (looked_at < total).then_some(looked_at),
+        method: format!(
+            "{method} under a sampler of {sample_size} documents per shard: {looked_at} of {total} matching documents"
+        ),
+    }
+}
