@@ -51,7 +51,9 @@ impl Links {
         if fields.contains(&value.field) {
             found.push(value.field.clone());
         }
+        let own = !found.is_empty();
         let mut lowercase = false;
+        let mut via = None;
         for (name, link) in &self.links {
             // A link carries the value when any of its fields has the value's
             // field name, or the value names the link itself (a client that
@@ -63,6 +65,9 @@ impl Links {
             for (id, field) in link.members() {
                 if id == datasource && fields.contains(field) && !found.iter().any(|f| f == field) {
                     found.push(field.to_owned());
+                    if !own && via.is_none() {
+                        via = Some(name.clone());
+                    }
                 }
             }
         }
@@ -70,6 +75,7 @@ impl Links {
             value: value.clone(),
             fields: found,
             lowercase,
+            via,
         })
     }
 
@@ -283,6 +289,7 @@ mod tests {
                 value: FieldValue::new("tag", "a"),
                 fields: vec!["tag".into()],
                 lowercase: false,
+                via: None,
             }],
             fields: vec!["n".into()],
             size: 10,
@@ -333,6 +340,12 @@ mod tests {
             .resolve("emails", &set(&["from", "to", "subject"]), &value)
             .unwrap();
         assert_eq!(emails.fields, ["from", "to"]);
+        assert_eq!(
+            emails.via.as_deref(),
+            Some("person"),
+            "found through the link"
+        );
+        assert_eq!(tweets.via, None, "tweets hold the field itself");
         // The link's name stands for all its fields.
         let by_link = FieldValue::new("person", "annad0");
         let emails = links()

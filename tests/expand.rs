@@ -439,11 +439,17 @@ async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
             ("from".into(), "dave".into(), 1),
         ])
     );
+    // E-mails hold no screen names: the link carried the value there, and
+    // their connections say so; the tweets hold the field itself.
     for connection in found["emails"]["connections"].as_array().unwrap() {
         assert_eq!(
             connection["from"],
             json!({"field": "user.screen_name", "value": "AnnaD"})
         );
+        assert_eq!(connection["via"], "person", "{connection}");
+    }
+    for connection in found["tweets"]["connections"].as_array().unwrap() {
+        assert!(connection.get("via").is_none(), "{connection}");
     }
 }
 

@@ -2206,6 +2206,17 @@ async fn expand_a_person_across_tweets_and_emails() {
         Some(2),
         "the person has the query's and the expansion's colors: {drawn}"
     );
+    // The links the expansion went through the `person` link are labelled so.
+    let labelled = js(
+        client,
+        &format!("const g = window.tributary.view.graph; return g.edges().filter((e) => g.getEdgeAttribute(e, 'label') === 'person' \
+                  && g.extremities(e).includes('{person}')).length;"),
+    )
+    .await;
+    assert!(
+        labelled.as_u64().unwrap_or(0) > 0,
+        "labelled links: {labelled}"
+    );
     save_screenshot(client, "expansion").await;
 
     // Removed like a query: its nodes go, the query's stay.

@@ -163,6 +163,8 @@ export class GraphView {
       // and leaves out those that would overlap them.
       labelDensity: 0.6,
       labelGridCellSize: 120,
+      renderEdgeLabels: true,
+      edgeLabelSize: 11,
       defaultDrawNodeLabel: drawLabelWithHalo,
       defaultEdgeColor: EDGE,
       nodeReducer: (key, data) => this.reduceNode(key, data),
@@ -246,8 +248,10 @@ export class GraphView {
     }
     for (const [key, edge] of model.edges) {
       const size = Math.min(6, 0.6 + Math.log2(edge.count));
-      if (graph.hasEdge(key)) graph.setEdgeAttribute(key, "size", size);
-      else graph.addEdgeWithKey(key, edge.source, edge.target, { size });
+      // An expansion's link through a link between fields is labelled with it.
+      const label = edge.label ?? "";
+      if (graph.hasEdge(key)) graph.mergeEdgeAttributes(key, { size, label });
+      else graph.addEdgeWithKey(key, edge.source, edge.target, { size, label });
     }
     this.place(added);
     // Big graphs pan and zoom smoothly when edges and labels sit out the motion.

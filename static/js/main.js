@@ -4,7 +4,9 @@
 
 import { TributaryClient } from "./client.js";
 import { Store, persist, clearSaved, writeSaved } from "./store.js";
-import { Searches } from "./searches.js";
+import { EXPAND_SIZE, Searches } from "./searches.js";
+
+const EXPAND_ASK_ABOVE = 150; // new nodes an expansion may add before it asks first
 import { GraphModel, splitKey, withMerged, withMerges } from "./model.js";
 import { fileName, investigation, readInvestigation } from "./investigation.js";
 import { GraphView, writeLayout } from "./graph.js";
@@ -112,6 +114,9 @@ function expandFrom(keys) {
   if (!keys.length) return;
   if (!store.enabledIds().length) { toast("Enable at least one datasource on the left first."); return; }
   if (!Object.keys(saved.nodeFields).length) { toast("Tick at least one field on the left: an expansion brings values of the chosen fields."); return; }
+  // Each datasource brings at most EXPAND_SIZE new values per chosen field.
+  const upTo = EXPAND_SIZE * Object.keys(saved.nodeFields).length * store.enabledIds().length;
+  if (upTo > EXPAND_ASK_ABOVE && !confirm(`This expansion may add up to ${upTo} new nodes (${EXPAND_SIZE} per field and datasource). Expand?`)) return;
   const added = searches.expand(keys, unusedColor());
   if (added) toast(`Expanding ${keys.length} value${keys.length === 1 ? "" : "s"}…`);
 }

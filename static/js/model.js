@@ -78,6 +78,7 @@ export class GraphModel {
     this.links = NO_LINKS;
     this.nodes = new Map();   // key → {field, label, count, byQuery: Map query id → count}
     this.edges = new Map();   // key → {source, target, count}
+    this.edgeLabels = new Map(); // edge key → the link an expansion went through
     this.entries = new Map(); // query id → Map record key → node keys
     this.version = 0;         // changes with every change
   }
@@ -102,6 +103,7 @@ export class GraphModel {
     // An expansion's connection names its two nodes itself.
     const keys = record.nodeKeys ?? keysOf(record, this.fields, this.links);
     entries.set(recordKey, keys);
+    if (record.via && keys.length === 2) this.edgeLabels.set(edgeKey(keys[0], keys[1]), record.via);
     this.count(query.id, keys, 1);
   }
 
@@ -177,7 +179,8 @@ export class GraphModel {
     const degree = new Map();
     for (const [key, edge] of this.edges) {
       if (kept.has(edge.source) && kept.has(edge.target)) {
-        edges.set(key, edge);
+        const label = this.edgeLabels.get(key);
+        edges.set(key, label ? { ...edge, label } : edge);
         degree.set(edge.source, (degree.get(edge.source) ?? 0) + 1);
         degree.set(edge.target, (degree.get(edge.target) ?? 0) + 1);
       }
@@ -262,7 +265,7 @@ export function withMerges(drawn, merges = {}, names = {}) {
     const key = edgeKey(a, b);
     const shown = edges.get(key);
     if (shown) shown.count += edge.count;
-    else edges.set(key, { source: a < b ? a : b, target: a < b ? b : a, count: edge.count });
+    else edges.set(key, { source: a < b ? a : b, target: a < b ? b : a, count: edge.count, label: edge.label });
   }
   return { ...drawn, nodes, edges };
 }

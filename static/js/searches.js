@@ -49,8 +49,8 @@ function newQuery(saved) {
   query.kind = "expansion";
   query.keys = saved.keys ?? [];
   // Saved expansions keep what they found: each connection one record.
-  (saved.connections ?? []).forEach(([ds, from, to, count], i) => {
-    const record = { ds, id: `connection-${i + 1}`, fields: {}, count, nodeKeys: [from, to] };
+  (saved.connections ?? []).forEach(([ds, from, to, count, via = null], i) => {
+    const record = { ds, id: `connection-${i + 1}`, fields: {}, count, nodeKeys: [from, to], via };
     query.records.set(`${ds}\u0000${record.id}`, record);
   });
   for (const [ds, found] of Object.entries(saved.found ?? {})) {
@@ -85,7 +85,7 @@ function sourceOf(query, ds) {
 
 /** An expansion as saved: what it was asked from and what it found. */
 function savedExpansion(query) {
-  const connections = [...query.records.values()].map((r) => [r.ds, r.nodeKeys[0], r.nodeKeys[1], r.count]);
+  const connections = [...query.records.values()].map((r) => [r.ds, r.nodeKeys[0], r.nodeKeys[1], r.count, r.via]);
   const found = {};
   for (const [ds, source] of query.sources) {
     if (source.total !== null) found[ds] = { total: source.total, sampled: source.sampled, method: source.method };
@@ -400,6 +400,7 @@ export class Searches {
           const record = {
             ds, id: `connection-${++connections}`, fields: {}, count: connection.doc_count,
             nodeKeys: [fromKey, keyFor(ds, to.field, to.value, links)],
+            via: connection.via ?? null, // the link that carried the selection here
           };
           const recordKey = `${ds}\u0000${record.id}`;
           query.records.set(recordKey, record);

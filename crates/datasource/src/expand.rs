@@ -39,6 +39,9 @@ pub struct Selected {
     pub fields: Vec<String>,
     /// Values are compared lowercased (a link with `lowercase = true`).
     pub lowercase: bool,
+    /// The link it is found through, when this datasource does not have
+    /// the value's own field (its connections then say so).
+    pub via: Option<String>,
 }
 
 /// How new values are ranked.
@@ -84,6 +87,9 @@ pub struct Connection {
     pub from: FieldValue,
     pub to: FieldValue,
     pub doc_count: u64,
+    /// The link that carried the selected value into this datasource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// What one datasource found.
@@ -241,10 +247,18 @@ pub fn count_expansion(
         .iter()
         .map(|v| FieldValue::new(v.field.clone(), v.value.clone()))
         .collect();
+    let via = |from: &FieldValue| {
+        query
+            .selected
+            .iter()
+            .find(|s| &s.value == from)
+            .and_then(|s| s.via.clone())
+    };
     let connections = pairs
         .into_iter()
         .filter(|((_, to), _)| kept.contains(to))
         .map(|((from, to), doc_count)| Connection {
+            via: via(&from),
             from,
             to,
             doc_count,
@@ -296,6 +310,7 @@ mod tests {
                     value: FieldValue::new(*field, *value),
                     fields: vec![field.to_string()],
                     lowercase: false,
+                    via: None,
                 })
                 .collect(),
             fields: fields.iter().map(|f| f.to_string()).collect(),
@@ -354,6 +369,7 @@ mod tests {
                 value: FieldValue::new("a b", "say \"hi\""),
                 fields: vec!["a b".into(), "user.name".into()],
                 lowercase: false,
+                via: None,
             }],
             fields: vec![],
             size: 1,

@@ -154,14 +154,18 @@ pub fn read_expansion(query: &ExpandQuery, answer: &Value, sample_size: u64) -> 
             });
         }
     }
-    let mut connections: BTreeMap<(FieldValue, FieldValue), u64> = BTreeMap::new();
+    let mut connections: BTreeMap<(FieldValue, FieldValue), (u64, Option<String>)> =
+        BTreeMap::new();
     for (j, selected) in query.selected.iter().enumerate() {
         let within = &sample[format!("s{j}")];
         for (i, field) in query.fields.iter().enumerate() {
             for (value, doc_count, _) in buckets(within, i) {
                 let to = FieldValue::new(field.clone(), value);
                 if kept.contains(&to) {
-                    connections.insert((selected.value.clone(), to), doc_count);
+                    connections.insert(
+                        (selected.value.clone(), to),
+                        (doc_count, selected.via.clone()),
+                    );
                 }
             }
         }
@@ -176,10 +180,11 @@ pub fn read_expansion(query: &ExpandQuery, answer: &Value, sample_size: u64) -> 
         vertices,
         connections: connections
             .into_iter()
-            .map(|((from, to), doc_count)| Connection {
+            .map(|((from, to), (doc_count, via))| Connection {
                 from,
                 to,
                 doc_count,
+                via,
             })
             .collect(),
         sampled: (looked_at < total).then_some(looked_at),

@@ -58,6 +58,45 @@ enum Mode {
     /// HTTP: publish-to-delivery latency, publish throughput, server CPU and
     /// memory per live subscription.
     Live(LiveArgs),
+    /// One client expanding from selected values (EXPAND_REQUEST), again and
+    /// again: time to the first and the last EXPAND_RECEIVE, server CPU per
+    /// expansion.
+    Expand(ExpandArgs),
+}
+
+#[derive(Args)]
+struct ExpandArgs {
+    /// Datasource ids, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "tweets")]
+    datasources: Vec<String>,
+    /// The field of the selected values.
+    #[arg(long, default_value = "user.screen_name")]
+    field: String,
+    /// How many of the field's values to expand from: the first N of
+    /// `--values`, or, without it, values the server finds first for `*`.
+    #[arg(long, default_value_t = 10)]
+    count: usize,
+    /// The selected values, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    values: Vec<String>,
+    /// The fields of new values, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "hashtags,mentions,user.screen_name"
+    )]
+    fields: Vec<String>,
+    /// New values per field.
+    #[arg(long, default_value_t = 10)]
+    size: u64,
+    /// `count` or `significant`.
+    #[arg(long, default_value = "count")]
+    mode: String,
+    #[arg(long, default_value_t = 20)]
+    repeat: usize,
+    /// The server's pid: its CPU time for all rounds is reported per expansion.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[derive(Args)]
@@ -180,6 +219,7 @@ async fn main() {
         Mode::Stream(args) => stream_mode(&cli, args).await,
         Mode::Idle(args) => idle_mode(&cli, args).await,
         Mode::Live(args) => live_mode(&cli, args).await,
+        Mode::Expand(args) => expand_mode(&cli, args).await,
     };
     match outcome {
         Ok(report) => {
@@ -401,6 +441,108 @@ async fn query_mode(cli: &Cli, args: &QueryArgs) -> Result<Report, String> {
         );
     }
     let _ = writeln!(text, "  loadgen CPU  {own_cpu:.0} ms");
+    Ok(Report { text, json })
+}
+
+/// The next text frame as JSON.
+async fn next_json(client: &mut Client) -> Result<Value, String> {
+    loop {
+        match client.next_frame().await.map_err(|e| e.to_string())? {
+            tributary_client::Frame::Text(text) => {
+                return serde_json::from_str(&text).map_err(|e| e.to_string())
+            }
+            tributary_client::Frame::Binary(_) => continue,
+            tributary_client::Frame::Closed(reason) => {
+                return Err(format!("the server closed the connection: {reason:?}"))
+            }
+        }
+    }
+}
+
+async fn expand_mode(cli: &Cli, args: &ExpandArgs) -> Result<Report, String> {
+    let mut client = connect(cli).await?;
+    let mut values = args.values.clone();
+    if values.is_empty() {
+        // The field's first distinct values among the first records.
+        let reply = client
+            .request(Search::new(args.datasources[..1].iter().cloned(), "*").size(2000))
+            .await
+            .map_err(|e| e.to_string())?;
+        for item in reply.items() {
+            if let Some(Value::String(value)) = item.field_map().get(&args.field) {
+                if !values.contains(value) {
+                    values.push(value.clone());
+                }
+            }
+        }
+    }
+    values.truncate(args.count);
+    if values.is_empty() {
+        return Err(format!("no values of `{}` to expand from", args.field));
+    }
+    let selected: Vec<Value> = values
+        .iter()
+        .map(|v| json!({"field": args.field, "value": v}))
+        .collect();
+    let clock = CpuClock::start(args.pid)?;
+    let (mut first, mut last) = (histogram(), histogram());
+    let mut vertices = 0u64;
+    for round in 0..args.repeat {
+        let id = format!("x{round}");
+        let request = json!({"type": "EXPAND_REQUEST", "request-id": id, "datasources": args.datasources,
+                             "values": selected, "fields": args.fields, "size": args.size, "mode": args.mode});
+        let started = Instant::now();
+        client
+            .send_text(&request.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut first_at = None;
+        loop {
+            let message = next_json(&mut client).await?;
+            if message["request-id"] != json!(id) {
+                continue;
+            }
+            match message["type"].as_str() {
+                Some("EXPAND_RECEIVE") => {
+                    first_at.get_or_insert_with(|| started.elapsed());
+                    vertices += message["vertices"].as_array().map_or(0, |v| v.len() as u64);
+                }
+                Some("ERROR") => return Err(format!("the server refused: {message}")),
+                Some("REQUEST_COMPLETED") => break,
+                _ => {}
+            }
+        }
+        record(&mut last, started.elapsed());
+        record(&mut first, first_at.unwrap_or_else(|| started.elapsed()));
+    }
+    let (server_cpu, own_cpu) = clock.stop()?;
+    let per_expansion = server_cpu.map(|cpu| cpu / args.repeat.max(1) as f64);
+    let mut text = format!(
+        "expand: {} value(s) of {} over {:?} into {:?} ({} mode, size {}), {} rounds\n",
+        values.len(),
+        args.field,
+        args.datasources,
+        args.fields,
+        args.mode,
+        args.size,
+        args.repeat
+    );
+    let _ = writeln!(text, "  first EXPAND_RECEIVE  {}", percentile_text(&first));
+    let _ = writeln!(text, "  last (completed)      {}", percentile_text(&last));
+    let _ = writeln!(
+        text,
+        "  new values per round  {}",
+        vertices / args.repeat.max(1) as u64
+    );
+    if let Some(per) = per_expansion {
+        let _ = writeln!(text, "  server CPU {per:.1} ms per expansion");
+    }
+    let _ = writeln!(text, "  loadgen CPU {own_cpu:.0} ms");
+    let json = json!({
+        "mode": "expand", "datasources": args.datasources, "values": values.len(), "rounds": args.repeat,
+        "first": percentiles(&first), "last": percentiles(&last),
+        "server_cpu_ms_per_expansion": per_expansion, "loadgen_cpu_ms": own_cpu,
+    });
     Ok(Report { text, json })
 }
 
