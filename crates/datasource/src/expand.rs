@@ -8,7 +8,7 @@
 //! served by the server, which searches a bounded sample of the matching
 //! records and counts them with [`count_expansion`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -166,54 +166,91 @@ pub fn count_expansion(
     records: &[Map<String, Value>],
     background: Option<(&HashMap<FieldValue, u64>, u64)>,
 ) -> Expansion {
-    let norm = |lowercase: bool, value: &str| {
-        if lowercase {
-            value.to_lowercase()
-        } else {
-            value.to_owned()
-        }
-    };
-    // Per new value: records holding it; per (selected, new): records holding both.
-    let mut found: BTreeMap<FieldValue, u64> = BTreeMap::new();
-    let mut pairs: BTreeMap<(FieldValue, FieldValue), u64> = BTreeMap::new();
-    let mut matching = 0u64;
-    for record in records {
-        let held: Vec<&FieldValue> = query
-            .selected
-            .iter()
-            .filter(|selected| {
-                let wanted = norm(selected.lowercase, &selected.value.value);
-                selected.fields.iter().any(|field| {
-                    values_of(record, field)
-                        .iter()
-                        .any(|value| norm(selected.lowercase, value) == wanted)
-                })
-            })
-            .map(|selected| &selected.value)
-            .collect();
-        if held.is_empty() {
-            continue;
-        }
-        matching += 1;
-        let mut seen = BTreeSet::new();
-        for field in &query.fields {
-            for value in values_of(record, field) {
-                let new = FieldValue::new(field.clone(), value);
-                // The selection itself, under any of its fields, is not new.
-                let selected = query.selected.iter().any(|s| {
-                    s.fields.contains(field)
-                        && norm(s.lowercase, &new.value) == norm(s.lowercase, &s.value.value)
-                });
-                if selected || query.exclude.contains(&new) || !seen.insert(new.clone()) {
-                    continue;
-                }
-                *found.entry(new.clone()).or_default() += 1;
-                for from in &held {
-                    *pairs.entry(((*from).clone(), new.clone())).or_default() += 1;
-                }
+    // Which selected values a (field, value) is: looked up, not compared one
+    // by one (tens of thousands of records × selected values × fields).
+    let mut exact: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    let mut folded: HashMap<(&str, String), Vec<usize>> = HashMap::new();
+    for (i, selected) in query.selected.iter().enumerate() {
+        for field in &selected.fields {
+            if selected.lowercase {
+                let key = (field.as_str(), selected.value.value.to_lowercase());
+                folded.entry(key).or_default().push(i);
+            } else {
+                let key = (field.as_str(), selected.value.value.as_str());
+                exact.entry(key).or_default().push(i);
             }
         }
     }
+    let selected_as = |field: &str, value: &str, into: &mut Vec<usize>| {
+        if let Some(found) = exact.get(&(field, value)) {
+            into.extend(found);
+        }
+        if !folded.is_empty() {
+            if let Some(found) = folded.get(&(field, value.to_lowercase())) {
+                into.extend(found);
+            }
+        }
+    };
+    let mut selection_fields: Vec<&str> = Vec::new();
+    for field in query.selected.iter().flat_map(|s| s.fields.iter()) {
+        if !selection_fields.contains(&field.as_str()) {
+            selection_fields.push(field);
+        }
+    }
+    // Per new value: records holding it; per (selected, new): records holding both.
+    let mut found: HashMap<(usize, String), u64> = HashMap::new();
+    let mut pairs: HashMap<(usize, usize, String), u64> = HashMap::new();
+    let mut matching = 0u64;
+    let mut held: Vec<usize> = Vec::new();
+    let mut hits: Vec<usize> = Vec::new();
+    for record in records {
+        held.clear();
+        for field in &selection_fields {
+            for value in values_of(record, field) {
+                selected_as(field, &value, &mut held);
+            }
+        }
+        if held.is_empty() {
+            continue;
+        }
+        held.sort_unstable();
+        held.dedup();
+        matching += 1;
+        let mut seen: HashSet<(usize, String)> = HashSet::new();
+        for (f, field) in query.fields.iter().enumerate() {
+            for value in values_of(record, field) {
+                // The selection itself, under any of its fields, is not new.
+                hits.clear();
+                selected_as(field, &value, &mut hits);
+                if !hits.is_empty() || seen.contains(&(f, value.clone())) {
+                    continue;
+                }
+                if !query.exclude.is_empty()
+                    && query
+                        .exclude
+                        .contains(&FieldValue::new(field.clone(), value.clone()))
+                {
+                    continue;
+                }
+                seen.insert((f, value.clone()));
+                for &from in &held {
+                    *pairs.entry((from, f, value.clone())).or_default() += 1;
+                }
+                *found.entry((f, value)).or_default() += 1;
+            }
+        }
+    }
+    let found: BTreeMap<FieldValue, u64> = found
+        .into_iter()
+        .map(|((f, value), n)| (FieldValue::new(query.fields[f].clone(), value), n))
+        .collect();
+    let pairs: BTreeMap<(FieldValue, FieldValue), u64> = pairs
+        .into_iter()
+        .map(|((from, f, value), n)| {
+            let to = FieldValue::new(query.fields[f].clone(), value);
+            ((query.selected[from].value.clone(), to), n)
+        })
+        .collect();
     let weight = |value: &FieldValue, count: u64| match (query.mode, background) {
         (ExpandMode::Significant, Some((counts, total))) if matching > 0 && total > 0 => jlh(
             count,
