@@ -669,3 +669,35 @@ fields = ["tweets:user.screen_name", "mail:from"]
     let error = tributary::config::load(Some(&path), None).expect_err("refused");
     assert!(error.contains("datasource:field"), "{error}");
 }
+
+#[tokio::test]
+async fn postgres_expands_with_group_by() {
+    let schema = common::pg::Schema::create("expand").await;
+    let server = start(vec![datasource(
+        "tweets",
+        "postgres",
+        schema.options("tweets"),
+    )]);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, completed) = expand(&mut client, serde_json::from_str(OPENDATA).unwrap()).await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    let answer = &found["tweets"];
+    assert!(
+        answer["method"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("GROUP BY"),
+        "{answer}"
+    );
+    assert!(answer.get("sampled").is_none(), "{answer}");
+    check_opendata(answer);
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "s", "datasources": ["tweets"],
+               "values": [{"field": "hashtags", "value": "rust"}], "fields": ["hashtags"], "size": 3,
+               "mode": "significant"}),
+    )
+    .await;
+    check_significant_for_rust(&found["tweets"]);
+    schema.drop().await;
+}

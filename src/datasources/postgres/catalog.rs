@@ -81,6 +81,21 @@ impl Column {
         }
     }
 
+    /// The value, or each value of a list, as text: a sub-query yielding one
+    /// row per distinct value (`SELECT DISTINCT …`), for counting.
+    pub fn values(&self) -> String {
+        let raw = &self.raw;
+        if self.json && self.array {
+            format!("SELECT DISTINCT jsonb_array_elements_text(CASE WHEN jsonb_typeof({raw}) = 'array' THEN {raw} ELSE jsonb_build_array({raw}) END)")
+        } else if self.array {
+            format!("SELECT DISTINCT u.v::text FROM unnest({raw}) AS u(v)")
+        } else if self.json {
+            format!("SELECT {raw} #>> '{{}}'")
+        } else {
+            format!("SELECT ({raw})::text")
+        }
+    }
+
     /// A native text array as one lowercased array (`lower(col::text)::text[]`),
     /// for containment tests.
     pub fn lowercase_array(&self) -> Option<String> {

@@ -28,6 +28,7 @@
 //! - [`live`]: `LISTEN`/`NOTIFY` or polling a growing column.
 
 mod catalog;
+mod expand;
 mod live;
 mod sql;
 mod tls;
@@ -44,8 +45,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tributary_datasource::{
-    Datasource, DatasourceError, DatasourceSettings, FieldList, Item, Live, RequestContext,
-    ResultSink, SearchQuery, SetupError,
+    Datasource, DatasourceError, DatasourceSettings, ExpandQuery, Expansion, FieldList, Item, Live,
+    RequestContext, ResultSink, SearchQuery, SetupError, WorkLimits,
 };
 
 use self::catalog::{quote_ident, Catalog, ColumnOptions};
@@ -644,6 +645,16 @@ impl Datasource for PostgresDatasource {
         self.rows(deadline, &sql, &Bound::default(), "answer")
             .await?;
         Ok(())
+    }
+
+    /// One `GROUP BY` per field over the rows holding the selection.
+    async fn expand(
+        &self,
+        request: &RequestContext,
+        query: &ExpandQuery,
+        _work: &WorkLimits,
+    ) -> Result<Option<Expansion>, DatasourceError> {
+        self.expand_by_grouping(request, query).await.map(Some)
     }
 
     fn live(&self) -> Option<&dyn Live> {
