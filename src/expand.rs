@@ -39,6 +39,23 @@ impl Links {
         }
     }
 
+    /// These links and a request's own (`EXPAND_REQUEST` `links`).
+    pub fn with(&self, extra: &[LinkInfo]) -> Links {
+        let mut links = self.clone();
+        for link in extra {
+            let settings = LinkSettings {
+                fields: link
+                    .fields
+                    .iter()
+                    .map(|f| format!("{}:{}", f.datasource, f.field))
+                    .collect(),
+                lowercase: link.lowercase,
+            };
+            links.links.push((link.name.clone(), settings));
+        }
+        links
+    }
+
     /// Where `datasource` (with `fields`) holds values like `value`, and
     /// whether they compare lowercased; `None` when it holds none.
     pub fn resolve(

@@ -292,6 +292,7 @@ impl Federation {
     /// Answers an `EXPAND_REQUEST`: one `EXPAND_RECEIVE` (or `ERROR`) per
     /// datasource, as each is done. True when every datasource answered.
     pub async fn expand(&self, plan: ExpandPlan, links: &Links, scope: &RequestScope) -> bool {
+        let links = &links.with(&plan.links);
         let echo = &plan.echo;
         // A selected value whose field no datasource asked has, nor any field
         // linked to it, can only be a mistake: say so once, before any work.

@@ -7,7 +7,7 @@ use crate::datasources::query_limits::QueryLimits;
 use crate::datasources::{Position, SearchQuery};
 use crate::protocol::{
     Echo, ErrorCode, ErrorReport, ExpandMode, ExpandRequest, FieldValue, FieldsRequest,
-    ItemsRequest,
+    ItemsRequest, LinkInfo,
 };
 
 /// What a request must satisfy before any datasource sees it.
@@ -54,10 +54,16 @@ pub struct ExpandPlan {
     pub size: usize,
     pub exclude: BTreeSet<FieldValue>,
     pub mode: ExpandMode,
+    /// The client's own links, followed with the server's.
+    pub links: Vec<LinkInfo>,
 }
 
 /// Most selected values one `EXPAND_REQUEST` may start from.
 pub const MAX_EXPAND_VALUES: usize = 1_000;
+/// Most links of its own one `EXPAND_REQUEST` may bring.
+pub const MAX_REQUEST_LINKS: usize = 20;
+/// Most fields one of those links may join.
+pub const MAX_LINK_FIELDS: usize = 50;
 /// Most new vertices per field one `EXPAND_REQUEST` may ask for.
 pub const MAX_EXPAND_SIZE: u64 = 1_000;
 
@@ -168,6 +174,25 @@ impl RequestRules {
         if request.fields.iter().any(|f| f.trim().is_empty()) {
             return refuse("`fields` has an empty field path".into());
         }
+        if request.links.len() > MAX_REQUEST_LINKS {
+            return refuse(format!(
+                "`links` has {} links; at most {MAX_REQUEST_LINKS}",
+                request.links.len()
+            ));
+        }
+        for link in &request.links {
+            let empty = link.name.trim().is_empty()
+                || link
+                    .fields
+                    .iter()
+                    .any(|f| f.datasource.is_empty() || f.field.trim().is_empty());
+            if empty || !(2..=MAX_LINK_FIELDS).contains(&link.fields.len()) {
+                return refuse(format!(
+                    "`links`: link {:?} needs a name and 2 to {MAX_LINK_FIELDS} fields, each with a datasource and a field",
+                    link.name
+                ));
+            }
+        }
         let datasources = unique_datasources(request.datasources, &echo)?;
         let mut values = Vec::with_capacity(request.values.len());
         for value in request.values {
@@ -183,6 +208,7 @@ impl RequestRules {
             size: request.size as usize,
             exclude: request.exclude.into_iter().collect(),
             mode: request.mode,
+            links: request.links,
         })
     }
 }

@@ -188,17 +188,26 @@ fn check_significant_for_rust(answer: &Value) {
     );
 }
 
+const RUST_SIGNIFICANT: &str = r#"{"type": "EXPAND_REQUEST", "request-id": "s", "datasources": ["tweets"],
+    "values": [{"field": "hashtags", "value": "rust"}], "fields": ["hashtags"], "size": 3,
+    "mode": "significant"}"#;
+
+/// A server with the demo tweets only (no links).
+fn embedded_tweets() -> tributary::http::ServerHandle {
+    start(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets"}),
+    )])
+}
+
 const OPENDATA: &str = r#"{"type": "EXPAND_REQUEST", "request-id": "x1", "datasources": ["tweets"],
     "values": [{"field": "hashtags", "value": "opendata"}],
     "fields": ["hashtags", "user.screen_name"], "size": 5}"#;
 
 #[tokio::test]
 async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
-    let server = start(vec![datasource(
-        "tweets",
-        "fixtures",
-        json!({"embedded": "tweets"}),
-    )]);
+    let server = embedded_tweets();
     let (mut client, initial) = Client::ready(&server).await;
     // Without links the greeting is the seed's.
     assert!(initial["state"].get("links").is_none(), "{initial}");
@@ -287,23 +296,13 @@ async fn elasticsearch_expands_with_its_own_aggregations() {
         json!({"url": es.url(), "index": "tweets"}),
     )]);
     let (mut client, _) = Client::ready(&server).await;
-    let (found, _) = expand(
-        &mut client,
-        json!({"type": "EXPAND_REQUEST", "request-id": "s", "datasources": ["tweets"],
-               "values": [{"field": "hashtags", "value": "rust"}], "fields": ["hashtags"], "size": 3,
-               "mode": "significant"}),
-    )
-    .await;
+    let (found, _) = expand(&mut client, serde_json::from_str(RUST_SIGNIFICANT).unwrap()).await;
     check_significant_for_rust(&found["tweets"]);
 }
 
 #[tokio::test]
 async fn excluded_values_are_not_new_and_every_matching_record_counts() {
-    let server = start(vec![datasource(
-        "tweets",
-        "fixtures",
-        json!({"embedded": "tweets"}),
-    )]);
+    let server = embedded_tweets();
     let (mut client, _) = Client::ready(&server).await;
     let (found, _) = expand(
         &mut client,
@@ -555,29 +554,15 @@ async fn on_the_demo_data_a_screen_name_leads_to_the_persons_emails() {
 
 #[tokio::test]
 async fn significant_values_are_ranked_by_jlh_against_the_whole_datasource() {
-    let server = start(vec![datasource(
-        "tweets",
-        "fixtures",
-        json!({"embedded": "tweets"}),
-    )]);
+    let server = embedded_tweets();
     let (mut client, _) = Client::ready(&server).await;
-    let (found, _) = expand(
-        &mut client,
-        json!({"type": "EXPAND_REQUEST", "request-id": "s", "datasources": ["tweets"],
-               "values": [{"field": "hashtags", "value": "rust"}],
-               "fields": ["hashtags"], "size": 3, "mode": "significant"}),
-    )
-    .await;
+    let (found, _) = expand(&mut client, serde_json::from_str(RUST_SIGNIFICANT).unwrap()).await;
     check_significant_for_rust(&found["tweets"]);
 }
 
 #[tokio::test]
 async fn bad_expansions_are_answered_with_an_error() {
-    let server = start(vec![datasource(
-        "tweets",
-        "fixtures",
-        json!({"embedded": "tweets"}),
-    )]);
+    let server = embedded_tweets();
     let (mut client, _) = Client::ready(&server).await;
     let cases = [
         (
@@ -691,13 +676,88 @@ async fn postgres_expands_with_group_by() {
     );
     assert!(answer.get("sampled").is_none(), "{answer}");
     check_opendata(answer);
-    let (found, _) = expand(
-        &mut client,
-        json!({"type": "EXPAND_REQUEST", "request-id": "s", "datasources": ["tweets"],
-               "values": [{"field": "hashtags", "value": "rust"}], "fields": ["hashtags"], "size": 3,
-               "mode": "significant"}),
-    )
-    .await;
+    let (found, _) = expand(&mut client, serde_json::from_str(RUST_SIGNIFICANT).unwrap()).await;
     check_significant_for_rust(&found["tweets"]);
     schema.drop().await;
+}
+
+#[tokio::test]
+async fn a_request_may_bring_links_of_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The same ids as the demo's, without its link.
+    let mut settings = settings(linked_datasets(dir.path()));
+    settings.links.clear();
+    let server = start_with(settings);
+    let (mut client, initial) = Client::ready(&server).await;
+    assert!(initial["state"].get("links").is_none(), "{initial}");
+    let link = json!([{"name": "person", "lowercase": true, "fields": [
+        {"datasource": "tweets", "field": "user.screen_name"}, {"datasource": "emails", "field": "from"},
+        {"datasource": "emails", "field": "to"}]}]);
+    let (found, completed) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "own", "datasources": ["tweets", "emails"],
+               "values": [{"field": "user.screen_name", "value": "AnnaD"}], "fields": ["to", "from"],
+               "links": link}),
+    )
+    .await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    let vertices: BTreeSet<(String, String)> = found["emails"]["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["field"].as_str().unwrap().to_owned(),
+                v["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        vertices,
+        BTreeSet::from([
+            ("to".into(), "dave".into()),
+            ("to".into(), "erin".into()),
+            ("from".into(), "dave".into())
+        ])
+    );
+    // Without the link, the e-mails hold no screen name: nothing there.
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "none", "datasources": ["emails", "tweets"],
+               "values": [{"field": "user.screen_name", "value": "AnnaD"}], "fields": ["to", "from"]}),
+    )
+    .await;
+    assert_eq!(
+        found["emails"]["vertices"],
+        json!([]),
+        "{}",
+        found["emails"]
+    );
+    // A link of one field, or without a name, is refused.
+    for bad in [
+        json!([{"name": "x", "fields": [{"datasource": "emails", "field": "to"}]}]),
+        json!([{"name": "", "fields": [{"datasource": "emails", "field": "to"}, {"datasource": "tweets", "field": "x"}]}]),
+    ] {
+        client
+            .send(
+                json!({"type": "EXPAND_REQUEST", "request-id": "bad", "datasources": ["emails"],
+                         "values": [{"field": "to", "value": "dave"}], "links": bad}),
+            )
+            .await;
+        let answers = client
+            .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+            .await;
+        let error = answers
+            .iter()
+            .find(|m| m["type"] == "ERROR")
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("`links`"),
+            "{answers:?}"
+        );
+    }
 }

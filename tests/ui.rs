@@ -2092,22 +2092,7 @@ async fn expand_a_person_across_tweets_and_emails() {
         return;
     };
     let client = &browser.client;
-    client
-        .goto(&format!("http://{}/", server.addr))
-        .await
-        .expect("open page");
-    js(
-        client,
-        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
-              enabled: ["emails", "tweets"],
-              nodeFields: { "user.screen_name": "at", "user.email": "mail", from: "mail", to: "mail" },
-              queries: [{ id: 1, text: "user.screen_name:annad0", color: "#0072b2", pages: 1 }], nextQueryId: 2,
-              deleted: [], deletions: [], dateFields: {} }));
-            return true;"##,
-    )
-    .await;
-    client.refresh().await.expect("reload");
-    let person = "person\u{241f}anna.devries@acme.example";
+    let person = open_annad0(client, &server).await;
     until(
         client,
         "the query's nodes, the address as the link's node",
@@ -2234,6 +2219,28 @@ async fn expand_a_person_across_tweets_and_emails() {
     assert_no_page_errors(client).await;
 }
 
+/// The demo page with a saved workspace: both datasets, screen names and
+/// addresses as nodes, one query for `annad0`'s tweets. Returns the node
+/// key of annad0's address (the demo's `person` link).
+async fn open_annad0(client: &Client, server: &ServerHandle) -> &'static str {
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    js(
+        client,
+        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
+              enabled: ["emails", "tweets"],
+              nodeFields: { "user.screen_name": "at", "user.email": "mail", from: "mail", to: "mail" },
+              queries: [{ id: 1, text: "user.screen_name:annad0", color: "#0072b2", pages: 1 }], nextQueryId: 2,
+              deleted: [], deletions: [], dateFields: {} }));
+            return true;"##,
+    )
+    .await;
+    client.refresh().await.expect("reload");
+    "person\u{241f}anna.devries@acme.example"
+}
+
 /// The graph as drawn: each node's key and label, sorted.
 async fn drawn_nodes(client: &Client) -> Value {
     js(
@@ -2255,22 +2262,7 @@ async fn save_an_investigation_and_open_it_elsewhere() {
         return;
     };
     let client = &first.client;
-    client
-        .goto(&format!("http://{}/", server.addr))
-        .await
-        .expect("open page");
-    js(
-        client,
-        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
-              enabled: ["emails", "tweets"],
-              nodeFields: { "user.screen_name": "at", "user.email": "mail", from: "mail", to: "mail" },
-              queries: [{ id: 1, text: "user.screen_name:annad0", color: "#0072b2", pages: 1 }], nextQueryId: 2,
-              deleted: [], deletions: [], dateFields: {} }));
-            return true;"##,
-    )
-    .await;
-    client.refresh().await.expect("reload");
-    let person = "person\u{241f}anna.devries@acme.example";
+    let person = open_annad0(client, &server).await;
     until(
         client,
         "the query's two nodes, laid out",
@@ -2460,4 +2452,87 @@ async fn a_file_that_is_not_an_investigation_is_refused() {
         "const t = document.getElementById('toast'); return !t.hidden && t.textContent.includes('notes.json cannot be opened: the file is not a tributary investigation');",
     )
     .await;
+}
+
+/// Two datasets whose fields share values, with no link configured: the
+/// page suggests linking them, and once accepted their values are one node
+/// (also after a reload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_fields_are_suggested_as_a_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, lines: Vec<Value>| {
+        let path = dir.path().join(name);
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        std::fs::write(&path, text.join("\n")).expect("dataset");
+        path.to_string_lossy().into_owned()
+    };
+    let tweets = write(
+        "tweets.ndjson",
+        ["annad", "bob", "carol", "dave"]
+            .iter()
+            .enumerate()
+            .map(|(i, u)| json!({"id": format!("t{i}"), "user": {"screen_name": u}}))
+            .collect(),
+    );
+    let emails = write(
+        "emails.ndjson",
+        ["AnnaD", "bob", "carol", "erin"]
+            .iter()
+            .enumerate()
+            .map(|(i, u)| json!({"id": format!("m{i}"), "from": u}))
+            .collect(),
+    );
+    let mut settings = common::settings(vec![
+        common::datasource("tweets", "fixtures", json!({"path": tweets})),
+        common::datasource("emails", "fixtures", json!({"path": emails})),
+    ]);
+    settings.links.clear();
+    let server = tributary::http::spawn(settings, common::registry()).expect("server starts");
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    client
+        .goto(&format!("http://{}/", server.addr))
+        .await
+        .expect("open page");
+    js(
+        client,
+        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
+              enabled: ["emails", "tweets"], nodeFields: { "user.screen_name": "at", from: "mail" },
+              queries: [{ id: 1, text: "*", color: "#0072b2", pages: 1 }], nextQueryId: 2,
+              deleted: [], deletions: [], dateFields: {} }));
+            return true;"##,
+    )
+    .await;
+    client.refresh().await.expect("reload");
+    until(
+        client,
+        "eight nodes and the suggestion",
+        "const s = document.querySelector('#link-suggestions .suggestion'); \
+         return window.tributary.view.graph.order === 8 && !!s \
+           && s.textContent.includes('from (EMAILS) and user.screen_name (TWEETS) share 3 values');",
+    )
+    .await;
+    js(
+        client,
+        "document.querySelector('#link-suggestions .accept-link').click(); return true;",
+    )
+    .await;
+    until(
+        client,
+        "the shared values as one node each",
+        "const g = window.tributary.view.graph; return g.order === 5 && g.hasNode('from/user.screen_name\u{241f}annad') \
+           && !document.querySelector('#link-suggestions .suggestion');",
+    )
+    .await;
+    // Kept with the workspace.
+    client.refresh().await.expect("reload");
+    until(
+        client,
+        "the link after a reload",
+        "const g = window.tributary?.view.graph; return !!g && g.order === 5 && g.hasNode('from/user.screen_name\u{241f}bob');",
+    )
+    .await;
+    assert_no_page_errors(client).await;
 }

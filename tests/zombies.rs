@@ -118,7 +118,9 @@ async fn clients_that_never_read_cannot_hold_sockets_slots_or_memory() {
         drop(zombies);
     }
     eprintln!("baseline {baseline} MiB, peak {peak_rss} MiB, peak {peak_sockets} sockets");
-    assert!(peak_sockets <= CAP + 1, "{peak_sockets} sockets at once");
+    // The cap, plus the test's own probes on the same port: a `/metrics`
+    // request and the refused upgrade may be open at the moment of counting.
+    assert!(peak_sockets <= CAP + 2, "{peak_sockets} sockets at once");
     let metrics = http_get(server.addr, "/metrics").await.1;
     assert!(
         metric(&metrics, "tributary_connection_resets_total").unwrap_or(0.0) >= (3 * CAP) as f64

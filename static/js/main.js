@@ -11,7 +11,7 @@ import { GraphModel, splitKey, withMerged, withMerges } from "./model.js";
 import { fileName, investigation, readInvestigation } from "./investigation.js";
 import { GraphView, writeLayout } from "./graph.js";
 import { datasourceHealth, datasourcesPanel } from "./panels/datasources.js";
-import { fieldsPanel } from "./panels/fields.js";
+import { fieldsPanel, linkSuggestions } from "./panels/fields.js";
 import { queriesPanel } from "./panels/queries.js";
 import { recordsPanel } from "./panels/records.js";
 import { timelinePanel } from "./panels/timeline.js";
@@ -361,6 +361,7 @@ const panels = [
   [datasourceHealth(context), ["health"]],
   [renderConnection, ["connection"]],
   [fieldsPanel(context), ["fields", "datasources", "nodeFields"]],
+  [linkSuggestions(context), ["results", "nodeFields", "links", "datasources"]],
   [queriesPanel(context), ["queries", "results", "datasources", "fields"]],
   [renderGraph, ["results", "nodeFields", "deleted", "datasources", "fields"]],
   [recordsPanel(context), ["results", "selection", "columns", "nodeFields", "fields", "deleted"]],

@@ -207,6 +207,51 @@ export class GraphModel {
   }
 }
 
+/**
+ * Links worth suggesting: pairs of chosen fields of different datasources
+ * whose values (lowercased) overlap in the loaded records — at least
+ * `least` shared values and a fifth of the smaller field's — not linked
+ * yet (`links`) nor dismissed (`dismissed`: "ds:field|ds:field" strings).
+ * [{fields: [{datasource, field}, …], shared, sample}], most shared first.
+ */
+export function suggestLinks(queries, fields, links = NO_LINKS, dismissed = [], least = 3) {
+  const values = new Map(); // "ds\0field" → Set of lowercased values
+  for (const query of queries) {
+    if (query.kind === "expansion") continue;
+    for (const record of query.records.values()) {
+      for (const field of fields) {
+        for (const value of valuesOf(record, field)) {
+          const key = `${record.ds}\u0000${field}`;
+          if (!values.has(key)) values.set(key, new Set());
+          values.get(key).add(value.toLowerCase());
+        }
+      }
+    }
+  }
+  const linkOf = (key) => links.byField.get(key)?.name;
+  const keys = [...values.keys()].sort();
+  const found = [];
+  for (let i = 0; i < keys.length; i++) {
+    for (let j = i + 1; j < keys.length; j++) {
+      const [a, b] = [keys[i], keys[j]];
+      const [dsA, fieldA] = a.split("\u0000");
+      const [dsB, fieldB] = b.split("\u0000");
+      if (dsA === dsB) continue;
+      if (linkOf(a) && linkOf(a) === linkOf(b)) continue;
+      if (dismissed.includes(`${dsA}:${fieldA}|${dsB}:${fieldB}`)) continue;
+      const [small, large] = values.get(a).size <= values.get(b).size ? [values.get(a), values.get(b)] : [values.get(b), values.get(a)];
+      const shared = [...small].filter((v) => large.has(v));
+      if (shared.length < least || shared.length < small.size / 5) continue;
+      found.push({
+        fields: [{ datasource: dsA, field: fieldA }, { datasource: dsB, field: fieldB }],
+        shared: shared.length,
+        sample: shared.slice(0, 3),
+      });
+    }
+  }
+  return found.sort((x, y) => y.shared - x.shared);
+}
+
 /** Where `key` is shown: the node it was merged into (following merges of
  * merges), or itself. */
 export function mergedInto(key, merges = {}) {

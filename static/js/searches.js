@@ -119,7 +119,8 @@ export class Searches {
 
   onReady(datasources) {
     this.store.session.datasources = datasources;
-    this.store.session.links = linkIndex(this.client.links);
+    this.store.session.serverLinks = this.client.links ?? [];
+    this.store.session.links = linkIndex([...this.store.session.serverLinks, ...(this.store.saved.links ?? [])]);
     // The requests of the previous connection died with it: pick up where they stopped.
     for (const query of this.queries) {
       query.requests.clear();
@@ -365,9 +366,12 @@ export class Searches {
       const link = links.byName.get(field);
       for (const f of link ? link.fields : [{ field }]) exclude.push({ field: f.field, value });
     }
-    const request = this.client.request({
+    const message = {
       type: "EXPAND_REQUEST", datasources, values, fields, size: EXPAND_SIZE, exclude: exclude.slice(0, EXCLUDE_AT_MOST),
-    });
+    };
+    // Links the user accepted go with it; the server's own it knows.
+    if (this.store.saved.links?.length) message.links = this.store.saved.links;
+    const request = this.client.request(message);
     if (!request) return null;
     const labels = values.map((v) => v.value);
     const text = `expand ${labels.slice(0, 3).join(", ")}${labels.length > 3 ? ` and ${labels.length - 3} more` : ""}`;
@@ -422,6 +426,24 @@ export class Searches {
     query.requests.delete(request);
     // Kept with the other queries: it survives a reload and goes into a saved investigation.
     this.saveQueries();
+  }
+
+  /** Accepts a suggested link: its fields' values become one node, and
+   * expansions follow it. */
+  acceptLink(suggestion) {
+    const saved = this.store.saved;
+    const name = suggestion.fields.map((f) => f.field).join("/");
+    saved.links = [...(saved.links ?? []), { name, lowercase: true, fields: suggestion.fields }];
+    this.store.session.links = linkIndex([...(this.store.session.serverLinks ?? []), ...saved.links]);
+    this.store.changed("saved", "results", "links");
+  }
+
+  /** Says no to a suggested link; it is not offered again. */
+  dismissLink(suggestion) {
+    const saved = this.store.saved;
+    const [a, b] = suggestion.fields;
+    saved.dismissedLinks = [...(saved.dismissedLinks ?? []), `${a.datasource}:${a.field}|${b.datasource}:${b.field}`];
+    this.store.changed("saved", "links");
   }
 
   remove(query) {

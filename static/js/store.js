@@ -20,6 +20,8 @@ export function emptySaved() {
     deletions: [],        // the deletes, oldest first, each a list of keys (undone one at a time)
     nodes: {},            // node key → {label, note}: the user's name and note for a node
     merges: {},           // node key → the node key it is merged into (shown as that one)
+    links: [],            // links the user accepted: [{name, lowercase, fields: [{datasource, field}]}]
+    dismissedLinks: [],   // suggestions the user said no to ("ds:field|ds:field")
     nextQueryId: 1,
   };
 }

@@ -113,3 +113,21 @@ console.log("graph model: ok");
   assert.deepEqual(withMerged([a], { [b]: a }).sort(), [a, b].sort());
 }
 console.log("links and merges: ok");
+
+// Suggested links: chosen fields of different datasources whose values
+// overlap enough, not linked or dismissed yet.
+{
+  const { suggestLinks, linkIndex } = await import("../../static/js/model.js");
+  const records = new Map();
+  ["Ann", "bob", "cy", "dee"].forEach((u, i) => records.set(`t${i}`, { ds: "tweets", id: `t${i}`, fields: { user: u, tag: "x" } }));
+  ["ann", "bob", "cy", "eve"].forEach((u, i) => records.set(`m${i}`, { ds: "emails", id: `m${i}`, fields: { from: u, tag: "y" } }));
+  const q = { id: 1, color: "#000", records };
+  const found = suggestLinks([q], ["user", "from", "tag"]);
+  assert.equal(found.length, 1, JSON.stringify(found));
+  assert.deepEqual(found[0].fields, [{ datasource: "emails", field: "from" }, { datasource: "tweets", field: "user" }]);
+  assert.equal(found[0].shared, 3);
+  const linked = linkIndex([{ name: "p", fields: found[0].fields }]);
+  assert.equal(suggestLinks([q], ["user", "from"], linked).length, 0, "linked already");
+  assert.equal(suggestLinks([q], ["user", "from"], undefined, ["emails:from|tweets:user"]).length, 0, "dismissed");
+}
+console.log("suggested links: ok");

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use tributary_datasource::{ExpandMode, FieldValue, Position};
 
-use crate::outbound::{Echo, ErrorCode, ErrorReport};
+use crate::outbound::{Echo, ErrorCode, ErrorReport, LinkInfo};
 
 /// A client-chosen id tying answers to a request: a string or an integer,
 /// echoed back verbatim as `"request-id"`.
@@ -91,6 +91,10 @@ pub struct ExpandRequest {
     pub exclude: Vec<FieldValue>,
     #[serde(default)]
     pub mode: ExpandMode,
+    /// Links of the client's own (a user accepted a suggested one), in
+    /// `INITIAL_STATE_RECEIVE`'s shape, followed with the server's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
     #[serde(
@@ -307,6 +311,7 @@ fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json:
         "values" | "exclude" => "a list of {\"field\": a string, \"value\": a string}",
         "fields" => "a list of field paths (strings)",
         "mode" => "\"count\" or \"significant\"",
+        "links" => "a list of {\"name\": a string, \"fields\": [{\"datasource\": a string, \"field\": a string}], \"lowercase\": true or false}",
         _ => return error.inner().to_string(),
     };
     let found = match body.get(&field) {
@@ -348,6 +353,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "fields",
     "exclude",
     "mode",
+    "links",
 ];
 
 /// `message` about a missing field, with "did you send `sise` for `size`?"

@@ -3,6 +3,7 @@
 // the timeline.
 
 import { guessIcon, iconUrl, ICON_NAMES } from "../icons.js";
+import { suggestLinks } from "../model.js";
 
 /** path → {types: Set, sources: [name]} over the enabled datasources. */
 export function mergedFields(store) {
@@ -16,6 +17,36 @@ export function mergedFields(store) {
     }
   }
   return merged;
+}
+
+/**
+ * Links the loaded records suggest between chosen fields of different
+ * datasources (their values overlap), each with "Link them" and "No".
+ */
+export function linkSuggestions({ store, searches, $ }) {
+  return function render() {
+    const box = $("link-suggestions");
+    box.replaceChildren();
+    const { saved, session } = store;
+    const suggestions = suggestLinks(session.queries, Object.keys(saved.nodeFields), session.links, saved.dismissedLinks ?? []);
+    for (const suggestion of suggestions.slice(0, 3)) {
+      const [a, b] = suggestion.fields;
+      const item = document.createElement("div");
+      item.className = "suggestion";
+      item.append(`${a.field} (${store.datasourceName(a.datasource)}) and ${b.field} (${store.datasourceName(b.datasource)}) share ${suggestion.shared} value${suggestion.shared === 1 ? "" : "s"} (${suggestion.sample.join(", ")}…).`, document.createElement("br"));
+      const yes = document.createElement("button");
+      yes.className = "accept-link";
+      yes.textContent = "Link them";
+      yes.title = "Show their values as one node, and expand through the link";
+      yes.addEventListener("click", () => searches.acceptLink(suggestion));
+      const no = document.createElement("button");
+      no.className = "ghost dismiss-link";
+      no.textContent = "No";
+      no.addEventListener("click", () => searches.dismissLink(suggestion));
+      item.append(yes, no);
+      box.append(item);
+    }
+  };
 }
 
 export function fieldsPanel({ store, $ }) {
