@@ -80,26 +80,6 @@ fn two_nodes(timeout: Duration) -> (ServerHandle, ServerHandle) {
     (node(&prefix, timeout), node(&prefix, timeout))
 }
 
-/// Waits until a client of `server` lists datasource `id`.
-async fn until_listed(server: &ServerHandle, id: &str) -> Client {
-    let started = std::time::Instant::now();
-    loop {
-        let (mut client, initial) = Client::ready(server).await;
-        if initial.to_string().contains(&format!("\"id\":\"{id}\"")) {
-            return client;
-        }
-        // Or it is announced while connected.
-        if let Ok(changed) = tokio::time::timeout(Duration::from_millis(500), client.recv()).await {
-            if changed["type"] == "DATASOURCES_CHANGED"
-                && changed.to_string().contains(&format!("\"id\":\"{id}\""))
-            {
-                return client;
-            }
-        }
-        assert!(started.elapsed() < PATIENCE, "`{id}` never listed");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_on_one_node_serves_clients_of_another() {
     if !redis_available() {

@@ -467,3 +467,113 @@ async fn a_service_cannot_declare_datasources_without_bound() {
     let again = FakeService::start_as(&server, TOKEN, json!({"id": "ds0"}), Behaviour::Hang).await;
     assert!(again.is_ok());
 }
+
+/// The `EXPAND_RECEIVE` of `crm` and the end of the request.
+async fn expand_crm(client: &mut Client, id: &str) -> serde_json::Value {
+    client
+        .send(json!({"type": "EXPAND_REQUEST", "request-id": id, "datasources": ["crm"],
+                     "values": [{"field": "team", "value": "red"}], "fields": ["address.city", "name"], "size": 2}))
+        .await;
+    let messages = client
+        .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+        .await;
+    messages
+        .into_iter()
+        .find(|m| m["type"] == "EXPAND_RECEIVE" || m["type"] == "ERROR")
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_service_that_declares_expand_answers_expansions_itself() {
+    let server = server();
+    let mut declared = declaration();
+    declared["expand"] = json!(true);
+    let mut service =
+        FakeService::start_as(&server, TOKEN, declared, Behaviour::Serve { chunk: 10 })
+            .await
+            .expect("identified");
+    let mut client = until_listed(&server, "crm").await;
+    let ask = tokio::spawn(async move {
+        let answer = expand_crm(&mut client, "x").await;
+        (client, answer)
+    });
+    let event = service.next("EXPAND").await;
+    assert_eq!(
+        event["data"]["selected"][0]["value"],
+        json!({"field": "team", "value": "red"})
+    );
+    assert_eq!(event["data"]["selected"][0]["fields"], json!(["team"]));
+    assert_eq!(event["data"]["fields"], json!(["address.city", "name"]));
+    assert_eq!(event["data"]["size"], 2);
+    assert_eq!(event["data"]["mode"], "count");
+    // More than was asked: a third city, a field nobody asked for, a
+    // connection to a value it did not return.
+    let red = json!({"field": "team", "value": "red"});
+    service
+        .send
+        .send(json!({"op": 5, "id": event["id"], "data": {
+            "vertices": [
+                {"field": "address.city", "value": "Ghent", "doc_count": 40, "weight": 40.0},
+                {"field": "address.city", "value": "Utrecht", "doc_count": 20, "weight": 20.0},
+                {"field": "address.city", "value": "Paris", "doc_count": 1, "weight": 1.0},
+                {"field": "secret", "value": "x", "doc_count": 1, "weight": 1.0}],
+            "connections": [
+                {"from": red, "to": {"field": "address.city", "value": "Ghent"}, "doc_count": 40},
+                {"from": red, "to": {"field": "address.city", "value": "Paris"}, "doc_count": 1}],
+            "method": "the service's index"}}))
+        .expect("reply");
+    let (_client, answer) = ask.await.expect("the client");
+    assert_eq!(answer["type"], "EXPAND_RECEIVE", "{answer}");
+    assert_eq!(answer["method"], "the service's index");
+    let values: Vec<&str> = answer["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(values, ["Ghent", "Utrecht"], "{answer}");
+    assert_eq!(
+        answer["connections"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    service.stop();
+}
+
+#[tokio::test]
+async fn without_expand_a_remote_datasource_is_counted_from_a_sample() {
+    let server = server();
+    let service = FakeService::start(&server, Behaviour::Serve { chunk: 10 }).await;
+    let mut client = until_listed(&server, "crm").await;
+    let answer = expand_crm(&mut client, "y").await;
+    assert_eq!(answer["type"], "EXPAND_RECEIVE", "{answer}");
+    assert!(
+        answer["method"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("sample"),
+        "{answer}"
+    );
+    // The service's records: the red ones (even ids), their cities.
+    let reds: Vec<usize> = (0..RECORDS).filter(|i| i % 2 == 0).collect();
+    let ghent = reds.iter().filter(|i| *i % 3 != 0).count() as u64;
+    let utrecht = reds.len() as u64 - ghent;
+    let cities: Vec<(String, u64)> = answer["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["field"] == "address.city")
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap_or_default().to_owned(),
+                v["doc_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cities,
+        [("Ghent".to_owned(), ghent), ("Utrecht".to_owned(), utrecht)],
+        "{answer}"
+    );
+    service.stop();
+}

@@ -2536,3 +2536,101 @@ async fn overlapping_fields_are_suggested_as_a_link() {
     .await;
     assert_no_page_errors(client).await;
 }
+
+/// The node menu's other actions and the record details' buttons: select
+/// neighbours, delete others (undone with `u`), search a value everywhere,
+/// expand from a record's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_menu_and_the_record_details_act_on_values() {
+    let server = demo_server();
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    let person = open_annad0(client, &server).await;
+    let screen_name = "user.screen_name\u{241f}annad0";
+    until(
+        client,
+        "the two nodes, laid out",
+        "return window.tributary.view.graph.order === 2 \
+           && document.getElementById('layout-toggle').getAttribute('aria-pressed') === 'false';",
+    )
+    .await;
+    let menu = |key: &str, action: &str| {
+        format!(
+            "window.tributary.view.setSelection(['{key}']); window.tributary.view.onNodeMenu('{key}', {{x: 20, y: 20}}); \
+             document.querySelector('#node-menu [data-action={action}]').click(); return true;"
+        )
+    };
+    js(client, &menu(screen_name, "neighbours")).await;
+    until(
+        client,
+        "the node and its neighbour selected",
+        &format!("const s = window.tributary.app.selection; return s.length === 2 && s.includes('{person}');"),
+    )
+    .await;
+    js(client, &menu(screen_name, "delete-others")).await;
+    until(
+        client,
+        "the others deleted",
+        &format!("const g = window.tributary.view.graph; return g.order === 1 && g.hasNode('{screen_name}');"),
+    )
+    .await;
+    js(client, "document.activeElement.blur(); return true;").await;
+    press(client, 'u').await;
+    until(
+        client,
+        "the others back",
+        "return window.tributary.view.graph.order === 2;",
+    )
+    .await;
+
+    // Search the person's address everywhere: a new query in each field of the link.
+    js(client, &menu(person, "search")).await;
+    until(
+        client,
+        "a query over the link's fields",
+        "const q = window.tributary.app.queries; return q.length === 2 \
+           && q[1].text === 'user.email:\"anna.devries@acme.example\" OR from:\"anna.devries@acme.example\" OR to:\"anna.devries@acme.example\" OR cc:\"anna.devries@acme.example\"' \
+           && [...q[1].sources.values()].every((s) => !s.loading && s.total > 0);",
+    )
+    .await;
+
+    // A record's details: expand from one of its values.
+    js(
+        client,
+        &format!("window.tributary.view.setSelection(['{screen_name}']); return true;"),
+    )
+    .await;
+    until(
+        client,
+        "the records",
+        "return document.querySelectorAll('#records tbody tr').length > 0;",
+    )
+    .await;
+    js(
+        client,
+        "document.querySelector('#records tbody tr').click(); return true;",
+    )
+    .await;
+    until(
+        client,
+        "the details with their actions",
+        "return !document.getElementById('details').hidden && document.querySelectorAll('#details-fields .value-action').length > 0;",
+    )
+    .await;
+    js(
+        client,
+        "const row = [...document.querySelectorAll('#details-fields tr')].find((tr) => tr.cells[0].textContent === 'user.email'); \
+         [...row.querySelectorAll('.value-action')].find((b) => b.textContent === 'expand').click(); return true;",
+    )
+    .await;
+    until(
+        client,
+        "an expansion from the record's value",
+        "const q = window.tributary.app.queries; return q.length === 3 && q[2].kind === 'expansion' \
+           && q[2].text === 'expand anna.devries@acme.example';",
+    )
+    .await;
+    assert_no_page_errors(client).await;
+}

@@ -146,7 +146,7 @@ pub async fn answer(client: &mut Client, search: &Value, behaviour: Behaviour) -
     let matches: Vec<Value> = (0..RECORDS)
         .map(record)
         .filter(|r| match data["query"].as_str() {
-            Some("team:red") => r["fields"]["team"] == "red",
+            Some("team:red" | "team:\"red\"") => r["fields"]["team"] == "red",
             _ => true,
         })
         .collect();
@@ -229,4 +229,24 @@ pub fn result_ids(messages: &[Value], server: &str) -> Vec<String> {
 
 pub fn errors_of(messages: &[Value]) -> Vec<&Value> {
     messages.iter().filter(|m| m["type"] == "ERROR").collect()
+}
+
+/// Waits until a client of `server` lists datasource `id`.
+pub async fn until_listed(server: &ServerHandle, id: &str) -> Client {
+    let started = std::time::Instant::now();
+    loop {
+        let (mut client, initial) = Client::ready(server).await;
+        if initial.to_string().contains(&format!("\"id\":\"{id}\"")) {
+            return client;
+        }
+        // Or it is announced while connected.
+        if let Ok(changed) = tokio::time::timeout(Duration::from_millis(500), client.recv()).await {
+            if changed["type"] == "DATASOURCES_CHANGED"
+                && changed.to_string().contains(&format!("\"id\":\"{id}\""))
+            {
+                return client;
+            }
+        }
+        assert!(started.elapsed() < PATIENCE, "`{id}` never listed");
+    }
 }

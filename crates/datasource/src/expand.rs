@@ -95,13 +95,16 @@ pub struct Connection {
 /// What one datasource found.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Expansion {
+    #[serde(default)]
     pub vertices: Vec<Vertex>,
+    #[serde(default)]
     pub connections: Vec<Connection>,
     /// How many records holding a selected value were looked at, when not
     /// all of them were (a sample), so the counts are a lower bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampled: Option<u64>,
     /// How it was counted, for the user: `"terms"`, `"sample of 1000 records"`…
+    #[serde(default)]
     pub method: String,
 }
 

@@ -42,6 +42,16 @@ class Numbers(Datasource):
 
         return Page(total=5000, results=results())
 
+    async def expand(self, request):
+        # Every number's word is "x" * 40: one value next to any selection.
+        selected = request["selected"][0]["value"]
+        word = {"field": "word", "value": "x" * 40}
+        return {
+            "vertices": [dict(word, doc_count=5000, weight=5000)],
+            "connections": [{"from": selected, "to": word, "doc_count": 1}],
+            "method": "the numbers' own count",
+        }
+
 
 def free_port():
     with socket.socket() as s:
@@ -103,6 +113,14 @@ async def main():
             errors = [m for m in messages if m["type"] == "ERROR"]
             assert len(errors) == 1 and "the backend exploded" in errors[0]["error"]["message"], messages
 
+            # expand() answers EXPAND_REQUEST (the plugin declared it).
+            await ws.send(json.dumps({"type": "EXPAND_REQUEST", "datasources": ["numbers"], "request-id": "x",
+                                      "values": [{"field": "n", "value": "7"}], "fields": ["word"]}))
+            messages = await until_completed(ws, "x")
+            found = [m for m in messages if m["type"] == "EXPAND_RECEIVE"]
+            assert len(found) == 1 and found[0]["method"] == "the numbers' own count", messages
+            assert found[0]["vertices"][0]["doc_count"] == 5000, found
+
             # publish() reaches a live query.
             await ws.send(json.dumps({"type": "ITEMS_REQUEST", "datasources": ["numbers"], "query": "word:fresh",
                                       "size": 0, "live": True, "request-id": "live"}))
@@ -115,7 +133,7 @@ async def main():
             assert append["items"]["append"] is True, append
             assert [r["id"] for r in append["items"]["results"]] == ["new-1"], append
         serving.cancel()
-        print("OK: async results, errors, publish, refusal")
+        print("OK: async results, errors, publish, refusal, expand")
     finally:
         server.kill()
         server.wait()

@@ -161,6 +161,15 @@ class Datasource:
         """The fields, when tributary asks (default: ``self.fields``)."""
         return list(self.fields)
 
+    #: Define ``expand(self, request: dict) -> dict`` (plain or ``async``) to
+    #: answer expansions with your backend's own counts: ``request`` has
+    #: ``selected`` (``[{"value": {"field", "value"}, "fields", "lowercase"}]``),
+    #: ``fields``, ``size``, ``exclude``, ``mode``; return ``{"vertices":
+    #: [{"field", "value", "doc_count", "weight"}], "connections": [{"from",
+    #: "to", "doc_count"}], "method"}``. Without it, tributary counts
+    #: expansions from a sample of ``search`` results.
+    expand = None
+
     # -- what a plugin calls -------------------------------------------------
 
     async def publish(self, records: List[Dict[str, Any]], timeout: float = 10.0) -> Dict[str, Any]:
@@ -216,11 +225,14 @@ class Datasource:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _declaration(self) -> Dict[str, Any]:
-        return {
+        declaration = {
             "id": self.id,
             "name": self.name or self.id,
             "fields": [f.to_json() for f in self.get_fields()],
         }
+        if callable(self.expand):
+            declaration["expand"] = True
+        return declaration
 
 
 class _Connection:
@@ -281,6 +293,8 @@ class _Connection:
             self.start(id, self.search(id, data))
         elif op == EVENT and event == "FIELDS":
             self.start(id, self.fields(id))
+        elif op == EVENT and event == "EXPAND":
+            self.start(id, self.expand(id, data))
         elif op == EVENT and event == "CANCEL":
             task = self.running.pop(_key(data.get("id")), None)
             if task is not None:
@@ -330,6 +344,19 @@ class _Connection:
         try:
             fields = await _call(self.datasource.get_fields)
             await self.reply(id, {"fields": [f.to_json() for f in fields]})
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure is answered
+            await self.fail(id, error)
+
+    async def expand(self, id: Any, data: Dict[str, Any]) -> None:
+        try:
+            if not callable(self.datasource.expand):
+                raise Unavailable("this plugin does not answer EXPAND")
+            found = await _call(self.datasource.expand, data)
+            if not isinstance(found, dict):
+                raise TypeError(f"expand() must return a dict, not {type(found).__name__}")
+            await self.reply(id, found)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - every failure is answered

@@ -63,13 +63,17 @@ pub struct Declaration {
     pub name: Option<String>,
     #[serde(default)]
     pub fields: Vec<Field>,
+    /// The service answers `EXPAND` (otherwise expansions are counted by
+    /// the server from a sample of `SEARCH` results).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expand: bool,
 }
 
 impl Declaration {
     /// Reads and checks `data.datasource`; the error says what is wrong.
     pub fn read(value: &Value) -> Result<Declaration, String> {
         let declaration: Declaration = serde_json::from_value(value.clone()).map_err(|e| {
-            format!("data.datasource must be {{\"id\", \"name\", \"fields\": [{{\"path\", \"type\"}}]}}: {e}")
+            format!("data.datasource must be {{\"id\", \"name\", \"fields\": [{{\"path\", \"type\"}}], \"expand\": true or false}}: {e}")
         })?;
         let id = &declaration.id;
         let valid = !id.is_empty()
@@ -182,6 +186,8 @@ pub struct RemoteDatasource {
     origin: Arc<str>,
     sequence: AtomicU64,
     live: live::Announced,
+    /// Its services answer `EXPAND` (as the last one to identify declared).
+    expands: std::sync::atomic::AtomicBool,
 }
 
 impl RemoteDatasource {
@@ -194,6 +200,7 @@ impl RemoteDatasource {
             joined: Notify::new(),
             sequence: AtomicU64::new(1),
             live: live::Announced::new(&declaration.id, &declaration.fields)?,
+            expands: std::sync::atomic::AtomicBool::new(declaration.expand),
         })
     }
 
@@ -209,6 +216,7 @@ impl RemoteDatasource {
     /// A service connection (or another node) starts serving this
     /// datasource; what it declared replaces what was declared before.
     pub fn attach(&self, route: Route, link: Arc<dyn Link>, declaration: &Declaration) {
+        self.expands.store(declaration.expand, Ordering::Relaxed);
         if !declaration.fields.is_empty() {
             *self.declared.lock().unwrap_or_else(|e| e.into_inner()) = declaration.fields.clone();
         }
@@ -698,6 +706,46 @@ struct FieldsReply {
     error: Option<ReplyError>,
 }
 
+/// A service's expansion kept to what was asked: at most `size` new values
+/// of each asked field, connections only from a selected value to one of
+/// them, `via` as the server knows it.
+fn within_bounds(query: &ExpandQuery, mut found: Expansion) -> Expansion {
+    let mut per_field: HashMap<String, usize> = HashMap::new();
+    found.vertices.retain(|v| {
+        let n = per_field.entry(v.field.clone()).or_default();
+        *n += 1;
+        query.fields.contains(&v.field) && *n <= query.size
+    });
+    let kept: HashSet<(&str, &str)> = found
+        .vertices
+        .iter()
+        .map(|v| (v.field.as_str(), v.value.as_str()))
+        .collect();
+    let connections = std::mem::take(&mut found.connections);
+    found.connections = connections
+        .into_iter()
+        .filter(|c| kept.contains(&(c.to.field.as_str(), c.to.value.as_str())))
+        .filter_map(|mut c| {
+            let selected = query.selected.iter().find(|s| s.value == c.from)?;
+            c.via = selected.via.clone();
+            Some(c)
+        })
+        .collect();
+    if found.method.is_empty() {
+        found.method = "the service's own count".into();
+    }
+    found
+}
+
+/// One `REPLY` to `EXPAND`: an expansion, or why there is none.
+#[derive(Deserialize)]
+struct ExpandReply {
+    #[serde(flatten)]
+    expansion: Expansion,
+    #[serde(default)]
+    error: Option<ReplyError>,
+}
+
 /// What a search tells the service about who asks and by when.
 fn context(request: &RequestContext) -> Value {
     let left = request.remaining();
@@ -739,6 +787,48 @@ impl Datasource for RemoteDatasource {
             index: reply.index.unwrap_or_else(|| self.id.clone()),
             fields,
         })
+    }
+
+    /// `EXPAND` to a service that declared it answers it.
+    async fn expand(
+        &self,
+        request: &RequestContext,
+        query: &ExpandQuery,
+        _work: &WorkLimits,
+    ) -> Result<Option<Expansion>, DatasourceError> {
+        if !self.expands.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let selected: Vec<Value> = query
+            .selected
+            .iter()
+            .map(|s| json!({"value": s.value, "fields": s.fields, "lowercase": s.lowercase}))
+            .collect();
+        let data = json!({
+            "selected": selected,
+            "fields": query.fields,
+            "size": query.size,
+            "exclude": query.exclude,
+            "mode": query.mode,
+            "context": context(request),
+        });
+        let mut asked = self.ask(request, "EXPAND", data).await?;
+        let reply = match asked.next().await {
+            Ok(Some(reply)) => reply,
+            Ok(None) | Err(Ended::Gone) => return Err(self.gone()),
+            Err(Ended::Failed(error)) => return Err(error),
+        };
+        asked.done = true;
+        let reply: ExpandReply = serde_json::from_str(reply.get()).map_err(|e| {
+            DatasourceError::unavailable(format!(
+                "the service serving `{}` sent an invalid reply: an EXPAND reply must be {{\"vertices\": [{{\"field\", \"value\", \"doc_count\", \"weight\"}}], \"connections\": [{{\"from\", \"to\", \"doc_count\"}}]}} or {{\"error\"}}: {e}",
+                self.id
+            ))
+        })?;
+        if let Some(error) = reply.error {
+            return Err(error.into_error(&self.id));
+        }
+        Ok(Some(within_bounds(query, reply.expansion)))
     }
 
     async fn search(
