@@ -307,7 +307,11 @@ impl PostgresDatasource {
             config,
             tls.clone(),
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                // Each connection is checked with an empty statement when
+                // it is handed out: one the server has ended (a restart, a
+                // failover, an administrator) may not look closed yet, and
+                // a request must not fail on it.
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
