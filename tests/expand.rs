@@ -11,17 +11,21 @@ use common::*;
 use serde_json::{json, Map, Value};
 use tributary::config::LinkSettings;
 
-/// The embedded demo tweets, as the test reads them itself.
-fn demo_tweets() -> Vec<Map<String, Value>> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/datasources/fixtures/tweets.ndjson"
-    ))
-    .expect("demo tweets");
+/// A demo dataset (`tweets`, `emails`), as the test reads it itself.
+fn demo_records(name: &str) -> Vec<Map<String, Value>> {
+    let path = format!(
+        "{}/datasources/fixtures/{name}.ndjson",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).expect("a demo dataset");
     text.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter_map(|value| value.as_object().cloned())
         .collect()
+}
+
+fn demo_tweets() -> Vec<Map<String, Value>> {
+    demo_records("tweets")
 }
 
 fn strings(value: Option<&Value>) -> Vec<String> {
@@ -454,15 +458,7 @@ async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
 
 /// The demo e-mails, as the test reads them itself.
 fn demo_emails() -> Vec<Map<String, Value>> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/datasources/fixtures/emails.ndjson"
-    ))
-    .expect("demo emails");
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|value| value.as_object().cloned())
-        .collect()
+    demo_records("emails")
 }
 
 #[tokio::test]

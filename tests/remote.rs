@@ -577,3 +577,51 @@ async fn without_expand_a_remote_datasource_is_counted_from_a_sample() {
     );
     service.stop();
 }
+
+#[tokio::test]
+async fn a_bad_expand_reply_is_that_datasources_error() {
+    let server = server();
+    let mut declared = declaration();
+    declared["expand"] = json!(true);
+    let mut service =
+        FakeService::start_as(&server, TOKEN, declared, Behaviour::Serve { chunk: 10 })
+            .await
+            .expect("identified");
+    let client = until_listed(&server, "crm").await;
+    let ask = tokio::spawn(async move {
+        let mut client = client;
+        let first = expand_crm(&mut client, "a").await;
+        let second = expand_crm(&mut client, "b").await;
+        (first, second)
+    });
+    // Not an expansion, then a refusal in words.
+    let event = service.next("EXPAND").await;
+    service
+        .send
+        .send(json!({"op": 5, "id": event["id"], "data": {"vertices": "many"}}))
+        .expect("reply");
+    let event = service.next("EXPAND").await;
+    service
+        .send
+        .send(json!({"op": 5, "id": event["id"], "data": {"error": {"kind": "bad_query", "message": "no such team"}}}))
+        .expect("reply");
+    let (first, second) = ask.await.expect("answers");
+    assert_eq!(first["type"], "ERROR", "{first}");
+    assert_eq!(first["error"]["code"], "datasource_failed", "{first}");
+    assert!(
+        first["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid reply"),
+        "{first}"
+    );
+    assert_eq!(second["error"]["code"], "bad_query", "{second}");
+    assert!(
+        second["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no such team"),
+        "{second}"
+    );
+    service.stop();
+}

@@ -1922,22 +1922,17 @@ async fn six_thousand_records() {
         return;
     };
     let client = &browser.client;
-    client
-        .goto(&format!("http://{}/", server.addr))
-        .await
-        .expect("open page");
     // A saved session: three datasources, four node fields, one query of ten pages.
-    js(
+    open_workspace(
         client,
-        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
+        &server,
+        r##"{
               enabled: ["emails", "tweets", "people"],
               nodeFields: { from: "mail", "user.screen_name": "person", hashtags: "tag", group: "tag" },
               queries: [{ id: 1, text: "*", color: "#0072b2", pages: 10, showAll: true }], nextQueryId: 2,
-              deleted: [], deletions: [], dateFields: {} }));
-            window.name = "measured"; return true;"##,
+              deleted: [], deletions: [], dateFields: {} }"##,
     )
     .await;
-    client.refresh().await.expect("reload");
     js(
         client,
         // Long tasks are whole tasks of the page's thread, the browser's
@@ -2223,22 +2218,34 @@ async fn expand_a_person_across_tweets_and_emails() {
 /// addresses as nodes, one query for `annad0`'s tweets. Returns the node
 /// key of annad0's address (the demo's `person` link).
 async fn open_annad0(client: &Client, server: &ServerHandle) -> &'static str {
+    open_workspace(
+        client,
+        server,
+        r##"{
+              enabled: ["emails", "tweets"],
+              nodeFields: { "user.screen_name": "at", "user.email": "mail", from: "mail", to: "mail" },
+              queries: [{ id: 1, text: "user.screen_name:annad0", color: "#0072b2", pages: 1 }], nextQueryId: 2,
+              deleted: [], deletions: [], dateFields: {} }"##,
+    )
+    .await;
+    "person\u{241f}anna.devries@acme.example"
+}
+
+/// Opens the page of `server` with `workspace` (the JSON of what the page
+/// keeps between visits) as if saved by an earlier visit.
+async fn open_workspace(client: &Client, server: &ServerHandle, workspace: &str) {
     client
         .goto(&format!("http://{}/", server.addr))
         .await
         .expect("open page");
     js(
         client,
-        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
-              enabled: ["emails", "tweets"],
-              nodeFields: { "user.screen_name": "at", "user.email": "mail", from: "mail", to: "mail" },
-              queries: [{ id: 1, text: "user.screen_name:annad0", color: "#0072b2", pages: 1 }], nextQueryId: 2,
-              deleted: [], deletions: [], dateFields: {} }));
-            return true;"##,
+        &format!(
+            "localStorage.setItem('tributary.ui.v1', JSON.stringify({workspace})); return true;"
+        ),
     )
     .await;
     client.refresh().await.expect("reload");
-    "person\u{241f}anna.devries@acme.example"
 }
 
 /// The graph as drawn: each node's key and label, sorted.
@@ -2492,20 +2499,15 @@ async fn overlapping_fields_are_suggested_as_a_link() {
         return;
     };
     let client = &browser.client;
-    client
-        .goto(&format!("http://{}/", server.addr))
-        .await
-        .expect("open page");
-    js(
+    open_workspace(
         client,
-        r##"localStorage.setItem("tributary.ui.v1", JSON.stringify({
+        &server,
+        r##"{
               enabled: ["emails", "tweets"], nodeFields: { "user.screen_name": "at", from: "mail" },
               queries: [{ id: 1, text: "*", color: "#0072b2", pages: 1 }], nextQueryId: 2,
-              deleted: [], deletions: [], dateFields: {} }));
-            return true;"##,
+              deleted: [], deletions: [], dateFields: {} }"##,
     )
     .await;
-    client.refresh().await.expect("reload");
     until(
         client,
         "eight nodes and the suggestion",

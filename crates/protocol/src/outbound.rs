@@ -362,7 +362,14 @@ impl ServerMessage<'_> {
     pub fn encode(&self) -> Frame {
         let kind = self.type_name();
         let text = match *self {
-            ServerMessage::InitialState { datasources, links } => {
+            // Both carry the whole list in the greeting's shape; links only
+            // in the greeting, and only when there are any.
+            ServerMessage::InitialState { datasources, .. }
+            | ServerMessage::DatasourcesChanged { datasources } => {
+                let links = match *self {
+                    ServerMessage::InitialState { links, .. } => links,
+                    _ => &[],
+                };
                 #[derive(Serialize)]
                 struct State<'a> {
                     datasources: &'a [DatasourceInfo],
@@ -377,23 +384,6 @@ impl ServerMessage<'_> {
                     kind,
                     &Body {
                         state: State { datasources, links },
-                    },
-                    None,
-                )
-            }
-            ServerMessage::DatasourcesChanged { datasources } => {
-                #[derive(Serialize)]
-                struct State<'a> {
-                    datasources: &'a [DatasourceInfo],
-                }
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    state: State<'a>,
-                }
-                tagged(
-                    kind,
-                    &Body {
-                        state: State { datasources },
                     },
                     None,
                 )
