@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::datasources::query_limits::QueryLimits;
 use crate::datasources::DatasourceSettings;
+use crate::protocol::LinkRewrite;
 use crate::request::RequestRules;
 
 #[derive(Debug, Clone)]
@@ -47,6 +48,10 @@ pub struct LinkSettings {
     /// Values are compared lowercased.
     #[serde(default)]
     pub lowercase: bool,
+    /// Then rewritten, in order: `replace = [{ regex = "@.*$", with = "" }]`
+    /// makes `ann@example.org` and the screen name `ann` one value.
+    #[serde(default)]
+    pub replace: Vec<LinkRewrite>,
 }
 
 impl LinkSettings {
@@ -486,6 +491,11 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
         }
     }
     for (name, link) in &links {
+        if let Err(error) = crate::expand::Normalizer::new(link.lowercase, &link.replace) {
+            return Err(format!(
+                "invalid configuration: `links.{name}.replace`: {error}"
+            ));
+        }
         if link.fields.len() < 2 {
             return Err(format!(
                 "invalid configuration: `links.{name}.fields` must name at least two fields"
@@ -577,6 +587,7 @@ pub fn demo_links() -> BTreeMap<String, LinkSettings> {
         LinkSettings {
             fields: fields.iter().map(|f| f.to_string()).collect(),
             lowercase: true,
+            replace: Vec::new(),
         },
     )])
 }

@@ -10,23 +10,148 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
+use regex::{Regex, RegexBuilder};
 
 use crate::config::LinkSettings;
 use crate::datasources::{
-    count_expansion, selection_query, BatchTarget, Datasource, DatasourceError, ExpandQuery,
-    Expansion, FieldValue, Item, RequestContext, ResultSink, SearchQuery, Selected, SinkClosed,
+    count_expansion, selection_query, values_of, BatchTarget, Datasource, DatasourceError,
+    ExpandQuery, Expansion, FieldValue, Item, RequestContext, ResultSink, SearchQuery, Selected,
+    SinkClosed, Subsequence,
 };
-use crate::protocol::{LinkInfo, LinkedField};
+use crate::protocol::{LinkInfo, LinkRewrite, LinkedField};
 use crate::request::ExpandPlan;
 
 /// Records the server searches and counts for a datasource without an
 /// aggregation of its own.
 pub const SAMPLE_SIZE: u64 = 1_000;
 
+/// Candidate values listed per field when a link rewrites values.
+pub const CANDIDATES: usize = 1_000;
+
+/// Most rewrites one link may have, and the longest pattern.
+pub const MAX_REWRITES: usize = 8;
+pub const MAX_PATTERN: usize = 512;
+
+/// How a link compares values: lowercased (`lowercase`), then rewritten by
+/// its `replace` regular expressions in order.
+#[derive(Debug, Clone, Default)]
+pub struct Normalizer {
+    lowercase: bool,
+    rewrites: Vec<(Regex, String)>,
+}
+
+impl Normalizer {
+    /// Compiles the rewrites: each pattern at most [`MAX_PATTERN`]
+    /// characters and small once compiled (the `regex` crate runs in
+    /// linear time, so no input makes one slow).
+    pub fn new(lowercase: bool, replace: &[LinkRewrite]) -> Result<Normalizer, String> {
+        if replace.len() > MAX_REWRITES {
+            return Err(format!("at most {MAX_REWRITES} rewrites"));
+        }
+        let mut rewrites = Vec::with_capacity(replace.len());
+        for rewrite in replace {
+            if rewrite.regex.is_empty() || rewrite.regex.chars().count() > MAX_PATTERN {
+                return Err(format!(
+                    "a regex must have 1 to {MAX_PATTERN} characters; {:?} has {}",
+                    rewrite.regex,
+                    rewrite.regex.chars().count()
+                ));
+            }
+            let regex = RegexBuilder::new(&rewrite.regex)
+                .size_limit(1 << 20)
+                .dfa_size_limit(1 << 20)
+                .build()
+                .map_err(|e| format!("{:?} is not a regular expression: {e}", rewrite.regex))?;
+            rewrites.push((regex, rewrite.with.clone()));
+        }
+        Ok(Normalizer {
+            lowercase,
+            rewrites,
+        })
+    }
+
+    /// Whether values are rewritten (not only lowercased).
+    pub fn rewrites(&self) -> bool {
+        !self.rewrites.is_empty()
+    }
+
+    /// Both normalisations, this one's first (a value carried by two links).
+    fn and(mut self, other: &Normalizer) -> Normalizer {
+        self.lowercase |= other.lowercase;
+        self.rewrites.extend(other.rewrites.iter().cloned());
+        self
+    }
+
+    /// The value as the link compares it.
+    pub fn apply(&self, value: &str) -> String {
+        let mut out = if self.lowercase {
+            value.to_lowercase()
+        } else {
+            value.to_owned()
+        };
+        for (regex, with) in &self.rewrites {
+            if let std::borrow::Cow::Owned(rewritten) = regex.replace_all(&out, with.as_str()) {
+                out = rewritten;
+            }
+        }
+        out
+    }
+
+    /// The characters every value normalised to `key` holds in order: the
+    /// key's own, but for those a rewrite may have put there (any character
+    /// of a `with`; with a `$` group, none is sure) and, when lowercased,
+    /// those other letters lowercase into (non-ASCII, `i` from `İ`, `k`
+    /// from the Kelvin sign).
+    pub fn hint(&self, key: &str) -> Subsequence {
+        if self.rewrites.iter().any(|(_, with)| with.contains('$')) {
+            return Subsequence::default();
+        }
+        let chars = key
+            .chars()
+            .filter(|c| !self.rewrites.iter().any(|(_, with)| with.contains(*c)))
+            .filter(|c| !self.lowercase || (c.is_ascii() && !matches!(c, 'i' | 'k')))
+            .collect();
+        Subsequence {
+            chars,
+            ignore_case: self.lowercase,
+        }
+    }
+}
+
+/// A link of the configuration or of a request, compiled.
+#[derive(Debug, Clone)]
+struct Link {
+    name: String,
+    settings: LinkSettings,
+    normalizer: Normalizer,
+}
+
+impl Link {
+    fn new(name: String, settings: LinkSettings) -> Option<Link> {
+        // Links were checked when read (configuration, request): one that
+        // does not compile here is left out rather than followed wrongly.
+        let normalizer = Normalizer::new(settings.lowercase, &settings.replace).ok()?;
+        Some(Link {
+            name,
+            settings,
+            normalizer,
+        })
+    }
+}
+
 /// The links of the configuration, as the expansion uses them.
 #[derive(Debug, Clone, Default)]
 pub struct Links {
-    links: Vec<(String, LinkSettings)>,
+    links: Vec<Link>,
+}
+
+/// What an expansion asks of one datasource, before the server has found
+/// how it calls values that links rewrite.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub query: ExpandQuery,
+    /// Per selected value: the rewriting link's normalisation, if any.
+    rewrites: Vec<Option<Normalizer>>,
 }
 
 impl Links {
@@ -34,7 +159,7 @@ impl Links {
         Links {
             links: links
                 .iter()
-                .map(|(name, link)| (name.clone(), link.clone()))
+                .filter_map(|(name, link)| Link::new(name.clone(), link.clone()))
                 .collect(),
         }
     }
@@ -50,50 +175,59 @@ impl Links {
                     .map(|f| format!("{}:{}", f.datasource, f.field))
                     .collect(),
                 lowercase: link.lowercase,
+                replace: link.replace.clone(),
             };
-            links.links.push((link.name.clone(), settings));
+            links.links.extend(Link::new(link.name.clone(), settings));
         }
         links
     }
 
-    /// Where `datasource` (with `fields`) holds values like `value`, and
-    /// whether they compare lowercased; `None` when it holds none.
+    /// Where `datasource` (with `fields`) holds values like `value`, how
+    /// they compare, and the normalisation when a link rewrites them;
+    /// `None` when it holds none.
     pub fn resolve(
         &self,
         datasource: &str,
         fields: &BTreeSet<String>,
         value: &FieldValue,
-    ) -> Option<Selected> {
+    ) -> Option<(Selected, Option<Normalizer>)> {
         let mut found: Vec<String> = Vec::new();
         if fields.contains(&value.field) {
             found.push(value.field.clone());
         }
         let own = !found.is_empty();
-        let mut lowercase = false;
+        let mut normalizer = Normalizer::default();
         let mut via = None;
-        for (name, link) in &self.links {
+        for link in &self.links {
             // A link carries the value when any of its fields has the value's
             // field name, or the value names the link itself (a client that
             // shows the link's values as one node sends its name).
-            if *name != value.field && !link.members().any(|(_, field)| field == value.field) {
+            let members = || link.settings.members();
+            if link.name != value.field && !members().any(|(_, field)| field == value.field) {
                 continue;
             }
-            lowercase |= link.lowercase;
-            for (id, field) in link.members() {
+            normalizer = normalizer.and(&link.normalizer);
+            for (id, field) in members() {
                 if id == datasource && fields.contains(field) && !found.iter().any(|f| f == field) {
                     found.push(field.to_owned());
                     if !own && via.is_none() {
-                        via = Some(name.clone());
+                        via = Some(link.name.clone());
                     }
                 }
             }
         }
-        (!found.is_empty()).then(|| Selected {
-            value: value.clone(),
-            fields: found,
-            lowercase,
-            via,
-        })
+        if found.is_empty() {
+            return None;
+        }
+        let mut selected = Selected::new(value.clone(), found);
+        selected.via = via;
+        if normalizer.rewrites() {
+            // Looked for by the exact values found beforehand.
+            Some((selected, Some(normalizer)))
+        } else {
+            selected.lowercase = normalizer.lowercase;
+            Some((selected, None))
+        }
     }
 
     /// The expansion `plan` asks of `datasource` (with `fields`): the
@@ -104,12 +238,12 @@ impl Links {
         datasource: &str,
         fields: &BTreeSet<String>,
         plan: &ExpandPlan,
-    ) -> ExpandQuery {
-        let selected: Vec<Selected> = plan
+    ) -> Planned {
+        let (selected, rewrites): (Vec<Selected>, Vec<Option<Normalizer>>) = plan
             .values
             .iter()
             .filter_map(|value| self.resolve(datasource, fields, value))
-            .collect();
+            .unzip();
         let wanted: Vec<String> = if plan.fields.is_empty() {
             let mut all: Vec<String> = Vec::new();
             for field in selected.iter().flat_map(|s| s.fields.iter()) {
@@ -125,12 +259,15 @@ impl Links {
                 .cloned()
                 .collect()
         };
-        ExpandQuery {
-            selected,
-            fields: wanted,
-            size: plan.size,
-            exclude: plan.exclude.clone(),
-            mode: plan.mode,
+        Planned {
+            query: ExpandQuery {
+                selected,
+                fields: wanted,
+                size: plan.size,
+                exclude: plan.exclude.clone(),
+                mode: plan.mode,
+            },
+            rewrites,
         }
     }
 
@@ -140,8 +277,9 @@ impl Links {
     pub fn infos(&self, datasources: &[&str]) -> Vec<LinkInfo> {
         self.links
             .iter()
-            .filter_map(|(name, link)| {
+            .filter_map(|link| {
                 let fields: Vec<LinkedField> = link
+                    .settings
                     .members()
                     .filter(|(id, _)| datasources.contains(id))
                     .map(|(id, field)| LinkedField {
@@ -150,9 +288,10 @@ impl Links {
                     })
                     .collect();
                 (fields.len() >= 2).then(|| LinkInfo {
-                    name: name.clone(),
+                    name: link.name.clone(),
                     fields,
-                    lowercase: link.lowercase,
+                    lowercase: link.settings.lowercase,
+                    replace: link.settings.replace.clone(),
                 })
             })
             .collect()
@@ -161,9 +300,10 @@ impl Links {
     /// The fields, in any datasource, that values of `field` may be found in.
     pub fn linked_to(&self, field: &str) -> BTreeSet<String> {
         let mut all = BTreeSet::from([field.to_owned()]);
-        for (name, link) in &self.links {
-            if name == field || link.members().any(|(_, f)| f == field) {
-                all.extend(link.members().map(|(_, f)| f.to_owned()));
+        for link in &self.links {
+            let members = || link.settings.members();
+            if link.name == field || members().any(|(_, f)| f == field) {
+                all.extend(members().map(|(_, f)| f.to_owned()));
             }
         }
         all
@@ -171,16 +311,38 @@ impl Links {
 }
 
 /// Expands through `datasource`: its own aggregation, or a sample of the
-/// records holding the selection, searched and counted here.
+/// records holding the selection, searched and counted here. Values a link
+/// rewrites are first looked up as this datasource holds them.
 pub async fn expand_one(
     datasource: &dyn Datasource,
     context: &RequestContext,
-    query: &ExpandQuery,
-    sink_for: impl FnOnce(Box<dyn BatchTarget>) -> ResultSink,
+    planned: Planned,
+    sink_for: impl Fn(Box<dyn BatchTarget>) -> ResultSink,
 ) -> Result<Expansion, DatasourceError> {
+    let Planned {
+        mut query,
+        rewrites,
+    } = planned;
+    let asked = query.selected.len();
+    if rewrites.iter().any(Option::is_some) {
+        let mut kept = Vec::with_capacity(query.selected.len());
+        for (mut selected, rewrite) in query.selected.into_iter().zip(rewrites) {
+            if let Some(normalizer) = rewrite {
+                selected.forms =
+                    forms_of(datasource, context, &selected, &normalizer, &sink_for).await?;
+            }
+            if !selected.forms.is_empty() {
+                kept.push(selected);
+            }
+        }
+        query.selected = kept;
+    }
     if query.selected.is_empty() || query.fields.is_empty() {
         return Ok(Expansion {
-            method: if query.selected.is_empty() {
+            method: if asked > 0 && query.selected.is_empty() {
+                "none: no value of this datasource's linked fields rewrites to a selected one"
+                    .into()
+            } else if query.selected.is_empty() {
                 "none: this datasource holds no selected value's field, nor one linked to it".into()
             } else {
                 "none: this datasource has none of the fields asked for".into()
@@ -191,11 +353,11 @@ pub async fn expand_one(
     let collected = Collected::default();
     let records = collected.records.clone();
     let mut sink = sink_for(Box::new(collected));
-    if let Some(found) = datasource.expand(context, query, sink.work()).await? {
+    if let Some(found) = datasource.expand(context, &query, sink.work()).await? {
         return Ok(found);
     }
     let search = SearchQuery {
-        query: selection_query(query),
+        query: selection_query(&query),
         from: 0,
         size: SAMPLE_SIZE,
     };
@@ -205,13 +367,67 @@ pub async fn expand_one(
         .iter()
         .map(Item::field_map)
         .collect();
-    let mut found = count_expansion(query, &records, None);
+    let mut found = count_expansion(&query, &records, None);
     found.sampled = (total > records.len() as u64).then_some(records.len() as u64);
     found.method = format!(
         "sample: the first {} of {total} matching records, searched and counted by the server",
         records.len()
     );
     Ok(found)
+}
+
+/// The values of `selected`'s fields in `datasource` that `normalizer`
+/// rewrites to the same as the selected value: the adapter lists the
+/// candidates ([`Datasource::values_like`]) or, without a listing of its
+/// own, the server reads them from a sample of records found by a regular
+/// expression.
+async fn forms_of(
+    datasource: &dyn Datasource,
+    context: &RequestContext,
+    selected: &Selected,
+    normalizer: &Normalizer,
+    sink_for: &impl Fn(Box<dyn BatchTarget>) -> ResultSink,
+) -> Result<Vec<String>, DatasourceError> {
+    let key = normalizer.apply(&selected.value.value);
+    let hint = normalizer.hint(&key);
+    let mut forms: Vec<String> = Vec::new();
+    for field in &selected.fields {
+        let candidates = match datasource
+            .values_like(context, field, &hint, CANDIDATES)
+            .await?
+        {
+            Some(listed) => listed,
+            None => {
+                let collected = Collected::default();
+                let records = collected.records.clone();
+                let mut sink = sink_for(Box::new(collected));
+                let search = SearchQuery {
+                    query: format!(
+                        "{}:/{}/",
+                        crate::datasources::escape_field(field),
+                        hint.lucene_regexp().replace('/', "\\/")
+                    ),
+                    from: 0,
+                    size: SAMPLE_SIZE,
+                };
+                datasource.search(context, &search, &mut sink).await?;
+                let records = std::mem::take(&mut *lock(&records));
+                records
+                    .iter()
+                    .flat_map(|item| values_of(&item.field_map(), field))
+                    .collect()
+            }
+        };
+        for candidate in candidates {
+            if hint.matches(&candidate)
+                && normalizer.apply(&candidate) == key
+                && !forms.contains(&candidate)
+            {
+                forms.push(candidate);
+            }
+        }
+    }
+    Ok(forms)
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -241,6 +457,7 @@ impl BatchTarget for Collected {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::LinkRewrite;
 
     fn links() -> Links {
         let mut map = BTreeMap::new();
@@ -254,6 +471,7 @@ mod tests {
                     "emails:to".into(),
                 ],
                 lowercase: true,
+                replace: Vec::new(),
             },
         );
         Links::new(&map)
@@ -299,15 +517,20 @@ mod tests {
         }
     }
 
+    fn planned(query: &ExpandQuery) -> Planned {
+        Planned {
+            query: query.clone(),
+            rewrites: vec![None; query.selected.len()],
+        }
+    }
+
     #[tokio::test]
     async fn without_an_aggregation_a_sample_is_counted_and_said_to_be() {
         let query = ExpandQuery {
-            selected: vec![Selected {
-                value: FieldValue::new("tag", "a"),
-                fields: vec!["tag".into()],
-                lowercase: false,
-                via: None,
-            }],
+            selected: vec![Selected::new(
+                FieldValue::new("tag", "a"),
+                vec!["tag".into()],
+            )],
             fields: vec!["n".into()],
             size: 10,
             exclude: BTreeSet::new(),
@@ -320,7 +543,7 @@ mod tests {
         let sink = |target: Box<dyn BatchTarget>| {
             ResultSink::new(target, Default::default(), Default::default())
         };
-        let found = expand_one(&Plain { count: 2_500 }, &context, &query, sink)
+        let found = expand_one(&Plain { count: 2_500 }, &context, planned(&query), sink)
             .await
             .unwrap();
         assert_eq!(found.sampled, Some(SAMPLE_SIZE));
@@ -334,11 +557,93 @@ mod tests {
         assert_eq!(total, SAMPLE_SIZE);
         assert_eq!(found.vertices.len(), 7);
         // All of them fit: no `sampled`.
-        let found = expand_one(&Plain { count: 70 }, &context, &query, sink)
+        let found = expand_one(&Plain { count: 70 }, &context, planned(&query), sink)
             .await
             .unwrap();
         assert_eq!(found.sampled, None);
         assert_eq!(found.vertices[0].doc_count, 10);
+    }
+
+    fn rewrite(regex: &str, with: &str) -> LinkRewrite {
+        LinkRewrite {
+            regex: regex.into(),
+            with: with.into(),
+        }
+    }
+
+    #[test]
+    fn a_normalizer_lowercases_then_rewrites_in_order() {
+        let strip = Normalizer::new(true, &[rewrite("@.*$", ""), rewrite(r"^\.+", "")]).unwrap();
+        assert_eq!(strip.apply("Anna.D@Example.org"), "anna.d");
+        assert_eq!(strip.apply("..annad"), "annad");
+        assert!(strip.rewrites());
+        assert!(!Normalizer::new(true, &[]).unwrap().rewrites());
+        // Groups in the replacement.
+        let swap = Normalizer::new(false, &[rewrite(r"^(\w+)@(\w+)$", "$2/$1")]).unwrap();
+        assert_eq!(swap.apply("ann@acme"), "acme/ann");
+        // Bad patterns are refused with the reason.
+        let error = Normalizer::new(false, &[rewrite("(", "")]).unwrap_err();
+        assert!(error.contains("not a regular expression"), "{error}");
+        assert!(Normalizer::new(false, &[rewrite("", "")]).is_err());
+        assert!(Normalizer::new(false, &[rewrite(&"a".repeat(MAX_PATTERN + 1), "")]).is_err());
+        assert!(Normalizer::new(false, &vec![rewrite("a", ""); MAX_REWRITES + 1]).is_err());
+        // A pattern that compiles too large is refused, not built.
+        assert!(Normalizer::new(false, &[rewrite(r"\w{200}\w{200}\w{100}", "")]).is_err());
+    }
+
+    #[test]
+    fn the_hint_holds_in_every_value_that_rewrites_to_the_key() {
+        let values = [
+            "annad",
+            "AnnaD@x.org",
+            "a.n.n.a.d",
+            "Kannad",
+            "ANNAD@y",
+            "bob",
+            "anna",
+        ];
+        let cases = [
+            Normalizer::new(true, &[rewrite("@.*$", "")]).unwrap(),
+            Normalizer::new(false, &[rewrite(r"\.", "")]).unwrap(),
+            Normalizer::new(true, &[rewrite("^k", "")]).unwrap(),
+            Normalizer::new(false, &[rewrite("nn", "n-n")]).unwrap(),
+            Normalizer::new(false, &[rewrite("(a)", "$1$1")]).unwrap(),
+        ];
+        for normalizer in &cases {
+            for value in values {
+                let key = normalizer.apply(value);
+                let hint = normalizer.hint(&key);
+                assert!(hint.matches(value), "{normalizer:?} {value} {key} {hint:?}");
+            }
+        }
+        // The hint narrows: a stripped domain keeps every letter of the key.
+        let hint = cases[0].hint("annad");
+        assert_eq!(hint.chars, ['a', 'n', 'n', 'a', 'd']);
+        assert!(!hint.matches("bob"));
+        // Letters a rewrite may write are not sure to be in the value.
+        assert_eq!(cases[3].hint("an-nad").chars, ['a', 'a', 'd']);
+        // Groups copy text in any order: nothing is sure.
+        assert!(cases[4].hint("aa").chars.is_empty());
+    }
+
+    #[test]
+    fn a_value_carried_by_a_rewriting_link_is_resolved_later() {
+        let mut map = BTreeMap::new();
+        map.insert(
+            "handle".to_owned(),
+            LinkSettings {
+                fields: vec!["tweets:user.screen_name".into(), "emails:from".into()],
+                lowercase: true,
+                replace: vec![rewrite("@.*$", "")],
+            },
+        );
+        let links = Links::new(&map);
+        let value = FieldValue::new("user.screen_name", "AnnaD");
+        let (selected, normalizer) = links.resolve("emails", &set(&["from"]), &value).unwrap();
+        assert_eq!(selected.via.as_deref(), Some("handle"));
+        assert!(!selected.lowercase, "looked for by exact forms");
+        assert_eq!(normalizer.unwrap().apply("annad@x"), "annad");
+        assert_eq!(links.infos(&["tweets", "emails"])[0].replace.len(), 1);
     }
 
     #[test]
@@ -350,12 +655,14 @@ mod tests {
                 &set(&["user.screen_name", "mentions", "text"]),
                 &value,
             )
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(tweets.fields, ["user.screen_name", "mentions"]);
         assert!(tweets.lowercase);
         let emails = links()
             .resolve("emails", &set(&["from", "to", "subject"]), &value)
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(emails.fields, ["from", "to"]);
         assert_eq!(
             emails.via.as_deref(),
@@ -367,7 +674,8 @@ mod tests {
         let by_link = FieldValue::new("person", "annad0");
         let emails = links()
             .resolve("emails", &set(&["from", "to"]), &by_link)
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(emails.fields, ["from", "to"]);
         // An unlinked field the datasource lacks: nowhere to look.
         let other = FieldValue::new("hashtags", "x");

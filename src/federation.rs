@@ -360,8 +360,8 @@ impl Federation {
                         .map(|f| f.path)
                         .collect(),
                 };
-                let query = links.query_for(id, &fields, plan);
-                expand_one(source.datasource.as_ref(), &context, &query, |target| {
+                let planned = links.query_for(id, &fields, plan);
+                expand_one(source.datasource.as_ref(), &context, planned, |target| {
                     ResultSink::new(target, scope.lease.clone(), scope.work.clone())
                 })
                 .await

@@ -192,6 +192,9 @@ impl RequestRules {
                     link.name
                 ));
             }
+            if let Err(error) = crate::expand::Normalizer::new(link.lowercase, &link.replace) {
+                return refuse(format!("`links`: link {:?} `replace`: {error}", link.name));
+            }
         }
         let datasources = unique_datasources(request.datasources, &echo)?;
         let mut values = Vec::with_capacity(request.values.len());

@@ -20,6 +20,19 @@ pub struct FieldValue {
     pub value: String,
 }
 
+impl Selected {
+    /// `value`, looked for as it is in `fields`.
+    pub fn new(value: FieldValue, fields: Vec<String>) -> Selected {
+        Selected {
+            forms: vec![value.value.clone()],
+            value,
+            fields,
+            lowercase: false,
+            via: None,
+        }
+    }
+}
+
 impl FieldValue {
     pub fn new(field: impl Into<String>, value: impl Into<String>) -> FieldValue {
         FieldValue {
@@ -39,6 +52,10 @@ pub struct Selected {
     pub fields: Vec<String>,
     /// Values are compared lowercased (a link with `lowercase = true`).
     pub lowercase: bool,
+    /// The exact values to look for: the selected value itself, or, when a
+    /// link rewrites values (`replace`), those of this datasource's values
+    /// that rewrite to the same as it (found by the server beforehand).
+    pub forms: Vec<String>,
     /// The link it is found through, when this datasource does not have
     /// the value's own field (its connections then say so).
     pub via: Option<String>,
@@ -108,28 +125,90 @@ pub struct Expansion {
     pub method: String,
 }
 
+/// Characters a value holds in this order (with anything between them):
+/// what every value a link rewrites to the selected one is sure to hold, so
+/// an adapter can list the candidates ([`crate::Datasource::values_like`])
+/// and the server keeps those that really rewrite alike.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subsequence {
+    pub chars: Vec<char>,
+    /// Each character in either letter case (ASCII letters only).
+    pub ignore_case: bool,
+}
+
+impl Subsequence {
+    /// Whether `value` holds the characters in order.
+    pub fn matches(&self, value: &str) -> bool {
+        let mut wanted = self.chars.iter().peekable();
+        for c in value.chars() {
+            match wanted.peek() {
+                None => return true,
+                Some(&&w) if w == c || (self.ignore_case && w.eq_ignore_ascii_case(&c)) => {
+                    wanted.next();
+                }
+                Some(_) => {}
+            }
+        }
+        wanted.peek().is_none()
+    }
+
+    /// As a Lucene regular expression over the whole value (Elasticsearch's
+    /// `regexp` query and the `include` of a `terms` aggregation):
+    /// `.*a.*b.*`, letters as `[aA]` when case is ignored.
+    pub fn lucene_regexp(&self) -> String {
+        let mut out = String::from(".*");
+        for &c in &self.chars {
+            if self.ignore_case && c.is_ascii_alphabetic() {
+                out.push('[');
+                out.push(c.to_ascii_lowercase());
+                out.push(c.to_ascii_uppercase());
+                out.push(']');
+            } else {
+                if !c.is_alphanumeric() {
+                    // Every other character is escaped: `.?+*|{}[]()"\#@&<>~/` are operators.
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push_str(".*");
+        }
+        out
+    }
+
+    /// As an SQL `LIKE` pattern with `\\` as its escape: `%a%b%`.
+    pub fn like_pattern(&self) -> String {
+        let mut out = String::from("%");
+        for &c in &self.chars {
+            if matches!(c, '%' | '_' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+            out.push('%');
+        }
+        out
+    }
+}
+
 /// A Lucene query matching records that hold any selected value in one of
 /// its fields (what an adapter searching its backend for the selection asks): `field:"value" OR …`, every value a quoted phrase.
 pub fn selection_query(query: &ExpandQuery) -> String {
     let mut clauses = Vec::new();
     for selected in &query.selected {
         for field in &selected.fields {
-            clauses.push(format!(
-                "{}:\"{}\"",
-                escape_field(field),
-                selected
-                    .value
-                    .value
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-            ));
+            for form in &selected.forms {
+                clauses.push(format!(
+                    "{}:\"{}\"",
+                    escape_field(field),
+                    form.replace('\\', "\\\\").replace('"', "\\\"")
+                ));
+            }
         }
     }
     clauses.join(" OR ")
 }
 
 /// A field path as a Lucene term: its special characters escaped.
-fn escape_field(field: &str) -> String {
+pub fn escape_field(field: &str) -> String {
     let mut escaped = String::with_capacity(field.len());
     for c in field.chars() {
         if "+-&|!(){}[]^\"~*?:\\/ ".contains(c) {
@@ -175,12 +254,16 @@ pub fn count_expansion(
     let mut folded: HashMap<(&str, String), Vec<usize>> = HashMap::new();
     for (i, selected) in query.selected.iter().enumerate() {
         for field in &selected.fields {
-            if selected.lowercase {
-                let key = (field.as_str(), selected.value.value.to_lowercase());
-                folded.entry(key).or_default().push(i);
-            } else {
-                let key = (field.as_str(), selected.value.value.as_str());
-                exact.entry(key).or_default().push(i);
+            for form in &selected.forms {
+                if selected.lowercase {
+                    let key = (field.as_str(), form.to_lowercase());
+                    folded.entry(key).or_default().push(i);
+                } else {
+                    exact
+                        .entry((field.as_str(), form.as_str()))
+                        .or_default()
+                        .push(i);
+                }
             }
         }
     }
@@ -346,11 +429,8 @@ mod tests {
         ExpandQuery {
             selected: selected
                 .iter()
-                .map(|(field, value)| Selected {
-                    value: FieldValue::new(*field, *value),
-                    fields: vec![field.to_string()],
-                    lowercase: false,
-                    via: None,
+                .map(|(field, value)| {
+                    Selected::new(FieldValue::new(*field, *value), vec![field.to_string()])
                 })
                 .collect(),
             fields: fields.iter().map(|f| f.to_string()).collect(),
@@ -405,12 +485,10 @@ mod tests {
     #[test]
     fn the_selection_query_quotes_values_and_escapes_fields() {
         let query = ExpandQuery {
-            selected: vec![Selected {
-                value: FieldValue::new("a b", "say \"hi\""),
-                fields: vec!["a b".into(), "user.name".into()],
-                lowercase: false,
-                via: None,
-            }],
+            selected: vec![Selected::new(
+                FieldValue::new("a b", "say \"hi\""),
+                vec!["a b".into(), "user.name".into()],
+            )],
             fields: vec![],
             size: 1,
             exclude: BTreeSet::new(),
@@ -420,6 +498,25 @@ mod tests {
             selection_query(&query),
             r#"a\ b:"say \"hi\"" OR user.name:"say \"hi\"""#
         );
+    }
+
+    #[test]
+    fn a_subsequence_matches_its_characters_in_order() {
+        let hint = Subsequence {
+            chars: "a.b".chars().collect(),
+            ignore_case: true,
+        };
+        assert!(hint.matches("xA-.-b@y"));
+        assert!(!hint.matches("b.a"));
+        assert!(!hint.matches("ab"));
+        assert_eq!(hint.lucene_regexp(), ".*[aA].*\\..*[bB].*");
+        let exact = Subsequence {
+            chars: "a%_".chars().collect(),
+            ignore_case: false,
+        };
+        assert!(!exact.matches("A%_"));
+        assert_eq!(exact.like_pattern(), "%a%\\%%\\_%");
+        assert!(Subsequence::default().matches(""));
     }
 
     #[test]

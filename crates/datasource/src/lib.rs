@@ -60,8 +60,8 @@ pub use async_trait::async_trait;
 pub use context::{Caller, RequestContext};
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
 pub use expand::{
-    count_expansion, jlh, selection_query, values_of, Connection, ExpandMode, ExpandQuery,
-    Expansion, FieldValue, Selected, Vertex,
+    count_expansion, escape_field, jlh, selection_query, values_of, Connection, ExpandMode,
+    ExpandQuery, Expansion, FieldValue, Selected, Subsequence, Vertex,
 };
 pub use live::{
     AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, Watch,
@@ -102,6 +102,21 @@ pub trait Datasource: Send + Sync + 'static {
         _query: &ExpandQuery,
         _work: &WorkLimits,
     ) -> Result<Option<Expansion>, DatasourceError> {
+        Ok(None)
+    }
+
+    /// Up to `limit` distinct values of `field` holding `hint`'s characters
+    /// in order, for links that rewrite values (`replace`): the server
+    /// keeps those that rewrite to the selected value and looks for them.
+    /// `None` (the default): the server searches a bounded sample of
+    /// records with [`Subsequence::lucene_regexp`] and reads their values.
+    async fn values_like(
+        &self,
+        _request: &RequestContext,
+        _field: &str,
+        _hint: &Subsequence,
+        _limit: usize,
+    ) -> Result<Option<Vec<String>>, DatasourceError> {
         Ok(None)
     }
 

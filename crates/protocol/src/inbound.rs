@@ -311,7 +311,7 @@ fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json:
         "values" | "exclude" => "a list of {\"field\": a string, \"value\": a string}",
         "fields" => "a list of field paths (strings)",
         "mode" => "\"count\" or \"significant\"",
-        "links" => "a list of {\"name\": a string, \"fields\": [{\"datasource\": a string, \"field\": a string}], \"lowercase\": true or false}",
+        "links" => "a list of {\"name\": a string, \"fields\": [{\"datasource\": a string, \"field\": a string}], \"lowercase\": true or false, \"replace\": [{\"regex\": a string, \"with\": a string}]}",
         _ => return error.inner().to_string(),
     };
     let found = match body.get(&field) {

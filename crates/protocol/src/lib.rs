@@ -24,7 +24,7 @@ pub use inbound::{
 };
 pub use outbound::{
     encode_results, DatasourceInfo, DatasourceOutcome, Echo, ErrorCode, ErrorReport, Frame,
-    LinkInfo, LinkedField, LiveModeInfo, ServerMessage,
+    LinkInfo, LinkRewrite, LinkedField, LiveModeInfo, ServerMessage,
 };
 pub use tributary_datasource::{
     Connection, ExpandMode, Expansion, Field, FieldValue, Item, Position, Vertex,

@@ -175,6 +175,21 @@ pub struct LinkInfo {
     /// Values are compared lowercased.
     #[serde(default)]
     pub lowercase: bool,
+    /// Then rewritten by these regular expressions, in order (stripping an
+    /// e-mail's domain, a leading `@`…): values that end alike are one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace: Vec<LinkRewrite>,
+}
+
+/// One rewrite of a link's values: every match of `regex` (Rust's `regex`
+/// syntax, which JavaScript reads alike for the usual patterns) replaced
+/// with `with` (`$1` names a group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRewrite {
+    pub regex: String,
+    #[serde(default)]
+    pub with: String,
 }
 
 /// One field of a [`LinkInfo`].
