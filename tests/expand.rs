@@ -388,6 +388,7 @@ async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
                 "emails:to".into(),
             ],
             lowercase: true,
+            replace: Vec::new(),
         },
     );
     let server = start_with(settings);
@@ -756,4 +757,263 @@ async fn a_request_may_bring_links_of_its_own() {
             "{answers:?}"
         );
     }
+}
+
+/// A link that rewrites values: a person's screen name and the local part
+/// of their e-mail addresses (`replace` strips the domain, after
+/// lowercasing), with addresses that only look alike.
+#[tokio::test]
+async fn a_rewriting_link_joins_a_screen_name_to_the_persons_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, lines: &[Value]| {
+        let path = dir.path().join(name);
+        let mut file = std::fs::File::create(&path).expect("dataset");
+        for line in lines {
+            writeln!(file, "{line}").expect("write");
+        }
+        path.to_string_lossy().into_owned()
+    };
+    let tweets = write(
+        "tweets.ndjson",
+        &[
+            json!({"id": "t1", "user": {"screen_name": "AnnaD"}, "mentions": ["bob"], "hashtags": ["osint"]}),
+            json!({"id": "t2", "user": {"screen_name": "bob"}, "mentions": ["annad"], "hashtags": ["rust"]}),
+            json!({"id": "t3", "user": {"screen_name": "carol"}, "mentions": [], "hashtags": ["osint"]}),
+        ],
+    );
+    let emails = write(
+        "emails.ndjson",
+        &[
+            json!({"id": "m1", "from": "annad@acme.example", "to": ["dave@x.example", "erin@x.example"]}),
+            json!({"id": "m2", "from": "dave@x.example", "to": ["AnnaD@other.example"]}),
+            json!({"id": "m3", "from": "frank@x.example", "to": ["erin@x.example"]}),
+            // Alike, not the same: another name, and a dot the rewrite keeps.
+            json!({"id": "m4", "from": "annadx@acme.example", "to": ["gus@x.example"]}),
+            json!({"id": "m5", "from": "anna.d@acme.example", "to": ["hal@x.example"]}),
+        ],
+    );
+    let mut settings = settings(vec![
+        datasource("tweets", "fixtures", json!({"path": tweets})),
+        datasource("emails", "fixtures", json!({"path": emails})),
+    ]);
+    let replace = vec![tributary::protocol::LinkRewrite {
+        regex: "@.*$".into(),
+        with: String::new(),
+    }];
+    settings.links.insert(
+        "person".into(),
+        LinkSettings {
+            fields: vec![
+                "tweets:user.screen_name".into(),
+                "tweets:mentions".into(),
+                "emails:from".into(),
+                "emails:to".into(),
+            ],
+            lowercase: true,
+            replace,
+        },
+    );
+    let server = start_with(settings);
+    let (mut client, initial) = Client::ready(&server).await;
+    // Clients get the rewrite, to show the values as one node too.
+    assert_eq!(
+        initial["state"]["links"][0]["replace"],
+        json!([{"regex": "@.*$", "with": ""}])
+    );
+    let (found, completed) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": 1, "datasources": ["tweets", "emails"],
+               "values": [{"field": "user.screen_name", "value": "AnnaD"}],
+               "fields": ["from", "to", "mentions", "user.screen_name", "hashtags"]}),
+    )
+    .await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    let vertices_of =
+        |found: &BTreeMap<String, Value>, ds: &str| -> BTreeSet<(String, String, u64)> {
+            found[ds]["vertices"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{ds}: {found:?}"))
+                .iter()
+                .map(|v| {
+                    (
+                        v["field"].as_str().unwrap().to_owned(),
+                        v["value"].as_str().unwrap().to_owned(),
+                        v["doc_count"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+    // E-mails from or to annad at any domain (m1, m2), not m4 or m5; the
+    // addresses that rewrite to annad are the selection, not new values.
+    assert_eq!(
+        vertices_of(&found, "emails"),
+        BTreeSet::from([
+            ("to".into(), "dave@x.example".into(), 1),
+            ("to".into(), "erin@x.example".into(), 1),
+            ("from".into(), "dave@x.example".into(), 1),
+        ])
+    );
+    for connection in found["emails"]["connections"].as_array().unwrap() {
+        assert_eq!(connection["via"], "person", "{connection}");
+        assert_eq!(
+            connection["from"],
+            json!({"field": "user.screen_name", "value": "AnnaD"})
+        );
+    }
+    assert_eq!(
+        vertices_of(&found, "tweets"),
+        BTreeSet::from([
+            ("mentions".into(), "bob".into(), 1),
+            ("user.screen_name".into(), "bob".into(), 1),
+            ("hashtags".into(), "osint".into(), 1),
+            ("hashtags".into(), "rust".into(), 1),
+        ])
+    );
+
+    // From an address: the same person, in both datasets.
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": 2, "datasources": ["tweets", "emails"],
+               "values": [{"field": "to", "value": "AnnaD@other.example"}],
+               "fields": ["hashtags", "from"]}),
+    )
+    .await;
+    assert_eq!(
+        vertices_of(&found, "tweets"),
+        BTreeSet::from([
+            ("hashtags".into(), "osint".into(), 1),
+            ("hashtags".into(), "rust".into(), 1),
+        ])
+    );
+    assert_eq!(
+        vertices_of(&found, "emails"),
+        BTreeSet::from([("from".into(), "dave@x.example".into(), 1)])
+    );
+
+    // A value nobody holds: no records, said in words.
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": 3, "datasources": ["emails"],
+               "values": [{"field": "user.screen_name", "value": "zed"}], "fields": ["to"]}),
+    )
+    .await;
+    assert_eq!(found["emails"]["vertices"], json!([]), "{found:?}");
+    assert!(
+        found["emails"]["method"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rewrites to a selected one"),
+        "{found:?}"
+    );
+
+    // A request's own link may rewrite too; a bad pattern is an ERROR.
+    let bad = json!([{"name": "p", "fields": [{"datasource": "tweets", "field": "mentions"},
+        {"datasource": "emails", "field": "to"}], "replace": [{"regex": "(", "with": ""}]}]);
+    client
+        .send(
+            json!({"type": "EXPAND_REQUEST", "request-id": 4, "datasources": ["emails"],
+                     "values": [{"field": "mentions", "value": "x"}], "links": bad}),
+        )
+        .await;
+    let error = client.recv_until(|m| m["type"] == "ERROR").await;
+    let message = error.last().map(|m| m.to_string()).unwrap_or_default();
+    assert!(message.contains("not a regular expression"), "{message}");
+}
+
+/// The demo tweets' organisation, from their authors' addresses: a link
+/// whose rewrite keeps an address's domain (`^.*@` removed), expanded
+/// through each adapter's own listing and aggregation, counted against the
+/// data.
+async fn check_organisation_through_a_rewriting_link(
+    tweets: tributary::datasources::DatasourceSettings,
+) {
+    let mut all = tributary::config::demo_datasources();
+    all.retain(|d| d.id != "tweets");
+    all.push(tweets);
+    let mut settings = settings(all);
+    settings.links.insert(
+        "organisation".into(),
+        LinkSettings {
+            fields: vec!["emails:organisation".into(), "tweets:user.email".into()],
+            lowercase: true,
+            replace: vec![tributary::protocol::LinkRewrite {
+                regex: "^.*@".into(),
+                with: String::new(),
+            }],
+        },
+    );
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, completed) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": 1, "datasources": ["tweets"],
+               "values": [{"field": "organisation", "value": "acme.example"}],
+               "fields": ["user.screen_name"], "size": 1000}),
+    )
+    .await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for tweet in demo_tweets() {
+        let email = tweet["user"]["email"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        if email.rsplit_once('@').map(|(_, domain)| domain) == Some("acme.example") {
+            let name = tweet["user"]["screen_name"].as_str().unwrap_or_default();
+            *expected.entry(name.to_owned()).or_default() += 1;
+        }
+    }
+    assert!(expected.len() > 3, "{expected:?}");
+    let answer = &found["tweets"];
+    let got: BTreeMap<String, u64> = answer["vertices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap_or_default().to_owned(),
+                v["doc_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{answer}");
+    for connection in answer["connections"].as_array().unwrap() {
+        assert_eq!(connection["via"], "organisation", "{connection}");
+        assert_eq!(
+            connection["from"],
+            json!({"field": "organisation", "value": "acme.example"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rewriting_link_is_followed_in_the_embedded_index() {
+    let tweets = tributary::config::demo_datasources()
+        .into_iter()
+        .find(|d| d.id == "tweets")
+        .expect("demo tweets");
+    check_organisation_through_a_rewriting_link(tweets).await;
+}
+
+#[tokio::test]
+async fn a_rewriting_link_is_followed_in_elasticsearch() {
+    let es = tweets_in_elasticsearch();
+    check_organisation_through_a_rewriting_link(datasource(
+        "tweets",
+        "elasticsearch",
+        json!({"url": es.url(), "index": "tweets"}),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_rewriting_link_is_followed_in_postgres() {
+    let schema = common::pg::Schema::create("rewrite").await;
+    check_organisation_through_a_rewriting_link(datasource(
+        "tweets",
+        "postgres",
+        schema.options("tweets"),
+    ))
+    .await;
+    schema.drop().await;
 }

@@ -674,7 +674,7 @@ fn keyword_values(value: Option<&Value>) -> Vec<String> {
 /// matching documents, in index order) with `all` the index's documents
 /// (the background): `sampler` (the first `shard_size` documents: one
 /// shard), `filter`, `terms` and `significant_terms` (JLH, `size`,
-/// `exclude` as a list of values). Buckets by count (score), then key.
+/// `exclude` as a list of values, `include` as a regular expression). Buckets by count (score), then key.
 fn aggregate(
     aggs: &Value,
     docs: &[Map<String, Value>],
@@ -711,6 +711,12 @@ fn aggregate(
                 .trim_end_matches(".keyword");
             let size = terms["size"].as_u64().unwrap_or(10) as usize;
             let exclude: Vec<String> = keyword_values(terms.get("exclude"));
+            // `include` as a string: a Lucene regular expression over the whole term.
+            let include = match terms.get("include") {
+                Some(Value::String(pattern)) => Some(lucene_regexp(pattern)?),
+                Some(other) => return Err(format!("unsupported include {other}")),
+                None => None,
+            };
             let count = |docs: &[Map<String, Value>]| {
                 let mut counts: BTreeMap<String, u64> = BTreeMap::new();
                 for doc in docs {
@@ -718,7 +724,8 @@ fn aggregate(
                     values.sort();
                     values.dedup();
                     for value in values {
-                        if !exclude.contains(&value) {
+                        let included = include.as_ref().is_none_or(|re| re.is_match(&value));
+                        if included && !exclude.contains(&value) {
                             *counts.entry(value).or_default() += 1;
                         }
                     }
@@ -1072,4 +1079,28 @@ fn wildcard(pattern: &str, name: &str) -> bool {
                         .any(|i| name.is_char_boundary(i) && wildcard(tail, &name[i..])))
         }
     }
+}
+
+/// A Lucene regular expression (the `.`, `*`, `[...]` and `\\`-escapes
+/// Elasticsearch's `include` takes) as a `regex`, anchored at both ends.
+fn lucene_regexp(pattern: &str) -> Result<regex::Regex, String> {
+    let mut out = String::from("^(?:");
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let escaped = chars.next().ok_or("a regexp ends in \\")?;
+                out.push_str(&regex::escape(&escaped.to_string()));
+            }
+            '.' | '*' | '[' | ']' | '+' | '?' | '(' | ')' | '|' => out.push(c),
+            c if c.is_alphanumeric() || c == '-' => out.push(c),
+            other => {
+                return Err(format!(
+                    "unsupported regexp character {other:?} in {pattern}"
+                ))
+            }
+        }
+    }
+    out.push_str(")$");
+    regex::Regex::new(&out).map_err(|e| e.to_string())
 }

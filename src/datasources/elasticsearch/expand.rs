@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use elasticsearch::SearchParts;
 use serde_json::{json, Map, Value};
 use tributary_datasource::{
-    Connection, DatasourceError, ExpandMode, ExpandQuery, Expansion, FieldList, FieldValue, Vertex,
+    Connection, DatasourceError, ExpandMode, ExpandQuery, Expansion, FieldList, FieldValue,
+    Selected, Subsequence, Vertex,
 };
 
 use super::ElasticsearchDatasource;
@@ -33,6 +34,27 @@ impl ElasticsearchDatasource {
             .await;
         let answer = self.read(response, "expand").await?;
         Ok(read_expansion(query, &answer, self.sample_size))
+    }
+}
+
+impl ElasticsearchDatasource {
+    pub(super) async fn values_like_by_terms(
+        &self,
+        field: &str,
+        fields: &FieldList,
+        hint: &Subsequence,
+        limit: usize,
+    ) -> Result<Vec<String>, DatasourceError> {
+        let body = values_like_body(field, fields, hint, limit);
+        let indices = self.indices();
+        let response = self
+            .client
+            .search(SearchParts::Index(&indices))
+            .body(body)
+            .send()
+            .await;
+        let answer = self.read(response, "list values").await?;
+        Ok(read_values_like(&answer))
     }
 }
 
@@ -60,6 +82,57 @@ fn holding(pairs: &[(String, String)]) -> Value {
     json!({"bool": {"should": should, "minimum_should_match": 1}})
 }
 
+/// Where and as what a selected value is looked for: each of its forms in
+/// each of its fields.
+fn pairs_of(selected: &Selected, fields: &FieldList) -> Vec<(String, String)> {
+    selected
+        .fields
+        .iter()
+        .flat_map(|f| {
+            let field = aggregatable(f, fields);
+            selected
+                .forms
+                .iter()
+                .map(move |form| (field.clone(), form.clone()))
+        })
+        .collect()
+}
+
+/// The `_search` body listing up to `limit` values of `field` that hold
+/// `hint`'s characters in order: a `terms` aggregation whose `include` is
+/// that regular expression.
+pub fn values_like_body(
+    field: &str,
+    fields: &FieldList,
+    hint: &Subsequence,
+    limit: usize,
+) -> Value {
+    let field = aggregatable(field, fields);
+    json!({
+        "size": 0,
+        "query": {"exists": {"field": field}},
+        "aggs": {"values": {"terms": {"field": field, "size": limit, "include": hint.lucene_regexp()}}},
+    })
+}
+
+/// The values in the answer to [`values_like_body`].
+pub fn read_values_like(answer: &Value) -> Vec<String> {
+    answer["aggregations"]["values"]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| match &b["key"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(
+                b["key_as_string"]
+                    .as_str()
+                    .map_or_else(|| other.to_string(), str::to_owned),
+            ),
+        })
+        .collect()
+}
+
 /// The `_search` body of one expansion.
 pub fn expand_body(query: &ExpandQuery, fields: &FieldList, sample_size: u64) -> Value {
     let kind = match query.mode {
@@ -80,6 +153,7 @@ pub fn expand_body(query: &ExpandQuery, fields: &FieldList, sample_size: u64) ->
                 for s in &query.selected {
                     if s.fields.contains(field) {
                         exclude.insert(s.value.value.as_str());
+                        exclude.extend(s.forms.iter().map(String::as_str));
                     }
                 }
             }
@@ -93,11 +167,7 @@ pub fn expand_body(query: &ExpandQuery, fields: &FieldList, sample_size: u64) ->
     };
     let mut inner = per_field(true);
     for (j, selected) in query.selected.iter().enumerate() {
-        let pairs: Vec<(String, String)> = selected
-            .fields
-            .iter()
-            .map(|f| (aggregatable(f, fields), selected.value.value.clone()))
-            .collect();
+        let pairs = pairs_of(selected, fields);
         inner.insert(
             format!("s{j}"),
             json!({"filter": holding(&pairs), "aggs": per_field(true)}),
@@ -106,11 +176,7 @@ pub fn expand_body(query: &ExpandQuery, fields: &FieldList, sample_size: u64) ->
     let all: Vec<(String, String)> = query
         .selected
         .iter()
-        .flat_map(|s| {
-            s.fields
-                .iter()
-                .map(|f| (aggregatable(f, fields), s.value.value.clone()))
-        })
+        .flat_map(|s| pairs_of(s, fields))
         .collect();
     json!({
         "size": 0,

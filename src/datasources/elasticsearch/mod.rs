@@ -33,7 +33,7 @@ use serde_json::{json, Map, Value};
 
 use tributary_datasource::{
     Datasource, DatasourceError, DatasourceSettings, ExpandQuery, Expansion, Field, FieldList,
-    Live, RequestContext, ResultSink, SearchQuery, SetupError, WorkLimits,
+    Live, RequestContext, ResultSink, SearchQuery, SetupError, Subsequence, WorkLimits,
 };
 
 #[derive(Debug, Deserialize)]
@@ -435,6 +435,20 @@ impl Datasource for ElasticsearchDatasource {
     ) -> Result<Option<Expansion>, DatasourceError> {
         let fields = self.fields(request).await?;
         self.expand_with_aggregations(query, &fields)
+            .await
+            .map(Some)
+    }
+
+    /// A `terms` aggregation whose `include` is the hint as a regular expression.
+    async fn values_like(
+        &self,
+        request: &RequestContext,
+        field: &str,
+        hint: &Subsequence,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>, DatasourceError> {
+        let fields = self.fields(request).await?;
+        self.values_like_by_terms(field, &fields, hint, limit)
             .await
             .map(Some)
     }

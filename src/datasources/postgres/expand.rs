@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tributary_datasource::{
     jlh, selection_query, Connection, DatasourceError, ExpandMode, ExpandQuery, Expansion,
-    FieldValue, RequestContext, Vertex,
+    FieldValue, RequestContext, Subsequence, Vertex,
 };
 
 use super::sql::{self, Bound, Param};
@@ -67,6 +67,7 @@ impl PostgresDatasource {
             for selected in &query.selected {
                 if selected.fields.contains(field) {
                     skip.push(selected.value.value.clone());
+                    skip.extend(selected.forms.iter().cloned());
                     if selected.lowercase {
                         skip.push(selected.value.value.to_lowercase());
                     }
@@ -147,6 +148,38 @@ impl PostgresDatasource {
             sampled: None,
             method: format!("{method}: all {matching} matching rows counted"),
         })
+    }
+
+    /// Up to `limit` distinct values of `field` holding `hint`'s characters
+    /// in order: `LIKE` (`ILIKE` when case is ignored) over its values.
+    pub(super) async fn values_like_by_pattern(
+        &self,
+        request: &RequestContext,
+        field: &str,
+        hint: &Subsequence,
+        limit: usize,
+    ) -> Result<Vec<String>, DatasourceError> {
+        let catalog = self.catalog(request.deadline).await?;
+        let Some(column) = catalog.columns.get(field) else {
+            return Ok(Vec::new());
+        };
+        let from = self.relation.from_clause();
+        let mut bound = Bound::default();
+        let pattern = bound.bind(Param::Text(hint.like_pattern()));
+        let limit = bound.bind(Param::Long(limit as i64));
+        let like = if hint.ignore_case { "ILIKE" } else { "LIKE" };
+        let sql = format!(
+            "SELECT DISTINCT x.v FROM {from} CROSS JOIN LATERAL ({}) AS x(v) \
+             WHERE x.v {like} {pattern} ESCAPE '\\' LIMIT {limit}",
+            column.values()
+        );
+        let rows = self
+            .rows(request.deadline, &sql, &bound, "list the values")
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| row.try_get::<_, String>(0).ok())
+            .collect())
     }
 
     /// JLH of each found value: its share of the matching rows against its

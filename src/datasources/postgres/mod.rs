@@ -46,7 +46,7 @@ use tokio_postgres::{CancelToken, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tributary_datasource::{
     Datasource, DatasourceError, DatasourceSettings, ExpandQuery, Expansion, FieldList, Item, Live,
-    RequestContext, ResultSink, SearchQuery, SetupError, WorkLimits,
+    RequestContext, ResultSink, SearchQuery, SetupError, Subsequence, WorkLimits,
 };
 
 use self::catalog::{quote_ident, Catalog, ColumnOptions};
@@ -659,6 +659,19 @@ impl Datasource for PostgresDatasource {
         _work: &WorkLimits,
     ) -> Result<Option<Expansion>, DatasourceError> {
         self.expand_by_grouping(request, query).await.map(Some)
+    }
+
+    /// `LIKE` over the column's values.
+    async fn values_like(
+        &self,
+        request: &RequestContext,
+        field: &str,
+        hint: &Subsequence,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>, DatasourceError> {
+        self.values_like_by_pattern(request, field, hint, limit)
+            .await
+            .map(Some)
     }
 
     fn live(&self) -> Option<&dyn Live> {

@@ -802,7 +802,7 @@ impl Datasource for RemoteDatasource {
         let selected: Vec<Value> = query
             .selected
             .iter()
-            .map(|s| json!({"value": s.value, "fields": s.fields, "lowercase": s.lowercase}))
+            .map(|s| json!({"value": s.value, "fields": s.fields, "lowercase": s.lowercase, "forms": s.forms}))
             .collect();
         let data = json!({
             "selected": selected,
