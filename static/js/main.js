@@ -7,7 +7,7 @@ import { Store, persist, clearSaved, writeSaved } from "./store.js";
 import { EXPAND_SIZE, Searches } from "./searches.js";
 
 const EXPAND_ASK_ABOVE = 150; // new nodes an expansion may add before it asks first
-import { GraphModel, splitKey, withMerged, withMerges } from "./model.js";
+import { GraphModel, formsOf, splitKey, withMerged, withMerges } from "./model.js";
 import { fileName, investigation, readInvestigation } from "./investigation.js";
 import { GraphView, writeLayout } from "./graph.js";
 import { datasourceHealth, datasourcesPanel } from "./panels/datasources.js";
@@ -235,8 +235,10 @@ function searchValue(key) {
   const { field, value } = splitKey(key);
   const link = session.links.byName.get(field);
   const fields = link ? [...new Set(link.fields.map((f) => f.field))] : [field];
-  const quoted = `"${value.replace(/[\\"]/g, "\\$&")}"`;
-  const text = fields.map((f) => `${f.replace(/[ :\\/+\-!(){}\[\]^"~*?&|]/g, "\\$&")}:${quoted}`).join(" OR ");
+  // A link that rewrites values: the forms the loaded records hold it in.
+  const forms = link?.replace?.length ? formsOf(session.queries, key, session.links) : [value];
+  const quoted = forms.map((form) => `"${form.replace(/[\\"]/g, "\\$&")}"`);
+  const text = fields.flatMap((f) => quoted.map((q) => `${f.replace(/[ :\\/+\-!(){}\[\]^"~*?&|]/g, "\\$&")}:${q}`)).join(" OR ");
   if (!store.enabledIds().length) { toast("Enable at least one datasource on the left first."); return; }
   searches.add(text, unusedColor());
 }

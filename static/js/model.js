@@ -27,27 +27,68 @@ export function valuesOf(record, field) {
 /**
  * The server's links between fields of different datasources
  * (`state.links` of INITIAL_STATE_RECEIVE), indexed: a value of any field of
- * a link is one node, keyed by the link's name (lowercased when the link
- * compares so), so `anna@x` as an e-mail's sender and as a tweet's author
- * is one node.
+ * a link is one node, keyed by the link's name and the value as the link
+ * compares it (lowercased, then rewritten by its `replace` expressions), so
+ * `anna@x` as an e-mail's sender and as a tweet's author is one node, and
+ * with a rewrite that strips the domain, so is the screen name `anna`.
  */
 export function linkIndex(links = []) {
   const byField = new Map(); // "ds\0field" → link
   const byName = new Map();  // link name → link
+  const rewrites = new Map(); // link → [[RegExp, replacement]]
   for (const link of links) {
     byName.set(link.name, link);
     for (const { datasource, field } of link.fields ?? []) byField.set(`${datasource}\u0000${field}`, link);
+    const compiled = [];
+    for (const { regex, with: replacement = "" } of link.replace ?? []) {
+      // The server's expressions are Rust's; the usual ones read alike here.
+      // One that does not is left out: its values stay apart, nothing breaks.
+      try { compiled.push([new RegExp(regex, "gu"), replacement]); } catch { /* left out */ }
+    }
+    rewrites.set(link, compiled);
   }
-  return { byField, byName, signature: JSON.stringify(links) };
+  return { byField, byName, rewrites, signature: JSON.stringify(links) };
 }
 
 const NO_LINKS = linkIndex();
+
+/** `value` as `link` compares it. */
+export function linkValue(link, value, links = NO_LINKS) {
+  let out = link.lowercase ? value.toLowerCase() : value;
+  for (const [regex, replacement] of links.rewrites?.get(link) ?? []) out = out.replace(regex, replacement);
+  return out;
+}
 
 /** The node key of `value` of `field` in a record of datasource `ds`. */
 export function keyFor(ds, field, value, links = NO_LINKS) {
   const link = links.byField.get(`${ds}\u0000${field}`);
   if (!link) return nodeKey(field, value);
-  return nodeKey(link.name, link.lowercase ? value.toLowerCase() : value);
+  return nodeKey(link.name, linkValue(link, value, links));
+}
+
+/**
+ * The values loaded records hold that are node `key` (a link's node may
+ * be several: `Anna@X` and `anna@y` when the link lowercases and strips
+ * the domain), each once; a plain node's value alone.
+ */
+export function formsOf(queries, key, links = NO_LINKS) {
+  const { field, value } = splitKey(key);
+  const link = links.byName.get(field);
+  if (!link) return [value];
+  const forms = new Set();
+  for (const query of queries) {
+    if (query.kind === "expansion") continue;
+    for (const record of query.records.values()) {
+      for (const member of link.fields ?? []) {
+        if (member.datasource !== record.ds) continue;
+        for (const raw of valuesOf(record, member.field)) {
+          if (linkValue(link, raw, links) === value) forms.add(raw);
+        }
+      }
+    }
+  }
+  if (!forms.size) forms.add(value);
+  return [...forms];
 }
 
 /** The node keys of a record for the chosen fields, each once. */

@@ -87,6 +87,35 @@ console.log("graph model: ok");
   assert.deepEqual(found, ["m1", "t1"]);
 }
 
+// A link that rewrites values (lowercase, then strip the domain): a screen
+// name and addresses at any domain are one node; the loaded forms of it are
+// found for a search; a pattern JavaScript cannot read leaves values apart.
+{
+  const { linkIndex, keysOf, formsOf, linkValue } = await import("../../static/js/model.js");
+  const link = { name: "person", lowercase: true, replace: [{ regex: "@.*$", with: "" }], fields: [
+    { datasource: "tweets", field: "user.screen_name" }, { datasource: "emails", field: "from" }] };
+  const links = linkIndex([link]);
+  const tweet = { ds: "tweets", id: "t1", fields: { "user.screen_name": "AnnaD" } };
+  const email = { ds: "emails", id: "m1", fields: { from: "annad@acme.example" } };
+  const other = { ds: "emails", id: "m2", fields: { from: "AnnaD@other.example" } };
+  const decoy = { ds: "emails", id: "m3", fields: { from: "anna.d@acme.example" } };
+  const person = nodeKey("person", "annad");
+  assert.deepEqual(keysOf(tweet, ["user.screen_name"], links), [person]);
+  assert.deepEqual(keysOf(email, ["from"], links), [person]);
+  assert.deepEqual(keysOf(decoy, ["from"], links), [nodeKey("person", "anna.d")]);
+  const q = { id: 1, color: "#000", records: new Map([["a", tweet], ["b", email], ["c", other], ["d", decoy]]) };
+  assert.deepEqual(formsOf([q], person, links).sort(), ["AnnaD", "AnnaD@other.example", "annad@acme.example"]);
+  assert.deepEqual(formsOf([q], nodeKey("from", "x"), links), ["x"]);
+  const model = new GraphModel();
+  model.setFields(["user.screen_name", "from"], [q], links);
+  assert.equal(model.view([q], new Set()).nodes.get(person).count, 3, "one node for the screen name and both addresses");
+  // Groups in the replacement, as the server writes them.
+  const swap = { name: "s", replace: [{ regex: "^(\\w+)@(\\w+)$", with: "$2/$1" }], fields: [] };
+  assert.equal(linkValue(swap, "ann@acme", linkIndex([swap])), "acme/ann");
+  const unreadable = { name: "u", replace: [{ regex: "(?<", with: "" }], fields: [{ datasource: "emails", field: "to" }] };
+  assert.deepEqual(keysOf({ ds: "emails", id: "m", fields: { to: "a@b" } }, ["to"], linkIndex([unreadable])), [nodeKey("u", "a@b")]);
+}
+
 // Merges: nodes merged into another are drawn as that one, counts and
 // links moved over, "(+n)" on its label; names replace labels.
 {
