@@ -163,7 +163,8 @@ class Datasource:
 
     #: Define ``expand(self, request: dict) -> dict`` (plain or ``async``) to
     #: answer expansions with your backend's own counts: ``request`` has
-    #: ``selected`` (``[{"value": {"field", "value"}, "fields", "lowercase"}]``),
+    #: ``selected`` (``[{"value": {"field", "value"}, "fields", "lowercase", "forms"}]``;
+    #: ``forms``: the exact values to look for),
     #: ``fields``, ``size``, ``exclude``, ``mode``; return ``{"vertices":
     #: [{"field", "value", "doc_count", "weight"}], "connections": [{"from",
     #: "to", "doc_count"}], "method"}``. Without it, tributary counts
