@@ -292,3 +292,8 @@ fn bad_settings_name_the_key() {
     )
     .contains("more than 0"));
 }
+
+#[tokio::test]
+async fn expansions_count_as_the_documents_say() {
+    scenarios::expansions_count_as_the_documents_say(&mock().1).await;
+}

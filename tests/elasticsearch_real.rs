@@ -93,6 +93,7 @@ async fn scenarios_against_a_real_elasticsearch() {
     scenarios::a_live_query_polls_for_new_documents(&target).await;
     scenarios::a_deep_page_streams_in_batches(&target).await;
     scenarios::a_bad_query_reports_the_reason(&target).await;
+    scenarios::expansions_count_as_the_documents_say(&target).await;
     scenarios::an_unreachable_cluster_fails_alone().await;
 
     call(&client, Method::Delete, &format!("/{prefix}*"), None, false).await;

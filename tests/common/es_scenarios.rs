@@ -453,3 +453,79 @@ pub async fn an_unreachable_cluster_fails_alone() {
         .expect("people answers");
     assert_eq!(items["items"]["total"], 12);
 }
+
+/// Expansions with the cluster's own aggregations: from a group to the
+/// cities its people live in, counted against the documents; then the same
+/// through a link that rewrites values (`g1` is `team 1`), whose forms the
+/// cluster lists with a `terms` aggregation's `include`.
+pub async fn expansions_count_as_the_documents_say(target: &Target) {
+    let mut expected: std::collections::BTreeMap<String, u64> = Default::default();
+    for (name, index) in indices() {
+        if name != "people-a" {
+            continue;
+        }
+        for (_, doc) in &index.docs {
+            if doc["group"] == "g1" {
+                let city = doc["address"]["city"].as_str().unwrap_or_default();
+                *expected.entry(city.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    let mut settings = settings(vec![
+        target.source("a", "people-a", json!({})),
+        target.source("b", "people-b", json!({})),
+    ]);
+    settings.links.insert(
+        "team".into(),
+        tributary::config::LinkSettings {
+            fields: vec!["a:group".into(), "b:group".into()],
+            lowercase: false,
+            replace: vec![tributary::protocol::LinkRewrite {
+                regex: "^g".into(),
+                with: "team ".into(),
+            }],
+        },
+    );
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    for (request_id, value) in [
+        (1, json!({"field": "group", "value": "g1"})),
+        (2, json!({"field": "team", "value": "team 1"})),
+    ] {
+        client
+            .send(
+                json!({"type": "EXPAND_REQUEST", "request-id": request_id, "datasources": ["a"],
+                         "values": [value], "fields": ["address.city"]}),
+            )
+            .await;
+        let messages = client
+            .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+            .await;
+        let answer = messages
+            .iter()
+            .find(|m| m["type"] == "EXPAND_RECEIVE")
+            .unwrap_or_else(|| panic!("{messages:?}"));
+        let got: std::collections::BTreeMap<String, u64> = answer["vertices"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .iter()
+            .map(|v| {
+                (
+                    v["value"].as_str().unwrap_or_default().to_owned(),
+                    v["doc_count"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{answer}");
+        let connections = answer["connections"].as_array().expect("connections");
+        assert_eq!(connections.len(), expected.len(), "{answer}");
+        for connection in connections {
+            assert_eq!(connection["from"], value, "{connection}");
+            let city = connection["to"]["value"].as_str().unwrap_or_default();
+            assert_eq!(
+                connection["doc_count"].as_u64(),
+                expected.get(city).copied()
+            );
+        }
+    }
+}
