@@ -341,25 +341,64 @@ async fn excluded_values_are_not_new_and_every_matching_record_counts() {
     );
 }
 
-/// Two small datasets written by the test: people who tweet under a screen
-/// name and e-mail under the same name, in other letters' case.
-fn linked_datasets(dir: &std::path::Path) -> Vec<tributary::datasources::DatasourceSettings> {
-    let write = |name: &str, lines: &[Value]| {
-        let path = dir.join(name);
-        let mut file = std::fs::File::create(&path).expect("dataset");
-        for line in lines {
-            writeln!(file, "{line}").expect("write");
-        }
-        path.to_string_lossy().into_owned()
-    };
-    let tweets = write(
+/// The `(field, value, doc_count)` of an `EXPAND_RECEIVE`'s vertices.
+fn vertices_of(answer: &Value) -> BTreeSet<(String, String, u64)> {
+    answer["vertices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vertices: {answer}"))
+        .iter()
+        .map(|v| {
+            (
+                v["field"].as_str().unwrap_or_default().to_owned(),
+                v["value"].as_str().unwrap_or_default().to_owned(),
+                v["doc_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Writes `lines` as an NDJSON dataset `name` in `dir`; returns its path.
+fn write_dataset(dir: &std::path::Path, name: &str, lines: &[Value]) -> String {
+    let path = dir.join(name);
+    let mut file = std::fs::File::create(&path).expect("dataset");
+    for line in lines {
+        writeln!(file, "{line}").expect("write");
+    }
+    path.to_string_lossy().into_owned()
+}
+
+/// Three tweets: AnnaD's, bob's mentioning annad, carol's.
+fn linked_tweets(dir: &std::path::Path) -> String {
+    write_dataset(
+        dir,
         "tweets.ndjson",
         &[
             json!({"id": "t1", "user": {"screen_name": "AnnaD"}, "mentions": ["bob"], "hashtags": ["osint"]}),
             json!({"id": "t2", "user": {"screen_name": "bob"}, "mentions": ["annad"], "hashtags": ["rust"]}),
             json!({"id": "t3", "user": {"screen_name": "carol"}, "mentions": [], "hashtags": ["osint"]}),
         ],
-    );
+    )
+}
+
+/// The link of [`linked_datasets`]' people, lowercased, with `replace`.
+fn person_link(replace: Vec<tributary::protocol::LinkRewrite>) -> LinkSettings {
+    LinkSettings {
+        fields: vec![
+            "tweets:user.screen_name".into(),
+            "tweets:mentions".into(),
+            "emails:from".into(),
+            "emails:to".into(),
+        ],
+        lowercase: true,
+        replace,
+    }
+}
+
+/// Two small datasets written by the test: people who tweet under a screen
+/// name and e-mail under the same name, in other letters' case.
+fn linked_datasets(dir: &std::path::Path) -> Vec<tributary::datasources::DatasourceSettings> {
+    let write = |name: &str, lines: &[Value]| write_dataset(dir, name, lines);
+    let tweets = linked_tweets(dir);
     let emails = write(
         "emails.ndjson",
         &[
@@ -378,19 +417,9 @@ fn linked_datasets(dir: &std::path::Path) -> Vec<tributary::datasources::Datasou
 async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = settings(linked_datasets(dir.path()));
-    settings.links.insert(
-        "person".into(),
-        LinkSettings {
-            fields: vec![
-                "tweets:user.screen_name".into(),
-                "tweets:mentions".into(),
-                "emails:from".into(),
-                "emails:to".into(),
-            ],
-            lowercase: true,
-            replace: Vec::new(),
-        },
-    );
+    settings
+        .links
+        .insert("person".into(), person_link(Vec::new()));
     let server = start_with(settings);
     let (mut client, initial) = Client::ready(&server).await;
     // The greeting lists the link, for clients to show its values as one node.
@@ -410,20 +439,7 @@ async fn a_screen_name_expands_into_the_same_persons_emails_through_a_link() {
     )
     .await;
     assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
-    let vertices = |ds: &str| -> BTreeSet<(String, String, u64)> {
-        found[ds]["vertices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                (
-                    v["field"].as_str().unwrap().to_owned(),
-                    v["value"].as_str().unwrap().to_owned(),
-                    v["doc_count"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    };
+    let vertices = |ds: &str| vertices_of(&found[ds]);
     // Tweets by AnnaD (t1) and mentioning annad (t2): their other values.
     assert_eq!(
         vertices("tweets"),
@@ -765,22 +781,8 @@ async fn a_request_may_bring_links_of_its_own() {
 #[tokio::test]
 async fn a_rewriting_link_joins_a_screen_name_to_the_persons_addresses() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let write = |name: &str, lines: &[Value]| {
-        let path = dir.path().join(name);
-        let mut file = std::fs::File::create(&path).expect("dataset");
-        for line in lines {
-            writeln!(file, "{line}").expect("write");
-        }
-        path.to_string_lossy().into_owned()
-    };
-    let tweets = write(
-        "tweets.ndjson",
-        &[
-            json!({"id": "t1", "user": {"screen_name": "AnnaD"}, "mentions": ["bob"], "hashtags": ["osint"]}),
-            json!({"id": "t2", "user": {"screen_name": "bob"}, "mentions": ["annad"], "hashtags": ["rust"]}),
-            json!({"id": "t3", "user": {"screen_name": "carol"}, "mentions": [], "hashtags": ["osint"]}),
-        ],
-    );
+    let write = |name: &str, lines: &[Value]| write_dataset(dir.path(), name, lines);
+    let tweets = linked_tweets(dir.path());
     let emails = write(
         "emails.ndjson",
         &[
@@ -796,23 +798,13 @@ async fn a_rewriting_link_joins_a_screen_name_to_the_persons_addresses() {
         datasource("tweets", "fixtures", json!({"path": tweets})),
         datasource("emails", "fixtures", json!({"path": emails})),
     ]);
-    let replace = vec![tributary::protocol::LinkRewrite {
+    let strip_domain = tributary::protocol::LinkRewrite {
         regex: "@.*$".into(),
         with: String::new(),
-    }];
-    settings.links.insert(
-        "person".into(),
-        LinkSettings {
-            fields: vec![
-                "tweets:user.screen_name".into(),
-                "tweets:mentions".into(),
-                "emails:from".into(),
-                "emails:to".into(),
-            ],
-            lowercase: true,
-            replace,
-        },
-    );
+    };
+    settings
+        .links
+        .insert("person".into(), person_link(vec![strip_domain]));
     let server = start_with(settings);
     let (mut client, initial) = Client::ready(&server).await;
     // Clients get the rewrite, to show the values as one node too.
@@ -828,25 +820,11 @@ async fn a_rewriting_link_joins_a_screen_name_to_the_persons_addresses() {
     )
     .await;
     assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
-    let vertices_of =
-        |found: &BTreeMap<String, Value>, ds: &str| -> BTreeSet<(String, String, u64)> {
-            found[ds]["vertices"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{ds}: {found:?}"))
-                .iter()
-                .map(|v| {
-                    (
-                        v["field"].as_str().unwrap().to_owned(),
-                        v["value"].as_str().unwrap().to_owned(),
-                        v["doc_count"].as_u64().unwrap(),
-                    )
-                })
-                .collect()
-        };
+
     // E-mails from or to annad at any domain (m1, m2), not m4 or m5; the
     // addresses that rewrite to annad are the selection, not new values.
     assert_eq!(
-        vertices_of(&found, "emails"),
+        vertices_of(&found["emails"]),
         BTreeSet::from([
             ("to".into(), "dave@x.example".into(), 1),
             ("to".into(), "erin@x.example".into(), 1),
@@ -861,7 +839,7 @@ async fn a_rewriting_link_joins_a_screen_name_to_the_persons_addresses() {
         );
     }
     assert_eq!(
-        vertices_of(&found, "tweets"),
+        vertices_of(&found["tweets"]),
         BTreeSet::from([
             ("mentions".into(), "bob".into(), 1),
             ("user.screen_name".into(), "bob".into(), 1),
@@ -879,14 +857,14 @@ async fn a_rewriting_link_joins_a_screen_name_to_the_persons_addresses() {
     )
     .await;
     assert_eq!(
-        vertices_of(&found, "tweets"),
+        vertices_of(&found["tweets"]),
         BTreeSet::from([
             ("hashtags".into(), "osint".into(), 1),
             ("hashtags".into(), "rust".into(), 1),
         ])
     );
     assert_eq!(
-        vertices_of(&found, "emails"),
+        vertices_of(&found["emails"]),
         BTreeSet::from([("from".into(), "dave@x.example".into(), 1)])
     );
 
@@ -965,17 +943,7 @@ async fn check_organisation_through_a_rewriting_link(
     }
     assert!(expected.len() > 3, "{expected:?}");
     let answer = &found["tweets"];
-    let got: BTreeMap<String, u64> = answer["vertices"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{answer}"))
-        .iter()
-        .map(|v| {
-            (
-                v["value"].as_str().unwrap_or_default().to_owned(),
-                v["doc_count"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let got = vertex_counts(answer);
     assert_eq!(got, expected, "{answer}");
     for connection in answer["connections"].as_array().unwrap() {
         assert_eq!(connection["via"], "organisation", "{connection}");

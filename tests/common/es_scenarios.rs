@@ -505,17 +505,7 @@ pub async fn expansions_count_as_the_documents_say(target: &Target) {
             .iter()
             .find(|m| m["type"] == "EXPAND_RECEIVE")
             .unwrap_or_else(|| panic!("{messages:?}"));
-        let got: std::collections::BTreeMap<String, u64> = answer["vertices"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{answer}"))
-            .iter()
-            .map(|v| {
-                (
-                    v["value"].as_str().unwrap_or_default().to_owned(),
-                    v["doc_count"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect();
+        let got = vertex_counts(answer);
         assert_eq!(got, expected, "{answer}");
         let connections = answer["connections"].as_array().expect("connections");
         assert_eq!(connections.len(), expected.len(), "{answer}");

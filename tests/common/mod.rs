@@ -545,3 +545,18 @@ async fn http_request(
         .unwrap_or_default();
     (status, body)
 }
+
+/// An `EXPAND_RECEIVE`'s vertices as value → `doc_count` (one field asked).
+pub fn vertex_counts(answer: &Value) -> std::collections::BTreeMap<String, u64> {
+    answer["vertices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vertices: {answer}"))
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap_or_default().to_owned(),
+                v["doc_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}

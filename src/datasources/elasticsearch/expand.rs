@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use elasticsearch::SearchParts;
 use serde_json::{json, Map, Value};
 use tributary_datasource::{
     Connection, DatasourceError, ExpandMode, ExpandQuery, Expansion, FieldList, FieldValue,
@@ -25,19 +24,11 @@ impl ElasticsearchDatasource {
         fields: &FieldList,
     ) -> Result<Expansion, DatasourceError> {
         let body = expand_body(query, fields, self.sample_size);
-        let indices = self.indices();
-        let response = self
-            .client
-            .search(SearchParts::Index(&indices))
-            .body(body)
-            .send()
-            .await;
+        let response = self.send_search(body).await;
         let answer = self.read(response, "expand").await?;
         Ok(read_expansion(query, &answer, self.sample_size))
     }
-}
 
-impl ElasticsearchDatasource {
     pub(super) async fn values_like_by_terms(
         &self,
         field: &str,
@@ -46,13 +37,7 @@ impl ElasticsearchDatasource {
         limit: usize,
     ) -> Result<Vec<String>, DatasourceError> {
         let body = values_like_body(field, fields, hint, limit);
-        let indices = self.indices();
-        let response = self
-            .client
-            .search(SearchParts::Index(&indices))
-            .body(body)
-            .send()
-            .await;
+        let response = self.send_search(body).await;
         let answer = self.read(response, "list values").await?;
         Ok(read_values_like(&answer))
     }

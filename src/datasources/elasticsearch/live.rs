@@ -22,7 +22,6 @@ use tributary_datasource::{
 
 use super::hits::Hit;
 use super::ElasticsearchDatasource;
-use elasticsearch::SearchParts;
 
 pub(super) const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// Documents asked for per call.
@@ -99,13 +98,7 @@ impl ElasticsearchDatasource {
 
     /// One `_search` for live queries: the hits, each with its sort values.
     async fn live_search(&self, body: Value) -> Result<Vec<Hit>, DatasourceError> {
-        let indices = self.indices();
-        let response = self
-            .client
-            .search(SearchParts::Index(&indices))
-            .body(body)
-            .send()
-            .await;
+        let response = self.send_search(body).await;
         Ok(self.read_page(response, "search").await?.hits)
     }
 

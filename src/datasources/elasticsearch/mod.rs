@@ -270,17 +270,24 @@ impl ElasticsearchDatasource {
         body.insert("from".into(), json!(query.from));
         body.insert("size".into(), json!(query.size));
         body.insert("track_total_hits".into(), json!(true));
-        let indices = self.indices();
-        let response = self
-            .client
-            .search(SearchParts::Index(&indices))
-            .body(Value::Object(body))
-            .send()
-            .await;
+        let response = self.send_search(Value::Object(body)).await;
         let page = self.read_page(response, "search").await?;
         results.set_total(page.total.unwrap_or(0));
         results.push(page.into_items()).await?;
         Ok(())
+    }
+
+    /// Sends one `_search` of `body` over the datasource's indices.
+    async fn send_search(
+        &self,
+        body: Value,
+    ) -> Result<elasticsearch::http::response::Response, elasticsearch::Error> {
+        let indices = self.indices();
+        self.client
+            .search(SearchParts::Index(&indices))
+            .body(body)
+            .send()
+            .await
     }
 
     /// Reads a response as JSON, turning every failure into an error the user can act on.
