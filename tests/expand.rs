@@ -224,7 +224,59 @@ async fn a_hashtag_expands_into_the_values_its_tweets_hold() {
         answer.get("sampled").is_none(),
         "every tweet counted: {answer}"
     );
+    // Keyword fields: tantivy's terms aggregation over their value columns.
+    assert!(
+        answer["method"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("terms aggregation: all"),
+        "{answer}"
+    );
     check_opendata(answer);
+
+    // A number field has no value column: its values are read from the
+    // records, with the same counts the data has.
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "x2", "datasources": ["tweets"],
+               "values": [{"field": "hashtags", "value": "opendata"}],
+               "fields": ["retweet_count"], "size": 3}),
+    )
+    .await;
+    let answer = &found["tweets"];
+    assert!(
+        answer["method"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("terms: all"),
+        "{answer}"
+    );
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for tweet in demo_tweets() {
+        if strings(tweet.get("hashtags"))
+            .iter()
+            .any(|h| h == "opendata")
+        {
+            *counts
+                .entry(tweet["retweet_count"].to_string())
+                .or_default() += 1;
+        }
+    }
+    let mut expected: Vec<(String, u64)> = counts.into_iter().collect();
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    expected.truncate(3);
+    let got: Vec<(String, u64)> = answer["vertices"]
+        .as_array()
+        .expect("vertices")
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap_or_default().to_owned(),
+                v["doc_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{answer}");
 }
 
 /// The demo tweets in an Elasticsearch-shaped server, with their mapping.

@@ -33,6 +33,17 @@ impl Selected {
     }
 }
 
+impl Selected {
+    /// Whether `value`, found in `field`, is this selected value (one of
+    /// its forms; in other letters' case too when compared lowercased).
+    pub fn is(&self, field: &str, value: &str) -> bool {
+        self.fields.iter().any(|f| f == field)
+            && self.forms.iter().any(|form| {
+                form == value || (self.lowercase && form.to_lowercase() == value.to_lowercase())
+            })
+    }
+}
+
 impl FieldValue {
     pub fn new(field: impl Into<String>, value: impl Into<String>) -> FieldValue {
         FieldValue {
@@ -346,8 +357,22 @@ pub fn count_expansion(
         ),
         _ => count as f64,
     };
+    rank_expansion(query, &found, pairs, weight)
+}
+
+/// The expansion from counts: `found`, per new value, the records holding
+/// it and a selected value; `pairs`, per (selected, new) value, the records
+/// holding both; `weight`, a value's rank from its count. Keeps the
+/// heaviest `query.size` values of each field (ties by value, so answers
+/// are the same every time) and the connections to them.
+pub fn rank_expansion(
+    query: &ExpandQuery,
+    found: &BTreeMap<FieldValue, u64>,
+    pairs: BTreeMap<(FieldValue, FieldValue), u64>,
+    weight: impl Fn(&FieldValue, u64) -> f64,
+) -> Expansion {
     let mut by_field: BTreeMap<&str, Vec<Vertex>> = BTreeMap::new();
-    for (value, count) in &found {
+    for (value, count) in found {
         by_field.entry(&value.field).or_default().push(Vertex {
             field: value.field.clone(),
             value: value.value.clone(),
@@ -357,7 +382,6 @@ pub fn count_expansion(
     }
     let mut vertices = Vec::new();
     for (_, mut list) in by_field {
-        // Heaviest first; ties by value, so answers are the same every time.
         list.sort_by(|a, b| {
             b.weight
                 .total_cmp(&a.weight)

@@ -60,8 +60,8 @@ pub use async_trait::async_trait;
 pub use context::{Caller, RequestContext};
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
 pub use expand::{
-    count_expansion, escape_field, jlh, selection_query, values_of, Connection, ExpandMode,
-    ExpandQuery, Expansion, FieldValue, Selected, Subsequence, Vertex,
+    count_expansion, escape_field, jlh, rank_expansion, selection_query, values_of, Connection,
+    ExpandMode, ExpandQuery, Expansion, FieldValue, Selected, Subsequence, Vertex,
 };
 pub use live::{
     AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, Watch,
