@@ -1037,3 +1037,58 @@ async fn a_rewriting_link_is_followed_in_postgres() {
     .await;
     schema.drop().await;
 }
+
+/// Several selected values: every connection between a selected value and
+/// a kept one counts the records holding both, as the data says (also for
+/// kept values that are not among one selected value's own most frequent).
+#[tokio::test]
+async fn each_connection_counts_the_records_holding_both_values() {
+    let server = embedded_tweets();
+    let (mut client, _) = Client::ready(&server).await;
+    let tags = ["opendata", "osint", "rust", "elections", "bitcoin"];
+    let values: Vec<Value> = tags
+        .iter()
+        .map(|t| json!({"field": "hashtags", "value": t}))
+        .collect();
+    let (found, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "many", "datasources": ["tweets"],
+               "values": values, "fields": ["user.screen_name"], "size": 8}),
+    )
+    .await;
+    let answer = &found["tweets"];
+    let kept: BTreeSet<String> = vertices_of(answer)
+        .into_iter()
+        .map(|(_, value, _)| value)
+        .collect();
+    assert_eq!(kept.len(), 8, "{answer}");
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for tweet in demo_tweets() {
+        let name = tweet["user"]["screen_name"].as_str().unwrap_or_default();
+        if !kept.contains(name) {
+            continue;
+        }
+        // A tweet counts once, however often it repeats a tag.
+        let held: BTreeSet<String> = strings(tweet.get("hashtags")).into_iter().collect();
+        for tag in held {
+            if tags.contains(&tag.as_str()) {
+                *expected.entry((tag, name.to_owned())).or_default() += 1;
+            }
+        }
+    }
+    let got: BTreeMap<(String, String), u64> = answer["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .map(|c| {
+            (
+                (
+                    c["from"]["value"].as_str().unwrap_or_default().to_owned(),
+                    c["to"]["value"].as_str().unwrap_or_default().to_owned(),
+                ),
+                c["doc_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+}
