@@ -718,6 +718,21 @@ fields = ["tweets:user.screen_name", "mail:from"]
     .expect("config");
     let error = tributary::config::load(Some(&path), None).expect_err("refused");
     assert!(error.contains("datasource:field"), "{error}");
+    // A rewrite that is not a regular expression, or an unknown key in it.
+    for (rewrite, says) in [
+        (r#"{ regex = "(", with = "" }"#, "not a regular expression"),
+        (r#"{ regex = "@.*$", into = "" }"#, "into"),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "[links.person]\nfields = [\"tweets:user.screen_name\", \"emails:from\"]\nreplace = [{rewrite}]\n"
+            ),
+        )
+        .expect("config");
+        let error = tributary::config::load(Some(&path), None).expect_err("refused");
+        assert!(error.contains(says), "{error}");
+    }
 }
 
 #[tokio::test]
