@@ -703,3 +703,80 @@ async fn a_client_that_reconnects_resumes_with_exactly_what_it_missed() {
         "{error}"
     );
 }
+
+/// Pages of recent searches are kept (the fixtures page cache): asking the
+/// same query again after records were published must still see them.
+#[tokio::test]
+async fn a_query_asked_again_sees_the_records_published_since() {
+    let server = start_with(publishing());
+    let (mut client, _) = Client::ready(&server).await;
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let answer = client
+            .items(
+                &["tweets"],
+                "text:albatross OR hashtags:bitcoin",
+                0,
+                10,
+                "#0af",
+            )
+            .await;
+        answers.push(items_of(&answer[0]).clone());
+    }
+    assert_eq!(answers[0], answers[1], "the same question, the same answer");
+    let before = answers[0]["total"].as_u64().expect("a total");
+    assert!(before > 0, "the demo tweets hold #bitcoin: {}", answers[0]);
+
+    let (status, body) = publish(
+        &server,
+        "tweets",
+        &ndjson(&[
+            tweet("cache-1", "an albatross"),
+            tweet("cache-2", "albatross again"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The very page asked before: its kept answer is out of date now.
+    let again = client
+        .items(
+            &["tweets"],
+            "text:albatross OR hashtags:bitcoin",
+            0,
+            10,
+            "#0af",
+        )
+        .await;
+    assert_eq!(items_of(&again[0])["total"], before + 2, "{}", again[0]);
+    let after = client
+        .items(
+            &["tweets"],
+            "text:albatross OR hashtags:bitcoin",
+            0,
+            1000,
+            "#0af",
+        )
+        .await;
+    let found = ids(&after[0]);
+    assert!(
+        found.contains(&"cache-1".to_owned()) && found.contains(&"cache-2".to_owned()),
+        "{found:?}"
+    );
+    // And only the new records: the pages of the query alone.
+    let only_new = client
+        .items(&["tweets"], "text:albatross", 0, 10, "#0af")
+        .await;
+    let mut new_ids = ids(&only_new[0]);
+    new_ids.sort();
+    assert_eq!(new_ids, ["cache-1", "cache-2"]);
+    // Pages of one query are told apart by `from` and `size`.
+    let first = client
+        .items(&["tweets"], "text:albatross", 0, 1, "#0af")
+        .await;
+    let second = client
+        .items(&["tweets"], "text:albatross", 1, 1, "#0af")
+        .await;
+    let (first, second) = (ids(&first[0]), ids(&second[0]));
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_ne!(first, second);
+}
