@@ -447,7 +447,20 @@ impl ServerMessage<'_> {
                 total,
                 from,
                 results,
-            } => items_receive(kind, echo, server, total, from, results, None),
+            } => {
+                // Sized up front: a 500-item batch would otherwise grow
+                // (and be copied) a dozen times while it is written.
+                let results_len: usize = results
+                    .iter()
+                    .map(|item| {
+                        2 * item.id.len()
+                            + item.fields.get().len()
+                            + item.highlight.as_ref().map_or(4, |h| h.get().len())
+                            + 32
+                    })
+                    .sum();
+                items_receive(kind, echo, server, total, from, results, results_len, None)
+            }
             ServerMessage::Appended {
                 echo,
                 server,
@@ -463,6 +476,7 @@ impl ServerMessage<'_> {
                 total,
                 from,
                 results,
+                results.get().len(),
                 Some(AppendMark { seq, position }),
             ),
             ServerMessage::LiveStarted {
@@ -588,6 +602,7 @@ struct AppendMark<'a> {
     position: Option<&'a Position>,
 }
 
+#[allow(clippy::too_many_arguments)] // one message's fields, each written once
 fn items_receive<R: Serialize + ?Sized>(
     kind: &'static str,
     echo: &Echo,
@@ -595,8 +610,9 @@ fn items_receive<R: Serialize + ?Sized>(
     total: u64,
     from: u64,
     results: &R,
+    results_len: usize,
     append: Option<AppendMark<'_>>,
-) -> String {
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Inner<'a, R: Serialize + ?Sized> {
         server: &'a str,
@@ -633,7 +649,8 @@ fn items_receive<R: Serialize + ?Sized>(
             epoch: position.map(|p| p.epoch.as_str()),
         },
     };
-    tagged(kind, &body, echo.request_id.as_ref())
+    let capacity = results_len + server.len() + echo.query.as_ref().map_or(0, String::len) + 256;
+    tagged_into(Vec::with_capacity(capacity), kind, &body, echo.request_id.as_ref())
 }
 
 #[derive(Serialize)]
@@ -646,12 +663,25 @@ struct Tagged<'a, T: Serialize> {
     request_id: Option<&'a RequestId>,
 }
 
-fn tagged<T: Serialize>(kind: &'static str, body: &T, request_id: Option<&RequestId>) -> String {
+fn tagged<T: Serialize>(kind: &'static str, body: &T, request_id: Option<&RequestId>) -> Vec<u8> {
+    tagged_into(Vec::new(), kind, body, request_id)
+}
+
+/// Encodes a message into `buffer` (given room for it when its size is known).
+fn tagged_into<T: Serialize>(
+    mut buffer: Vec<u8>,
+    kind: &'static str,
+    body: &T,
+    request_id: Option<&RequestId>,
+) -> Vec<u8> {
     let tagged = Tagged {
         kind,
         body,
         request_id,
     };
     // Every body is plain data with string keys: serialisation cannot fail.
-    serde_json::to_string(&tagged).unwrap_or_default()
+    if serde_json::to_writer(&mut buffer, &tagged).is_err() {
+        buffer.clear();
+    }
+    buffer
 }
