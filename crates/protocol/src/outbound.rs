@@ -447,20 +447,7 @@ impl ServerMessage<'_> {
                 total,
                 from,
                 results,
-            } => {
-                // Sized up front: a 500-item batch would otherwise grow
-                // (and be copied) a dozen times while it is written.
-                let results_len: usize = results
-                    .iter()
-                    .map(|item| {
-                        2 * item.id.len()
-                            + item.fields.get().len()
-                            + item.highlight.as_ref().map_or(4, |h| h.get().len())
-                            + 32
-                    })
-                    .sum();
-                items_receive(kind, echo, server, total, from, results, results_len, None)
-            }
+            } => items_receive(kind, echo, server, total, from, results, None),
             ServerMessage::Appended {
                 echo,
                 server,
@@ -476,7 +463,6 @@ impl ServerMessage<'_> {
                 total,
                 from,
                 results,
-                results.get().len(),
                 Some(AppendMark { seq, position }),
             ),
             ServerMessage::LiveStarted {
@@ -602,7 +588,6 @@ struct AppendMark<'a> {
     position: Option<&'a Position>,
 }
 
-#[allow(clippy::too_many_arguments)] // one message's fields, each written once
 fn items_receive<R: Serialize + ?Sized>(
     kind: &'static str,
     echo: &Echo,
@@ -610,9 +595,8 @@ fn items_receive<R: Serialize + ?Sized>(
     total: u64,
     from: u64,
     results: &R,
-    results_len: usize,
     append: Option<AppendMark<'_>>,
-) -> Vec<u8> {
+) -> String {
     #[derive(Serialize)]
     struct Inner<'a, R: Serialize + ?Sized> {
         server: &'a str,
@@ -649,8 +633,7 @@ fn items_receive<R: Serialize + ?Sized>(
             epoch: position.map(|p| p.epoch.as_str()),
         },
     };
-    let capacity = results_len + server.len() + echo.query.as_ref().map_or(0, String::len) + 256;
-    tagged_into(Vec::with_capacity(capacity), kind, &body, echo.request_id.as_ref())
+    tagged(kind, &body, echo.request_id.as_ref())
 }
 
 #[derive(Serialize)]
@@ -663,25 +646,12 @@ struct Tagged<'a, T: Serialize> {
     request_id: Option<&'a RequestId>,
 }
 
-fn tagged<T: Serialize>(kind: &'static str, body: &T, request_id: Option<&RequestId>) -> Vec<u8> {
-    tagged_into(Vec::new(), kind, body, request_id)
-}
-
-/// Encodes a message into `buffer` (given room for it when its size is known).
-fn tagged_into<T: Serialize>(
-    mut buffer: Vec<u8>,
-    kind: &'static str,
-    body: &T,
-    request_id: Option<&RequestId>,
-) -> Vec<u8> {
+fn tagged<T: Serialize>(kind: &'static str, body: &T, request_id: Option<&RequestId>) -> String {
     let tagged = Tagged {
         kind,
         body,
         request_id,
     };
     // Every body is plain data with string keys: serialisation cannot fail.
-    if serde_json::to_writer(&mut buffer, &tagged).is_err() {
-        buffer.clear();
-    }
-    buffer
+    serde_json::to_string(&tagged).unwrap_or_default()
 }
