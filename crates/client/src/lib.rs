@@ -24,6 +24,7 @@
 //! - [`Client::send_text`] and [`Client::next_frame`] give raw access, for
 //!   protocol tests.
 
+mod scan;
 mod stats;
 
 use std::collections::BTreeMap;

@@ -66,6 +66,33 @@ struct ItemsGlance<'a> {
     results: Count,
 }
 
+impl<'a> Glance<'a> {
+    /// Reads a message by its structure ([`crate::scan`]), or decodes it
+    /// with serde_json when the scanner gives up.
+    fn read(text: &'a str) -> Result<Glance<'a>, ClientError> {
+        let undecodable = |e: serde_json::Error| ClientError::Undecodable(e.to_string());
+        let Some(shape) = crate::scan::shape(text) else {
+            return serde_json::from_str(text).map_err(undecodable);
+        };
+        let request_id = match shape.request_id {
+            Some(raw) => serde_json::from_str(raw).map_err(undecodable)?,
+            None => None,
+        };
+        let items = shape
+            .server
+            .zip(shape.results)
+            .map(|(server, results)| ItemsGlance {
+                server,
+                results: Count(results),
+            });
+        Ok(Glance {
+            kind: shape.kind,
+            request_id,
+            items,
+        })
+    }
+}
+
 /// The length of a JSON array, read without building its elements.
 struct Count(u64);
 
@@ -107,8 +134,7 @@ impl Client {
             let at = started.elapsed();
             stats.messages += 1;
             stats.bytes += text.len() as u64;
-            let glance: Glance =
-                serde_json::from_str(&text).map_err(|e| ClientError::Undecodable(e.to_string()))?;
+            let glance = Glance::read(&text)?;
             if glance.request_id.as_ref() != Some(&id) {
                 continue;
             }
