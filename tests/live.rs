@@ -710,17 +710,10 @@ async fn a_client_that_reconnects_resumes_with_exactly_what_it_missed() {
 async fn a_query_asked_again_sees_the_records_published_since() {
     let server = start_with(publishing());
     let (mut client, _) = Client::ready(&server).await;
+    const QUERY: &str = "text:albatross OR hashtags:bitcoin";
     let mut answers = Vec::new();
     for _ in 0..2 {
-        let answer = client
-            .items(
-                &["tweets"],
-                "text:albatross OR hashtags:bitcoin",
-                0,
-                10,
-                "#0af",
-            )
-            .await;
+        let answer = client.items(&["tweets"], QUERY, 0, 10, "#0af").await;
         answers.push(items_of(&answer[0]).clone());
     }
     assert_eq!(answers[0], answers[1], "the same question, the same answer");
@@ -738,25 +731,9 @@ async fn a_query_asked_again_sees_the_records_published_since() {
     .await;
     assert_eq!(status, 200, "{body}");
     // The very page asked before: its kept answer is out of date now.
-    let again = client
-        .items(
-            &["tweets"],
-            "text:albatross OR hashtags:bitcoin",
-            0,
-            10,
-            "#0af",
-        )
-        .await;
+    let again = client.items(&["tweets"], QUERY, 0, 10, "#0af").await;
     assert_eq!(items_of(&again[0])["total"], before + 2, "{}", again[0]);
-    let after = client
-        .items(
-            &["tweets"],
-            "text:albatross OR hashtags:bitcoin",
-            0,
-            1000,
-            "#0af",
-        )
-        .await;
+    let after = client.items(&["tweets"], QUERY, 0, 1000, "#0af").await;
     let found = ids(&after[0]);
     assert!(
         found.contains(&"cache-1".to_owned()) && found.contains(&"cache-2".to_owned()),
