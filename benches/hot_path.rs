@@ -97,7 +97,10 @@ fn encode(c: &mut Criterion) {
 }
 
 fn search(c: &mut Criterion) {
-    let source = FixturesDatasource::from_records("tweets", tweets(100_000)).expect("index builds");
+    // Every search evaluated: kept pages would answer the repeated query.
+    let source = FixturesDatasource::from_records("tweets", tweets(100_000))
+        .expect("index builds")
+        .with_page_cache_bytes(0);
     let runtime = runtime();
     let mut group = c.benchmark_group("fixtures_search_100k");
     group.sample_size(20);
@@ -119,6 +122,18 @@ fn search(c: &mut Criterion) {
             b.iter(|| search_page(&runtime, &source, black_box(q)))
         });
     }
+    // The same phrase asked again, answered from the page cache.
+    let cached = FixturesDatasource::from_records("tweets", tweets(100_000)).expect("index builds");
+    let phrase = SearchQuery {
+        query: "\"new report\"".into(),
+        from: 0,
+        size: 50,
+    };
+    group.bench_with_input(
+        BenchmarkId::new("\"new report\" asked again (page cache)", 50),
+        &phrase,
+        |b, q| b.iter(|| search_page(&runtime, &cached, black_box(q))),
+    );
     group.finish();
 }
 
