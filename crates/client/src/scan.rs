@@ -2,9 +2,12 @@
 //! needs each reply's type, request id, datasource and number of results,
 //! and reading tens of megabytes of results to count them must cost it far
 //! less than producing them costs the server. The scanner walks strings with
-//! `memchr` and counts an array's elements by its commas; anything it does
-//! not expect (an escaped key, a malformed message) makes it give up, and
-//! the caller decodes the message with serde_json instead.
+//! `memchr` and counts an array's elements by its commas. It reads the
+//! server's own output, not arbitrary JSON: it does not validate every
+//! byte (a mismatched bracket inside a value goes unnoticed), and whatever
+//! it does not expect (an escaped key, a truncated message, a missing
+//! type) makes it give up, so the caller decodes the message with
+//! serde_json instead.
 
 use memchr::memchr2;
 
