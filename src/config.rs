@@ -72,7 +72,8 @@ pub struct ServiceSettings {
     /// Its group, for `GROUP` intents; default: its name.
     pub group: Option<String>,
     /// The remote datasources it may serve (`data.datasource.id` of its
-    /// `IDENTIFY`); default: any id no configured datasource has.
+    /// `IDENTIFY`); none unless listed, so a token cannot take over another
+    /// service's datasource or declare datasources without end.
     pub datasources: Option<Vec<String>>,
 }
 
@@ -137,6 +138,10 @@ pub struct PublishSettings {
     pub enabled: bool,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a body may take to arrive, from the end of its headers:
+    /// a stalled upload is closed (408) and frees its connection place.
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
 }
 
 impl Default for PublishSettings {
@@ -144,6 +149,7 @@ impl Default for PublishSettings {
         PublishSettings {
             enabled: false,
             max_body_bytes: 16 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -238,6 +244,9 @@ pub struct Limits {
     /// The same for a connection of `/ws/services`, where a remote
     /// datasource streams its results as replies.
     pub max_service_messages_per_second: u32,
+    /// Inbound bytes per second a connection of `/ws/services` may send
+    /// (with a burst of twice that); more closes it with 4420.
+    pub max_service_bytes_per_second: u32,
     /// Requests one connection may have running at once.
     pub max_requests: usize,
     /// Live requests one connection may follow at once.
@@ -254,6 +263,11 @@ pub struct Limits {
     /// How long after a ping without any frame from the client the connection is closed.
     #[serde(deserialize_with = "duration")]
     pub pong_timeout: Duration,
+    /// How long a remote datasource stays listed once no service serves it
+    /// (on any node): a service restarting within it keeps its place; then
+    /// it is removed and its slot freed.
+    #[serde(deserialize_with = "duration")]
+    pub remote_linger: Duration,
     /// Websocket connections the server holds at once; more are refused with HTTP 503.
     /// A connection counts until its socket is really closed.
     pub max_connections: usize,
@@ -295,6 +309,7 @@ impl Default for Limits {
             max_message_bytes: 64 * 1024,
             max_messages_per_second: 50,
             max_service_messages_per_second: 5000,
+            max_service_bytes_per_second: 16 * 1024 * 1024,
             max_requests: 16,
             max_live_queries: 16,
             outbound_buffer_bytes: 4 * 1024 * 1024,
@@ -302,6 +317,7 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            remote_linger: Duration::from_secs(30),
             close_timeout: Duration::from_secs(10),
             max_concurrent_searches: 2,
             search_threads: 0,

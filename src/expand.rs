@@ -28,9 +28,15 @@ pub const SAMPLE_SIZE: u64 = 1_000;
 /// Candidate values listed per field when a link rewrites values.
 pub const CANDIDATES: usize = 1_000;
 
-/// Most rewrites one link may have, and the longest pattern.
+/// Most rewrites one link may have, and the longest pattern or replacement.
 pub const MAX_REWRITES: usize = 8;
 pub const MAX_PATTERN: usize = 512;
+
+/// The longest value a link's rewrites may make (bytes): a rewrite that
+/// would grow a value past it stops there, so `{"regex": ".", "with":
+/// "$0$0…"}` costs at most this much per value, not its length times the
+/// replacement's, once per rewrite.
+pub const MAX_REWRITTEN: usize = 4096;
 
 /// How a link compares values: lowercased (`lowercase`), then rewritten by
 /// its `replace` regular expressions in order.
@@ -55,6 +61,12 @@ impl Normalizer {
                     "a regex must have 1 to {MAX_PATTERN} characters; {:?} has {}",
                     rewrite.regex,
                     rewrite.regex.chars().count()
+                ));
+            }
+            if rewrite.with.chars().count() > MAX_PATTERN {
+                return Err(format!(
+                    "a `with` may have at most {MAX_PATTERN} characters; {} given",
+                    rewrite.with.chars().count()
                 ));
             }
             let regex = RegexBuilder::new(&rewrite.regex)
@@ -90,9 +102,7 @@ impl Normalizer {
             value.to_owned()
         };
         for (regex, with) in &self.rewrites {
-            if let std::borrow::Cow::Owned(rewritten) = regex.replace_all(&out, with.as_str()) {
-                out = rewritten;
-            }
+            out = rewrite_bounded(regex, with, &out, MAX_REWRITTEN);
         }
         out
     }
@@ -116,6 +126,39 @@ impl Normalizer {
             ignore_case: self.lowercase,
         }
     }
+}
+
+/// `regex.replace_all(value, with)`, stopped once the result holds
+/// `limit` bytes (cut at a character boundary): the work and the memory of
+/// one rewrite are bounded by the limit, whatever `with` repeats.
+fn rewrite_bounded(regex: &Regex, with: &str, value: &str, limit: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(limit));
+    let mut last = 0;
+    for captures in regex.captures_iter(value) {
+        let Some(whole) = captures.get(0) else {
+            continue;
+        };
+        out.push_str(&value[last..whole.start()]);
+        captures.expand(with, &mut out);
+        last = whole.end();
+        if out.len() >= limit {
+            return cut(out, limit);
+        }
+    }
+    out.push_str(&value[last..]);
+    cut(out, limit)
+}
+
+/// `text` cut to at most `limit` bytes, at a character boundary.
+fn cut(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// A link of the configuration or of a request, compiled.
@@ -569,6 +612,25 @@ mod tests {
             regex: regex.into(),
             with: with.into(),
         }
+    }
+
+    #[test]
+    fn rewrites_cannot_grow_a_value_without_bound() {
+        let grow = rewrite(".", &"$0".repeat(100));
+        let hostile = Normalizer::new(false, &[grow.clone(), grow.clone(), grow]).unwrap();
+        let started = std::time::Instant::now();
+        let out = hostile.apply(&"é".repeat(300));
+        assert!(out.len() <= MAX_REWRITTEN, "{}", out.len());
+        assert!(out.len() > MAX_REWRITTEN - 4, "{}", out.len());
+        assert!(out.chars().all(|c| c == 'é'));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // As replace_all below the limit, `$1` groups and empty matches alike.
+        for (regex, with, value) in [("(a)(b)?", "[$1$2]", "xaabyab"), ("", "-", "ab"), ("b*", "+", "abba")] {
+            let plain = Regex::new(regex).unwrap().replace_all(value, with).into_owned();
+            assert_eq!(rewrite_bounded(&Regex::new(regex).unwrap(), with, value, 100), plain);
+        }
+        let long_with = rewrite("a", &"x".repeat(MAX_PATTERN + 1));
+        assert!(Normalizer::new(false, &[long_with]).unwrap_err().contains("`with`"));
     }
 
     #[test]

@@ -116,7 +116,32 @@ impl Federation {
         Ok(())
     }
 
-    /// Changes when a datasource joins.
+    /// Removes a datasource (a remote one no service serves any more);
+    /// requests running on it keep their own handle and end as they would.
+    pub fn remove(&self, id: &str) -> bool {
+        {
+            let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+            if !catalog.by_id.contains_key(id) {
+                return false;
+            }
+            let list: Vec<Arc<Source>> = catalog
+                .list
+                .iter()
+                .filter(|s| s.info.id != id)
+                .cloned()
+                .collect();
+            let by_id = list
+                .iter()
+                .enumerate()
+                .map(|(n, s)| (s.info.id.clone(), n))
+                .collect();
+            *catalog = Arc::new(Catalog { list, by_id });
+        }
+        self.changes.send_modify(|version| *version += 1);
+        true
+    }
+
+    /// Changes when a datasource joins or leaves.
     pub fn watch_changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }

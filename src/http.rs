@@ -163,11 +163,40 @@ impl futures_util::Stream for ResponseBody {
     }
 }
 
-async fn metrics(app: web::Data<App>) -> HttpResponse {
+/// Prometheus metrics. As `/healthz`, a server with tokens names a
+/// datasource only to a caller that may use it: samples labelled with
+/// another datasource's id are left out (without a token, all of them).
+async fn metrics(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     app.metrics.broker_up.set(i64::from(app.broker.is_up()));
+    let caller = app.auth.check_token(&req).ok().map(|grant| grant.caller);
+    let rendered = app.metrics.render();
+    let body = match caller {
+        Some(caller) if caller.datasources.is_none() => rendered,
+        caller => visible_samples(&rendered, |id| {
+            caller.as_ref().is_some_and(|c| c.may_use(id))
+        }),
+    };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(app.metrics.render())
+        .body(body)
+}
+
+/// The exposition without the samples labelled `datasource="…"` for a
+/// datasource `visible` refuses.
+fn visible_samples(exposition: &str, visible: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(exposition.len());
+    for line in exposition.lines() {
+        let hidden = !line.starts_with('#')
+            && line
+                .split_once("datasource=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .is_some_and(|(id, _)| !visible(id));
+        if !hidden {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The server's health; each datasource's only for a caller that may use it
@@ -302,7 +331,6 @@ pub fn bind(
         app.shutdown.clone(),
     ));
     actix_web::rt::spawn(crate::services::cluster::run(Arc::clone(&app.services)));
-    let publish_limit = app.publish.max_body_bytes;
     let app = web::Data::new(app);
     let static_dir = settings.static_dir.clone();
     let folder_without_ui = static_dir
@@ -320,10 +348,9 @@ pub fn bind(
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics))
-            .service(
-                web::resource("/api/datasources/{id}/records")
-                    .app_data(web::PayloadConfig::new(publish_limit))
-                    .route(web::post().to(crate::publish::records)),
+            .route(
+                "/api/datasources/{id}/records",
+                web::post().to(crate::publish::records),
             );
         // The UI: compressed for browsers that accept it, with its cache policy.
         let ui = web::scope("")

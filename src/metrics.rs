@@ -62,6 +62,9 @@ pub struct Metrics {
     /// Polls this node ran for the whole cluster (as holder of the
     /// datasource's `poll:` lease), by datasource.
     pub cluster_polls: IntCounterVec,
+    /// Work refused, or connections closed, because a limit was reached,
+    /// by the limit's name (`publish.body_timeout`, `services.awaiting`, …).
+    pub limit_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -207,6 +210,14 @@ impl Metrics {
                 "Datasource health checks this node ran",
             )
             .expect("valid metric"),
+            limit_refusals: IntCounterVec::new(
+                Opts::new(
+                    "limit_refusals_total",
+                    "Work refused or connections closed because a limit was reached, by limit",
+                ),
+                &["limit"],
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -214,7 +225,8 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 26] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
+            Box::new(self.limit_refusals.clone()),
             Box::new(self.live_queries.clone()),
             Box::new(self.live_query_groups.clone()),
             Box::new(self.live_matches.clone()),
@@ -251,6 +263,11 @@ impl Metrics {
     /// Counts one inbound message.
     pub fn request(&self, kind: &str, outcome: &str) {
         self.requests.with_label_values(&[kind, outcome]).inc();
+    }
+
+    /// Counts one refusal by the limit `limit`.
+    pub fn refused(&self, limit: &str) {
+        self.limit_refusals.with_label_values(&[limit]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -168,6 +168,37 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a frame without waiting, only while the outbox holds at most
+    /// `share` bytes with it; refused (`Full`) otherwise, and the outbox
+    /// stays open: for frames another client sends this one (events
+    /// between services), so a flood fills the sender's share, never the
+    /// receiver's whole budget.
+    pub fn try_send_within(
+        &self,
+        key: RequestKey,
+        frame: Frame,
+        share: usize,
+    ) -> Result<(), LiveRefused> {
+        let mut queues = self.queues();
+        if queues.closed {
+            return Err(LiveRefused::Closed);
+        }
+        if queues.data_bytes + frame.len() > share.min(self.shared.budget) {
+            return Err(LiveRefused::Full);
+        }
+        queues.note_waiting();
+        queues.data_bytes += frame.len();
+        self.shared.metrics.outbox_bytes.add(frame.len() as i64);
+        queues.data.push_back((key, frame));
+        wake(&mut queues);
+        Ok(())
+    }
+
+    /// The most bytes of results this outbox holds.
+    pub fn budget(&self) -> usize {
+        self.shared.budget
+    }
+
     /// Queues a control frame, ahead of every result.
     pub fn send_control(&self, control: Control) -> Result<(), Closed> {
         let mut queues = self.queues();

@@ -563,6 +563,13 @@ impl Feed {
                     );
                 }
                 Err(error) if error.kind == ErrorKind::Canceled => {}
+                // A query the datasource refuses to follow (too costly to
+                // match): its subscribers are told once and dropped, so it
+                // costs nothing more.
+                Err(error) if error.kind == ErrorKind::BadQuery => {
+                    report(&self.id, group, &error);
+                    group.subscribers.clear();
+                }
                 Err(error) => {
                     if !group.failing {
                         group.failing = true;

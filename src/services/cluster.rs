@@ -193,6 +193,9 @@ pub async fn run(services: Arc<Services>) {
                         tracing::info!(%node, datasource = %id, "cluster: node not heard of; no longer routed to");
                         if let Some(remote) = services.remote_by_id(id) {
                             remote.detach(&Route::Node(Arc::from(node.as_str())));
+                            if remote.providers() == 0 {
+                                services.release_when_unserved(id);
+                            }
                         }
                     }
                     alive
@@ -247,6 +250,9 @@ fn on_announcement(
             seen.remove(&(announcement.node, id.clone()));
             if let Some(remote) = services.remote_by_id(&id) {
                 remote.detach(&route);
+                if remote.providers() == 0 {
+                    services.release_when_unserved(&id);
+                }
             }
         }
         ("hello", _, _) => {

@@ -31,8 +31,20 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::DatasourceInfo;
 
-/// Events whose replies are still routable: the oldest are forgotten first.
-const AWAITING_REPLIES: usize = 65_536;
+/// Events of one connection whose replies are still routable: its oldest
+/// are forgotten first, and all of them when it leaves.
+pub const AWAITING_PER_CONNECTION: usize = 1024;
+/// The longest id (its JSON text) of an event another service may answer:
+/// ids are kept until their sender leaves, so they are small.
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+/// The share of a service's outbox that events from other services may
+/// fill (the rest is the server's, for its own requests): a service that
+/// floods another is refused (`receiver_busy`), never the receiver closed.
+const ROUTED_SHARE: usize = 2;
+/// Events only the server sends to services (requests of a remote
+/// datasource): a service sending one is refused, so none can ask another
+/// for its rows as if it were the server.
+const SERVER_EVENTS: [&str; 4] = ["SEARCH", "FIELDS", "EXPAND", "CANCEL"];
 /// The outbox key frames between services travel under.
 const SERVICES_KEY: u64 = u64::MAX - 2;
 /// Remote datasources a server holds at most (each is kept once declared):
@@ -46,8 +58,8 @@ struct Credential {
     name: Arc<str>,
     group: Arc<str>,
     token: Vec<u8>,
-    /// The remote datasources it may serve (`None`: any).
-    datasources: Option<Vec<String>>,
+    /// The remote datasources it may serve (none unless listed).
+    datasources: Vec<String>,
 }
 
 /// An identified connection.
@@ -55,14 +67,30 @@ struct Member {
     name: Arc<str>,
     group: Arc<str>,
     outbox: Outbox,
+    /// Its events awaiting replies, oldest first: (receiver, event id).
+    sent: VecDeque<(u64, String)>,
 }
 
 #[derive(Default)]
 struct State {
     members: HashMap<u64, Member>,
-    /// Event id (its JSON text) → the connection that sent it.
-    awaiting: HashMap<String, u64>,
-    order: VecDeque<String>,
+    /// (The connection an event went to, its id as JSON text) → the
+    /// connection that sent it: a reply is routed by who answers and what,
+    /// so no other service can take it by reusing the id.
+    awaiting: HashMap<(u64, String), u64>,
+}
+
+impl State {
+    /// Forgets the events a connection sent, and those sent to it.
+    fn forget(&mut self, connection: u64) {
+        if let Some(member) = self.members.remove(&connection) {
+            for key in member.sent {
+                self.awaiting.remove(&key);
+            }
+        }
+        self.awaiting
+            .retain(|(receiver, _), sender| *receiver != connection && *sender != connection);
+    }
 }
 
 /// The identified services, the events awaiting their replies, and the
@@ -78,6 +106,8 @@ pub struct Services {
     pub broker: Arc<Broker>,
     /// How long a remote datasource may take to answer.
     timeout: Duration,
+    /// How long a remote datasource no service serves stays listed.
+    linger: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -87,6 +117,7 @@ impl Services {
         federation: Arc<Federation>,
         broker: Arc<Broker>,
         timeout: Duration,
+        linger: Duration,
         metrics: Arc<Metrics>,
     ) -> Services {
         Services {
@@ -96,7 +127,7 @@ impl Services {
                     name: Arc::from(name.as_str()),
                     group: Arc::from(s.group.as_deref().unwrap_or(name)),
                     token: s.token.as_bytes().to_vec(),
-                    datasources: s.datasources.clone(),
+                    datasources: s.datasources.clone().unwrap_or_default(),
                 })
                 .collect(),
             state: Mutex::new(State::default()),
@@ -104,6 +135,7 @@ impl Services {
             federation,
             broker,
             timeout,
+            linger,
             metrics,
         }
     }
@@ -142,6 +174,26 @@ impl Services {
         Ok(remote)
     }
 
+    /// Removes the remote datasource `id` once no service has served it
+    /// (here or on another node) for `limits.remote_linger`: its place
+    /// among [`MAX_REMOTE_DATASOURCES`] is freed, and clients are told.
+    pub fn release_when_unserved(self: &Arc<Self>, id: &str) {
+        let (services, id) = (Arc::clone(self), id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(services.linger).await;
+            let mut remotes = services.remotes();
+            let unserved = remotes
+                .get(&id)
+                .is_some_and(|(remote, _)| remote.providers() == 0);
+            if unserved {
+                remotes.remove(&id);
+                drop(remotes);
+                services.federation.remove(&id);
+                tracing::info!(datasource = %id, "remote datasource left: no service serves it");
+            }
+        });
+    }
+
     fn remotes(&self) -> MutexGuard<'_, HashMap<String, (Arc<RemoteDatasource>, Declaration)>> {
         self.remotes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -173,6 +225,19 @@ impl Services {
             }
         }
         found
+    }
+
+    /// Queues an event of another service within the receiver's share of
+    /// its outbox; `false` when it is full (the sender is told) or closed.
+    fn deliver_routed(&self, outbox: &Outbox, frame: Frame) -> bool {
+        let share = outbox.budget() / ROUTED_SHARE;
+        match outbox.try_send_within(SERVICES_KEY, frame, share) {
+            Ok(()) => {
+                self.metrics.service_messages.inc();
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     fn deliver(&self, outbox: &Outbox, frame: Frame) -> bool {
@@ -308,13 +373,18 @@ impl Peer {
                 Ok(declaration) => declaration,
                 Err(reason) => return Some(self.disconnect(&reason)),
             };
-            if let Some(allowed) = &credential.datasources {
-                if !allowed.contains(&declaration.id) {
-                    return Some(self.disconnect(&format!(
-                        "service `{name}` may not serve datasource `{}`",
-                        declaration.id
-                    )));
-                }
+            // A token serves only the datasources its table lists: no
+            // service can take over another's datasource, or declare more.
+            if !credential.datasources.contains(&declaration.id) {
+                let listed = if credential.datasources.is_empty() {
+                    "its token lists none".to_owned()
+                } else {
+                    format!("its token lists {}", credential.datasources.join(", "))
+                };
+                return Some(self.disconnect(&format!(
+                    "service `{name}` may not serve datasource `{}`: {listed} (`services.{name}.datasources`)",
+                    declaration.id
+                )));
             }
             let remote = match self.services.remote(&declaration) {
                 Ok(remote) => remote,
@@ -329,6 +399,7 @@ impl Peer {
                 name: Arc::clone(&name),
                 group: Arc::clone(&group),
                 outbox: self.outbox.clone(),
+                sent: VecDeque::new(),
             },
         );
         tracing::info!(service = %name, group = %group, "service identified");
@@ -343,6 +414,14 @@ impl Peer {
                 services: Arc::clone(&self.services),
             });
             remote.attach(Route::Connection(self.connection), link, declaration);
+            // Released in the instant before it was attached: this service
+            // identifies again and gets a new one.
+            let current = self.services.remote_by_id(&declaration.id);
+            if !current.is_some_and(|current| Arc::ptr_eq(&current, remote)) {
+                return Some(self.disconnect(
+                    "the datasource was being removed as this service identified; identify again",
+                ));
+            }
             if remote.local_providers() == 1 {
                 cluster::announce_serving(&self.services.broker, declaration);
             }
@@ -352,6 +431,27 @@ impl Peer {
 
     /// An event goes to every connection its intent names, as it was sent.
     fn route(&mut self, message: &ServiceMessage, text: &str) {
+        if let Some(event) = message
+            .event
+            .as_deref()
+            .filter(|e| SERVER_EVENTS.iter().any(|s| s.eq_ignore_ascii_case(e)))
+        {
+            self.services.metrics.refused("services.server_events");
+            return self.refuse(
+                message.id.clone(),
+                "forbidden_event",
+                &format!("`{event}` events come only from the server; name yours otherwise"),
+            );
+        }
+        let key = message.id_key();
+        if key.as_ref().is_some_and(|k| k.len() > MAX_EVENT_ID_BYTES) {
+            self.services.metrics.refused("services.event_id_bytes");
+            return self.refuse(
+                None,
+                "invalid_id",
+                &format!("an event id may have at most {MAX_EVENT_ID_BYTES} bytes (as JSON)"),
+            );
+        }
         let intent = message.intent.as_ref();
         let target = intent
             .and_then(|i| i.target.as_deref())
@@ -365,26 +465,25 @@ impl Peer {
             });
         let frame = services::forward(text);
         let mut state = self.services.state();
-        let receivers: Vec<&Outbox> = match (target, identifier.as_deref()) {
+        let me = self.connection;
+        let receivers: Vec<(u64, &Outbox)> = match (target, identifier.as_deref()) {
             (services::GLOBAL, _) => state
                 .members
                 .iter()
-                .filter(|(id, _)| **id != self.connection)
-                .map(|(_, m)| &m.outbox)
+                .filter(|(id, _)| **id != me)
+                .map(|(id, m)| (*id, &m.outbox))
                 .collect(),
             (services::GROUP, Some(group)) => state
                 .members
                 .iter()
-                .filter(|(id, m)| **id != self.connection && &*m.group == group)
-                .map(|(_, m)| &m.outbox)
+                .filter(|(id, m)| **id != me && &*m.group == group)
+                .map(|(id, m)| (*id, &m.outbox))
                 .collect(),
             (services::DIRECT, Some(who)) => state
                 .members
                 .iter()
-                .filter(|(id, m)| {
-                    **id != self.connection && (&*m.name == who || id.to_string() == who)
-                })
-                .map(|(_, m)| &m.outbox)
+                .filter(|(id, m)| **id != me && (&*m.name == who || id.to_string() == who))
+                .map(|(id, m)| (*id, &m.outbox))
                 .collect(),
             (services::GROUP | services::DIRECT, None) => {
                 drop(state);
@@ -415,23 +514,62 @@ impl Peer {
                 ),
             );
         }
-        for outbox in receivers {
-            self.services.deliver(outbox, frame.clone());
+        // An id another connection's event awaits a reply under, at the
+        // same receiver, is refused: its reply is that connection's.
+        if let Some(key) = &key {
+            let taken = receivers.iter().any(|(receiver, _)| {
+                state
+                    .awaiting
+                    .get(&(*receiver, key.clone()))
+                    .is_some_and(|sender| *sender != me)
+            });
+            if taken {
+                drop(state);
+                self.services.metrics.refused("services.duplicate_id");
+                return self.refuse(
+                    message.id.clone(),
+                    "duplicate_id",
+                    "another service's event with this id awaits a reply there; use ids of your own",
+                );
+            }
         }
-        if let Some(key) = message.id_key() {
+        let mut delivered = Vec::with_capacity(receivers.len());
+        let mut busy = 0;
+        for (receiver, outbox) in receivers {
+            if self.services.deliver_routed(outbox, frame.clone()) {
+                delivered.push(receiver);
+            } else if !outbox.is_closed() {
+                busy += 1;
+            }
+        }
+        if let Some(key) = key {
             let state = &mut *state;
-            if state
-                .awaiting
-                .insert(key.clone(), self.connection)
-                .is_none()
-            {
-                state.order.push_back(key);
-                while state.order.len() > AWAITING_REPLIES {
-                    if let Some(old) = state.order.pop_front() {
+            for receiver in &delivered {
+                let entry = (*receiver, key.clone());
+                if state.awaiting.insert(entry.clone(), me).is_none() {
+                    if let Some(member) = state.members.get_mut(&me) {
+                        member.sent.push_back(entry);
+                    }
+                }
+            }
+            if let Some(member) = state.members.get_mut(&me) {
+                while member.sent.len() > AWAITING_PER_CONNECTION {
+                    if let Some(old) = member.sent.pop_front() {
                         state.awaiting.remove(&old);
                     }
                 }
             }
+        }
+        drop(state);
+        if busy > 0 {
+            self.services.metrics.refused("services.receiver_busy");
+            self.refuse(
+                message.id.clone(),
+                "receiver_busy",
+                &format!(
+                    "{busy} receiver(s) hold as many events from other services as they may; the event did not reach them: send more slowly"
+                ),
+            );
         }
     }
 
@@ -476,19 +614,30 @@ impl Peer {
         let state = self.services.state();
         let sender = state
             .awaiting
-            .get(&key)
+            .get(&(self.connection, key.clone()))
             .and_then(|from| state.members.get(from));
         match sender {
             Some(member) => {
-                self.services
-                    .deliver(&member.outbox, services::forward(text));
+                if !self
+                    .services
+                    .deliver_routed(&member.outbox, services::forward(text))
+                    && !member.outbox.is_closed()
+                {
+                    drop(state);
+                    self.services.metrics.refused("services.receiver_busy");
+                    self.refuse(
+                        message.id.clone(),
+                        "receiver_busy",
+                        "the event's sender holds as many messages from other services as it may; the reply did not reach it",
+                    );
+                }
             }
             None => {
                 drop(state);
                 self.refuse(
                     message.id.clone(),
                     "unknown_reply",
-                    &format!("no event awaiting a reply has id {key} (or its sender has gone)"),
+                    &format!("no event sent to this connection awaits a reply with id {key} (or its sender has gone)"),
                 );
             }
         }
@@ -552,12 +701,15 @@ impl Peer {
     /// datasource: its running requests move to another service).
     pub fn leave(&mut self) {
         if self.identified {
-            self.services.state().members.remove(&self.connection);
+            self.services.state().forget(self.connection);
         }
         if let Some((remote, _)) = self.serves.take() {
             remote.detach(&Route::Connection(self.connection));
             if remote.local_providers() == 0 {
                 cluster::announce_left(&self.services.broker, remote.id());
+            }
+            if remote.providers() == 0 {
+                self.services.release_when_unserved(remote.id());
             }
         }
     }

@@ -298,7 +298,7 @@ fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json:
     let field = match error.path().iter().next() {
         Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
         // Missing fields are reported at the top level, by name.
-        _ => return with_spelling_hint(body, error.inner().to_string()),
+        _ => return with_spelling_hint(body, crate::plain_error(error.inner())),
     };
     let expected = match field.as_str() {
         "datasources" => "a list of datasource ids (strings)",
@@ -311,8 +311,9 @@ fn describe_invalid(body: &Value, error: &serde_path_to_error::Error<serde_json:
         "values" | "exclude" => "a list of {\"field\": a string, \"value\": a string}",
         "fields" => "a list of field paths (strings)",
         "mode" => "\"count\" or \"significant\"",
+        "channels" => "a list of channel names (strings such as `status:tweets`)",
         "links" => "a list of {\"name\": a string, \"fields\": [{\"datasource\": a string, \"field\": a string}], \"lowercase\": true or false, \"replace\": [{\"regex\": a string, \"with\": a string}]}",
-        _ => return error.inner().to_string(),
+        _ => return crate::plain_error(error.inner()),
     };
     let found = match body.get(&field) {
         Some(Value::Null) => "null",

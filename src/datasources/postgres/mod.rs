@@ -188,7 +188,11 @@ fn db_error(error: &tokio_postgres::Error, what: &str) -> DatasourceError {
     } else if *code == SqlState::INVALID_PASSWORD
         || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
     {
-        DatasourceError::unauthorized(format!("PostgreSQL refused the credentials: {message}"))
+        // PostgreSQL's message names the role: logged, never sent to clients.
+        tracing::warn!(error = %message, "PostgreSQL refused the configured credentials");
+        DatasourceError::unauthorized(
+            "PostgreSQL refused the datasource's credentials (see the server's log)",
+        )
     } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
         DatasourceError::unauthorized(format!(
             "the configured user may not {what} here: {message}"
@@ -256,9 +260,11 @@ impl PostgresDatasource {
             config.connect_timeout(timeout);
         }
         // Every statement reads only, in UTC, and stops at the timeout even
-        // if the server never hears of a cancel.
+        // if the server never hears of a cancel. No JIT: a statement being
+        // compiled by LLVM does not look at its timeout or a cancel, and a
+        // short hostile query can keep a backend compiling for minutes.
         config.options(format!(
-            "-c default_transaction_read_only=on -c TimeZone=UTC -c statement_timeout={}",
+            "-c default_transaction_read_only=on -c TimeZone=UTC -c jit=off -c statement_timeout={}",
             timeout.as_millis().max(1)
         ));
         let relation = match (&options.table, &options.sql) {

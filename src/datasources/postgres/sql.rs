@@ -267,6 +267,11 @@ impl Translator<'_> {
                 )
             })
             .collect();
+        // Two words reversed need `slop - 1` more alternatives: past the
+        // ceiling, the words anywhere (decided before any is spelled out).
+        if words.len() == 2 && slop as usize > MAX_PLACEMENTS {
+            return words.join(" && ");
+        }
         let mut gaps_list = Vec::new();
         placements(
             words.len().saturating_sub(1),
@@ -552,8 +557,13 @@ fn placements(count: usize, slop: u32, gaps: &mut Vec<u32>, out: &mut Vec<Vec<u3
         return;
     }
     let used: u32 = gaps.iter().map(|g| g - 1).sum();
-    for extra in 0..=slop - used {
-        gaps.push(extra + 1);
+    for extra in 0..=slop.saturating_sub(used) {
+        // Stop as soon as the ceiling is passed: a slop of 2^32 must not
+        // spin through every gap it allows.
+        if out.len() > MAX_PLACEMENTS {
+            return;
+        }
+        gaps.push(extra.saturating_add(1));
         placements(count, slop, gaps, out);
         gaps.pop();
     }

@@ -73,7 +73,7 @@ impl Declaration {
     /// Reads and checks `data.datasource`; the error says what is wrong.
     pub fn read(value: &Value) -> Result<Declaration, String> {
         let declaration: Declaration = serde_json::from_value(value.clone()).map_err(|e| {
-            format!("data.datasource must be {{\"id\", \"name\", \"fields\": [{{\"path\", \"type\"}}], \"expand\": true or false}}: {e}")
+            format!("data.datasource must be {{\"id\", \"name\", \"fields\": [{{\"path\", \"type\"}}], \"expand\": true or false}}: {}", tributary_protocol::plain_error(&e))
         })?;
         let id = &declaration.id;
         let valid = !id.is_empty()
@@ -401,11 +401,14 @@ impl RemoteDatasource {
             state.next = state.next.wrapping_add(1);
             let provider = &state.providers[index];
             let route = provider.route.clone();
+            // Unique (the node, a sequence) and unguessable (random bits):
+            // no service can answer, or cancel, a request sent to another.
             let id = format!(
-                "{}-{}-{}",
+                "{}-{}-{}-{:032x}",
                 self.id,
                 self.origin,
-                self.sequence.fetch_add(1, Ordering::Relaxed)
+                self.sequence.fetch_add(1, Ordering::Relaxed),
+                unguessable()
             );
             if !provider.link.send(event_text(&id, event, &data, &route)) {
                 // Its connection is closing: it will detach itself.
@@ -449,7 +452,7 @@ impl RemoteDatasource {
     ) -> Result<(), Ended> {
         while let Some(reply) = asked.next().await? {
             let page: SearchReply = serde_json::from_str(reply.get())
-                .map_err(|e| self.invalid(format!("a SEARCH reply must be {{\"total\", \"results\", \"done\"}} or {{\"error\"}}: {e}")))?;
+                .map_err(|e| self.invalid(format!("a SEARCH reply must be {{\"total\", \"results\", \"done\"}} or {{\"error\"}}: {}", tributary_protocol::plain_error(&e))))?;
             if let Some(error) = page.error {
                 // The service has ended this request itself: no CANCEL.
                 asked.done = true;
@@ -498,6 +501,19 @@ impl RemoteDatasource {
 }
 
 /// An event for a service, `DIRECT` to the connection (or node) `route`.
+/// 128 random bits from the system's generator (a clock-derived value if
+/// it ever fails, which Linux's `getrandom` does not).
+fn unguessable() -> u128 {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return now ^ ((std::process::id() as u128) << 64);
+    }
+    u128::from_le_bytes(bytes)
+}
+
 fn event_text(id: &str, event: &str, data: &RawValue, route: &Route) -> String {
     #[derive(serde::Serialize)]
     struct Event<'a> {
@@ -768,8 +784,9 @@ impl Datasource for RemoteDatasource {
         asked.done = true;
         let reply: FieldsReply = serde_json::from_str(reply.get()).map_err(|e| {
             DatasourceError::unavailable(format!(
-                "the service serving `{}` sent an invalid reply: a FIELDS reply must be {{\"fields\": [{{\"path\", \"type\"}}]}} or {{\"error\"}}: {e}",
-                self.id
+                "the service serving `{}` sent an invalid reply: a FIELDS reply must be {{\"fields\": [{{\"path\", \"type\"}}]}} or {{\"error\"}}: {}",
+                self.id,
+                tributary_protocol::plain_error(&e)
             ))
         })?;
         if let Some(error) = reply.error {
@@ -821,8 +838,9 @@ impl Datasource for RemoteDatasource {
         asked.done = true;
         let reply: ExpandReply = serde_json::from_str(reply.get()).map_err(|e| {
             DatasourceError::unavailable(format!(
-                "the service serving `{}` sent an invalid reply: an EXPAND reply must be {{\"vertices\": [{{\"field\", \"value\", \"doc_count\", \"weight\"}}], \"connections\": [{{\"from\", \"to\", \"doc_count\"}}]}} or {{\"error\"}}: {e}",
-                self.id
+                "the service serving `{}` sent an invalid reply: an EXPAND reply must be {{\"vertices\": [{{\"field\", \"value\", \"doc_count\", \"weight\"}}], \"connections\": [{{\"from\", \"to\", \"doc_count\"}}]}} or {{\"error\"}}: {}",
+                self.id,
+                tributary_protocol::plain_error(&e)
             ))
         })?;
         if let Some(error) = reply.error {
