@@ -73,7 +73,8 @@ pub struct ServiceSettings {
     pub group: Option<String>,
     /// The remote datasources it may serve (`data.datasource.id` of its
     /// `IDENTIFY`); none unless listed, so a token cannot take over another
-    /// service's datasource or declare datasources without end.
+    /// service's datasource or declare datasources without end. `"*"`: any
+    /// id that no other service's list names (for development).
     pub datasources: Option<Vec<String>>,
 }
 

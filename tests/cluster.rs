@@ -68,7 +68,7 @@ fn node_with(prefix: &str, timeout: Duration, health_interval: Duration) -> Serv
         ServiceSettings {
             token: TOKEN.into(),
             group: None,
-            datasources: None,
+            datasources: Some(vec!["crm".into()]),
         },
     );
     start_with(settings)

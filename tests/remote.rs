@@ -24,7 +24,18 @@ fn server_with(timeout: Duration) -> ServerHandle {
         ServiceSettings {
             token: TOKEN.into(),
             group: None,
-            datasources: None,
+            // The datasources its tests declare (`tweets` to be refused
+            // as configured; `ds…` to reach the server's most).
+            datasources: Some(
+                ["crm", "tweets", "one-more"]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(
+                        (0..tributary::services::MAX_REMOTE_DATASOURCES)
+                            .map(|i| format!("ds{i}")),
+                    )
+                    .collect(),
+            ),
         },
     );
     settings.services.insert(
@@ -624,4 +635,103 @@ async fn a_bad_expand_reply_is_that_datasources_error() {
         "{second}"
     );
     service.stop();
+}
+
+#[tokio::test]
+async fn tokens_serve_only_the_datasources_they_list() {
+    let mut settings = settings(tributary::config::demo_datasources());
+    for (name, token, datasources) in [
+        ("svc1", "svc1-token-1", Some(vec!["remote1".to_owned()])),
+        ("svcany", "svcany-token-1", None),
+        ("dev", "dev-token-12", Some(vec!["*".to_owned()])),
+    ] {
+        settings.services.insert(
+            name.into(),
+            ServiceSettings {
+                token: token.into(),
+                group: None,
+                datasources,
+            },
+        );
+    }
+    let server = start_with(settings);
+    let real = FakeService::start_as(&server, "svc1-token-1", json!({"id": "remote1"}), Behaviour::Hang)
+        .await;
+    assert!(real.is_ok());
+    // A token without a list serves nothing: not another's datasource, not a new one.
+    for id in ["remote1", "fresh"] {
+        let refused = FakeService::start_as(&server, "svcany-token-1", json!({"id": id}), Behaviour::Hang)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("svcany served {id}"));
+        assert!(refused.contains("its token lists none"), "{refused}");
+    }
+    // `*` serves any id no other token lists, never a listed one.
+    let refused = FakeService::start_as(&server, "dev-token-12", json!({"id": "remote1"}), Behaviour::Hang)
+        .await
+        .err()
+        .expect("refused");
+    assert!(refused.contains("may not serve datasource `remote1`"), "{refused}");
+    let dev = FakeService::start_as(&server, "dev-token-12", json!({"id": "scratch"}), Behaviour::Hang)
+        .await;
+    assert!(dev.is_ok());
+}
+
+#[tokio::test]
+async fn the_servers_request_ids_cannot_be_guessed() {
+    let server = server();
+    let mut service = FakeService::start(&server, Behaviour::Hang).await;
+    let (mut client, _) = Client::ready(&server).await;
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        client
+            .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": n}))
+            .await;
+        let search = service.next("SEARCH").await;
+        ids.push(search["id"].as_str().expect("a string id").to_owned());
+    }
+    // `crm-<node>-<sequence>-<128 random bits>`: consecutive requests share
+    // no predictable part beyond the sequence.
+    let random = |id: &str| id.rsplit('-').next().unwrap_or_default().to_owned();
+    for id in &ids {
+        let bits = random(id);
+        assert_eq!(bits.len(), 32, "{id}");
+        assert!(bits.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
+    assert_ne!(random(&ids[0]), random(&ids[1]));
+}
+
+#[tokio::test]
+async fn a_datasource_no_service_serves_is_released_after_the_linger() {
+    let mut settings = settings(tributary::config::demo_datasources());
+    settings.limits.remote_linger = Duration::from_millis(300);
+    settings.services.insert(
+        "crm".into(),
+        ServiceSettings {
+            token: TOKEN.into(),
+            group: None,
+            datasources: Some(vec!["crm".into()]),
+        },
+    );
+    let server = start_with(settings);
+    let (mut open, _) = Client::ready(&server).await;
+    let service = FakeService::start(&server, Behaviour::Serve { chunk: 5 }).await;
+    let joined = open.recv().await;
+    assert!(joined.to_string().contains("\"crm\""), "{joined}");
+    // Back within the linger: still the same datasource, never removed.
+    service.stop();
+    let service = FakeService::start(&server, Behaviour::Serve { chunk: 5 }).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, initial) = Client::ready(&server).await;
+    assert!(initial.to_string().contains("\"crm\""), "{initial}");
+    // Gone for longer: removed, and every client is told.
+    service.stop();
+    let changed = open.recv_until(|m| m["type"] == "DATASOURCES_CHANGED" && !m.to_string().contains("\"crm\"")).await;
+    assert!(!changed.is_empty());
+    let (_, initial) = Client::ready(&server).await;
+    assert!(!initial.to_string().contains("\"crm\""), "{initial}");
+    // Served again: listed again.
+    let _again = FakeService::start(&server, Behaviour::Serve { chunk: 5 }).await;
+    let back = open.recv().await;
+    assert!(back.to_string().contains("\"crm\""), "{back}");
 }

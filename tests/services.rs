@@ -158,11 +158,11 @@ async fn events_go_where_their_intent_says_as_sent() {
     assert_eq!(intel.recv().await, group);
 
     // DIRECT: by service name, or by connection id.
-    let direct = json!({"id": "d1", "op": 0, "event": "SEARCH", "data": {"query": "ann"},
+    let direct = json!({"id": "d1", "op": 0, "event": "LOOKUP", "data": {"query": "ann"},
                         "intent": {"target": "DIRECT", "identifier": "intel"}});
     crm.send(direct.clone()).await;
     assert_eq!(intel.recv().await, direct);
-    let by_id = json!({"id": "d2", "op": 0, "event": "FIELDS",
+    let by_id = json!({"id": "d2", "op": 0, "event": "DESCRIBE",
                        "intent": {"target": "DIRECT", "identifier": intel_id}});
     crm.send(by_id.clone()).await;
     assert_eq!(intel.recv().await, by_id);
@@ -256,7 +256,7 @@ async fn a_service_that_leaves_is_no_longer_routed_to() {
     let server = server();
     let (mut crm, _) = identified(&server, "crm-token-1").await;
     let (mut intel, _) = identified(&server, "intel-token-1").await;
-    let ask = json!({"id": "q1", "op": 0, "event": "SEARCH",
+    let ask = json!({"id": "q1", "op": 0, "event": "LOOKUP",
                      "intent": {"target": "DIRECT", "identifier": "crm"}});
     intel.send(ask.clone()).await;
     assert_eq!(crm.recv().await, ask);
@@ -296,4 +296,152 @@ async fn the_client_sockets_limits_apply() {
     )
     .await;
     assert_eq!(refused.err(), Some(403));
+}
+
+/// The error event a service got: its `data.code`.
+async fn error_code(client: &mut Client) -> Value {
+    let event = client.recv().await;
+    assert_eq!(event["event"], "ERROR", "{event}");
+    event["data"]["code"].clone()
+}
+
+#[tokio::test]
+async fn services_cannot_forge_the_servers_events_or_take_others_replies() {
+    let server = server();
+    let (mut crm, _) = identified(&server, "crm-token-1").await;
+    let (mut intel, _) = identified(&server, "intel-token-1").await;
+    let (mut audit, _) = identified(&server, "audit-token-1").await;
+
+    // The server's own requests, in any case, are refused and reach no one.
+    for event in ["SEARCH", "CANCEL", "EXPAND", "FIELDS", "search"] {
+        crm.send(json!({"id": format!("f-{event}"), "op": 0, "event": event,
+                        "data": {"query": "*", "id": "crm-node-1"},
+                        "intent": {"target": "DIRECT", "identifier": "intel"}}))
+            .await;
+        assert_eq!(error_code(&mut crm).await, "forbidden_event", "{event}");
+    }
+    crm.send(json!({"op": 0, "event": "CANCEL", "data": {"id": "x"}})).await;
+    assert_eq!(error_code(&mut crm).await, "forbidden_event");
+    nothing_more(&mut intel).await;
+    nothing_more(&mut audit).await;
+
+    // crm asks intel with id E1; audit reuses E1 towards intel: refused,
+    // and intel's reply goes to crm, never to audit.
+    let asked = json!({"id": "E1", "op": 0, "event": "LOOKUP", "data": {"who": "ann"},
+                       "intent": {"target": "DIRECT", "identifier": "intel"}});
+    crm.send(asked.clone()).await;
+    assert_eq!(intel.recv().await, asked);
+    audit
+        .send(json!({"id": "E1", "op": 0, "event": "LOOKUP", "data": {"who": "bob"},
+                     "intent": {"target": "DIRECT", "identifier": "intel"}}))
+        .await;
+    assert_eq!(error_code(&mut audit).await, "duplicate_id");
+    let reply = json!({"id": "E1", "op": 5, "data": {"private": "rows"}});
+    intel.send(reply.clone()).await;
+    assert_eq!(crm.recv().await, reply);
+    nothing_more(&mut audit).await;
+    // A reply with that id from a service the event never went to is
+    // nobody's: refused, and crm gets nothing more.
+    audit.send(json!({"id": "E1", "op": 5, "data": {"forged": true}})).await;
+    assert_eq!(error_code(&mut audit).await, "unknown_reply");
+    nothing_more(&mut crm).await;
+    // The same id towards another receiver is audit's own.
+    let own = json!({"id": "E1", "op": 0, "event": "LOOKUP",
+                     "intent": {"target": "DIRECT", "identifier": "crm"}});
+    audit.send(own.clone()).await;
+    assert_eq!(crm.recv().await, own);
+    let answer = json!({"id": "E1", "op": 5, "data": "for audit"});
+    crm.send(answer.clone()).await;
+    assert_eq!(audit.recv().await, answer);
+    nothing_more(&mut crm).await;
+}
+
+#[tokio::test]
+async fn events_awaiting_replies_are_bounded_per_service_and_freed_when_it_leaves() {
+    let server = server();
+    let (mut crm, _) = identified(&server, "crm-token-1").await;
+    let (mut intel, _) = identified(&server, "intel-token-1").await;
+    // Ids are small: a 60 KB id is refused before it is kept or sent on.
+    let long_id = "i".repeat(60_000);
+    crm.send(json!({"id": long_id, "op": 0, "event": "LOOKUP",
+                    "intent": {"target": "DIRECT", "identifier": "intel"}}))
+        .await;
+    assert_eq!(error_code(&mut crm).await, "invalid_id");
+    nothing_more(&mut intel).await;
+
+    // More events than one service may have awaiting: its oldest are forgotten.
+    let most = tributary::services::AWAITING_PER_CONNECTION;
+    for n in 0..most + 10 {
+        crm.send(json!({"id": format!("q{n}"), "op": 0, "event": "LOOKUP",
+                        "intent": {"target": "DIRECT", "identifier": "intel"}}))
+            .await;
+        assert_eq!(intel.recv().await["id"], format!("q{n}"));
+    }
+    intel.send(json!({"id": "q0", "op": 5, "data": 0})).await;
+    assert_eq!(error_code(&mut intel).await, "unknown_reply");
+    let last = format!("q{}", most + 9);
+    intel.send(json!({"id": last, "op": 5, "data": 1})).await;
+    assert_eq!(crm.recv().await["data"], 1);
+
+    // The sender leaves: what awaited its replies is gone with it.
+    crm.send(json!({"id": "bye", "op": 0, "event": "LOOKUP",
+                    "intent": {"target": "DIRECT", "identifier": "intel"}}))
+        .await;
+    assert_eq!(intel.recv().await["id"], "bye");
+    crm.send(json!({"op": 2})).await;
+    let _ = crm.closed().await;
+    let (mut crm, _) = identified(&server, "crm-token-1").await;
+    intel.send(json!({"id": "bye", "op": 5, "data": "late"})).await;
+    assert_eq!(error_code(&mut intel).await, "unknown_reply");
+    nothing_more(&mut crm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_flooding_another_is_refused_or_closed_never_its_victim() {
+    let server = server();
+    let (mut attacker, _) = identified(&server, "crm-token-1").await;
+    // The victim reads nothing while the flood runs.
+    let (mut victim, _) = identified(&server, "intel-token-1").await;
+    let before = rss_bytes();
+    let filler = "x".repeat(60_000);
+    let mut sent = 0;
+    let mut attacker_closed = false;
+    for n in 0..2_000 {
+        let event = json!({"id": format!("flood{n}"), "op": 0, "event": "BULK", "data": filler,
+                           "intent": {"target": "DIRECT", "identifier": "intel"}});
+        if attacker.try_send_raw(tokio_tungstenite::tungstenite::Message::text(event.to_string())).await.is_err() {
+            attacker_closed = true;
+            break;
+        }
+        sent += 1;
+    }
+    // The attacker was told the victim is busy, or closed for its rate.
+    let mut busy = 0;
+    if !attacker_closed {
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), attacker.next_event()).await {
+                Ok(Event::Json(message)) if message["data"]["code"] == "receiver_busy" => busy += 1,
+                Ok(Event::Json(_)) => {}
+                Ok(_) => {
+                    attacker_closed = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    assert!(busy > 0 || attacker_closed, "sent {sent}: neither refused nor closed");
+    // The victim is still connected: it reads what reached it, then
+    // answers a PING.
+    victim.send(json!({"op": 3, "id": "still-here"})).await;
+    loop {
+        let message = victim.recv().await;
+        if message["event"] == "BULK" {
+            continue;
+        }
+        assert_eq!(message, json!({"id": "still-here", "op": 4}));
+        break;
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 256 << 20, "grew {} MiB", grown >> 20);
 }

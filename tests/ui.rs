@@ -1174,7 +1174,7 @@ async fn a_python_datasource_joins_the_open_page() {
         tributary::config::ServiceSettings {
             token: "csv-plugin-token".into(),
             group: None,
-            datasources: None,
+            datasources: Some(vec!["customers".into()]),
         },
     );
     let server = tributary::http::spawn(settings, common::registry()).expect("server starts");

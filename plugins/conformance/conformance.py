@@ -71,7 +71,7 @@ class Kit:
         with open(self.config, "w") as out:
             out.write(f'listen = "127.0.0.1:{self.port}"\n'
                       f'default_timeout = "{options.timeout}s"\n'
-                      f'[services.conformance]\ntoken = "{TOKEN}"\n'
+                      f'[services.conformance]\ntoken = "{TOKEN}"\ndatasources = ["*"]\n'
                       f'[limits]\nmax_messages_per_second = 1000\n')
         self.server = None
         self.plugin = None

@@ -41,6 +41,8 @@ pub const MAX_EVENT_ID_BYTES: usize = 256;
 /// fill (the rest is the server's, for its own requests): a service that
 /// floods another is refused (`receiver_busy`), never the receiver closed.
 const ROUTED_SHARE: usize = 2;
+/// In a service's `datasources`: any id no other service's table lists.
+const ANY: &str = "*";
 /// Events only the server sends to services (requests of a remote
 /// datasource): a service sending one is refused, so none can ask another
 /// for its rows as if it were the server.
@@ -240,6 +242,20 @@ impl Services {
         }
     }
 
+    /// Whether a service of `credential` may serve datasource `id`: listed
+    /// in its table, or its table lists `"*"` (any id) and no other
+    /// service's table names `id`.
+    fn may_serve(&self, credential: &Credential, id: &str) -> bool {
+        if credential.datasources.iter().any(|listed| listed == id) {
+            return true;
+        }
+        credential.datasources.iter().any(|listed| listed == ANY)
+            && !self
+                .credentials
+                .iter()
+                .any(|other| other.datasources.iter().any(|listed| listed == id))
+    }
+
     fn deliver(&self, outbox: &Outbox, frame: Frame) -> bool {
         let counter = &self.metrics.service_messages;
         crate::live::deliver_counted(
@@ -375,7 +391,7 @@ impl Peer {
             };
             // A token serves only the datasources its table lists: no
             // service can take over another's datasource, or declare more.
-            if !credential.datasources.contains(&declaration.id) {
+            if !self.services.may_serve(credential, &declaration.id) {
                 let listed = if credential.datasources.is_empty() {
                     "its token lists none".to_owned()
                 } else {

@@ -73,7 +73,7 @@ async def main():
     folder = tempfile.mkdtemp()
     config = os.path.join(folder, "tributary.toml")
     with open(config, "w") as out:
-        out.write(f'listen = "127.0.0.1:{port}"\n[services.numbers]\ntoken = "{TOKEN}"\n')
+        out.write(f'listen = "127.0.0.1:{port}"\n[services.numbers]\ntoken = "{TOKEN}"\ndatasources = ["*"]\n')
     server = subprocess.Popen([os.environ["PLUGIN_TEST_TRIBUTARY"], "--config", config],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
