@@ -757,3 +757,92 @@ async fn a_query_asked_again_sees_the_records_published_since() {
     assert_eq!((first.len(), second.len()), (1, 1));
     assert_ne!(first, second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_query_too_costly_to_match_is_stopped_and_others_go_on() {
+    // No time at all to expand patterns: a live query with one is stopped
+    // at its first step; a plain term expands nothing.
+    let mut settings = publishing();
+    settings.datasources.retain(|d| d.id == "tweets");
+    settings.datasources[0]
+        .options
+        .insert("live_match_budget".into(), json!("0ms"));
+    let server = start_with(settings);
+    let (mut costly, _) = Client::ready(&server).await;
+    let (mut plain, _) = Client::ready(&server).await;
+    go_live(&mut costly, &["tweets"], "/zeppeli.*/", "c1").await;
+    go_live(&mut plain, &["tweets"], "zeppelin", "p1").await;
+    let (status, reply) = publish(&server, "tweets", &ndjson(&[tweet("z1", "a zeppelin")])).await;
+    assert_eq!(status, 200, "{reply}");
+    let error = costly.recv().await;
+    assert_eq!(error["type"], "ERROR", "{error}");
+    assert_eq!(error["error"]["code"], "bad_query", "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("live_match_budget"), "{message}");
+    assert_eq!(ids(&next_append(&mut plain).await), ["z1"]);
+    // It is followed no more: the next record reaches the plain query only.
+    publish(&server, "tweets", &ndjson(&[tweet("z2", "another zeppelin")])).await;
+    assert_eq!(ids(&next_append(&mut plain).await), ["z2"]);
+    costly.send(json!({"type": "PING"})).await;
+    assert_eq!(costly.recv().await["type"], "PONG");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costly_live_queries_do_not_hold_up_other_clients_new_records() {
+    let mut settings = publishing();
+    settings.limits.max_messages_per_second = 1000;
+    let server = start_with(settings);
+    let (mut light, _) = Client::ready(&server).await;
+    go_live(&mut light, &["tweets"], "zeppelin", "light").await;
+    // Sixteen live queries of thirty broad patterns each: refused at the
+    // start or stopped at their first match, each naming the limit.
+    let (mut attacker, _) = Client::ready(&server).await;
+    let costly = "/[a-z]{1,255}/ ".repeat(30);
+    for n in 0..16 {
+        attacker
+            .send(json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": costly,
+                         "request-id": n, "live": true, "size": 10}))
+            .await;
+    }
+    // What the attacker is told, read as it comes.
+    let (told_tx, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let attack = tokio::spawn(async move {
+        while let Event::Json(message) = attacker.next_event().await {
+            let _ = told_tx.send(message);
+        }
+    });
+    let mut latencies = Vec::new();
+    for n in 0..10 {
+        let id = format!("zl{n}");
+        let started = std::time::Instant::now();
+        let (status, reply) = publish(&server, "tweets", &ndjson(&[tweet(&id, "a zeppelin")])).await;
+        assert!(status == 200 || status == 202, "{reply}");
+        let append = next_append(&mut light).await;
+        assert_eq!(ids(&append), [id]);
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let p99 = latencies[latencies.len() - 1];
+    eprintln!("light live delivery under attack: p50 {:.0} ms, max {p99:.0} ms", latencies[latencies.len() / 2]);
+    assert!(p99 < 2000.0, "{latencies:?}");
+    attack.abort();
+    // Every error the attacker got names the limit that stopped it.
+    let mut errors = 0;
+    while let Ok(message) = told.try_recv() {
+        let error = match message["type"].as_str() {
+            Some("ERROR") => message["error"]["message"].clone(),
+            Some("REQUEST_COMPLETED") => message["datasources"]["tweets"]["error"].clone(),
+            _ => Value::Null,
+        };
+        if let Some(error) = error.as_str() {
+            errors += 1;
+            assert!(
+                ["max_expanded_terms", "live_match_budget", "search_budget"]
+                    .iter()
+                    .any(|limit| error.contains(limit)),
+                "{error}"
+            );
+        }
+    }
+    eprintln!("the attacker was stopped {errors} times");
+}

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// The expensive query: a pattern that must be tried against every term.
-const HEAVY: &str = "*a*b*c*d*e*";
+/// The expensive queries: a pattern that must be tried against every term,
+/// and a regular expression whose automaton takes long to build.
+const HEAVY: [&str; 2] = ["*a*b*c*d*e*", "/(a{1,255}){3}/"];
 
 /// utime + stime of this process (the server runs in it), in seconds.
 fn cpu_seconds() -> f64 {
@@ -43,9 +44,13 @@ fn dataset(records: usize) -> tempfile::NamedTempFile {
 }
 
 async fn light_query_ms(client: &mut Client) -> f64 {
+    light_query_ms_with(client, "bitcoin").await
+}
+
+async fn light_query_ms_with(client: &mut Client, query: &str) -> f64 {
     let started = Instant::now();
     client
-        .send(json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":"bitcoin","size":10,"request-id":"light"}))
+        .send(json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":query,"size":10,"request-id":"light"}))
         .await;
     let answer = client
         .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
@@ -57,8 +62,8 @@ async fn light_query_ms(client: &mut Client) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-fn heavy(id: u64) -> Value {
-    json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":HEAVY,"size":10,"request-id":id})
+fn heavy(query: &str, id: u64) -> Value {
+    json!({"type":"ITEMS_REQUEST","datasources":["tweets"],"query":query,"size":10,"request-id":id})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,11 +80,25 @@ async fn expensive_queries_neither_starve_others_nor_outlive_cancel() {
     let server = start_with(settings);
     let (mut light, _) = Client::ready(&server).await;
     light_query_ms(&mut light).await;
+    // A kilobyte of bounded repetitions compiles to more than an automaton
+    // may hold: it matches nothing (Elasticsearch's `lenient`), at once.
+    let repeated = format!("/{}/", "(a{1,255})".repeat(100));
+    let took = light_query_ms_with(&mut light, &repeated).await;
+    assert!(took < 5_000.0, "{took:.0} ms");
+    for query in HEAVY {
+        attack(&server, &mut light, query).await;
+    }
+}
+
+/// One heavy query: what it costs alone, that cancel stops it, and that
+/// four connections asking it again and again leave a light client quick.
+async fn attack(server: &tributary::http::ServerHandle, light: &mut Client, query: &str) {
+    eprintln!("heavy query {query}");
 
     // What one heavy search costs when it runs to its end.
-    let (mut attacker, _) = Client::ready(&server).await;
+    let (mut attacker, _) = Client::ready(server).await;
     let (cpu, wall) = (cpu_seconds(), Instant::now());
-    attacker.send(heavy(0)).await;
+    attacker.send(heavy(query, 0)).await;
     let answer = attacker
         .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
         .await;
@@ -95,7 +114,7 @@ async fn expensive_queries_neither_starve_others_nor_outlive_cancel() {
     // cancel goes while both searches are surely still running (a fifth of
     // what one takes alone; the two share the cores).
     for id in 1..=2 {
-        attacker.send(heavy(id)).await;
+        attacker.send(heavy(query, id)).await;
     }
     tokio::time::sleep((one_wall / 5).min(Duration::from_millis(100))).await;
     for id in 1..=2 {
@@ -124,16 +143,17 @@ async fn expensive_queries_neither_starve_others_nor_outlive_cancel() {
     // docs/protocol.md gives for an unoptimised build.
     let mut attackers = Vec::new();
     for _ in 0..4 {
-        let (mut client, _) = Client::ready(&server).await;
+        let (mut client, _) = Client::ready(server).await;
+        let query = query.to_owned();
         attackers.push(tokio::spawn(async move {
             for id in 0..16 {
-                client.send(heavy(id)).await;
+                client.send(heavy(&query, id)).await;
             }
             let mut next = 16;
             loop {
                 let message = client.recv().await;
                 if message["type"] == "REQUEST_COMPLETED" {
-                    client.send(heavy(next)).await;
+                    client.send(heavy(&query, next)).await;
                     next += 1;
                 }
             }
@@ -142,7 +162,7 @@ async fn expensive_queries_neither_starve_others_nor_outlive_cancel() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut latencies = Vec::new();
     for _ in 0..30 {
-        latencies.push(light_query_ms(&mut light).await);
+        latencies.push(light_query_ms(light).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for attacker in &attackers {

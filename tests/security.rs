@@ -648,3 +648,176 @@ async fn upstream_bodies_are_not_echoed() {
         "{message}"
     );
 }
+
+/// Sends a POST's headers and up to `sent` bytes of its body, then stalls;
+/// returns the status the server answered with (0 if it only closed) and
+/// how long that took.
+async fn stalled_upload(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+    announced: usize,
+    sent: usize,
+) -> (u16, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {announced}\r\n{headers}\r\n"
+    );
+    // Writing goes on in the background (the server may stop reading at
+    // once); the answer is read meanwhile.
+    let writing = tokio::spawn(async move {
+        if writer.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b' '; 64 * 1024];
+        let mut left = sent;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if writer.write_all(&chunk[..n]).await.is_err() {
+                return;
+            }
+            left -= n;
+        }
+        // Stalled: the body never ends.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(writer);
+    });
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(30), reader.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break 0,
+            Ok(Ok(n)) => {
+                response.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&response);
+                if let Some(status) = text
+                    .strip_prefix("HTTP/1.1 ")
+                    .and_then(|rest| rest.get(..3))
+                    .and_then(|code| code.parse().ok())
+                {
+                    break status;
+                }
+            }
+        }
+    };
+    let took = started.elapsed();
+    writing.abort();
+    (status, took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_bodies_are_bounded_before_they_are_read() {
+    let mut settings = settings(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets"}),
+    )]);
+    settings.auth.tokens = BTreeMap::from([(
+        "publisher".to_owned(),
+        TokenSettings {
+            token: "publisher-token-1".into(),
+            datasources: None,
+            publish: true,
+        },
+    )]);
+    settings.publish.body_timeout = Duration::from_secs(1);
+    settings.limits.max_connections = 6;
+    let server = start_with(settings);
+    let path = "/api/datasources/tweets/records";
+
+    // Without a token: refused from the headers, the body never read, the
+    // memory of twenty 14 MiB uploads never held.
+    let before = rss_bytes();
+    let uploads = (0..20).map(|_| stalled_upload(server.addr, path, "", 16 << 20, 14 << 20));
+    for (status, took) in futures_util::future::join_all(uploads).await {
+        assert!(matches!(status, 403 | 0), "{status}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "grew {} MiB", grown >> 20);
+
+    // Announcing more than the limit: 413 before the body.
+    let token = "Authorization: Bearer publisher-token-1\r\n";
+    let (status, took) = stalled_upload(server.addr, path, token, 17 << 20, 0).await;
+    assert_eq!(status, 413);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // Stalled uploads hold connection places until `publish.body_timeout`,
+    // then are answered 408 and closed: the places come back.
+    let stalls: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(stalled_upload(server.addr, path, token, 1000, 10)))
+        .collect();
+    eventually("the uploads hold every place", || {
+        metric_now(&server, "tributary_connections_open") == Some(6.0)
+    })
+    .await;
+    let websocket = format!("ws://{}/ws?token=publisher-token-1", server.addr);
+    assert_eq!(
+        connect_with(&websocket, &[]).await.err(),
+        Some(503),
+        "no place left for a websocket"
+    );
+    for stall in stalls {
+        let (status, took) = stall.await.expect("the upload task");
+        assert_eq!(status, 408);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+    let mut client = connect_with(&websocket, &[]).await.expect("a place again");
+    assert_eq!(client.recv().await["type"], "INITIAL_STATE_RECEIVE");
+    still_answers_tweets(&mut client).await;
+    let (_, exposition) = http_get(server.addr, "/metrics").await;
+    assert_eq!(
+        metric(&exposition, "tributary_limit_refusals_total{limit=\"publish.body_timeout\"}"),
+        Some(6.0),
+        "{exposition}"
+    );
+
+    // A body of tiny records that would take far more parsed than written
+    // is refused before it is parsed.
+    let tiny = "{}\n".repeat((16 << 20) / 3);
+    let (status, reply) = http_post(
+        server.addr,
+        path,
+        &[("Authorization", "Bearer publisher-token-1")],
+        &tiny,
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("too many small values"), "{reply}");
+    // Ordinary records of the same size are taken.
+    let record = |n: usize| format!("{{\"id\":\"p{n}\",\"text\":\"a published record about bitcoin number {n}\",\"lang\":\"en\"}}\n");
+    let body: String = (0..2_000).map(record).collect();
+    let (status, reply) = http_post(
+        server.addr,
+        path,
+        &[("Authorization", "Bearer publisher-token-1")],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+}
+
+/// A sample of the server's `/metrics` now, read on a thread of its own.
+fn metric_now(server: &tributary::http::ServerHandle, sample: &str) -> Option<f64> {
+    let addr = server.addr;
+    let sample = sample.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let (_, exposition) = runtime.block_on(http_get(addr, "/metrics"));
+        metric(&exposition, &sample)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+async fn still_answers_tweets(client: &mut Client) {
+    let answer = client.items(&["tweets"], "bitcoin", 0, 2, "#0f0").await;
+    assert_eq!(answer[0]["type"], "ITEMS_RECEIVE", "{answer:?}");
+}
