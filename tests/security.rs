@@ -821,3 +821,64 @@ async fn still_answers_tweets(client: &mut Client) {
     let answer = client.items(&["tweets"], "bitcoin", 0, 2, "#0f0").await;
     assert_eq!(answer[0]["type"], "ITEMS_RECEIVE", "{answer:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_own_link_cannot_grow_values_without_bound() {
+    let server = start(tributary::config::demo_datasources());
+    let (mut light, _) = Client::ready(&server).await;
+    still_answers_tweets(&mut light).await;
+    // Three rewrites each replacing every character by itself a hundred
+    // times: 100³ times each value, unbounded.
+    let grow = json!({"regex": ".", "with": "$0".repeat(100)});
+    let hostile = json!({"type": "EXPAND_REQUEST", "datasources": ["tweets"],
+        "values": [{"field": "user.screen_name", "value": "satoshi"}], "fields": ["mentions"],
+        "links": [{"name": "grow", "fields": [
+            {"datasource": "tweets", "field": "user.screen_name"},
+            {"datasource": "tweets", "field": "mentions"}],
+            "replace": [grow, grow, grow]}]});
+    let before = rss_bytes();
+    let mut attackers = Vec::new();
+    for _ in 0..2 {
+        let (mut client, _) = Client::ready(&server).await;
+        let mut request = hostile.clone();
+        attackers.push(tokio::spawn(async move {
+            let mut took = Vec::new();
+            for n in 0..3 {
+                request["request-id"] = json!(n);
+                let started = std::time::Instant::now();
+                client.send(request.clone()).await;
+                let answer = client.recv_until(|m| m["type"] == "REQUEST_COMPLETED").await;
+                assert!(
+                    answer.iter().all(|m| m["type"] != "ERROR" || m["error"]["code"] != "internal"),
+                    "{answer:?}"
+                );
+                took.push(started.elapsed());
+            }
+            took
+        }));
+    }
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        still_answers_tweets(&mut light).await;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    for attacker in attackers {
+        for took in attacker.await.expect("the attacker's task") {
+            assert!(took < Duration::from_secs(10), "an expansion took {took:?}");
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let p99 = latencies[latencies.len() - 1];
+    assert!(p99 < 2000.0, "{latencies:?}");
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 256 << 20, "grew {} MiB", grown >> 20);
+    // A `with` longer than a pattern may be is refused at once, by name.
+    let mut long = hostile.clone();
+    long["links"][0]["replace"] = json!([{"regex": ".", "with": "x".repeat(600)}]);
+    long["request-id"] = json!("long");
+    light.send(long).await;
+    let refused = light.recv_until(|m| m["type"] == "ERROR").await;
+    let text = refused.last().map(ToString::to_string).unwrap_or_default();
+    assert!(text.contains("`with`"), "{text}");
+}
