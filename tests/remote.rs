@@ -735,3 +735,35 @@ async fn a_datasource_no_service_serves_is_released_after_the_linger() {
     let back = open.recv().await;
     assert!(back.to_string().contains("\"crm\""), "{back}");
 }
+
+#[tokio::test]
+async fn a_bad_reply_is_described_in_json_terms_not_the_servers_types() {
+    let server = server();
+    let mut service = FakeService::start(&server, Behaviour::Hang).await;
+    let (mut client, _) = Client::ready(&server).await;
+    for (n, data) in [
+        json!({"total": "many", "results": [], "done": true}),
+        json!([1, 2]),
+        json!({"total": 1, "results": {"id": 1}, "done": true}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("bad{n}");
+        client
+            .send(json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "*", "request-id": id}))
+            .await;
+        let search = service.next("SEARCH").await;
+        service
+            .send
+            .send(json!({"op": 5, "id": search["id"], "data": data}))
+            .expect("the service runs");
+        let messages = until_completed(&mut client, &id).await;
+        let errors = errors_of(&messages);
+        let message = errors[0]["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("invalid reply"), "{message}");
+        for internal in ["SearchReply", "struct", "u64", "a sequence", "a map"] {
+            assert!(!message.contains(internal), "{message}");
+        }
+    }
+}

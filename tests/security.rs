@@ -308,6 +308,23 @@ async fn health_names_datasources_only_to_token_holders() {
 
     let (_, body) = http_get(server.addr, "/healthz?token=admin-token-12").await;
     assert!(body.contains("secret-source"), "{body}");
+
+    // The same for `/metrics`: a search of each puts both in its samples.
+    let admin = format!("ws://{}/ws?token=admin-token-12", server.addr);
+    let mut client = connect_with(&admin, &[]).await.expect("the admin connects");
+    client.recv().await;
+    client.items(&["people", "secret-source"], "*", 0, 1, "#000").await;
+    let datasource_label = |id: &str| format!("datasource=\"{id}\"");
+    let (status, body) = http_get(server.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("tributary_connections_open"), "{body}");
+    assert!(!body.contains(&datasource_label("secret-source")), "{body}");
+    assert!(!body.contains(&datasource_label("people")), "{body}");
+    let (_, body) = http_get(server.addr, "/metrics?token=analyst-token-1").await;
+    assert!(body.contains(&datasource_label("people")), "{body}");
+    assert!(!body.contains(&datasource_label("secret-source")), "{body}");
+    let (_, body) = http_get(server.addr, "/metrics?token=admin-token-12").await;
+    assert!(body.contains(&datasource_label("secret-source")), "{body}");
 }
 
 /// Opens a websocket by hand and reads the INITIAL_STATE_RECEIVE's frame header.
@@ -505,6 +522,9 @@ const INTERNAL_NAMES: &[&str] = &[
     "Error {",
     "ItemsRequest",
     "FieldsRequest",
+    "SearchReply",
+    "a sequence",
+    "a map",
 ];
 
 fn assert_user_terms(message: &str, context: &str) {
@@ -535,6 +555,9 @@ async fn error_messages_speak_the_users_terms() {
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"age:[1 TO"}"#,
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"name:(a"}"#,
         r#"{"type":"ITEMS_REQUEST","datasources":["people"],"query":"name:a~x"}"#,
+        r#"{"type":"SUBSCRIBE","channels":"status:people"}"#,
+        r#"{"type":"SUBSCRIBE","channels":[1]}"#,
+        r#"{"type":"UNSUBSCRIBE","channels":{"a":1}}"#,
     ];
     for frame in frames {
         client.send_text(frame).await;
