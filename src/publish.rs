@@ -15,7 +15,7 @@ use crate::live::streams::{records_stream, Batch};
 
 /// Where a record came from in the body, to name it in an error.
 #[derive(Debug)]
-enum Place {
+pub enum Place {
     /// The n-th element (from 0) of a JSON array.
     Element(usize),
     /// A line of NDJSON (from 1).
@@ -279,7 +279,7 @@ fn parse_cost(body: &[u8]) -> usize {
 /// object per line. Errors name the line (or element) and the problem.
 /// A body whose parsed form would take more than `budget` bytes is refused
 /// before parsing.
-fn parse_body(body: &[u8], budget: usize) -> Result<(Records, Vec<Place>), String> {
+pub fn parse_body(body: &[u8], budget: usize) -> Result<(Records, Vec<Place>), String> {
     let cost = parse_cost(body);
     if cost > budget {
         return Err(format!(
