@@ -50,7 +50,9 @@ impl Disconnect {
     pub fn too_many_bytes(per_second: u32) -> Disconnect {
         Disconnect::new(
             protocol::CLOSE_TOO_MUCH,
-            format!("more than {per_second} bytes per second (`limits.max_service_bytes_per_second`)"),
+            format!(
+                "more than {per_second} bytes per second (`limits.max_service_bytes_per_second`)"
+            ),
         )
     }
     pub fn slow_client() -> Disconnect {

@@ -625,12 +625,24 @@ mod tests {
         assert!(out.chars().all(|c| c == 'é'));
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         // As replace_all below the limit, `$1` groups and empty matches alike.
-        for (regex, with, value) in [("(a)(b)?", "[$1$2]", "xaabyab"), ("", "-", "ab"), ("b*", "+", "abba")] {
-            let plain = Regex::new(regex).unwrap().replace_all(value, with).into_owned();
-            assert_eq!(rewrite_bounded(&Regex::new(regex).unwrap(), with, value, 100), plain);
+        for (regex, with, value) in [
+            ("(a)(b)?", "[$1$2]", "xaabyab"),
+            ("", "-", "ab"),
+            ("b*", "+", "abba"),
+        ] {
+            let plain = Regex::new(regex)
+                .unwrap()
+                .replace_all(value, with)
+                .into_owned();
+            assert_eq!(
+                rewrite_bounded(&Regex::new(regex).unwrap(), with, value, 100),
+                plain
+            );
         }
         let long_with = rewrite("a", &"x".repeat(MAX_PATTERN + 1));
-        assert!(Normalizer::new(false, &[long_with]).unwrap_err().contains("`with`"));
+        assert!(Normalizer::new(false, &[long_with])
+            .unwrap_err()
+            .contains("`with`"));
     }
 
     #[test]

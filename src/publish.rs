@@ -153,7 +153,9 @@ async fn read_body(
     let too_large = || {
         refuse_unread(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over {limit} bytes (`publish.max_body_bytes`); nothing was published"),
+            format!(
+                "the body is over {limit} bytes (`publish.max_body_bytes`); nothing was published"
+            ),
         )
     };
     let announced = req
@@ -172,7 +174,9 @@ async fn read_body(
         return Err(HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
             .force_close()
             .insert_header((actix_web::http::header::RETRY_AFTER, "5"))
-            .json(json!({"error": "the server holds as many connections as it may; try again later"})));
+            .json(
+                json!({"error": "the server holds as many connections as it may; try again later"}),
+            ));
     };
     let timeout = app.publish.body_timeout;
     let capacity = announced.map_or(0, |length| length as usize).min(limit);

@@ -781,7 +781,12 @@ async fn a_live_query_too_costly_to_match_is_stopped_and_others_go_on() {
     assert!(message.contains("live_match_budget"), "{message}");
     assert_eq!(ids(&next_append(&mut plain).await), ["z1"]);
     // It is followed no more: the next record reaches the plain query only.
-    publish(&server, "tweets", &ndjson(&[tweet("z2", "another zeppelin")])).await;
+    publish(
+        &server,
+        "tweets",
+        &ndjson(&[tweet("z2", "another zeppelin")]),
+    )
+    .await;
     assert_eq!(ids(&next_append(&mut plain).await), ["z2"]);
     costly.send(json!({"type": "PING"})).await;
     assert_eq!(costly.recv().await["type"], "PONG");
@@ -800,8 +805,10 @@ async fn costly_live_queries_do_not_hold_up_other_clients_new_records() {
     let costly = "/[a-z]{1,255}/ ".repeat(30);
     for n in 0..16 {
         attacker
-            .send(json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": costly,
-                         "request-id": n, "live": true, "size": 10}))
+            .send(
+                json!({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": costly,
+                         "request-id": n, "live": true, "size": 10}),
+            )
             .await;
     }
     // What the attacker is told, read as it comes.
@@ -815,7 +822,8 @@ async fn costly_live_queries_do_not_hold_up_other_clients_new_records() {
     for n in 0..10 {
         let id = format!("zl{n}");
         let started = std::time::Instant::now();
-        let (status, reply) = publish(&server, "tweets", &ndjson(&[tweet(&id, "a zeppelin")])).await;
+        let (status, reply) =
+            publish(&server, "tweets", &ndjson(&[tweet(&id, "a zeppelin")])).await;
         assert!(status == 200 || status == 202, "{reply}");
         let append = next_append(&mut light).await;
         assert_eq!(ids(&append), [id]);
@@ -823,7 +831,10 @@ async fn costly_live_queries_do_not_hold_up_other_clients_new_records() {
     }
     latencies.sort_by(f64::total_cmp);
     let p99 = latencies[latencies.len() - 1];
-    eprintln!("light live delivery under attack: p50 {:.0} ms, max {p99:.0} ms", latencies[latencies.len() / 2]);
+    eprintln!(
+        "light live delivery under attack: p50 {:.0} ms, max {p99:.0} ms",
+        latencies[latencies.len() / 2]
+    );
     assert!(p99 < 2000.0, "{latencies:?}");
     attack.abort();
     // Every error the attacker got names the limit that stopped it.

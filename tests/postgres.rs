@@ -463,9 +463,14 @@ async fn failures_are_that_datasources_alone() {
     let wrong_user = error("wrong_user");
     assert_eq!(wrong_user.code, "datasource_unauthorized", "{wrong_user:?}");
     // The role's name stays in the server's log.
-    assert!(!wrong_user.message.contains("nobody_here"), "{wrong_user:?}");
     assert!(
-        wrong_user.message.contains("refused the datasource's credentials"),
+        !wrong_user.message.contains("nobody_here"),
+        "{wrong_user:?}"
+    );
+    assert!(
+        wrong_user
+            .message
+            .contains("refused the datasource's credentials"),
         "{wrong_user:?}"
     );
     let missing = error("missing");
@@ -1168,7 +1173,11 @@ async fn hostile_queries_neither_pin_a_worker_nor_outrun_the_timeout() {
                 .request(Search::new(["pg_tweets"], query).size(5))
                 .await
                 .expect("a reply");
-            (started.elapsed(), reply.errors.len(), reply.total("pg_tweets"))
+            (
+                started.elapsed(),
+                reply.errors.len(),
+                reply.total("pg_tweets"),
+            )
         }));
     }
     let mut latencies = Vec::new();
@@ -1179,7 +1188,11 @@ async fn hostile_queries_neither_pin_a_worker_nor_outrun_the_timeout() {
             .request(Search::new(["pg_tweets"], "bitcoin").size(1))
             .await
             .expect("a reply");
-        assert!(reply.total("pg_tweets").unwrap_or(0) > 0, "{:?}", reply.errors);
+        assert!(
+            reply.total("pg_tweets").unwrap_or(0) > 0,
+            "{:?}",
+            reply.errors
+        );
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     for attacker in attackers {

@@ -143,13 +143,19 @@ fn random_and_mutated_frames_never_break_a_session() {
 
 /// Connects to `/ws/services` and identifies with `token`, serving
 /// `datasource` if given.
-async fn service(server: &tributary::http::ServerHandle, token: &str, datasource: Option<&str>) -> Client {
+async fn service(
+    server: &tributary::http::ServerHandle,
+    token: &str,
+    datasource: Option<&str>,
+) -> Client {
     let mut client = Client::connect_url(&format!("ws://{}/ws/services", server.addr)).await;
     let mut data = json!({"token": token});
     if let Some(id) = datasource {
         data["datasource"] = json!({"id": id, "fields": [{"path": "name", "type": "text"}]});
     }
-    client.send(json!({"op": 1, "id": "hello", "data": data})).await;
+    client
+        .send(json!({"op": 1, "id": "hello", "data": data}))
+        .await;
     let reply = client.recv().await;
     assert_eq!(reply["op"], 5, "{reply}");
     client
@@ -256,7 +262,7 @@ fn random_publish_bodies_are_all_or_nothing() {
     settings.publish.max_body_bytes = 4096;
     settings.limits.max_messages_per_second = 10_000;
     let server = start_with(settings);
-    let client = std::cell::RefCell::new(runtime.block_on(Client::ready(&server)).0);
+    let client = tokio::sync::Mutex::new(runtime.block_on(Client::ready(&server)).0);
     let bodies = prop_oneof![
         6 => mutated(BODIES),
         1 => any::<String>(),
@@ -269,7 +275,7 @@ fn random_publish_bodies_are_all_or_nothing() {
     };
     proptest!(config, |(body in bodies)| {
         runtime.block_on(async {
-            let mut client = client.borrow_mut();
+            let mut client = client.lock().await;
             let total = |answer: &Vec<serde_json::Value>| answer[0]["items"]["total"].as_u64().unwrap_or(0);
             let before = total(&client.items(&["people"], "*", 0, 1, "#000").await);
             let (status, reply) = http_post(server.addr, "/api/datasources/people/records", &[], &body).await;

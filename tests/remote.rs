@@ -31,8 +31,7 @@ fn server_with(timeout: Duration) -> ServerHandle {
                     .into_iter()
                     .map(String::from)
                     .chain(
-                        (0..tributary::services::MAX_REMOTE_DATASOURCES)
-                            .map(|i| format!("ds{i}")),
+                        (0..tributary::services::MAX_REMOTE_DATASOURCES).map(|i| format!("ds{i}")),
                     )
                     .collect(),
             ),
@@ -655,25 +654,48 @@ async fn tokens_serve_only_the_datasources_they_list() {
         );
     }
     let server = start_with(settings);
-    let real = FakeService::start_as(&server, "svc1-token-1", json!({"id": "remote1"}), Behaviour::Hang)
-        .await;
+    let real = FakeService::start_as(
+        &server,
+        "svc1-token-1",
+        json!({"id": "remote1"}),
+        Behaviour::Hang,
+    )
+    .await;
     assert!(real.is_ok());
     // A token without a list serves nothing: not another's datasource, not a new one.
     for id in ["remote1", "fresh"] {
-        let refused = FakeService::start_as(&server, "svcany-token-1", json!({"id": id}), Behaviour::Hang)
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("svcany served {id}"));
+        let refused = FakeService::start_as(
+            &server,
+            "svcany-token-1",
+            json!({"id": id}),
+            Behaviour::Hang,
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("svcany served {id}"));
         assert!(refused.contains("its token lists none"), "{refused}");
     }
     // `*` serves any id no other token lists, never a listed one.
-    let refused = FakeService::start_as(&server, "dev-token-12", json!({"id": "remote1"}), Behaviour::Hang)
-        .await
-        .err()
-        .expect("refused");
-    assert!(refused.contains("may not serve datasource `remote1`"), "{refused}");
-    let dev = FakeService::start_as(&server, "dev-token-12", json!({"id": "scratch"}), Behaviour::Hang)
-        .await;
+    let refused = FakeService::start_as(
+        &server,
+        "dev-token-12",
+        json!({"id": "remote1"}),
+        Behaviour::Hang,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        refused.contains("may not serve datasource `remote1`"),
+        "{refused}"
+    );
+    let dev = FakeService::start_as(
+        &server,
+        "dev-token-12",
+        json!({"id": "scratch"}),
+        Behaviour::Hang,
+    )
+    .await;
     assert!(dev.is_ok());
 }
 
@@ -726,7 +748,9 @@ async fn a_datasource_no_service_serves_is_released_after_the_linger() {
     assert!(initial.to_string().contains("\"crm\""), "{initial}");
     // Gone for longer: removed, and every client is told.
     service.stop();
-    let changed = open.recv_until(|m| m["type"] == "DATASOURCES_CHANGED" && !m.to_string().contains("\"crm\"")).await;
+    let changed = open
+        .recv_until(|m| m["type"] == "DATASOURCES_CHANGED" && !m.to_string().contains("\"crm\""))
+        .await;
     assert!(!changed.is_empty());
     let (_, initial) = Client::ready(&server).await;
     assert!(!initial.to_string().contains("\"crm\""), "{initial}");

@@ -313,7 +313,9 @@ async fn health_names_datasources_only_to_token_holders() {
     let admin = format!("ws://{}/ws?token=admin-token-12", server.addr);
     let mut client = connect_with(&admin, &[]).await.expect("the admin connects");
     client.recv().await;
-    client.items(&["people", "secret-source"], "*", 0, 1, "#000").await;
+    client
+        .items(&["people", "secret-source"], "*", 0, 1, "#000")
+        .await;
     let datasource_label = |id: &str| format!("datasource=\"{id}\"");
     let (status, body) = http_get(server.addr, "/metrics").await;
     assert_eq!(status, 200);
@@ -684,7 +686,9 @@ async fn stalled_upload(
 ) -> (u16, Duration) {
     use tokio::io::AsyncReadExt;
     let started = std::time::Instant::now();
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
     let (mut reader, mut writer) = stream.into_split();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {announced}\r\n{headers}\r\n"
@@ -793,7 +797,10 @@ async fn publish_bodies_are_bounded_before_they_are_read() {
     still_answers_tweets(&mut client).await;
     let (_, exposition) = http_get(server.addr, "/metrics").await;
     assert_eq!(
-        metric(&exposition, "tributary_limit_refusals_total{limit=\"publish.body_timeout\"}"),
+        metric(
+            &exposition,
+            "tributary_limit_refusals_total{limit=\"publish.body_timeout\"}"
+        ),
         Some(6.0),
         "{exposition}"
     );
@@ -811,7 +818,9 @@ async fn publish_bodies_are_bounded_before_they_are_read() {
     assert_eq!(status, 400, "{reply}");
     assert!(reply.contains("too many small values"), "{reply}");
     // Ordinary records of the same size are taken.
-    let record = |n: usize| format!("{{\"id\":\"p{n}\",\"text\":\"a published record about bitcoin number {n}\",\"lang\":\"en\"}}\n");
+    let record = |n: usize| {
+        format!("{{\"id\":\"p{n}\",\"text\":\"a published record about bitcoin number {n}\",\"lang\":\"en\"}}\n")
+    };
     let body: String = (0..2_000).map(record).collect();
     let (status, reply) = http_post(
         server.addr,
@@ -870,9 +879,13 @@ async fn a_requests_own_link_cannot_grow_values_without_bound() {
                 request["request-id"] = json!(n);
                 let started = std::time::Instant::now();
                 client.send(request.clone()).await;
-                let answer = client.recv_until(|m| m["type"] == "REQUEST_COMPLETED").await;
+                let answer = client
+                    .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+                    .await;
                 assert!(
-                    answer.iter().all(|m| m["type"] != "ERROR" || m["error"]["code"] != "internal"),
+                    answer
+                        .iter()
+                        .all(|m| m["type"] != "ERROR" || m["error"]["code"] != "internal"),
                     "{answer:?}"
                 );
                 took.push(started.elapsed());

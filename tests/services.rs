@@ -320,7 +320,8 @@ async fn services_cannot_forge_the_servers_events_or_take_others_replies() {
             .await;
         assert_eq!(error_code(&mut crm).await, "forbidden_event", "{event}");
     }
-    crm.send(json!({"op": 0, "event": "CANCEL", "data": {"id": "x"}})).await;
+    crm.send(json!({"op": 0, "event": "CANCEL", "data": {"id": "x"}}))
+        .await;
     assert_eq!(error_code(&mut crm).await, "forbidden_event");
     nothing_more(&mut intel).await;
     nothing_more(&mut audit).await;
@@ -332,8 +333,10 @@ async fn services_cannot_forge_the_servers_events_or_take_others_replies() {
     crm.send(asked.clone()).await;
     assert_eq!(intel.recv().await, asked);
     audit
-        .send(json!({"id": "E1", "op": 0, "event": "LOOKUP", "data": {"who": "bob"},
-                     "intent": {"target": "DIRECT", "identifier": "intel"}}))
+        .send(
+            json!({"id": "E1", "op": 0, "event": "LOOKUP", "data": {"who": "bob"},
+                     "intent": {"target": "DIRECT", "identifier": "intel"}}),
+        )
         .await;
     assert_eq!(error_code(&mut audit).await, "duplicate_id");
     let reply = json!({"id": "E1", "op": 5, "data": {"private": "rows"}});
@@ -342,7 +345,9 @@ async fn services_cannot_forge_the_servers_events_or_take_others_replies() {
     nothing_more(&mut audit).await;
     // A reply with that id from a service the event never went to is
     // nobody's: refused, and crm gets nothing more.
-    audit.send(json!({"id": "E1", "op": 5, "data": {"forged": true}})).await;
+    audit
+        .send(json!({"id": "E1", "op": 5, "data": {"forged": true}}))
+        .await;
     assert_eq!(error_code(&mut audit).await, "unknown_reply");
     nothing_more(&mut crm).await;
     // The same id towards another receiver is audit's own.
@@ -391,7 +396,9 @@ async fn events_awaiting_replies_are_bounded_per_service_and_freed_when_it_leave
     crm.send(json!({"op": 2})).await;
     let _ = crm.closed().await;
     let (mut crm, _) = identified(&server, "crm-token-1").await;
-    intel.send(json!({"id": "bye", "op": 5, "data": "late"})).await;
+    intel
+        .send(json!({"id": "bye", "op": 5, "data": "late"}))
+        .await;
     assert_eq!(error_code(&mut intel).await, "unknown_reply");
     nothing_more(&mut crm).await;
 }
@@ -409,7 +416,13 @@ async fn a_service_flooding_another_is_refused_or_closed_never_its_victim() {
     for n in 0..2_000 {
         let event = json!({"id": format!("flood{n}"), "op": 0, "event": "BULK", "data": filler,
                            "intent": {"target": "DIRECT", "identifier": "intel"}});
-        if attacker.try_send_raw(tokio_tungstenite::tungstenite::Message::text(event.to_string())).await.is_err() {
+        if attacker
+            .try_send_raw(tokio_tungstenite::tungstenite::Message::text(
+                event.to_string(),
+            ))
+            .await
+            .is_err()
+        {
             attacker_closed = true;
             break;
         }
@@ -419,7 +432,9 @@ async fn a_service_flooding_another_is_refused_or_closed_never_its_victim() {
     let mut busy = 0;
     if !attacker_closed {
         loop {
-            match tokio::time::timeout(std::time::Duration::from_secs(5), attacker.next_event()).await {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), attacker.next_event())
+                .await
+            {
                 Ok(Event::Json(message)) if message["data"]["code"] == "receiver_busy" => busy += 1,
                 Ok(Event::Json(_)) => {}
                 Ok(_) => {
@@ -430,7 +445,10 @@ async fn a_service_flooding_another_is_refused_or_closed_never_its_victim() {
             }
         }
     }
-    assert!(busy > 0 || attacker_closed, "sent {sent}: neither refused nor closed");
+    assert!(
+        busy > 0 || attacker_closed,
+        "sent {sent}: neither refused nor closed"
+    );
     // The victim is still connected: it reads what reached it, then
     // answers a PING.
     victim.send(json!({"op": 3, "id": "still-here"})).await;
