@@ -617,19 +617,24 @@ struct OutboxTarget {
 
 impl OutboxTarget {
     async fn emit(&mut self, total: u64, batch: &[Item]) -> Result<(), SinkClosed> {
-        let frame = ServerMessage::Items {
-            echo: &self.echo,
-            server: &self.server,
-            total,
-            from: self.next_from,
-            results: batch,
-        }
-        .encode();
+        let (echo, server, from) = (&self.echo, &self.server, self.next_from);
+        // Encoded in this request's turn, so a client that does not read
+        // holds one waiting frame, not one per running request.
+        let encode = || {
+            ServerMessage::Items {
+                echo,
+                server,
+                total,
+                from,
+                results: batch,
+            }
+            .encode()
+        };
+        self.clock.begin_wait();
+        let sent = self.scope.outbox.send_encoded(self.scope.key, encode).await;
+        self.clock.end_wait();
         self.next_from += batch.len() as u64;
         self.batches_sent += 1;
-        self.clock.begin_wait();
-        let sent = self.scope.outbox.send(self.scope.key, frame).await;
-        self.clock.end_wait();
         sent.map_err(|_| SinkClosed)?;
         // Let the connection write this batch before the next is encoded:
         // request and connection tasks share a worker thread, and room in

@@ -88,6 +88,10 @@ struct Shared {
     space: Notify,
     budget: usize,
     metrics: Arc<Metrics>,
+    /// Taken by a producer of results from encoding its frame until the
+    /// frame is queued: however many requests a connection runs, one
+    /// encoded frame at most waits for room besides the queue.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// The producer side, cheap to clone: requests push results, the connection
@@ -105,6 +109,7 @@ impl Outbox {
             space: Notify::new(),
             budget: budget.max(1),
             metrics,
+            turn: tokio::sync::Mutex::new(()),
         });
         (
             Outbox {
@@ -146,6 +151,25 @@ impl Outbox {
             }
             space.await;
         }
+    }
+
+    /// Queues the frame `encode` makes, encoded only once it is this
+    /// producer's turn (they come in order): the other requests of a client
+    /// that does not read wait with their results unencoded, so what is
+    /// held for it is its budget and one frame. Returns how long it waited.
+    pub async fn send_encoded(
+        &self,
+        request: RequestKey,
+        encode: impl FnOnce() -> Frame,
+    ) -> Result<Duration, Closed> {
+        let started = Instant::now();
+        let _turn = self.shared.turn.lock().await;
+        if self.is_closed() {
+            return Err(Closed);
+        }
+        let frame = encode();
+        self.send(request, frame).await?;
+        Ok(started.elapsed())
     }
 
     /// Queues a live frame (channel data with [`LIVE_KEY`], or a live
@@ -481,6 +505,41 @@ mod tests {
         assert_eq!(&close[2..4], &4420u16.to_be_bytes());
         assert!(body.next().await.is_none());
         assert_eq!(outbox.send(3, one).await, Err(Closed));
+    }
+
+    #[tokio::test]
+    async fn producers_waiting_for_room_hold_one_encoded_frame_at_most() {
+        let one = frame(10);
+        let (outbox, mut body) = Outbox::new(one.len(), Arc::new(Metrics::new()));
+        outbox.send(1, one.clone()).await.unwrap();
+        let encoded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut waiting = Vec::new();
+        for key in 2..6 {
+            let (outbox, one, encoded) = (outbox.clone(), one.clone(), Arc::clone(&encoded));
+            waiting.push(tokio::spawn(async move {
+                outbox
+                    .send_encoded(key, || {
+                        encoded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        one
+                    })
+                    .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Four producers wait; only the one whose turn it is has encoded.
+        assert_eq!(encoded.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Each frame written lets the next producer encode, one at a time.
+        for n in 2..=4 {
+            body.next().await.unwrap().unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(encoded.load(std::sync::atomic::Ordering::SeqCst), n);
+        }
+        for _ in 0..2 {
+            body.next().await.unwrap().unwrap();
+        }
+        for producer in waiting {
+            assert!(producer.await.unwrap().is_ok());
+        }
     }
 
     #[tokio::test]

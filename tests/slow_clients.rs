@@ -26,8 +26,30 @@ async fn never_reads(addr: std::net::SocketAddr) -> TcpStream {
     .await
 }
 
+/// The same client running sixteen such requests at once (the most it may).
+async fn never_reads_sixteen(addr: std::net::SocketAddr) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = never_reads(addr).await;
+    for n in 1..16 {
+        let request = json!({"type":"ITEMS_REQUEST","datasources":["bulky"],"query":"*","size":100_000,"request-id":n});
+        stream
+            .write_all(&raw::text(&request))
+            .await
+            .expect("writes");
+    }
+    stream
+}
+
+/// One request each, then sixteen each (one after the other: the process's
+/// memory is what is measured).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_clients_that_never_read_hold_twenty_budgets_at_most() {
+    clients_that_never_read(false).await;
+    clients_that_never_read(true).await;
+}
+
+/// Twenty clients that never read, asking one request each or sixteen.
+async fn clients_that_never_read(sixteen: bool) {
     let mut settings = settings(vec![datasource("bulky", "bulky", json!({}))]);
     settings.limits.outbound_buffer_bytes = BUDGET;
     settings.limits.slow_client_timeout = Duration::from_secs(2);
@@ -45,7 +67,11 @@ async fn twenty_clients_that_never_read_hold_twenty_budgets_at_most() {
 
     let mut clients = Vec::new();
     for _ in 0..20 {
-        clients.push(never_reads(server.addr).await);
+        clients.push(if sixteen {
+            never_reads_sixteen(server.addr).await
+        } else {
+            never_reads(server.addr).await
+        });
     }
     metric_eventually(server.addr, "tributary_connections_open", 21.0).await;
     // While they hang, every outbox fills to its budget and stays there.
@@ -71,7 +97,8 @@ async fn twenty_clients_that_never_read_hold_twenty_budgets_at_most() {
         "{peak_queued} bytes queued"
     );
     // Twenty budgets, plus per connection what is being encoded and what the
-    // HTTP layer buffers, plus a small constant.
+    // HTTP layer buffers, plus a small constant: however many requests each
+    // runs, its others wait with their results unencoded.
     assert!(
         grown < 20 * (BUDGET as u64 + (1 << 20)) + (32 << 20),
         "RSS grew by {} MiB",
