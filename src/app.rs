@@ -106,7 +106,7 @@ impl App {
             Arc::clone(&federation),
             Arc::clone(&broker),
             settings.default_timeout,
-            settings.limits.remote_linger,
+            &settings.limits,
             Arc::clone(&metrics),
         ));
         let app = App {

@@ -245,8 +245,10 @@ pub struct Limits {
     /// The same for a connection of `/ws/services`, where a remote
     /// datasource streams its results as replies.
     pub max_service_messages_per_second: u32,
-    /// Inbound bytes per second a connection of `/ws/services` may send
-    /// (with a burst of twice that); more closes it with 4420.
+    /// Bytes per second a connection of `/ws/services` may send other
+    /// services — events, and replies to their events (with a burst of
+    /// twice that); more closes it with 4420. Replies to the server's own
+    /// requests do not count: each request bounds what it takes.
     pub max_service_bytes_per_second: u32,
     /// Requests one connection may have running at once.
     pub max_requests: usize,

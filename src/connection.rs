@@ -17,6 +17,7 @@ use crate::auth::Grant;
 use crate::frame_guard;
 use crate::outbox::{Control, Outbox, RequestKey};
 use crate::protocol::{self, elstat, DecodeError};
+use crate::rate::RateLimiter;
 use crate::session::{Command, Dialect, Session};
 use crate::tcp::SocketHandle;
 
@@ -46,14 +47,6 @@ impl Disconnect {
     }
     pub fn too_many_messages() -> Disconnect {
         Disconnect::new(protocol::CLOSE_TOO_MUCH, "too many messages")
-    }
-    pub fn too_many_bytes(per_second: u32) -> Disconnect {
-        Disconnect::new(
-            protocol::CLOSE_TOO_MUCH,
-            format!(
-                "more than {per_second} bytes per second (`limits.max_service_bytes_per_second`)"
-            ),
-        )
     }
     pub fn slow_client() -> Disconnect {
         Disconnect::new(
@@ -156,7 +149,6 @@ pub async fn run(
         Dialect::Services => limits.max_service_messages_per_second,
         _ => limits.max_messages_per_second,
     });
-    let mut bytes_rate = RateLimiter::new(limits.max_service_bytes_per_second);
     let mut heartbeat = tokio::time::interval(limits.ping_interval);
     heartbeat.tick().await; // the first tick is immediate
                             // Checks often enough to notice a stalled client soon after its timeout.
@@ -192,12 +184,6 @@ pub async fn run(
                 match message {
                     AggregatedMessage::Text(text) if peer.is_some() => {
                         let Some(peer) = peer.as_mut() else { continue };
-                        // A service flooding others is closed itself, before
-                        // its frames fill anyone else's outbox.
-                        if !bytes_rate.allow_n(text.len() as f64) {
-                            metrics.refused("limits.max_service_bytes_per_second");
-                            break End::Now(Disconnect::too_many_bytes(limits.max_service_bytes_per_second));
-                        }
                         let close = match tributary_protocol::services::decode(&text) {
                             Ok(message) => peer.handle(message, &text),
                             Err(reason) => peer.invalid(&reason),
@@ -318,41 +304,5 @@ fn is_too_large(error: &ProtocolError) -> bool {
             frame_guard::is_overflow(io) || io.to_string() == "Exceeded maximum continuation size"
         }
         _ => false,
-    }
-}
-
-/// A token bucket: `per_second` messages a second on average, bursts of twice that.
-struct RateLimiter {
-    per_second: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimiter {
-    fn new(per_second: u32) -> Self {
-        let per_second = f64::from(per_second.max(1));
-        RateLimiter {
-            per_second,
-            tokens: per_second * 2.0,
-            last: Instant::now(),
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        self.allow_n(1.0)
-    }
-
-    /// Takes `n` units (a frame's bytes), if there are that many.
-    fn allow_n(&mut self, n: f64) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + refill).min(self.per_second * 2.0);
-        self.last = now;
-        if self.tokens >= n {
-            self.tokens -= n;
-            true
-        } else {
-            false
-        }
     }
 }

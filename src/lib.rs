@@ -29,6 +29,7 @@ pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod publish;
+pub mod rate;
 pub mod request;
 pub mod services;
 pub mod session;

@@ -177,11 +177,24 @@ impl Outbox {
     /// outbox already holds its whole budget: the client reads too slowly
     /// to follow a live stream, and the caller drops it (4420).
     pub fn try_send_live(&self, key: RequestKey, frame: Frame) -> Result<(), LiveRefused> {
+        let budget = self.shared.budget;
+        self.try_push(key, frame, |queued, len| {
+            queued == 0 || queued + len <= budget
+        })
+    }
+
+    /// Queues `frame` now if `fits(queued bytes, its length)`.
+    fn try_push(
+        &self,
+        key: RequestKey,
+        frame: Frame,
+        fits: impl FnOnce(usize, usize) -> bool,
+    ) -> Result<(), LiveRefused> {
         let mut queues = self.queues();
         if queues.closed {
             return Err(LiveRefused::Closed);
         }
-        if queues.data_bytes > 0 && queues.data_bytes + frame.len() > self.shared.budget {
+        if !fits(queues.data_bytes, frame.len()) {
             return Err(LiveRefused::Full);
         }
         queues.note_waiting();
@@ -203,19 +216,8 @@ impl Outbox {
         frame: Frame,
         share: usize,
     ) -> Result<(), LiveRefused> {
-        let mut queues = self.queues();
-        if queues.closed {
-            return Err(LiveRefused::Closed);
-        }
-        if queues.data_bytes + frame.len() > share.min(self.shared.budget) {
-            return Err(LiveRefused::Full);
-        }
-        queues.note_waiting();
-        queues.data_bytes += frame.len();
-        self.shared.metrics.outbox_bytes.add(frame.len() as i64);
-        queues.data.push_back((key, frame));
-        wake(&mut queues);
-        Ok(())
+        let limit = share.min(self.shared.budget);
+        self.try_push(key, frame, |queued, len| queued + len <= limit)
     }
 
     /// The most bytes of results this outbox holds.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::remote_service::*;
 use common::*;
 use serde_json::json;
-use tributary::config::{BrokerKind, ServiceSettings, Settings};
+use tributary::config::{BrokerKind, Settings};
 use tributary::http::ServerHandle;
 
 fn redis_url() -> String {
@@ -63,14 +63,9 @@ fn node_with(prefix: &str, timeout: Duration, health_interval: Duration) -> Serv
     settings.broker.url = redis_url();
     settings.broker.prefix = prefix.to_owned();
     settings.publish.enabled = true;
-    settings.services.insert(
-        "crm".into(),
-        ServiceSettings {
-            token: TOKEN.into(),
-            group: None,
-            datasources: Some(vec!["crm".into()]),
-        },
-    );
+    settings
+        .services
+        .insert("crm".into(), serving(TOKEN, &["crm"]));
     start_with(settings)
 }
 

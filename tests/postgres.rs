@@ -1201,8 +1201,10 @@ async fn hostile_queries_neither_pin_a_worker_nor_outrun_the_timeout() {
         assert_eq!(errors, 0);
         assert!(total.is_some());
     }
-    latencies.sort_by(f64::total_cmp);
-    let p99 = latencies[latencies.len() - 1];
-    assert!(p99 < 2000.0, "{latencies:?}");
+    assert_slowest_under(
+        "light PostgreSQL search during sloppy phrases",
+        latencies,
+        2000.0,
+    );
     schema.drop().await;
 }

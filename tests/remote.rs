@@ -37,14 +37,9 @@ fn server_with(timeout: Duration) -> ServerHandle {
             ),
         },
     );
-    settings.services.insert(
-        "limited".into(),
-        ServiceSettings {
-            token: "limited-token-1".into(),
-            group: None,
-            datasources: Some(vec!["allowed".into()]),
-        },
-    );
+    settings
+        .services
+        .insert("limited".into(), serving("limited-token-1", &["allowed"]));
     start_with(settings)
 }
 
@@ -727,14 +722,9 @@ async fn the_servers_request_ids_cannot_be_guessed() {
 async fn a_datasource_no_service_serves_is_released_after_the_linger() {
     let mut settings = settings(tributary::config::demo_datasources());
     settings.limits.remote_linger = Duration::from_millis(300);
-    settings.services.insert(
-        "crm".into(),
-        ServiceSettings {
-            token: TOKEN.into(),
-            group: None,
-            datasources: Some(vec!["crm".into()]),
-        },
-    );
+    settings
+        .services
+        .insert("crm".into(), serving(TOKEN, &["crm"]));
     let server = start_with(settings);
     let (mut open, _) = Client::ready(&server).await;
     let service = FakeService::start(&server, Behaviour::Serve { chunk: 5 }).await;

@@ -30,6 +30,7 @@ use crate::live::Broker;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::DatasourceInfo;
+use crate::rate::RateLimiter;
 
 /// Events of one connection whose replies are still routable: its oldest
 /// are forgotten first, and all of them when it leaves.
@@ -110,6 +111,8 @@ pub struct Services {
     timeout: Duration,
     /// How long a remote datasource no service serves stays listed.
     linger: Duration,
+    /// Bytes a second one connection may send other services.
+    event_bytes_per_second: u32,
     metrics: Arc<Metrics>,
 }
 
@@ -119,7 +122,7 @@ impl Services {
         federation: Arc<Federation>,
         broker: Arc<Broker>,
         timeout: Duration,
-        linger: Duration,
+        limits: &crate::config::Limits,
         metrics: Arc<Metrics>,
     ) -> Services {
         Services {
@@ -137,7 +140,8 @@ impl Services {
             federation,
             broker,
             timeout,
-            linger,
+            linger: limits.remote_linger,
+            event_bytes_per_second: limits.max_service_bytes_per_second,
             metrics,
         }
     }
@@ -284,6 +288,9 @@ pub struct Peer {
     /// The remote datasource this connection serves, if it declared one.
     serves: Option<(Arc<RemoteDatasource>, Declaration)>,
     publishing: Arc<AtomicUsize>,
+    /// What it may still send other services (events, and replies to
+    /// theirs): past it, it is closed, never its receivers.
+    to_others: RateLimiter,
 }
 
 /// A services connection as a remote datasource sends to it.
@@ -301,6 +308,7 @@ impl Link for PeerLink {
 
 impl Peer {
     pub fn new(connection: u64, services: Arc<Services>, outbox: Outbox) -> Peer {
+        let to_others = RateLimiter::new(services.event_bytes_per_second);
         Peer {
             connection,
             services,
@@ -308,6 +316,7 @@ impl Peer {
             identified: false,
             serves: None,
             publishing: Arc::new(AtomicUsize::new(0)),
+            to_others,
         }
     }
 
@@ -329,6 +338,24 @@ impl Peer {
         None
     }
 
+    /// Takes `bytes` sent towards other services from the connection's
+    /// allowance; past it, the connection is closed (4420).
+    fn spend(&mut self, bytes: usize) -> Option<Close> {
+        if self.to_others.allow_n(bytes as f64) {
+            return None;
+        }
+        self.services
+            .metrics
+            .refused("limits.max_service_bytes_per_second");
+        Some(Close {
+            code: crate::protocol::CLOSE_TOO_MUCH,
+            reason: format!(
+                "more than {} bytes a second sent to other services (`limits.max_service_bytes_per_second`)",
+                self.services.event_bytes_per_second
+            ),
+        })
+    }
+
     fn disconnect(&self, reason: &str) -> Close {
         self.send(&ServiceMessage::disconnect(reason));
         Close {
@@ -345,8 +372,13 @@ impl Peer {
         }
         match message.op {
             op::EVENT if self.is_publish(&message) => self.publish(message),
-            op::EVENT => self.route(&message, text),
-            op::REPLY => self.reply(message, text),
+            op::EVENT => {
+                if let Some(close) = self.spend(text.len()) {
+                    return Some(close);
+                }
+                self.route(&message, text)
+            }
+            op::REPLY => return self.reply(message, text),
             op::PING => self.send(&ServiceMessage::pong(message.id)),
             op::PONG => {}
             op::IDENTIFY => self.refuse(message.id, "already_identified", "this connection has identified already"),
@@ -591,13 +623,14 @@ impl Peer {
 
     /// A reply goes back to whoever sent the event with its id: a request
     /// of the remote datasource this connection serves, or another service.
-    fn reply(&mut self, message: ServiceMessage, text: &str) {
+    fn reply(&mut self, message: ServiceMessage, text: &str) -> Option<Close> {
         let Some(key) = message.id_key() else {
-            return self.refuse(
+            self.refuse(
                 None,
                 "unknown_reply",
                 "a REPLY needs the id of the event it answers",
             );
+            return None;
         };
         if let Some((remote, _)) = &self.serves {
             let route = Route::Connection(self.connection);
@@ -616,16 +649,21 @@ impl Peer {
                     .inc();
             }
             match routed {
-                Routed::Taken | Routed::Late => return,
+                Routed::Taken | Routed::Late => return None,
                 Routed::Overflow => {
-                    return self.refuse(
+                    self.refuse(
                         message.id,
                         "reply_overflow",
                         "replies arrived faster than the client reads them: the request has failed; send fewer or smaller replies",
-                    )
+                    );
+                    return None;
                 }
                 Routed::NotOurs => {}
             }
+        }
+        // A reply to another service's event.
+        if let Some(close) = self.spend(text.len()) {
+            return Some(close);
         }
         let state = self.services.state();
         let sender = state
@@ -657,6 +695,7 @@ impl Peer {
                 );
             }
         }
+        None
     }
 
     /// `PUBLISH` without an intent, from a service serving a datasource:

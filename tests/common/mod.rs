@@ -560,3 +560,15 @@ pub fn vertex_counts(answer: &Value) -> std::collections::BTreeMap<String, u64> 
         })
         .collect()
 }
+
+/// Asserts a light client's latencies (ms) measured during an attack all
+/// stay under `bound_ms`, and prints their median and slowest.
+pub fn assert_slowest_under(what: &str, mut latencies: Vec<f64>, bound_ms: f64) {
+    latencies.sort_by(f64::total_cmp);
+    let slowest = latencies.last().copied().unwrap_or(0.0);
+    eprintln!(
+        "{what}: p50 {:.0} ms, slowest {slowest:.0} ms",
+        latencies.get(latencies.len() / 2).copied().unwrap_or(0.0)
+    );
+    assert!(slowest < bound_ms, "{what}: {latencies:?}");
+}

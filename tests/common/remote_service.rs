@@ -250,3 +250,12 @@ pub async fn until_listed(server: &ServerHandle, id: &str) -> Client {
         assert!(started.elapsed() < PATIENCE, "`{id}` never listed");
     }
 }
+
+/// A `[services.<name>]` table: its token and the datasources it may serve.
+pub fn serving(token: &str, datasources: &[&str]) -> tributary::config::ServiceSettings {
+    tributary::config::ServiceSettings {
+        token: token.into(),
+        group: None,
+        datasources: Some(datasources.iter().map(|id| (*id).to_owned()).collect()),
+    }
+}

@@ -302,7 +302,7 @@ async fn remote_loopback_serves_a_remote_datasource() {
         tributary::config::ServiceSettings {
             token: "bench-token-1".into(),
             group: None,
-            datasources: None,
+            datasources: Some(vec!["remote_tweets".into()]),
         },
     );
     let server = start_with(settings);

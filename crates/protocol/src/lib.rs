@@ -46,7 +46,7 @@ pub const CLOSE_TOO_MUCH: u16 = 4420;
 /// let error = serde_json::from_str::<SearchReply>(r#"{"total": "x"}"#).unwrap_err();
 /// let plain = tributary_protocol::plain_error(&error);
 /// assert_eq!(plain, "invalid type: string \"x\", expected a whole number of 0 or more");
-/// let error = serde_json::from_str::<SearchReply>("[1]").unwrap_err();
+/// let error = serde_json::from_str::<SearchReply>("true").unwrap_err();
 /// assert!(!tributary_protocol::plain_error(&error).contains("SearchReply"));
 /// ```
 pub fn plain_error(error: &serde_json::Error) -> String {
