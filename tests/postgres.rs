@@ -1201,6 +1201,19 @@ async fn hostile_queries_neither_pin_a_worker_nor_outrun_the_timeout() {
         assert_eq!(errors, 0);
         assert!(total.is_some());
     }
+    // As many sloppy phrases as a query may hold, on every field: more SQL
+    // than a statement may be, refused before it is sent, by name.
+    let widest = "\"a b\"~60 ".repeat(512);
+    let started = std::time::Instant::now();
+    let reply = light
+        .typed()
+        .request(Search::new(["pg_tweets"], widest.as_str()).size(1))
+        .await
+        .expect("a reply");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let error = reply.errors.first().expect("an error");
+    assert_eq!(error.code, "bad_query", "{error:?}");
+    assert!(error.message.contains("MiB of SQL"), "{error:?}");
     assert_slowest_under(
         "light PostgreSQL search during sloppy phrases",
         latencies,

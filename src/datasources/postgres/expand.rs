@@ -22,8 +22,8 @@ impl PostgresDatasource {
         let deadline = request.deadline;
         let catalog = self.catalog(deadline).await?;
         let from = self.relation.from_clause();
-        let mut bound = Bound::default();
-        let holding = sql::condition(&catalog, &selection_query(query), &mut bound)?;
+        let (holding, mut bound) =
+            sql::translate(&catalog, &selection_query(query), Bound::default()).await?;
         // One condition per selected value, for its connections.
         let mut each = Vec::with_capacity(query.selected.len());
         for selected in &query.selected {
@@ -31,19 +31,17 @@ impl PostgresDatasource {
                 selected: vec![selected.clone()],
                 ..query.clone()
             };
-            each.push(sql::condition(
-                &catalog,
-                &selection_query(&one),
-                &mut bound,
-            )?);
+            let (condition, more) = sql::translate(&catalog, &selection_query(&one), bound).await?;
+            bound = more;
+            each.push(condition);
         }
         let filters: String = each
             .iter()
             .map(|condition| format!(", count(*) FILTER (WHERE {condition})"))
             .collect();
         // A statement binds exactly the parameters it uses: this one, only the selection's.
-        let mut count_bound = Bound::default();
-        let holding_alone = sql::condition(&catalog, &selection_query(query), &mut count_bound)?;
+        let (holding_alone, count_bound) =
+            sql::translate(&catalog, &selection_query(query), Bound::default()).await?;
         let matching_sql = format!("SELECT count(*) FROM {from} WHERE {holding_alone}");
         let matching: i64 = self
             .rows(deadline, &matching_sql, &count_bound, "count the selection")

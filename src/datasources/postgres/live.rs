@@ -362,14 +362,14 @@ impl Live for PostgresDatasource {
         let from = self.relation.from_clause();
         let mut answers = Vec::with_capacity(watches.len());
         for watch in watches.iter_mut() {
-            let mut bound = Bound::default();
-            let condition = match sql::condition(&catalog, &watch.query, &mut bound) {
-                Ok(condition) => condition,
-                Err(e) => {
-                    answers.push(Err(e));
-                    continue;
-                }
-            };
+            let (condition, mut bound) =
+                match sql::translate(&catalog, &watch.query, Bound::default()).await {
+                    Ok(translated) => translated,
+                    Err(e) => {
+                        answers.push(Err(e));
+                        continue;
+                    }
+                };
             let id = &catalog.id.sql;
             let answer = match &self.live {
                 LiveSide::Notify(listener) => {

@@ -433,8 +433,8 @@ impl PostgresDatasource {
     ) -> Result<(), DatasourceError> {
         let deadline = request.deadline;
         let catalog = self.catalog(deadline).await?;
-        let mut bound = extra.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
-        let mut condition = sql::condition(&catalog, &query.query, &mut bound)?;
+        let bound = extra.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
+        let (mut condition, bound) = sql::translate(&catalog, &query.query, bound).await?;
         if let Some((extra, _)) = extra {
             condition = format!("({condition}) AND ({extra})");
         }

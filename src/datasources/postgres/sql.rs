@@ -8,6 +8,8 @@
 //! expressions serve them); an unknown (NULL) one counts as false, which
 //! `AND`/`OR` keep and exclusion says with `IS NOT TRUE`.
 
+use std::sync::Arc;
+
 use tokio_postgres::types::ToSql;
 use tributary_datasource::DatasourceError;
 use tributary_query::ast::{only_prohibits, Leaf, LeafKind, Node, Occur};
@@ -93,10 +95,47 @@ pub fn condition(
         bound,
         now_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
         aliases: 0,
+        written: 0,
     };
     // Nothing left to search for (every term analysed to nothing): no match.
-    Ok(translator.node(&parsed)?.unwrap_or_else(|| "FALSE".into()))
+    let condition = translator.node(&parsed)?.unwrap_or_else(|| "FALSE".into());
+    if translator.over_budget() {
+        return Err(DatasourceError::bad_query(format!(
+            "the query is too large for this datasource once spelled out for each of its fields (more than {} MiB of SQL); name fewer fields or use fewer sloppy phrases",
+            MAX_SQL_BYTES >> 20
+        )));
+    }
+    Ok(condition)
 }
+
+/// Translates `query` as [`condition`] does, off the event loop when it is
+/// long enough to cost anything: a query of many clauses on many fields
+/// takes milliseconds to spell out.
+pub async fn translate(
+    catalog: &Arc<Catalog>,
+    query: &str,
+    mut bound: Bound,
+) -> Result<(String, Bound), DatasourceError> {
+    if query.len() <= INLINE_QUERY_BYTES {
+        let condition = condition(catalog, query, &mut bound)?;
+        return Ok((condition, bound));
+    }
+    let (catalog, query) = (Arc::clone(catalog), query.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let condition = condition(&catalog, &query, &mut bound)?;
+        Ok((condition, bound))
+    })
+    .await
+    .map_err(|_| DatasourceError::unavailable("the query could not be translated"))?
+}
+
+/// Queries this short are translated where they are asked (microseconds).
+const INLINE_QUERY_BYTES: usize = 256;
+
+/// The most SQL one query may translate to: a query of the largest shape
+/// allowed (`max_query_clauses` sloppy phrases) on every field of a wide
+/// table would otherwise spell out gigabytes.
+const MAX_SQL_BYTES: usize = 4 << 20;
 
 struct Translator<'a> {
     catalog: &'a Catalog,
@@ -104,11 +143,18 @@ struct Translator<'a> {
     now_ms: i64,
     /// Sub-query aliases made so far, so nested ones never clash.
     aliases: usize,
+    /// Bytes of SQL written so far; past [`MAX_SQL_BYTES`], every further
+    /// leaf is `FALSE` and the translation is refused at its end.
+    written: usize,
 }
 
 const FALSE: &str = "FALSE";
 
 impl Translator<'_> {
+    fn over_budget(&self) -> bool {
+        self.written > MAX_SQL_BYTES
+    }
+
     fn node(&mut self, node: &Node) -> Result<Option<String>, DatasourceError> {
         match node {
             Node::Group(group) => {
@@ -147,10 +193,14 @@ impl Translator<'_> {
         }
         let mut per_field = Vec::with_capacity(fields.len());
         for mapped in fields {
+            if self.over_budget() {
+                return Some(FALSE.into());
+            }
             let Some(column) = self.catalog.columns.get(&mapped.path) else {
                 continue;
             };
             if let Some(condition) = self.on_column(mapped, column, &leaf.kind) {
+                self.written += condition.len();
                 per_field.push(condition);
             }
         }
