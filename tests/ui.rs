@@ -171,17 +171,24 @@ async fn assert_no_page_errors(client: &Client) {
     assert_eq!(errors, json!([]), "errors on the page");
 }
 
-async fn until(client: &Client, what: &str, script: &str) {
-    let deadline = Instant::now() + common::PATIENCE;
+/// Whether `script` returns true in the page within `patience`.
+async fn within(client: &Client, patience: Duration, script: &str) -> bool {
+    let deadline = Instant::now() + patience;
     loop {
         if js(client, script).await == Value::Bool(true) {
-            return;
+            return true;
         }
         if Instant::now() > deadline {
-            save_screenshot(client, "timeout").await;
-            panic!("timed out waiting for {what}");
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn until(client: &Client, what: &str, script: &str) {
+    if !within(client, common::PATIENCE, script).await {
+        save_screenshot(client, "timeout").await;
+        panic!("timed out waiting for {what}");
     }
 }
 
@@ -2291,25 +2298,39 @@ async fn save_an_investigation_and_open_it_elsewhere() {
 
     // A right click on the person opens the node menu; rename and annotate it.
     js(client, "window.prompt = (question) => question.startsWith('A name') ? 'Anna (work)' : 'met at the offsite'; return true;").await;
-    let (x, y) = node_position(client, person).await;
-    let right_click = MouseActions::new("mouse".into())
-        .then(PointerAction::MoveTo {
-            duration: None,
-            x,
-            y,
-        })
-        .then(PointerAction::Down { button: 2 })
-        .then(PointerAction::Up { button: 2 });
-    client
-        .perform_actions(right_click)
+    // Under load a render may still be pending when the node's position is
+    // read (it moves when the next frame draws): right-click where it is
+    // now, again, until the menu opens.
+    let mut opened = false;
+    for _ in 0..5 {
+        let (x, y) = node_position(client, person).await;
+        let right_click = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveTo {
+                duration: None,
+                x,
+                y,
+            })
+            .then(PointerAction::Down { button: 2 })
+            .then(PointerAction::Up { button: 2 });
+        client
+            .perform_actions(right_click)
+            .await
+            .expect("right click");
+        if within(
+            client,
+            Duration::from_secs(2),
+            "return !document.getElementById('node-menu').hidden;",
+        )
         .await
-        .expect("right click");
-    until(
-        client,
-        "the node menu",
-        "return !document.getElementById('node-menu').hidden;",
-    )
-    .await;
+        {
+            opened = true;
+            break;
+        }
+    }
+    if !opened {
+        save_screenshot(client, "timeout").await;
+    }
+    assert!(opened, "a right click on the node never opened its menu");
     js(
         client,
         "document.querySelector('#node-menu [data-action=rename]').click(); return true;",
