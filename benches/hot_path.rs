@@ -237,11 +237,38 @@ fn outbox_push(c: &mut Criterion) {
     group.finish();
 }
 
+/// Building a regular expression's automaton: tantivy-fst's `Regex` (one
+/// call nothing can stop, every byte tried from every state) against the
+/// `fixtures` builder (within a budget, one step per byte class).
+fn regex_automata(c: &mut Criterion) {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use tributary::datasources::fixtures::regex_dfa::RegexDfa;
+    use tributary::datasources::fixtures::Budget;
+    let budget = || Budget {
+        canceled: Arc::new(AtomicBool::new(false)),
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        max_terms: 100_000,
+    };
+    let mut group = c.benchmark_group("regex_automaton");
+    group.sample_size(10);
+    for pattern in ["bitc.*n", ".*coin", "[a-z]{1,20}", "(a{1,255}){3}"] {
+        group.bench_with_input(BenchmarkId::new("tantivy-fst", pattern), pattern, |b, p| {
+            b.iter(|| tantivy_fst::Regex::new(black_box(p)).is_ok())
+        });
+        group.bench_with_input(BenchmarkId::new("regex_dfa", pattern), pattern, |b, p| {
+            b.iter(|| RegexDfa::new(black_box(p), &budget()).is_ok())
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     decode,
     encode,
     search,
+    regex_automata,
     es_response_parsing,
     outbox_push
 );
