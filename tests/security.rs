@@ -777,10 +777,8 @@ async fn publish_bodies_are_bounded_before_they_are_read() {
     let stalls: Vec<_> = (0..6)
         .map(|_| tokio::spawn(stalled_upload(server.addr, path, token, 1000, 10)))
         .collect();
-    eventually("the uploads hold every place", || {
-        metric_now(&server, "tributary_connections_open") == Some(6.0)
-    })
-    .await;
+    // The uploads hold every place.
+    metric_eventually(server.addr, "tributary_connections_open", 6.0).await;
     let websocket = format!("ws://{}/ws?token=publisher-token-1", server.addr);
     assert_eq!(
         connect_with(&websocket, &[]).await.err(),
@@ -826,23 +824,6 @@ async fn publish_bodies_are_bounded_before_they_are_read() {
     };
     let (status, reply) = publish((0..2_000).map(record).collect()).await;
     assert_eq!(status, 200, "{reply}");
-}
-
-/// A sample of the server's `/metrics` now, read on a thread of its own.
-fn metric_now(server: &tributary::http::ServerHandle, sample: &str) -> Option<f64> {
-    let addr = server.addr;
-    let sample = sample.to_owned();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        let (_, exposition) = runtime.block_on(http_get(addr, "/metrics"));
-        metric(&exposition, &sample)
-    })
-    .join()
-    .ok()
-    .flatten()
 }
 
 async fn still_answers_tweets(client: &mut Client) {
