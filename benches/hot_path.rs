@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{Map, Value};
-use tributary::datasources::fixtures::FixturesDatasource;
+use tributary::datasources::embedded::EmbeddedDatasource;
 use tributary::datasources::SearchQuery;
 use tributary::datasources::{Datasource, Item, RequestContext, ResultSink};
 use tributary::protocol::{self, Echo, RequestId, ServerMessage};
@@ -36,7 +36,7 @@ fn decode(c: &mut Criterion) {
 /// Runs a search as the server does, into the test sink: total and results.
 fn search_page(
     runtime: &tokio::runtime::Runtime,
-    source: &FixturesDatasource,
+    source: &EmbeddedDatasource,
     query: &SearchQuery,
 ) -> (u64, Vec<Item>) {
     let (mut sink, pushed) = ResultSink::for_test();
@@ -55,7 +55,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn encode(c: &mut Criterion) {
     // A batch as the fixtures adapter produces it: real records, pre-encoded fields.
-    let source = FixturesDatasource::from_records("tweets", tweets(500)).expect("index builds");
+    let source = EmbeddedDatasource::from_records("tweets", tweets(500)).expect("index builds");
     let (total, items) = search_page(
         &runtime(),
         &source,
@@ -98,7 +98,7 @@ fn encode(c: &mut Criterion) {
 
 fn search(c: &mut Criterion) {
     // Every search evaluated: kept pages would answer the repeated query.
-    let source = FixturesDatasource::from_records("tweets", tweets(100_000))
+    let source = EmbeddedDatasource::from_records("tweets", tweets(100_000))
         .expect("index builds")
         .with_page_cache_bytes(0);
     let runtime = runtime();
@@ -123,7 +123,7 @@ fn search(c: &mut Criterion) {
         });
     }
     // The same phrase asked again, answered from the page cache.
-    let cached = FixturesDatasource::from_records("tweets", tweets(100_000)).expect("index builds");
+    let cached = EmbeddedDatasource::from_records("tweets", tweets(100_000)).expect("index builds");
     let phrase = SearchQuery {
         query: "\"new report\"".into(),
         from: 0,
@@ -193,7 +193,7 @@ fn outbox_push(c: &mut Criterion) {
     use tributary::metrics::Metrics;
     use tributary::outbox::Outbox;
 
-    let source = FixturesDatasource::from_records("tweets", tweets(500)).expect("index builds");
+    let source = EmbeddedDatasource::from_records("tweets", tweets(500)).expect("index builds");
     let runtime = runtime();
     let mut group = c.benchmark_group("outbox");
     for size in [50u64, 500] {
@@ -243,8 +243,8 @@ fn outbox_push(c: &mut Criterion) {
 fn regex_automata(c: &mut Criterion) {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
-    use tributary::datasources::fixtures::regex_dfa::RegexDfa;
-    use tributary::datasources::fixtures::Budget;
+    use tributary::datasources::embedded::regex_dfa::RegexDfa;
+    use tributary::datasources::embedded::Budget;
     let budget = || Budget {
         canceled: Arc::new(AtomicBool::new(false)),
         deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),

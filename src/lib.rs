@@ -20,6 +20,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod cores;
 pub mod datasources;
 pub mod expand;
 pub mod federation;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::app::App;
+use crate::cores::ConnectionShare;
 use crate::datasources::{Caller, Lease, WorkLimits};
 use crate::federation::RequestScope;
 use crate::live::hub::Subscribed;
@@ -609,11 +610,11 @@ impl Session {
             caller: self.caller.clone(),
             outbox: self.outbox.clone(),
             lease: Lease::new(guard),
-            work: WorkLimits::new(
-                Arc::clone(&self.searches),
-                Arc::clone(&self.app.cores),
-                self.connection,
-            ),
+            work: WorkLimits::new(Arc::new(ConnectionShare {
+                share: Arc::clone(&self.searches),
+                cores: Arc::clone(&self.app.cores),
+                owner: self.connection,
+            })),
         };
         let federation = Arc::clone(&self.app.federation);
         let span = tracing::debug_span!("request", connection = self.connection, key, kind, request_id = ?request_id);

@@ -60,7 +60,7 @@ async fn the_loader_and_the_compose_config_federate_elasticsearch_with_the_fixtu
         .args(["-q", "-v", "ON_ERROR_STOP=1", "-v"])
         .arg(format!(
             "emails_file={}",
-            root.join("datasources/fixtures/emails.ndjson").display()
+            root.join("datasources/demo/emails.ndjson").display()
         ))
         .arg("-f")
         .arg(root.join("datasources/postgres/init.sql"))

@@ -14,7 +14,7 @@ use tributary::config::LinkSettings;
 /// A demo dataset (`tweets`, `emails`), as the test reads it itself.
 fn demo_records(name: &str) -> Vec<Map<String, Value>> {
     let path = format!(
-        "{}/datasources/fixtures/{name}.ndjson",
+        "{}/datasources/demo/{name}.ndjson",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(path).expect("a demo dataset");
@@ -284,7 +284,7 @@ fn tweets_in_elasticsearch() -> common::es_mock::MockEs {
     let mapping: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/datasources/fixtures/tweets.mapping.json"
+            "/datasources/demo/tweets.mapping.json"
         ))
         .expect("mapping"),
     )

@@ -76,7 +76,7 @@ fn lucene_totals(
     now_ms: i64,
 ) -> Vec<Result<u64, String>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixtures = root.join("datasources/fixtures");
+    let fixtures = root.join("datasources/demo");
     let output = Command::new("java")
         .args([
             "-cp",

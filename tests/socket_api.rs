@@ -156,7 +156,7 @@ async fn the_fast_datasource_answers_before_the_slow_one() {
 /// records themselves.
 #[tokio::test]
 async fn query_string_syntax_over_the_socket() {
-    let records: Vec<Value> = std::fs::read_to_string("datasources/fixtures/tweets.ndjson")
+    let records: Vec<Value> = std::fs::read_to_string("datasources/demo/tweets.ndjson")
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -235,7 +235,7 @@ async fn query_string_syntax_over_the_socket() {
     let server = start(vec![datasource(
         "tweets",
         "fixtures",
-        json!({"path": "datasources/fixtures/tweets.ndjson"}),
+        json!({"path": "datasources/demo/tweets.ndjson"}),
     )]);
     let (mut client, _) = Client::ready(&server).await;
     for (query, expected) in cases {

@@ -2130,7 +2130,7 @@ async fn expand_a_person_across_tweets_and_emails() {
     let expected = {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/datasources/fixtures/emails.ndjson"
+            "/datasources/demo/emails.ndjson"
         ))
         .expect("demo emails");
         let mut people = std::collections::BTreeMap::<String, u64>::new();

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Loads the demo datasets into Elasticsearch: one index per dataset, created
-with datasources/fixtures/<name>.mapping.json (the mapping the embedded
+with datasources/demo/<name>.mapping.json (the mapping the embedded
 `fixtures` datasource indexes with too), then bulk-loaded from
-datasources/fixtures/<name>.ndjson with each record's `id` as `_id`.
+datasources/demo/<name>.ndjson with each record's `id` as `_id`.
 
     python3 load.py --url http://localhost:9200 [--prefix demo-] [--replace] tweets emails
 

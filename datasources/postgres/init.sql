@@ -5,7 +5,7 @@
 
 \if :{?emails_file}
 \else
-\set emails_file /datasources/fixtures/emails.ndjson
+\set emails_file /datasources/demo/emails.ndjson
 \endif
 
 CREATE TABLE emails (

@@ -7,12 +7,12 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use tributary::datasources::fixtures::FixturesDatasource;
+use tributary::datasources::embedded::EmbeddedDatasource;
 use tributary::datasources::query_limits::QueryLimits;
 use tributary::datasources::{Datasource, RequestContext, ResultSink, SearchQuery};
 
-fn people() -> &'static FixturesDatasource {
-    static PEOPLE: OnceLock<FixturesDatasource> = OnceLock::new();
+fn people() -> &'static EmbeddedDatasource {
+    static PEOPLE: OnceLock<EmbeddedDatasource> = OnceLock::new();
     PEOPLE.get_or_init(|| {
         let records = (0..200)
             .map(|i| {
@@ -22,7 +22,7 @@ fn people() -> &'static FixturesDatasource {
                     .unwrap_or_default()
             })
             .collect();
-        FixturesDatasource::from_records("people", records).expect("an index")
+        EmbeddedDatasource::from_records("people", records).expect("an index")
     })
 }
 

@@ -5,12 +5,11 @@
 //! Adding an adapter is one module, one line in [`Registry::with_builtin`], and a
 //! config example. `docs/plugins.md` walks through it.
 
-pub mod elasticsearch;
-pub mod fixtures;
-pub mod flatten;
-pub mod postgres;
-pub mod query_limits;
 pub mod remote;
+
+pub use tributary_elasticsearch as elasticsearch;
+pub use tributary_embedded as embedded;
+pub use tributary_postgres as postgres;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +36,9 @@ impl Registry {
     /// The adapters that ship with tributary.
     pub fn with_builtin() -> Self {
         let mut registry = Registry::new();
-        registry.register("fixtures", fixtures::FixturesDatasource::from_settings);
+        registry.register("embedded", embedded::EmbeddedDatasource::from_settings);
+        // The embedded engine's old name, still accepted.
+        registry.register("fixtures", embedded::EmbeddedDatasource::from_settings);
         registry.register(
             "elasticsearch",
             elasticsearch::ElasticsearchDatasource::from_settings,

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tributary::config::Settings;
-use tributary::datasources::fixtures::FixturesDatasource;
+use tributary::datasources::embedded::EmbeddedDatasource;
 use tributary::datasources::{
     Datasource, DatasourceError, DatasourceSettings, FieldList, Registry, RequestContext,
     ResultSink, SearchQuery,
@@ -112,14 +112,14 @@ pub fn people_records(count: usize) -> Vec<Map<String, Value>> {
         .collect()
 }
 
-pub fn people(count: usize) -> FixturesDatasource {
-    FixturesDatasource::from_records("people", people_records(count)).expect("people index")
+pub fn people(count: usize) -> EmbeddedDatasource {
+    EmbeddedDatasource::from_records("people", people_records(count)).expect("people index")
 }
 
 /// Answers like `people`, but only after a delay.
 pub struct SlowDatasource {
     pub delay: Duration,
-    pub inner: FixturesDatasource,
+    pub inner: EmbeddedDatasource,
 }
 
 #[async_trait]

@@ -47,10 +47,12 @@
 //! ```
 
 mod context;
+mod duration;
 mod error;
 mod expand;
+pub mod flatten;
 mod live;
-mod pool;
+pub mod query_limits;
 mod record;
 mod settings;
 mod sink;
@@ -58,6 +60,7 @@ mod sink;
 pub use async_trait::async_trait;
 
 pub use context::{Caller, RequestContext};
+pub use duration::parse_duration;
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
 pub use expand::{
     count_expansion, escape_field, jlh, rank_expansion, selection_query, values_of, Connection,
@@ -66,10 +69,12 @@ pub use expand::{
 pub use live::{
     AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, Watch,
 };
-pub use pool::{CorePermit, CorePool};
+pub use query_limits::QueryLimits;
 pub use record::{Field, FieldList, Item, SearchQuery};
 pub use settings::{DatasourceSettings, SetupError};
-pub use sink::{BatchTarget, CpuPermit, Lease, Pushed, ResultSink, SinkClosed, WorkLimits};
+pub use sink::{
+    BatchTarget, CpuPermit, CpuScheduler, Lease, Pushed, ResultSink, SinkClosed, WorkLimits,
+};
 
 /// A source of records that can be searched.
 ///

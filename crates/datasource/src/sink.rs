@@ -4,10 +4,8 @@ use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::DatasourceError;
-use crate::pool::{CorePermit, CorePool};
 use crate::record::Item;
 
 /// Nobody wants the results any more: the client left or the request was
@@ -54,48 +52,52 @@ impl Lease {
     }
 }
 
-/// What CPU-bound work waits on: the connection's share (how many of its
-/// searches may run at once), then a place in the server's pool of cores.
+/// The server's scheduler of CPU-bound work: where a request's work waits
+/// for a place (its connection's share, then a core). Adapters never
+/// implement it; they take places through [`WorkLimits::cpu_permit`].
+#[async_trait]
+pub trait CpuScheduler: Send + Sync {
+    /// Waits for a place; the work holds the permit until done.
+    async fn acquire(&self) -> CpuPermit;
+}
+
+/// What CPU-bound work waits on before it starts: the server's
+/// [`CpuScheduler`] for this request (none in tests: no waiting).
 #[derive(Clone, Default)]
 pub struct WorkLimits {
-    connection: Option<Arc<Semaphore>>,
-    cores: Option<(Arc<CorePool>, u64)>,
+    scheduler: Option<Arc<dyn CpuScheduler>>,
 }
 
 impl WorkLimits {
-    /// `connection` is the connection's share; `cores` the server's pool,
-    /// shared fairly between owners (`owner` names this connection).
-    pub fn new(connection: Arc<Semaphore>, cores: Arc<CorePool>, owner: u64) -> WorkLimits {
+    /// Work that waits on `scheduler` (the server builds these).
+    pub fn new(scheduler: Arc<dyn CpuScheduler>) -> WorkLimits {
         WorkLimits {
-            connection: Some(connection),
-            cores: Some((cores, owner)),
+            scheduler: Some(scheduler),
         }
     }
 
-    /// Waits for a place in the connection's share and in the pool of cores
-    /// (see [`ResultSink::cpu_permit`]).
+    /// Waits for a place (see [`ResultSink::cpu_permit`]).
     pub async fn cpu_permit(&self) -> CpuPermit {
-        // A share is never closed; were it closed, it would simply not limit.
-        let connection = match &self.connection {
-            Some(share) => Arc::clone(share).acquire_owned().await.ok(),
-            None => None,
-        };
-        let core = match &self.cores {
-            Some((pool, owner)) => Some(pool.acquire(*owner).await),
-            None => None,
-        };
-        CpuPermit {
-            _connection: connection,
-            _core: core,
+        match &self.scheduler {
+            Some(scheduler) => scheduler.acquire().await,
+            None => CpuPermit::default(),
         }
     }
 }
 
-/// A place in the connection's share and in the pool of cores; CPU-bound
-/// work holds it until done.
+/// A place to run CPU-bound work; held until the work is done.
+#[derive(Default)]
 pub struct CpuPermit {
-    _connection: Option<OwnedSemaphorePermit>,
-    _core: Option<CorePermit>,
+    _held: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl CpuPermit {
+    /// A permit that holds `places` (the scheduler's own guards) until dropped.
+    pub fn new<T: Send + Sync + 'static>(places: T) -> CpuPermit {
+        CpuPermit {
+            _held: Some(Box::new(places)),
+        }
+    }
 }
 
 /// Receives one datasource's results for one request.
@@ -294,20 +296,5 @@ mod tests {
         sink.finish().await.unwrap();
         assert_eq!(pushed.total(), Some(2));
         assert!(pushed.finished());
-    }
-
-    #[tokio::test]
-    async fn cpu_permits_take_a_place_in_both_pools() {
-        let connection = Arc::new(Semaphore::new(1));
-        let cores = CorePool::new(2);
-        let work = WorkLimits::new(Arc::clone(&connection), Arc::clone(&cores), 7);
-        let (sink, _) = ResultSink::for_test();
-        let sink = ResultSink::new(sink.target, Lease::default(), work);
-        let permit = sink.cpu_permit().await;
-        assert_eq!(connection.available_permits(), 0);
-        assert_eq!(cores.available(), 1);
-        drop(permit);
-        assert_eq!(connection.available_permits(), 1);
-        assert_eq!(cores.available(), 2);
     }
 }

@@ -15,16 +15,16 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tributary_query::Mapping;
 
-use super::super::fixtures::FixturesDatasource;
 use super::super::*;
+use crate::datasources::embedded::EmbeddedDatasource;
 
 /// Published records a buffer holds before the next one starts.
 pub const BUFFER_RECORDS: usize = 10_000;
 
 struct Buffers {
     generation: u64,
-    current: Arc<FixturesDatasource>,
-    previous: Option<Arc<FixturesDatasource>>,
+    current: Arc<EmbeddedDatasource>,
+    previous: Option<Arc<EmbeddedDatasource>>,
 }
 
 pub struct Announced {
@@ -170,8 +170,8 @@ impl Announced {
     }
 }
 
-fn empty(id: &str, mapping: &Mapping) -> Result<FixturesDatasource, String> {
-    FixturesDatasource::from_records_with_mapping(id, Vec::new(), mapping.clone())
+fn empty(id: &str, mapping: &Mapping) -> Result<EmbeddedDatasource, String> {
+    EmbeddedDatasource::from_records_with_mapping(id, Vec::new(), mapping.clone())
 }
 
 /// The declared fields as a mapping; undeclared fields are inferred from

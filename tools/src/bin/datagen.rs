@@ -1,8 +1,8 @@
 //! Writes the deterministic demo datasets as NDJSON.
 //!
 //! ```sh
-//! cargo run --release --bin datagen -- tweets --count 3000 > datasources/fixtures/tweets.ndjson
-//! cargo run --release --bin datagen -- emails --count 3000 > datasources/fixtures/emails.ndjson
+//! cargo run --release --bin datagen -- tweets --count 3000 > datasources/demo/tweets.ndjson
+//! cargo run --release --bin datagen -- emails --count 3000 > datasources/demo/emails.ndjson
 //! cargo run --release --bin datagen -- tweets --count 100000 > /tmp/tweets-100k.ndjson   # benchmarks
 //! ```
 //!

@@ -167,7 +167,7 @@ async fn serve(mut socket: TcpStream, corpus: Arc<Corpus>) {
             corpus.page(from, size)
         } else if path.ends_with("/_mapping") {
             let mapping: Value = serde_json::from_str(include_str!(
-                "../../../datasources/fixtures/tweets.mapping.json"
+                "../../../datasources/demo/tweets.mapping.json"
             ))
             .unwrap_or(Value::Null);
             let body = json!({"demo-tweets": {"mappings": mapping["mappings"]}}).to_string();

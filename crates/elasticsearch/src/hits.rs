@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tributary_datasource::{DatasourceError, Item};
 
-use crate::datasources::flatten::Flattened;
+use tributary_datasource::flatten::Flattened;
 
 /// One `_search` (or scroll) response, read.
 #[derive(Debug, Default)]
@@ -174,7 +174,7 @@ mod tests {
     /// What the general route makes of a hit: the reference.
     fn reference(hit: &Value) -> Map<String, Value> {
         let mut fields = match hit.get("_source") {
-            Some(Value::Object(source)) => crate::datasources::flatten::flatten(source),
+            Some(Value::Object(source)) => tributary_datasource::flatten::flatten(source),
             _ => Map::new(),
         };
         if let Some(index) = hit.get("_index") {

@@ -9,7 +9,29 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::oneshot;
+use async_trait::async_trait;
+use tokio::sync::{oneshot, Semaphore};
+use tributary_datasource::{CpuPermit, CpuScheduler};
+
+/// What one connection's CPU-bound work waits on: a place in the
+/// connection's share (`limits.max_concurrent_searches`), then a place in
+/// the server's pool of cores.
+pub struct ConnectionShare {
+    pub share: Arc<Semaphore>,
+    pub cores: Arc<CorePool>,
+    /// The connection, as the pool's owner.
+    pub owner: u64,
+}
+
+#[async_trait]
+impl CpuScheduler for ConnectionShare {
+    async fn acquire(&self) -> CpuPermit {
+        // A share is never closed; were it closed, it would simply not limit.
+        let share = Arc::clone(&self.share).acquire_owned().await.ok();
+        let core = self.cores.acquire(self.owner).await;
+        CpuPermit::new((share, core))
+    }
+}
 
 /// A bounded, fair pool of places for CPU-bound work.
 pub struct CorePool {
@@ -176,6 +198,24 @@ impl Drop for CorePermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tributary_datasource::WorkLimits;
+
+    #[tokio::test]
+    async fn cpu_permits_take_a_place_in_the_share_and_the_pool() {
+        let share = Arc::new(Semaphore::new(1));
+        let cores = CorePool::new(2);
+        let work = WorkLimits::new(Arc::new(ConnectionShare {
+            share: Arc::clone(&share),
+            cores: Arc::clone(&cores),
+            owner: 7,
+        }));
+        let permit = work.cpu_permit().await;
+        assert_eq!(share.available_permits(), 0);
+        assert_eq!(cores.available(), 1);
+        drop(permit);
+        assert_eq!(share.available_permits(), 1);
+        assert_eq!(cores.available(), 2);
+    }
     use std::time::Duration;
 
     #[tokio::test]

@@ -72,7 +72,7 @@ impl LiveSide {
             }
             (Some("poll") | None, None, true) => {
                 let interval = match interval {
-                    Some(text) => crate::config::parse_duration(text)
+                    Some(text) => tributary_datasource::parse_duration(text)
                         .map_err(|e| format!("key `live_interval`: {e}"))?,
                     None => DEFAULT_INTERVAL,
                 };
@@ -242,7 +242,7 @@ impl Listener {
                     driver.abort();
                 }
                 Err(e) => {
-                    let e = super::super::redact_userinfo(&e.to_string());
+                    let e = tributary_datasource::redact_userinfo(&e.to_string());
                     tracing::warn!(error = %e, "cannot connect to PostgreSQL to listen");
                 }
             }

@@ -51,7 +51,7 @@ use tributary_datasource::{
 
 use self::catalog::{quote_ident, Catalog, ColumnOptions};
 use self::sql::{Bound, Param};
-use super::flatten::Flattened;
+use tributary_datasource::flatten::Flattened;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,9 +166,9 @@ impl SqlError {
 /// A driver error in the user's terms.
 fn db_error(error: &tokio_postgres::Error, what: &str) -> DatasourceError {
     let Some(db) = error.as_db_error() else {
-        let detail = super::redact_userinfo(&error.to_string());
+        let detail = tributary_datasource::redact_userinfo(&error.to_string());
         let cause = std::error::Error::source(error)
-            .map(|s| super::redact_userinfo(&s.to_string()))
+            .map(|s| tributary_datasource::redact_userinfo(&s.to_string()))
             .unwrap_or_default();
         tracing::warn!(error = %detail, cause = %cause, "PostgreSQL request failed");
         return if error.is_closed() {
@@ -239,7 +239,7 @@ impl PostgresDatasource {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             settings.error(format!(
                 "key `url`: `{}` is not a PostgreSQL URL: {e}",
-                super::redact_userinfo(&options.url)
+                tributary_datasource::redact_userinfo(&options.url)
             ))
         })?;
         let mode = match options.tls.as_deref().or(url_mode.as_deref()) {

@@ -120,7 +120,7 @@ impl ElasticsearchDatasource {
             .iter()
             .map(|u| {
                 Url::parse(u).map_err(|e| {
-                    let u = super::redact_userinfo(u);
+                    let u = tributary_datasource::redact_userinfo(u);
                     settings.error(format!("key `url`: `{u}` is not a URL: {e}"))
                 })
             })
@@ -182,7 +182,7 @@ impl ElasticsearchDatasource {
         let live = match (&options.live_field, &options.live_interval) {
             (Some(field), interval) => {
                 let interval = match interval {
-                    Some(text) => crate::config::parse_duration(text)
+                    Some(text) => tributary_datasource::parse_duration(text)
                         .map_err(|e| settings.error(format!("key `live_interval`: {e}")))?,
                     None => live::DEFAULT_INTERVAL,
                 };
@@ -203,7 +203,7 @@ impl ElasticsearchDatasource {
         };
         Ok(Arc::new(ElasticsearchDatasource {
             client: Elasticsearch::new(transport),
-            url: super::redact_userinfo(&urls.join(", ")),
+            url: tributary_datasource::redact_userinfo(&urls.join(", ")),
             index: options.index,
             source_filter: options.fields,
             default_field: options.default_field,
@@ -312,14 +312,14 @@ impl ElasticsearchDatasource {
             .and_then(hits::Page::parse);
         page.inspect_err(|_| {
             let text = String::from_utf8_lossy(&body);
-            tracing::warn!(url = %self.url, body = %super::redact_userinfo(&snippet(&text)), "an unreadable search response");
+            tracing::warn!(url = %self.url, body = %tributary_datasource::redact_userinfo(&snippet(&text)), "an unreadable search response");
         })
     }
 
     fn not_json(&self, what: &str, status: StatusCode, body: &[u8]) -> DatasourceError {
         // Something else answered (a proxy's error page?): its body stays in the log.
         let text = String::from_utf8_lossy(body);
-        tracing::warn!(url = %self.url, %status, body = %super::redact_userinfo(&snippet(&text)), "not an Elasticsearch answer");
+        tracing::warn!(url = %self.url, %status, body = %tributary_datasource::redact_userinfo(&snippet(&text)), "not an Elasticsearch answer");
         DatasourceError::unavailable(format!(
             "Elasticsearch answered {what} with {status} and a body that is not JSON"
         ))
@@ -366,7 +366,7 @@ impl ElasticsearchDatasource {
 
     /// The client's error says which URL failed and how; the user hears how.
     fn transport_error(&self, error: &elasticsearch::Error) -> DatasourceError {
-        let detail = super::redact_userinfo(&error.to_string());
+        let detail = tributary_datasource::redact_userinfo(&error.to_string());
         tracing::warn!(url = %self.url, error = %detail, "Elasticsearch request failed");
         if error.is_timeout() {
             DatasourceError::timeout("Elasticsearch did not answer in time")
@@ -534,7 +534,7 @@ fn error_reason(body: &Value) -> String {
             _ => "no reason given".to_owned(),
         },
     };
-    super::redact_userinfo(&snippet(&reason))
+    tributary_datasource::redact_userinfo(&snippet(&reason))
 }
 
 fn snippet(text: &str) -> String {

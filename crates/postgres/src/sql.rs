@@ -18,7 +18,7 @@ use tributary_query::value::{long_bound, normalize, parse_number, Number};
 use tributary_query::{analysis, date, FieldType, MappedField};
 
 use super::catalog::{Catalog, Column};
-use crate::datasources::query_limits::QueryLimits;
+use tributary_datasource::QueryLimits;
 
 /// A value bound to a statement.
 #[derive(Debug, Clone, PartialEq)]
