@@ -396,8 +396,10 @@ pub async fn expand_one(
     let collected = Collected::default();
     let records = collected.records.clone();
     let mut sink = sink_for(Box::new(collected));
-    if let Some(found) = datasource.expand(context, &query, sink.work()).await? {
-        return Ok(found);
+    if let Some(expander) = datasource.expander() {
+        if let Some(found) = expander.expand(context, &query, sink.work()).await? {
+            return Ok(found);
+        }
     }
     let search = SearchQuery {
         query: selection_query(&query),
@@ -421,7 +423,7 @@ pub async fn expand_one(
 
 /// The values of `selected`'s fields in `datasource` that `normalizer`
 /// rewrites to the same as the selected value: the adapter lists the
-/// candidates ([`Datasource::values_like`]) or, without a listing of its
+/// candidates ([`ListValues`]) or, without a listing of its
 /// own, the server reads them from a sample of records found by a regular
 /// expression.
 async fn forms_of(
@@ -435,10 +437,15 @@ async fn forms_of(
     let hint = normalizer.hint(&key);
     let mut forms: Vec<String> = Vec::new();
     for field in &selected.fields {
-        let candidates = match datasource
-            .values_like(context, field, &hint, CANDIDATES)
-            .await?
-        {
+        let listed = match datasource.value_lister() {
+            Some(lister) => Some(
+                lister
+                    .values_like(context, field, &hint, CANDIDATES)
+                    .await?,
+            ),
+            None => None,
+        };
+        let candidates = match listed {
             Some(listed) => listed,
             None => {
                 let collected = Collected::default();

@@ -100,7 +100,10 @@ pub async fn records(
     // node (this one too) applies in the same order: nothing enters the
     // stream that a node would refuse, and every node's copy holds the
     // records under the same offsets.
-    let checked = match source.datasource.check_append(&records) {
+    let Some(publisher) = source.datasource.publisher() else {
+        return refused_response(&id, AppendError::NotSupported, &places);
+    };
+    let checked = match publisher.check_append(&records) {
         Ok(checked) => checked,
         Err(refused) => return refused_response(&id, refused, &places),
     };

@@ -51,10 +51,9 @@ pub struct Polled {
 /// Whether live requests on `source` are polled once for the cluster.
 pub fn shared(source: &Source, broker: &Broker) -> bool {
     broker.has_other_nodes()
-        && source
-            .datasource
-            .live()
-            .is_some_and(|live| matches!(live.mode(), LiveMode::Poll { .. }) && live.shares_polls())
+        && source.datasource.live().is_some_and(|live| {
+            matches!(live.mode(), LiveMode::Poll { .. }) && live.shared_polls().is_some()
+        })
 }
 
 /// Says which queries this node follows on `datasource`, for
@@ -132,7 +131,11 @@ async fn poll_for_cluster(
 /// One round: every query some node follows, from the cluster's cursor.
 async fn poll_once(source: &Source, broker: &Broker) {
     let id = &source.info.id;
-    let Some(live) = source.datasource.live() else {
+    let Some(shared) = source
+        .datasource
+        .live()
+        .and_then(|live| live.shared_polls())
+    else {
         return;
     };
     let (queries, cursors) = match (
@@ -168,7 +171,7 @@ async fn poll_once(source: &Source, broker: &Broker) {
             .and_then(|c| serde_json::from_str::<Value>(c).ok())
             .map(LiveCursor);
         async move {
-            let (documents, cursor) = match live.poll_shared(&query, cursor).await {
+            let (documents, cursor) = match shared.poll_shared(&query, cursor).await {
                 Ok(polled) => polled,
                 Err(error) => {
                     tracing::warn!(datasource = %id, %query, error = %error.message, "polling for the cluster failed");

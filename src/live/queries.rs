@@ -360,13 +360,16 @@ impl Feed {
         let Some(live) = datasource.live() else {
             return;
         };
+        let Some(shared) = live.shared_polls() else {
+            return;
+        };
         let ids = self.groups_where(|g| g.watch.query == query);
         for id in ids {
             let Some(group) = self.groups.get_mut(&id) else {
                 continue;
             };
             let old_key = key_of(&group.watch);
-            let items = live.take_polled(&mut group.watch, documents);
+            let items = shared.take_polled(&mut group.watch, documents);
             let position = live.position_of(&group.watch.cursor);
             deliver_items(
                 &self.id,

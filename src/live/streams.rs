@@ -211,10 +211,10 @@ async fn apply(to: &Appliers, entries: Vec<StreamEntry>) {
         let Some(last) = arrived.publications.last().map(|p| p.position.clone()) else {
             continue;
         };
-        if let Some(source) = to.federation.source_by_id(&arrived.datasource) {
+        let source = to.federation.source_by_id(&arrived.datasource);
+        if let Some(publisher) = source.as_ref().and_then(|s| s.datasource.publisher()) {
             let count = arrived.records.len();
-            if let Err(error) = source
-                .datasource
+            if let Err(error) = publisher
                 .append_published(arrived.records, arrived.publications)
                 .await
             {

@@ -4,7 +4,7 @@
 //! The server resolves links between fields before an adapter is asked:
 //! every [`Selected`] value names the fields of *this* datasource to look in.
 //! An adapter with an aggregation of its own (Elasticsearch `terms`, SQL
-//! `GROUP BY`) implements [`crate::Datasource::expand`]; the others are
+//! `GROUP BY`) implements [`crate::Expand`]; the others are
 //! served by the server, which searches a bounded sample of the matching
 //! records and counts them with [`count_expansion`].
 
@@ -138,7 +138,7 @@ pub struct Expansion {
 
 /// Characters a value holds in this order (with anything between them):
 /// what every value a link rewrites to the selected one is sure to hold, so
-/// an adapter can list the candidates ([`crate::Datasource::values_like`])
+/// an adapter can list the candidates ([`crate::ListValues`])
 /// and the server keeps those that really rewrite alike.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Subsequence {

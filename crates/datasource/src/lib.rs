@@ -8,8 +8,12 @@
 //! - [`RequestContext`]: who asks, and by when the answer is due;
 //! - [`DatasourceError`]: why a datasource could not answer;
 //! - [`DatasourceSettings`]: an adapter's table of the config;
-//! - [`Live`]: following records that arrive after a search, and
-//!   [`Datasource::append`] for records published to the server.
+//! - capabilities beyond searching, one small trait each: [`Expand`],
+//!   [`ListValues`], [`Publish`] (records published to the server),
+//!   [`Live`] (following records that arrive after a search) and
+//!   [`SharedPolls`] (one node polling for a cluster);
+//! - what adapters share: [`parse_duration`], [`flatten`], [`QueryLimits`],
+//!   [`count_expansion`].
 //!
 //! ```
 //! use async_trait::async_trait;
@@ -67,7 +71,8 @@ pub use expand::{
     ExpandMode, ExpandQuery, Expansion, FieldValue, Selected, Subsequence, Vertex,
 };
 pub use live::{
-    AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, Watch,
+    AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, SharedPolls,
+    Watch,
 };
 pub use query_limits::QueryLimits;
 pub use record::{Field, FieldList, Item, SearchQuery};
@@ -76,7 +81,11 @@ pub use sink::{
     BatchTarget, CpuPermit, CpuScheduler, Lease, Pushed, ResultSink, SinkClosed, WorkLimits,
 };
 
-/// A source of records that can be searched.
+/// A source of records that can be searched: the core every adapter
+/// implements. What an adapter can do beyond it is a capability trait of its
+/// own ([`Expand`], [`ListValues`], [`Publish`], [`Live`] and, for polled
+/// live datasources in a cluster, [`SharedPolls`]), offered through the
+/// accessors below (`None` by default: the server does without it).
 ///
 /// Implementations must be cheap to share (`Arc<dyn Datasource>`) and must
 /// tolerate being dropped mid-call: a canceled request simply drops the future.
@@ -96,38 +105,24 @@ pub trait Datasource: Send + Sync + 'static {
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError>;
 
-    /// Finds the values next to the selected ones with the backend's own
-    /// aggregation (see [`ExpandQuery`]). `None` (the default): the server
-    /// searches a bounded sample of the records holding the selection and
-    /// counts it with [`count_expansion`], and says so.
-    /// `work`: take [`WorkLimits::cpu_permit`] before CPU-bound counting.
-    async fn expand(
-        &self,
-        _request: &RequestContext,
-        _query: &ExpandQuery,
-        _work: &WorkLimits,
-    ) -> Result<Option<Expansion>, DatasourceError> {
-        Ok(None)
-    }
-
-    /// Up to `limit` distinct values of `field` holding `hint`'s characters
-    /// in order, for links that rewrite values (`replace`): the server
-    /// keeps those that rewrite to the selected value and looks for them.
-    /// `None` (the default): the server searches a bounded sample of
-    /// records with [`Subsequence::lucene_regexp`] and reads their values.
-    async fn values_like(
-        &self,
-        _request: &RequestContext,
-        _field: &str,
-        _hint: &Subsequence,
-        _limit: usize,
-    ) -> Result<Option<Vec<String>>, DatasourceError> {
-        Ok(None)
-    }
-
     /// Checks that the datasource can answer; used by `GET /healthz`.
     async fn health(&self) -> Result<(), DatasourceError> {
         Ok(())
+    }
+
+    /// Its own expansion ([`Expand`]); `None`: the server samples and counts.
+    fn expander(&self) -> Option<&dyn Expand> {
+        None
+    }
+
+    /// Its own listing of values ([`ListValues`]); `None`: the server samples.
+    fn value_lister(&self) -> Option<&dyn ListValues> {
+        None
+    }
+
+    /// Whether it takes published records ([`Publish`]); `None`: it does not.
+    fn publisher(&self) -> Option<&dyn Publish> {
+        None
     }
 
     /// Its live side, if it can follow new records (see [`Live`]); `None`:
@@ -135,24 +130,56 @@ pub trait Datasource: Send + Sync + 'static {
     fn live(&self) -> Option<&dyn Live> {
         None
     }
+}
 
-    /// Adds published records (`POST /api/datasources/<id>/records`): all of
-    /// them, or none when one is invalid.
-    async fn append(&self, _records: Records) -> Result<Appended, AppendError> {
-        Err(AppendError::NotSupported)
-    }
+/// Finding the values next to selected ones with the backend's own aggregation.
+#[async_trait]
+pub trait Expand: Send + Sync {
+    /// Finds the values next to the selected ones (see [`ExpandQuery`]).
+    /// `None`: not this time (the server then searches a bounded sample of
+    /// the records holding the selection and counts it with
+    /// [`count_expansion`], and says so).
+    /// `work`: take [`WorkLimits::cpu_permit`] before CPU-bound counting.
+    async fn expand(
+        &self,
+        request: &RequestContext,
+        query: &ExpandQuery,
+        work: &WorkLimits,
+    ) -> Result<Option<Expansion>, DatasourceError>;
+}
 
-    /// Checks published records without adding them, as [`Datasource::append`]
+/// Listing a field's distinct values, for links that rewrite values.
+#[async_trait]
+pub trait ListValues: Send + Sync {
+    /// Up to `limit` distinct values of `field` holding `hint`'s characters
+    /// in order, for links that rewrite values (`replace`): the server
+    /// keeps those that rewrite to the selected value and looks for them.
+    /// Without it, the server searches a bounded sample of records with
+    /// [`Subsequence::lucene_regexp`] and reads their values.
+    async fn values_like(
+        &self,
+        request: &RequestContext,
+        field: &str,
+        hint: &Subsequence,
+        limit: usize,
+    ) -> Result<Vec<String>, DatasourceError>;
+}
+
+/// Taking records published to the server (`POST /api/datasources/<id>/records`).
+#[async_trait]
+pub trait Publish: Send + Sync {
+    /// Checks published records without adding them, as [`Publish::append`]
     /// would (the server checks before a batch enters the stream every node
     /// applies, so no node refuses what another accepted).
-    fn check_append(&self, _records: &Records) -> Result<Appended, AppendError> {
-        Err(AppendError::NotSupported)
-    }
+    fn check_append(&self, records: &Records) -> Result<Appended, AppendError>;
+
+    /// Adds published records: all of them, or none when one is invalid.
+    async fn append(&self, records: Records) -> Result<Appended, AppendError>;
 
     /// Adds records that are `publications` of the datasource's stream (in
     /// order, their record counts adding up to `records.len()`), so a live
     /// cursor can later be found from a publication's [`Position`] (see
-    /// [`Live::cursor_after`]). By default: [`Datasource::append`], the
+    /// [`Live::cursor_after`]). By default: [`Publish::append`], the
     /// positions forgotten.
     async fn append_published(
         &self,

@@ -78,7 +78,7 @@ pub trait Live: Send + Sync {
     async fn changes(&self, watches: &mut [Watch]) -> Vec<Result<Vec<Item>, DatasourceError>>;
 
     /// The last publication a cursor includes, for datasources whose new
-    /// records are publications of a stream ([`Datasource::append_published`]);
+    /// records are publications of a stream ([`crate::Publish::append_published`]);
     /// `None` when it is not known.
     fn position_of(&self, _cursor: &LiveCursor) -> Option<Position> {
         None
@@ -91,32 +91,30 @@ pub trait Live: Send + Sync {
         None
     }
 
-    /// Whether one node may poll for the live queries of every node of a
-    /// cluster ([`Live::poll_shared`], [`Live::take_polled`]) instead of each
-    /// node polling for its own ([`LiveMode::Poll`] datasources only).
-    fn shares_polls(&self) -> bool {
-        false
+    /// Its polls shared by a cluster ([`SharedPolls`]); `None`: each node
+    /// polls for its own live queries.
+    fn shared_polls(&self) -> Option<&dyn SharedPolls> {
+        None
     }
+}
 
+/// One node polling a [`LiveMode::Poll`] datasource for the live queries of
+/// every node of a cluster, instead of each node polling for its own.
+#[async_trait]
+pub trait SharedPolls: Send + Sync {
     /// Polls `query` for the whole cluster from `cursor` (one per query,
     /// kept by the cluster; `None`: start now, returning nothing): what is
-    /// new, as values every node's [`Live::take_polled`] reads, and the
+    /// new, as values every node's [`SharedPolls::take_polled`] reads, and the
     /// cursor after them.
     async fn poll_shared(
         &self,
-        _query: &str,
-        _cursor: Option<LiveCursor>,
-    ) -> Result<(Vec<Value>, LiveCursor), DatasourceError> {
-        Err(DatasourceError::unavailable(
-            "this datasource does not share polls",
-        ))
-    }
+        query: &str,
+        cursor: Option<LiveCursor>,
+    ) -> Result<(Vec<Value>, LiveCursor), DatasourceError>;
 
-    /// Of documents polled for the cluster ([`Live::poll_shared`] of the
+    /// Of documents polled for the cluster ([`SharedPolls::poll_shared`] of the
     /// watch's query), those new to `watch`, oldest first; moves its cursor.
-    fn take_polled(&self, _watch: &mut Watch, _polled: &[Value]) -> Vec<Item> {
-        Vec::new()
-    }
+    fn take_polled(&self, watch: &mut Watch, polled: &[Value]) -> Vec<Item>;
 }
 
 /// A place in a stream of publications: the `offset` of one publication
@@ -128,7 +126,7 @@ pub struct Position {
     pub epoch: String,
 }
 
-/// One publication of a batch given to [`Datasource::append_published`]:
+/// One publication of a batch given to [`crate::Publish::append_published`]:
 /// where it is in the stream and how many of the batch's records it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {

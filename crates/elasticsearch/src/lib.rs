@@ -32,8 +32,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use tributary_datasource::{
-    Datasource, DatasourceError, DatasourceSettings, ExpandQuery, Expansion, Field, FieldList,
-    Live, RequestContext, ResultSink, SearchQuery, SetupError, Subsequence, WorkLimits,
+    Datasource, DatasourceError, DatasourceSettings, Expand, ExpandQuery, Expansion, Field,
+    FieldList, ListValues, Live, RequestContext, ResultSink, SearchQuery, SetupError, Subsequence,
+    WorkLimits,
 };
 
 #[derive(Debug, Deserialize)]
@@ -433,6 +434,22 @@ impl Datasource for ElasticsearchDatasource {
         self.live.as_ref().map(|_| self as &dyn Live)
     }
 
+    fn expander(&self) -> Option<&dyn Expand> {
+        Some(self)
+    }
+
+    fn value_lister(&self) -> Option<&dyn ListValues> {
+        Some(self)
+    }
+
+    /// `GET /`: reachable, and really Elasticsearch (7.14+ say so in a header).
+    async fn health(&self) -> Result<(), DatasourceError> {
+        self.check_health().await
+    }
+}
+
+#[async_trait]
+impl Expand for ElasticsearchDatasource {
     /// `terms` / `significant_terms` aggregations under a `sampler`.
     async fn expand(
         &self,
@@ -445,7 +462,10 @@ impl Datasource for ElasticsearchDatasource {
             .await
             .map(Some)
     }
+}
 
+#[async_trait]
+impl ListValues for ElasticsearchDatasource {
     /// A `terms` aggregation whose `include` is the hint as a regular expression.
     async fn values_like(
         &self,
@@ -453,15 +473,14 @@ impl Datasource for ElasticsearchDatasource {
         field: &str,
         hint: &Subsequence,
         limit: usize,
-    ) -> Result<Option<Vec<String>>, DatasourceError> {
+    ) -> Result<Vec<String>, DatasourceError> {
         let fields = self.fields(request).await?;
-        self.values_like_by_terms(field, &fields, hint, limit)
-            .await
-            .map(Some)
+        self.values_like_by_terms(field, &fields, hint, limit).await
     }
+}
 
-    /// `GET /`: reachable, and really Elasticsearch (7.14+ say so in a header).
-    async fn health(&self) -> Result<(), DatasourceError> {
+impl ElasticsearchDatasource {
+    async fn check_health(&self) -> Result<(), DatasourceError> {
         let response = self
             .client
             .info()

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tributary_datasource::{
     DatasourceError, Item, Live, LiveCursor, LiveMode, RequestContext, ResultSink, SearchQuery,
-    Watch,
+    SharedPolls, Watch,
 };
 
 use super::hits::Hit;
@@ -194,10 +194,13 @@ impl Live for ElasticsearchDatasource {
         join_all(polls).await
     }
 
-    fn shares_polls(&self) -> bool {
-        self.live.is_some()
+    fn shared_polls(&self) -> Option<&dyn SharedPolls> {
+        self.live.as_ref().map(|_| self as &dyn SharedPolls)
     }
+}
 
+#[async_trait]
+impl SharedPolls for ElasticsearchDatasource {
     async fn poll_shared(
         &self,
         query: &str,

@@ -45,8 +45,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tributary_datasource::{
-    Datasource, DatasourceError, DatasourceSettings, ExpandQuery, Expansion, FieldList, Item, Live,
-    RequestContext, ResultSink, SearchQuery, SetupError, Subsequence, WorkLimits,
+    Datasource, DatasourceError, DatasourceSettings, Expand, ExpandQuery, Expansion, FieldList,
+    Item, ListValues, Live, RequestContext, ResultSink, SearchQuery, SetupError, Subsequence,
+    WorkLimits,
 };
 
 use self::catalog::{quote_ident, Catalog, ColumnOptions};
@@ -657,6 +658,25 @@ impl Datasource for PostgresDatasource {
         Ok(())
     }
 
+    fn expander(&self) -> Option<&dyn Expand> {
+        Some(self)
+    }
+
+    fn value_lister(&self) -> Option<&dyn ListValues> {
+        Some(self)
+    }
+
+    fn live(&self) -> Option<&dyn Live> {
+        if self.live.is_enabled() {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl Expand for PostgresDatasource {
     /// One `GROUP BY` per field over the rows holding the selection.
     async fn expand(
         &self,
@@ -666,7 +686,10 @@ impl Datasource for PostgresDatasource {
     ) -> Result<Option<Expansion>, DatasourceError> {
         self.expand_by_grouping(request, query).await.map(Some)
     }
+}
 
+#[async_trait]
+impl ListValues for PostgresDatasource {
     /// `LIKE` over the column's values.
     async fn values_like(
         &self,
@@ -674,17 +697,8 @@ impl Datasource for PostgresDatasource {
         field: &str,
         hint: &Subsequence,
         limit: usize,
-    ) -> Result<Option<Vec<String>>, DatasourceError> {
+    ) -> Result<Vec<String>, DatasourceError> {
         self.values_like_by_pattern(request, field, hint, limit)
             .await
-            .map(Some)
-    }
-
-    fn live(&self) -> Option<&dyn Live> {
-        if self.live.is_enabled() {
-            Some(self)
-        } else {
-            None
-        }
     }
 }

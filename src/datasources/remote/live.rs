@@ -17,6 +17,7 @@ use tributary_query::Mapping;
 
 use super::super::*;
 use crate::datasources::embedded::EmbeddedDatasource;
+use crate::datasources::Publish;
 
 /// Published records a buffer holds before the next one starts.
 pub const BUFFER_RECORDS: usize = 10_000;

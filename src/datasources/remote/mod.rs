@@ -806,7 +806,42 @@ impl Datasource for RemoteDatasource {
         })
     }
 
-    /// `EXPAND` to a service that declared it answers it.
+    async fn search(
+        &self,
+        request: &RequestContext,
+        query: &SearchQuery,
+        results: &mut ResultSink,
+    ) -> Result<(), DatasourceError> {
+        self.search_with_failover(request, query, results).await
+    }
+
+    async fn health(&self) -> Result<(), DatasourceError> {
+        match self.providers() {
+            0 => Err(DatasourceError::unavailable(format!(
+                "no service serves datasource `{}` now",
+                self.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn expander(&self) -> Option<&dyn Expand> {
+        Some(self)
+    }
+
+    fn publisher(&self) -> Option<&dyn Publish> {
+        Some(self)
+    }
+
+    fn live(&self) -> Option<&dyn Live> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Expand for RemoteDatasource {
+    /// `EXPAND` to a service that declared it answers it (`None` otherwise:
+    /// declarations change while the service is connected).
     async fn expand(
         &self,
         request: &RequestContext,
@@ -848,8 +883,23 @@ impl Datasource for RemoteDatasource {
         }
         Ok(Some(within_bounds(query, reply.expansion)))
     }
+}
 
-    async fn search(
+#[async_trait]
+impl Publish for RemoteDatasource {
+    async fn append(&self, records: Records) -> Result<Appended, AppendError> {
+        self.publish(records).await
+    }
+
+    fn check_append(&self, records: &Records) -> Result<Appended, AppendError> {
+        self.live.check(records)
+    }
+}
+
+impl RemoteDatasource {
+    /// A search, asked again of another service serving the datasource
+    /// when the one answering leaves mid-request.
+    async fn search_with_failover(
         &self,
         request: &RequestContext,
         query: &SearchQuery,
@@ -882,28 +932,6 @@ impl Datasource for RemoteDatasource {
                 Err(Ended::Gone) => return Err(self.gone()),
             }
         }
-    }
-
-    async fn health(&self) -> Result<(), DatasourceError> {
-        match self.providers() {
-            0 => Err(DatasourceError::unavailable(format!(
-                "no service serves datasource `{}` now",
-                self.id
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    fn live(&self) -> Option<&dyn Live> {
-        Some(self)
-    }
-
-    async fn append(&self, records: Records) -> Result<Appended, AppendError> {
-        self.publish(records).await
-    }
-
-    fn check_append(&self, records: &Records) -> Result<Appended, AppendError> {
-        self.live.check(records)
     }
 }
 
