@@ -1,6 +1,6 @@
 //! The seed Socket API, message by message, over a real websocket.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

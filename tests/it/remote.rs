@@ -5,7 +5,7 @@
 //! a restarting service, invalid and flooding replies, and records published
 //! into live queries — each with a clear error and nothing lost.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

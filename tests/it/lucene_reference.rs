@@ -8,7 +8,7 @@
 //! Needs `javac` and Debian's `liblucene8-java` and `libgoogle-gson-java`
 //! (`.ci/run` installs them).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

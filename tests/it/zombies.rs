@@ -4,7 +4,7 @@
 //! wave after wave, the server's sockets, slots and memory stay bounded. One
 //! test in its own binary, so the process's memory is this server's alone.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! every bad input answered with an `ERROR` event (or, before `IDENTIFY`,
 //! `DISCONNECT`) and nothing lost.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! loopback (`common::es_mock`): every scenario of `common::es_scenarios`, and
 //! the failures a real cluster cannot be made to produce on demand.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

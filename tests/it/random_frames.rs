@@ -4,7 +4,7 @@
 //! with one of the documented codes; after all cases the server holds no
 //! connections and runs no requests.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Who may connect (tokens, origins, the connection cap) and what the server
 //! reports about itself (`/metrics`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! `UPDATE_REQUEST` replaces its query; `CANCEL_REQUEST` ends it; publishing
 //! over HTTP is checked and all-or-nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -62,13 +62,13 @@ impl Schema {
         schema
             .load(
                 "tweets",
-                include_str!("../../datasources/demo/tweets.ndjson"),
+                include_str!("../../../datasources/demo/tweets.ndjson"),
             )
             .await;
         schema
             .load(
                 "emails",
-                include_str!("../../datasources/demo/emails.ndjson"),
+                include_str!("../../../datasources/demo/emails.ndjson"),
             )
             .await;
         schema

@@ -5,7 +5,7 @@
 //! `CHROMIUM` and `CHROMEDRIVER` override their paths. Screenshots are saved
 //! under `target/ui-screenshots/`.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -2067,7 +2067,7 @@ async fn no_serious_accessibility_violations() {
     tick_node_field(client, "from").await;
     search(client, RED, "invoice").await;
     wait_queries_done(client, 1).await;
-    let axe = include_str!("vendor/axe.min.js");
+    let axe = include_str!("../vendor/axe.min.js");
     js(client, &format!("{axe}\nreturn true;")).await;
     let report = client
         .execute_async(

@@ -6,7 +6,7 @@
 //! the datasource's duration counts its own work only. One binary of its
 //! own, so the process's memory is this server's alone.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! prints a note and passes. It creates indices named `tributary-test-<pid>-*`
 //! and deletes them afterwards.
 
-mod common;
+use crate::common;
 
 use common::es_scenarios::{self as scenarios, Target};
 use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};

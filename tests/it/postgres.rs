@@ -2,7 +2,7 @@
 //! test loads the demo tweets and emails into tables of its own schema and
 //! talks to a real tributary server over a websocket.
 
-mod common;
+use crate::common;
 
 use common::pg::{self, Schema};
 use common::*;

@@ -2,7 +2,7 @@
 //! from Elstat's document uses it: `op` codes, channels, DATA with a
 //! millisecond timestamp, and its two close codes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

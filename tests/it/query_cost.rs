@@ -3,7 +3,7 @@
 //! and canceling it must free the CPU at once. One test in its own binary, so
 //! the process's CPU time is this server's alone.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

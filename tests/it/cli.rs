@@ -1,6 +1,6 @@
 //! The `tributary` binary: flags, config file, environment, start-up errors.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

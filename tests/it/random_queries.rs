@@ -4,7 +4,7 @@
 //! thread with a 2 MiB stack, the size of the runtime's worker threads, and
 //! must end in results or a clear error within the search budget.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

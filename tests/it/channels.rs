@@ -2,7 +2,7 @@
 //! and `latency:<id>` with their current value on subscribe and a new one at
 //! every health measure, each bad input answered by an `ERROR`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

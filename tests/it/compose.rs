@@ -4,7 +4,7 @@
 //! PostgreSQL server, and tributary configured by `datasources/compose.toml`
 //! federates both with the built-in fixtures.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Every kind of bad input gets an ERROR, and the connection keeps working.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! connected to one of them, clients on the other. Skipped, saying why,
 //! when no Redis answers.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Connection behaviour beyond the seed API: request ids, completion,
 //! batches, cancellation, timeouts, limits, close codes, heartbeats, shutdown.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

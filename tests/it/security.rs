@@ -1,7 +1,7 @@
 //! Hostile clients: each test reproduces one attack exactly and checks the
 //! server refuses it and keeps serving everyone else.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

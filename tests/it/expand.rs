@@ -2,7 +2,7 @@
 //! ones, counted as the data itself says, across datasources by links, and
 //! every bad input answered with an `ERROR`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
