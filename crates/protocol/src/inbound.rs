@@ -3,7 +3,6 @@
 //! `fields` or `advancedQuery`) keeps working; a wrong type or a missing
 //! field is answered with an `ERROR` that names it.
 
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,23 +12,7 @@ use tributary_datasource::{ExpandMode, FieldValue, Position};
 
 use crate::outbound::{Echo, ErrorCode, ErrorReport, LinkInfo};
 
-/// A client-chosen id tying answers to a request: a string or an integer,
-/// echoed back verbatim as `"request-id"`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum RequestId {
-    Number(i64),
-    Text(String),
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RequestId::Number(n) => write!(f, "{n}"),
-            RequestId::Text(s) => f.write_str(s),
-        }
-    }
-}
+pub use crate::request_id::RequestId;
 
 /// Default page size when an `ITEMS_REQUEST` has no `size`.
 pub const DEFAULT_SIZE: u64 = 50;

@@ -16,6 +16,7 @@ pub mod elstat;
 pub mod events;
 pub mod inbound;
 pub mod outbound;
+pub mod request_id;
 pub mod services;
 
 pub use inbound::{

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tributary_datasource::{ErrorKind, Expansion, Field, Item, Position};
 
-use crate::inbound::RequestId;
+use crate::request_id::RequestId;
 
 /// What every answer to one request repeats: its query, color and request id.
 #[derive(Debug, Clone, Default, PartialEq)]
