@@ -118,7 +118,7 @@ impl App {
             federation,
             live,
             publish: settings.publish.clone(),
-            rules: settings.request_rules(),
+            rules: RequestRules::from_settings(settings),
             links: Arc::new(crate::expand::Links::new(&settings.links)),
             limits: settings.limits.clone(),
             auth: Auth::new(&settings.auth, addr)?,
@@ -143,5 +143,21 @@ fn release_freed_memory() {
     // free pages to the system, whichever allocator is the global one.
     unsafe {
         libmimalloc_sys::mi_collect(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_example_config_builds() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tributary.example.toml");
+        let settings = crate::config::load(Some(&file), None).unwrap();
+        let registry = Registry::with_builtin();
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let (app, _) = App::build(&settings, &registry, addr).unwrap();
+        assert_eq!(app.federation.sources().len(), 2);
     }
 }

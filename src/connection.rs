@@ -14,11 +14,12 @@ use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::auth::Grant;
+use crate::dialect::Dialect;
 use crate::frame_guard;
 use crate::outbox::{Control, Outbox, RequestKey};
 use crate::protocol::{self, elstat, DecodeError};
 use crate::rate::RateLimiter;
-use crate::session::{Command, Dialect, Session};
+use crate::session::{Command, Session};
 use crate::tcp::SocketHandle;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);

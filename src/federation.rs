@@ -22,13 +22,14 @@ use crate::datasources::{
     redact_userinfo, BatchTarget, Caller, Datasource, DatasourceError, ErrorKind, Item, Lease,
     LiveCursor, RequestContext, ResultSink, SinkClosed, WorkLimits,
 };
+use crate::expand::ExpandPlan;
 use crate::expand::{expand_one, Links};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, RequestKey};
 use crate::protocol::{
     DatasourceInfo, DatasourceOutcome, Echo, ErrorCode, ErrorReport, ServerMessage,
 };
-use crate::request::{ExpandPlan, FieldsQuery, ItemsQuery};
+use crate::request::{FieldsQuery, ItemsQuery};
 
 /// A configured datasource, ready to answer.
 pub struct Source {

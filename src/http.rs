@@ -17,9 +17,9 @@ use crate::app::{App, ShutdownSender};
 use crate::config::Settings;
 use crate::connection;
 use crate::datasources::Registry;
+use crate::dialect::Dialect;
 use crate::frame_guard;
 use crate::outbox::{Outbox, OutboxBody};
-use crate::session::Dialect;
 use crate::tcp::{ConnectionGuard, ConnectionSlot};
 
 /// How long the server lets running requests finish after SIGTERM/SIGINT.

@@ -22,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod cores;
 pub mod datasources;
+pub mod dialect;
 pub mod expand;
 pub mod federation;
 pub mod frame_guard;

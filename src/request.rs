@@ -1,14 +1,13 @@
 //! Requests as the federation receives them: validated once, right after
 //! decoding, with their datasources de-duplicated.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use crate::datasources::query_limits::QueryLimits;
+use crate::config::Settings;
+use crate::datasources::QueryLimits;
 use crate::datasources::{Position, SearchQuery};
-use crate::protocol::{
-    Echo, ErrorCode, ErrorReport, ExpandMode, ExpandRequest, FieldValue, FieldsRequest,
-    ItemsRequest, LinkInfo,
-};
+use crate::expand::{ExpandPlan, Normalizer};
+use crate::protocol::{Echo, ErrorCode, ErrorReport, ExpandRequest, FieldsRequest, ItemsRequest};
 
 /// What a request must satisfy before any datasource sees it.
 #[derive(Debug, Clone)]
@@ -41,21 +40,19 @@ pub struct ItemsQuery {
     pub resume: BTreeMap<String, Position>,
 }
 
-/// A valid `EXPAND_REQUEST`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExpandPlan {
-    pub echo: Echo,
-    /// At least one, each once.
-    pub datasources: Vec<String>,
-    /// At least one, each once, none empty.
-    pub values: Vec<FieldValue>,
-    /// Empty: the selected values' fields and the fields linked to them.
-    pub fields: Vec<String>,
-    pub size: usize,
-    pub exclude: BTreeSet<FieldValue>,
-    pub mode: ExpandMode,
-    /// The client's own links, followed with the server's.
-    pub links: Vec<LinkInfo>,
+impl RequestRules {
+    /// What every request must satisfy; query limits capped at what every parser handles safely.
+    pub fn from_settings(settings: &Settings) -> RequestRules {
+        RequestRules {
+            max_page_size: settings.results.max_page_size,
+            query_limits: QueryLimits {
+                max_bytes: settings.limits.max_query_bytes,
+                max_depth: settings.limits.max_query_depth,
+                max_clauses: settings.limits.max_query_clauses,
+            }
+            .capped(),
+        }
+    }
 }
 
 /// Most selected values one `EXPAND_REQUEST` may start from.
@@ -192,7 +189,7 @@ impl RequestRules {
                     link.name
                 ));
             }
-            if let Err(error) = crate::expand::Normalizer::new(link.lowercase, &link.replace) {
+            if let Err(error) = Normalizer::new(link.lowercase, &link.replace) {
                 return refuse(format!("`links`: link {:?} `replace`: {error}", link.name));
             }
         }
@@ -238,7 +235,6 @@ fn unique_datasources(ids: Vec<String>, echo: &Echo) -> Result<Vec<String>, Refu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
 
     fn items(datasources: &[&str], query: &str, size: u64) -> ItemsRequest {
         ItemsRequest {
@@ -255,7 +251,7 @@ mod tests {
 
     #[test]
     fn datasources_are_deduplicated_and_never_empty() {
-        let rules = Settings::default().request_rules();
+        let rules = RequestRules::from_settings(&Settings::default());
         let valid = rules.items(items(&["a", "b", "a"], "x", 5)).unwrap();
         assert_eq!(valid.datasources, ["a", "b"]);
         assert_eq!(valid.echo.color.as_deref(), Some("#fff"));
@@ -266,7 +262,7 @@ mod tests {
 
     #[test]
     fn pages_and_queries_over_the_limits_are_refused() {
-        let rules = Settings::default().request_rules();
+        let rules = RequestRules::from_settings(&Settings::default());
         let refused = rules.items(items(&["a"], "x", 100_001)).unwrap_err();
         assert_eq!(refused.code, ErrorCode::InvalidRequest);
         let deep = format!("{}a{}", "(".repeat(500), ")".repeat(500));

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::cores::ConnectionShare;
 use crate::datasources::{Caller, Lease, WorkLimits};
+use crate::dialect::Dialect;
 use crate::federation::RequestScope;
 use crate::live::hub::Subscribed;
 use crate::live::queries::LiveRequest;
@@ -48,17 +49,6 @@ struct Running {
     /// Canceled by the client: answered `REQUEST_CANCELED`, sends nothing
     /// more, but still counts until its work has really stopped.
     canceled: bool,
-}
-
-/// The framing a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// `/ws`: Marija's Socket API and its extensions.
-    SocketApi,
-    /// `/api/streaming`: Elstat's streaming API (channels only, `op` codes).
-    Elstat,
-    /// `/ws/services`: Damon's socket for services (`services::Peer`).
-    Services,
 }
 
 pub struct Session {

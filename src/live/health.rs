@@ -101,7 +101,7 @@ pub async fn monitor(
                 let checks = federation.sources().into_iter().map(|source| async move {
                     let health = check(&source).await;
                     metrics.health_checks.inc();
-                    let stream = super::streams::health_stream(&source.info.id);
+                    let stream = super::applied::health_stream(&source.info.id);
                     let payload = bytes::Bytes::from(serde_json::to_vec(&health).unwrap_or_default());
                     if let Err(reason) = broker.append(&stream, payload).await {
                         tracing::debug!(%reason, datasource = %source.info.id, "a health measure was not shared");

@@ -4,11 +4,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::datasources::Position;
+use crate::dialect::Dialect;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, LIVE_KEY};
 use crate::protocol::elstat;
 use crate::protocol::outbound::{Frame, ServerMessage};
-use crate::session::Dialect;
 
 /// What a channel name refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! - [`polls`]: with several nodes, one polls a polled datasource for the
 //!   live queries of all.
 
+pub mod applied;
 pub mod broker;
 pub mod health;
 pub mod hub;

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use super::applied::{records_stream, Streams};
 use super::polls::Polled;
-use super::streams::{records_stream, Streams};
 use super::Broker;
 use crate::datasources::{
     Datasource, DatasourceError, ErrorKind, Item, LiveCursor, LiveMode, Position, Watch,

@@ -10,75 +10,18 @@
 //! records and channel values under the same offsets, and a client can
 //! resume on any node from the offset it last received.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
+pub use super::applied::{health_stream, records_stream, Streams};
 use super::broker::{Follower, StreamEntry};
 use super::health::{show, Health, HealthBoard};
 use super::Hub;
-use crate::datasources::{Position, Publication, Records};
+use crate::datasources::{Publication, Records};
 use crate::federation::Federation;
-
-/// The stream of records published to `datasource`.
-pub fn records_stream(datasource: &str) -> String {
-    format!("records:{datasource}")
-}
-
-/// The stream of `datasource`'s health measures.
-pub fn health_stream(datasource: &str) -> String {
-    format!("health:{datasource}")
-}
-
-/// What this node has applied of each stream.
-#[derive(Default)]
-pub struct Streams {
-    applied: Mutex<HashMap<String, watch::Sender<Option<Position>>>>,
-}
-
-impl Streams {
-    fn sender(&self, stream: &str) -> watch::Sender<Option<Position>> {
-        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        applied
-            .entry(stream.to_owned())
-            .or_insert_with(|| watch::channel(None).0)
-            .clone()
-    }
-
-    /// The last position of `stream` applied on this node, as it changes.
-    pub fn applied(&self, stream: &str) -> watch::Receiver<Option<Position>> {
-        self.sender(stream).subscribe()
-    }
-
-    fn set_applied(&self, stream: &str, position: Position) {
-        self.sender(stream).send_replace(Some(position));
-    }
-
-    /// Waits (at most `patience`) until this node has applied `position` of
-    /// `stream`: true once it has, in that epoch.
-    pub async fn wait_applied(
-        &self,
-        stream: &str,
-        position: &Position,
-        patience: Duration,
-    ) -> bool {
-        let mut applied = self.applied(stream);
-        let reached = async move {
-            applied
-                .wait_for(|now| {
-                    now.as_ref().is_some_and(|now| {
-                        now.epoch == position.epoch && now.offset >= position.offset
-                    })
-                })
-                .await
-                .is_ok()
-        };
-        matches!(tokio::time::timeout(patience, reached).await, Ok(true))
-    }
-}
 
 /// The streams of the datasources there are now.
 pub fn streams_of(federation: &Federation) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! runs and reports what it counted. No timing is asserted here; the
 //! figures belong in BENCHMARKS.md.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/it/common/mod.rs"]
 mod common;
 
 use std::process::Command;

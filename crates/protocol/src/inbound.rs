@@ -3,7 +3,6 @@
 //! `fields` or `advancedQuery`) keeps working; a wrong type or a missing
 //! field is answered with an `ERROR` that names it.
 
-
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -272,7 +272,11 @@ impl EmbeddedIndex {
 
     /// The records of `rows` with only the `wanted` fields decoded (each
     /// record's other fields are skipped over, not built).
-    pub(super) fn field_maps(&self, rows: &[u32], wanted: &BTreeSet<&str>) -> Vec<Map<String, Value>> {
+    pub(super) fn field_maps(
+        &self,
+        rows: &[u32],
+        wanted: &BTreeSet<&str>,
+    ) -> Vec<Map<String, Value>> {
         let records = self.read_records();
         rows.iter()
             .filter_map(|&row| records.get(row as usize))
