@@ -1,6 +1,6 @@
 //! The Elasticsearch scenarios against a real cluster: set `ELASTICSEARCH_URL`
 //! (e.g. `http://localhost:9200` with `docker compose up elasticsearch`) and run
-//! `cargo test --test elasticsearch_real -- --nocapture`. Without it the suite
+//! `cargo test --test it -- --nocapture elasticsearch_real::`. Without it the suite
 //! prints a note and passes. It creates indices named `tributary-test-<pid>-*`
 //! and deletes them afterwards.
 
