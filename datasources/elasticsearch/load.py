@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Loads the demo datasets into Elasticsearch: one index per dataset, created
 with datasources/demo/<name>.mapping.json (the mapping the embedded
-`fixtures` datasource indexes with too), then bulk-loaded from
+`embedded` datasource indexes with too), then bulk-loaded from
 datasources/demo/<name>.ndjson with each record's `id` as `_id`.
 
     python3 load.py --url http://localhost:9200 [--prefix demo-] [--replace] tweets emails
@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FIXTURES = HERE.parent / "fixtures"
+FIXTURES = HERE.parent / "demo"
 BATCH = 1000
 
 

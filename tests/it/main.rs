@@ -15,6 +15,7 @@ mod elasticsearch;
 mod elasticsearch_real;
 mod elstat;
 mod expand;
+mod idle_memory;
 mod live;
 mod lucene_reference;
 mod plugins;

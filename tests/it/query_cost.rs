@@ -68,6 +68,10 @@ fn heavy(query: &str, id: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expensive_queries_neither_starve_others_nor_outlive_cancel() {
+    // Measures the whole process: alone in one.
+    if rerun_alone("query_cost::expensive_queries_neither_starve_others_nor_outlive_cancel") {
+        return;
+    }
     let file = dataset(20_000);
     let mut settings = settings(vec![datasource(
         "tweets",

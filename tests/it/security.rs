@@ -338,6 +338,10 @@ async fn raw_session(server: &tributary::http::ServerHandle) -> tokio::net::TcpS
 
 #[tokio::test]
 async fn a_frame_announcing_a_huge_length_closes_at_its_header() {
+    // Measures the whole process: alone in one.
+    if rerun_alone("security::a_frame_announcing_a_huge_length_closes_at_its_header") {
+        return;
+    }
     let server = start(vec![datasource("people", "people", json!({"count": 5}))]);
     for length in [(1u64 << 63) - 1, 1 << 40] {
         let mut stream = raw_session(&server).await;
@@ -737,6 +741,10 @@ async fn stalled_upload(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_bodies_are_bounded_before_they_are_read() {
+    // Measures the whole process: alone in one.
+    if rerun_alone("security::publish_bodies_are_bounded_before_they_are_read") {
+        return;
+    }
     let mut settings = settings(vec![datasource(
         "tweets",
         "fixtures",
@@ -833,6 +841,10 @@ async fn still_answers_tweets(client: &mut Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requests_own_link_cannot_grow_values_without_bound() {
+    // Measures the whole process: alone in one.
+    if rerun_alone("security::a_requests_own_link_cannot_grow_values_without_bound") {
+        return;
+    }
     let server = start(tributary::config::demo_datasources());
     let (mut light, _) = Client::ready(&server).await;
     still_answers_tweets(&mut light).await;

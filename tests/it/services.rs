@@ -405,6 +405,10 @@ async fn events_awaiting_replies_are_bounded_per_service_and_freed_when_it_leave
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_flooding_another_is_refused_or_closed_never_its_victim() {
+    // Measures the whole process: alone in one.
+    if rerun_alone("services::a_service_flooding_another_is_refused_or_closed_never_its_victim") {
+        return;
+    }
     let server = server();
     let (mut attacker, _) = identified(&server, "crm-token-1").await;
     // The victim reads nothing while the flood runs.

@@ -44,6 +44,10 @@ async fn never_reads_sixteen(addr: std::net::SocketAddr) -> TcpStream {
 /// memory is what is measured).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_clients_that_never_read_hold_twenty_budgets_at_most() {
+    // Measures the whole process: alone in one.
+    if rerun_alone("slow_clients::twenty_clients_that_never_read_hold_twenty_budgets_at_most") {
+        return;
+    }
     clients_that_never_read(false).await;
     clients_that_never_read(true).await;
 }

@@ -60,6 +60,10 @@ async fn metric_at_least(addr: std::net::SocketAddr, sample: &str, value: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_cannot_hold_sockets_slots_or_memory() {
+    // Measures the whole process: alone in one.
+    if rerun_alone("zombies::clients_that_never_read_cannot_hold_sockets_slots_or_memory") {
+        return;
+    }
     let mut settings = settings(vec![datasource("bulky", "bulky", json!({}))]);
     settings.limits.max_connections = CAP;
     settings.limits.slow_client_timeout = Duration::from_millis(500);

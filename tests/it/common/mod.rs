@@ -572,3 +572,30 @@ pub fn assert_slowest_under(what: &str, mut latencies: Vec<f64>, bound_ms: f64) 
     );
     assert!(slowest < bound_ms, "{what}: {latencies:?}");
 }
+
+/// For tests that measure the whole process (CPU time, resident memory),
+/// which the other tests of this one binary running beside them would
+/// disturb: runs `test` (its full name, `module::name`) again alone, in a
+/// process of its own, asserts that it passed there, and returns true — the
+/// caller then returns. In that process of its own it returns false, and
+/// the test runs.
+pub fn rerun_alone(test: &str) -> bool {
+    const ALONE: &str = "TRIBUTARY_TEST_ALONE";
+    if std::env::var_os(ALONE).is_some() {
+        return false;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let output = std::process::Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{test}, alone in a process:\n{stdout}\n{stderr}"
+    );
+    true
+}
