@@ -82,3 +82,37 @@ impl Default for Registry {
         Registry::with_builtin()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, Value};
+
+    fn settings(kind: &str) -> DatasourceSettings {
+        let mut options = Map::new();
+        options.insert("embedded".into(), Value::from("tweets"));
+        DatasourceSettings {
+            id: "tweets".into(),
+            name: "Tweets".into(),
+            kind: kind.into(),
+            timeout: None,
+            options,
+        }
+    }
+
+    #[test]
+    fn the_embedded_engine_answers_to_its_name_and_its_old_one() {
+        let registry = Registry::with_builtin();
+        for kind in ["embedded", "fixtures"] {
+            let built = registry.build(&settings(kind));
+            assert!(built.is_ok(), "`{kind}` builds the embedded engine");
+        }
+        let unknown = registry.build(&settings("fixture")).err().expect("unknown");
+        assert!(
+            unknown
+                .to_string()
+                .contains("known types: elasticsearch, embedded, fixtures, postgres"),
+            "{unknown}"
+        );
+    }
+}
