@@ -236,7 +236,7 @@ fn refused_response(id: &str, refused: AppendError, places: &[Place]) -> HttpRes
         ),
         AppendError::NotSupported => error(
             StatusCode::CONFLICT,
-            format!("datasource `{id}` does not take published records (only `fixtures` datasources and remote ones do)"),
+            format!("datasource `{id}` does not take published records (only `embedded` datasources and remote ones do)"),
         ),
         AppendError::Failed(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,6 +1,6 @@
 //! The differential test of the query language: every query of
 //! `tests/lucene/queries.txt` runs on both demo datasets through a real
-//! tributary server (the embedded `fixtures` datasources, over a websocket)
+//! tributary server (the `embedded` datasources, over a websocket)
 //! and through Apache Lucene 8 (`tests/lucene/Reference.java`, indexing the
 //! same records under the same mapping file); the totals must be equal, and
 //! a query one side refuses as a syntax error the other must refuse too.
