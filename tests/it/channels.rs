@@ -178,13 +178,12 @@ async fn a_subscriber_leaving_does_not_stop_the_others() {
     next_data(&mut other, "status:people").await;
     next_data(&mut other, "status:people").await;
     assert!(started.elapsed() < PATIENCE);
+    // A delivery is counted just after its frame is queued, so the client
+    // may read the frame first.
+    metric_at_least(server.addr, "tributary_live_deliveries_total", 3.0).await;
     let text = http_get(server.addr, "/metrics").await.1;
     assert!(
         metric(&text, "tributary_live_publishes_total").unwrap_or(0.0) >= 4.0,
-        "{text}"
-    );
-    assert!(
-        metric(&text, "tributary_live_deliveries_total").unwrap_or(0.0) >= 3.0,
         "{text}"
     );
     assert_eq!(

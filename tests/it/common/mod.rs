@@ -463,6 +463,23 @@ pub fn rss_bytes() -> u64 {
 }
 
 /// Waits until `/metrics` reports `value` for `sample`.
+/// Waits (within `PATIENCE`) until `sample` is at least `value`: for
+/// counters raised just after the frame they count was queued.
+pub async fn metric_at_least(addr: std::net::SocketAddr, sample: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = http_get(addr, "/metrics").await.1;
+        if metric(&text, sample).is_some_and(|found| found >= value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sample} never reached {value}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn metric_eventually(addr: std::net::SocketAddr, sample: &str, value: f64) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
