@@ -1,9 +1,8 @@
 //! The transport loop of one websocket: reads frames, keeps the heartbeat,
 //! watches for a client that stops reading, drains on shutdown, and closes.
 //! Its value is why the connection ended. What the frames mean is the
-//! session's business (`session`); what is written goes through the outbox.
+//! dialect's business (`dialect::Side`); what is written goes through the outbox.
 
-use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,11 +14,12 @@ use tokio::sync::mpsc;
 use crate::app::App;
 use crate::auth::Grant;
 use crate::dialect::Dialect;
+use crate::dialect::{Closing, Elstat, Framing, Side, SocketApi};
+pub use crate::disconnect::Disconnect;
 use crate::frame_guard;
 use crate::outbox::{Control, Outbox, RequestKey};
-use crate::protocol::{self, elstat, DecodeError};
 use crate::rate::RateLimiter;
-use crate::session::{Command, Session};
+use crate::session::Session;
 use crate::tcp::SocketHandle;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
@@ -27,76 +27,6 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 /// A process-unique id for a new connection, for logs.
 pub fn next_connection_id() -> u64 {
     NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Why the server closes a connection: a close code and a reason for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Disconnect {
-    pub code: u16,
-    pub reason: Cow<'static, str>,
-}
-
-impl Disconnect {
-    fn new(code: impl Into<u16>, reason: impl Into<Cow<'static, str>>) -> Disconnect {
-        Disconnect {
-            code: code.into(),
-            reason: reason.into(),
-        }
-    }
-    pub fn too_large() -> Disconnect {
-        Disconnect::new(protocol::CLOSE_TOO_MUCH, "message too large")
-    }
-    pub fn too_many_messages() -> Disconnect {
-        Disconnect::new(protocol::CLOSE_TOO_MUCH, "too many messages")
-    }
-    pub fn slow_client() -> Disconnect {
-        Disconnect::new(
-            protocol::CLOSE_TOO_MUCH,
-            "client too slow: results not read",
-        )
-    }
-    pub fn not_an_object() -> Disconnect {
-        Disconnect::new(
-            protocol::CLOSE_INVALID_PAYLOAD,
-            "every message must be a JSON object",
-        )
-    }
-    pub fn binary_frame() -> Disconnect {
-        Disconnect::new(
-            protocol::CLOSE_INVALID_PAYLOAD,
-            "binary frames are not accepted; send JSON text",
-        )
-    }
-    pub fn no_pong() -> Disconnect {
-        Disconnect::new(CloseCode::Policy, "no pong received")
-    }
-    pub fn protocol_error(error: &ProtocolError) -> Disconnect {
-        Disconnect::new(CloseCode::Protocol, error.to_string())
-    }
-    /// An Elstat payload over 256 bytes.
-    pub fn elstat_too_much() -> Disconnect {
-        Disconnect::new(
-            protocol::CLOSE_TOO_MUCH,
-            "payloads may not exceed 256 bytes",
-        )
-    }
-
-    /// An Elstat payload that is not `{"op": 0 or -1, "channels": [...]}`.
-    pub fn elstat_invalid_payload() -> Disconnect {
-        Disconnect::new(
-            protocol::CLOSE_INVALID_PAYLOAD,
-            "invalid payload: expected {\"op\": 0 or -1, \"channels\": [...]}",
-        )
-    }
-
-    /// A services connection's end (a `DISCONNECT` sent or received).
-    pub fn service(close: crate::services::Close) -> Disconnect {
-        Disconnect::new(close.code, close.reason)
-    }
-
-    pub fn going_away() -> Disconnect {
-        Disconnect::new(CloseCode::Away, "server shutting down")
-    }
 }
 
 /// How the loop ended.
@@ -128,22 +58,39 @@ pub async fn run(
         .aggregate_continuations()
         .max_continuation_size(limits.max_message_bytes);
     let (finished, mut finished_rx) = mpsc::unbounded_channel::<RequestKey>();
-    let mut session = Session::new(
-        connection,
-        dialect,
-        Arc::clone(&app),
-        grant.caller,
-        outbox.clone(),
-        finished,
-    );
-    // On `/ws/services`, frames are Damon's messages between services.
-    let mut peer = (dialect == Dialect::Services)
-        .then(|| crate::services::Peer::new(connection, Arc::clone(&app.services), outbox.clone()));
+    // What the frames mean is the dialect's: a session for the Socket API
+    // and Elstat, a services peer on `/ws/services`.
+    let mut side: Box<dyn Side> = match dialect {
+        Dialect::Services => Box::new(crate::services::Peer::new(
+            connection,
+            Arc::clone(&app.services),
+            outbox.clone(),
+        )),
+        Dialect::SocketApi | Dialect::Elstat => {
+            let framing = if dialect == Dialect::Elstat {
+                Framing::Elstat
+            } else {
+                Framing::SocketApi
+            };
+            let session = Session::new(
+                connection,
+                framing,
+                Arc::clone(&app),
+                grant.caller,
+                outbox.clone(),
+                finished,
+            );
+            match framing {
+                Framing::Elstat => Box::new(Elstat(session)),
+                Framing::SocketApi => Box::new(SocketApi(session)),
+            }
+        }
+    };
     metrics.connections_total.inc();
     tracing::info!("connected");
     // Watched before the greeting, so a datasource joining meanwhile is told.
     let mut datasources_changed = app.federation.watch_changes();
-    session.greet();
+    side.greet();
 
     let mut shutdown = app.shutdown.clone();
     let mut rate = RateLimiter::new(match dialect {
@@ -183,25 +130,10 @@ pub async fn run(
                     break End::Now(Disconnect::too_many_messages());
                 }
                 match message {
-                    AggregatedMessage::Text(text) if peer.is_some() => {
-                        let Some(peer) = peer.as_mut() else { continue };
-                        let close = match tributary_protocol::services::decode(&text) {
-                            Ok(message) => peer.handle(message, &text),
-                            Err(reason) => peer.invalid(&reason),
-                        };
-                        if let Some(close) = close {
-                            break End::AfterResults(Disconnect::service(close));
-                        }
-                    }
-                    AggregatedMessage::Text(text) if dialect == Dialect::Elstat => match elstat::decode(&text) {
-                        Ok(message) => session.handle(Command::Received(message)),
-                        Err(elstat::Refused::TooMuch) => break End::Now(Disconnect::elstat_too_much()),
-                        Err(elstat::Refused::InvalidPayload) => break End::Now(Disconnect::elstat_invalid_payload()),
-                    },
-                    AggregatedMessage::Text(text) => match protocol::decode(&text) {
-                        Ok(message) => session.handle(Command::Received(message)),
-                        Err(DecodeError::NotAnObject) => break End::Now(Disconnect::not_an_object()),
-                        Err(DecodeError::Invalid(report)) => session.handle(Command::Invalid(report)),
+                    AggregatedMessage::Text(text) => match side.text(&text) {
+                        Ok(()) => {}
+                        Err(Closing::Now(disconnect)) => break End::Now(disconnect),
+                        Err(Closing::AfterResults(disconnect)) => break End::AfterResults(disconnect),
                     },
                     AggregatedMessage::Binary(_) => break End::Now(Disconnect::binary_frame()),
                     AggregatedMessage::Ping(bytes) => {
@@ -214,8 +146,8 @@ pub async fn run(
                 }
             }
             Some(key) = finished_rx.recv() => {
-                session.handle(Command::Finished(key));
-                if draining_until.is_some() && session.is_idle() {
+                side.finished(key);
+                if draining_until.is_some() && side.is_idle() {
                     break End::AfterResults(Disconnect::going_away());
                 }
             }
@@ -236,22 +168,19 @@ pub async fn run(
                 let drain = *shutdown.borrow();
                 if let Some(drain) = drain {
                     draining_until = Some(tokio::time::Instant::now() + drain);
-                    session.handle(Command::Shutdown(drain));
-                    if session.is_idle() {
+                    side.shutdown(drain);
+                    if side.is_idle() {
                         break End::AfterResults(Disconnect::going_away());
                     }
                 }
             }
-            Ok(()) = datasources_changed.changed() => session.datasources_changed(),
+            Ok(()) = datasources_changed.changed() => side.datasources_changed(),
             () = drain_deadline => break End::Now(Disconnect::going_away()),
         }
     };
 
     // Everything this connection started stops with it.
-    session.handle(Command::Stop);
-    if let Some(peer) = peer.as_mut() {
-        peer.leave();
-    }
+    side.stop();
     match end {
         End::Gone => {
             tracing::info!("disconnected");

@@ -23,6 +23,7 @@ pub mod connection;
 pub mod cores;
 pub mod datasources;
 pub mod dialect;
+pub mod disconnect;
 pub mod expand;
 pub mod federation;
 pub mod frame_guard;

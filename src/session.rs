@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::cores::ConnectionShare;
 use crate::datasources::{Caller, Lease, WorkLimits};
-use crate::dialect::Dialect;
+use crate::dialect::Framing;
 use crate::federation::RequestScope;
 use crate::live::hub::Subscribed;
 use crate::live::queries::LiveRequest;
@@ -53,7 +53,7 @@ struct Running {
 
 pub struct Session {
     connection: u64,
-    dialect: Dialect,
+    framing: Framing,
     app: Arc<App>,
     caller: Caller,
     outbox: Outbox,
@@ -77,7 +77,7 @@ struct Following {
 impl Session {
     pub fn new(
         connection: u64,
-        dialect: Dialect,
+        framing: Framing,
         app: Arc<App>,
         caller: Caller,
         outbox: Outbox,
@@ -86,7 +86,7 @@ impl Session {
         let searches = Arc::new(Semaphore::new(app.limits.max_concurrent_searches.max(1)));
         Session {
             connection,
-            dialect,
+            framing,
             app,
             caller,
             outbox,
@@ -122,7 +122,7 @@ impl Session {
 
     /// The datasources this caller may use, for dialects that list them.
     fn listed_datasources(&self) -> Option<Vec<crate::protocol::DatasourceInfo>> {
-        (self.dialect == Dialect::SocketApi).then(|| self.app.federation.infos(&self.caller))
+        (self.framing == Framing::SocketApi).then(|| self.app.federation.infos(&self.caller))
     }
 
     /// True when no request is running (or still stopping).
@@ -219,7 +219,7 @@ impl Session {
             Command::Finished(key) => {
                 self.running.remove(&key);
             }
-            Command::Shutdown(_) if self.dialect != Dialect::SocketApi => {}
+            Command::Shutdown(_) if self.framing != Framing::SocketApi => {}
             Command::Shutdown(drain) => {
                 self.control(ServerMessage::ShutdownNotice {
                     drain_ms: u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
@@ -261,7 +261,7 @@ impl Session {
                 &channel,
                 self.connection,
                 &self.outbox,
-                self.dialect,
+                self.framing,
                 position,
             ) {
                 Some(subscribed) => {
@@ -305,19 +305,15 @@ impl Session {
         channels: &[String],
         recovered: Option<&BTreeMap<String, bool>>,
     ) {
-        let reply = match (self.dialect, subscribed) {
-            (Dialect::SocketApi, true) => ServerMessage::Subscribed {
+        let reply = match (self.framing, subscribed) {
+            (Framing::SocketApi, true) => ServerMessage::Subscribed {
                 channels,
                 recovered,
             }
             .encode(),
-            (Dialect::SocketApi, false) => ServerMessage::Unsubscribed { channels }.encode(),
-            (Dialect::Elstat | Dialect::Services, true) => {
-                elstat::channels_reply(elstat::OP_SUBSCRIBED, channels)
-            }
-            (Dialect::Elstat | Dialect::Services, false) => {
-                elstat::channels_reply(elstat::OP_UNSUBSCRIBED, channels)
-            }
+            (Framing::SocketApi, false) => ServerMessage::Unsubscribed { channels }.encode(),
+            (Framing::Elstat, true) => elstat::channels_reply(elstat::OP_SUBSCRIBED, channels),
+            (Framing::Elstat, false) => elstat::channels_reply(elstat::OP_UNSUBSCRIBED, channels),
         };
         let _ = self.outbox.send_control(Control::Text(reply));
     }
@@ -325,9 +321,9 @@ impl Session {
     /// A refused channel: an `ERROR` on the Socket API; Elstat has no error
     /// message, its `SUBSCRIBED` lists only what succeeded.
     fn channel_error(&self, report: &ErrorReport) {
-        match self.dialect {
-            Dialect::SocketApi => self.error(report),
-            Dialect::Elstat | Dialect::Services => {
+        match self.framing {
+            Framing::SocketApi => self.error(report),
+            Framing::Elstat => {
                 tracing::debug!(message = %report.message, "channel refused")
             }
         }

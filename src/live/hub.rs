@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::datasources::Position;
-use crate::dialect::Dialect;
+use crate::dialect::Framing;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, LIVE_KEY};
 use crate::protocol::elstat;
@@ -49,11 +49,10 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn in_dialect(&self, dialect: Dialect) -> Frame {
-        match dialect {
-            // Services never subscribe to channels; they would get Socket API frames.
-            Dialect::SocketApi | Dialect::Services => self.socket_api.clone(),
-            Dialect::Elstat => self.elstat.clone(),
+    fn framed(&self, framing: Framing) -> Frame {
+        match framing {
+            Framing::SocketApi => self.socket_api.clone(),
+            Framing::Elstat => self.elstat.clone(),
         }
     }
 }
@@ -66,7 +65,7 @@ struct Channel {
     /// Values of the current epoch, oldest first, at most [`CHANNEL_HISTORY`].
     history: VecDeque<(u64, Encoded)>,
     epoch: Option<String>,
-    subscribers: HashMap<u64, (Outbox, Dialect)>,
+    subscribers: HashMap<u64, (Outbox, Framing)>,
 }
 
 /// Values each channel keeps for resubscribing clients (at one measure
@@ -128,7 +127,7 @@ impl Hub {
         channel: &str,
         connection: u64,
         outbox: &Outbox,
-        dialect: Dialect,
+        framing: Framing,
         since: Option<&Position>,
     ) -> Option<Subscribed> {
         let mut channels = self.lock();
@@ -149,13 +148,13 @@ impl Hub {
             ),
         };
         for encoded in send {
-            if !self.deliver(outbox, encoded.in_dialect(dialect)) {
+            if !self.deliver(outbox, encoded.framed(framing)) {
                 return Some(subscribed);
             }
         }
         entry
             .subscribers
-            .insert(connection, (outbox.clone(), dialect));
+            .insert(connection, (outbox.clone(), framing));
         self.metrics.live_subscriptions.inc();
         Some(subscribed)
     }
@@ -215,8 +214,8 @@ impl Hub {
             elstat: elstat::data(channel, at_ms, value),
         };
         self.metrics.live_publishes.inc();
-        entry.subscribers.retain(|_, (outbox, dialect)| {
-            let kept = self.deliver(outbox, encoded.in_dialect(*dialect));
+        entry.subscribers.retain(|_, (outbox, framing)| {
+            let kept = self.deliver(outbox, encoded.framed(*framing));
             if !kept {
                 self.metrics.live_subscriptions.dec();
             }
