@@ -37,6 +37,8 @@ pub mod request;
 pub mod services;
 pub mod session;
 pub mod tcp;
+#[cfg(test)]
+mod testing;
 pub mod ui;
 
 pub use tributary_protocol as protocol;

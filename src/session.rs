@@ -700,3 +700,141 @@ impl Drop for RunningGauge {
         self.0.requests_running.dec();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::protocol;
+    use crate::testing;
+
+    fn received(text: Value) -> Command {
+        match protocol::decode(&text.to_string()) {
+            Ok(message) => Command::Received(message),
+            Err(error) => panic!("{text} does not decode: {error:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn greets_with_the_datasources_then_answers_items_and_completes() {
+        let app = testing::app(&testing::settings());
+        let (mut session, mut written, mut completions) =
+            testing::session(&app, Framing::SocketApi);
+        session.greet();
+        let initial = written.json().await;
+        assert_eq!(initial["type"], "INITIAL_STATE_RECEIVE");
+        assert_eq!(
+            initial["state"]["datasources"],
+            json!([{"id":"fruit","name":"FRUIT","type":"words"},{"id":"broken","name":"BROKEN","type":"words"}])
+        );
+
+        session.handle(received(
+            json!({"type":"ITEMS_REQUEST","datasources":["fruit"],
+            "query":"apple","color":"#f00","request-id":"r1"}),
+        ));
+        assert!(!session.is_idle());
+        let items = written.json().await;
+        assert_eq!(items["type"], "ITEMS_RECEIVE");
+        assert_eq!(items["items"]["total"], 2);
+        assert_eq!(items["items"]["color"], "#f00");
+        assert_eq!(items["request-id"], "r1");
+        let completed = written.json().await;
+        assert_eq!(completed["type"], "REQUEST_COMPLETED");
+        assert_eq!(completed["request-id"], "r1");
+
+        // Completion reaches the session as a message; then it is idle.
+        let key = completions.recv().await.expect("the request's completion");
+        session.handle(Command::Finished(key));
+        assert!(session.is_idle());
+    }
+
+    #[tokio::test]
+    async fn one_datasource_failing_leaves_the_others_answering() {
+        let app = testing::app(&testing::settings());
+        let (mut session, mut written, _completions) = testing::session(&app, Framing::SocketApi);
+        session.handle(received(
+            json!({"type":"ITEMS_REQUEST","datasources":["fruit","broken"],
+            "query":"*","request-id":7}),
+        ));
+        let mut kinds = Vec::new();
+        loop {
+            let message = written.json().await;
+            let kind = message["type"].as_str().unwrap_or_default().to_owned();
+            if kind == "ERROR" {
+                assert_eq!(message["error"]["datasource"], "broken");
+                let text = message["error"]["message"].as_str().unwrap_or("");
+                assert!(text.contains("the words are gone"), "{message}");
+            }
+            if kind == "ITEMS_RECEIVE" {
+                assert_eq!(message["items"]["total"], 3);
+            }
+            let done = kind == "REQUEST_COMPLETED";
+            kinds.push(kind);
+            if done {
+                break;
+            }
+        }
+        kinds.sort();
+        assert_eq!(kinds, ["ERROR", "ITEMS_RECEIVE", "REQUEST_COMPLETED"]);
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_connections_limit_are_refused_and_unknown_cancels_reported() {
+        let mut settings = testing::settings();
+        settings.limits.max_requests = 1;
+        let app = testing::app(&settings);
+        let (mut session, mut written, _completions) = testing::session(&app, Framing::SocketApi);
+        // Not yet finished (no Finished handled): the first still counts.
+        session.handle(received(
+            json!({"type":"FIELDS_REQUEST","datasources":["fruit"]}),
+        ));
+        session.handle(received(
+            json!({"type":"FIELDS_REQUEST","datasources":["fruit"],"request-id":"two"}),
+        ));
+        let mut refused = None;
+        for _ in 0..3 {
+            let message = written.json().await;
+            if message["type"] == "ERROR" {
+                refused = Some(message);
+                break;
+            }
+        }
+        let refused = refused.expect("the second request is refused");
+        assert_eq!(refused["request-id"], "two", "{refused}");
+        assert_eq!(refused["error"]["code"], "too_many_requests", "{refused}");
+
+        session.handle(received(
+            json!({"type":"CANCEL_REQUEST","request-id":"nope"}),
+        ));
+        loop {
+            let message = written.json().await;
+            if message["type"] == "ERROR" {
+                let text = message["error"]["message"].as_str().unwrap_or("");
+                assert!(text.contains("`nope`"), "{message}");
+                break;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn elstat_framing_answers_subscriptions_with_op_codes_and_no_errors() {
+        let app = testing::app(&testing::settings());
+        let (mut session, mut written, _completions) = testing::session(&app, Framing::Elstat);
+        session.greet();
+        let message =
+            crate::protocol::elstat::decode(r#"{"op":0,"channels":["status:fruit","nonsense"]}"#)
+                .unwrap_or_else(|_| panic!("a valid Elstat message"));
+        session.handle(Command::Received(message));
+        let reply = written.json().await;
+        // Only what succeeded is listed; the unknown channel gets no ERROR.
+        assert_eq!(reply, json!({"op": 1, "channels": ["status:fruit"]}));
+        session.handle(Command::Shutdown(Duration::from_secs(1)));
+        session.handle(Command::Stop);
+        assert!(
+            written.nothing_more().await,
+            "Elstat has no shutdown notice"
+        );
+        assert_eq!(app.hub.subscribers("status:fruit"), 0);
+    }
+}

@@ -65,3 +65,80 @@ pub trait Side {
     /// The connection ends: everything it started stops.
     fn stop(&mut self);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::protocol::{CLOSE_INVALID_PAYLOAD, CLOSE_TOO_MUCH};
+    use crate::services::Peer;
+    use crate::testing;
+
+    fn closing_code(result: Result<(), Closing>) -> (bool, u16) {
+        match result {
+            Ok(()) => panic!("the connection should close"),
+            Err(Closing::Now(d)) => (true, d.code),
+            Err(Closing::AfterResults(d)) => (false, d.code),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_socket_api_closes_on_what_is_not_an_object_and_answers_the_rest() {
+        let app = testing::app(&testing::settings());
+        let (session, mut written, _completions) = testing::session(&app, Framing::SocketApi);
+        let mut side = SocketApi(session);
+        assert_eq!(
+            closing_code(side.text("[1]")),
+            (true, CLOSE_INVALID_PAYLOAD)
+        );
+        // An object the protocol does not know: an ERROR, the connection stays.
+        assert!(side.text(r#"{"type":"NO_SUCH_THING"}"#).is_ok());
+        assert_eq!(written.json().await["type"], "ERROR");
+        side.text(r#"{"type":"ITEMS_REQUEST","datasources":["fruit"],"query":"ban"}"#)
+            .unwrap_or_else(|_| panic!("a request keeps the connection"));
+        assert_eq!(written.json().await["items"]["total"], 1);
+        side.stop();
+    }
+
+    #[tokio::test]
+    async fn elstat_closes_on_oversized_and_invalid_payloads() {
+        let app = testing::app(&testing::settings());
+        let (session, mut written, _completions) = testing::session(&app, Framing::Elstat);
+        let mut side = Elstat(session);
+        let long = json!({"op": 0, "channels": ["x".repeat(300)]}).to_string();
+        assert_eq!(closing_code(side.text(&long)), (true, CLOSE_TOO_MUCH));
+        assert_eq!(
+            closing_code(side.text(r#"{"op": 9}"#)),
+            (true, CLOSE_INVALID_PAYLOAD)
+        );
+        assert!(side.text(r#"{"op":0,"channels":["status:fruit"]}"#).is_ok());
+        assert_eq!(
+            written.json().await,
+            json!({"op": 1, "channels": ["status:fruit"]})
+        );
+        side.stop();
+        assert_eq!(app.hub.subscribers("status:fruit"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_services_connection_has_no_session_and_must_identify_first() {
+        let app = testing::app(&testing::settings());
+        let (outbox, body) = testing::outbox(&app);
+        let mut written = testing::Written::new(body);
+        let mut side: Box<dyn Side> = Box::new(Peer::new(9, Arc::clone(&app.services), outbox));
+        // No greeting: services speak first.
+        side.greet();
+        assert!(written.nothing_more().await);
+        let (now, code) = closing_code(side.text("not json"));
+        assert_eq!((now, code), (false, 1008));
+        let told = written.json().await;
+        // Damon's DISCONNECT is op 2, with the reason.
+        assert_eq!(told["op"], 2, "{told}");
+        let reason = told["data"]["reason"].as_str().unwrap_or("");
+        assert!(reason.starts_with("identify first"), "{told}");
+        side.stop();
+    }
+}

@@ -239,3 +239,65 @@ impl Hub {
         super::deliver(outbox, LIVE_KEY, frame, &self.metrics, "channel")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{self, Written};
+
+    fn at(offset: u64) -> Position {
+        Position {
+            offset,
+            epoch: "e1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_value_reaches_each_subscriber_in_its_framing_once() {
+        let app = testing::app(&testing::settings());
+        let hub = Hub::new(Arc::clone(&app.metrics));
+        let (socket_api, body) = testing::outbox(&app);
+        let (elstat, elstat_body) = testing::outbox(&app);
+        let (mut socket_api_written, mut elstat_written) =
+            (Written::new(body), Written::new(elstat_body));
+        hub.subscribe("status:fruit", 1, &socket_api, Framing::SocketApi, None);
+        hub.subscribe("status:fruit", 2, &elstat, Framing::Elstat, None);
+        assert!(hub
+            .subscribe("status:fruit", 2, &elstat, Framing::Elstat, None)
+            .is_none());
+
+        hub.publish("status:fruit", 1_000, &json!("up"), &at(1));
+        // The same position again is a value already published.
+        hub.publish("status:fruit", 1_000, &json!("up"), &at(1));
+        assert_eq!(
+            socket_api_written.json().await,
+            json!({"type": "DATA", "c": "status:fruit", "d": [1000, "up"], "offset": 1, "epoch": "e1"})
+        );
+        assert_eq!(
+            elstat_written.json().await,
+            json!({"op": 3, "c": "status:fruit", "d": [1000, "up"]})
+        );
+        assert!(socket_api_written.nothing_more().await);
+
+        hub.leave(1);
+        hub.leave(2);
+        assert_eq!(hub.subscribers("status:fruit"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resubscriber_gets_what_it_missed_since_its_position() {
+        let app = testing::app(&testing::settings());
+        let hub = Hub::new(Arc::clone(&app.metrics));
+        for offset in 1..=3 {
+            hub.publish("status:fruit", offset * 10, &json!(offset), &at(offset));
+        }
+        let (outbox, body) = testing::outbox(&app);
+        let mut written = Written::new(body);
+        hub.subscribe("status:fruit", 5, &outbox, Framing::SocketApi, Some(&at(1)));
+        assert_eq!(written.json().await["d"], json!([20, 2]));
+        assert_eq!(written.json().await["d"], json!([30, 3]));
+        assert!(written.nothing_more().await);
+    }
+}
