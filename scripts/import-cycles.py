@@ -7,7 +7,8 @@ when A names something of B: `use crate::b::…`, a path `crate::b::…`,
 A path is resolved to the deepest module it names; an item a module re-exports
 (`pub use child::Item`) is resolved to the module it comes from. Edges between
 a module and the modules it contains (or is contained in) are structure, not
-layering, and are not counted.
+layering, and are not counted; nor is test code (`#[cfg(test)]` modules,
+inline or in files of their own), which may use every layer.
 
 Usage: scripts/import-cycles.py [crate-root …]   (default: every crate here)
 """
@@ -56,6 +57,31 @@ def strip(text):
             out.append(c)
             i += 1
     return "".join(out)
+
+
+def without_tests(text):
+    """`text` without its `#[cfg(test)] mod x { … }` blocks."""
+    out, i = [], 0
+    for m in re.finditer(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+\w+\s*\{", text):
+        if m.start() < i:
+            continue
+        out.append(text[i:m.start()])
+        depth, j = 1, m.end()
+        while j < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            j += 1
+        i = j
+    out.append(text[i:])
+    return "".join(out)
+
+
+def test_only(src, modules, code):
+    """Modules declared `#[cfg(test)] mod x;`, and everything inside them."""
+    found = set()
+    for m, text in code.items():
+        for name in re.findall(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text):
+            found.add(tuple(list(m) + [name]))
+    return {m for m in modules if any(m[: len(t)] == t for t in found)}
 
 
 def modules_of(src):
@@ -125,6 +151,9 @@ def deepest(modules, path):
 def analyse(src):
     modules = modules_of(src)
     code = {m: strip(open(p, encoding="utf-8").read()) for m, p in modules.items()}
+    for m in test_only(src, modules, code):
+        del modules[m], code[m]
+    code = {m: without_tests(text) for m, text in code.items()}
     # Re-exports: module → {name: absolute path of what it names}.
     reexports = {}
     uses = {}
