@@ -373,74 +373,10 @@ impl ServerMessage<'_> {
         }
     }
 
-    /// Encodes the message, once.
+    /// Encodes the message, once: `{"type": …, <its body>, "request-id": …}`.
     pub fn encode(&self) -> Frame {
         let kind = self.type_name();
         let text = match *self {
-            // Both carry the whole list in the greeting's shape; links only
-            // in the greeting, and only when there are any.
-            ServerMessage::InitialState { datasources, .. }
-            | ServerMessage::DatasourcesChanged { datasources } => {
-                let links = match *self {
-                    ServerMessage::InitialState { links, .. } => links,
-                    _ => &[],
-                };
-                #[derive(Serialize)]
-                struct State<'a> {
-                    datasources: &'a [DatasourceInfo],
-                    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-                    links: &'a [LinkInfo],
-                }
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    state: State<'a>,
-                }
-                tagged(
-                    kind,
-                    &Body {
-                        state: State { datasources, links },
-                    },
-                    None,
-                )
-            }
-            ServerMessage::Fields {
-                echo,
-                server,
-                index,
-                fields,
-            } => {
-                #[derive(Serialize)]
-                struct Inner<'a> {
-                    server: &'a str,
-                    index: &'a str,
-                    fields: &'a [Field],
-                }
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    fields: Inner<'a>,
-                }
-                let body = Body {
-                    fields: Inner {
-                        server,
-                        index,
-                        fields,
-                    },
-                };
-                tagged(kind, &body, echo.request_id.as_ref())
-            }
-            ServerMessage::Expanded {
-                echo,
-                server,
-                expansion,
-            } => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    server: &'a str,
-                    #[serde(flatten)]
-                    expansion: &'a Expansion,
-                }
-                tagged(kind, &Body { server, expansion }, echo.request_id.as_ref())
-            }
             ServerMessage::Items {
                 echo,
                 server,
@@ -456,128 +392,158 @@ impl ServerMessage<'_> {
                 seq,
                 results,
                 position,
-            } => items_receive(
-                kind,
-                echo,
+            } => {
+                let mark = AppendMark { seq, position };
+                items_receive(kind, echo, server, total, from, results, Some(mark))
+            }
+            _ => tagged(kind, &self.body(), self.request_id()),
+        };
+        Frame(Bytes::from(text))
+    }
+
+    /// The `request-id` the message carries, if any.
+    fn request_id(&self) -> Option<&RequestId> {
+        match *self {
+            ServerMessage::Fields { echo, .. }
+            | ServerMessage::Expanded { echo, .. }
+            | ServerMessage::Items { echo, .. }
+            | ServerMessage::Appended { echo, .. } => echo.request_id.as_ref(),
+            ServerMessage::Error(report) => report.echo.request_id.as_ref(),
+            ServerMessage::LiveStarted { request_id, .. }
+            | ServerMessage::RequestCompleted { request_id, .. }
+            | ServerMessage::RequestCanceled { request_id } => Some(request_id),
+            _ => None,
+        }
+    }
+
+    /// What follows `type` (every message but `ITEMS_RECEIVE`).
+    fn body(&self) -> Body<'_> {
+        match *self {
+            // Both carry the whole list in the greeting's shape; links only
+            // in the greeting, and only when there are any.
+            ServerMessage::InitialState { datasources, links } => Body::State {
+                state: State { datasources, links },
+            },
+            ServerMessage::DatasourcesChanged { datasources } => Body::State {
+                state: State {
+                    datasources,
+                    links: &[],
+                },
+            },
+            ServerMessage::Fields {
                 server,
-                total,
-                from,
-                results,
-                Some(AppendMark { seq, position }),
-            ),
-            ServerMessage::LiveStarted {
-                request_id,
-                datasources,
-            } => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    datasources: &'a BTreeMap<String, LiveModeInfo>,
-                }
-                tagged(kind, &Body { datasources }, Some(request_id))
-            }
-            ServerMessage::Error(report) => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    error: &'a ErrorReport,
-                }
-                tagged(
-                    kind,
-                    &Body { error: report },
-                    report.echo.request_id.as_ref(),
-                )
-            }
-            ServerMessage::RequestCompleted {
-                request_id,
-                outcomes,
-            } => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    datasources: &'a BTreeMap<String, DatasourceOutcome>,
-                }
-                tagged(
-                    kind,
-                    &Body {
-                        datasources: outcomes,
-                    },
-                    Some(request_id),
-                )
-            }
-            ServerMessage::RequestCanceled { request_id } => {
-                #[derive(Serialize)]
-                struct Body {}
-                tagged(kind, &Body {}, Some(request_id))
-            }
-            ServerMessage::Pong { t, server_t, stats } => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    t: &'a Option<Value>,
-                    server_t: u64,
-                    stats: &'a Value,
-                }
-                tagged(kind, &Body { t, server_t, stats }, None)
-            }
-            ServerMessage::ShutdownNotice { drain_ms } => {
-                #[derive(Serialize)]
-                struct Body {
-                    drain_ms: u64,
-                }
-                tagged(kind, &Body { drain_ms }, None)
-            }
+                index,
+                fields,
+                ..
+            } => Body::Fields {
+                fields: FieldsBody {
+                    server,
+                    index,
+                    fields,
+                },
+            },
+            ServerMessage::Expanded {
+                server, expansion, ..
+            } => Body::Expanded { server, expansion },
+            ServerMessage::LiveStarted { datasources, .. } => Body::LiveStarted { datasources },
+            ServerMessage::Error(error) => Body::Error { error },
+            ServerMessage::RequestCompleted { outcomes, .. } => Body::Completed {
+                datasources: outcomes,
+            },
+            ServerMessage::RequestCanceled { .. } => Body::Empty {},
+            ServerMessage::Pong { t, server_t, stats } => Body::Pong { t, server_t, stats },
+            ServerMessage::ShutdownNotice { drain_ms } => Body::Shutdown { drain_ms },
             ServerMessage::Subscribed {
                 channels,
                 recovered,
-            } => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    channels: &'a [String],
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    recovered: Option<&'a BTreeMap<String, bool>>,
-                }
-                tagged(
-                    kind,
-                    &Body {
-                        channels,
-                        recovered,
-                    },
-                    None,
-                )
-            }
-            ServerMessage::Unsubscribed { channels } => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    channels: &'a [String],
-                }
-                tagged(kind, &Body { channels }, None)
-            }
+            } => Body::Channels {
+                channels,
+                recovered,
+            },
+            ServerMessage::Unsubscribed { channels } => Body::Channels {
+                channels,
+                recovered: None,
+            },
             ServerMessage::Data {
                 channel,
                 at_ms,
                 value,
                 position,
-            } => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    c: &'a str,
-                    d: (u64, &'a Value),
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    offset: Option<u64>,
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    epoch: Option<&'a str>,
-                }
-                tagged(
-                    kind,
-                    &Body {
-                        c: channel,
-                        d: (at_ms, value),
-                        offset: position.map(|p| p.offset),
-                        epoch: position.map(|p| p.epoch.as_str()),
-                    },
-                    None,
-                )
-            }
-        };
-        Frame(Bytes::from(text))
+            } => Body::Data {
+                c: channel,
+                d: (at_ms, value),
+                offset: position.map(|p| p.offset),
+                epoch: position.map(|p| p.epoch.as_str()),
+            },
+            // Encoded by `items_receive`.
+            ServerMessage::Items { .. } | ServerMessage::Appended { .. } => Body::Empty {},
+        }
     }
+}
+
+/// The body of each message after its `type`, in wire order (a variant's
+/// fields are the message's, serialised as they are declared).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    State {
+        state: State<'a>,
+    },
+    Fields {
+        fields: FieldsBody<'a>,
+    },
+    Expanded {
+        server: &'a str,
+        #[serde(flatten)]
+        expansion: &'a Expansion,
+    },
+    LiveStarted {
+        datasources: &'a BTreeMap<String, LiveModeInfo>,
+    },
+    Error {
+        error: &'a ErrorReport,
+    },
+    Completed {
+        datasources: &'a BTreeMap<String, DatasourceOutcome>,
+    },
+    Pong {
+        t: &'a Option<Value>,
+        server_t: u64,
+        stats: &'a Value,
+    },
+    Shutdown {
+        drain_ms: u64,
+    },
+    Channels {
+        channels: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<&'a BTreeMap<String, bool>>,
+    },
+    Data {
+        c: &'a str,
+        d: (u64, &'a Value),
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+    },
+    Empty {},
+}
+
+/// `INITIAL_STATE_RECEIVE`'s and `DATASOURCES_CHANGED`'s `state`.
+#[derive(Serialize)]
+struct State<'a> {
+    datasources: &'a [DatasourceInfo],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    links: &'a [LinkInfo],
+}
+
+/// `FIELDS_RECEIVE`'s `fields`.
+#[derive(Serialize)]
+struct FieldsBody<'a> {
+    server: &'a str,
+    index: &'a str,
+    fields: &'a [Field],
 }
 
 /// An `ITEMS_RECEIVE`: a page's batch, or (with `seq`) a live request's

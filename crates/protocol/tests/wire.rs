@@ -252,3 +252,201 @@ fn resuming_positions_decode_in_both_forms() {
     };
     assert!(report.message.contains("`resume`"), "{}", report.message);
 }
+
+/// Every server message, byte for byte: the encoder may change, the bytes
+/// a client reads may not.
+#[test]
+fn every_server_message_encodes_to_the_same_bytes() {
+    let datasources = [DatasourceInfo {
+        id: "tweets".into(),
+        name: "Tweets".into(),
+        kind: "embedded".into(),
+    }];
+    let links: Vec<LinkInfo> = serde_json::from_value(serde_json::json!([
+        {"name": "person", "fields": [{"datasource": "tweets", "field": "user.email"}], "lowercase": true}
+    ]))
+    .expect("a link");
+    let echo = Echo {
+        query: Some("ada".into()),
+        color: Some("#de79f2".into()),
+        request_id: Some(RequestId::Text("r1".into())),
+    };
+    let fields = [Field::new("user.email", "keyword")];
+    let expansion: Expansion = serde_json::from_value(serde_json::json!({
+        "vertices": [{"field": "tag", "value": "btc", "doc_count": 3, "weight": 3.0}],
+        "connections": [{"from": {"field": "user", "value": "ada"}, "to": {"field": "tag", "value": "btc"}, "doc_count": 3}],
+        "sampled": 10, "method": "terms"
+    }))
+    .expect("an expansion");
+    let items = [one_item()];
+    let raw = encode_results(&items);
+    let position = Position {
+        offset: 4,
+        epoch: "e1".into(),
+    };
+    let id = RequestId::Number(9);
+    let modes = BTreeMap::from([(
+        "tweets".to_owned(),
+        LiveModeInfo {
+            mode: "push".into(),
+            interval_ms: None,
+            offset: Some(4),
+            epoch: Some("e1".into()),
+            recovered: None,
+        },
+    )]);
+    let mut report = ErrorReport::new(ErrorCode::BadQuery, "no");
+    report.echo = echo.clone();
+    report.datasource = Some("tweets".into());
+    let outcomes = BTreeMap::from([(
+        "tweets".to_owned(),
+        DatasourceOutcome {
+            took_ms: 5,
+            total: Some(1),
+            error: None,
+        },
+    )]);
+    let t = Some(Value::from(17));
+    let stats = serde_json::json!({"connections": 1});
+    let channels = ["status:tweets".to_owned()];
+    let recovered = BTreeMap::from([("status:tweets".to_owned(), true)]);
+    let value = Value::Bool(true);
+    let cases: Vec<(ServerMessage, &str)> = vec![
+        (
+            ServerMessage::InitialState {
+                datasources: &datasources,
+                links: &[],
+            },
+            r#"{"type":"INITIAL_STATE_RECEIVE","state":{"datasources":[{"id":"tweets","name":"Tweets","type":"embedded"}]}}"#,
+        ),
+        (
+            ServerMessage::InitialState {
+                datasources: &datasources,
+                links: &links,
+            },
+            r#"{"type":"INITIAL_STATE_RECEIVE","state":{"datasources":[{"id":"tweets","name":"Tweets","type":"embedded"}],"links":[{"name":"person","fields":[{"datasource":"tweets","field":"user.email"}],"lowercase":true}]}}"#,
+        ),
+        (
+            ServerMessage::DatasourcesChanged {
+                datasources: &datasources,
+            },
+            r#"{"type":"DATASOURCES_CHANGED","state":{"datasources":[{"id":"tweets","name":"Tweets","type":"embedded"}]}}"#,
+        ),
+        (
+            ServerMessage::Fields {
+                echo: &echo,
+                server: "tweets",
+                index: "tweets",
+                fields: &fields,
+            },
+            r#"{"type":"FIELDS_RECEIVE","fields":{"server":"tweets","index":"tweets","fields":[{"path":"user.email","type":"keyword"}]},"request-id":"r1"}"#,
+        ),
+        (
+            ServerMessage::Expanded {
+                echo: &echo,
+                server: "tweets",
+                expansion: &expansion,
+            },
+            r#"{"type":"EXPAND_RECEIVE","server":"tweets","vertices":[{"field":"tag","value":"btc","doc_count":3,"weight":3.0}],"connections":[{"from":{"field":"user","value":"ada"},"to":{"field":"tag","value":"btc"},"doc_count":3}],"sampled":10,"method":"terms","request-id":"r1"}"#,
+        ),
+        (
+            ServerMessage::Items {
+                echo: &echo,
+                server: "tweets",
+                total: 1,
+                from: 0,
+                results: &items,
+            },
+            r##"{"type":"ITEMS_RECEIVE","items":{"server":"tweets","query":"ada","color":"#de79f2","total":1,"from":0,"results":[{"id":"1","fields":{"user.screen_name":"x"},"highlight":null}]},"request-id":"r1"}"##,
+        ),
+        (
+            ServerMessage::Appended {
+                echo: &echo,
+                server: "tweets",
+                total: 2,
+                from: 1,
+                seq: 3,
+                results: &raw,
+                position: Some(&position),
+            },
+            r##"{"type":"ITEMS_RECEIVE","items":{"server":"tweets","query":"ada","color":"#de79f2","total":2,"from":1,"results":[{"id":"1","fields":{"user.screen_name":"x"},"highlight":null}],"append":true,"seq":3,"offset":4,"epoch":"e1"},"request-id":"r1"}"##,
+        ),
+        (
+            ServerMessage::LiveStarted {
+                request_id: &id,
+                datasources: &modes,
+            },
+            r#"{"type":"LIVE_STARTED","datasources":{"tweets":{"mode":"push","offset":4,"epoch":"e1"}},"request-id":9}"#,
+        ),
+        (
+            ServerMessage::Error(&report),
+            r##"{"type":"ERROR","error":{"query":"ada","color":"#de79f2","message":"no","code":"bad_query","datasource":"tweets"},"request-id":"r1"}"##,
+        ),
+        (
+            ServerMessage::RequestCompleted {
+                request_id: &id,
+                outcomes: &outcomes,
+            },
+            r#"{"type":"REQUEST_COMPLETED","datasources":{"tweets":{"took_ms":5,"total":1,"error":null}},"request-id":9}"#,
+        ),
+        (
+            ServerMessage::RequestCanceled { request_id: &id },
+            r#"{"type":"REQUEST_CANCELED","request-id":9}"#,
+        ),
+        (
+            ServerMessage::Pong {
+                t: &t,
+                server_t: 18,
+                stats: &stats,
+            },
+            r#"{"type":"PONG","t":17,"server_t":18,"stats":{"connections":1}}"#,
+        ),
+        (
+            ServerMessage::ShutdownNotice { drain_ms: 250 },
+            r#"{"type":"SHUTDOWN_NOTICE","drain_ms":250}"#,
+        ),
+        (
+            ServerMessage::Subscribed {
+                channels: &channels,
+                recovered: None,
+            },
+            r#"{"type":"SUBSCRIBED","channels":["status:tweets"]}"#,
+        ),
+        (
+            ServerMessage::Subscribed {
+                channels: &channels,
+                recovered: Some(&recovered),
+            },
+            r#"{"type":"SUBSCRIBED","channels":["status:tweets"],"recovered":{"status:tweets":true}}"#,
+        ),
+        (
+            ServerMessage::Unsubscribed {
+                channels: &channels,
+            },
+            r#"{"type":"UNSUBSCRIBED","channels":["status:tweets"]}"#,
+        ),
+        (
+            ServerMessage::Data {
+                channel: "status:tweets",
+                at_ms: 1000,
+                value: &value,
+                position: None,
+            },
+            r#"{"type":"DATA","c":"status:tweets","d":[1000,true]}"#,
+        ),
+        (
+            ServerMessage::Data {
+                channel: "status:tweets",
+                at_ms: 1000,
+                value: &value,
+                position: Some(&position),
+            },
+            r#"{"type":"DATA","c":"status:tweets","d":[1000,true],"offset":4,"epoch":"e1"}"#,
+        ),
+    ];
+    for (message, expected) in cases {
+        let frame = message.encode();
+        let text = std::str::from_utf8(frame.bytes()).expect("UTF-8");
+        assert_eq!(text, expected);
+    }
+}
