@@ -71,192 +71,46 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("tributary".into()), None)
             .unwrap_or_else(|_| Registry::new());
-        let metrics = Metrics {
-            connections_open: IntGauge::new("connections_open", "Websocket connections open now")
-                .expect("valid metric"),
-            connections_total: IntCounter::new(
-                "connections_total",
-                "Websocket connections accepted since start",
-            )
-            .expect("valid metric"),
-            requests_running: IntGauge::new(
-                "requests_running",
-                "Requests running now over all connections",
-            )
-            .expect("valid metric"),
-            requests: IntCounterVec::new(
-                Opts::new("requests_total", "Inbound messages by type and outcome"),
-                &["type", "outcome"],
-            )
-            .expect("valid metric"),
-            datasource_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "datasource_duration_seconds",
-                    "Time a datasource took to answer one call",
-                )
-                .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    30.0,
-                ]),
+        let add = Adder(&registry);
+        Metrics {
+            connections_open: add.gauge("connections_open", "Websocket connections open now"),
+            connections_total: add.counter("connections_total", "Websocket connections accepted since start"),
+            requests_running: add.gauge("requests_running", "Requests running now over all connections"),
+            requests: add.counters("requests_total", "Inbound messages by type and outcome", &["type", "outcome"]),
+            datasource_seconds: add.histograms(
+                "datasource_duration_seconds",
+                "Time a datasource took to answer one call",
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
                 &["datasource", "call", "outcome"],
-            )
-            .expect("valid metric"),
-            outbox_wait_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "outbox_wait_seconds",
-                    "Time a datasource's results waited for room in a slow client's outbox",
-                )
-                .buckets(vec![0.001, 0.01, 0.1, 1.0, 10.0, 60.0]),
+            ),
+            outbox_wait_seconds: add.histograms(
+                "outbox_wait_seconds",
+                "Time a datasource's results waited for room in a slow client's outbox",
+                &[0.001, 0.01, 0.1, 1.0, 10.0, 60.0],
                 &["datasource"],
-            )
-            .expect("valid metric"),
-            outbox_bytes: IntGauge::new(
-                "outbox_bytes",
-                "Bytes queued for clients now, over all connections",
-            )
-            .expect("valid metric"),
-            messages_out: IntCounter::new("messages_out_total", "Messages written to clients")
-                .expect("valid metric"),
-            bytes_out: IntCounter::new("bytes_out_total", "Bytes of messages written to clients")
-                .expect("valid metric"),
-            rejected_upgrades: IntCounterVec::new(
-                Opts::new(
-                    "rejected_upgrades_total",
-                    "Websocket upgrades refused, by reason",
-                ),
-                &["reason"],
-            )
-            .expect("valid metric"),
-            slow_client_disconnects: IntCounter::new(
-                "slow_client_disconnects_total",
-                "Connections closed because the client did not read",
-            )
-            .expect("valid metric"),
-            connection_resets: IntCounter::new(
-                "connection_resets_total",
-                "Connections reset because their close was not delivered within limits.close_timeout",
-            )
-            .expect("valid metric"),
-            closes: IntCounterVec::new(
-                Opts::new(
-                    "closes_total",
-                    "Connections the server closed, by close code",
-                ),
-                &["code"],
-            )
-            .expect("valid metric"),
-            live_subscriptions: IntGauge::new(
-                "live_subscriptions",
-                "Channel subscriptions now, over all connections",
-            )
-            .expect("valid metric"),
-            live_publishes: IntCounter::new("live_publishes_total", "Values published on channels")
-                .expect("valid metric"),
-            live_deliveries: IntCounter::new(
-                "live_deliveries_total",
-                "Channel values and live appends queued for subscribers",
-            )
-            .expect("valid metric"),
-            service_messages: IntCounter::new(
-                "service_messages_total",
-                "Messages queued for services on /ws/services (events, replies, answers)",
-            )
-            .expect("valid metric"),
-            live_dropped_subscribers: IntCounter::new(
-                "live_dropped_subscribers_total",
-                "Channel, live query and service subscribers closed (4420) because they did not read",
-            )
-            .expect("valid metric"),
-            live_queries: IntGauge::new(
-                "live_queries",
-                "Live requests followed now, one per datasource",
-            )
-            .expect("valid metric"),
-            live_query_groups: IntGauge::new(
-                "live_query_groups",
-                "Distinct live queries now: what each new record is matched against",
-            )
-            .expect("valid metric"),
-            live_matches: IntCounter::new(
-                "live_matches_total",
-                "Distinct live queries asked for new records",
-            )
-            .expect("valid metric"),
-            published_records: IntCounterVec::new(
-                Opts::new("published_records_total", "Records published, by datasource"),
-                &["datasource"],
-            )
-            .expect("valid metric"),
-            cluster_polls: IntCounterVec::new(
-                Opts::new(
-                    "cluster_polls_total",
-                    "Polls of a datasource this node ran for every node's live queries",
-                ),
-                &["datasource"],
-            )
-            .expect("valid metric"),
-            remote_replies: IntCounterVec::new(
-                Opts::new(
-                    "remote_replies_total",
-                    "Replies of services to remote datasource requests, by datasource and outcome",
-                ),
-                &["datasource", "outcome"],
-            )
-            .expect("valid metric"),
-            broker_up: IntGauge::new("broker_up", "1 while the broker can deliver")
-                .expect("valid metric"),
-            health_checks: IntCounter::new(
-                "health_checks_total",
-                "Datasource health checks this node ran",
-            )
-            .expect("valid metric"),
-            limit_refusals: IntCounterVec::new(
-                Opts::new(
-                    "limit_refusals_total",
-                    "Work refused or connections closed because a limit was reached, by limit",
-                ),
-                &["limit"],
-            )
-            .expect("valid metric"),
+            ),
+            outbox_bytes: add.gauge("outbox_bytes", "Bytes queued for clients now, over all connections"),
+            messages_out: add.counter("messages_out_total", "Messages written to clients"),
+            bytes_out: add.counter("bytes_out_total", "Bytes of messages written to clients"),
+            rejected_upgrades: add.counters("rejected_upgrades_total", "Websocket upgrades refused, by reason", &["reason"]),
+            slow_client_disconnects: add.counter("slow_client_disconnects_total", "Connections closed because the client did not read"),
+            connection_resets: add.counter("connection_resets_total", "Connections reset because their close was not delivered within limits.close_timeout"),
+            closes: add.counters("closes_total", "Connections the server closed, by close code", &["code"]),
+            live_subscriptions: add.gauge("live_subscriptions", "Channel subscriptions now, over all connections"),
+            live_publishes: add.counter("live_publishes_total", "Values published on channels"),
+            live_deliveries: add.counter("live_deliveries_total", "Channel values and live appends queued for subscribers"),
+            service_messages: add.counter("service_messages_total", "Messages queued for services on /ws/services (events, replies, answers)"),
+            live_dropped_subscribers: add.counter("live_dropped_subscribers_total", "Channel, live query and service subscribers closed (4420) because they did not read"),
+            live_queries: add.gauge("live_queries", "Live requests followed now, one per datasource"),
+            live_query_groups: add.gauge("live_query_groups", "Distinct live queries now: what each new record is matched against"),
+            live_matches: add.counter("live_matches_total", "Distinct live queries asked for new records"),
+            published_records: add.counters("published_records_total", "Records published, by datasource", &["datasource"]),
+            cluster_polls: add.counters("cluster_polls_total", "Polls of a datasource this node ran for every node's live queries", &["datasource"]),
+            remote_replies: add.counters("remote_replies_total", "Replies of services to remote datasource requests, by datasource and outcome", &["datasource", "outcome"]),
+            broker_up: add.gauge("broker_up", "1 while the broker can deliver"),
+            health_checks: add.counter("health_checks_total", "Datasource health checks this node ran"),
+            limit_refusals: add.counters("limit_refusals_total", "Work refused or connections closed because a limit was reached, by limit", &["limit"]),
             registry,
-        };
-        metrics.register_all();
-        metrics
-    }
-
-    fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
-            Box::new(self.limit_refusals.clone()),
-            Box::new(self.live_queries.clone()),
-            Box::new(self.live_query_groups.clone()),
-            Box::new(self.live_matches.clone()),
-            Box::new(self.published_records.clone()),
-            Box::new(self.remote_replies.clone()),
-            Box::new(self.cluster_polls.clone()),
-            Box::new(self.broker_up.clone()),
-            Box::new(self.health_checks.clone()),
-            Box::new(self.live_subscriptions.clone()),
-            Box::new(self.live_publishes.clone()),
-            Box::new(self.live_deliveries.clone()),
-            Box::new(self.service_messages.clone()),
-            Box::new(self.live_dropped_subscribers.clone()),
-            Box::new(self.outbox_wait_seconds.clone()),
-            Box::new(self.outbox_bytes.clone()),
-            Box::new(self.connections_open.clone()),
-            Box::new(self.connections_total.clone()),
-            Box::new(self.requests_running.clone()),
-            Box::new(self.requests.clone()),
-            Box::new(self.datasource_seconds.clone()),
-            Box::new(self.messages_out.clone()),
-            Box::new(self.bytes_out.clone()),
-            Box::new(self.rejected_upgrades.clone()),
-            Box::new(self.slow_client_disconnects.clone()),
-            Box::new(self.connection_resets.clone()),
-            Box::new(self.closes.clone()),
-        ];
-        for collector in collectors {
-            // Names are distinct constants above, so registration cannot clash.
-            let _ = self.registry.register(collector);
         }
     }
 
@@ -278,8 +132,79 @@ impl Metrics {
     }
 }
 
+/// Makes each metric and registers it at once, so none is left out.
+struct Adder<'a>(&'a Registry);
+
+impl Adder<'_> {
+    fn register<C: prometheus::core::Collector + Clone + 'static>(&self, metric: C) -> C {
+        // Names are distinct constants, so registration cannot clash.
+        let _ = self.0.register(Box::new(metric.clone()));
+        metric
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(name, help).expect("a valid metric"))
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::new(name, help).expect("a valid metric"))
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric"))
+    }
+
+    fn histograms(&self, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+        let options = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.register(HistogramVec::new(options, labels).expect("a valid metric"))
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_registered_under_the_prefix() {
+        let metrics = Metrics::new();
+        // Labelled families appear once a label set is used.
+        metrics.request("PING", "ok");
+        metrics.refused("publish.body_timeout");
+        for family in [
+            &metrics.published_records,
+            &metrics.cluster_polls,
+            &metrics.rejected_upgrades,
+            &metrics.closes,
+        ] {
+            family.with_label_values(&["x"]).inc();
+        }
+        metrics
+            .remote_replies
+            .with_label_values(&["x", "taken"])
+            .inc();
+        metrics
+            .datasource_seconds
+            .with_label_values(&["x", "search", "ok"])
+            .observe(0.1);
+        metrics
+            .outbox_wait_seconds
+            .with_label_values(&["x"])
+            .observe(0.1);
+        let families = metrics.registry.gather();
+        assert_eq!(
+            families.len(),
+            27,
+            "every field of Metrics, registered once"
+        );
+        assert!(families.iter().all(|f| f.name().starts_with("tributary_")));
+        assert!(metrics
+            .render()
+            .contains("tributary_datasource_duration_seconds_bucket"));
     }
 }
