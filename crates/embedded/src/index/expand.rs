@@ -55,69 +55,11 @@ impl EmbeddedIndex {
             ExpandMode::Count => (query.size + skipped).min(TERMS_BUCKETS),
             ExpandMode::Significant => TERMS_BUCKETS,
         };
-        // Per field `i` (key `f{i}`): its `terms` aggregation, `size`
-        // values, or only those of `include` when given.
-        let aggregations_of = |include: &[Vec<String>]| {
-            let mut aggregations = serde_json::Map::new();
-            for (i, column) in columns.iter().enumerate() {
-                let mut terms = serde_json::json!({"field": column, "size": size, "segment_size": size, "min_doc_count": 1});
-                if let Some(values) = include.get(i) {
-                    if values.is_empty() {
-                        continue;
-                    }
-                    terms["include"] = serde_json::json!(values);
-                    terms["size"] = serde_json::json!(values.len());
-                }
-                aggregations.insert(format!("f{i}"), serde_json::json!({ "terms": terms }));
-            }
-            serde_json::from_value::<tantivy::aggregation::agg_req::Aggregations>(Value::Object(
-                aggregations,
-            ))
-            .map_err(|_| DatasourceError::unavailable("the expansion could not be built"))
+        let counts = |text: &str, include: &[Vec<String>]| {
+            let aggregations = terms_aggregations(&columns, size, include)?;
+            self.count_terms(&searcher, text, aggregations, columns.len(), budget)
         };
-        // Counts (records, per field the values and their records) of the
-        // records one query finds.
-        let run = |text: &str,
-                   aggregations: tantivy::aggregation::agg_req::Aggregations|
-         -> Result<(u64, Vec<FieldCounts>), DatasourceError> {
-            let parsed = tributary_query::parse(text)
-                .map_err(|e| DatasourceError::bad_query(e.to_string()))?;
-            let mut compiler = Compiler::new(&self.mapping, &self.index_fields, &searcher, budget);
-            let Some(compiled) = compiler.compile(&parsed)? else {
-                return Ok((0, vec![Vec::new(); columns.len()]));
-            };
-            let limits = tantivy::aggregation::AggregationLimitsGuard::new(
-                Some(TERMS_MEMORY),
-                Some((TERMS_BUCKETS * columns.len()) as u32 + 1),
-            );
-            let context = tantivy::aggregation::AggContextParams::new(
-                limits,
-                self.index.tokenizers().clone(),
-            );
-            let collector =
-                tantivy::aggregation::AggregationCollector::from_aggs(aggregations, context);
-            let (matching, results) = searcher
-                .search(&compiled, &(Count, collector))
-                .map_err(|e| self.internal(e))?;
-            budget.check()?;
-            let results = serde_json::to_value(results).map_err(|_| {
-                DatasourceError::unavailable("the expansion's counts were unreadable")
-            })?;
-            let buckets = (0..columns.len())
-                .map(|i| {
-                    results[format!("f{i}")]["buckets"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|b| {
-                            Some((b["key"].as_str()?.to_owned(), b["doc_count"].as_u64()?))
-                        })
-                        .collect()
-                })
-                .collect();
-            Ok((matching as u64, buckets))
-        };
-        let (matching, all) = run(&selection_query(query), aggregations_of(&[])?)?;
+        let (matching, all) = counts(&selection_query(query), &[])?;
         let new = |field: &str, value: &str| {
             !query.exclude.contains(&FieldValue::new(field, value))
                 && !query.selected.iter().any(|s| s.is(field, value))
@@ -131,31 +73,13 @@ impl EmbeddedIndex {
             }
         }
         let total = searcher.num_docs();
-        let background = |value: &FieldValue| -> u64 {
-            let Some(field) = self.index_fields.by_path.get(&value.field) else {
-                return 0;
-            };
-            // The term as the keyword field indexes it (lowercased by a normalizer).
-            let lowercase = matches!(
-                self.mapping.field(&value.field).map(|m| &m.field_type),
-                Some(FieldType::Keyword {
-                    lowercase: true,
-                    ..
-                })
-            );
-            let text = if lowercase {
-                analysis::lowercase(&value.value)
-            } else {
-                value.value.clone()
-            };
-            searcher
-                .doc_freq(&tantivy::Term::from_field_text(*field, &text))
-                .unwrap_or(0)
-        };
         let weight = |value: &FieldValue, count: u64| match query.mode {
-            ExpandMode::Significant if matching > 0 && total > 0 => {
-                jlh(count, matching, background(value).max(count), total)
-            }
+            ExpandMode::Significant if matching > 0 && total > 0 => jlh(
+                count,
+                matching,
+                self.background_frequency(&searcher, value).max(count),
+                total,
+            ),
             _ => count as f64,
         };
         // The values kept, then their records with each selected value: a
@@ -178,7 +102,7 @@ impl EmbeddedIndex {
                     selected: vec![selected.clone()],
                     ..query.clone()
                 };
-                let (_, each) = run(&selection_query(&one), aggregations_of(&include)?)?;
+                let (_, each) = counts(&selection_query(&one), &include)?;
                 for (field, buckets) in query.fields.iter().zip(each) {
                     for (value, count) in buckets {
                         let to = FieldValue::new(field.clone(), value);
@@ -195,6 +119,72 @@ impl EmbeddedIndex {
             ),
         };
         Ok(Some(expansion))
+    }
+
+    /// How many records `text` finds, and per field (aggregation `f{i}` of
+    /// `fields` columns) its values and their records.
+    fn count_terms(
+        &self,
+        searcher: &tantivy::Searcher,
+        text: &str,
+        aggregations: tantivy::aggregation::agg_req::Aggregations,
+        fields: usize,
+        budget: &Budget,
+    ) -> Result<(u64, Vec<FieldCounts>), DatasourceError> {
+        let parsed =
+            tributary_query::parse(text).map_err(|e| DatasourceError::bad_query(e.to_string()))?;
+        let mut compiler = Compiler::new(&self.mapping, &self.index_fields, searcher, budget);
+        let Some(compiled) = compiler.compile(&parsed)? else {
+            return Ok((0, vec![Vec::new(); fields]));
+        };
+        let limits = tantivy::aggregation::AggregationLimitsGuard::new(
+            Some(TERMS_MEMORY),
+            Some((TERMS_BUCKETS * fields) as u32 + 1),
+        );
+        let context =
+            tantivy::aggregation::AggContextParams::new(limits, self.index.tokenizers().clone());
+        let collector =
+            tantivy::aggregation::AggregationCollector::from_aggs(aggregations, context);
+        let (matching, results) = searcher
+            .search(&compiled, &(Count, collector))
+            .map_err(|e| self.internal(e))?;
+        budget.check()?;
+        let results = serde_json::to_value(results)
+            .map_err(|_| DatasourceError::unavailable("the expansion's counts were unreadable"))?;
+        let buckets = (0..fields)
+            .map(|i| {
+                results[format!("f{i}")]["buckets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| Some((b["key"].as_str()?.to_owned(), b["doc_count"].as_u64()?)))
+                    .collect()
+            })
+            .collect();
+        Ok((matching as u64, buckets))
+    }
+
+    /// How many records of the whole index hold `value` (its term as the
+    /// keyword field indexes it: lowercased by a normalizer).
+    fn background_frequency(&self, searcher: &tantivy::Searcher, value: &FieldValue) -> u64 {
+        let Some(field) = self.index_fields.by_path.get(&value.field) else {
+            return 0;
+        };
+        let lowercase = matches!(
+            self.mapping.field(&value.field).map(|m| &m.field_type),
+            Some(FieldType::Keyword {
+                lowercase: true,
+                ..
+            })
+        );
+        let text = if lowercase {
+            analysis::lowercase(&value.value)
+        } else {
+            value.value.clone()
+        };
+        searcher
+            .doc_freq(&tantivy::Term::from_field_text(*field, &text))
+            .unwrap_or(0)
     }
 
     /// Counts an expansion by reading the fields of every record holding
@@ -327,4 +317,27 @@ impl EmbeddedIndex {
         lock(&self.backgrounds).insert(field.to_owned(), (rows, Arc::clone(&counts)));
         Ok(counts)
     }
+}
+
+/// Per field `i` (key `f{i}`) of `columns`: its `terms` aggregation, `size`
+/// values, or only those of `include[i]` when given.
+fn terms_aggregations(
+    columns: &[&str],
+    size: usize,
+    include: &[Vec<String>],
+) -> Result<tantivy::aggregation::agg_req::Aggregations, DatasourceError> {
+    let mut aggregations = serde_json::Map::new();
+    for (i, column) in columns.iter().enumerate() {
+        let mut terms = serde_json::json!({"field": column, "size": size, "segment_size": size, "min_doc_count": 1});
+        if let Some(values) = include.get(i) {
+            if values.is_empty() {
+                continue;
+            }
+            terms["include"] = serde_json::json!(values);
+            terms["size"] = serde_json::json!(values.len());
+        }
+        aggregations.insert(format!("f{i}"), serde_json::json!({ "terms": terms }));
+    }
+    serde_json::from_value(Value::Object(aggregations))
+        .map_err(|_| DatasourceError::unavailable("the expansion could not be built"))
 }
