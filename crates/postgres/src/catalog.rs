@@ -214,11 +214,6 @@ impl Catalog {
             .await?
             .try_get(0)?;
 
-        let offered = |path: &str| is_offered(options.fields, path);
-        let is_text = |path: &str| match options.text_columns {
-            None => true,
-            Some(names) => names.iter().any(|n| n == path),
-        };
         let mut catalog = Catalog {
             mapping: Mapping::default(),
             columns: HashMap::new(),
@@ -239,87 +234,19 @@ impl Catalog {
             let raw = format!("t.{}", quote_ident(name));
             if matches!(*element, Type::JSON | Type::JSONB) {
                 let keys = json_keys(client, &from, &raw).await?;
-                let mut any = false;
-                let mut object = Map::new();
-                for (key_path, (kind, lists)) in keys {
-                    let path = format!("{name}.{}", key_path.join("."));
-                    if !offered(&path) {
-                        continue;
-                    }
-                    any = true;
-                    let (declared, class) = match kind {
-                        JsonKind::String if is_text(&path) => ("text", Class::Text { cast: false }),
-                        JsonKind::String => ("keyword", Class::Text { cast: false }),
-                        JsonKind::Long => ("long", Class::Number),
-                        JsonKind::Double => ("double", Class::Number),
-                        JsonKind::Bool => ("boolean", Class::Bool),
-                    };
-                    let literal = key_path
-                        .iter()
-                        .map(|k| format!("\"{}\"", k.replace('\\', "\\\\").replace('"', "\\\"")))
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    let jsonb = if *element == Type::JSON {
-                        format!("{raw}::jsonb")
-                    } else {
-                        raw.clone()
-                    };
-                    catalog.columns.insert(
-                        path.clone(),
-                        Column {
-                            raw: format!(
-                                "({jsonb} #> {})",
-                                quote_literal(&format!("{{{literal}}}"))
-                            ),
-                            json: true,
-                            // A key the sample only saw holding single values
-                            // is read as one (which an expression index can serve).
-                            array: lists,
-                            class,
-                        },
-                    );
-                    insert_property(&mut object, &key_path, mapping_entry(declared));
-                    catalog.listed.push(Field::new(path, declared));
-                }
-                if any {
+                let jsonb = if *element == Type::JSON {
+                    format!("{raw}::jsonb")
+                } else {
+                    raw
+                };
+                if let Some(object) = catalog.add_json_keys(name, &jsonb, keys, options) {
                     catalog.result_columns.push(name.clone());
                     properties.insert(name.clone(), json!({"properties": object}));
                 }
-                continue;
+            } else if is_offered(options.fields, name) {
+                let declared = catalog.add_column(name, raw, element, array, options);
+                properties.insert(name.clone(), mapping_entry(&declared));
             }
-            if !offered(name) {
-                continue;
-            }
-            let (declared, class): (String, Class) = match *element {
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => (
-                    if is_text(name) { "text" } else { "keyword" }.into(),
-                    Class::Text {
-                        cast: *element == Type::BPCHAR,
-                    },
-                ),
-                Type::UUID => ("keyword".into(), Class::Text { cast: true }),
-                Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => ("long".into(), Class::Number),
-                Type::NUMERIC | Type::FLOAT4 | Type::FLOAT8 => ("double".into(), Class::Number),
-                Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::DATE => ("date".into(), Class::Date),
-                Type::BOOL => ("boolean".into(), Class::Bool),
-                _ if element.name() == "citext" => (
-                    if is_text(name) { "text" } else { "keyword" }.into(),
-                    Class::Text { cast: true },
-                ),
-                _ => (element.name().to_owned(), Class::Other),
-            };
-            catalog.columns.insert(
-                name.clone(),
-                Column {
-                    raw: raw.clone(),
-                    json: false,
-                    array,
-                    class,
-                },
-            );
-            properties.insert(name.clone(), mapping_entry(&declared));
-            catalog.result_columns.push(name.clone());
-            catalog.listed.push(Field::new(name.clone(), declared));
         }
         catalog.mapping = Mapping::from_json(&json!({"properties": properties}))
             .map_err(|e| SqlError::Config(format!("the columns cannot be mapped: {e}")))?;
@@ -337,9 +264,111 @@ impl Catalog {
 }
 
 impl Catalog {
+    /// Adds the offered keys (as the sample found them) of the JSON column
+    /// `name`, read as `jsonb`: each a field of its own; their mapping, if any.
+    fn add_json_keys(
+        &mut self,
+        name: &str,
+        jsonb: &str,
+        keys: BTreeMap<Vec<String>, (JsonKind, bool)>,
+        options: &ColumnOptions<'_>,
+    ) -> Option<Map<String, Value>> {
+        let mut object = Map::new();
+        for (key_path, (kind, lists)) in keys {
+            let path = format!("{name}.{}", key_path.join("."));
+            if !is_offered(options.fields, &path) {
+                continue;
+            }
+            let (declared, class) = match kind {
+                JsonKind::String if is_text(options, &path) => {
+                    ("text", Class::Text { cast: false })
+                }
+                JsonKind::String => ("keyword", Class::Text { cast: false }),
+                JsonKind::Long => ("long", Class::Number),
+                JsonKind::Double => ("double", Class::Number),
+                JsonKind::Bool => ("boolean", Class::Bool),
+            };
+            let literal = key_path
+                .iter()
+                .map(|k| format!("\"{}\"", k.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect::<Vec<_>>()
+                .join(",");
+            self.columns.insert(
+                path.clone(),
+                Column {
+                    raw: format!("({jsonb} #> {})", quote_literal(&format!("{{{literal}}}"))),
+                    json: true,
+                    // A key the sample only saw holding single values
+                    // is read as one (which an expression index can serve).
+                    array: lists,
+                    class,
+                },
+            );
+            insert_property(&mut object, &key_path, mapping_entry(declared));
+            self.listed.push(Field::new(path, declared));
+        }
+        (!object.is_empty()).then_some(object)
+    }
+
+    /// Adds the column `name` of type `element` (an array of them when
+    /// `array`) as a field; its declared type.
+    fn add_column(
+        &mut self,
+        name: &str,
+        raw: String,
+        element: &Type,
+        array: bool,
+        options: &ColumnOptions<'_>,
+    ) -> String {
+        let text_or_keyword = || {
+            if is_text(options, name) {
+                "text"
+            } else {
+                "keyword"
+            }
+            .to_owned()
+        };
+        let (declared, class): (String, Class) = match *element {
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => (
+                text_or_keyword(),
+                Class::Text {
+                    cast: *element == Type::BPCHAR,
+                },
+            ),
+            Type::UUID => ("keyword".into(), Class::Text { cast: true }),
+            Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => ("long".into(), Class::Number),
+            Type::NUMERIC | Type::FLOAT4 | Type::FLOAT8 => ("double".into(), Class::Number),
+            Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::DATE => ("date".into(), Class::Date),
+            Type::BOOL => ("boolean".into(), Class::Bool),
+            _ if element.name() == "citext" => (text_or_keyword(), Class::Text { cast: true }),
+            _ => (element.name().to_owned(), Class::Other),
+        };
+        self.columns.insert(
+            name.to_owned(),
+            Column {
+                raw,
+                json: false,
+                array,
+                class,
+            },
+        );
+        self.result_columns.push(name.to_owned());
+        self.listed.push(Field::new(name, declared.as_str()));
+        declared
+    }
+
     /// Is this (flattened) path of a result offered?
     pub fn shows(&self, path: &str) -> bool {
         is_offered(self.offered.as_deref(), path)
+    }
+}
+
+/// Is `path` full text (`text`) rather than a `keyword`? Every string is,
+/// unless `text_columns` lists which are.
+fn is_text(options: &ColumnOptions<'_>, path: &str) -> bool {
+    match options.text_columns {
+        None => true,
+        Some(names) => names.iter().any(|n| n == path),
     }
 }
 
