@@ -134,6 +134,45 @@ impl App {
     }
 }
 
+/// A task the server runs beside its connections, from start to shutdown.
+pub type BackgroundTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+impl App {
+    /// The tasks that run beside the connections: applying the streams
+    /// (reading starts here, before anything is appended to them), polling
+    /// for the cluster, measuring health, and remote datasources across
+    /// nodes. The server spawns them once, on its runtime.
+    pub fn background_tasks(&self) -> Vec<BackgroundTask> {
+        let (follower, entries) = self
+            .broker
+            .follow(crate::live::streams::streams_of(&self.federation));
+        let appliers = crate::live::streams::Appliers {
+            federation: Arc::clone(&self.federation),
+            hub: Arc::clone(&self.hub),
+            board: Arc::clone(&self.health),
+            streams: Arc::clone(&self.streams),
+            live: Arc::clone(&self.live),
+        };
+        vec![
+            Box::pin(crate::live::polls::run(
+                Arc::clone(&self.federation),
+                Arc::clone(&self.broker),
+                Arc::clone(&self.metrics),
+                self.shutdown.clone(),
+            )),
+            Box::pin(crate::live::streams::run(appliers, follower, entries)),
+            Box::pin(crate::live::monitor(
+                Arc::clone(&self.federation),
+                Arc::clone(&self.broker),
+                Arc::clone(&self.metrics),
+                self.health_interval,
+                self.shutdown.clone(),
+            )),
+            Box::pin(crate::services::cluster::run(Arc::clone(&self.services))),
+        ]
+    }
+}
+
 /// Gives the memory freed while building the datasources (an index's
 /// temporary buffers) back to the system now, instead of at the allocator's
 /// next busy moment: the resident size after start-up is the server's own.

@@ -305,32 +305,9 @@ pub fn bind(
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let (app, shutdown) = App::build(settings, registry, addr)?;
-    // Reading the streams starts before anything is appended to them.
-    let (follower, entries) = app
-        .broker
-        .follow(crate::live::streams::streams_of(&app.federation));
-    let appliers = crate::live::streams::Appliers {
-        federation: Arc::clone(&app.federation),
-        hub: Arc::clone(&app.hub),
-        board: Arc::clone(&app.health),
-        streams: Arc::clone(&app.streams),
-        live: Arc::clone(&app.live),
-    };
-    actix_web::rt::spawn(crate::live::polls::run(
-        Arc::clone(&app.federation),
-        Arc::clone(&app.broker),
-        Arc::clone(&app.metrics),
-        app.shutdown.clone(),
-    ));
-    actix_web::rt::spawn(crate::live::streams::run(appliers, follower, entries));
-    actix_web::rt::spawn(crate::live::monitor(
-        Arc::clone(&app.federation),
-        Arc::clone(&app.broker),
-        Arc::clone(&app.metrics),
-        app.health_interval,
-        app.shutdown.clone(),
-    ));
-    actix_web::rt::spawn(crate::services::cluster::run(Arc::clone(&app.services)));
+    for task in app.background_tasks() {
+        actix_web::rt::spawn(task);
+    }
     let app = web::Data::new(app);
     let static_dir = settings.static_dir.clone();
     let folder_without_ui = static_dir
