@@ -60,6 +60,9 @@ pub struct App {
 /// Tells every connection the server is shutting down.
 pub type ShutdownSender = watch::Sender<Option<Duration>>;
 
+/// A task the server runs beside its connections, from start to shutdown.
+pub type BackgroundTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 impl App {
     /// Builds every configured datasource (the first that fails stops
     /// start-up) and the rest of the server; `addr` is the address it is bound to.
@@ -132,12 +135,7 @@ impl App {
         };
         Ok((app, shutdown_sender))
     }
-}
 
-/// A task the server runs beside its connections, from start to shutdown.
-pub type BackgroundTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-
-impl App {
     /// The tasks that run beside the connections: applying the streams
     /// (reading starts here, before anything is appended to them), polling
     /// for the cluster, measuring health, and remote datasources across
