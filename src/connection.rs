@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, CloseCode, MessageStream, ProtocolError};
-use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::auth::Grant;
@@ -17,7 +16,7 @@ use crate::dialect::Dialect;
 use crate::dialect::{Closing, Elstat, Framing, Side, SocketApi};
 pub use crate::disconnect::Disconnect;
 use crate::frame_guard;
-use crate::outbox::{Control, Outbox, RequestKey};
+use crate::outbox::{Control, Outbox};
 use crate::rate::RateLimiter;
 use crate::session::Session;
 use crate::tcp::SocketHandle;
@@ -57,7 +56,6 @@ pub async fn run(
         .max_frame_size(limits.max_message_bytes)
         .aggregate_continuations()
         .max_continuation_size(limits.max_message_bytes);
-    let (finished, mut finished_rx) = mpsc::unbounded_channel::<RequestKey>();
     // What the frames mean is the dialect's: a session for the Socket API
     // and Elstat, a services peer on `/ws/services`.
     let mut side: Box<dyn Side> = match dialect {
@@ -78,7 +76,6 @@ pub async fn run(
                 Arc::clone(&app),
                 grant.caller,
                 outbox.clone(),
-                finished,
             );
             match framing {
                 Framing::Elstat => Box::new(Elstat(session)),
@@ -91,6 +88,7 @@ pub async fn run(
     // Watched before the greeting, so a datasource joining meanwhile is told.
     let mut datasources_changed = app.federation.watch_changes();
     side.greet();
+    let mut running = side.running();
 
     let mut shutdown = app.shutdown.clone();
     let mut rate = RateLimiter::new(match dialect {
@@ -145,9 +143,8 @@ pub async fn run(
                     }
                 }
             }
-            Some(key) = finished_rx.recv() => {
-                side.finished(key);
-                if draining_until.is_some() && side.is_idle() {
+            Ok(()) = running.changed(), if draining_until.is_some() => {
+                if side.is_idle() {
                     break End::AfterResults(Disconnect::going_away());
                 }
             }

@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod publish;
 pub mod rate;
 pub mod request;
+pub mod running;
 pub mod services;
 pub mod session;
 pub mod tcp;

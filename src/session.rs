@@ -7,13 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use crate::app::App;
 use crate::cores::ConnectionShare;
-use crate::datasources::{Caller, Lease, WorkLimits};
+use crate::datasources::{Caller, WorkLimits};
 use crate::dialect::Framing;
 use crate::federation::RequestScope;
 use crate::live::hub::Subscribed;
@@ -25,6 +24,7 @@ use crate::protocol::{
     Since, UpdateRequest,
 };
 use crate::request::{ItemsQuery, Refusal};
+use crate::running::Running;
 
 /// What the transport tells the session.
 #[derive(Debug)]
@@ -33,22 +33,10 @@ pub enum Command {
     Received(ClientMessage),
     /// A frame that could not be decoded: answered with this `ERROR`.
     Invalid(Box<ErrorReport>),
-    /// The last of a request's work has stopped.
-    Finished(RequestKey),
     /// The server is shutting down; running requests get this long.
     Shutdown(Duration),
     /// The connection is ending: stop everything.
     Stop,
-}
-
-/// A request the connection is running.
-struct Running {
-    kind: &'static str,
-    request_id: Option<RequestId>,
-    task: JoinHandle<()>,
-    /// Canceled by the client: answered `REQUEST_CANCELED`, sends nothing
-    /// more, but still counts until its work has really stopped.
-    canceled: bool,
 }
 
 pub struct Session {
@@ -57,9 +45,8 @@ pub struct Session {
     app: Arc<App>,
     caller: Caller,
     outbox: Outbox,
-    /// Where request guards report that a request's work has stopped.
-    finished: mpsc::UnboundedSender<RequestKey>,
-    running: HashMap<RequestKey, Running>,
+    /// Its requests, counted until their work has stopped.
+    running: Running,
     next_key: RequestKey,
     /// The connection's share of the search pool.
     searches: Arc<Semaphore>,
@@ -81,7 +68,6 @@ impl Session {
         app: Arc<App>,
         caller: Caller,
         outbox: Outbox,
-        finished: mpsc::UnboundedSender<RequestKey>,
     ) -> Session {
         let searches = Arc::new(Semaphore::new(app.limits.max_concurrent_searches.max(1)));
         Session {
@@ -90,8 +76,7 @@ impl Session {
             app,
             caller,
             outbox,
-            finished,
-            running: HashMap::new(),
+            running: Running::default(),
             next_key: 1,
             searches,
             live: HashMap::new(),
@@ -123,6 +108,11 @@ impl Session {
     /// The datasources this caller may use, for dialects that list them.
     fn listed_datasources(&self) -> Option<Vec<crate::protocol::DatasourceInfo>> {
         (self.framing == Framing::SocketApi).then(|| self.app.federation.infos(&self.caller))
+    }
+
+    /// How many requests run (or are still stopping), as it changes.
+    pub fn running(&self) -> watch::Receiver<usize> {
+        self.running.count()
     }
 
     /// True when no request is running (or still stopping).
@@ -216,9 +206,6 @@ impl Session {
                 self.metrics().request("invalid", report.code.as_str());
                 self.error(&report);
             }
-            Command::Finished(key) => {
-                self.running.remove(&key);
-            }
             Command::Shutdown(_) if self.framing != Framing::SocketApi => {}
             Command::Shutdown(drain) => {
                 self.control(ServerMessage::ShutdownNotice {
@@ -235,11 +222,8 @@ impl Session {
                         following.key,
                     );
                 }
-                for (_, running) in self.running.drain() {
-                    running.task.abort();
-                    if !running.canceled {
-                        self.app.metrics.request(running.kind, "canceled");
-                    }
+                for kind in self.running.abort_all() {
+                    self.app.metrics.request(kind, "canceled");
                 }
             }
         }
@@ -564,10 +548,7 @@ impl Session {
         self.app
             .live
             .leave(&following.query.datasources, self.connection, following.key);
-        if let Some(running) = self.running.get_mut(&following.key) {
-            running.canceled = true;
-            running.task.abort();
-        }
+        self.running.cancel(following.key);
         self.outbox.discard(following.key);
     }
 
@@ -586,16 +567,12 @@ impl Session {
         let metrics = Arc::clone(self.metrics());
         // Counted from now until the last of the request's work has stopped,
         // whether it ends, fails or is aborted.
-        let guard = RequestGuard {
-            key,
-            finished: self.finished.clone(),
-            _gauge: RunningGauge::new(&metrics),
-        };
+        let lease = self.running.start(key, kind, request_id.clone(), &metrics);
         let scope = RequestScope {
             key,
             caller: self.caller.clone(),
             outbox: self.outbox.clone(),
-            lease: Lease::new(guard),
+            lease,
             work: WorkLimits::new(Arc::new(ConnectionShare {
                 share: Arc::clone(&self.searches),
                 cores: Arc::clone(&self.app.cores),
@@ -615,15 +592,7 @@ impl Session {
             }
             .instrument(span),
         );
-        self.running.insert(
-            key,
-            Running {
-                kind,
-                request_id,
-                task,
-                canceled: false,
-            },
-        );
+        self.running.set_task(key, task.abort_handle());
         key
     }
 
@@ -635,12 +604,7 @@ impl Session {
             self.unfollow(following);
             self.metrics().request("ITEMS_REQUEST", "canceled");
         }
-        let keys: Vec<RequestKey> = self
-            .running
-            .iter()
-            .filter(|(_, r)| !r.canceled && r.request_id.as_ref() == Some(&request_id))
-            .map(|(k, _)| *k)
-            .collect();
+        let keys = self.running.with_id(&request_id);
         if keys.is_empty() && following.is_none() {
             self.metrics().request("CANCEL_REQUEST", "unknown_request");
             let report = ErrorReport::new(
@@ -655,12 +619,9 @@ impl Session {
             return;
         }
         for key in keys {
-            if let Some(running) = self.running.get_mut(&key) {
-                // Stays in `running` until its work has stopped (`Finished`).
-                running.canceled = true;
-                running.task.abort();
+            // It still counts until its work has stopped.
+            if let Some(kind) = self.running.cancel(key) {
                 self.outbox.discard(key);
-                let kind = running.kind;
                 self.metrics().request(kind, "canceled");
             }
         }
@@ -668,36 +629,6 @@ impl Session {
         self.control(ServerMessage::RequestCanceled {
             request_id: &request_id,
         });
-    }
-}
-
-/// Tells the connection a request's work is over when the last lease on it
-/// is dropped.
-struct RequestGuard {
-    key: RequestKey,
-    finished: mpsc::UnboundedSender<RequestKey>,
-    _gauge: RunningGauge,
-}
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        let _ = self.finished.send(self.key);
-    }
-}
-
-/// Counts a request in `requests_running` for as long as it lives.
-struct RunningGauge(Arc<Metrics>);
-
-impl RunningGauge {
-    fn new(metrics: &Arc<Metrics>) -> RunningGauge {
-        metrics.requests_running.inc();
-        RunningGauge(Arc::clone(metrics))
-    }
-}
-
-impl Drop for RunningGauge {
-    fn drop(&mut self) {
-        self.0.requests_running.dec();
     }
 }
 
@@ -719,8 +650,7 @@ mod tests {
     #[tokio::test]
     async fn greets_with_the_datasources_then_answers_items_and_completes() {
         let app = testing::app(&testing::settings());
-        let (mut session, mut written, mut completions) =
-            testing::session(&app, Framing::SocketApi);
+        let (mut session, mut written) = testing::session(&app, Framing::SocketApi);
         session.greet();
         let initial = written.json().await;
         assert_eq!(initial["type"], "INITIAL_STATE_RECEIVE");
@@ -743,16 +673,16 @@ mod tests {
         assert_eq!(completed["type"], "REQUEST_COMPLETED");
         assert_eq!(completed["request-id"], "r1");
 
-        // Completion reaches the session as a message; then it is idle.
-        let key = completions.recv().await.expect("the request's completion");
-        session.handle(Command::Finished(key));
+        // Once its work has stopped, the request no longer counts.
+        let mut running = session.running();
+        running.wait_for(|n| *n == 0).await.expect("the count");
         assert!(session.is_idle());
     }
 
     #[tokio::test]
     async fn one_datasource_failing_leaves_the_others_answering() {
         let app = testing::app(&testing::settings());
-        let (mut session, mut written, _completions) = testing::session(&app, Framing::SocketApi);
+        let (mut session, mut written) = testing::session(&app, Framing::SocketApi);
         session.handle(received(
             json!({"type":"ITEMS_REQUEST","datasources":["fruit","broken"],
             "query":"*","request-id":7}),
@@ -784,8 +714,9 @@ mod tests {
         let mut settings = testing::settings();
         settings.limits.max_requests = 1;
         let app = testing::app(&settings);
-        let (mut session, mut written, _completions) = testing::session(&app, Framing::SocketApi);
-        // Not yet finished (no Finished handled): the first still counts.
+        let (mut session, mut written) = testing::session(&app, Framing::SocketApi);
+        // The first still counts: its answer is queued, unread, and the
+        // test runtime has not run its task to the end yet.
         session.handle(received(
             json!({"type":"FIELDS_REQUEST","datasources":["fruit"]}),
         ));
@@ -820,7 +751,7 @@ mod tests {
     #[tokio::test]
     async fn elstat_framing_answers_subscriptions_with_op_codes_and_no_errors() {
         let app = testing::app(&testing::settings());
-        let (mut session, mut written, _completions) = testing::session(&app, Framing::Elstat);
+        let (mut session, mut written) = testing::session(&app, Framing::Elstat);
         session.greet();
         let message =
             crate::protocol::elstat::decode(r#"{"op":0,"channels":["status:fruit","nonsense"]}"#)

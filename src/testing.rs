@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::config::Settings;
@@ -19,7 +18,7 @@ use crate::datasources::{
     RequestContext, ResultSink, SearchQuery, SetupError,
 };
 use crate::dialect::Framing;
-use crate::outbox::{Outbox, OutboxBody, RequestKey};
+use crate::outbox::{Outbox, OutboxBody};
 use crate::session::Session;
 
 /// Words that hold the query (`*`: all of them), one record each:
@@ -186,24 +185,11 @@ impl Written {
     }
 }
 
-/// A session speaking `framing` over an outbox read back by [`Written`];
-/// its requests' completions arrive on the receiver, as the connection
-/// loop would get them.
-pub fn session(
-    app: &Arc<App>,
-    framing: Framing,
-) -> (Session, Written, mpsc::UnboundedReceiver<RequestKey>) {
+/// A session speaking `framing` over an outbox read back by [`Written`].
+pub fn session(app: &Arc<App>, framing: Framing) -> (Session, Written) {
     let (outbox, body) = outbox(app);
-    let (finished, completions) = mpsc::unbounded_channel();
-    let session = Session::new(
-        7,
-        framing,
-        Arc::clone(app),
-        Default::default(),
-        outbox,
-        finished,
-    );
-    (session, Written::new(body), completions)
+    let session = Session::new(7, framing, Arc::clone(app), Default::default(), outbox);
+    (session, Written::new(body))
 }
 
 /// A connection's outbox, as the server sizes it.

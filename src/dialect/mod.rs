@@ -12,7 +12,7 @@ mod socket_api;
 use std::time::Duration;
 
 use crate::disconnect::Disconnect;
-use crate::outbox::RequestKey;
+use tokio::sync::watch;
 
 pub use elstat::Elstat;
 pub use socket_api::SocketApi;
@@ -52,8 +52,11 @@ pub trait Side {
     fn greet(&mut self) {}
     /// One text message from the client.
     fn text(&mut self, text: &str) -> Result<(), Closing>;
-    /// The last of a request's work has stopped.
-    fn finished(&mut self, _key: RequestKey) {}
+    /// How many of its requests run (or are still stopping), as it
+    /// changes; a draining connection closes once none does.
+    fn running(&self) -> watch::Receiver<usize> {
+        watch::channel(0).1
+    }
     /// The server drains: running requests get `drain`.
     fn shutdown(&mut self, _drain: Duration) {}
     /// Nothing running: a draining connection may close.
@@ -88,7 +91,7 @@ mod tests {
     #[tokio::test]
     async fn the_socket_api_closes_on_what_is_not_an_object_and_answers_the_rest() {
         let app = testing::app(&testing::settings());
-        let (session, mut written, _completions) = testing::session(&app, Framing::SocketApi);
+        let (session, mut written) = testing::session(&app, Framing::SocketApi);
         let mut side = SocketApi(session);
         assert_eq!(
             closing_code(side.text("[1]")),
@@ -106,7 +109,7 @@ mod tests {
     #[tokio::test]
     async fn elstat_closes_on_oversized_and_invalid_payloads() {
         let app = testing::app(&testing::settings());
-        let (session, mut written, _completions) = testing::session(&app, Framing::Elstat);
+        let (session, mut written) = testing::session(&app, Framing::Elstat);
         let mut side = Elstat(session);
         let long = json!({"op": 0, "channels": ["x".repeat(300)]}).to_string();
         assert_eq!(closing_code(side.text(&long)), (true, CLOSE_TOO_MUCH));

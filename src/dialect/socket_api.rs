@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::{Closing, Side};
 use crate::disconnect::Disconnect;
-use crate::outbox::RequestKey;
+use tokio::sync::watch;
+
 use crate::protocol::{self, DecodeError};
 use crate::session::{Command, Session};
 
@@ -24,8 +25,8 @@ impl Side for SocketApi {
         Ok(())
     }
 
-    fn finished(&mut self, key: RequestKey) {
-        self.0.handle(Command::Finished(key));
+    fn running(&self) -> watch::Receiver<usize> {
+        self.0.running()
     }
 
     fn shutdown(&mut self, drain: Duration) {

@@ -39,6 +39,24 @@
 //!         results.push(vec![Item::from_fields("1", &fields)]).await?;
 //!         Ok(())
 //!     }
+//!
+//!     // A capability beyond searching: offered by returning itself.
+//!     fn value_lister(&self) -> Option<&dyn ListValues> {
+//!         Some(self)
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl ListValues for One {
+//!     async fn values_like(
+//!         &self,
+//!         _: &RequestContext,
+//!         _field: &str,
+//!         hint: &Subsequence,
+//!         _limit: usize,
+//!     ) -> Result<Vec<String>, DatasourceError> {
+//!         Ok(vec![hint.chars.iter().collect()])
+//!     }
 //! }
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -47,6 +65,11 @@
 //! One.search(&RequestContext::for_test(), &query, &mut sink).await.unwrap();
 //! assert_eq!(pushed.total(), Some(1));
 //! assert_eq!(pushed.ids(), ["1"]);
+//! let lister = One.value_lister().expect("it lists values");
+//! let hint = Subsequence { chars: vec!['a', 'd', 'a'], ignore_case: false };
+//! let listed = lister.values_like(&RequestContext::for_test(), "name", &hint, 10).await.unwrap();
+//! assert_eq!(listed, ["ada"]);
+//! assert!(One.publisher().is_none() && One.live().is_none());
 //! # });
 //! ```
 
