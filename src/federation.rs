@@ -673,3 +673,107 @@ impl BatchTarget for OutboxTarget {
         self.scope.outbox.is_closed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::protocol::{self, ClientMessage};
+    use crate::testing::{self, Words};
+
+    fn scope(outbox: Outbox, caller: Caller) -> RequestScope {
+        RequestScope {
+            key: 1,
+            caller,
+            outbox,
+            lease: Lease::default(),
+            work: WorkLimits::default(),
+        }
+    }
+
+    fn items_query(app: &crate::app::App, text: &str) -> ItemsQuery {
+        let Ok(ClientMessage::Items(request)) = protocol::decode(text) else {
+            panic!("{text} is an ITEMS_REQUEST");
+        };
+        app.rules
+            .items(request)
+            .unwrap_or_else(|_| panic!("{text} is valid"))
+    }
+
+    #[tokio::test]
+    async fn results_come_in_batches_of_the_configured_size_and_a_caller_sees_its_own() {
+        let mut settings = testing::settings();
+        settings.results.batch_size = 2;
+        let app = testing::app(&settings);
+        let (outbox, body) = testing::outbox(&app);
+        let mut written = testing::Written::new(body);
+        let query = items_query(
+            &app,
+            r#"{"type":"ITEMS_REQUEST","datasources":["fruit"],"query":"*"}"#,
+        );
+        let outcome = app
+            .federation
+            .items(
+                query,
+                &HashMap::new(),
+                &scope(outbox.clone(), Caller::default()),
+            )
+            .await;
+        assert!(outcome.all_answered);
+        let first = written.json().await;
+        let second = written.json().await;
+        assert_eq!(
+            (
+                first["items"]["from"].clone(),
+                first["items"]["results"].as_array().map(Vec::len)
+            ),
+            (0.into(), Some(2))
+        );
+        assert_eq!(
+            (
+                second["items"]["from"].clone(),
+                second["items"]["results"].as_array().map(Vec::len)
+            ),
+            (2.into(), Some(1))
+        );
+        assert_eq!(second["items"]["total"], 3);
+
+        // A token limited to `fruit` is told of no other datasource.
+        let limited = Caller {
+            token_name: Some("analyst".into()),
+            datasources: Some(vec!["fruit".to_owned()].into()),
+        };
+        let ids: Vec<String> = app
+            .federation
+            .infos(&limited)
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(ids, ["fruit"]);
+    }
+
+    #[tokio::test]
+    async fn datasources_joining_and_leaving_are_announced_and_ids_stay_unique() {
+        let app = testing::app(&testing::settings());
+        let mut changes = app.federation.watch_changes();
+        let source = |id: &str| Source {
+            info: DatasourceInfo {
+                id: id.into(),
+                name: id.into(),
+                kind: "remote".into(),
+            },
+            datasource: Arc::new(Words(vec!["kiwi"])),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        assert!(app.federation.add(source("fruit")).is_err(), "a taken id");
+        app.federation.add(source("more")).expect("a new id");
+        assert!(changes.has_changed().unwrap_or(false));
+        changes.borrow_and_update();
+        assert!(app.federation.source_by_id("more").is_some());
+        assert!(app.federation.remove("more"));
+        assert!(!app.federation.remove("more"));
+        assert!(changes.has_changed().unwrap_or(false));
+        assert_eq!(app.federation.sources().len(), 2);
+    }
+}

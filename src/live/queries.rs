@@ -736,3 +736,91 @@ impl Wake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use serde_json::{json, Value};
+
+    use crate::datasources::DatasourceSettings;
+    use crate::dialect::Framing;
+    use crate::live::streams::{records_stream, Batch};
+    use crate::protocol;
+    use crate::session::Command;
+    use crate::testing;
+
+    /// A live request gets its page, then each published record that
+    /// matches, once, as an append with its position — through the broker's
+    /// stream, the node applying it and the datasource's feed.
+    #[tokio::test]
+    async fn a_live_request_gets_its_page_then_the_published_records_that_match() {
+        let mut file = tempfile::NamedTempFile::new().expect("a file");
+        writeln!(file, r#"{{"id": "1", "text": "kiwi pie"}}"#).expect("written");
+        let mut settings = testing::settings();
+        let mut options = serde_json::Map::new();
+        options.insert("path".into(), json!(file.path()));
+        settings.datasources.push(DatasourceSettings {
+            id: "notes".into(),
+            name: "Notes".into(),
+            kind: "embedded".into(),
+            timeout: None,
+            options,
+        });
+        let app = testing::app(&settings);
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                for task in app.background_tasks() {
+                    tokio::task::spawn_local(task);
+                }
+                let (mut session, mut written) = testing::session(&app, Framing::SocketApi);
+                let request = json!({"type": "ITEMS_REQUEST", "datasources": ["notes"],
+                    "query": "kiwi", "live": true, "request-id": "l1"});
+                let Ok(message) = protocol::decode(&request.to_string()) else {
+                    panic!("a valid request");
+                };
+                session.handle(Command::Received(message));
+                let mut seen: Vec<Value> = Vec::new();
+                while !seen.iter().any(|m| m["type"] == "LIVE_STARTED") {
+                    seen.push(written.json().await);
+                }
+                let page = seen
+                    .iter()
+                    .find(|m| m["type"] == "ITEMS_RECEIVE")
+                    .expect("the page");
+                assert_eq!(page["items"]["total"], 1);
+
+                let records: crate::datasources::Records = vec![
+                    json!({"id": "2", "text": "apple crumble"}),
+                    json!({"id": "3", "text": "kiwi jam"}),
+                ]
+                .into_iter()
+                .filter_map(|r| r.as_object().cloned())
+                .collect();
+                let position = app
+                    .broker
+                    .append(&records_stream("notes"), Batch::encode(&records))
+                    .await
+                    .expect("appended");
+                let append = loop {
+                    let message = written.json().await;
+                    if message["items"]["append"] == true {
+                        break message;
+                    }
+                };
+                let ids: Vec<&str> = append["items"]["results"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r["id"].as_str())
+                    .collect();
+                assert_eq!(ids, ["3"], "only the record that matches");
+                assert_eq!(append["items"]["offset"], position.offset);
+                assert_eq!(append["items"]["epoch"], position.epoch);
+                assert_eq!(append["request-id"], "l1");
+                session.handle(Command::Stop);
+            })
+            .await;
+    }
+}
