@@ -17,6 +17,7 @@ use crate::config::{Limits, Settings};
 use crate::cores::CorePool;
 use crate::datasources::Registry;
 use crate::federation::{Federation, Source};
+use crate::live::publishing::Publishing;
 use crate::live::{HealthBoard, Hub, LiveQueries};
 use crate::metrics::Metrics;
 use crate::protocol::DatasourceInfo;
@@ -24,6 +25,8 @@ use crate::request::RequestRules;
 
 pub struct App {
     pub metrics: Arc<Metrics>,
+    /// Records published to datasources (HTTP and services alike).
+    pub publishing: Arc<Publishing>,
     pub federation: Arc<Federation>,
     pub rules: RequestRules,
     /// Fields of different datasources holding the same kind of value.
@@ -74,7 +77,11 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let mut sources = Vec::with_capacity(settings.datasources.len());
         for ds in &settings.datasources {
-            let datasource = registry.build(ds).map_err(|e| e.to_string())?;
+            let mut ds = ds.clone();
+            if ds.data_dir.is_none() {
+                ds.data_dir = settings.data_dir_of(&ds.id);
+            }
+            let datasource = registry.build(&ds).map_err(|e| e.to_string())?;
             sources.push(Source {
                 info: DatasourceInfo {
                     id: ds.id.clone(),
@@ -98,6 +105,12 @@ impl App {
         let federation = Arc::new(federation);
         let streams = Arc::new(crate::live::streams::Streams::default());
         let broker = crate::live::Broker::from_settings(&settings.broker)?;
+        let publishing = Arc::new(Publishing::new(
+            Arc::clone(&broker),
+            Arc::clone(&streams),
+            Arc::clone(&metrics),
+        ));
+        publishing.resume(&federation.sources());
         let live = Arc::new(LiveQueries::new(
             Arc::clone(&federation),
             Arc::clone(&streams),
@@ -109,11 +122,13 @@ impl App {
             &settings.services,
             Arc::clone(&federation),
             Arc::clone(&broker),
+            Arc::clone(&publishing),
             settings.default_timeout,
             &settings.limits,
             Arc::clone(&metrics),
         ));
         let app = App {
+            publishing,
             metrics,
             broker,
             streams,

@@ -34,6 +34,42 @@ pub struct Settings {
     /// Fields of different datasources that hold the same kind of value,
     /// by link name (`[links.person]`).
     pub links: BTreeMap<String, LinkSettings>,
+    /// Where published records are kept, a folder per datasource (`data_dir`;
+    /// by default `data` beside the config file, or in the working
+    /// directory without one). `None`: nothing is kept (tests).
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Whether this server may take published records (publishing is open,
+    /// a token may publish, or other nodes publish through the broker):
+    /// only then are datasources given a folder of `data_dir`.
+    pub fn takes_records(&self) -> bool {
+        self.publish.enabled
+            || self.auth.tokens.values().any(|t| t.publish)
+            || self.broker.kind == BrokerKind::Redis
+    }
+
+    /// The folder of `data_dir` for datasource `id`, when records are kept.
+    pub fn data_dir_of(&self, id: &str) -> Option<PathBuf> {
+        let root = self.data_dir.as_ref().filter(|_| self.takes_records())?;
+        // Any id is a folder name of its own: nothing but letters, digits,
+        // `-`, `_` and `.` (never `.` or `..` alone).
+        let mut name: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if name.chars().all(|c| c == '.') {
+            name = name.replace('.', "_");
+        }
+        Some(root.join(name))
+    }
 }
 
 /// `[links.<name>]`: fields that hold the same kind of value in different
@@ -342,6 +378,8 @@ struct RawSettings {
     broker: BrokerSettings,
     #[serde(default)]
     links: BTreeMap<String, LinkSettings>,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
     /// `TRIBUTARY_CONFIG` names the file; it is not a setting of its own.
     #[serde(default)]
     #[allow(dead_code)]
@@ -379,6 +417,9 @@ fn resolve_paths(raw: &mut RawSettings, folder: &Path) {
     };
     if let Some(dir) = &raw.static_dir {
         raw.static_dir = Some(resolve(dir));
+    }
+    if let Some(dir) = &raw.data_dir {
+        raw.data_dir = Some(resolve(dir));
     }
     for datasource in raw.datasources.iter_mut().flat_map(|d| d.values_mut()) {
         for key in FILE_OPTIONS {
@@ -430,6 +471,18 @@ pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, Strin
     if let Some(folder) = file.and_then(Path::parent) {
         resolve_paths(&mut raw, folder);
     }
+    // Each node started from a folder of its own keeps its own data.
+    let beside = file
+        .and_then(Path::parent)
+        .map(|folder| {
+            if folder.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                folder
+            }
+        })
+        .unwrap_or(Path::new("."));
+    raw.data_dir.get_or_insert_with(|| beside.join("data"));
     from_raw(raw)
 }
 
@@ -455,6 +508,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
                     id,
                     kind: ds.kind,
                     options,
+                    data_dir: None,
                 }
             })
             .collect(),
@@ -541,6 +595,7 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
         publish: raw.publish,
         services: raw.services,
         broker: raw.broker,
+        data_dir: raw.data_dir,
     })
 }
 
@@ -557,6 +612,7 @@ pub fn demo_datasources() -> Vec<DatasourceSettings> {
                 kind: "embedded".into(),
                 timeout: None,
                 options,
+                data_dir: None,
             }
         })
         .collect()
@@ -577,6 +633,7 @@ impl Default for Settings {
             services: BTreeMap::new(),
             broker: BrokerSettings::default(),
             links: demo_links(),
+            data_dir: None,
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub live_matches: IntCounter,
     /// Records published to datasources.
     pub published_records: IntCounterVec,
+    /// Publishes (batches), by datasource and outcome: `accepted`, or why
+    /// refused (`invalid`, `full`, `not_supported`, `unavailable`, `broker`).
+    pub publishes: IntCounterVec,
     /// Replies of services to a remote datasource's requests, by datasource
     /// and outcome (`taken`, `late`: after the request ended, `overflow`).
     pub remote_replies: IntCounterVec,
@@ -105,6 +108,7 @@ impl Metrics {
             live_query_groups: add.gauge("live_query_groups", "Distinct live queries now: what each new record is matched against"),
             live_matches: add.counter("live_matches_total", "Distinct live queries asked for new records"),
             published_records: add.counters("published_records_total", "Records published, by datasource", &["datasource"]),
+            publishes: add.counters("publishes_total", "Published batches, by datasource and outcome (accepted, or the reason refused)", &["datasource", "outcome"]),
             cluster_polls: add.counters("cluster_polls_total", "Polls of a datasource this node ran for every node's live queries", &["datasource"]),
             remote_replies: add.counters("remote_replies_total", "Replies of services to remote datasource requests, by datasource and outcome", &["datasource", "outcome"]),
             broker_up: add.gauge("broker_up", "1 while the broker can deliver"),
@@ -184,10 +188,9 @@ mod tests {
         ] {
             family.with_label_values(&["x"]).inc();
         }
-        metrics
-            .remote_replies
-            .with_label_values(&["x", "taken"])
-            .inc();
+        for family in [&metrics.remote_replies, &metrics.publishes] {
+            family.with_label_values(&["x", "taken"]).inc();
+        }
         metrics
             .datasource_seconds
             .with_label_values(&["x", "search", "ok"])
@@ -199,7 +202,7 @@ mod tests {
         let families = metrics.registry.gather();
         assert_eq!(
             families.len(),
-            27,
+            28,
             "every field of Metrics, registered once"
         );
         assert!(families.iter().all(|f| f.name().starts_with("tributary_")));

@@ -7,11 +7,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use std::time::Duration;
-
 use crate::app::App;
 use crate::datasources::{AppendError, Records};
-use crate::live::streams::{records_stream, Batch};
+use crate::live::publishing::{Refused, RETRY_AFTER_SECONDS};
 
 /// Where a record came from in the body, to name it in an error.
 #[derive(Debug)]
@@ -96,51 +94,27 @@ pub async fn records(
     if records.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the body holds no records");
     }
-    // Checked here, then appended to the datasource's stream, which every
-    // node (this one too) applies in the same order: nothing enters the
-    // stream that a node would refuse, and every node's copy holds the
-    // records under the same offsets.
-    let Some(publisher) = source.datasource.publisher() else {
-        return refused_response(&id, AppendError::NotSupported, &places);
-    };
-    let checked = match publisher.check_append(&records) {
-        Ok(checked) => checked,
+    let published = match app.publishing.publish(&source, records).await {
+        Ok(published) => published,
         Err(refused) => return refused_response(&id, refused, &places),
     };
-    let stream = records_stream(&id);
-    let position = match app.broker.append(&stream, Batch::encode(&records)).await {
-        Ok(position) => position,
-        Err(reason) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{reason}: records published now could not reach every node; nothing was published, try again"),
-            )
-        }
-    };
-    app.metrics
-        .published_records
-        .with_label_values(&[&id])
-        .inc_by(checked.records as u64);
-    tracing::debug!(datasource = %id, records = checked.records, offset = position.offset, "records published");
-    // Answered once they are searchable here (a search right after the
-    // answer finds them); they are in the stream already in any case.
-    let searchable = app
-        .streams
-        .wait_applied(&stream, &position, APPLY_PATIENCE)
-        .await;
-    let status = if searchable {
+    let status = if published.searchable {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    HttpResponse::build(status).json(json!({
+    let mut answer = json!({
         "datasource": id,
-        "published": checked.records,
-        "unindexed_fields": checked.unindexed_fields,
-        "offset": position.offset,
-        "epoch": position.epoch,
-        "searchable": searchable,
-    }))
+        "published": published.records,
+        "unindexed_fields": published.unindexed_fields,
+        "offset": published.position.offset,
+        "epoch": published.position.epoch,
+        "searchable": published.searchable,
+    });
+    if let Some(replaced) = published.replaced {
+        answer["replaced"] = json!(replaced);
+    }
+    HttpResponse::build(status).json(answer)
 }
 
 /// The body of a publish, read within `publish.body_timeout` and
@@ -214,13 +188,9 @@ async fn read_body(
     }
 }
 
-/// How long a publisher waits for its records to become searchable on
-/// the node it published to (they are kept in the stream regardless).
-const APPLY_PATIENCE: Duration = Duration::from_secs(10);
-
-/// The answer to records the datasource refused: nothing was published.
-fn refused_response(id: &str, refused: AppendError, places: &[Place]) -> HttpResponse {
-    match refused {
+/// The answer to records that were refused: nothing was published.
+fn refused_response(id: &str, refused: Refused, places: &[Place]) -> HttpResponse {
+    let response = match refused.error {
         AppendError::Invalid { record, message } => {
             let at = places
                 .get(record)
@@ -232,20 +202,30 @@ fn refused_response(id: &str, refused: AppendError, places: &[Place]) -> HttpRes
         }
         AppendError::Full { limit } => error(
             StatusCode::INSUFFICIENT_STORAGE,
-            format!("datasource `{id}` holds as many records as it may ({limit}, its `max_records`); nothing was published"),
+            format!("datasource `{id}` has no room for these records: it may hold {limit} (its `max_records`); nothing was published"),
         ),
         AppendError::NotSupported => error(
             StatusCode::CONFLICT,
             format!("datasource `{id}` does not take published records (only `embedded` datasources and remote ones do)"),
         ),
-        AppendError::Failed(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "datasource `{id}`: {}; nothing was published",
-                crate::datasources::redact_userinfo(&e.message)
-            ),
-        ),
-    }
+        AppendError::Failed(e) => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "datasource `{id}`: {}; nothing was published",
+                    crate::datasources::redact_userinfo(&e.message)
+                ),
+            );
+            if refused.retry {
+                response.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(RETRY_AFTER_SECONDS),
+                );
+            }
+            response
+        }
+    };
+    response
 }
 
 /// What parsing a body may allocate, as a multiple of the largest body

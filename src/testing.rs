@@ -87,6 +87,7 @@ pub fn settings() -> Settings {
             kind: "words".into(),
             timeout: None,
             options: Map::new(),
+            data_dir: None,
         });
     }
     settings

@@ -97,6 +97,7 @@ mod tests {
             kind: kind.into(),
             timeout: None,
             options,
+            data_dir: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod broker;
 pub mod health;
 pub mod hub;
 pub mod polls;
+pub mod publishing;
 pub mod queries;
 pub mod streams;
 

@@ -745,14 +745,13 @@ mod tests {
 
     use crate::datasources::DatasourceSettings;
     use crate::dialect::Framing;
-    use crate::live::streams::{records_stream, Batch};
     use crate::protocol;
     use crate::session::Command;
     use crate::testing;
 
     /// A live request gets its page, then each published record that
-    /// matches, once, as an append with its position — through the broker's
-    /// stream, the node applying it and the datasource's feed.
+    /// matches, once, as an append with its position — published as HTTP
+    /// and services publish, through the datasource's feed.
     #[tokio::test]
     async fn a_live_request_gets_its_page_then_the_published_records_that_match() {
         let mut file = tempfile::NamedTempFile::new().expect("a file");
@@ -766,6 +765,7 @@ mod tests {
             kind: "embedded".into(),
             timeout: None,
             options,
+            data_dir: None,
         });
         let app = testing::app(&settings);
         let local = tokio::task::LocalSet::new();
@@ -798,11 +798,11 @@ mod tests {
                 .into_iter()
                 .filter_map(|r| r.as_object().cloned())
                 .collect();
-                let position = app
-                    .broker
-                    .append(&records_stream("notes"), Batch::encode(&records))
-                    .await
-                    .expect("appended");
+                let source = app.federation.source_by_id("notes").expect("notes");
+                let Ok(published) = app.publishing.publish(&source, records).await else {
+                    panic!("published");
+                };
+                let position = published.position;
                 let append = loop {
                     let message = written.json().await;
                     if message["items"]["append"] == true {

@@ -26,6 +26,7 @@ use crate::config::ServiceSettings;
 use crate::datasources::remote::{Declaration, Link, RemoteDatasource, Route, Routed};
 use crate::datasources::{Datasource, Records};
 use crate::federation::{Federation, Source};
+use crate::live::publishing::Publishing;
 use crate::live::Broker;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -107,6 +108,8 @@ pub struct Services {
     federation: Arc<Federation>,
     /// How remote datasources reach the other nodes.
     pub broker: Arc<Broker>,
+    /// Where a service's `PUBLISH` goes: as records published by HTTP.
+    publishing: Arc<Publishing>,
     /// How long a remote datasource may take to answer.
     timeout: Duration,
     /// How long a remote datasource no service serves stays listed.
@@ -121,6 +124,7 @@ impl Services {
         settings: &std::collections::BTreeMap<String, ServiceSettings>,
         federation: Arc<Federation>,
         broker: Arc<Broker>,
+        publishing: Arc<Publishing>,
         timeout: Duration,
         limits: &crate::config::Limits,
         metrics: Arc<Metrics>,
@@ -139,6 +143,7 @@ impl Services {
             remotes: Mutex::new(HashMap::new()),
             federation,
             broker,
+            publishing,
             timeout,
             linger: limits.remote_linger,
             event_bytes_per_second: limits.max_service_bytes_per_second,
@@ -740,12 +745,24 @@ impl Peer {
             message.id,
         );
         tokio::spawn(async move {
-            let answer = match remote.publish(records).await {
-                Ok(appended) => ServiceMessage::reply(
-                    id,
-                    json!({"records": appended.records, "unindexed_fields": appended.unindexed_fields}),
-                ),
-                Err(error) => ServiceMessage::error(id, "publish_failed", &error.to_string()),
+            // The same path as HTTP publishing: kept, positioned, on every node.
+            let source = services.federation.source_by_id(remote.id());
+            let answer = match source {
+                None => ServiceMessage::error(id, "publish_failed", "the datasource is gone"),
+                Some(source) => match services.publishing.publish(&source, records).await {
+                    Ok(published) => ServiceMessage::reply(
+                        id,
+                        json!({
+                            "records": published.records,
+                            "unindexed_fields": published.unindexed_fields,
+                            "offset": published.position.offset,
+                            "epoch": published.position.epoch,
+                        }),
+                    ),
+                    Err(refused) => {
+                        ServiceMessage::error(id, "publish_failed", &refused.error.to_string())
+                    }
+                },
             };
             publishing.fetch_sub(1, Ordering::AcqRel);
             services.deliver(&outbox, answer.encode());

@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod compose;
 mod connections;
+mod durability;
 mod elasticsearch;
 mod elasticsearch_real;
 mod elstat;

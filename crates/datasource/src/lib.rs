@@ -211,4 +211,10 @@ pub trait Publish: Send + Sync {
     ) -> Result<Appended, AppendError> {
         self.append(records).await
     }
+
+    /// The last publication it holds, for a datasource that keeps them
+    /// across restarts: the server goes on from there. By default `None`.
+    fn last_published(&self) -> Option<Position> {
+        None
+    }
 }

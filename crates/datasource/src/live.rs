@@ -142,6 +142,9 @@ pub struct Appended {
     /// Fields of the new records that are stored and returned but cannot be
     /// searched (the datasource's schema does not have them).
     pub unindexed_fields: Vec<String>,
+    /// How many of them replaced a record held under the same id, when the
+    /// datasource can tell (`None` when it cannot).
+    pub replaced: Option<usize>,
 }
 
 /// Why records could not be published. Nothing of the batch was added.

@@ -16,6 +16,10 @@ pub struct DatasourceSettings {
     pub timeout: Option<std::time::Duration>,
     /// Every other key of the table, for the adapter to read with [`DatasourceSettings::options`].
     pub options: serde_json::Map<String, Value>,
+    /// The folder where this datasource keeps what must outlive the process
+    /// (records published to it), its own within the server's `data_dir`;
+    /// `None`: keep nothing (tests, or a server that takes no records).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// A datasource the config could not set up; the message names the datasource and the key.

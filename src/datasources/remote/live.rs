@@ -80,12 +80,23 @@ impl Announced {
                 AppendError::Full { .. } => Ok(Appended {
                     records: records.len(),
                     unindexed_fields: Vec::new(),
+                    replaced: None,
                 }),
                 other => Err(other),
             })
     }
 
     pub async fn publish(&self, records: Records) -> Result<Appended, AppendError> {
+        self.publish_at(records, Vec::new()).await
+    }
+
+    /// [`Announced::publish`], the records being `publications` of the
+    /// datasource's stream (their positions come with them to live queries).
+    pub async fn publish_at(
+        &self,
+        records: Records,
+        publications: Vec<Publication>,
+    ) -> Result<Appended, AppendError> {
         if records.len() > BUFFER_RECORDS {
             return Err(AppendError::Full {
                 limit: BUFFER_RECORDS,
@@ -102,7 +113,7 @@ impl Announced {
             }
             Arc::clone(&buffers.current)
         };
-        let appended = buffer.append(records).await?;
+        let appended = buffer.append_published(records, publications).await?;
         self.announce.send_modify(|n| *n += 1);
         Ok(appended)
     }
@@ -168,6 +179,39 @@ impl Announced {
             watch.cursor = cursor(generation, &moved.cursor);
         }
         answers
+    }
+}
+
+impl Announced {
+    /// The last publication a cursor includes (known while its buffer is).
+    pub fn position_of(&self, cursor: &LiveCursor) -> Option<Position> {
+        let (g, rows) = read(cursor);
+        let buffer = self.buffer(g)?;
+        Live::position_of(&*buffer, &LiveCursor(rows.into()))
+    }
+
+    /// The cursor right after publication `position`, if a buffer holds it.
+    pub fn cursor_after(&self, position: &Position) -> Option<LiveCursor> {
+        let generation = self.buffers().generation;
+        for g in [generation, generation.wrapping_sub(1)] {
+            if let Some(buffer) = self.buffer(g) {
+                if let Some(inner) = Live::cursor_after(&*buffer, position) {
+                    return Some(cursor(g, &inner));
+                }
+            }
+        }
+        None
+    }
+
+    fn buffer(&self, generation: u64) -> Option<Arc<EmbeddedDatasource>> {
+        let buffers = self.buffers();
+        if generation == buffers.generation {
+            Some(Arc::clone(&buffers.current))
+        } else if generation.wrapping_add(1) == buffers.generation {
+            buffers.previous.clone()
+        } else {
+            None
+        }
     }
 }
 

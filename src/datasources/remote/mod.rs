@@ -894,6 +894,14 @@ impl Publish for RemoteDatasource {
     fn check_append(&self, records: &Records) -> Result<Appended, AppendError> {
         self.live.check(records)
     }
+
+    async fn append_published(
+        &self,
+        records: Records,
+        publications: Vec<Publication>,
+    ) -> Result<Appended, AppendError> {
+        self.live.publish_at(records, publications).await
+    }
 }
 
 impl RemoteDatasource {
@@ -958,5 +966,13 @@ impl Live for RemoteDatasource {
 
     async fn changes(&self, watches: &mut [Watch]) -> Vec<Result<Vec<Item>, DatasourceError>> {
         self.live.changes(watches).await
+    }
+
+    fn position_of(&self, cursor: &LiveCursor) -> Option<Position> {
+        self.live.position_of(cursor)
+    }
+
+    fn cursor_after(&self, position: &Position) -> Option<LiveCursor> {
+        self.live.cursor_after(position)
     }
 }

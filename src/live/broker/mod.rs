@@ -270,6 +270,11 @@ pub fn keep_lease(
 /// this long of its holder's death.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
 
+/// A new epoch for a stream whose history starts now.
+pub fn new_epoch() -> String {
+    new_node_id().to_string()
+}
+
 fn new_node_id() -> Arc<str> {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -30,6 +30,7 @@ pub fn datasource(id: &str, kind: &str, options: Value) -> DatasourceSettings {
         kind: kind.into(),
         timeout: None,
         options: options.as_object().cloned().unwrap_or_default(),
+        data_dir: None,
     }
 }
 

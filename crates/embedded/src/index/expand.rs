@@ -45,7 +45,7 @@ impl EmbeddedIndex {
         if !selection_is_keywords {
             return Ok(None);
         }
-        let Snapshot { searcher, rows } = self.snapshot();
+        let Snapshot { searcher, rows, .. } = self.snapshot();
         // Enough buckets that the values left out (excluded, or the
         // selection itself) leave `size` of them; every value in
         // `significant` mode, whose ranking is not by count.
@@ -248,7 +248,7 @@ impl EmbeddedIndex {
         limit: usize,
         budget: &Budget,
     ) -> Result<Vec<String>, DatasourceError> {
-        let counts = self.background(field, self.len(), budget)?;
+        let counts = self.background(field, self.visible_rows(), budget)?;
         let mut values: Vec<String> = counts
             .keys()
             .filter(|value| hint.matches(value))
@@ -303,7 +303,11 @@ impl EmbeddedIndex {
         }
         let wanted = BTreeSet::from([field]);
         let mut counts: HashMap<String, u64> = HashMap::new();
-        let all: Vec<u32> = (0..rows as u32).collect();
+        let replaced = self.snapshot().replaced;
+        let all: Vec<u32> = (0..rows)
+            .filter(|&row| !replaced.contains(row))
+            .map(|row| row as u32)
+            .collect();
         for chunk in all.chunks(10_000) {
             for record in self.field_maps(chunk, &wanted) {
                 let values: BTreeSet<String> = values_of(&record, field).into_iter().collect();

@@ -30,6 +30,7 @@ impl EmbeddedIndex {
         let Snapshot {
             searcher,
             rows: seen,
+            replaced,
         } = self.snapshot();
         let page = |total: u64, rows: Vec<u32>| Page { total, rows, seen };
         let text = query.query.trim();
@@ -39,8 +40,17 @@ impl EmbeddedIndex {
         if tributary_query::matches_all(text) {
             // Everything matches with the same score, so the page is simply
             // the records in order: no index walk, no ranking.
-            let rows = (from.min(end)..end).map(|row| row as u32).collect();
-            return Ok(page(seen as u64, rows));
+            if replaced.len() == 0 {
+                let rows = (from.min(end)..end).map(|row| row as u32).collect();
+                return Ok(page(seen as u64, rows));
+            }
+            let rows = (0..seen)
+                .filter(|&row| !replaced.contains(row))
+                .skip(from)
+                .take(size)
+                .map(|row| row as u32)
+                .collect();
+            return Ok(page((seen - replaced.len().min(seen)) as u64, rows));
         }
         let parsed =
             tributary_query::parse(text).map_err(|e| DatasourceError::bad_query(e.to_string()))?;
@@ -105,10 +115,12 @@ impl EmbeddedIndex {
         budget: &Budget,
     ) -> Result<(Vec<u32>, usize), DatasourceError> {
         let LiveView {
-            snapshot: Snapshot {
-                searcher,
-                rows: seen,
-            },
+            snapshot:
+                Snapshot {
+                    searcher,
+                    rows: seen,
+                    replaced,
+                },
             columns,
         } = view;
         let (searcher, seen) = (searcher, *seen);
@@ -117,7 +129,11 @@ impl EmbeddedIndex {
         }
         let text = query.trim();
         if tributary_query::matches_all(text) {
-            return Ok(((after..seen).map(|row| row as u32).collect(), seen));
+            let rows = (after..seen)
+                .filter(|&row| !replaced.contains(row))
+                .map(|row| row as u32)
+                .collect();
+            return Ok((rows, seen));
         }
         QueryLimits::CEILING
             .check(text)
@@ -145,6 +161,8 @@ impl EmbeddedIndex {
                         docs.iter()
                             .filter_map(|&doc| column.first(doc))
                             .filter(|&row| row >= after as u64 && row < seen as u64)
+                            // Deleted documents still match until merged away.
+                            .filter(|&row| !replaced.contains(row as usize))
                             .filter_map(|row| u32::try_from(row).ok()),
                     );
                 })
