@@ -7,6 +7,7 @@
 use crate::common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use common::*;
 use serde_json::{json, Value};
@@ -431,6 +432,39 @@ async fn publishing_is_checked_and_all_or_nothing() {
         "{reply}"
     );
     assert_eq!(total(&server).await, 3001);
+
+    // Many publishers at once near the limit: each batch stored whole and
+    // acknowledged, or refused before; never acknowledged and dropped.
+    let mut capped = common::settings(vec![datasource(
+        "tweets",
+        "fixtures",
+        json!({"embedded": "tweets", "max_records": 3010}),
+    )]);
+    capped.publish.enabled = true;
+    let server = Arc::new(start_with(capped));
+    let publishers = (0..12).map(|p| {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            let body: String = (0..4)
+                .map(|i| tweet(&format!("p{p}-{i}"), "at the limit").to_string() + "\n")
+                .collect();
+            publish(&server, "tweets", &body).await
+        })
+    });
+    let mut accepted = 0;
+    for publisher in publishers {
+        let (status, reply) = publisher.await.expect("a publisher");
+        match status {
+            200 => {
+                assert_eq!(reply["searchable"], true, "{reply}");
+                accepted += 1;
+            }
+            507 => {}
+            other => panic!("{other}: {reply}"),
+        }
+    }
+    assert_eq!(accepted, 2, "two batches of 4 fit in 10 places");
+    assert_eq!(total(&server).await, 3000 + 4 * accepted);
 }
 
 #[tokio::test]
