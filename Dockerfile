@@ -16,13 +16,16 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin tributary
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin tributary \
+    && mkdir /data && chown tributary /data
 WORKDIR /app
 COPY --from=build /tributary /usr/local/bin/tributary
 COPY static ./static
 COPY datasources ./datasources
 USER tributary
+# Published records are kept in /data (a volume: see docker-compose.yml).
 ENV TRIBUTARY_LISTEN=0.0.0.0:8080 \
-    TRIBUTARY_STATIC_DIR=/app/static
+    TRIBUTARY_STATIC_DIR=/app/static \
+    TRIBUTARY_DATA_DIR=/data
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/tributary"]

@@ -165,6 +165,7 @@ impl App {
             board: Arc::clone(&self.health),
             streams: Arc::clone(&self.streams),
             live: Arc::clone(&self.live),
+            metrics: Arc::clone(&self.metrics),
         };
         vec![
             Box::pin(crate::live::polls::run(
@@ -174,6 +175,12 @@ impl App {
                 self.shutdown.clone(),
             )),
             Box::pin(crate::live::streams::run(appliers, follower, entries)),
+            Box::pin(crate::live::streams::measure(
+                Arc::clone(&self.federation),
+                Arc::clone(&self.broker),
+                Arc::clone(&self.streams),
+                self.shutdown.clone(),
+            )),
             Box::pin(crate::live::monitor(
                 Arc::clone(&self.federation),
                 Arc::clone(&self.broker),

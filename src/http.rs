@@ -168,6 +168,13 @@ impl futures_util::Stream for ResponseBody {
 /// another datasource's id are left out (without a token, all of them).
 async fn metrics(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     app.metrics.broker_up.set(i64::from(app.broker.is_up()));
+    let not_ready = app.shutdown.borrow().is_some() || app.streams.not_ready().is_some();
+    app.metrics.ready.set(i64::from(!not_ready));
+    let connections = app.broker.connections();
+    let counted = app.metrics.broker_connections.get();
+    if connections > counted {
+        app.metrics.broker_connections.inc_by(connections - counted);
+    }
     let caller = app.auth.check_token(&req).ok().map(|grant| grant.caller);
     let rendered = app.metrics.render();
     let body = match caller {
@@ -221,9 +228,15 @@ async fn healthz(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     } else {
         "degraded"
     };
-    let broker = json!({"type": app.broker.kind(), "ok": broker_up});
+    let broker = json!({"type": app.broker.kind(), "ok": broker_up, "connections": app.broker.connections()});
+    // What `/readyz` says, with why.
+    let ready = match app.streams.not_ready() {
+        None => json!({"ok": true}),
+        Some(reason) => json!({"ok": false, "reason": reason}),
+    };
     let Some(caller) = caller else {
-        return HttpResponse::Ok().json(json!({ "status": status, "broker": broker }));
+        return HttpResponse::Ok()
+            .json(json!({ "status": status, "broker": broker, "ready": ready }));
     };
     let visible: BTreeMap<String, serde_json::Value> = datasources
         .into_iter()
@@ -232,27 +245,33 @@ async fn healthz(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "status": status,
         "broker": broker,
+        "ready": ready,
         "datasources": visible,
     }))
 }
 
-/// Whether this node can serve (its datasources are loaded, which they are
-/// once it listens, and its broker is reachable): for load balancers.
-/// `/healthz` is liveness and the datasources' health.
+/// Whether this node can serve searches, for load balancers: its
+/// datasources are loaded (they are once it listens) and it holds every
+/// published record the other nodes hold (not while it catches up, nor
+/// when it missed some). The broker is not needed to search: its trouble
+/// shows in `/healthz` and the metrics. `/healthz` is liveness and the
+/// datasources' health.
 async fn readyz(app: web::Data<App>) -> HttpResponse {
-    if app.shutdown.borrow().is_some() {
-        return HttpResponse::ServiceUnavailable().json(json!({
-            "ready": false,
-            "reason": "shutting down",
-        }));
-    }
-    if app.broker.is_up() {
-        HttpResponse::Ok().json(json!({"ready": true, "broker": app.broker.kind()}))
+    let reason = if app.shutdown.borrow().is_some() {
+        Some("shutting down".to_owned())
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({
+        app.streams.not_ready()
+    };
+    app.metrics.ready.set(i64::from(reason.is_none()));
+    match reason {
+        None => HttpResponse::Ok().json(json!({
+            "ready": true,
+            "broker": {"type": app.broker.kind(), "ok": app.broker.is_up()},
+        })),
+        Some(reason) => HttpResponse::ServiceUnavailable().json(json!({
             "ready": false,
-            "reason": "the broker (Redis) is unreachable",
-        }))
+            "reason": reason,
+        })),
     }
 }
 

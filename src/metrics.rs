@@ -2,8 +2,8 @@
 //! registry (so several servers in one process, as in tests, never mix).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -59,6 +59,15 @@ pub struct Metrics {
     pub remote_replies: IntCounterVec,
     /// 1 while the broker can deliver (always with `memory`).
     pub broker_up: IntGauge,
+    /// Connections made to the broker (the first, then each reconnection).
+    pub broker_connections: IntCounter,
+    /// The last publication of records this node applied, by datasource.
+    pub applied_offset: IntGaugeVec,
+    /// Times a datasource's stream of records started a new history (the
+    /// broker lost the old one), by datasource.
+    pub epoch_changes: IntCounterVec,
+    /// 0 while this node is not ready (catching up, or missing records).
+    pub ready: IntGauge,
     /// Datasource health checks this node ran (with several nodes, only the
     /// holder of the `health` lease runs them).
     pub health_checks: IntCounter,
@@ -112,6 +121,10 @@ impl Metrics {
             cluster_polls: add.counters("cluster_polls_total", "Polls of a datasource this node ran for every node's live queries", &["datasource"]),
             remote_replies: add.counters("remote_replies_total", "Replies of services to remote datasource requests, by datasource and outcome", &["datasource", "outcome"]),
             broker_up: add.gauge("broker_up", "1 while the broker can deliver"),
+            broker_connections: add.counter("broker_connections_total", "Connections made to the broker: the first, then each reconnection"),
+            applied_offset: add.gauges("applied_offset", "The offset of the last publication of records this node applied, by datasource", &["datasource"]),
+            epoch_changes: add.counters("epoch_changes_total", "Times a datasource's published records started a new history because the broker lost the old one", &["datasource"]),
+            ready: add.gauge("ready", "1 while this node holds every published record the others hold and can serve searches"),
             health_checks: add.counter("health_checks_total", "Datasource health checks this node ran"),
             limit_refusals: add.counters("limit_refusals_total", "Work refused or connections closed because a limit was reached, by limit", &["limit"]),
             registry,
@@ -150,6 +163,10 @@ impl Adder<'_> {
         self.register(IntGauge::new(name, help).expect("a valid metric"))
     }
 
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric"))
+    }
+
     fn counter(&self, name: &str, help: &str) -> IntCounter {
         self.register(IntCounter::new(name, help).expect("a valid metric"))
     }
@@ -183,6 +200,7 @@ mod tests {
         for family in [
             &metrics.published_records,
             &metrics.cluster_polls,
+            &metrics.epoch_changes,
             &metrics.rejected_upgrades,
             &metrics.closes,
         ] {
@@ -199,10 +217,11 @@ mod tests {
             .outbox_wait_seconds
             .with_label_values(&["x"])
             .observe(0.1);
+        metrics.applied_offset.with_label_values(&["x"]).set(1);
         let families = metrics.registry.gather();
         assert_eq!(
             families.len(),
-            28,
+            32,
             "every field of Metrics, registered once"
         );
         assert!(families.iter().all(|f| f.name().starts_with("tributary_")));

@@ -209,10 +209,15 @@ fn refused_response(id: &str, refused: Refused, places: &[Place]) -> HttpRespons
             format!("datasource `{id}` does not take published records (only `embedded` datasources and remote ones do)"),
         ),
         AppendError::Failed(e) => {
+            let outcome = if refused.maybe_kept {
+                "they may have been kept all the same: publish them again with the same ids (a record whose id is held is replaced, never doubled)"
+            } else {
+                "nothing was published"
+            };
             let mut response = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "datasource `{id}`: {}; nothing was published",
+                    "datasource `{id}`: {}; {outcome}",
                     crate::datasources::redact_userinfo(&e.message)
                 ),
             );

@@ -103,7 +103,7 @@ pub async fn monitor(
                     metrics.health_checks.inc();
                     let stream = super::applied::health_stream(&source.info.id);
                     let payload = bytes::Bytes::from(serde_json::to_vec(&health).unwrap_or_default());
-                    if let Err(reason) = broker.append(&stream, payload).await {
+                    if let Err(reason) = broker.append(&stream, payload, super::Retention::Recent).await {
                         tracing::debug!(%reason, datasource = %source.info.id, "a health measure was not shared");
                     }
                 });

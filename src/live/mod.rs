@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{Outbox, RequestKey};
 use crate::protocol::{Frame, CLOSE_TOO_MUCH};
 
-pub use broker::Broker;
+pub use broker::{Broker, Retention};
 pub use health::{check, monitor, Health, HealthBoard};
 pub use hub::{ChannelName, Hub};
 pub use queries::LiveQueries;

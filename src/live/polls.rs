@@ -181,7 +181,7 @@ async fn poll_once(source: &Source, broker: &Broker) {
             if !documents.is_empty() {
                 let polled = Polled { query: query.clone(), documents };
                 let payload = bytes::Bytes::from(serde_json::to_vec(&polled).unwrap_or_default());
-                if broker.append(&polled_stream(id), payload).await.is_err() {
+                if broker.append(&polled_stream(id), payload, super::Retention::Recent).await.is_err() {
                     // Not shared: the cursor stays, the next round polls again.
                     return;
                 }

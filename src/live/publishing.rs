@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::applied::{records_stream, Streams};
 use super::streams::Batch;
-use super::Broker;
+use super::{Broker, Retention};
 use crate::datasources::{AppendError, Position, Publication, Records};
 use crate::federation::Source;
 use crate::metrics::Metrics;
@@ -51,6 +51,9 @@ pub struct Refused {
     pub error: AppendError,
     /// Whether trying again later may succeed (`Retry-After`).
     pub retry: bool,
+    /// Whether it may have been kept all the same (the broker's answer was
+    /// lost): publishing it again with the same ids is safe.
+    pub maybe_kept: bool,
 }
 
 /// Publishes to every datasource of the server.
@@ -134,6 +137,10 @@ impl Publishing {
                 .await
                 .map_err(refused)?;
             self.streams.set_applied(&stream, position.clone());
+            self.metrics
+                .applied_offset
+                .with_label_values(&[&source.info.id])
+                .set(i64::try_from(position.offset).unwrap_or(i64::MAX));
             return Ok(Published {
                 records: appended.records,
                 unindexed_fields: appended.unindexed_fields,
@@ -142,20 +149,30 @@ impl Publishing {
                 searchable: true,
             });
         }
-        // Several nodes: the broker's stream is the log.
+        // Several nodes: the broker's stream is the log, kept whole for a
+        // datasource whose records every node keeps.
+        let retention = if publisher.keeps_records() {
+            Retention::Whole
+        } else {
+            Retention::Recent
+        };
         let appended = tokio::time::timeout(
             BROKER_PATIENCE,
-            self.broker.append(&stream, Batch::encode(&records)),
+            self.broker
+                .append(&stream, Batch::encode(&records), retention),
         )
         .await;
         let position = match appended {
             Ok(Ok(position)) => position,
-            Ok(Err(reason)) => return Err(broker_down(reason)),
+            Ok(Err(failed)) => return Err(broker_down(failed.reason, failed.maybe_kept)),
             Err(_) => {
-                return Err(broker_down(format!(
-                    "the broker did not answer within {} s",
-                    BROKER_PATIENCE.as_secs()
-                )))
+                return Err(broker_down(
+                    format!(
+                        "the broker did not answer within {} s",
+                        BROKER_PATIENCE.as_secs()
+                    ),
+                    true,
+                ))
             }
         };
         tracing::debug!(datasource = %source.info.id, records = checked.records, offset = position.offset, "records published");
@@ -165,6 +182,10 @@ impl Publishing {
             .streams
             .wait_applied(&stream, &position, APPLY_PATIENCE)
             .await;
+        if let Some(limit) = self.streams.refused(&stream, &position) {
+            // Another node's batch took the room first: every node refused this one.
+            return Err(refused(AppendError::Full { limit }));
+        }
         Ok(Published {
             records: checked.records,
             unindexed_fields: checked.unindexed_fields,
@@ -206,11 +227,13 @@ fn refused(error: AppendError) -> Refused {
         reason,
         error,
         retry,
+        maybe_kept: false,
     }
 }
 
-fn broker_down(reason: String) -> Refused {
+fn broker_down(reason: String, maybe_kept: bool) -> Refused {
     Refused {
+        maybe_kept,
         reason: "broker",
         error: AppendError::Failed(crate::datasources::DatasourceError::unavailable(format!(
             "{reason}: records published now could not reach every node"

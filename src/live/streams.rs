@@ -10,7 +10,7 @@
 //! records and channel values under the same offsets, and a client can
 //! resume on any node from the offset it last received.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ pub use super::applied::{health_stream, records_stream, Streams};
 use super::broker::{Follower, StreamEntry};
 use super::health::{show, Health, HealthBoard};
 use super::Hub;
-use crate::datasources::{Publication, Records};
+use crate::datasources::{AppendError, Position, Publication, Records};
 use crate::federation::Federation;
 
 /// The streams of the datasources there are now.
@@ -62,6 +62,7 @@ pub struct Appliers {
     pub board: Arc<HealthBoard>,
     pub streams: Arc<Streams>,
     pub live: Arc<super::LiveQueries>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Applies what the streams bring, until the broker stops; follows the
@@ -106,10 +107,14 @@ struct Arrived {
     datasource: String,
     records: Records,
     publications: Vec<Publication>,
+    /// Whether the datasource keeps them (its stream must be applied whole).
+    kept: bool,
 }
 
 async fn apply(to: &Appliers, entries: Vec<StreamEntry>) {
     let mut by_datasource: Vec<Arrived> = Vec::new();
+    // Where each stream of records kept stands, this batch of entries included.
+    let mut reached: HashMap<String, Option<Position>> = HashMap::new();
     for entry in entries {
         if let Some(id) = entry.stream.strip_prefix("health:") {
             match serde_json::from_slice::<Health>(&entry.payload) {
@@ -129,8 +134,35 @@ async fn apply(to: &Appliers, entries: Vec<StreamEntry>) {
         let Some(id) = entry.stream.strip_prefix("records:") else {
             continue;
         };
+        let kept = to
+            .federation
+            .source_by_id(id)
+            .is_some_and(|s| s.datasource.publisher().is_some_and(|p| p.keeps_records()));
+        if kept {
+            if to.streams.is_stuck(&entry.stream) {
+                continue;
+            }
+            let last = reached
+                .entry(entry.stream.clone())
+                .or_insert_with(|| to.streams.applied(&entry.stream).borrow().clone());
+            match follows(last.as_ref(), &entry.position) {
+                Next::Held => continue,
+                Next::Apply => {}
+                Next::NewEpoch => {
+                    to.metrics.epoch_changes.with_label_values(&[id]).inc();
+                    tracing::warn!(stream = %entry.stream, epoch = %entry.position.epoch, "the broker's history of published records started again (it lost what it held): the records this node holds stay, and new ones follow");
+                }
+                Next::Missing(reason) => {
+                    to.streams.stuck(&entry.stream, reason);
+                    continue;
+                }
+            }
+            *last = Some(entry.position.clone());
+        }
         let Ok(batch) = serde_json::from_slice::<Batch>(&entry.payload) else {
-            tracing::warn!(stream = %entry.stream, offset = entry.position.offset, "an unreadable batch of records");
+            // Not written by a node (each writes whole batches): every node
+            // skips it alike.
+            tracing::warn!(stream = %entry.stream, offset = entry.position.offset, "an unreadable batch of records, skipped");
             continue;
         };
         let publication = Publication {
@@ -146,26 +178,223 @@ async fn apply(to: &Appliers, entries: Vec<StreamEntry>) {
                 datasource: id.to_owned(),
                 records: batch.records,
                 publications: vec![publication],
+                kept,
             }),
         }
     }
     for arrived in by_datasource {
         let stream = records_stream(&arrived.datasource);
-        let Some(last) = arrived.publications.last().map(|p| p.position.clone()) else {
+        let (Some(first), Some(last)) = (
+            arrived.publications.first().map(|p| p.position.offset),
+            arrived.publications.last().map(|p| p.position.clone()),
+        ) else {
             continue;
         };
         let source = to.federation.source_by_id(&arrived.datasource);
         if let Some(publisher) = source.as_ref().and_then(|s| s.datasource.publisher()) {
             let count = arrived.records.len();
-            if let Err(error) = publisher
-                .append_published(arrived.records, arrived.publications)
+            let outcome = if arrived.kept {
+                add_in_order(
+                    to,
+                    &stream,
+                    publisher,
+                    arrived.records,
+                    arrived.publications,
+                )
                 .await
-            {
-                // Checked before it entered the stream: only a full
-                // datasource (or a failing one) refuses it here.
+            } else {
+                publisher
+                    .append_published(arrived.records, arrived.publications)
+                    .await
+                    .map(|_| ())
+            };
+            if let Err(error) = outcome {
+                if arrived.kept {
+                    // Not skipped: every later record would be missing it.
+                    to.streams.stuck(
+                        &stream,
+                        format!("publications {first} to {} of `{stream}` could not be added on this node: {error}; restart it once the cause is gone, and it reads them again", last.offset),
+                    );
+                    continue;
+                }
                 tracing::warn!(datasource = %arrived.datasource, records = count, %error, "published records could not be added on this node");
             }
         }
-        to.streams.set_applied(&stream, last);
+        if !arrived.kept {
+            to.streams.set_applied(&stream, last);
+        }
+    }
+    // Streams of records kept: as far as read (entries skipped included),
+    // unless stuck.
+    for (stream, reached) in reached {
+        let Some(reached) = reached.filter(|_| !to.streams.is_stuck(&stream)) else {
+            continue;
+        };
+        if let Some(id) = stream.strip_prefix("records:") {
+            to.metrics
+                .applied_offset
+                .with_label_values(&[id])
+                .set(i64::try_from(reached.offset).unwrap_or(i64::MAX));
+        }
+        to.streams.set_applied(&stream, reached);
+    }
+}
+
+/// Adds publications of a datasource that keeps its records, all at once
+/// when they fit; otherwise one by one, in order, refusing those that do
+/// not fit under its `max_records`. Every node holds the same records, so
+/// every node refuses the same ones, and their publisher is told (two
+/// nodes may each have let a batch in that fit alone but not together).
+async fn add_in_order(
+    to: &Appliers,
+    stream: &str,
+    publisher: &dyn crate::datasources::Publish,
+    records: Records,
+    publications: Vec<Publication>,
+) -> Result<(), AppendError> {
+    // The applier is the only one adding to it: what fits now fits when added.
+    if !matches!(
+        publisher.check_append(&records),
+        Err(AppendError::Full { .. })
+    ) {
+        return publisher
+            .append_published(records, publications)
+            .await
+            .map(|_| ());
+    }
+    let mut records = records.into_iter();
+    for publication in publications {
+        let batch: Records = records.by_ref().take(publication.records).collect();
+        let position = publication.position.clone();
+        match publisher.append_published(batch, vec![publication]).await {
+            Ok(_) => {}
+            Err(AppendError::Full { limit }) => {
+                tracing::info!(%stream, offset = position.offset, limit, "a publication refused on every node: no room under max_records");
+                to.streams.refuse(stream, position, limit);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}
+
+/// What an entry of a stream of records kept is to a node that holds it
+/// up to `held`.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// Held already (a node that restarted with its data reads them again).
+    Held,
+    /// The next one.
+    Apply,
+    /// The first of a new history: the broker lost the old one.
+    NewEpoch,
+    /// Publications before it are gone from the broker, and not held here.
+    Missing(String),
+}
+
+fn follows(held: Option<&Position>, entry: &Position) -> Next {
+    let what_to_do = "copy the data directory of a ready node to this one (with both stopped), or give the broker back its history";
+    match held {
+        Some(held) if held.epoch == entry.epoch => {
+            if entry.offset <= held.offset {
+                Next::Held
+            } else if entry.offset == held.offset + 1 {
+                Next::Apply
+            } else {
+                Next::Missing(format!(
+                    "publications {} to {} are no longer in the broker and this node does not hold them; {what_to_do}",
+                    held.offset + 1,
+                    entry.offset - 1
+                ))
+            }
+        }
+        Some(_) if entry.offset == 1 => Next::NewEpoch,
+        None if entry.offset == 1 => Next::Apply,
+        Some(held) => Next::Missing(format!(
+            "this node holds publications up to {} of an earlier history ({}); the broker's starts at {} of another ({}); {what_to_do}",
+            held.offset, held.epoch, entry.offset, entry.epoch
+        )),
+        None => Next::Missing(format!(
+            "publications 1 to {} are no longer in the broker and this node does not hold them; {what_to_do}",
+            entry.offset - 1
+        )),
+    }
+}
+
+/// Learns from the broker how far each stream of records kept goes, so
+/// this node says it is ready only once it holds that much (with one
+/// node, there is nothing to learn). Asks again every second while the
+/// broker is unreachable.
+pub async fn measure(
+    federation: Arc<Federation>,
+    broker: Arc<super::Broker>,
+    streams: Arc<Streams>,
+    mut shutdown: tokio::sync::watch::Receiver<Option<std::time::Duration>>,
+) {
+    if !broker.has_other_nodes() {
+        streams.measured();
+        return;
+    }
+    let kept: Vec<String> = federation
+        .sources()
+        .iter()
+        .filter(|s| s.datasource.publisher().is_some_and(|p| p.keeps_records()))
+        .map(|s| records_stream(&s.info.id))
+        .collect();
+    loop {
+        let mut lasts = Vec::with_capacity(kept.len());
+        for stream in &kept {
+            match broker.last_position(stream).await {
+                Ok(last) => lasts.push((stream, last)),
+                Err(_) => break,
+            }
+        }
+        if lasts.len() == kept.len() {
+            for (stream, last) in lasts {
+                if let Some(last) = last {
+                    streams.catch_up_to(stream, last);
+                }
+            }
+            streams.measured();
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || shutdown.borrow().is_some() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64, epoch: &str) -> Position {
+        Position {
+            offset,
+            epoch: epoch.into(),
+        }
+    }
+
+    #[test]
+    fn a_node_applies_the_next_publication_and_nothing_else() {
+        assert_eq!(follows(None, &at(1, "a")), Next::Apply);
+        assert_eq!(follows(Some(&at(4, "a")), &at(5, "a")), Next::Apply);
+        assert_eq!(follows(Some(&at(4, "a")), &at(3, "a")), Next::Held);
+        assert_eq!(follows(Some(&at(4, "a")), &at(4, "a")), Next::Held);
+        assert_eq!(follows(Some(&at(4, "a")), &at(1, "b")), Next::NewEpoch);
+        let Next::Missing(gap) = follows(Some(&at(4, "a")), &at(7, "a")) else {
+            panic!("a gap")
+        };
+        assert!(gap.contains("publications 5 to 6"), "{gap}");
+        assert!(matches!(follows(None, &at(3, "a")), Next::Missing(_)));
+        assert!(matches!(
+            follows(Some(&at(4, "a")), &at(2, "b")),
+            Next::Missing(_)
+        ));
     }
 }

@@ -760,7 +760,11 @@ impl Peer {
                         }),
                     ),
                     Err(refused) => {
-                        ServiceMessage::error(id, "publish_failed", &refused.error.to_string())
+                        let mut message = refused.error.to_string();
+                        if refused.maybe_kept {
+                            message.push_str("; they may have been kept all the same: publish them again with the same ids");
+                        }
+                        ServiceMessage::error(id, "publish_failed", &message)
                     }
                 },
             };

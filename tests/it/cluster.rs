@@ -334,21 +334,30 @@ struct OwnRedis {
 }
 
 impl OwnRedis {
+    /// A Redis that keeps nothing.
     fn start(port: u16) -> Option<OwnRedis> {
-        let process = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
+        Self::start_in(port, None)
+    }
+
+    /// A Redis keeping its data in `dir` as the compose stack runs it
+    /// (append-only file, each write flushed), or nothing without one.
+    fn start_in(port: u16, dir: Option<&std::path::Path>) -> Option<OwnRedis> {
+        let mut command = std::process::Command::new("redis-server");
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        match dir {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let process = command.stdout(std::process::Stdio::null()).spawn().ok()?;
         let started = std::time::Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if started.elapsed() > Duration::from_secs(10) {
@@ -441,24 +450,37 @@ async fn without_redis_a_node_serves_searches_refuses_publishes_and_recovers() {
 
     // Redis goes away (and comes back empty: the history is lost).
     let port = redis.stop();
-    until_status(&a, "/readyz", 503).await;
-    let (status, body) = http_post(
+    let started = std::time::Instant::now();
+    let health = loop {
+        let (_, health) = http_get(a.addr, "/healthz").await;
+        let health: serde_json::Value = serde_json::from_str(&health).expect("JSON");
+        if health["broker"]["ok"] == false {
+            break health;
+        }
+        assert!(started.elapsed() < PATIENCE, "{health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(health["broker"]["type"], "redis", "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    // Searching needs no broker: the node stays ready.
+    let (status, ready) = http_get(a.addr, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    // A publish is refused at once, nothing kept, with when to try again.
+    let asked = std::time::Instant::now();
+    let (status, head, body) = http_post_with_head(
         a.addr,
         "/api/datasources/tweets/records",
-        &[],
         &tweet("q0", "quux lost").to_string(),
     )
     .await;
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("nothing was published"), "{body}");
-    let (_, health) = http_get(a.addr, "/healthz").await;
-    let health: serde_json::Value = serde_json::from_str(&health).expect("JSON");
-    assert_eq!(
-        health["broker"],
-        json!({"type": "redis", "ok": false}),
-        "{health}"
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "refused after {:?}",
+        asked.elapsed()
     );
-    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    assert!(body.contains("nothing was published"), "{body}");
     let (_, metrics) = http_get(a.addr, "/metrics").await;
     assert_eq!(
         metric(&metrics, "tributary_broker_up"),
@@ -545,40 +567,53 @@ mod tempfile_dir {
 
 impl Process {
     fn start(prefix: &str, health_interval: &str) -> Process {
+        Self::start_on(&redis_url(), prefix, health_interval)
+    }
+
+    /// A node on the Redis at `url`, in a folder of its own (its
+    /// configuration, and its data directory beside it).
+    fn start_on(url: &str, prefix: &str, health_interval: &str) -> Process {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
         let folder = std::env::temp_dir().join(format!("tributary-cluster-{prefix}-{port}"));
         std::fs::create_dir_all(&folder).expect("a folder");
-        let config = folder.join("node.toml");
         std::fs::write(
-            &config,
+            folder.join("node.toml"),
             format!(
                 "listen = \"127.0.0.1:{port}\"\n[live]\nhealth_interval = \"{health_interval}\"\n\
-                 [publish]\nenabled = true\n[broker]\ntype = \"redis\"\nurl = \"{}\"\nprefix = \"{prefix}\"\n",
-                redis_url()
+                 [publish]\nenabled = true\n[broker]\ntype = \"redis\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\n"
             ),
         )
         .expect("a config");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+        Process {
+            child: Self::spawn(&folder, addr),
+            addr,
+            _folder: tempfile_dir::Folder(folder),
+        }
+    }
+
+    fn spawn(folder: &std::path::Path, addr: std::net::SocketAddr) -> std::process::Child {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
             .arg("--config")
-            .arg(&config)
+            .arg(folder.join("node.toml"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("tributary starts");
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
         let started = std::time::Instant::now();
         while std::net::TcpStream::connect(addr).is_err() {
             assert!(started.elapsed() < PATIENCE, "tributary did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Process {
-            child,
-            addr,
-            _folder: tempfile_dir::Folder(folder),
-        }
+        child
+    }
+
+    /// Starts it again on the same folder and address, after a kill.
+    fn restart(&mut self) {
+        self.child = Self::spawn(&self._folder.0, self.addr);
     }
 
     fn kill(&mut self) {
@@ -965,4 +1000,137 @@ async fn unreadable_stream_entries_are_skipped_and_nothing_else_is_lost() {
     assert_eq!(result_ids(&messages, "tweets"), ["u1"], "{messages:?}");
     let (status, _) = http_get(a.addr, "/healthz").await;
     assert_eq!(status, 200);
+}
+
+/// How many tweets match `query` on the node at `addr`.
+async fn total_at(addr: std::net::SocketAddr, query: &str) -> u64 {
+    let mut client = Client::connect_url(&format!("ws://{addr}/ws")).await;
+    let _greeting = client.recv().await;
+    let answer = client.items(&["tweets"], query, 0, 0, "#000").await;
+    items_of(&answer[0])["total"].as_u64().expect("a total")
+}
+
+/// Batch `n`: five tweets without ids (a batch applied twice would show).
+fn kept_batch(n: usize) -> String {
+    (0..5)
+        .map(|_| {
+            json!({"created_at": "2026-11-23T10:00:00Z", "text": format!("kept by every node {n}"),
+                   "user": {"screen_name": "durable", "followers_count": 1}})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn publish_kept(addr: std::net::SocketAddr, n: usize) -> serde_json::Value {
+    let (status, body) =
+        http_post(addr, "/api/datasources/tweets/records", &[], &kept_batch(n)).await;
+    assert_eq!(status, 200, "batch {n}: {body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+const KEPT: &str = "text:\"kept by every node\"";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn published_records_outlive_node_and_redis_restarts_and_a_node_is_ready_only_when_whole() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let redis_dir = tempfile::tempdir().expect("a folder");
+    let Some(redis) = OwnRedis::start_in(port, Some(redis_dir.path())) else {
+        eprintln!("skipped: redis-server could not be started");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = prefix();
+    let a = Process::start_on(&url, &prefix, "10s");
+    let mut b = Process::start_on(&url, &prefix, "10s");
+    until_status_at(a.addr, "/readyz", 200).await;
+    until_status_at(b.addr, "/readyz", 200).await;
+    let first = publish_kept(a.addr, 0).await;
+    for n in 1..20 {
+        publish_kept(if n % 2 == 0 { a.addr } else { b.addr }, n).await;
+    }
+    for addr in [a.addr, b.addr] {
+        let started = std::time::Instant::now();
+        while total_at(addr, KEPT).await != 100 {
+            assert!(started.elapsed() < PATIENCE, "{addr} never held all 100");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // B is killed and misses ten batches.
+    b.kill();
+    for n in 20..30 {
+        publish_kept(a.addr, n).await;
+    }
+
+    // Redis is killed: A goes on serving searches, and says so when ready
+    // is asked; publishes are refused at once, nothing kept.
+    let port = redis.stop();
+    let (status, ready) = http_get(a.addr, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let asked = std::time::Instant::now();
+    let (status, head, body) =
+        http_post_with_head(a.addr, "/api/datasources/tweets/records", &kept_batch(99)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    assert_eq!(total_at(a.addr, KEPT).await, 150);
+    assert_eq!(total_at(a.addr, "text:\"kept by every node 99\"").await, 0);
+
+    // Redis comes back with its data: the stream goes on in its epoch.
+    let _redis =
+        OwnRedis::start_in(port, Some(redis_dir.path())).expect("redis-server starts again");
+    let started = std::time::Instant::now();
+    let reply = loop {
+        let (status, body) = http_post(
+            a.addr,
+            "/api/datasources/tweets/records",
+            &[],
+            &kept_batch(30),
+        )
+        .await;
+        if status == 200 {
+            break serde_json::from_str::<serde_json::Value>(&body).expect("JSON");
+        }
+        assert!(started.elapsed() < PATIENCE, "{status}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(reply["epoch"], first["epoch"], "{reply}");
+    assert_eq!(reply["offset"], 31, "{reply}");
+
+    // B restarts on its data: ready only once it holds what A holds, and
+    // what it held already is not added twice.
+    b.restart();
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = http_get(b.addr, "/readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(body.contains("catching up"), "{body}");
+        assert!(started.elapsed() < PATIENCE, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(total_at(b.addr, KEPT).await, 155);
+    assert_eq!(total_at(a.addr, KEPT).await, 155);
+    // The batch refused during the outage was not added when Redis came back.
+    assert_eq!(total_at(a.addr, "text:\"kept by every node 99\"").await, 0);
+    let (_, metrics) = http_get(b.addr, "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "tributary_applied_offset{datasource=\"tweets\"}"),
+        Some(31.0),
+        "{metrics}"
+    );
+
+    // A node with no data of its own builds it all from the log.
+    let c = Process::start_on(&url, &prefix, "10s");
+    until_status_at(c.addr, "/readyz", 200).await;
+    assert_eq!(total_at(c.addr, KEPT).await, 155);
 }

@@ -217,4 +217,13 @@ pub trait Publish: Send + Sync {
     fn last_published(&self) -> Option<Position> {
         None
     }
+
+    /// Whether published records are this datasource's own to keep and
+    /// search (the embedded one), rather than relayed to live queries for a
+    /// source that keeps its data elsewhere (a service). With several nodes
+    /// the stream of records kept is kept whole, and a node that missed
+    /// part of it is not ready. By default `false`.
+    fn keeps_records(&self) -> bool {
+        false
+    }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{new_node_id, Backend, StreamEntry, Topics};
+use super::{new_node_id, Backend, NotAppended, Retention, StreamEntry, Topics};
 use crate::datasources::Position;
 
 pub(super) struct MemoryBroker {
@@ -47,6 +47,10 @@ impl Backend for MemoryBroker {
         true
     }
 
+    fn connections(&self) -> u64 {
+        1
+    }
+
     async fn subscribe(&self, _topic: &str) {}
 
     fn publish(&self, topic: &str, payload: Bytes) -> bool {
@@ -57,7 +61,12 @@ impl Backend for MemoryBroker {
     /// The next offset, and the entry handed to each reader (waiting while
     /// a reader is a full queue behind: publishers slow down rather than
     /// anything being dropped).
-    async fn append(&self, stream: &str, payload: Bytes) -> Result<Position, String> {
+    async fn append(
+        &self,
+        stream: &str,
+        payload: Bytes,
+        _retention: Retention,
+    ) -> Result<Position, NotAppended> {
         let (position, readers) = {
             let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
             let position = streams
@@ -81,6 +90,11 @@ impl Backend for MemoryBroker {
             let _ = reader.send(entry.clone()).await;
         }
         Ok(position)
+    }
+
+    async fn last_position(&self, _stream: &str) -> Result<Option<Position>, String> {
+        // Nothing to catch up on: this node is the only reader.
+        Ok(None)
     }
 
     /// Every stream's entries from now on (there is no history to replay).

@@ -18,10 +18,12 @@
 //! Beside topics, *streams*: appended entries that every node reads in
 //! the same order, each a publication with an offset (1, 2, 3…) in an
 //! epoch that changes when the stream's history was lost. With `redis` a
-//! stream is a Redis Stream of at most `history_size` entries, kept
-//! `history_ttl` after its last one, and a node that starts reads it from
-//! its oldest entry; with `memory` an entry goes straight to this node's
-//! readers.
+//! stream is a Redis Stream, and a node that starts reads it from its
+//! oldest entry; one kept [`Retention::Whole`] (the records of a datasource
+//! that keeps them: the log every node's copy is built from) is never
+//! trimmed, any other keeps at most `history_size` entries for
+//! `history_ttl` after its last one. With `memory` an entry goes straight
+//! to this node's readers.
 
 mod memory;
 mod redis;
@@ -50,12 +52,21 @@ trait Backend: Send + Sync {
     fn has_other_nodes(&self) -> bool;
     /// Whether it can deliver now.
     fn is_up(&self) -> bool;
+    /// Connections made so far (the first, then each reconnection).
+    fn connections(&self) -> u64;
     /// Starts receiving `topic` from the other nodes (into [`Topics`]).
     async fn subscribe(&self, topic: &str);
     /// Queues `payload` on `topic` for every node; false when it cannot.
     fn publish(&self, topic: &str, payload: Bytes) -> bool;
     /// See [`Broker::append`].
-    async fn append(&self, stream: &str, payload: Bytes) -> Result<Position, String>;
+    async fn append(
+        &self,
+        stream: &str,
+        payload: Bytes,
+        retention: Retention,
+    ) -> Result<Position, NotAppended>;
+    /// See [`Broker::last_position`].
+    async fn last_position(&self, stream: &str) -> Result<Option<Position>, String>;
     /// Sends every entry of `streams`, and of those `added` later, to `sender`.
     fn follow(
         &self,
@@ -110,6 +121,27 @@ pub struct StreamEntry {
     pub stream: String,
     pub position: Position,
     pub payload: Bytes,
+}
+
+/// Why an append has no position.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}")]
+pub struct NotAppended {
+    pub reason: String,
+    /// Whether the broker may have taken it all the same (the connection
+    /// was lost, or the answer was late, after the command was sent).
+    pub maybe_kept: bool,
+}
+
+/// How much of a stream the broker keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Every entry, for good: the log a node that starts or fell behind
+    /// reads to hold what every other node holds.
+    Whole,
+    /// The latest `history_size` entries, for `history_ttl` after the last:
+    /// enough for live clients to resume.
+    Recent,
 }
 
 /// Reads streams (see [`Broker::follow`]); more can be added while it runs.
@@ -172,6 +204,12 @@ impl Broker {
         self.backend.is_up()
     }
 
+    /// Connections made to the broker so far: the first, then each
+    /// reconnection (`memory`: one).
+    pub fn connections(&self) -> u64 {
+        self.backend.connections()
+    }
+
     /// Receives what is published on `topic` (on any node) from now on.
     pub async fn subscribe(&self, topic: &str) -> broadcast::Receiver<Bytes> {
         let receiver = self.topics.sender(topic).subscribe();
@@ -188,8 +226,20 @@ impl Broker {
     /// Appends `payload` to `stream`: the publication's position once it
     /// is in the stream (Redis: its history; memory: this node's readers).
     /// Fails while Redis is unreachable: nothing half-published.
-    pub async fn append(&self, stream: &str, payload: Bytes) -> Result<Position, String> {
-        self.backend.append(stream, payload).await
+    pub async fn append(
+        &self,
+        stream: &str,
+        payload: Bytes,
+        retention: Retention,
+    ) -> Result<Position, NotAppended> {
+        self.backend.append(stream, payload, retention).await
+    }
+
+    /// The position of the last entry appended to `stream`, if it has one
+    /// (`memory`: none, there is no history); fails while Redis is
+    /// unreachable.
+    pub async fn last_position(&self, stream: &str) -> Result<Option<Position>, String> {
+        self.backend.last_position(stream).await
     }
 
     /// Every entry of `streams` (and of those added later through the

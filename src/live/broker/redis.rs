@@ -1,12 +1,12 @@
 //! The `redis` broker: Redis pub/sub through `fred`, so a publication
 //! reaches the subscribers of every node on the same Redis and `prefix`; a
-//! stream is a Redis Stream of at most `history_size` entries, kept
-//! `history_ttl` after its last one, read from its oldest entry by a node
-//! that starts. Publishing never waits on the network: messages are queued
+//! stream is a Redis Stream (kept whole, or its latest `history_size`
+//! entries for `history_ttl`: [`Retention`]), read from its oldest entry by
+//! a node that starts. Publishing never waits on the network: messages are queued
 //! (bounded) and sent by one task.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +16,12 @@ use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use tokio::sync::{broadcast, mpsc};
 
-use super::{new_node_id, Backend, StreamEntry, Topics};
+use super::{new_node_id, Backend, NotAppended, Retention, StreamEntry, Topics};
 use crate::config::BrokerSettings;
 use crate::datasources::Position;
 
+/// How long an append may wait for Redis's answer.
+const APPEND_TIMEOUT: Duration = Duration::from_millis(2500);
 /// Messages waiting to be sent to Redis; past that, publishing fails.
 const OUTGOING: usize = 65_536;
 /// Bytes waiting to be sent to Redis; past that, publishing fails (while
@@ -34,6 +36,8 @@ pub(super) struct RedisBroker {
     outgoing: mpsc::Sender<(String, Bytes)>,
     /// Bytes in `outgoing`.
     queued: Arc<AtomicUsize>,
+    /// Connections the publishing client made.
+    connections: Arc<AtomicU64>,
     subscriber: SubscriberClient,
     publisher: Client,
     /// Entries kept per stream, and for how long after the last one.
@@ -64,6 +68,18 @@ impl RedisBroker {
         let subscriber = builder
             .build_subscriber_client()
             .map_err(|e| format!("broker: {e}"))?;
+        let connections = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&connections);
+        // Said once per connection, so an outage's end is in the log.
+        let _ = publisher.on_reconnect(move |server| {
+            let n = counted.fetch_add(1, Ordering::AcqRel) + 1;
+            async move {
+                if n > 1 {
+                    tracing::info!(%server, "broker: connected to Redis again");
+                }
+                Ok(())
+            }
+        });
         publisher.connect();
         subscriber.connect();
         // Resubscribes to every channel after a reconnect.
@@ -89,6 +105,7 @@ impl RedisBroker {
             prefix,
             outgoing,
             queued,
+            connections,
             subscriber,
             publisher,
             history_size: settings.history_size,
@@ -109,6 +126,10 @@ impl Backend for RedisBroker {
 
     fn is_up(&self) -> bool {
         self.publisher.is_connected() && self.subscriber.is_connected()
+    }
+
+    fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Acquire)
     }
 
     async fn subscribe(&self, topic: &str) {
@@ -133,45 +154,101 @@ impl Backend for RedisBroker {
         sent
     }
 
-    async fn append(&self, stream: &str, payload: Bytes) -> Result<Position, String> {
+    async fn append(
+        &self,
+        stream: &str,
+        payload: Bytes,
+        retention: Retention,
+    ) -> Result<Position, NotAppended> {
         if !self.is_up() {
-            return Err("the broker (Redis) is unreachable".into());
+            return Err(NotAppended {
+                reason: "the broker (Redis) is unreachable".into(),
+                maybe_kept: false,
+            });
         }
         // The offset comes from a counter kept beside the stream; the epoch
-        // is a key created with the first entry. Both expire with the
-        // stream, and vanish with it if Redis restarts empty, so a fresh
-        // epoch (and offsets from 1) say that the history was lost.
-        const SCRIPT: &str = "local epoch = redis.call('get', KEYS[2]) \
+        // is a key created with the first entry. Both live as long as the
+        // stream (for good when it is kept whole), and vanish with it if
+        // Redis restarts empty, so a fresh epoch (and offsets from 1) say
+        // that the history was lost. Size and TTL 0: kept whole.
+        // An append that reaches Redis after its deadline (ARGV[5], ms
+        // since the epoch) does nothing: its publisher was told it failed,
+        // so a command the client library sends again once Redis is back
+        // must not add it then.
+        const SCRIPT: &str = "local now = redis.call('time') \
+             if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[5]) then \
+               return redis.error_reply('LATE the append reached Redis after its publisher stopped waiting') end \
+             local epoch = redis.call('get', KEYS[2]) \
              local offset = redis.call('incr', KEYS[3]) \
              if (not epoch) or offset == 1 then \
                epoch = ARGV[1]; offset = 1; redis.call('set', KEYS[3], 1) end \
-             redis.call('set', KEYS[2], epoch, 'EX', ARGV[3]) \
-             redis.call('expire', KEYS[3], ARGV[3]) \
-             redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'o', offset, 'e', epoch, 'p', ARGV[4]) \
-             redis.call('expire', KEYS[1], ARGV[3]) \
+             redis.call('set', KEYS[2], epoch) \
+             if ARGV[2] == '0' then \
+               redis.call('xadd', KEYS[1], '*', 'o', offset, 'e', epoch, 'p', ARGV[4]) \
+             else \
+               redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'o', offset, 'e', epoch, 'p', ARGV[4]) \
+             end \
+             if ARGV[3] ~= '0' then \
+               redis.call('expire', KEYS[1], ARGV[3]) \
+               redis.call('expire', KEYS[2], ARGV[3]) \
+               redis.call('expire', KEYS[3], ARGV[3]) end \
              return {offset, epoch}";
-        let base = format!("{}stream:{stream}", self.prefix);
-        let keys = vec![
-            base.clone(),
-            format!("{base}:epoch"),
-            format!("{base}:offset"),
-        ];
-        let ttl = self.history_ttl.as_secs().max(1);
+        let keys = stream_keys(&self.prefix, stream);
+        let (size, ttl) = match retention {
+            Retention::Whole => (0, 0),
+            Retention::Recent => (self.history_size.max(1), self.history_ttl.as_secs().max(1)),
+        };
         let args: Vec<fred::types::Value> = vec![
             new_node_id().to_string().into(),
-            self.history_size.max(1).to_string().into(),
+            size.to_string().into(),
             ttl.to_string().into(),
             fred::types::Value::Bytes(payload),
+            deadline_ms(APPEND_TIMEOUT).to_string().into(),
         ];
+        // Sent once, never queued for a later connection: an append that
+        // fails now is not applied when Redis comes back, after its
+        // publisher was told it failed.
+        let once = fred::types::config::Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            timeout: Some(APPEND_TIMEOUT),
+            ..Default::default()
+        };
         let (offset, epoch): (u64, String) = self
             .publisher
+            .with_options(&once)
             .eval(SCRIPT, keys, args)
             .await
-            .map_err(|e| format!("the broker (Redis) did not take it: {e}"))?;
+            .map_err(|e| NotAppended {
+                // Redis refusing the command kept nothing; a lost
+                // connection or a late answer may come after it ran.
+                maybe_kept: matches!(
+                    e.kind(),
+                    fred::error::ErrorKind::IO
+                        | fred::error::ErrorKind::Canceled
+                        | fred::error::ErrorKind::Timeout
+                ),
+                reason: format!("the broker (Redis) did not take it: {e}"),
+            })?;
         // Readers wake on this rather than on a blocking XREAD, which the
         // client library answers late.
         self.publish(APPENDED, Bytes::copy_from_slice(stream.as_bytes()));
         Ok(Position { offset, epoch })
+    }
+
+    async fn last_position(&self, stream: &str) -> Result<Option<Position>, String> {
+        if !self.is_up() {
+            return Err("the broker (Redis) is unreachable".into());
+        }
+        let keys = stream_keys(&self.prefix, stream);
+        let (epoch, offset): (Option<String>, Option<u64>) = self
+            .publisher
+            .mget(vec![keys[1].clone(), keys[2].clone()])
+            .await
+            .map_err(|e| format!("the broker (Redis): {e}"))?;
+        Ok(epoch
+            .zip(offset)
+            .map(|(epoch, offset)| Position { offset, epoch }))
     }
 
     fn follow(
@@ -246,6 +323,23 @@ impl Backend for RedisBroker {
             .eval(SCRIPT, vec![key], vec![self.node.to_string()])
             .await;
     }
+}
+
+/// Milliseconds since the Unix epoch, `after` from now.
+fn deadline_ms(after: Duration) -> u128 {
+    (std::time::SystemTime::now() + after)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// A stream's keys: its entries, its epoch, its last offset.
+fn stream_keys(prefix: &str, stream: &str) -> Vec<String> {
+    let base = format!("{prefix}stream:{stream}");
+    vec![
+        base.clone(),
+        format!("{base}:epoch"),
+        format!("{base}:offset"),
+    ]
 }
 
 async fn send_queued(

@@ -534,6 +534,27 @@ async fn http_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    let (status, _, body) = http_exchange(addr, method, path, headers, body).await;
+    (status, body)
+}
+
+/// A POST as [`http_post`]: the status, the response's head (status line
+/// and headers) and its body.
+pub async fn http_post_with_head(
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &str,
+) -> (u16, String, String) {
+    http_exchange(addr, "POST", path, &[], body).await
+}
+
+async fn http_exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.expect("connects");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -557,11 +578,11 @@ async fn http_request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("a status line");
-    let body = response
+    let (head, body) = response
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_owned(), b.to_owned()))
         .unwrap_or_default();
-    (status, body)
+    (status, head, body)
 }
 
 /// An `EXPAND_RECEIVE`'s vertices as value → `doc_count` (one field asked).
