@@ -124,9 +124,11 @@ pub struct BrokerSettings {
     pub url: String,
     /// Prefix of every Redis channel: clusters sharing a Redis differ in it.
     pub prefix: String,
-    /// Entries each history stream keeps (published batches of records).
+    /// Entries kept of each stream that need not be whole (health measures,
+    /// polled documents, remote datasources' records); an embedded
+    /// datasource's records are kept whole, every node's copy built from them.
     pub history_size: u64,
-    /// How long a history stream is kept after its last entry.
+    /// How long such a stream is kept after its last entry.
     #[serde(deserialize_with = "duration")]
     pub history_ttl: Duration,
 }

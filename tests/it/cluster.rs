@@ -1134,3 +1134,180 @@ async fn published_records_outlive_node_and_redis_restarts_and_a_node_is_ready_o
     until_status_at(c.addr, "/readyz", 200).await;
     assert_eq!(total_at(c.addr, KEPT).await, 155);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_a_service_publishes_reach_live_queries_on_every_node_with_positions() {
+    if !redis_available() {
+        return;
+    }
+    let (a, b) = two_nodes(Duration::from_secs(10));
+    let mut service = FakeService::start(&a, Behaviour::Serve { chunk: 20 }).await;
+    // A client of the other node follows the service's datasource.
+    let mut client = until_listed(&b, "crm").await;
+    client
+        .send(
+            json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "query": "team:red", "size": 5,
+                     "live": true, "request-id": "live"}),
+        )
+        .await;
+    let page = client.recv_until(|m| m["type"] == "LIVE_STARTED").await;
+    assert_eq!(results_of(&page, "crm").len(), 5, "{page:?}");
+    service
+        .send
+        .send(
+            json!({"op": 0, "id": "p1", "event": "PUBLISH", "data": {"records": [
+                {"id": "n1", "name": "published by a service", "team": "red"},
+                {"id": "n2", "name": "not for this query", "team": "blue"},
+            ]}}),
+        )
+        .expect("sent");
+    let reply = loop {
+        let next = service.next("").await;
+        if next["event"] != "SEARCH" {
+            break next;
+        }
+    };
+    assert_eq!(reply["op"], 5, "{reply}");
+    assert_eq!(reply["data"]["records"], 2, "{reply}");
+    let append = client.recv().await;
+    assert_eq!(append["items"]["append"], true, "{append}");
+    let results = append["items"]["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{append}");
+    assert_eq!(results[0]["fields"]["name"], "published by a service");
+    // The same position the service was given: a client can resume from it on any node.
+    assert_eq!(
+        append["items"]["offset"], reply["data"]["offset"],
+        "{append} {reply}"
+    );
+    assert_eq!(
+        append["items"]["epoch"], reply["data"]["epoch"],
+        "{append} {reply}"
+    );
+    assert!(reply["data"]["offset"].is_u64(), "{reply}");
+    service.stop();
+}
+
+/// HAProxy on the shipped configuration (`datasources/haproxy/haproxy.cfg`),
+/// its servers and address set for this machine; stopped when dropped.
+struct Balancer {
+    process: std::process::Child,
+    addr: std::net::SocketAddr,
+    _folder: tempfile::TempDir,
+}
+
+impl Balancer {
+    fn start(nodes: &[std::net::SocketAddr]) -> Balancer {
+        let shipped = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/datasources/haproxy/haproxy.cfg"
+        ))
+        .expect("the shipped configuration");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        // Only what ties it to Docker changes: its DNS, the bind address,
+        // the servers' names; and its connection cap, which needs more
+        // open files than a test process may have.
+        let mut config = String::new();
+        let mut in_resolvers = false;
+        for line in shipped.lines() {
+            if line.starts_with("resolvers ") {
+                in_resolvers = true;
+                continue;
+            }
+            if in_resolvers {
+                in_resolvers = !line.trim().is_empty();
+                continue;
+            }
+            if line.trim_start().starts_with("server ") {
+                continue;
+            }
+            let line = line
+                .replace(" resolvers docker init-addr libc,none", "")
+                .replace("bind *:8080", &format!("bind 127.0.0.1:{port}"))
+                .replace("maxconn 20000", "maxconn 1000");
+            config.push_str(&line);
+            config.push('\n');
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            config.push_str(&format!("    server node-{i} {node} check\n"));
+        }
+        assert!(config.contains("option httpchk GET /readyz"), "{config}");
+        let folder = tempfile::tempdir().expect("a folder");
+        let file = folder.path().join("haproxy.cfg");
+        std::fs::write(&file, &config).expect("written");
+        let process = std::process::Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start haproxy ({e}); install it with `apt-get install -y haproxy`")
+            });
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(started.elapsed() < PATIENCE, "haproxy did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Balancer {
+            process,
+            addr,
+            _folder: folder,
+        }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_the_shipped_haproxy_searches_go_on_while_redis_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let Some(redis) = OwnRedis::start(port) else {
+        eprintln!("skipped: redis-server could not be started");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = prefix();
+    let a = Process::start_on(&url, &prefix, "10s");
+    let b = Process::start_on(&url, &prefix, "10s");
+    until_status_at(a.addr, "/readyz", 200).await;
+    until_status_at(b.addr, "/readyz", 200).await;
+    let balancer = Balancer::start(&[a.addr, b.addr]);
+    // HAProxy marks a server up after two good checks, 2 s apart.
+    until_status_at(balancer.addr, "/readyz", 200).await;
+    for n in 0..4 {
+        publish_kept(balancer.addr, n).await;
+    }
+
+    let _port = redis.stop();
+    // Longer than HAProxy takes to drop a server that fails one check.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for _ in 0..10 {
+        let (status, body) = http_get(balancer.addr, "/healthz").await;
+        assert_eq!(status, 200, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).expect("tributary's JSON");
+        assert_eq!(health["broker"]["ok"], false, "{health}");
+        assert_eq!(total_at(balancer.addr, KEPT).await, 20);
+    }
+    let (status, head, body) = http_post_with_head(
+        balancer.addr,
+        "/api/datasources/tweets/records",
+        &kept_batch(9),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    assert!(body.contains("nothing was published"), "{body}");
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Durability figures for BENCHMARKS.md: publishing into a data directory,
+and the restart of a node that holds many published records.
+
+    cargo build --release --bin tributary
+    scripts/bench-durability.py --records 1000000 --batch 5000
+
+One embedded datasource (the demo tweets as its base) with publishing open
+and its data directory in a temporary folder. Publishes `--records`
+tweets-shaped records with ids in POSTs of `--batch`, one publisher, and
+reports records a second and the server's CPU per 1,000 records (from
+/proc/<pid>/stat). Then stops the server with SIGTERM and starts it again,
+and kills it with SIGKILL and starts it again, each time timing until it
+listens and until its first search counts every record; and publishes the
+last batch again to show nothing is doubled.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "tributary")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(folder, port):
+    log = open(os.path.join(folder, "server.log"), "ab")
+    began = time.monotonic()
+    server = subprocess.Popen(
+        [BIN, "--config", os.path.join(folder, "tributary.toml"), "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    server.stdout.readline()  # the address, once it listens
+    return server, time.monotonic() - began
+
+
+def post(port, body):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/datasources/tweets/records", data=body, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return json.loads(answer.read())
+
+
+def total(port):
+    """The datasource's total, from an ITEMS_REQUEST over the websocket."""
+    import asyncio
+
+    import websockets
+
+    async def ask():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "ITEMS_REQUEST", "datasources": ["tweets"], "query": "*",
+                                      "from": 0, "size": 0, "color": "#000"}))
+            while True:
+                message = json.loads(await ws.recv())
+                if message.get("type") == "ITEMS_RECEIVE":
+                    return message["items"]["total"]
+
+    return asyncio.run(ask())
+
+
+def batch(first, count):
+    lines = []
+    for n in range(first, first + count):
+        lines.append(json.dumps({
+            "id": f"p{n}", "created_at": "2026-11-23T10:00:00Z",
+            "text": f"published record {n} about #durability and #bench{n % 97}",
+            "user": {"screen_name": f"user{n % 5000}", "followers_count": n % 1000},
+        }))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=5000)
+    args = parser.parse_args()
+    folder = tempfile.mkdtemp(prefix="tributary-durability-")
+    with open(os.path.join(folder, "tributary.toml"), "w") as f:
+        f.write(
+            "[publish]\nenabled = true\nmax_body_bytes = 67108864\n\n"
+            "[datasources.tweets]\ntype = \"embedded\"\nembedded = \"tweets\"\n"
+            f"max_records = {args.records + 10_000}\n"
+        )
+    port = free_port()
+    server, _ = start(folder, port)
+    base = total(port)
+    cpu_before = cpu_seconds(server.pid)
+    began = time.monotonic()
+    for first in range(0, args.records, args.batch):
+        reply = post(port, batch(first, min(args.batch, args.records - first)))
+        assert reply["searchable"], reply
+    took = time.monotonic() - began
+    cpu = cpu_seconds(server.pid) - cpu_before
+    log = os.path.join(folder, "data", "tweets", "published.log")
+    print(f"published {args.records} records in POSTs of {args.batch}: {took:.1f} s, "
+          f"{args.records / took:,.0f} records/s, server CPU {cpu * 1000 / (args.records / 1000):.0f} ms per 1,000 records; "
+          f"log {os.path.getsize(log) / 2**20:.0f} MiB")
+    expected = base + args.records
+    assert total(port) == expected
+
+    for how in (signal.SIGTERM, signal.SIGKILL):
+        server.send_signal(how)
+        server.wait()
+        began = time.monotonic()
+        server, listening = start(folder, port)
+        held = total(port)
+        searchable = time.monotonic() - began
+        assert held == expected, (held, expected)
+        print(f"after {how.name}: listening after {listening:.1f} s, every record searchable after "
+              f"{searchable:.1f} s, server CPU {cpu_seconds(server.pid):.1f} s")
+    reply = post(port, batch(args.records - args.batch, args.batch))
+    assert reply["replaced"] == args.batch and total(port) == expected, reply
+    print(f"the last batch published again: replaced {reply['replaced']}, total still {expected}")
+    server.send_signal(signal.SIGTERM)
+    server.wait()
+    with open(os.path.join(folder, "server.log")) as f:
+        for line in f:
+            if "read back" in line:
+                print("log:", line.strip()[:200])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
