@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Durability figures for BENCHMARKS.md: publishing into a data directory,
-and the restart of a node that holds many published records.
+and the restart of a node that holds many published records; with
+`--cluster`, two nodes on a Redis of their own (with and without its
+append-only file): publishing, and a node catching up after a restart.
 
     cargo build --release --bin tributary
     scripts/bench-durability.py --records 1000000 --batch 5000
+    scripts/bench-durability.py --cluster --records 200000 --batch 1000
 
 One embedded datasource (the demo tweets as its base) with publishing open
 and its data directory in a temporary folder. Publishes `--records`
@@ -41,6 +44,19 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ready(port, patience=600):
+    began = time.monotonic()
+    while time.monotonic() - began < patience:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+                if answer.status == 200:
+                    return time.monotonic() - began
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"node on {port} never ready")
 
 
 def start(folder, port):
@@ -93,11 +109,61 @@ def batch(first, count):
     return ("\n".join(lines) + "\n").encode()
 
 
+def cluster(args):
+    for persistence in (["--appendonly", "no"], ["--appendonly", "yes", "--appendfsync", "always"]):
+        folder = tempfile.mkdtemp(prefix="tributary-cluster-")
+        redis_port = free_port()
+        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                                  "--save", "", "--dir", folder] + persistence, stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        nodes = []
+        for name in ("a", "b"):
+            node = os.path.join(folder, name)
+            os.makedirs(node)
+            with open(os.path.join(node, "tributary.toml"), "w") as f:
+                f.write(
+                    "[publish]\nenabled = true\nmax_body_bytes = 67108864\n\n"
+                    f"[broker]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{redis_port}\"\n\n"
+                    "[datasources.tweets]\ntype = \"embedded\"\nembedded = \"tweets\"\n"
+                    f"max_records = {2 * args.records + 10_000}\n"
+                )
+            port = free_port()
+            server, _ = start(node, port)
+            ready(port)
+            nodes.append([node, port, server])
+        (a_dir, a_port, a), (b_dir, b_port, b) = nodes
+        began = time.monotonic()
+        cpu = cpu_seconds(a.pid) + cpu_seconds(b.pid) + cpu_seconds(redis.pid)
+        for first in range(0, args.records, args.batch):
+            post(a_port, batch(first, min(args.batch, args.records - first)))
+        took = time.monotonic() - began
+        cpu = cpu_seconds(a.pid) + cpu_seconds(b.pid) + cpu_seconds(redis.pid) - cpu
+        print(f"redis {' '.join(persistence)}: {args.records} records in POSTs of {args.batch} to node A: "
+              f"{args.records / took:,.0f} records/s, CPU (both nodes and Redis) "
+              f"{cpu * 1000 / (args.records / 1000):.0f} ms per 1,000 records")
+        # B is killed, misses as many records again, and restarts on its data.
+        b.send_signal(signal.SIGKILL)
+        b.wait()
+        for first in range(args.records, 2 * args.records, args.batch):
+            post(a_port, batch(first, args.batch))
+        b, listening = start(b_dir, b_port)
+        caught_up = ready(b_port) + listening
+        assert total(b_port) == total(a_port) == 3000 + 2 * args.records
+        print(f"  node B restarted {args.records} records behind: listening after {listening:.1f} s, "
+              f"ready (every record) after {caught_up:.1f} s")
+        for process in (a, b, redis):
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--cluster", action="store_true")
     args = parser.parse_args()
+    if args.cluster:
+        return cluster(args)
     folder = tempfile.mkdtemp(prefix="tributary-durability-")
     with open(os.path.join(folder, "tributary.toml"), "w") as f:
         f.write(

@@ -71,7 +71,8 @@ impl RedisBroker {
         let connections = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&connections);
         // Said once per connection, so an outage's end is in the log.
-        let _ = publisher.on_reconnect(move |server| {
+        // The listener runs on its own task; its handle is not needed.
+        drop(publisher.on_reconnect(move |server| {
             let n = counted.fetch_add(1, Ordering::AcqRel) + 1;
             async move {
                 if n > 1 {
@@ -79,7 +80,7 @@ impl RedisBroker {
                 }
                 Ok(())
             }
-        });
+        }));
         publisher.connect();
         subscriber.connect();
         // Resubscribes to every channel after a reconnect.
