@@ -326,6 +326,25 @@ async fn one_node_measures_health_for_all_and_another_takes_over() {
     assert_eq!(status, 200, "{ready}");
 }
 
+/// A port no one listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A Redis of the test's own on a free port (keeping its data in `dir`,
+/// if given), and the port; `None`, said, when it cannot start.
+fn own_redis(dir: Option<&std::path::Path>) -> Option<(OwnRedis, u16)> {
+    let port = free_port();
+    let started = OwnRedis::start_in(port, dir);
+    if started.is_none() {
+        eprintln!("skipped: redis-server could not be started");
+    }
+    started.map(|redis| (redis, port))
+}
+
 /// A Redis of the test's own, on a port of its own, that can be stopped and
 /// started again.
 struct OwnRedis {
@@ -399,12 +418,7 @@ async fn until_status(server: &ServerHandle, path: &str, want: u16) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_a_node_serves_searches_refuses_publishes_and_recovers() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let Some(redis) = OwnRedis::start(port) else {
-        eprintln!("skipped: redis-server could not be started");
+    let Some((redis, port)) = own_redis(None) else {
         return;
     };
     let prefix = prefix();
@@ -573,10 +587,7 @@ impl Process {
     /// A node on the Redis at `url`, in a folder of its own (its
     /// configuration, and its data directory beside it).
     fn start_on(url: &str, prefix: &str, health_interval: &str) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         let folder = std::env::temp_dir().join(format!("tributary-cluster-{prefix}-{port}"));
         std::fs::create_dir_all(&folder).expect("a folder");
         std::fs::write(
@@ -1033,13 +1044,8 @@ const KEPT: &str = "text:\"kept by every node\"";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn published_records_outlive_node_and_redis_restarts_and_a_node_is_ready_only_when_whole() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
     let redis_dir = tempfile::tempdir().expect("a folder");
-    let Some(redis) = OwnRedis::start_in(port, Some(redis_dir.path())) else {
-        eprintln!("skipped: redis-server could not be started");
+    let Some((redis, port)) = own_redis(Some(redis_dir.path())) else {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}");
@@ -1202,10 +1208,7 @@ impl Balancer {
             "/datasources/haproxy/haproxy.cfg"
         ))
         .expect("the shipped configuration");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         // Only what ties it to Docker changes: its DNS, the bind address,
         // the servers' names; and its connection cap, which needs more
         // open files than a test process may have.
@@ -1270,12 +1273,7 @@ impl Drop for Balancer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_the_shipped_haproxy_searches_go_on_while_redis_is_down() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let Some(redis) = OwnRedis::start(port) else {
-        eprintln!("skipped: redis-server could not be started");
+    let Some((redis, port)) = own_redis(None) else {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}");
