@@ -1309,3 +1309,67 @@ async fn behind_the_shipped_haproxy_searches_go_on_while_redis_is_down() {
     assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
     assert!(body.contains("nothing was published"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_missing_history_the_broker_no_longer_holds_is_not_ready_until_given_a_peers_data() {
+    let Some((_redis, port)) = own_redis(None) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = prefix();
+    let a = Process::start_on(&url, &prefix, "10s");
+    until_status_at(a.addr, "/readyz", 200).await;
+    for n in 0..10 {
+        publish_kept(a.addr, n).await;
+    }
+    // The stream loses its first entries (trimmed by hand: tributary never trims it).
+    let trimmed = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "XTRIM"])
+        .arg(format!("{prefix}:stream:records:tweets"))
+        .args(["MAXLEN", "3"])
+        .output()
+        .expect("redis-cli runs");
+    assert_eq!(String::from_utf8_lossy(&trimmed.stdout).trim(), "7");
+
+    // A new node cannot hold what A holds: it says so and stays out.
+    let mut c = Process::start_on(&url, &prefix, "10s");
+    let started = std::time::Instant::now();
+    let reason = loop {
+        let (status, body) = http_get(c.addr, "/readyz").await;
+        assert_eq!(
+            status, 503,
+            "a node without publications 1 to 7 is never ready: {body}"
+        );
+        if body.contains("no longer in the broker") {
+            break body;
+        }
+        assert!(started.elapsed() < PATIENCE, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(reason.contains("publications 1 to 7"), "{reason}");
+    assert!(reason.contains("copy the data directory"), "{reason}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _) = http_get(c.addr, "/readyz").await;
+    assert_eq!(status, 503);
+
+    // Given a copy of A's data directory, it recovers: ready, and the same.
+    c.kill();
+    std::fs::remove_dir_all(c._folder.0.join("data")).expect("C's own data removed");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(a._folder.0.join("data"))
+        .arg(c._folder.0.join("data"))
+        .status()
+        .expect("cp runs");
+    assert!(copied.success());
+    // (The copy holds A's lock file, not its lock.)
+    c.restart();
+    until_status_at(c.addr, "/readyz", 200).await;
+    assert_eq!(total_at(c.addr, KEPT).await, 50);
+    publish_kept(a.addr, 10).await;
+    let started = std::time::Instant::now();
+    while total_at(c.addr, KEPT).await != 55 {
+        assert!(started.elapsed() < PATIENCE, "C does not follow the stream");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
