@@ -169,6 +169,26 @@ impl futures_util::Stream for ResponseBody {
 async fn metrics(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     app.metrics.broker_up.set(i64::from(app.broker.is_up()));
     let not_ready = app.shutdown.borrow().is_some() || app.streams.not_ready().is_some();
+    for source in app.federation.sources() {
+        if source
+            .datasource
+            .publisher()
+            .is_some_and(|p| p.keeps_records())
+        {
+            app.metrics
+                .catch_up_remaining
+                .with_label_values(&[&source.info.id])
+                .set(0);
+        }
+    }
+    for (stream, remaining) in app.streams.catching_up() {
+        if let Some(id) = stream.strip_prefix("records:") {
+            app.metrics
+                .catch_up_remaining
+                .with_label_values(&[id])
+                .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+        }
+    }
     app.metrics.ready.set(i64::from(!not_ready));
     let connections = app.broker.connections();
     let counted = app.metrics.broker_connections.get();

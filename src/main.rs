@@ -22,6 +22,15 @@ struct Cli {
     /// Serve the web UI from this folder instead of the copy built into the binary.
     #[arg(long)]
     static_dir: Option<PathBuf>,
+    /// Log lines as text, or as JSON objects (one a line) for a log collector.
+    #[arg(long, env = "TRIBUTARY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() {
@@ -30,13 +39,15 @@ fn main() {
     use std::io::IsTerminal;
     let colors = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(colors)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(colors).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = tributary::config::load(cli.config.as_deref(), cli.listen.as_deref()).and_then(
         |mut settings| {
             if let Some(dir) = cli.static_dir {

@@ -68,6 +68,10 @@ pub struct Metrics {
     pub epoch_changes: IntCounterVec,
     /// 0 while this node is not ready (catching up, or missing records).
     pub ready: IntGauge,
+    /// Publications this node still has to apply before it is ready, by datasource.
+    pub catch_up_remaining: IntGaugeVec,
+    /// 1, labelled with the version running.
+    pub build_info: IntGaugeVec,
     /// Datasource health checks this node ran (with several nodes, only the
     /// holder of the `health` lease runs them).
     pub health_checks: IntCounter,
@@ -84,7 +88,7 @@ impl Metrics {
         let registry = Registry::new_custom(Some("tributary".into()), None)
             .unwrap_or_else(|_| Registry::new());
         let add = Adder(&registry);
-        Metrics {
+        let metrics = Metrics {
             connections_open: add.gauge("connections_open", "Websocket connections open now"),
             connections_total: add.counter("connections_total", "Websocket connections accepted since start"),
             requests_running: add.gauge("requests_running", "Requests running now over all connections"),
@@ -125,10 +129,21 @@ impl Metrics {
             applied_offset: add.gauges("applied_offset", "The offset of the last publication of records this node applied, by datasource", &["datasource"]),
             epoch_changes: add.counters("epoch_changes_total", "Times a datasource's published records started a new history because the broker lost the old one", &["datasource"]),
             ready: add.gauge("ready", "1 while this node holds every published record the others hold and can serve searches"),
+            catch_up_remaining: add.gauges("catch_up_remaining", "Publications this node still has to apply before it is ready, by datasource", &["datasource"]),
+            build_info: add.gauges("build_info", "1, labelled with the version running", &["version"]),
             health_checks: add.counter("health_checks_total", "Datasource health checks this node ran"),
             limit_refusals: add.counters("limit_refusals_total", "Work refused or connections closed because a limit was reached, by limit", &["limit"]),
             registry,
-        }
+        };
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // The process's own CPU, memory, open files and threads (Linux).
+        let _ = metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        metrics
     }
 
     /// Counts one inbound message.
@@ -218,12 +233,20 @@ mod tests {
             .with_label_values(&["x"])
             .observe(0.1);
         metrics.applied_offset.with_label_values(&["x"]).set(1);
+        metrics.catch_up_remaining.with_label_values(&["x"]).set(1);
         let families = metrics.registry.gather();
-        assert_eq!(
-            families.len(),
-            32,
-            "every field of Metrics, registered once"
-        );
+        let (process, own): (Vec<_>, Vec<_>) = families
+            .iter()
+            .partition(|f| f.name().starts_with("tributary_process_"));
+        assert_eq!(own.len(), 34, "every field of Metrics, registered once");
+        let names: Vec<&str> = process.iter().map(|f| f.name()).collect();
+        for name in [
+            "tributary_process_cpu_seconds_total",
+            "tributary_process_resident_memory_bytes",
+            "tributary_process_open_fds",
+        ] {
+            assert!(names.contains(&name), "{names:?}");
+        }
         assert!(families.iter().all(|f| f.name().starts_with("tributary_")));
         assert!(metrics
             .render()

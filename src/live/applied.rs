@@ -65,12 +65,49 @@ impl Streams {
     }
 
     pub(super) fn set_applied(&self, stream: &str, position: Position) {
+        {
+            let mut behind = self.behind.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(Behind::CatchingUp(target)) = behind.get(stream) {
+                if target.epoch == position.epoch && position.offset >= target.offset {
+                    tracing::info!(%stream, offset = position.offset, "caught up");
+                    behind.remove(stream);
+                }
+            }
+        }
         self.sender(stream).send_replace(Some(position));
+    }
+
+    /// The streams this node is catching up on: how many publications each
+    /// still has to apply.
+    pub fn catching_up(&self) -> Vec<(String, u64)> {
+        let behind = self.behind.lock().unwrap_or_else(|e| e.into_inner());
+        behind
+            .iter()
+            .filter_map(|(stream, state)| match state {
+                Behind::CatchingUp(target) => {
+                    let applied = self.applied(stream).borrow().clone();
+                    let done = applied
+                        .filter(|now| now.epoch == target.epoch)
+                        .map_or(0, |now| now.offset);
+                    Some((stream.clone(), target.offset.saturating_sub(done)))
+                }
+                Behind::Stuck(_) => None,
+            })
+            .collect()
     }
 
     /// `stream` went as far as `last` when this node started: it is not
     /// ready until it has applied that far.
     pub(super) fn catch_up_to(&self, stream: &str, last: Position) {
+        let reached = self
+            .applied(stream)
+            .borrow()
+            .as_ref()
+            .is_some_and(|now| now.epoch == last.epoch && now.offset >= last.offset);
+        if reached {
+            return;
+        }
+        tracing::info!(%stream, until = last.offset, "catching up: not ready until this node holds the stream that far");
         let mut behind = self.behind.lock().unwrap_or_else(|e| e.into_inner());
         behind
             .entry(stream.to_owned())

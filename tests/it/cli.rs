@@ -436,3 +436,31 @@ async fn a_taken_address_and_relative_paths_in_a_config() {
     assert_eq!(items_of(&answer[0])["total"], 1, "{answer:?}");
     let _ = std::fs::remove_dir_all(&folder);
 }
+
+#[tokio::test]
+async fn logs_can_be_json_lines_for_a_log_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("log.ndjson");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (server, addr) = run_logging_to(
+        &["--listen", "127.0.0.1:0", "--log-format", "json"],
+        &[],
+        Stdio::from(log),
+    );
+    let (status, _) = http_get(addr.parse().unwrap(), "/readyz").await;
+    assert_eq!(status, 200);
+    drop(server);
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(!lines.is_empty(), "the server logs its start");
+    for line in lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string()
+                && entry["fields"].is_object()
+                && entry["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}

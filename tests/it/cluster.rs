@@ -1134,6 +1134,19 @@ async fn published_records_outlive_node_and_redis_restarts_and_a_node_is_ready_o
         Some(31.0),
         "{metrics}"
     );
+    assert_eq!(
+        metric(
+            &metrics,
+            "tributary_catch_up_remaining{datasource=\"tweets\"}"
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "tributary_ready"), Some(1.0), "{metrics}");
+    assert!(
+        metric(&metrics, "tributary_process_resident_memory_bytes").unwrap_or(0.0) > 0.0,
+        "{metrics}"
+    );
 
     // A node with no data of its own builds it all from the log.
     let c = Process::start_on(&url, &prefix, "10s");
