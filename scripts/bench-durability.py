@@ -6,7 +6,7 @@ append-only file): publishing, and a node catching up after a restart.
 
     cargo build --release --bin tributary
     scripts/bench-durability.py --records 1000000 --batch 5000
-    scripts/bench-durability.py --cluster --records 200000 --batch 1000
+    scripts/bench-durability.py --cluster --records 200000 --batch 1000 [--nodes 3]
 
 One embedded datasource (the demo tweets as its base) with publishing open
 and its data directory in a temporary folder. Publishes `--records`
@@ -117,7 +117,7 @@ def cluster(args):
                                   "--save", "", "--dir", folder] + persistence, stdout=subprocess.DEVNULL)
         time.sleep(0.5)
         nodes = []
-        for name in ("a", "b"):
+        for name in "abc"[: args.nodes]:
             node = os.path.join(folder, name)
             os.makedirs(node)
             with open(os.path.join(node, "tributary.toml"), "w") as f:
@@ -131,15 +131,17 @@ def cluster(args):
             server, _ = start(node, port)
             ready(port)
             nodes.append([node, port, server])
-        (a_dir, a_port, a), (b_dir, b_port, b) = nodes
+        (a_dir, a_port, a), (b_dir, b_port, b) = nodes[0], nodes[1]
+        others = [server for _, _, server in nodes[2:]]
+        pids = [server.pid for _, _, server in nodes] + [redis.pid]
         began = time.monotonic()
-        cpu = cpu_seconds(a.pid) + cpu_seconds(b.pid) + cpu_seconds(redis.pid)
+        cpu = sum(cpu_seconds(pid) for pid in pids)
         for first in range(0, args.records, args.batch):
             post(a_port, batch(first, min(args.batch, args.records - first)))
         took = time.monotonic() - began
-        cpu = cpu_seconds(a.pid) + cpu_seconds(b.pid) + cpu_seconds(redis.pid) - cpu
-        print(f"redis {' '.join(persistence)}: {args.records} records in POSTs of {args.batch} to node A: "
-              f"{args.records / took:,.0f} records/s, CPU (both nodes and Redis) "
+        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
+        print(f"redis {' '.join(persistence)}, {args.nodes} nodes: {args.records} records in POSTs of {args.batch} to node A: "
+              f"{args.records / took:,.0f} records/s, CPU (every node and Redis) "
               f"{cpu * 1000 / (args.records / 1000):.0f} ms per 1,000 records")
         # B is killed, misses as many records again, and restarts on its data.
         b.send_signal(signal.SIGKILL)
@@ -151,7 +153,7 @@ def cluster(args):
         assert total(b_port) == total(a_port) == 3000 + 2 * args.records
         print(f"  node B restarted {args.records} records behind: listening after {listening:.1f} s, "
               f"ready (every record) after {caught_up:.1f} s")
-        for process in (a, b, redis):
+        for process in [a, b, redis] + others:
             process.send_signal(signal.SIGKILL)
             process.wait()
 
@@ -161,6 +163,7 @@ def main():
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--cluster", action="store_true")
+    parser.add_argument("--nodes", type=int, default=2, help="with --cluster: 2 or 3")
     args = parser.parse_args()
     if args.cluster:
         return cluster(args)
