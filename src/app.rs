@@ -166,6 +166,7 @@ impl App {
             streams: Arc::clone(&self.streams),
             live: Arc::clone(&self.live),
             metrics: Arc::clone(&self.metrics),
+            broker: Arc::clone(&self.broker),
         };
         vec![
             Box::pin(crate::live::polls::run(

@@ -63,6 +63,7 @@ pub struct Appliers {
     pub streams: Arc<Streams>,
     pub live: Arc<super::LiveQueries>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub broker: Arc<super::Broker>,
 }
 
 /// Applies what the streams bring, until the broker stops; follows the
@@ -149,6 +150,18 @@ async fn apply(to: &Appliers, entries: Vec<StreamEntry>) {
                 Next::Held => continue,
                 Next::Apply => {}
                 Next::NewEpoch => {
+                    if let Some(lost) = last.as_ref() {
+                        // Said in Redis for nodes that start later: they
+                        // must hold this much of the lost history too.
+                        let field = format!("{}@{}", lost.epoch, to.broker.node());
+                        let kept = to
+                            .broker
+                            .set_field(&lost_hash(&entry.stream), &field, &lost.offset.to_string())
+                            .await;
+                        if let Err(reason) = kept {
+                            tracing::warn!(stream = %entry.stream, %reason, "what the broker lost could not be noted in it");
+                        }
+                    }
                     to.metrics.epoch_changes.with_label_values(&[id]).inc();
                     tracing::warn!(stream = %entry.stream, epoch = %entry.position.epoch, "the broker's history of published records started again (it lost what it held): the records this node holds stay, and new ones follow");
                 }
@@ -321,10 +334,17 @@ fn follows(held: Option<&Position>, entry: &Position) -> Next {
     }
 }
 
+/// The hash where nodes note how far each epoch of `stream` went when the
+/// broker lost it: field `<epoch>@<node>`, value the last offset the node held.
+fn lost_hash(stream: &str) -> String {
+    format!("lost:{stream}")
+}
+
 /// Learns from the broker how far each stream of records kept goes, so
 /// this node says it is ready only once it holds that much (with one
-/// node, there is nothing to learn). Asks again every second while the
-/// broker is unreachable.
+/// node, there is nothing to learn), and whether the broker lost history
+/// this node does not hold (then it is not ready). Asks again every second
+/// while the broker is unreachable.
 pub async fn measure(
     federation: Arc<Federation>,
     broker: Arc<super::Broker>,
@@ -335,24 +355,29 @@ pub async fn measure(
         streams.measured();
         return;
     }
-    let kept: Vec<String> = federation
+    let kept: Vec<Arc<crate::federation::Source>> = federation
         .sources()
-        .iter()
+        .into_iter()
         .filter(|s| s.datasource.publisher().is_some_and(|p| p.keeps_records()))
-        .map(|s| records_stream(&s.info.id))
         .collect();
     loop {
-        let mut lasts = Vec::with_capacity(kept.len());
-        for stream in &kept {
-            match broker.last_position(stream).await {
-                Ok(last) => lasts.push((stream, last)),
-                Err(_) => break,
-            }
+        let mut learned = Vec::with_capacity(kept.len());
+        for source in &kept {
+            let stream = records_stream(&source.info.id);
+            let (Ok(last), Ok(lost)) = (
+                broker.last_position(&stream).await,
+                broker.fields(&lost_hash(&stream)).await,
+            ) else {
+                break;
+            };
+            learned.push((source, stream, last, lost));
         }
-        if lasts.len() == kept.len() {
-            for (stream, last) in lasts {
-                if let Some(last) = last {
-                    streams.catch_up_to(stream, last);
+        if learned.len() == kept.len() {
+            for (source, stream, last, lost) in learned {
+                if let Some(missing) = lost_and_not_held(source, &lost) {
+                    streams.stuck(&stream, format!("the broker lost publications 1 to {} of an earlier history ({}) when it restarted without them, and this node does not hold them; copy the data directory of a node that ran then, and is ready, to this one (with both stopped)", missing.offset, missing.epoch));
+                } else if let Some(last) = last {
+                    streams.catch_up_to(&stream, last);
                 }
             }
             streams.measured();
@@ -367,6 +392,31 @@ pub async fn measure(
             }
         }
     }
+}
+
+/// The furthest lost publication (of the fields of a stream's
+/// [`lost_hash`]) that `source` does not hold, if any.
+fn lost_and_not_held(
+    source: &crate::federation::Source,
+    lost: &HashMap<String, String>,
+) -> Option<Position> {
+    let publisher = source.datasource.publisher()?;
+    let mut furthest: HashMap<&str, u64> = HashMap::new();
+    for (field, offset) in lost {
+        let (Some((epoch, _node)), Ok(offset)) = (field.rsplit_once('@'), offset.parse::<u64>())
+        else {
+            continue;
+        };
+        let at = furthest.entry(epoch).or_default();
+        *at = (*at).max(offset);
+    }
+    furthest
+        .into_iter()
+        .map(|(epoch, offset)| Position {
+            offset,
+            epoch: epoch.to_owned(),
+        })
+        .find(|position| !publisher.holds(position))
 }
 
 #[cfg(test)]

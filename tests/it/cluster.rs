@@ -1386,3 +1386,72 @@ async fn a_node_missing_history_the_broker_no_longer_holds_is_not_ready_until_gi
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_starts_after_redis_lost_its_history_knows_it_lacks_it() {
+    let Some((redis, port)) = own_redis(None) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = prefix();
+    let a = Process::start_on(&url, &prefix, "10s");
+    until_status_at(a.addr, "/readyz", 200).await;
+    for n in 0..5 {
+        publish_kept(a.addr, n).await;
+    }
+    // Redis restarts empty (it kept nothing on disk): a new history begins.
+    let port = redis.stop();
+    let _redis = OwnRedis::start(port).expect("redis-server starts again");
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = http_post(
+            a.addr,
+            "/api/datasources/tweets/records",
+            &[],
+            &kept_batch(5),
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "{status}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(total_at(a.addr, KEPT).await, 30);
+    let (_, metrics) = http_get(a.addr, "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "tributary_epoch_changes_total{datasource=\"tweets\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // A node started now would hold only the new history: it says so.
+    let mut c = Process::start_on(&url, &prefix, "10s");
+    let started = std::time::Instant::now();
+    let reason = loop {
+        let (status, body) = http_get(c.addr, "/readyz").await;
+        assert_eq!(status, 503, "{body}");
+        if body.contains("lost") {
+            break body;
+        }
+        assert!(started.elapsed() < PATIENCE, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(reason.contains("publications 1 to 5"), "{reason}");
+    // Given A's data, it is ready and the same.
+    c.kill();
+    std::fs::remove_dir_all(c._folder.0.join("data")).expect("C's own data removed");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(a._folder.0.join("data"))
+        .arg(c._folder.0.join("data"))
+        .status()
+        .expect("cp runs");
+    assert!(copied.success());
+    c.restart();
+    until_status_at(c.addr, "/readyz", 200).await;
+    assert_eq!(total_at(c.addr, KEPT).await, 30);
+}

@@ -226,4 +226,11 @@ pub trait Publish: Send + Sync {
     fn keeps_records(&self) -> bool {
         false
     }
+
+    /// Whether it holds publication `position` (of the current epoch or an
+    /// earlier one), for a datasource that keeps records: a node that
+    /// starts checks it holds what the broker lost. By default `false`.
+    fn holds(&self, _position: &Position) -> bool {
+        false
+    }
 }

@@ -11,6 +11,8 @@ pub(super) struct Ledger {
     epoch: Option<String>,
     /// (offset, first row, end row), oldest first, at most [`LEDGER_ENTRIES`].
     entries: std::collections::VecDeque<(u64, usize, usize)>,
+    /// The last offset held of every epoch seen, this one included.
+    reached: HashMap<String, u64>,
 }
 
 /// Publications a fixtures index remembers the rows of (a resume from
@@ -33,6 +35,8 @@ impl Ledger {
                 self.entries.clear();
             }
             let end = row + records;
+            let reached = self.reached.entry(epoch.clone()).or_default();
+            *reached = (*reached).max(*offset);
             // Offsets only grow within an epoch; a repeated one is ignored.
             if self
                 .entries
@@ -64,6 +68,13 @@ impl Ledger {
     }
 
     /// The row count right after publication `position`.
+    /// Whether the index holds publication `position` (of any epoch seen).
+    pub(super) fn holds(&self, position: &Position) -> bool {
+        self.reached
+            .get(&position.epoch)
+            .is_some_and(|&last| last >= position.offset)
+    }
+
     pub(super) fn rows_after(&self, position: &Position) -> Option<usize> {
         if self.epoch.as_deref() != Some(position.epoch.as_str()) {
             return None;
