@@ -40,6 +40,14 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -200,7 +208,7 @@ def main():
         searchable = time.monotonic() - began
         assert held == expected, (held, expected)
         print(f"after {how.name}: listening after {listening:.1f} s, every record searchable after "
-              f"{searchable:.1f} s, server CPU {cpu_seconds(server.pid):.1f} s")
+              f"{searchable:.1f} s, server CPU {cpu_seconds(server.pid):.1f} s, peak RSS {peak_rss_mib(server.pid):,.0f} MiB")
     reply = post(port, batch(args.records - args.batch, args.batch))
     assert reply["replaced"] == args.batch and total(port) == expected, reply
     print(f"the last batch published again: replaced {reply['replaced']}, total still {expected}")

@@ -72,14 +72,15 @@ pub(crate) struct Unusable(pub String);
 impl Store {
     /// Opens (or creates) the datasource's folder `dir`, and reads back what
     /// its log holds.
-    pub(crate) fn open(dir: &Path) -> Result<(Store, Vec<Entry>), Unusable> {
+    pub(crate) fn open(dir: &Path) -> Result<(Store, Log), Unusable> {
         let path = dir.join("published.log");
         if let Err(error) = std::fs::create_dir_all(dir) {
             if path.exists() {
                 return Err(Unusable(format!("cannot open {}: {error}", dir.display())));
             }
             // Nothing was ever kept here; searches need no disk.
-            return Ok((Store::unwritable(path, dir, &error), Vec::new()));
+            let nothing = Log::empty(&path);
+            return Ok((Store::unwritable(path, dir, &error), nothing));
         }
         let lock = match OpenOptions::new()
             .create(true)
@@ -235,12 +236,54 @@ fn sync_folder(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// What to do with a log that does not read back.
+const WHAT_TO_DO: &str = "restore it from a backup (or a peer's copy), or move it away to start without the records published here";
+
+/// A log read back: its bytes, and where each entry's batch lies in them
+/// (checksums checked; each batch parsed only when reached, so a large log
+/// is not held parsed all at once).
+pub(crate) struct Log {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    batches: Vec<std::ops::Range<usize>>,
+}
+
+impl Log {
+    fn empty(path: &Path) -> Log {
+        Log {
+            path: path.to_owned(),
+            bytes: Vec::new(),
+            batches: Vec::new(),
+        }
+    }
+
+    /// Whether it holds no batch.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Its batches in order, each parsed when reached; one that does not
+    /// parse names the file and the entry.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = Result<Entry, Unusable>> + '_ {
+        self.batches.iter().enumerate().map(|(n, batch)| {
+            serde_json::from_slice(&self.bytes[batch.clone()]).map_err(|e| {
+                Unusable(format!(
+                    "{} is damaged at byte {} (entry {}): unreadable ({e}); {WHAT_TO_DO}",
+                    self.path.display(),
+                    batch.start - HEADER,
+                    n + 1
+                ))
+            })
+        })
+    }
+}
+
 /// The entries of the log at `path` and the length of its whole entries.
-fn read_log(path: &Path) -> Result<(Vec<Entry>, u64), Unusable> {
-    let what_to_do = "restore it from a backup (or a peer's copy), or move it away to start without the records published here";
+fn read_log(path: &Path) -> Result<(Log, u64), Unusable> {
+    let what_to_do = WHAT_TO_DO;
     let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(error) if error.kind() == ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok((Log::empty(path), 0)),
         Err(error) => {
             return Err(Unusable(format!(
                 "cannot read {}: {error}; {what_to_do}",
@@ -256,19 +299,19 @@ fn read_log(path: &Path) -> Result<(Vec<Entry>, u64), Unusable> {
         .read_to_end(&mut bytes)
         .map_err(|e| Unusable(format!("cannot read {}: {e}; {what_to_do}", path.display())))?;
     if bytes.is_empty() {
-        return Ok((Vec::new(), 0));
+        return Ok((Log::empty(path), 0));
     }
     if !bytes.starts_with(MAGIC) {
         if MAGIC.starts_with(&bytes) {
             // Created, but its first write never finished.
-            return Ok((Vec::new(), 0));
+            return Ok((Log::empty(path), 0));
         }
         return Err(Unusable(format!(
             "{} is not a tributary log (it does not start as one); {what_to_do}",
             path.display()
         )));
     }
-    let mut entries = Vec::new();
+    let mut entries: Vec<std::ops::Range<usize>> = Vec::new();
     let mut at = MAGIC.len();
     while at < bytes.len() {
         let rest = &bytes[at..];
@@ -297,12 +340,17 @@ fn read_log(path: &Path) -> Result<(Vec<Entry>, u64), Unusable> {
             }
             return Err(damaged("its checksum does not match"));
         }
-        let entry: Entry =
-            serde_json::from_slice(payload).map_err(|e| damaged(&format!("unreadable ({e})")))?;
-        entries.push(entry);
+        entries.push(at + HEADER..at + HEADER + length);
         at += HEADER + length;
     }
-    Ok((entries, at as u64))
+    Ok((
+        Log {
+            path: path.to_owned(),
+            bytes,
+            batches: entries,
+        },
+        at as u64,
+    ))
 }
 
 #[cfg(test)]
@@ -346,16 +394,16 @@ mod tests {
         let mut file = OpenOptions::new().append(true).open(&log).unwrap();
         file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'{']).unwrap();
         drop(file);
-        let (store, entries) = Store::open(dir.path()).unwrap();
-        let offsets: Vec<u64> = entries
-            .iter()
-            .map(|e| e.position.as_ref().unwrap().offset)
+        let (store, read) = Store::open(dir.path()).unwrap();
+        let offsets: Vec<u64> = read
+            .entries()
+            .map(|e| e.ok().unwrap().position.unwrap().offset)
             .collect();
         assert_eq!(offsets, [1, 2, 3]);
         assert_eq!(std::fs::metadata(&log).unwrap().len(), whole);
         keep(&store, &[batch(4)]).unwrap();
         drop(store);
-        assert_eq!(Store::open(dir.path()).unwrap().1.len(), 4);
+        assert_eq!(Store::open(dir.path()).unwrap().1.entries().count(), 4);
     }
 
     #[test]
