@@ -265,11 +265,15 @@ async fn add_in_order(
     records: Records,
     publications: Vec<Publication>,
 ) -> Result<(), AppendError> {
-    // The applier is the only one adding to it: what fits now fits when added.
-    if !matches!(
-        publisher.check_append(&records),
-        Err(AppendError::Full { .. })
-    ) {
+    // Several at once (a node catching up): one commit when they all fit.
+    // The applier is the only one adding to it: what fits now fits when
+    // added. One alone (the usual case) is not checked twice.
+    if publications.len() > 1
+        && !matches!(
+            publisher.check_append(&records),
+            Err(AppendError::Full { .. })
+        )
+    {
         return publisher
             .append_published(records, publications)
             .await

@@ -627,6 +627,23 @@ impl Process {
         self.child = Self::spawn(&self._folder.0, self.addr);
     }
 
+    /// Kills it, puts a copy of `peer`'s data directory in place of its
+    /// own (as an operator recovers a node), and starts it again. (The copy
+    /// holds the peer's lock file, not its lock.)
+    fn recover_from(&mut self, peer: &Process) {
+        self.kill();
+        let own = self._folder.0.join("data");
+        std::fs::remove_dir_all(&own).expect("its own data removed");
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(peer._folder.0.join("data"))
+            .arg(&own)
+            .status()
+            .expect("cp runs");
+        assert!(copied.success());
+        self.restart();
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill(); // SIGKILL: no goodbye, no lease released
         let _ = self.child.wait();
@@ -1366,17 +1383,7 @@ async fn a_node_missing_history_the_broker_no_longer_holds_is_not_ready_until_gi
     assert_eq!(status, 503);
 
     // Given a copy of A's data directory, it recovers: ready, and the same.
-    c.kill();
-    std::fs::remove_dir_all(c._folder.0.join("data")).expect("C's own data removed");
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(a._folder.0.join("data"))
-        .arg(c._folder.0.join("data"))
-        .status()
-        .expect("cp runs");
-    assert!(copied.success());
-    // (The copy holds A's lock file, not its lock.)
-    c.restart();
+    c.recover_from(&a);
     until_status_at(c.addr, "/readyz", 200).await;
     assert_eq!(total_at(c.addr, KEPT).await, 50);
     publish_kept(a.addr, 10).await;
@@ -1442,16 +1449,7 @@ async fn a_node_that_starts_after_redis_lost_its_history_knows_it_lacks_it() {
     };
     assert!(reason.contains("publications 1 to 5"), "{reason}");
     // Given A's data, it is ready and the same.
-    c.kill();
-    std::fs::remove_dir_all(c._folder.0.join("data")).expect("C's own data removed");
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(a._folder.0.join("data"))
-        .arg(c._folder.0.join("data"))
-        .status()
-        .expect("cp runs");
-    assert!(copied.success());
-    c.restart();
+    c.recover_from(&a);
     until_status_at(c.addr, "/readyz", 200).await;
     assert_eq!(total_at(c.addr, KEPT).await, 30);
 }
