@@ -1453,3 +1453,67 @@ async fn a_node_that_starts_after_redis_lost_its_history_knows_it_lacks_it() {
     until_status_at(c.addr, "/readyz", 200).await;
     assert_eq!(total_at(c.addr, KEPT).await, 30);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publishers_on_two_nodes_near_max_records_are_refused_alike_never_acknowledged_and_dropped()
+{
+    if !redis_available() {
+        return;
+    }
+    let prefix = prefix();
+    let capped = || {
+        let mut settings: Settings = settings(vec![datasource(
+            "tweets",
+            "fixtures",
+            json!({"embedded": "tweets", "max_records": 3010}),
+        )]);
+        settings.broker.kind = BrokerKind::Redis;
+        settings.broker.url = redis_url();
+        settings.broker.prefix = prefix.clone();
+        settings.publish.enabled = true;
+        std::sync::Arc::new(start_with(settings))
+    };
+    let (a, b) = (capped(), capped());
+    until_status(&a, "/readyz", 200).await;
+    until_status(&b, "/readyz", 200).await;
+    // Six publishers on each node at once, four records each: ten places.
+    let publishers: Vec<_> = (0..12)
+        .map(|p| {
+            let node = std::sync::Arc::clone(if p % 2 == 0 { &a } else { &b });
+            tokio::spawn(async move {
+                let body: String = (0..4)
+                    .map(|i| tweet(&format!("cap{p}-{i}"), "near the limit").to_string() + "\n")
+                    .collect();
+                http_post(node.addr, "/api/datasources/tweets/records", &[], &body).await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for publisher in publishers {
+        let (status, body) = publisher.await.expect("a publisher");
+        match status {
+            200 => accepted += 1,
+            507 => assert!(body.contains("max_records"), "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(accepted, 2, "batches of 4 in 10 places");
+    for node in [&a, &b] {
+        let started = std::time::Instant::now();
+        loop {
+            let (mut client, _) = Client::ready(node).await;
+            let answer = client
+                .items(&["tweets"], "text:\"near the limit\"", 0, 0, "#000")
+                .await;
+            let total = items_of(&answer[0])["total"].as_u64().expect("a total");
+            if total == 4 * accepted {
+                break;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{total} records for {accepted} acknowledged batches"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
