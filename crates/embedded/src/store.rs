@@ -206,22 +206,6 @@ impl Store {
         writer.len += bytes.len() as u64;
         Ok(before)
     }
-
-    /// Takes back what [`Store::write`] wrote from `at` on (the batches could
-    /// not be indexed: they were not acknowledged).
-    pub(crate) fn cut(&self, at: u64) {
-        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(writer) = guard.as_mut() {
-            if writer
-                .file
-                .set_len(at)
-                .and_then(|()| writer.file.sync_data())
-                .is_ok()
-            {
-                writer.len = at;
-            }
-        }
-    }
 }
 
 fn is_unwritable(error: &std::io::Error) -> bool {

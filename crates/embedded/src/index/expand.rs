@@ -13,6 +13,8 @@ impl EmbeddedIndex {
         query: &ExpandQuery,
         budget: &Budget,
     ) -> Result<Expansion, DatasourceError> {
+        // Aggregations read the index alone: published records join it first.
+        self.settle();
         if let Some(found) = self.expand_by_terms(query, budget)? {
             return Ok(found);
         }
@@ -248,6 +250,7 @@ impl EmbeddedIndex {
         limit: usize,
         budget: &Budget,
     ) -> Result<Vec<String>, DatasourceError> {
+        self.settle();
         let counts = self.background(field, self.visible_rows(), budget)?;
         let mut values: Vec<String> = counts
             .keys()

@@ -1,0 +1,211 @@
+//! A record as the index holds it: each mapped field's values analysed as
+//! its type says, the paths it has values for, its id. Made once per
+//! record; the index is built from it ([`IndexedDoc::to_tantivy`]) and,
+//! until then, live queries and searches match it in memory
+//! ([`crate::percolate`]) — so a record matches alike before and after it is
+//! indexed.
+
+use super::*;
+
+/// One field's indexed values.
+pub(crate) enum Indexed {
+    /// A text field's tokens with their positions (values `POSITION_GAP` apart).
+    Tokens(Vec<(u32, String)>),
+    /// A keyword field's values, normalised.
+    Keywords(Vec<String>),
+    /// Whole numbers, and dates in milliseconds.
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+}
+
+impl Indexed {
+    /// The terms of a text or keyword field.
+    pub(crate) fn strings(&self) -> impl Iterator<Item = &str> {
+        let (tokens, keywords) = match self {
+            Indexed::Tokens(tokens) => (tokens.as_slice(), &[][..]),
+            Indexed::Keywords(values) => (&[][..], values.as_slice()),
+            _ => (&[][..], &[][..]),
+        };
+        tokens
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .chain(keywords.iter().map(String::as_str))
+    }
+}
+
+pub(crate) struct IndexedDoc {
+    pub(crate) row: usize,
+    /// The record's own id, if it has one.
+    pub(crate) id: Option<String>,
+    /// The row of the record this one replaced (same id), if any.
+    pub(crate) replaces: Option<usize>,
+    pub(crate) values: Vec<(tantivy::schema::Field, Indexed)>,
+    /// The mapped paths it has a value for (`_exists_`).
+    pub(crate) exists: Vec<String>,
+    /// Keyword fields' values as written, once each: expansions' columns.
+    columns: Vec<(tantivy::schema::Field, Vec<String>)>,
+}
+
+impl IndexedDoc {
+    pub(crate) fn values(&self, field: tantivy::schema::Field) -> Option<&Indexed> {
+        self.values
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, values)| values)
+    }
+}
+
+impl EmbeddedIndex {
+    /// A flattened record's indexed form, at `row`.
+    pub(super) fn indexed_doc(&self, row: usize, id: Option<String>, record: &Map<String, Value>) -> IndexedDoc {
+        let mut doc = IndexedDoc {
+            row,
+            id,
+            replaces: None,
+            values: Vec::new(),
+            exists: Vec::new(),
+            columns: Vec::new(),
+        };
+        for (mapped, field) in &self.indexed {
+            let Some(value) = record.get(&mapped.source) else {
+                continue;
+            };
+            let scalars = scalars(value);
+            if let Some(values) = indexed_values(&mapped.field_type, &scalars) {
+                doc.values.push((*field, values));
+                doc.exists.push(mapped.path.clone());
+            }
+            if let Some((column, _)) = self.value_columns.get(&mapped.path) {
+                let mut seen: Vec<String> = Vec::with_capacity(scalars.len());
+                for text in scalars.iter().filter_map(|v| scalar_text(v)) {
+                    if !seen.contains(&text) {
+                        seen.push(text);
+                    }
+                }
+                doc.columns.push((*column, seen));
+            }
+        }
+        doc
+    }
+}
+
+impl IndexedDoc {
+    /// The tantivy document of this record.
+    pub(super) fn to_tantivy(&self, index: &EmbeddedIndex) -> TantivyDocument {
+        let mut doc = TantivyDocument::default();
+        doc.add_u64(index.row_field, self.row as u64);
+        for (field, values) in &self.values {
+            match values {
+                Indexed::Tokens(tokens) => doc.add_pre_tokenized_text(
+                    *field,
+                    PreTokenizedString {
+                        text: String::new(),
+                        tokens: tokens
+                            .iter()
+                            .map(|(position, word)| Token {
+                                offset_from: 0,
+                                offset_to: 0,
+                                position: *position as usize,
+                                text: word.clone(),
+                                position_length: 1,
+                            })
+                            .collect(),
+                    },
+                ),
+                Indexed::Keywords(values) => {
+                    for value in values {
+                        doc.add_pre_tokenized_text(*field, single_token(value));
+                    }
+                }
+                Indexed::I64(values) => {
+                    for n in values {
+                        doc.add_i64(*field, *n);
+                    }
+                }
+                Indexed::F64(values) => {
+                    for n in values {
+                        doc.add_f64(*field, *n);
+                    }
+                }
+                Indexed::Bool(values) => {
+                    for b in values {
+                        doc.add_bool(*field, *b);
+                    }
+                }
+            }
+        }
+        for path in &self.exists {
+            doc.add_pre_tokenized_text(index.index_fields.exists, single_token(path));
+        }
+        for (column, values) in &self.columns {
+            for value in values {
+                doc.add_text(*column, value);
+            }
+        }
+        if let Some(id) = &self.id {
+            doc.add_pre_tokenized_text(index.id_term, single_token(id));
+        }
+        doc
+    }
+}
+
+/// One field's values as its type says; values that do not fit the type (a
+/// word in a number field) are skipped, as Elasticsearch's
+/// `ignore_malformed` would. `None` when no value is indexed.
+fn indexed_values(field_type: &FieldType, values: &[&Value]) -> Option<Indexed> {
+    let indexed = match field_type {
+        FieldType::Text => {
+            // All values in one token stream, `POSITION_GAP` apart.
+            let mut tokens = Vec::new();
+            let mut position = 0;
+            let mut any = false;
+            for value in values {
+                let Some(text) = scalar_text(value) else {
+                    continue;
+                };
+                any = true;
+                let words = analysis::tokens(&text);
+                let count = words.len();
+                tokens.extend(
+                    words
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, word)| ((position + i) as u32, word)),
+                );
+                position += count + POSITION_GAP;
+            }
+            return any.then_some(Indexed::Tokens(tokens));
+        }
+        FieldType::Keyword {
+            lowercase,
+            ignore_above,
+        } => Indexed::Keywords(
+            values
+                .iter()
+                .filter_map(|value| scalar_text(value))
+                .filter(|text| !ignore_above.is_some_and(|limit| text.chars().count() > limit))
+                .map(|text| {
+                    if *lowercase {
+                        analysis::lowercase(&text)
+                    } else {
+                        text
+                    }
+                })
+                .collect(),
+        ),
+        FieldType::Long => Indexed::I64(values.iter().filter_map(|v| long_value(v)).collect()),
+        FieldType::Double => Indexed::F64(values.iter().filter_map(|v| double_value(v)).collect()),
+        FieldType::Date => Indexed::I64(values.iter().filter_map(|v| date_value(v)).collect()),
+        FieldType::Boolean => Indexed::Bool(values.iter().filter_map(|v| bool_value(v)).collect()),
+        FieldType::Other => return None,
+    };
+    let empty = match &indexed {
+        Indexed::Tokens(_) => false,
+        Indexed::Keywords(v) => v.is_empty(),
+        Indexed::I64(v) => v.is_empty(),
+        Indexed::F64(v) => v.is_empty(),
+        Indexed::Bool(v) => v.is_empty(),
+    };
+    (!empty).then_some(indexed)
+}
