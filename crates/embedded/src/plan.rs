@@ -69,14 +69,21 @@ pub(crate) enum Plan {
         high: Bound<String>,
     },
     /// Whole numbers or dates (milliseconds), bounds included.
-    I64Range { field: Field, low: i64, high: i64 },
+    I64Range {
+        field: Field,
+        low: i64,
+        high: i64,
+    },
     F64Range {
         field: Field,
         low: Bound<f64>,
         high: Bound<f64>,
     },
     /// Terms a regular expression (Rust syntax) matches in full.
-    Pattern { field: Field, regex: String },
+    Pattern {
+        field: Field,
+        regex: String,
+    },
     /// Terms within `edits` (1 or 2) of `term`.
     Fuzzy {
         field: Field,
@@ -203,13 +210,13 @@ impl<'a> Planner<'a> {
                 field,
                 regex: wildcard_to_regex(&normalize(mapped, pattern)),
             }),
-            LeafKind::Regex(pattern) => Some(
-                match lucene_regex_to_rust(&normalize(mapped, pattern)) {
+            LeafKind::Regex(pattern) => {
+                Some(match lucene_regex_to_rust(&normalize(mapped, pattern)) {
                     Ok(regex) => Plan::Pattern { field, regex },
                     // Elasticsearch's `lenient`: a pattern it cannot use matches nothing.
                     Err(_) => Plan::Empty,
-                },
-            ),
+                })
+            }
             LeafKind::Fuzzy { text, edits } => {
                 let term = normalize(mapped, text);
                 Some(if *edits == 0 {

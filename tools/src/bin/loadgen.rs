@@ -136,6 +136,12 @@ struct LiveArgs {
     /// How many connections are being opened at any moment.
     #[arg(long, default_value_t = 200)]
     parallel: usize,
+    /// `--url` is a Centrifuge server (`bench/centrifuge-peer`): each live
+    /// query is a subscription to channel `lq<n>`, and records are published
+    /// with `POST /publish?channel=lq<n>` — the same records, the same
+    /// measurements, for a side-by-side comparison.
+    #[arg(long)]
+    centrifuge: bool,
 }
 
 #[derive(Args)]
@@ -825,7 +831,7 @@ impl Publisher {
         })
     }
 
-    /// POSTs an NDJSON body; an error unless the server answers 200.
+    /// POSTs a body; an error unless the server answers 200.
     async fn publish(&mut self, body: &str) -> Result<(), String> {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         let mut head = format!(
@@ -882,6 +888,57 @@ impl Publisher {
     }
 }
 
+/// The record the live mode publishes: tweet-shaped, 483 bytes as JSON (with
+/// a four-digit sequence number and a six-digit send time), matching live
+/// query `text:lq<q>` only.
+fn live_record(n: u64, q: usize, sent: u128) -> Value {
+    json!({"id": format!("lb{n}"), "created_at": "2026-11-23T12:00:00Z",
+           "text": format!("lq{q} benchmark record about #opendata and #bitcoin, as long as a tweet is, padded up to 483 bytes of JSON in all"),
+           "lang": "en", "source": format!("t{sent}"),
+           "user": {"screen_name": "loadgen", "name": "Load Generator", "email": "loadgen@acme.example",
+                    "location": "Amsterdam", "followers_count": 5492, "verified": false},
+           "mentions": ["irish164"], "hashtags": ["opendata", "bitcoin"],
+           "in_reply_to_screen_name": null, "retweet_count": 74, "favorite_count": 165})
+}
+
+/// Opens a websocket to a Centrifuge server and subscribes to `channels`.
+async fn centrifuge_subscriber(url: &str, channels: &[String]) -> Result<Client, String> {
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let mut client = Client::without_greeting(socket);
+    client
+        .send_text(&json!({"id": 1, "params": {}}).to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    for (n, channel) in channels.iter().enumerate() {
+        let subscribe = json!({"id": n + 2, "method": 1, "params": {"channel": channel}});
+        client
+            .send_text(&subscribe.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Replies: the connect, then one per subscription.
+    let mut replies = 0;
+    while replies < channels.len() + 1 {
+        match client.next_frame_within(Duration::from_secs(60)).await {
+            Some(Ok(tributary_client::Frame::Text(text))) => {
+                for line in text.lines() {
+                    let reply: Value = serde_json::from_str(line).unwrap_or_default();
+                    if reply.get("error").is_some() {
+                        return Err(format!("Centrifuge refused: {line}"));
+                    }
+                    if reply.get("id").is_some() {
+                        replies += 1;
+                    }
+                }
+            }
+            _ => return Err("a Centrifuge connection ended before subscribing".into()),
+        }
+    }
+    Ok(client)
+}
+
 /// What one connection's reader saw: publish-to-delivery latencies.
 struct Deliveries {
     latency: Histogram<u64>,
@@ -935,6 +992,9 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
     let nodes: Vec<&str> = std::iter::once(cli.url.as_str())
         .chain(args.also.iter().map(String::as_str))
         .collect();
+    if args.centrifuge {
+        return centrifuge_live(cli, args).await;
+    }
     let mut pending = futures_util::stream::iter(
         (0..args.connections).map(|i| connect_to(nodes[i % nodes.len()], cli)),
     )
@@ -1009,12 +1069,7 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
             let q = (published % distinct as u64) as usize;
             expected += subscribers[q];
             let sent = epoch.elapsed().as_micros();
-            let _ = writeln!(
-                body,
-                "{}",
-                json!({"id": format!("lb{published}"), "created_at": "2026-11-23T12:00:00Z",
-                       "text": format!("lq{q} benchmark record"), "source": format!("t{sent}")})
-            );
+            let _ = writeln!(body, "{}", live_record(published, q, sent));
             published += 1;
         }
         let posted = Instant::now();
@@ -1074,6 +1129,120 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
         "latency": percentiles(&latency), "post": percentiles(&post_latency),
         "server_cpu_ms": server_cpu, "loadgen_cpu_ms": own_cpu,
         "kib_per_connection": kib_per_connection, "kib_per_subscription": kib_per_subscription,
+    });
+    Ok(Report { text, json })
+}
+
+/// The live mode against a Centrifuge server: the same subscribers (one
+/// channel per distinct query), the same records published at the same
+/// rate, the same latency and CPU measurements.
+async fn centrifuge_live(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
+    let distinct = args.distinct.max(1);
+    let ws_url = cli.url.clone();
+    let mut subscribers = vec![0u64; distinct];
+    let mut plans = Vec::with_capacity(args.connections);
+    let mut n = 0usize;
+    for _ in 0..args.connections {
+        let mut channels = Vec::with_capacity(args.per_connection);
+        for _ in 0..args.per_connection {
+            let q = n % distinct;
+            n += 1;
+            subscribers[q] += 1;
+            channels.push(format!("lq{q}"));
+        }
+        plans.push(channels);
+    }
+    let mut pending = futures_util::stream::iter(
+        plans
+            .iter()
+            .map(|channels| centrifuge_subscriber(&ws_url, channels)),
+    )
+    .buffer_unordered(args.parallel.max(1));
+    let mut clients = Vec::with_capacity(args.connections);
+    while let Some(client) = pending.next().await {
+        clients.push(client?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let epoch = Instant::now();
+    let until = epoch + args.duration + Duration::from_secs(2);
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|client| tokio::spawn(read_appends(client, epoch, until)))
+        .collect();
+    let clock = CpuClock::start(args.pid)?;
+    let http = ws_url.replacen("ws://", "http://", 1);
+    let mut publisher = Publisher::connect(&http, "", None).await?;
+    let mut published = 0u64;
+    let mut expected = 0u64;
+    let mut post_latency = histogram();
+    let batch = args.batch.max(1);
+    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(batch as f64 / args.rate));
+    let mut next = Instant::now();
+    let mut record_bytes = 0;
+    while epoch.elapsed() < args.duration {
+        if let Some(interval) = interval {
+            next += interval;
+            tokio::time::sleep_until(next.into()).await;
+        }
+        // A batch goes to one channel: the records of a POST share a query.
+        let q = (published % distinct as u64) as usize;
+        let mut records = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            expected += subscribers[q];
+            let sent = epoch.elapsed().as_micros();
+            records.push(live_record(published, q, sent));
+            published += 1;
+        }
+        let body = if batch == 1 {
+            records[0].to_string()
+        } else {
+            Value::Array(records).to_string()
+        };
+        record_bytes = body.len() / batch;
+        publisher.path = format!("/publish?channel=lq{q}");
+        let posted = Instant::now();
+        publisher.publish(&body).await?;
+        record(&mut post_latency, posted.elapsed());
+    }
+    let publish_seconds = epoch.elapsed().as_secs_f64();
+    let (server_cpu, own_cpu) = clock.stop()?;
+    let mut latency = histogram();
+    let mut delivered = 0u64;
+    for reader in readers {
+        let seen = reader.await.map_err(|e| e.to_string())?;
+        delivered += seen.records;
+        let _ = latency.add(&seen.latency);
+    }
+    let rate = published as f64 / publish_seconds;
+    let mut text = format!(
+        "live (Centrifuge): {} connections × {} subscriptions ({distinct} distinct channels), {published} records of {record_bytes} bytes published in {publish_seconds:.1} s ({rate:.0}/s)\n",
+        args.connections, args.per_connection
+    );
+    let _ = writeln!(
+        text,
+        "  delivered {delivered} of {expected} expected record deliveries"
+    );
+    let _ = writeln!(text, "  publish → delivery: {}", percentile_text(&latency));
+    let _ = writeln!(
+        text,
+        "  POST of {batch} records: {}",
+        percentile_text(&post_latency)
+    );
+    if let Some(cpu) = server_cpu {
+        let _ = writeln!(
+            text,
+            "  server CPU {cpu:.0} ms: {:.1} ms per 1,000 records published, {:.2} ms per 1,000 deliveries",
+            cpu * 1000.0 / published.max(1) as f64,
+            cpu * 1000.0 / delivered.max(1) as f64
+        );
+    }
+    let _ = writeln!(text, "  loadgen CPU {own_cpu:.0} ms");
+    let json = json!({
+        "mode": "live", "peer": "centrifuge", "connections": args.connections,
+        "per_connection": args.per_connection, "distinct": distinct, "published": published,
+        "publish_seconds": publish_seconds, "publish_rate": rate, "delivered": delivered,
+        "expected": expected, "latency": percentiles(&latency), "post": percentiles(&post_latency),
+        "server_cpu_ms": server_cpu, "loadgen_cpu_ms": own_cpu, "record_bytes": record_bytes,
     });
     Ok(Report { text, json })
 }

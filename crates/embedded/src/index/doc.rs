@@ -58,7 +58,12 @@ impl IndexedDoc {
 
 impl EmbeddedIndex {
     /// A flattened record's indexed form, at `row`.
-    pub(super) fn indexed_doc(&self, row: usize, id: Option<String>, record: &Map<String, Value>) -> IndexedDoc {
+    pub(super) fn indexed_doc(
+        &self,
+        row: usize,
+        id: Option<String>,
+        record: &Map<String, Value>,
+    ) -> IndexedDoc {
         let mut doc = IndexedDoc {
             row,
             id,
