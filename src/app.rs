@@ -182,6 +182,12 @@ impl App {
                 Arc::clone(&self.streams),
                 self.shutdown.clone(),
             )),
+            Box::pin(crate::live::streams::watch_lag(
+                Arc::clone(&self.federation),
+                Arc::clone(&self.broker),
+                Arc::clone(&self.metrics),
+                self.shutdown.clone(),
+            )),
             Box::pin(crate::live::monitor(
                 Arc::clone(&self.federation),
                 Arc::clone(&self.broker),

@@ -1164,6 +1164,18 @@ async fn published_records_outlive_node_and_redis_restarts_and_a_node_is_ready_o
         metric(&metrics, "tributary_process_resident_memory_bytes").unwrap_or(0.0) > 0.0,
         "{metrics}"
     );
+    // Its lag behind the broker's stream, measured every 5 s: none once
+    // caught up.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, metrics) = http_get(b.addr, "/metrics").await;
+        let lag = metric(&metrics, "tributary_stream_lag{datasource=\"tweets\"}");
+        if lag == Some(0.0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(12), "{lag:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // A node with no data of its own builds it all from the log.
     let c = Process::start_on(&url, &prefix, "10s");

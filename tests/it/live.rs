@@ -792,6 +792,102 @@ async fn a_query_asked_again_sees_the_records_published_since() {
     assert_ne!(first, second);
 }
 
+/// Published records are matched in memory and folded into the index a
+/// second later: searches, pages, expansions and replacements see them at
+/// once after the 200, and the same once they are folded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_records_are_searched_expanded_and_replace_at_once_and_alike_once_folded() {
+    let server = start_with(publishing());
+    let (mut client, _) = Client::ready(&server).await;
+    const OLD_TEXT: &str = "\"great turnout at the meetup on opendata\"";
+    let total_of = |answer: &[Value]| items_of(&answer[0])["total"].as_u64().expect("a total");
+    let old_before = total_of(&client.items(&["tweets"], OLD_TEXT, 0, 10, "#0af").await);
+    assert!(old_before > 0);
+    let bitcoin_before = total_of(&client.items(&["tweets"], "bitcoin", 0, 10, "#0af").await);
+
+    let mut records: Vec<Value> = (0..3)
+        .map(|n| {
+            json!({"id": format!("fold-{n}"), "created_at": "2026-11-23T10:00:00Z",
+                   "text": format!("percolated bitcoin record {n}"), "hashtags": ["percolated", "bitcoin"],
+                   "user": {"screen_name": "folder", "followers_count": 3}})
+        })
+        .collect();
+    // Under the id of a demo tweet that says the words above: it replaces it.
+    records.push(
+        json!({"id": "1700000000000000000", "created_at": "2026-11-23T10:00:00Z",
+                        "text": "replaced by a published record", "hashtags": ["percolated"],
+                        "user": {"screen_name": "folder", "followers_count": 3}}),
+    );
+    let (status, body) = publish(&server, "tweets", &ndjson(&records)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replaced"], 1, "{body}");
+
+    let expand_percolated = json!({"type": "EXPAND_REQUEST", "request-id": "x",
+        "datasources": ["tweets"], "values": [{"field": "hashtags", "value": "percolated"}],
+        "fields": ["user.screen_name"], "size": 5});
+    let mut seen = Vec::new();
+    for moment in ["at once", "once folded"] {
+        let percolated = client
+            .items(&["tweets"], "hashtags:percolated", 0, 10, "#0af")
+            .await;
+        let mut found = ids(&percolated[0]);
+        found.sort();
+        assert_eq!(
+            found,
+            ["1700000000000000000", "fold-0", "fold-1", "fold-2"],
+            "{moment}"
+        );
+        // The replaced record left every answer; the new ones joined the totals.
+        let old = total_of(&client.items(&["tweets"], OLD_TEXT, 0, 10, "#0af").await);
+        assert_eq!(old, old_before - 1, "{moment}");
+        // (The replaced demo tweet said #bitcoin; its replacement does not.)
+        let bitcoin = client.items(&["tweets"], "bitcoin", 0, 1000, "#0af").await;
+        assert_eq!(total_of(&bitcoin), bitcoin_before + 2, "{moment}");
+        // Pages across the whole answer hold each record once.
+        let mut paged = Vec::new();
+        for from in (0..bitcoin_before + 2).step_by(7) {
+            paged.extend(ids(&client
+                .items(&["tweets"], "bitcoin", from, 7, "#0af")
+                .await[0]));
+        }
+        let mut unique = paged.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len() as u64, bitcoin_before + 2, "{moment}");
+        assert_eq!(paged.len(), unique.len(), "{moment}");
+        // Expansions count them.
+        client.send(expand_percolated.clone()).await;
+        let messages = client
+            .recv_until(|m| m["type"] == "REQUEST_COMPLETED")
+            .await;
+        let expansion = messages
+            .iter()
+            .find(|m| m["type"] == "EXPAND_RECEIVE")
+            .unwrap_or_else(|| panic!("{moment}: {messages:?}"));
+        let vertices: Vec<(Value, Value, Value)> = expansion["vertices"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{moment}: {expansion}"))
+            .iter()
+            .map(|v| {
+                (
+                    v["field"].clone(),
+                    v["value"].clone(),
+                    v["doc_count"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            vertices,
+            [(json!("user.screen_name"), json!("folder"), json!(4))],
+            "{moment}: {expansion}"
+        );
+        seen.push(found);
+        // Folding happens a second after records come.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_query_too_costly_to_match_is_stopped_and_others_go_on() {
     // No time at all to expand patterns: a live query with one is stopped
