@@ -5,7 +5,7 @@
 //!
 //! Each plan variant is decided exactly as its tantivy query decides it on
 //! the indexed record ([`crate::compile`]), from the same indexed values
-//! ([`crate::index::IndexedDoc`]). One difference, as in Elasticsearch's
+//! ([`crate::indexed::IndexedDoc`]). One difference, as in Elasticsearch's
 //! percolator: a fuzzy term is looked for among the record's own terms,
 //! not among the index's 50 closest.
 
@@ -16,7 +16,7 @@ use tributary_query::ast::Occur;
 
 use crate::budget::{Budget, Exhausted};
 use crate::compile::sloppy_match;
-use crate::index::{Indexed, IndexedDoc};
+use crate::indexed::{Indexed, IndexedDoc};
 use crate::plan::{Plan, TermValue};
 use crate::regex_dfa::{matches_whole, Automata};
 

@@ -1,60 +1,7 @@
-//! A record as the index holds it: each mapped field's values analysed as
-//! its type says, the paths it has values for, its id. Made once per
-//! record; the index is built from it ([`IndexedDoc::to_tantivy`]) and,
-//! until then, live queries and searches match it in memory
-//! ([`crate::percolate`]) — so a record matches alike before and after it is
-//! indexed.
+//! Making a record's indexed form ([`IndexedDoc`]) and its tantivy document.
 
 use super::*;
-
-/// One field's indexed values.
-pub(crate) enum Indexed {
-    /// A text field's tokens with their positions (values `POSITION_GAP` apart).
-    Tokens(Vec<(u32, String)>),
-    /// A keyword field's values, normalised.
-    Keywords(Vec<String>),
-    /// Whole numbers, and dates in milliseconds.
-    I64(Vec<i64>),
-    F64(Vec<f64>),
-    Bool(Vec<bool>),
-}
-
-impl Indexed {
-    /// The terms of a text or keyword field.
-    pub(crate) fn strings(&self) -> impl Iterator<Item = &str> {
-        let (tokens, keywords) = match self {
-            Indexed::Tokens(tokens) => (tokens.as_slice(), &[][..]),
-            Indexed::Keywords(values) => (&[][..], values.as_slice()),
-            _ => (&[][..], &[][..]),
-        };
-        tokens
-            .iter()
-            .map(|(_, t)| t.as_str())
-            .chain(keywords.iter().map(String::as_str))
-    }
-}
-
-pub(crate) struct IndexedDoc {
-    pub(crate) row: usize,
-    /// The record's own id, if it has one.
-    pub(crate) id: Option<String>,
-    /// The row of the record this one replaced (same id), if any.
-    pub(crate) replaces: Option<usize>,
-    pub(crate) values: Vec<(tantivy::schema::Field, Indexed)>,
-    /// The mapped paths it has a value for (`_exists_`).
-    pub(crate) exists: Vec<String>,
-    /// Keyword fields' values as written, once each: expansions' columns.
-    columns: Vec<(tantivy::schema::Field, Vec<String>)>,
-}
-
-impl IndexedDoc {
-    pub(crate) fn values(&self, field: tantivy::schema::Field) -> Option<&Indexed> {
-        self.values
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, values)| values)
-    }
-}
+use crate::indexed::{Indexed, IndexedDoc};
 
 impl EmbeddedIndex {
     /// A flattened record's indexed form, at `row`.
@@ -95,12 +42,12 @@ impl EmbeddedIndex {
     }
 }
 
-impl IndexedDoc {
-    /// The tantivy document of this record.
-    pub(super) fn to_tantivy(&self, index: &EmbeddedIndex) -> TantivyDocument {
+impl EmbeddedIndex {
+    /// The tantivy document of a record's indexed form.
+    pub(super) fn tantivy_doc(&self, indexed: &IndexedDoc) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
-        doc.add_u64(index.row_field, self.row as u64);
-        for (field, values) in &self.values {
+        doc.add_u64(self.row_field, indexed.row as u64);
+        for (field, values) in &indexed.values {
             match values {
                 Indexed::Tokens(tokens) => doc.add_pre_tokenized_text(
                     *field,
@@ -140,16 +87,16 @@ impl IndexedDoc {
                 }
             }
         }
-        for path in &self.exists {
-            doc.add_pre_tokenized_text(index.index_fields.exists, single_token(path));
+        for path in &indexed.exists {
+            doc.add_pre_tokenized_text(self.index_fields.exists, single_token(path));
         }
-        for (column, values) in &self.columns {
+        for (column, values) in &indexed.columns {
             for value in values {
                 doc.add_text(*column, value);
             }
         }
-        if let Some(id) = &self.id {
-            doc.add_pre_tokenized_text(index.id_term, single_token(id));
+        if let Some(id) = &indexed.id {
+            doc.add_pre_tokenized_text(self.id_term, single_token(id));
         }
         doc
     }
