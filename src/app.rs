@@ -40,6 +40,8 @@ pub struct App {
     pub connections: Arc<AtomicUsize>,
     /// Flips to `Some(drain)` when the server is shutting down.
     pub shutdown: watch::Receiver<Option<Duration>>,
+    /// Where the other nodes reach this one (peer recovery).
+    pub advertise_url: String,
     /// Each datasource's last measured health (`live::monitor` keeps it).
     pub health: Arc<HealthBoard>,
     /// Live channels and their subscribers.
@@ -146,6 +148,10 @@ impl App {
             health: Arc::new(HealthBoard::default()),
             hub,
             health_interval: settings.live.health_interval,
+            advertise_url: crate::live::recovery::advertised(
+                settings.broker.advertise_url.as_deref(),
+                addr,
+            ),
             started: Instant::now(),
         };
         Ok((app, shutdown_sender))
@@ -180,6 +186,13 @@ impl App {
                 Arc::clone(&self.federation),
                 Arc::clone(&self.broker),
                 Arc::clone(&self.streams),
+                self.shutdown.clone(),
+            )),
+            Box::pin(crate::live::recovery::run(
+                Arc::clone(&self.federation),
+                Arc::clone(&self.broker),
+                Arc::clone(&self.streams),
+                self.advertise_url.clone(),
                 self.shutdown.clone(),
             )),
             Box::pin(crate::live::streams::watch_lag(

@@ -131,6 +131,11 @@ pub struct BrokerSettings {
     /// How long such a stream is kept after its last entry.
     #[serde(deserialize_with = "duration")]
     pub history_ttl: Duration,
+    /// Where the other nodes reach this one over HTTP (peer recovery:
+    /// copying a ready node's published records). `None`: `http://` and
+    /// the listening address, or this host's name when it listens on
+    /// every address (`0.0.0.0`).
+    pub advertise_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -163,6 +168,7 @@ impl Default for BrokerSettings {
             prefix: "tributary".into(),
             history_size: 10_000,
             history_ttl: Duration::from_secs(3600),
+            advertise_url: None,
         }
     }
 }

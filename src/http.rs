@@ -295,6 +295,48 @@ async fn readyz(app: web::Data<App>) -> HttpResponse {
     }
 }
 
+/// A datasource's log of published records, for another node of the
+/// cluster recovering from it (`live::recovery`): only with the cluster's
+/// key, which only nodes sharing the broker know.
+async fn peer_log(app: web::Data<App>, id: web::Path<String>, req: HttpRequest) -> HttpResponse {
+    if !app.broker.has_other_nodes() {
+        return HttpResponse::NotFound().finish();
+    }
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let key = match crate::live::recovery::cluster_key(&app.broker).await {
+        Ok(key) => key,
+        Err(e) => return HttpResponse::ServiceUnavailable().body(e),
+    };
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        key.as_bytes(),
+    )) {
+        return HttpResponse::Forbidden().body("this is for the other nodes of the cluster");
+    }
+    let log = app
+        .federation
+        .sources()
+        .into_iter()
+        .find(|s| s.info.id == *id)
+        .and_then(|s| s.datasource.publisher().and_then(|p| p.log_file()));
+    let Some(log) = log else {
+        return HttpResponse::NotFound().body("no such datasource keeps published records here");
+    };
+    match actix_files::NamedFile::open_async(&log).await {
+        Ok(file) => file
+            .use_etag(false)
+            .use_last_modified(false)
+            .into_response(&req),
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("cannot read the log: {e}")),
+    }
+}
+
 const FALLBACK_PAGE: &str = "<!doctype html><meta charset=utf-8><title>tributary</title>\
 <h1>tributary</h1><p>The websocket is at <code>/ws</code>. The web UI was not found: \
 set <code>static_dir</code> to the folder holding it.</p>";
@@ -367,7 +409,8 @@ pub fn bind(
             .route(
                 "/api/datasources/{id}/records",
                 web::post().to(crate::publish::records),
-            );
+            )
+            .route("/api/cluster/datasources/{id}/log", web::get().to(peer_log));
         // The UI: compressed for browsers that accept it, with its cache policy.
         let ui = web::scope("")
             .wrap(actix_web::middleware::Compress::default())

@@ -147,6 +147,16 @@ impl Streams {
         }
     }
 
+    /// The streams this node cannot go on with by itself.
+    pub(super) fn stuck_streams(&self) -> Vec<String> {
+        let behind = self.behind.lock().unwrap_or_else(|e| e.into_inner());
+        behind
+            .iter()
+            .filter(|(_, state)| matches!(state, Behind::Stuck(_)))
+            .map(|(stream, _)| stream.clone())
+            .collect()
+    }
+
     /// Whether `stream` is stuck (nothing more of it is applied).
     pub(super) fn is_stuck(&self, stream: &str) -> bool {
         let behind = self.behind.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,7 +10,9 @@
 //! - [`streams`]: published records and health measures, applied by every
 //!   node from the broker's streams in the same order;
 //! - [`polls`]: with several nodes, one polls a polled datasource for the
-//!   live queries of all.
+//!   live queries of all;
+//! - [`recovery`]: a node missing published records the stream no longer
+//!   holds copies a ready peer's (peer recovery).
 
 pub mod applied;
 pub mod broker;
@@ -19,6 +21,7 @@ pub mod hub;
 pub mod polls;
 pub mod publishing;
 pub mod queries;
+pub mod recovery;
 pub mod streams;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -310,7 +310,7 @@ enum Next {
 }
 
 fn follows(held: Option<&Position>, entry: &Position) -> Next {
-    let what_to_do = "copy the data directory of a ready node to this one (with both stopped), or give the broker back its history";
+    let what_to_do = "it copies a ready node's published records by itself (peer recovery) and starts again; without a ready node, copy the data directory of one to this one (with both stopped), or give the broker back its history";
     match held {
         Some(held) if held.epoch == entry.epoch => {
             if entry.offset <= held.offset {
@@ -379,7 +379,7 @@ pub async fn measure(
         if learned.len() == kept.len() {
             for (source, stream, last, lost) in learned {
                 if let Some(missing) = lost_and_not_held(source, &lost) {
-                    streams.stuck(&stream, format!("the broker lost publications 1 to {} of an earlier history ({}) when it restarted without them, and this node does not hold them; copy the data directory of a node that ran then, and is ready, to this one (with both stopped)", missing.offset, missing.epoch));
+                    streams.stuck(&stream, format!("the broker lost publications 1 to {} of an earlier history ({}) when it restarted without them, and this node does not hold them; it copies a ready node's published records by itself (peer recovery) and starts again; without a ready node, copy the data directory of one that ran then to this one (with both stopped)", missing.offset, missing.epoch));
                 } else if let Some(last) = last {
                     streams.catch_up_to(&stream, last);
                 }

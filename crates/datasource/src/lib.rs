@@ -233,4 +233,17 @@ pub trait Publish: Send + Sync {
     fn holds(&self, _position: &Position) -> bool {
         false
     }
+
+    /// The file holding what it keeps of published records, for a
+    /// datasource that keeps them on disk: a node missing part of the
+    /// stream copies a ready peer's (peer recovery). By default `None`.
+    fn log_file(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// Checks a copy of [`Publish::log_file`] from a peer before it is put
+    /// in place: how many records it holds, or why it cannot be used.
+    fn check_log_copy(&self, _copy: &std::path::Path) -> Result<usize, String> {
+        Err("this datasource keeps no log".into())
+    }
 }

@@ -152,6 +152,11 @@ impl Store {
         ))
     }
 
+    /// The log's file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn unwritable(path: PathBuf, dir: &Path, error: &std::io::Error) -> Store {
         let reason = format!(
             "the data directory {} cannot be written: {error}",
@@ -263,6 +268,18 @@ impl Log {
 }
 
 /// The entries of the log at `path` and the length of its whole entries.
+/// Reads a log file through, entry by entry (checksums, JSON): the records
+/// it holds, or why it cannot be used. A write cut short at its end is not
+/// counted (it is dropped when the log is opened).
+pub(crate) fn check_log(path: &Path) -> Result<usize, String> {
+    let (log, _) = read_log(path).map_err(|Unusable(why)| why)?;
+    let mut records = 0;
+    for entry in log.entries() {
+        records += entry.map_err(|Unusable(why)| why)?.records.len();
+    }
+    Ok(records)
+}
+
 fn read_log(path: &Path) -> Result<(Log, u64), Unusable> {
     let what_to_do = WHAT_TO_DO;
     let mut file = match File::open(path) {

@@ -423,6 +423,15 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     http_request(addr, "GET", path, &[], "").await
 }
 
+/// A GET with extra request headers.
+pub async fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    http_request(addr, "GET", path, headers, "").await
+}
+
 /// The value of one sample in a Prometheus text exposition, e.g.
 /// `metric(&text, "tributary_requests_total{outcome=\"completed\",type=\"ITEMS_REQUEST\"}")`.
 pub fn metric(exposition: &str, sample: &str) -> Option<f64> {
