@@ -42,6 +42,10 @@ pub struct App {
     pub shutdown: watch::Receiver<Option<Duration>>,
     /// Where the other nodes reach this one (peer recovery).
     pub advertise_url: String,
+    /// Whether the broker's streams of records kept are trimmed of what
+    /// every node has applied (`broker.records_retention = "applied"`), and
+    /// how long entries are kept at least (`broker.records_kept_for`).
+    pub trim_applied: Option<Duration>,
     /// Each datasource's last measured health (`live::monitor` keeps it).
     pub health: Arc<HealthBoard>,
     /// Live channels and their subscribers.
@@ -152,6 +156,9 @@ impl App {
                 settings.broker.advertise_url.as_deref(),
                 addr,
             ),
+            trim_applied: (settings.broker.records_retention
+                == crate::config::RecordsRetention::Applied)
+                .then_some(settings.broker.records_kept_for),
             started: Instant::now(),
         };
         Ok((app, shutdown_sender))
@@ -193,6 +200,7 @@ impl App {
                 Arc::clone(&self.broker),
                 Arc::clone(&self.streams),
                 self.advertise_url.clone(),
+                self.trim_applied,
                 self.shutdown.clone(),
             )),
             Box::pin(crate::live::streams::watch_lag(

@@ -136,6 +136,37 @@ pub struct BrokerSettings {
     /// the listening address, or this host's name when it listens on
     /// every address (`0.0.0.0`).
     pub advertise_url: Option<String>,
+    /// What the broker keeps of an embedded datasource's stream of
+    /// records: `applied` (default), what some node heard of in the last
+    /// 5 minutes has not applied yet; or `whole`, everything.
+    pub records_retention: RecordsRetention,
+    /// With `records_retention = "applied"`, how long entries stay at
+    /// least, applied or not: nodes restarted or added within it catch up
+    /// from the stream rather than copying a peer's records.
+    #[serde(deserialize_with = "duration")]
+    pub records_kept_for: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(try_from = "String")]
+pub enum RecordsRetention {
+    #[default]
+    Applied,
+    Whole,
+}
+
+impl TryFrom<String> for RecordsRetention {
+    type Error = String;
+
+    fn try_from(kind: String) -> Result<RecordsRetention, String> {
+        match kind.as_str() {
+            "applied" => Ok(RecordsRetention::Applied),
+            "whole" => Ok(RecordsRetention::Whole),
+            other => Err(format!(
+                "`records_retention` is `applied` or `whole`, not `{other}`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -169,6 +200,8 @@ impl Default for BrokerSettings {
             history_size: 10_000,
             history_ttl: Duration::from_secs(3600),
             advertise_url: None,
+            records_retention: RecordsRetention::Applied,
+            records_kept_for: Duration::from_secs(3600),
         }
     }
 }

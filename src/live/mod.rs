@@ -12,7 +12,9 @@
 //! - [`polls`]: with several nodes, one polls a polled datasource for the
 //!   live queries of all;
 //! - [`recovery`]: a node missing published records the stream no longer
-//!   holds copies a ready peer's (peer recovery).
+//!   holds copies a ready peer's (peer recovery);
+//! - [`retention`]: the broker keeps of a stream of records what some node
+//!   still needs.
 
 pub mod applied;
 pub mod broker;
@@ -22,6 +24,7 @@ pub mod polls;
 pub mod publishing;
 pub mod queries;
 pub mod recovery;
+pub mod retention;
 pub mod streams;
 
 use std::time::{SystemTime, UNIX_EPOCH};

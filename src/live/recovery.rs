@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::applied::{records_stream, Streams};
-use super::{unix_ms, Broker};
+use super::{retention, unix_ms, Broker};
 use crate::federation::Federation;
 
 /// The hash of nodes and their addresses.
@@ -72,21 +72,25 @@ pub async fn cluster_key(broker: &Broker) -> Result<String, String> {
         .ok_or_else(|| "the broker lost the cluster's key".into())
 }
 
-/// Notes this node in the broker every 2 s and, while a stream of records
-/// kept is stuck, copies a ready peer's log and starts again on it.
+/// Notes this node in the broker every 2 s (its address, readiness, and
+/// how far it applied each stream of records kept); while a stream is
+/// stuck, copies a ready peer's log and starts again on it; and trims
+/// what every node has applied ([`retention`]).
 pub async fn run(
     federation: Arc<Federation>,
     broker: Arc<Broker>,
     streams: Arc<Streams>,
     advertise: String,
+    trim_applied: Option<Duration>,
     mut shutdown: tokio::sync::watch::Receiver<Option<Duration>>,
 ) {
     if !broker.has_other_nodes() {
         return;
     }
+    let kept = retention::kept_streams(&federation);
     loop {
-        let note =
-            json!({"url": advertise, "ready": streams.not_ready().is_none(), "at": unix_ms()});
+        let note = json!({"url": advertise, "ready": streams.not_ready().is_none(), "at": unix_ms(),
+                          "applied": retention::applied_note(&kept, &streams)});
         if broker
             .set_field(NODES, broker.node(), &note.to_string())
             .await
@@ -96,6 +100,11 @@ pub async fn run(
             for stream in streams.stuck_streams() {
                 if let Err(why) = recover(&federation, &broker, &stream).await {
                     tracing::warn!(%stream, reason = %why, "cannot recover from a peer yet");
+                }
+            }
+            if let Some(kept_for) = trim_applied {
+                if let Ok(notes) = broker.fields(NODES).await {
+                    retention::trim(&broker, &kept, &notes, kept_for).await;
                 }
             }
         }
@@ -111,7 +120,7 @@ pub async fn run(
     }
 }
 
-/// Removes nodes not heard of for a minute.
+/// Removes nodes not heard of for longer than trimming waits for them.
 async fn forget_silent_nodes(broker: &Broker) {
     let Ok(nodes) = broker.fields(NODES).await else {
         return;
@@ -123,7 +132,7 @@ async fn forget_silent_nodes(broker: &Broker) {
                 .ok()
                 .and_then(|n| n["at"].as_u64())
                 .unwrap_or(0);
-            unix_ms().saturating_sub(at) > 60_000
+            unix_ms().saturating_sub(at) > retention::WAIT_FOR_ABSENT.as_millis() as u64
         })
         .map(|(node, _)| node)
         .collect();

@@ -374,11 +374,15 @@ pub async fn measure(
             ) else {
                 break;
             };
-            learned.push((source, stream, last, lost));
+            // Unreadable oldest entries: readers skip them, and so does this check.
+            let first = broker.first_position(&stream).await.ok();
+            learned.push((source, stream, last, lost, first));
         }
         if learned.len() == kept.len() {
-            for (source, stream, last, lost) in learned {
-                if let Some(missing) = lost_and_not_held(source, &lost) {
+            for (source, stream, last, lost, first) in learned {
+                if let Some(gap) = trimmed_and_not_held(source, last.as_ref(), first) {
+                    streams.stuck(&stream, gap);
+                } else if let Some(missing) = lost_and_not_held(source, &lost) {
                     streams.stuck(&stream, format!("the broker lost publications 1 to {} of an earlier history ({}) when it restarted without them, and this node does not hold them; it copies a ready node's published records by itself (peer recovery) and starts again; without a ready node, copy the data directory of one that ran then to this one (with both stopped)", missing.offset, missing.epoch));
                 } else if let Some(last) = last {
                     streams.catch_up_to(&stream, last);
@@ -442,6 +446,30 @@ pub async fn watch_lag(
                 }
             }
         }
+    }
+}
+
+/// Why `source` cannot catch up from the stream, when the stream no longer
+/// holds the publication after the last one it holds (trimmed once every
+/// node heard of had applied it: [`super::retention`]).
+fn trimmed_and_not_held(
+    source: &crate::federation::Source,
+    last: Option<&Position>,
+    first: Option<Option<Position>>,
+) -> Option<String> {
+    let last = last?;
+    let held = source.datasource.publisher()?.last_published();
+    let oldest = match first? {
+        Some(first) => first,
+        // Nothing left: the next one to come is the oldest there will be.
+        None => Position {
+            offset: last.offset + 1,
+            epoch: last.epoch.clone(),
+        },
+    };
+    match follows(held.as_ref(), &oldest) {
+        Next::Missing(why) => Some(why),
+        _ => None,
     }
 }
 

@@ -587,6 +587,11 @@ impl Process {
     /// A node on the Redis at `url`, in a folder of its own (its
     /// configuration, and its data directory beside it).
     fn start_on(url: &str, prefix: &str, health_interval: &str) -> Process {
+        Self::start_with_broker(url, prefix, health_interval, "")
+    }
+
+    /// A node as [`Process::start_on`] makes, with more keys of `[broker]`.
+    fn start_with_broker(url: &str, prefix: &str, health_interval: &str, broker: &str) -> Process {
         let port = free_port();
         let folder = std::env::temp_dir().join(format!("tributary-cluster-{prefix}-{port}"));
         std::fs::create_dir_all(&folder).expect("a folder");
@@ -594,7 +599,7 @@ impl Process {
             folder.join("node.toml"),
             format!(
                 "listen = \"127.0.0.1:{port}\"\n[live]\nhealth_interval = \"{health_interval}\"\n\
-                 [publish]\nenabled = true\n[broker]\ntype = \"redis\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\n"
+                 [publish]\nenabled = true\n[broker]\ntype = \"redis\"\nurl = \"{url}\"\nprefix = \"{prefix}\"\n{broker}\n"
             ),
         )
         .expect("a config");
@@ -943,13 +948,22 @@ async fn one_node_polls_elasticsearch_for_the_live_queries_of_all() {
 
 /// Sends one command to the test Redis (RESP over TCP) and returns its answer's first line.
 fn redis_command(args: &[&str]) -> String {
-    use std::io::{BufRead, Write};
     let address = redis_url()
         .trim_start_matches("redis://")
         .split('/')
         .next()
         .unwrap_or("127.0.0.1:6379")
         .to_owned();
+    redis_command_at(&address, args)
+}
+
+/// A command to the Redis on `port` of this machine; its answer's first line.
+fn redis_command_on(port: u16, args: &[&str]) -> String {
+    redis_command_at(&format!("127.0.0.1:{port}"), args)
+}
+
+fn redis_command_at(address: &str, args: &[&str]) -> String {
+    use std::io::{BufRead, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("Redis");
     let mut command = format!("*{}\r\n", args.len());
     for arg in args {
@@ -1372,6 +1386,47 @@ async fn a_node_missing_history_the_broker_no_longer_holds_is_not_ready_until_it
     assert_eq!(status, 403);
     let (status, _) = http_get_with(a.addr, LOG, &[("Authorization", "Bearer 00ff")]).await;
     assert_eq!(status, 403);
+    publish_kept(a.addr, 10).await;
+    let started = std::time::Instant::now();
+    while total_at(c.addr, KEPT).await != 55 {
+        assert!(started.elapsed() < PATIENCE, "C does not follow the stream");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The broker keeps of a stream of records what some node still needs:
+/// once both nodes applied them (and they are `records_kept_for` old), the
+/// entries go; a node added later copies a ready node's records, and is
+/// never ready with less.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_every_node_applied_is_trimmed_and_a_new_node_copies_a_peers_records() {
+    let Some((_redis, port)) = own_redis(None) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let prefix = prefix();
+    let trimming = "records_kept_for = \"0s\"";
+    let a = Process::start_with_broker(&url, &prefix, "10s", trimming);
+    let b = Process::start_with_broker(&url, &prefix, "10s", trimming);
+    until_status_at(a.addr, "/readyz", 200).await;
+    until_status_at(b.addr, "/readyz", 200).await;
+    for n in 0..10 {
+        publish_kept(if n % 2 == 0 { a.addr } else { b.addr }, n).await;
+    }
+    let length = || redis_command_on(port, &["XLEN", &format!("{prefix}:stream:records:tweets")]);
+    let started = std::time::Instant::now();
+    while length().trim() != ":0" {
+        assert!(started.elapsed() < PATIENCE, "never trimmed: {}", length());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(total_at(b.addr, KEPT).await, 50);
+
+    // A node with no data: the stream no longer has it all.
+    let c = Process::start_with_broker(&url, &prefix, "10s", trimming);
+    until_ready_through_a_restart(c.addr).await;
+    assert_eq!(total_at(c.addr, KEPT).await, 50);
+    assert!(c._folder.0.join("data/tweets/recovered-from-peer").exists());
+    // And it follows the stream from there.
     publish_kept(a.addr, 10).await;
     let started = std::time::Instant::now();
     while total_at(c.addr, KEPT).await != 55 {

@@ -92,6 +92,20 @@ impl Backend for MemoryBroker {
         Ok(position)
     }
 
+    async fn trim(
+        &self,
+        _stream: &str,
+        _through: &Position,
+        _kept_for: Duration,
+    ) -> Result<u64, String> {
+        // Entries are handed to the reader, never kept.
+        Ok(0)
+    }
+
+    async fn first_position(&self, _stream: &str) -> Result<Option<Position>, String> {
+        Ok(None)
+    }
+
     async fn last_position(&self, _stream: &str) -> Result<Option<Position>, String> {
         // Nothing to catch up on: this node is the only reader.
         Ok(None)

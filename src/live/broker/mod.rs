@@ -67,6 +67,15 @@ trait Backend: Send + Sync {
     ) -> Result<Position, NotAppended>;
     /// See [`Broker::last_position`].
     async fn last_position(&self, stream: &str) -> Result<Option<Position>, String>;
+    /// See [`Broker::trim`].
+    async fn trim(
+        &self,
+        stream: &str,
+        through: &Position,
+        kept_for: Duration,
+    ) -> Result<u64, String>;
+    /// See [`Broker::first_position`].
+    async fn first_position(&self, stream: &str) -> Result<Option<Position>, String>;
     /// Sends every entry of `streams`, and of those `added` later, to `sender`.
     fn follow(
         &self,
@@ -233,6 +242,24 @@ impl Broker {
         retention: Retention,
     ) -> Result<Position, NotAppended> {
         self.backend.append(stream, payload, retention).await
+    }
+
+    /// Removes the entries of `stream` up to `through` (of its epoch)
+    /// added at least `kept_for` ago, at most a few thousand a call, and
+    /// says how many went (`memory`: none).
+    pub async fn trim(
+        &self,
+        stream: &str,
+        through: &Position,
+        kept_for: Duration,
+    ) -> Result<u64, String> {
+        self.backend.trim(stream, through, kept_for).await
+    }
+
+    /// The position of the oldest entry `stream` still holds, if any
+    /// (`memory`: none).
+    pub async fn first_position(&self, stream: &str) -> Result<Option<Position>, String> {
+        self.backend.first_position(stream).await
     }
 
     /// The position of the last entry appended to `stream`, if it has one

@@ -237,6 +237,78 @@ impl Backend for RedisBroker {
         Ok(Position { offset, epoch })
     }
 
+    async fn trim(
+        &self,
+        stream: &str,
+        through: &Position,
+        kept_for: Duration,
+    ) -> Result<u64, String> {
+        if !self.is_up() {
+            return Err("the broker (Redis) is unreachable".into());
+        }
+        // Reads the oldest entries (at most ARGV[3]) and removes those of
+        // epoch ARGV[2] with an offset up to ARGV[1], added at least ARGV[4]
+        // ms ago (an entry id starts with the time it was added, on Redis's
+        // clock), stopping at the first that is not: entries are in offset
+        // order within an epoch.
+        const SCRIPT: &str = "local now = redis.call('time') \
+             local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4]) \
+             local entries = redis.call('xrange', KEYS[1], '-', '+', 'COUNT', ARGV[3]) \
+             local last = nil \
+             for _, entry in ipairs(entries) do \
+               local offset, epoch = nil, nil \
+               local fields = entry[2] \
+               for j = 1, #fields, 2 do \
+                 if fields[j] == 'o' then offset = tonumber(fields[j + 1]) \
+                 elseif fields[j] == 'e' then epoch = fields[j + 1] end \
+               end \
+               local ms = tonumber(string.match(entry[1], '^(%d+)-')) \
+               if epoch ~= ARGV[2] or offset == nil or offset > tonumber(ARGV[1]) or ms > cutoff then break end \
+               last = entry[1] \
+             end \
+             if last == nil then return 0 end \
+             local ms, seq = string.match(last, '^(%d+)-(%d+)$') \
+             return redis.call('xtrim', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))";
+        let keys = stream_keys(&self.prefix, stream);
+        let args: Vec<fred::types::Value> = vec![
+            through.offset.to_string().into(),
+            through.epoch.clone().into(),
+            "5000".into(),
+            kept_for.as_millis().to_string().into(),
+        ];
+        self.publisher
+            .eval(SCRIPT, vec![keys[0].clone()], args)
+            .await
+            .map_err(|e| format!("the broker (Redis): {e}"))
+    }
+
+    async fn first_position(&self, stream: &str) -> Result<Option<Position>, String> {
+        if !self.is_up() {
+            return Err("the broker (Redis) is unreachable".into());
+        }
+        let keys = stream_keys(&self.prefix, stream);
+        // The first readable of the oldest few (an unreadable entry is
+        // skipped by readers too).
+        let entries: Vec<(String, HashMap<String, String>)> = self
+            .publisher
+            .xrange(keys[0].clone(), "-", "+", Some(16))
+            .await
+            .map_err(|e| format!("the broker (Redis): {e}"))?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        entries
+            .into_iter()
+            .find_map(|(_, fields)| {
+                Some(Position {
+                    offset: fields.get("o")?.parse().ok()?,
+                    epoch: fields.get("e")?.clone(),
+                })
+            })
+            .map(Some)
+            .ok_or_else(|| "the oldest entries of the stream are unreadable".into())
+    }
+
     async fn last_position(&self, stream: &str) -> Result<Option<Position>, String> {
         if !self.is_up() {
             return Err("the broker (Redis) is unreachable".into());
