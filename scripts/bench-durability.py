@@ -2,7 +2,8 @@
 """Durability figures for BENCHMARKS.md: publishing into a data directory,
 and the restart of a node that holds many published records; with
 `--cluster`, two nodes on a Redis of their own (with and without its
-append-only file): publishing, and a node catching up after a restart.
+append-only file): publishing, a node catching up after a restart, and a
+new node recovering from a peer once the stream was trimmed.
 
     cargo build --release --bin tributary
     scripts/bench-durability.py --records 1000000 --batch 5000
@@ -131,7 +132,8 @@ def cluster(args):
             with open(os.path.join(node, "tributary.toml"), "w") as f:
                 f.write(
                     "[publish]\nenabled = true\nmax_body_bytes = 67108864\n\n"
-                    f"[broker]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{redis_port}\"\n\n"
+                    f"[broker]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{redis_port}\"\n"
+                    "records_kept_for = \"0s\"\n\n"
                     "[datasources.tweets]\ntype = \"embedded\"\nembedded = \"tweets\"\n"
                     f"max_records = {2 * args.records + 10_000}\n"
                 )
@@ -161,6 +163,31 @@ def cluster(args):
         assert total(b_port) == total(a_port) == 3000 + 2 * args.records
         print(f"  node B restarted {args.records} records behind: listening after {listening:.1f} s, "
               f"ready (every record) after {caught_up:.1f} s")
+        # Once every node holds them, the stream lets them go; a new node
+        # then copies a peer's records (peer recovery) and starts on them.
+        stream = "tributary:stream:records:tweets"
+        began = time.monotonic()
+        while subprocess.run(["redis-cli", "-p", str(redis_port), "XLEN", stream],
+                             capture_output=True, text=True).stdout.strip() != "0":
+            if time.monotonic() - began > 120:
+                raise SystemExit("the stream was never trimmed")
+            time.sleep(0.2)
+        d_dir = os.path.join(folder, "d")
+        os.makedirs(d_dir)
+        with open(os.path.join(a_dir, "tributary.toml")) as f:
+            config = f.read()
+        with open(os.path.join(d_dir, "tributary.toml"), "w") as f:
+            f.write(config)
+        d_port = free_port()
+        began = time.monotonic()
+        d, _ = start(d_dir, d_port)
+        ready(d_port)
+        recovered = time.monotonic() - began
+        assert total(d_port) == total(a_port)
+        log_mib = os.path.getsize(os.path.join(d_dir, "data", "tweets", "published.log")) / 2**20
+        print(f"  a new node, the stream trimmed: ready after {recovered:.1f} s "
+              f"(a peer's {2 * args.records} records, {log_mib:.0f} MiB, copied, checked and loaded)")
+        others.append(d)
         for process in [a, b, redis] + others:
             process.send_signal(signal.SIGKILL)
             process.wait()

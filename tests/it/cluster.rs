@@ -1420,11 +1420,45 @@ async fn what_every_node_applied_is_trimmed_and_a_new_node_copies_a_peers_record
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(total_at(b.addr, KEPT).await, 50);
+    // A publisher whose answer was lost sends the batch again, to the
+    // other node: its records replace themselves, nothing is doubled.
+    let with_ids: String = (0..5)
+        .map(|i| {
+            json!({"id": format!("retry-{i}"), "created_at": "2026-11-23T10:00:00Z",
+                   "text": "sent again to another node"})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    for node in [a.addr, b.addr] {
+        let (status, body) =
+            http_post(node, "/api/datasources/tweets/records", &[], &with_ids).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for node in [a.addr, b.addr] {
+        let started = std::time::Instant::now();
+        while total_at(node, "text:\"sent again to another node\"").await != 5 {
+            assert!(started.elapsed() < PATIENCE, "doubled or missing");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for node in [a.addr, b.addr] {
+        assert_eq!(
+            total_at(node, "text:\"sent again to another node\"").await,
+            5
+        );
+    }
 
     // A node with no data: the stream no longer has it all.
+    let length_now = length();
     let c = Process::start_with_broker(&url, &prefix, "10s", trimming);
     until_ready_through_a_restart(c.addr).await;
-    assert_eq!(total_at(c.addr, KEPT).await, 50);
+    assert_eq!(
+        total_at(c.addr, KEPT).await,
+        50,
+        "stream length {length_now}"
+    );
     assert!(c._folder.0.join("data/tweets/recovered-from-peer").exists());
     // And it follows the stream from there.
     publish_kept(a.addr, 10).await;
