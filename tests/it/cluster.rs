@@ -1387,11 +1387,7 @@ async fn a_node_missing_history_the_broker_no_longer_holds_is_not_ready_until_it
     let (status, _) = http_get_with(a.addr, LOG, &[("Authorization", "Bearer 00ff")]).await;
     assert_eq!(status, 403);
     publish_kept(a.addr, 10).await;
-    let started = std::time::Instant::now();
-    while total_at(c.addr, KEPT).await != 55 {
-        assert!(started.elapsed() < PATIENCE, "C does not follow the stream");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_total_at(c.addr, KEPT, 55).await;
 }
 
 /// The broker keeps of a stream of records what some node still needs:
@@ -1436,11 +1432,7 @@ async fn what_every_node_applied_is_trimmed_and_a_new_node_copies_a_peers_record
         assert_eq!(status, 200, "{body}");
     }
     for node in [a.addr, b.addr] {
-        let started = std::time::Instant::now();
-        while total_at(node, "text:\"sent again to another node\"").await != 5 {
-            assert!(started.elapsed() < PATIENCE, "doubled or missing");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_total_at(node, "text:\"sent again to another node\"", 5).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for node in [a.addr, b.addr] {
@@ -1462,11 +1454,7 @@ async fn what_every_node_applied_is_trimmed_and_a_new_node_copies_a_peers_record
     assert!(c._folder.0.join("data/tweets/recovered-from-peer").exists());
     // And it follows the stream from there.
     publish_kept(a.addr, 10).await;
-    let started = std::time::Instant::now();
-    while total_at(c.addr, KEPT).await != 55 {
-        assert!(started.elapsed() < PATIENCE, "C does not follow the stream");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_total_at(c.addr, KEPT, 55).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1517,6 +1505,19 @@ async fn a_node_that_starts_after_redis_lost_its_history_knows_it_lacks_it() {
     assert_eq!(total_at(c.addr, KEPT).await, 30);
     let data = c._folder.0.join("data").join("tweets");
     assert!(data.join("recovered-from-peer").exists());
+}
+
+/// Waits until `query` counts `total` records on the node at `addr`.
+async fn until_total_at(addr: std::net::SocketAddr, query: &str, total: u64) {
+    let started = std::time::Instant::now();
+    loop {
+        let now = total_at(addr, query).await;
+        if now == total {
+            return;
+        }
+        assert!(started.elapsed() < PATIENCE, "{now} of {total} records");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until the node at `addr` is ready, through the moment it starts

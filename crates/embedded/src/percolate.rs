@@ -15,7 +15,7 @@ use levenshtein_automata::Distance;
 use tributary_query::ast::Occur;
 
 use crate::budget::{Budget, Exhausted};
-use crate::compile::sloppy_match;
+use crate::compile::{distinct_words, sloppy_match};
 use crate::indexed::{Indexed, IndexedDoc};
 use crate::plan::{Plan, TermValue};
 use crate::regex_dfa::{matches_whole, Automata};
@@ -153,17 +153,7 @@ fn holds(values: &Indexed, value: &TermValue) -> bool {
 
 /// Lucene's phrase rule over one text field's tokens (see [`sloppy_match`]).
 fn phrase(tokens: &[(u32, String)], terms: &[String], slop: u32) -> bool {
-    let mut distinct: Vec<&String> = Vec::new();
-    let which: Vec<usize> = terms
-        .iter()
-        .map(|term| match distinct.iter().position(|t| *t == term) {
-            Some(i) => i,
-            None => {
-                distinct.push(term);
-                distinct.len() - 1
-            }
-        })
-        .collect();
+    let (distinct, which) = distinct_words(terms);
     let positions: Vec<Vec<u32>> = distinct
         .iter()
         .map(|term| {

@@ -939,6 +939,66 @@ async fn centrifuge_subscriber(url: &str, channels: &[String]) -> Result<Client,
     Ok(client)
 }
 
+/// Every reader's deliveries, merged: latencies and how many.
+async fn gather(
+    readers: Vec<tokio::task::JoinHandle<Deliveries>>,
+) -> Result<(Histogram<u64>, u64), String> {
+    let mut latency = histogram();
+    let mut delivered = 0u64;
+    for reader in readers {
+        let seen = reader.await.map_err(|e| e.to_string())?;
+        delivered += seen.records;
+        let _ = latency.add(&seen.latency);
+    }
+    Ok((latency, delivered))
+}
+
+/// What a live run saw, after its first line: deliveries, latencies, CPU.
+struct LiveOutcome<'a> {
+    published: u64,
+    expected: u64,
+    delivered: u64,
+    batch: usize,
+    latency: &'a Histogram<u64>,
+    post_latency: &'a Histogram<u64>,
+    server_cpu: Option<f64>,
+    own_cpu: f64,
+}
+
+impl LiveOutcome<'_> {
+    fn write(&self, text: &mut String) {
+        let LiveOutcome {
+            published,
+            expected,
+            delivered,
+            batch,
+            latency,
+            post_latency,
+            server_cpu,
+            own_cpu,
+        } = self;
+        let _ = writeln!(
+            text,
+            "  delivered {delivered} of {expected} expected record deliveries"
+        );
+        let _ = writeln!(text, "  publish → delivery: {}", percentile_text(latency));
+        let _ = writeln!(
+            text,
+            "  POST of {batch} records: {}",
+            percentile_text(post_latency)
+        );
+        if let Some(cpu) = server_cpu {
+            let _ = writeln!(
+                text,
+                "  server CPU {cpu:.0} ms: {:.1} ms per 1,000 records published, {:.2} ms per 1,000 deliveries",
+                cpu * 1000.0 / (*published).max(1) as f64,
+                cpu * 1000.0 / (*delivered).max(1) as f64
+            );
+        }
+        let _ = writeln!(text, "  loadgen CPU {own_cpu:.0} ms");
+    }
+}
+
 /// What one connection's reader saw: publish-to-delivery latencies.
 struct Deliveries {
     latency: Histogram<u64>,
@@ -1078,13 +1138,7 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
     }
     let publish_seconds = epoch.elapsed().as_secs_f64();
     let (server_cpu, own_cpu) = clock.stop()?;
-    let mut latency = histogram();
-    let mut delivered = 0u64;
-    for reader in readers {
-        let seen = reader.await.map_err(|e| e.to_string())?;
-        delivered += seen.records;
-        let _ = latency.add(&seen.latency);
-    }
+    let (latency, delivered) = gather(readers).await?;
 
     let per_kib = |a: Option<u64>, b: Option<u64>, n: f64| match (a, b) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / n.max(1.0)),
@@ -1097,25 +1151,17 @@ async fn live_mode(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
         "live: {} connections × {} live queries ({distinct} distinct), {published} records published in {publish_seconds:.1} s ({rate:.0}/s)\n",
         args.connections, args.per_connection
     );
-    let _ = writeln!(
-        text,
-        "  delivered {delivered} of {expected} expected record deliveries"
-    );
-    let _ = writeln!(text, "  publish → delivery: {}", percentile_text(&latency));
-    let _ = writeln!(
-        text,
-        "  POST of {batch} records: {}",
-        percentile_text(&post_latency)
-    );
-    if let Some(cpu) = server_cpu {
-        let _ = writeln!(
-            text,
-            "  server CPU {cpu:.0} ms: {:.1} ms per 1,000 records published, {:.2} ms per 1,000 deliveries",
-            cpu * 1000.0 / published.max(1) as f64,
-            cpu * 1000.0 / delivered.max(1) as f64
-        );
+    LiveOutcome {
+        published,
+        expected,
+        delivered,
+        batch,
+        latency: &latency,
+        post_latency: &post_latency,
+        server_cpu,
+        own_cpu,
     }
-    let _ = writeln!(text, "  loadgen CPU {own_cpu:.0} ms");
+    .write(&mut text);
     if let (Some(c), Some(s)) = (kib_per_connection, kib_per_subscription) {
         let _ = writeln!(
             text,
@@ -1206,37 +1252,23 @@ async fn centrifuge_live(cli: &Cli, args: &LiveArgs) -> Result<Report, String> {
     }
     let publish_seconds = epoch.elapsed().as_secs_f64();
     let (server_cpu, own_cpu) = clock.stop()?;
-    let mut latency = histogram();
-    let mut delivered = 0u64;
-    for reader in readers {
-        let seen = reader.await.map_err(|e| e.to_string())?;
-        delivered += seen.records;
-        let _ = latency.add(&seen.latency);
-    }
+    let (latency, delivered) = gather(readers).await?;
     let rate = published as f64 / publish_seconds;
     let mut text = format!(
         "live (Centrifuge): {} connections × {} subscriptions ({distinct} distinct channels), {published} records of {record_bytes} bytes published in {publish_seconds:.1} s ({rate:.0}/s)\n",
         args.connections, args.per_connection
     );
-    let _ = writeln!(
-        text,
-        "  delivered {delivered} of {expected} expected record deliveries"
-    );
-    let _ = writeln!(text, "  publish → delivery: {}", percentile_text(&latency));
-    let _ = writeln!(
-        text,
-        "  POST of {batch} records: {}",
-        percentile_text(&post_latency)
-    );
-    if let Some(cpu) = server_cpu {
-        let _ = writeln!(
-            text,
-            "  server CPU {cpu:.0} ms: {:.1} ms per 1,000 records published, {:.2} ms per 1,000 deliveries",
-            cpu * 1000.0 / published.max(1) as f64,
-            cpu * 1000.0 / delivered.max(1) as f64
-        );
+    LiveOutcome {
+        published,
+        expected,
+        delivered,
+        batch,
+        latency: &latency,
+        post_latency: &post_latency,
+        server_cpu,
+        own_cpu,
     }
-    let _ = writeln!(text, "  loadgen CPU {own_cpu:.0} ms");
+    .write(&mut text);
     let json = json!({
         "mode": "live", "peer": "centrifuge", "connections": args.connections,
         "per_connection": args.per_connection, "distinct": distinct, "published": published,

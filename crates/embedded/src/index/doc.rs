@@ -44,6 +44,7 @@ impl EmbeddedIndex {
 
 impl EmbeddedIndex {
     /// The tantivy document of a record's indexed form.
+    /// (Borrowed: a tail's records stay readable until the fold is done.)
     pub(super) fn tantivy_doc(&self, indexed: &IndexedDoc) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.row_field, indexed.row as u64);
