@@ -31,7 +31,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "tributary")
+BIN = os.environ.get("BENCH_BINARY", os.path.join(ROOT, "target", "release", "tributary"))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -5,6 +5,7 @@
 //! record matches alike before and after it is indexed.
 
 /// One field's indexed values.
+#[derive(Clone)]
 pub(crate) enum Indexed {
     /// A text field's tokens with their positions (values `POSITION_GAP` apart).
     Tokens(Vec<(u32, String)>),
@@ -31,6 +32,7 @@ impl Indexed {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct IndexedDoc {
     pub(crate) row: usize,
     /// The record's own id, if it has one.

@@ -44,23 +44,23 @@ impl EmbeddedIndex {
 
 impl EmbeddedIndex {
     /// The tantivy document of a record's indexed form.
-    /// (Borrowed: a tail's records stay readable until the fold is done.)
-    pub(super) fn tantivy_doc(&self, indexed: &IndexedDoc) -> TantivyDocument {
+    /// The tantivy document of a record's indexed form (its words moved in).
+    pub(super) fn tantivy_doc(&self, indexed: IndexedDoc) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.row_field, indexed.row as u64);
-        for (field, values) in &indexed.values {
+        for (field, values) in indexed.values {
             match values {
                 Indexed::Tokens(tokens) => doc.add_pre_tokenized_text(
-                    *field,
+                    field,
                     PreTokenizedString {
                         text: String::new(),
                         tokens: tokens
-                            .iter()
+                            .into_iter()
                             .map(|(position, word)| Token {
                                 offset_from: 0,
                                 offset_to: 0,
-                                position: *position as usize,
-                                text: word.clone(),
+                                position: position as usize,
+                                text: word,
                                 position_length: 1,
                             })
                             .collect(),
@@ -68,36 +68,36 @@ impl EmbeddedIndex {
                 ),
                 Indexed::Keywords(values) => {
                     for value in values {
-                        doc.add_pre_tokenized_text(*field, single_token(value));
+                        doc.add_pre_tokenized_text(field, whole_token(value));
                     }
                 }
                 Indexed::I64(values) => {
                     for n in values {
-                        doc.add_i64(*field, *n);
+                        doc.add_i64(field, n);
                     }
                 }
                 Indexed::F64(values) => {
                     for n in values {
-                        doc.add_f64(*field, *n);
+                        doc.add_f64(field, n);
                     }
                 }
                 Indexed::Bool(values) => {
                     for b in values {
-                        doc.add_bool(*field, *b);
+                        doc.add_bool(field, b);
                     }
                 }
             }
         }
-        for path in &indexed.exists {
-            doc.add_pre_tokenized_text(self.index_fields.exists, single_token(path));
+        for path in indexed.exists {
+            doc.add_pre_tokenized_text(self.index_fields.exists, whole_token(path));
         }
         for (column, values) in &indexed.columns {
             for value in values {
                 doc.add_text(*column, value);
             }
         }
-        if let Some(id) = &indexed.id {
-            doc.add_pre_tokenized_text(self.id_term, single_token(id));
+        if let Some(id) = indexed.id {
+            doc.add_pre_tokenized_text(self.id_term, whole_token(id));
         }
         doc
     }
@@ -161,4 +161,18 @@ fn indexed_values(field_type: &FieldType, values: &[&Value]) -> Option<Indexed> 
         Indexed::Bool(v) => v.is_empty(),
     };
     (!empty).then_some(indexed)
+}
+
+/// A value indexed whole, as one token (keywords, paths, ids).
+pub(super) fn whole_token(text: String) -> PreTokenizedString {
+    PreTokenizedString {
+        tokens: vec![Token {
+            offset_from: 0,
+            offset_to: text.len(),
+            position: 0,
+            text: text.clone(),
+            position_length: 1,
+        }],
+        text,
+    }
 }
