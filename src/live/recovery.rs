@@ -9,7 +9,8 @@
 //! stream as after any restart.
 //!
 //! Nodes find each other in the broker: every node notes its address and
-//! readiness in the `nodes` hash every 2 s. A node serves its log at
+//! readiness in the `nodes` hash every 2 s, under its address (so a node
+//! that restarts replaces its own note). A node serves its log at
 //! `GET /api/cluster/datasources/<id>/log` to holders of the cluster's key
 //! (`cluster` hash, made by the first node; only nodes sharing the Redis
 //! know it).
@@ -92,13 +93,13 @@ pub async fn run(
         let note = json!({"url": advertise, "ready": streams.not_ready().is_none(), "at": unix_ms(),
                           "applied": retention::applied_note(&kept, &streams)});
         if broker
-            .set_field(NODES, broker.node(), &note.to_string())
+            .set_field(NODES, &advertise, &note.to_string())
             .await
             .is_ok()
         {
             forget_silent_nodes(&broker).await;
             for stream in streams.stuck_streams() {
-                if let Err(why) = recover(&federation, &broker, &stream).await {
+                if let Err(why) = recover(&federation, &broker, &advertise, &stream).await {
                     tracing::warn!(%stream, reason = %why, "cannot recover from a peer yet");
                 }
             }
@@ -112,7 +113,7 @@ pub async fn run(
             () = tokio::time::sleep(EVERY) => {}
             changed = shutdown.changed() => {
                 if changed.is_err() || shutdown.borrow().is_some() {
-                    let _ = broker.remove_fields(NODES, vec![broker.node().to_owned()]).await;
+                    broker.remove_fields(NODES, vec![advertise.clone()]).await;
                     return;
                 }
             }
@@ -139,13 +140,13 @@ async fn forget_silent_nodes(broker: &Broker) {
     broker.remove_fields(NODES, silent).await;
 }
 
-/// Ready peers' addresses, freshest first.
-async fn ready_peers(broker: &Broker) -> Result<Vec<String>, String> {
+/// Ready peers' addresses (this node's, `own`, left out), freshest first.
+async fn ready_peers(broker: &Broker, own: &str) -> Result<Vec<String>, String> {
     let mut peers: Vec<(u64, String)> = broker
         .fields(NODES)
         .await?
         .into_iter()
-        .filter(|(node, _)| node != broker.node())
+        .filter(|(node, _)| node != own)
         .filter_map(|(_, note)| {
             let note: serde_json::Value = serde_json::from_str(&note).ok()?;
             let at = note["at"].as_u64()?;
@@ -161,7 +162,12 @@ async fn ready_peers(broker: &Broker) -> Result<Vec<String>, String> {
 /// Copies a ready peer's log for the datasource of `stream`, checks it,
 /// puts it in place and starts this process again. Returns only when it
 /// could not.
-async fn recover(federation: &Federation, broker: &Broker, stream: &str) -> Result<(), String> {
+async fn recover(
+    federation: &Federation,
+    broker: &Broker,
+    own: &str,
+    stream: &str,
+) -> Result<(), String> {
     let Some(id) = stream.strip_prefix(&records_stream("")) else {
         return Ok(());
     };
@@ -188,7 +194,7 @@ async fn recover(federation: &Federation, broker: &Broker, stream: &str) -> Resu
         }
     }
     let key = cluster_key(broker).await?;
-    let peers = ready_peers(broker).await?;
+    let peers = ready_peers(broker, own).await?;
     if peers.is_empty() {
         return Err("no ready node to copy from".into());
     }

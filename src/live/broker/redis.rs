@@ -171,7 +171,9 @@ impl Backend for RedisBroker {
         // is a key created with the first entry. Both live as long as the
         // stream (for good when it is kept whole), and vanish with it if
         // Redis restarts empty, so a fresh epoch (and offsets from 1) say
-        // that the history was lost. Size and TTL 0: kept whole.
+        // that the history was lost. Size and TTL 0: kept whole (until
+        // trimmed by what nodes applied), each entry's id noted by offset
+        // (KEYS[4]) so a trim finds where an offset is without reading entries.
         // An append that reaches Redis after its deadline (ARGV[5], ms
         // since the epoch) does nothing: its publisher was told it failed,
         // so a command the client library sends again once Redis is back
@@ -182,10 +184,11 @@ impl Backend for RedisBroker {
              local epoch = redis.call('get', KEYS[2]) \
              local offset = redis.call('incr', KEYS[3]) \
              if (not epoch) or offset == 1 then \
-               epoch = ARGV[1]; offset = 1; redis.call('set', KEYS[3], 1) end \
+               epoch = ARGV[1]; offset = 1; redis.call('set', KEYS[3], 1); redis.call('del', KEYS[4]) end \
              redis.call('set', KEYS[2], epoch) \
              if ARGV[2] == '0' then \
-               redis.call('xadd', KEYS[1], '*', 'o', offset, 'e', epoch, 'p', ARGV[4]) \
+               local id = redis.call('xadd', KEYS[1], '*', 'o', offset, 'e', epoch, 'p', ARGV[4]) \
+               redis.call('zadd', KEYS[4], offset, id) \
              else \
                redis.call('xadd', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'o', offset, 'e', epoch, 'p', ARGV[4]) \
              end \
@@ -246,38 +249,43 @@ impl Backend for RedisBroker {
         if !self.is_up() {
             return Err("the broker (Redis) is unreachable".into());
         }
-        // Reads the oldest entries (at most ARGV[3]) and removes those of
-        // epoch ARGV[2] with an offset up to ARGV[1], added at least ARGV[4]
-        // ms ago (an entry id starts with the time it was added, on Redis's
-        // clock), stopping at the first that is not: entries are in offset
-        // order within an epoch.
-        const SCRIPT: &str = "local now = redis.call('time') \
-             local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4]) \
-             local entries = redis.call('xrange', KEYS[1], '-', '+', 'COUNT', ARGV[3]) \
-             local last = nil \
-             for _, entry in ipairs(entries) do \
-               local offset, epoch = nil, nil \
-               local fields = entry[2] \
+        // Removes the entries up to offset ARGV[1] of epoch ARGV[2] (found
+        // by the ids noted at append, never reading entries) that were added
+        // at least ARGV[3] ms ago (an id starts with the time it was added,
+        // on Redis's clock): `XTRIM MINID` at whichever comes first (whole
+        // blocks of entries are freed at once, so even an hour's worth is
+        // quick). Within an epoch entries are in offset order.
+        const SCRIPT: &str = "if redis.call('get', KEYS[2]) ~= ARGV[2] then return 0 end \
+             local at = redis.call('zrangebyscore', KEYS[3], ARGV[1], ARGV[1]) \
+             if #at == 0 then return 0 end \
+             local ms, seq = string.match(at[1], '^(%d+)-(%d+)$') \
+             local now = redis.call('time') \
+             local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3]) \
+             local minid = ms .. '-' .. (tonumber(seq) + 1) \
+             if tonumber(ms) >= cutoff then minid = string.format('%d-0', cutoff) end \
+             local removed = redis.call('xtrim', KEYS[1], 'MINID', minid) \
+             local first = redis.call('xrange', KEYS[1], '-', '+', 'COUNT', 1) \
+             local kept_from = tonumber(ARGV[1]) + 1 \
+             if #first > 0 then \
+               local fields = first[1][2] \
                for j = 1, #fields, 2 do \
-                 if fields[j] == 'o' then offset = tonumber(fields[j + 1]) \
-                 elseif fields[j] == 'e' then epoch = fields[j + 1] end \
+                 if fields[j] == 'o' then kept_from = math.min(kept_from, tonumber(fields[j + 1])) end \
                end \
-               local ms = tonumber(string.match(entry[1], '^(%d+)-')) \
-               if epoch ~= ARGV[2] or offset == nil or offset > tonumber(ARGV[1]) or ms > cutoff then break end \
-               last = entry[1] \
              end \
-             if last == nil then return 0 end \
-             local ms, seq = string.match(last, '^(%d+)-(%d+)$') \
-             return redis.call('xtrim', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))";
+             redis.call('zremrangebyscore', KEYS[3], '-inf', '(' .. kept_from) \
+             return removed";
         let keys = stream_keys(&self.prefix, stream);
         let args: Vec<fred::types::Value> = vec![
             through.offset.to_string().into(),
             through.epoch.clone().into(),
-            "5000".into(),
             kept_for.as_millis().to_string().into(),
         ];
         self.publisher
-            .eval(SCRIPT, vec![keys[0].clone()], args)
+            .eval(
+                SCRIPT,
+                vec![keys[0].clone(), keys[1].clone(), keys[3].clone()],
+                args,
+            )
             .await
             .map_err(|e| format!("the broker (Redis): {e}"))
     }
@@ -412,6 +420,7 @@ fn stream_keys(prefix: &str, stream: &str) -> Vec<String> {
         base.clone(),
         format!("{base}:epoch"),
         format!("{base}:offset"),
+        format!("{base}:ids"),
     ]
 }
 
