@@ -48,6 +48,8 @@ fn main() {
         LogFormat::Text => logs.with_ansi(colors).init(),
         LogFormat::Json => logs.json().init(),
     }
+    // Peer recovery may start this program again on a peer's records.
+    tributary::live::recovery::allow_starting_again();
     let result = tributary::config::load(cli.config.as_deref(), cli.listen.as_deref()).and_then(
         |mut settings| {
             if let Some(dir) = cli.static_dir {

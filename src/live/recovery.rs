@@ -25,6 +25,17 @@ use super::applied::{records_stream, Streams};
 use super::{retention, unix_ms, Broker};
 use crate::federation::Federation;
 
+/// Whether this process may start itself again (the `tributary` program
+/// allows it; a server embedded in another program, such as the tests', does
+/// not, and such a node stays not ready instead).
+static MAY_START_AGAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets peer recovery start this process again once it has copied a
+/// peer's records (`main` calls it).
+pub fn allow_starting_again() {
+    MAY_START_AGAIN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The hash of nodes and their addresses.
 const NODES: &str = "nodes";
 /// The hash holding the cluster's key.
@@ -171,6 +182,9 @@ async fn recover(
     let Some(id) = stream.strip_prefix(&records_stream("")) else {
         return Ok(());
     };
+    if !MAY_START_AGAIN.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err("this process may not start itself again (a server embedded in another program): copy a ready node's data directory to this one and restart it".into());
+    }
     let source = federation
         .sources()
         .into_iter()
