@@ -47,6 +47,8 @@ const FRESH_MS: u64 = 10_000;
 /// A node that recovered this recently and is missing records again does
 /// not copy again (the peers lack them too): it says so and stays out.
 const AGAIN_AFTER: Duration = Duration::from_secs(120);
+/// The longest a copy of a peer's log may take.
+const COPY_WITHIN: Duration = Duration::from_secs(600);
 /// Beside the log: when this node last recovered it from a peer.
 const RECOVERED_MARK: &str = "recovered-from-peer";
 
@@ -217,9 +219,17 @@ async fn recover(
     for peer in peers {
         let url = format!("{peer}/api/cluster/datasources/{id}/log");
         tracing::info!(datasource = %id, %url, "copying published records from a ready node");
-        if let Err(e) = download(&url, &key, &copy).await {
-            last_error = format!("{url}: {e}");
-            continue;
+        // A peer that stalls mid-copy does not hold this node up for good.
+        match tokio::time::timeout(COPY_WITHIN, download(&url, &key, &copy)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                last_error = format!("{url}: {e}");
+                continue;
+            }
+            Err(_) => {
+                last_error = format!("{url}: the copy took over {} s", COPY_WITHIN.as_secs());
+                continue;
+            }
         }
         let checked = {
             let (copy, publisher) = (copy.clone(), Arc::clone(&source));
