@@ -1,8 +1,11 @@
 //! The differential test of the query language: every query of
-//! `tests/lucene/queries.txt` runs on both demo datasets through a real
-//! tributary server (the `embedded` datasources, over a websocket)
-//! and through Apache Lucene 8 (`tests/lucene/Reference.java`, indexing the
-//! same records under the same mapping file); the totals must be equal, and
+//! `tests/lucene/queries.txt` runs on both demo datasets, and every query of
+//! `tests/lucene/edge-queries.txt` on `tests/lucene/edge.ndjson` (Unicode
+//! text, numbers at their limits), each under its mapping file and under
+//! Elasticsearch's dynamic mapping, through a real tributary server (the
+//! `fixtures` datasources, over a websocket) and through Apache Lucene 8
+//! configured as Elasticsearch 8 (`tests/lucene/Reference.java`, indexing
+//! the same records under the same mapping); the totals must be equal, and
 //! a query one side refuses as a syntax error the other must refuse too.
 //!
 //! Needs `javac` and Debian's `liblucene8-java` and `libgoogle-gson-java`
@@ -68,23 +71,24 @@ fn compile_reference() -> String {
     format!("{classpath}:{}", out.display())
 }
 
-/// Lucene's answers: per query, `Ok(total)` or `Err(message)`.
+/// Lucene's answers: per query, `Ok(total)` or `Err(message)`. `mapping`
+/// is a mapping file, or `None` for the dynamic mapping.
 fn lucene_totals(
     classpath: &str,
-    dataset: &str,
+    records: &Path,
+    mapping: Option<&Path>,
     queries: &Path,
     now_ms: i64,
 ) -> Vec<Result<u64, String>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixtures = root.join("datasources/demo");
+    let mapping = mapping.map_or_else(|| "dynamic".into(), |m| m.display().to_string());
     let output = Command::new("java")
         .args([
             "-cp",
             classpath,
             "org.apache.lucene.queryparser.classic.Reference",
         ])
-        .arg(fixtures.join(format!("{dataset}.mapping.json")))
-        .arg(fixtures.join(format!("{dataset}.ndjson")))
+        .arg(mapping)
+        .arg(records)
         .arg(queries)
         .arg(now_ms.to_string())
         .output()
@@ -103,26 +107,83 @@ fn lucene_totals(
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fixtures_totals_equal_lucene_on_both_demo_datasets() {
-    let queries = query_list();
-    let classpath = compile_reference();
-    let list = std::env::temp_dir().join(format!("tributary-queries-{}.txt", std::process::id()));
-    std::fs::write(&list, queries.join("\n") + "\n").expect("write the query list");
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+/// One dataset under one mapping, and the queries run on it.
+struct Case {
+    datasource: &'static str,
+    records: PathBuf,
+    /// `None`: Elasticsearch's dynamic mapping.
+    mapping: Option<PathBuf>,
+    queries: &'static str,
+}
 
-    let mut settings = settings(vec![
-        datasource("tweets", "fixtures", json!({"embedded": "tweets"})),
-        datasource("emails", "fixtures", json!({"embedded": "emails"})),
-    ]);
+fn queries_of(file: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join(file)).expect("a query list");
+    text.lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totals_equal_lucene_on_every_dataset_under_its_mapping_and_the_dynamic_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let classpath = compile_reference();
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    // Records without a mapping file beside them, for the dynamic mapping.
+    let dynamic_dir = tempfile::tempdir().expect("a temporary directory");
+    let mut cases = Vec::new();
+    for (name, dir, queries) in [
+        ("tweets", "datasources/demo", "tests/lucene/queries.txt"),
+        ("emails", "datasources/demo", "tests/lucene/queries.txt"),
+        ("edge", "tests/lucene", "tests/lucene/edge-queries.txt"),
+    ] {
+        let records = root.join(dir).join(format!("{name}.ndjson"));
+        let copy = dynamic_dir.path().join(format!("{name}.ndjson"));
+        std::fs::copy(&records, &copy).expect("copy the records");
+        cases.push(Case {
+            datasource: name,
+            mapping: Some(root.join(dir).join(format!("{name}.mapping.json"))),
+            records,
+            queries,
+        });
+        cases.push(Case {
+            datasource: Box::leak(format!("{name}_dynamic").into_boxed_str()),
+            records: copy,
+            mapping: None,
+            queries,
+        });
+    }
+    let mut settings = settings(
+        cases
+            .iter()
+            .map(|case| {
+                let mut options = json!({"path": case.records});
+                if let Some(mapping) = &case.mapping {
+                    options["mapping"] = json!(mapping);
+                }
+                datasource(case.datasource, "fixtures", options)
+            })
+            .collect(),
+    );
     // Hundreds of queries back to back, from one client.
     settings.limits.max_messages_per_second = 100_000;
     let server = start_with(settings);
     let (mut client, _) = Client::ready(&server).await;
     let mut mismatches = Vec::new();
+    let mut asked = 0;
     let mut matched_something = 0;
-    for dataset in ["tweets", "emails"] {
-        let expected = lucene_totals(&classpath, dataset, &list, now_ms);
+    for case in &cases {
+        let queries = queries_of(case.queries);
+        let list = dynamic_dir.path().join("queries.txt");
+        std::fs::write(&list, queries.join("\n") + "\n").expect("write the query list");
+        let expected = lucene_totals(
+            &classpath,
+            &case.records,
+            case.mapping.as_deref(),
+            &list,
+            now_ms,
+        );
         assert_eq!(
             expected.len(),
             queries.len(),
@@ -131,14 +192,15 @@ async fn fixtures_totals_equal_lucene_on_both_demo_datasets() {
         for (query, lucene) in queries.iter().zip(expected) {
             let reply = client
                 .typed()
-                .request(Search::new([dataset], query.as_str()).size(1))
+                .request(Search::new([case.datasource], query.as_str()).size(1))
                 .await
                 .expect("a reply");
-            let ours = match (reply.total(dataset), reply.errors.first()) {
+            let ours = match (reply.total(case.datasource), reply.errors.first()) {
                 (Some(total), None) => Ok(total),
                 (_, Some(error)) => Err(format!("{} ({:?})", error.message, error.code)),
                 (None, None) => Err("no answer".into()),
             };
+            asked += 1;
             match (&ours, &lucene) {
                 (Ok(a), Ok(b)) if a == b => {
                     if *a > 0 {
@@ -147,22 +209,21 @@ async fn fixtures_totals_equal_lucene_on_both_demo_datasets() {
                 }
                 (Err(ours), Err(_)) if ours.contains("cannot parse query") => {}
                 _ => mismatches.push(format!(
-                    "{dataset}: `{query}`: tributary {ours:?}, Lucene {lucene:?}"
+                    "{}: `{query}`: tributary {ours:?}, Lucene {lucene:?}",
+                    case.datasource
                 )),
             }
         }
     }
-    let _ = std::fs::remove_file(&list);
     assert!(
         mismatches.is_empty(),
-        "{} of {} answers differ from Lucene:\n{}",
+        "{} of {asked} answers differ from Lucene:\n{}",
         mismatches.len(),
-        queries.len() * 2,
         mismatches.join("\n")
     );
-    // The list must exercise real matches, not agree on zeros.
+    // The lists must exercise real matches, not agree on zeros.
     assert!(
-        matched_something > queries.len() / 2,
-        "only {matched_something} queries matched anything"
+        matched_something > asked / 2,
+        "only {matched_something} of {asked} queries matched anything"
     );
 }

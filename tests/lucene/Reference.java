@@ -13,6 +13,19 @@
 //   java -cp lucene-core.jar:lucene-queryparser.jar:lucene-analyzers-common.jar:gson.jar:OUT \
 //     org.apache.lucene.queryparser.classic.Reference MAPPING RECORDS QUERIES NOW_MS
 //
+// MAPPING is a mapping file, or `dynamic` for Elasticsearch's dynamic
+// mapping of the records (each field typed by its first value: strings that
+// read as dates `date`, other strings `text` with a `keyword` sub-field,
+// whole numbers `long`, decimals `float`, booleans `boolean`).
+//
+// Where Elasticsearch 8 (on Lucene 9) differs from Lucene 8, the
+// difference is written out here: a backslash before a letter other than
+// d, D, s, S, w, W in a regular expression is an error (lenient: no match);
+// a value of a boolean field other than `true`/`false` matches nothing;
+// numbers are parsed as Elasticsearch's NumberFieldMapper parses them;
+// fuzziness other than 0, 1, 2 or AUTO is a parse error; a regular
+// expression is normalized only on keyword fields with a normalizer.
+//
 // Output: one line per query, the total, or `ERROR <message>` for a query
 // Lucene cannot parse. Lives in Lucene's package to override the
 // package-private `handleBareFuzzy`, as Elasticsearch's parser does.
@@ -48,6 +61,7 @@ import org.apache.lucene.analysis.standard.StandardTokenizer;
 import org.apache.lucene.analysis.tokenattributes.CharTermAttribute;
 import org.apache.lucene.document.Document;
 import org.apache.lucene.document.DoublePoint;
+import org.apache.lucene.document.FloatPoint;
 import org.apache.lucene.document.Field;
 import org.apache.lucene.document.LongPoint;
 import org.apache.lucene.document.StringField;
@@ -74,20 +88,24 @@ import org.apache.lucene.store.ByteBuffersDirectory;
 import org.apache.lucene.util.BytesRef;
 
 public class Reference extends QueryParser {
-  enum Type { TEXT, KEYWORD, LONG, DOUBLE, DATE, BOOLEAN, OTHER }
+  enum Type { TEXT, KEYWORD, LONG, FLOAT, DOUBLE, DATE, BOOLEAN, OTHER }
 
   static final class Mapped {
     final String path, source;
     final Type type;
     final boolean lowercase;
     final int ignoreAbove;
+    /** The range of a whole-number type (`integer` is narrower than `long`). */
+    final long min, max;
 
-    Mapped(String path, String source, Type type, boolean lowercase, int ignoreAbove) {
+    Mapped(String path, String source, Type type, boolean lowercase, int ignoreAbove, long min, long max) {
       this.path = path;
       this.source = source;
       this.type = type;
       this.lowercase = lowercase;
       this.ignoreAbove = ignoreAbove;
+      this.min = min;
+      this.max = max;
     }
 
     boolean isString() {
@@ -173,18 +191,65 @@ public class Reference extends QueryParser {
 
   static Mapped mapped(String path, String source, String type, JsonObject def) {
     Type t;
+    long min = Long.MIN_VALUE, max = Long.MAX_VALUE;
     switch (type) {
       case "text": t = Type.TEXT; break;
       case "keyword": t = Type.KEYWORD; break;
-      case "long": case "integer": case "short": case "byte": t = Type.LONG; break;
-      case "double": case "float": case "half_float": case "scaled_float": t = Type.DOUBLE; break;
+      case "long": t = Type.LONG; break;
+      case "integer": t = Type.LONG; min = Integer.MIN_VALUE; max = Integer.MAX_VALUE; break;
+      case "short": t = Type.LONG; min = Short.MIN_VALUE; max = Short.MAX_VALUE; break;
+      case "byte": t = Type.LONG; min = Byte.MIN_VALUE; max = Byte.MAX_VALUE; break;
+      case "float": t = Type.FLOAT; break;
+      case "double": case "half_float": case "scaled_float": t = Type.DOUBLE; break;
       case "date": t = Type.DATE; break;
       case "boolean": t = Type.BOOLEAN; break;
       default: t = Type.OTHER;
     }
     boolean lowercase = def.has("normalizer") && def.get("normalizer").getAsString().equals("lowercase");
     int ignoreAbove = def.has("ignore_above") ? def.get("ignore_above").getAsInt() : Integer.MAX_VALUE;
-    return new Mapped(path, source, t, lowercase, ignoreAbove);
+    return new Mapped(path, source, t, lowercase, ignoreAbove, min, max);
+  }
+
+  /** Elasticsearch's dynamic mapping: each new field typed by its first value. */
+  static void dynamic(List<String> lines) {
+    for (String line : lines) {
+      if (line.trim().isEmpty()) continue;
+      Map<String, List<JsonElement>> flat = new LinkedHashMap<>();
+      flatten(flat, "", JsonParser.parseString(line).getAsJsonObject());
+      for (Map.Entry<String, List<JsonElement>> e : flat.entrySet()) {
+        String path = e.getKey();
+        if (FIELDS.containsKey(path)) continue;
+        JsonElement first = e.getValue().get(0);
+        for (int i = path.indexOf('.'); i > 0; i = path.indexOf('.', i + 1)) OBJECTS.add(path.substring(0, i));
+        com.google.gson.JsonPrimitive value = first.getAsJsonPrimitive();
+        JsonObject def = new JsonObject();
+        if (value.isBoolean()) {
+          FIELDS.put(path, mapped(path, path, "boolean", def));
+        } else if (value.isNumber()) {
+          String literal = value.getAsString();
+          boolean decimal = literal.contains(".") || literal.contains("e") || literal.contains("E");
+          FIELDS.put(path, mapped(path, path, decimal ? "float" : "long", def));
+        } else if (isDate(value.getAsString())) {
+          FIELDS.put(path, mapped(path, path, "date", def));
+        } else {
+          FIELDS.put(path, mapped(path, path, "text", def));
+          JsonObject keyword = new JsonObject();
+          keyword.addProperty("ignore_above", 256);
+          FIELDS.put(path + ".keyword", mapped(path + ".keyword", path, "keyword", keyword));
+        }
+      }
+    }
+  }
+
+  /** Date detection: `strict_date_optional_time` (never epoch milliseconds). */
+  static boolean isDate(String text) {
+    if (text.matches("-?\\d+") && !text.matches("\\d{4}")) return false;
+    try {
+      Dates.parseDate(text, false);
+      return true;
+    } catch (IllegalArgumentException e) {
+      return false;
+    }
   }
 
   // ---- records ----------------------------------------------------------
@@ -219,12 +284,18 @@ public class Reference extends QueryParser {
             break;
           case KEYWORD:
             if (text.codePointCount(0, text.length()) > mapped.ignoreAbove) break;
-            doc.add(new StringField(mapped.path, mapped.lowercase ? text.toLowerCase() : text, Field.Store.NO));
+            doc.add(new StringField(mapped.path, mapped.lowercase ? lowercase(text) : text, Field.Store.NO));
             added = true;
             break;
           case LONG:
             try {
               doc.add(new LongPoint(mapped.path, (long) Double.parseDouble(text)));
+              added = true;
+            } catch (NumberFormatException e) { }
+            break;
+          case FLOAT:
+            try {
+              doc.add(new FloatPoint(mapped.path, Float.parseFloat(text)));
               added = true;
             } catch (NumberFormatException e) { }
             break;
@@ -252,6 +323,13 @@ public class Reference extends QueryParser {
       if (added) doc.add(new StringField(EXISTS, mapped.path, Field.Store.NO));
     }
     return doc;
+  }
+
+  /** The `lowercase` normalizer: LowerCaseFilter, code point by code point. */
+  static String lowercase(String text) {
+    StringBuilder out = new StringBuilder(text.length());
+    text.codePoints().forEach(c -> out.appendCodePoint(Character.toLowerCase(c)));
+    return out.toString();
   }
 
   // ---- Elasticsearch's query_string on top of Lucene's parser ------------
@@ -338,35 +416,78 @@ public class Reference extends QueryParser {
           for (String t : tokens) b.add(new TermQuery(new Term(m.path, t)), BooleanClause.Occur.SHOULD);
           return b.build();
         }
+        // A negative slop: the phrase query refuses it, and lenient
+        // Elasticsearch matches nothing.
+        if (slop < 0) return none();
         return new PhraseQuery(slop, m.path, tokens.toArray(new String[0]));
       }
       case KEYWORD:
         return new TermQuery(new Term(m.path, normalize(m, text)));
       case LONG:
         try {
-          double d = Double.parseDouble(text);
-          if (d != Math.rint(d)) return none();
-          long l;
-          try { l = Long.parseLong(text.trim()); } catch (NumberFormatException e) { l = (long) d; }
-          return LongPoint.newExactQuery(m.path, l);
-        } catch (NumberFormatException e) {
+          if (hasDecimalPart(text)) return none();
+          return LongPoint.newExactQuery(m.path, toLong(m, text));
+        } catch (IllegalArgumentException e) {
+          return none();
+        }
+      case FLOAT:
+        try {
+          return FloatPoint.newExactQuery(m.path, toFloat(text));
+        } catch (IllegalArgumentException e) {
           return none();
         }
       case DOUBLE:
         try {
-          return DoublePoint.newExactQuery(m.path, Double.parseDouble(text));
-        } catch (NumberFormatException e) {
+          return DoublePoint.newExactQuery(m.path, toDouble(text));
+        } catch (IllegalArgumentException e) {
           return none();
         }
       case DATE:
         return dateRange(m, text, text, true, true);
       case BOOLEAN:
         if (text.equals("true")) return new TermQuery(new Term(m.path, "T"));
-        if (text.equals("false") || text.isEmpty()) return new TermQuery(new Term(m.path, "F"));
+        if (text.equals("false")) return new TermQuery(new Term(m.path, "F"));
         return none();
       default:
         return none();
     }
+  }
+
+  // ---- numbers as Elasticsearch's NumberFieldMapper parses them ---------
+
+  static boolean hasDecimalPart(String text) {
+    return Double.parseDouble(text) % 1 != 0;
+  }
+
+  /** `objectToLong` then `Numbers.toLong` (coercing): no trimming, `1e2` is 100. */
+  static long toLong(Mapped m, String text) {
+    double d = Double.parseDouble(text);
+    if (d < m.min || d > m.max) throw new IllegalArgumentException("out of range");
+    long value;
+    try {
+      value = Long.parseLong(text);
+    } catch (NumberFormatException e) {
+      java.math.BigDecimal big = new java.math.BigDecimal(text);
+      value = big.toBigInteger().longValue();
+      if (big.compareTo(java.math.BigDecimal.valueOf(m.max)) > 0
+          || big.compareTo(java.math.BigDecimal.valueOf(m.min)) < 0) {
+        throw new IllegalArgumentException("out of range");
+      }
+    }
+    if (value < m.min || value > m.max) throw new IllegalArgumentException("out of range");
+    return value;
+  }
+
+  static double toDouble(String text) {
+    double d = Double.parseDouble(text);
+    if (!Double.isFinite(d)) throw new IllegalArgumentException("not finite");
+    return d;
+  }
+
+  static float toFloat(String text) {
+    float f = Float.parseFloat(text);
+    if (!Float.isFinite(f)) throw new IllegalArgumentException("not finite");
+    return f;
   }
 
   Query dateRange(Mapped m, String lower, String upper, boolean incLower, boolean incUpper) {
@@ -387,35 +508,57 @@ public class Reference extends QueryParser {
             lower == null ? null : new BytesRef(normalize(m, lower)),
             upper == null ? null : new BytesRef(normalize(m, upper)), incLower, incUpper);
       case LONG:
+        // NumberFieldMapper's rangeQuery: a decimal bound is truncated, then
+        // moved inwards; an exclusive whole bound moves by one.
         try {
-          long lo = Long.MIN_VALUE, hi = Long.MAX_VALUE;
+          long lo = m.min, hi = m.max;
           if (lower != null) {
-            double d = Double.parseDouble(lower);
-            boolean decimal = d != Math.rint(d);
-            lo = decimal ? (long) Math.ceil(d) : (long) d + (incLower ? 0 : 1);
+            lo = toLong(m, lower);
+            boolean decimal = hasDecimalPart(lower);
+            if ((!decimal && !incLower) || (decimal && Double.parseDouble(lower) > 0)) {
+              if (lo == m.max) return none();
+              lo++;
+            }
           }
           if (upper != null) {
-            double d = Double.parseDouble(upper);
-            boolean decimal = d != Math.rint(d);
-            hi = decimal ? (long) Math.floor(d) : (long) d - (incUpper ? 0 : 1);
+            hi = toLong(m, upper);
+            boolean decimal = hasDecimalPart(upper);
+            if ((!decimal && !incUpper) || (decimal && Double.parseDouble(upper) < 0)) {
+              if (hi == m.min) return none();
+              hi--;
+            }
           }
           return LongPoint.newRangeQuery(m.path, lo, hi);
-        } catch (NumberFormatException e) {
+        } catch (IllegalArgumentException e) {
+          return none();
+        }
+      case FLOAT:
+        try {
+          float lo = lower == null ? Float.NEGATIVE_INFINITY : toFloat(lower);
+          float hi = upper == null ? Float.POSITIVE_INFINITY : toFloat(upper);
+          if (lower != null && !incLower) lo = FloatPoint.nextUp(lo);
+          if (upper != null && !incUpper) hi = FloatPoint.nextDown(hi);
+          return FloatPoint.newRangeQuery(m.path, lo, hi);
+        } catch (IllegalArgumentException e) {
           return none();
         }
       case DOUBLE:
         try {
-          double lo = lower == null ? Double.NEGATIVE_INFINITY : Double.parseDouble(lower);
-          double hi = upper == null ? Double.POSITIVE_INFINITY : Double.parseDouble(upper);
+          double lo = lower == null ? Double.NEGATIVE_INFINITY : toDouble(lower);
+          double hi = upper == null ? Double.POSITIVE_INFINITY : toDouble(upper);
           if (lower != null && !incLower) lo = DoublePoint.nextUp(lo);
           if (upper != null && !incUpper) hi = DoublePoint.nextDown(hi);
           return DoublePoint.newRangeQuery(m.path, lo, hi);
-        } catch (NumberFormatException e) {
+        } catch (IllegalArgumentException e) {
           return none();
         }
       case DATE:
         return dateRange(m, lower, upper, incLower, incUpper);
       case BOOLEAN:
+        // Elasticsearch 8 reads only `true` and `false`.
+        for (String bound : new String[] {lower, upper}) {
+          if (bound != null && !bound.equals("true") && !bound.equals("false")) return none();
+        }
         return new TermRangeQuery(m.path,
             lower == null ? null : new BytesRef(lower.equals("true") ? "T" : "F"),
             upper == null ? null : new BytesRef(upper.equals("true") ? "T" : "F"), incLower, incUpper);
@@ -476,12 +619,55 @@ public class Reference extends QueryParser {
     return multiField(field, m -> m.isString() ? new PrefixQuery(new Term(m.path, normalize(m, termStr))) : none());
   }
 
+  static String lucene8(String termStr) {
+    // Lucene 9: a backslash before a letter must name a class (\d \s \w,
+    // negated in capitals), any other is an error; Lucene 8 read all of
+    // them as the letter, so the classes are spelled out for it here.
+    StringBuilder lucene8 = new StringBuilder();
+    boolean inClass = false;
+    for (int i = 0; i < termStr.length(); i++) {
+      char c = termStr.charAt(i);
+      if (c == '\\' && i + 1 < termStr.length()) {
+        char next = termStr.charAt(++i);
+        String ranges = next == 'd' || next == 'D' ? "0-9"
+            : next == 's' || next == 'S' ? " \t\n\r"
+            : next == 'w' || next == 'W' ? "a-zA-Z_0-9" : null;
+        if (ranges == null) {
+          if (Character.isLetter(next)) return null;
+          lucene8.append(c).append(next);
+        } else if (inClass) {
+          if (Character.isUpperCase(next)) return null;
+          lucene8.append(ranges);
+        } else {
+          lucene8.append(Character.isUpperCase(next) ? "[^" : "[").append(ranges).append(']');
+        }
+        continue;
+      }
+      if (c == '[' && !inClass) inClass = true;
+      else if (c == ']' && inClass) inClass = false;
+      else if (c == '"' && !inClass) {
+        int close = termStr.indexOf('"', i + 1);
+        if (close > 0) {
+          lucene8.append(termStr, i, close + 1);
+          i = close;
+          continue;
+        }
+      }
+      lucene8.append(c);
+    }
+    return lucene8.toString();
+  }
+
   @Override
   protected Query getRegexpQuery(String field, String termStr) throws ParseException {
     return multiField(field, m -> {
       if (!m.isString()) return none();
+      // Elasticsearch normalizes the pattern on keywords with a normalizer
+      // only; on text fields it runs as written against lowercased terms.
+      String pattern = lucene8(m.type == Type.KEYWORD && m.lowercase ? normalize(m, termStr) : termStr);
+      if (pattern == null) return none();
       try {
-        return new RegexpQuery(new Term(m.path, normalize(m, termStr)));
+        return new RegexpQuery(new Term(m.path, pattern));
       } catch (IllegalArgumentException e) {
         return none();
       }
@@ -508,11 +694,17 @@ public class Reference extends QueryParser {
       int len = termImage.codePointCount(0, termImage.length());
       edits = len < 3 ? 0 : len < 6 ? 1 : 2;
     } else {
+      // Fuzziness.fromString: a whole 0, 1 or 2, else an error.
+      float parsed;
       try {
-        edits = Math.min(2, (int) Float.parseFloat(slop));
+        parsed = Float.parseFloat(slop);
       } catch (NumberFormatException e) {
-        throw new ParseException("invalid fuzziness " + slop);
+        throw new ParseException("fuzziness cannot be [" + slop + "]");
       }
+      if (parsed % 1 != 0 || parsed < 0 || parsed > 2) {
+        throw new ParseException("fuzziness needs to be one of 0, 1 or 2 but was " + slop);
+      }
+      edits = (int) parsed;
     }
     return getFuzzyQuery(field, termImage, edits);
   }
@@ -634,15 +826,20 @@ public class Reference extends QueryParser {
   // ---- main -------------------------------------------------------------
 
   public static void main(String[] args) throws Exception {
-    JsonObject mapping = JsonParser.parseString(
-        new String(Files.readAllBytes(Paths.get(args[0])), StandardCharsets.UTF_8)).getAsJsonObject();
-    JsonObject mappings = mapping.has("mappings") ? mapping.getAsJsonObject("mappings") : mapping;
-    readProperties(mappings.getAsJsonObject("properties"), "");
+    List<String> records = Files.readAllLines(Paths.get(args[1]), StandardCharsets.UTF_8);
+    if (args[0].equals("dynamic")) {
+      dynamic(records);
+    } else {
+      JsonObject mapping = JsonParser.parseString(
+          new String(Files.readAllBytes(Paths.get(args[0])), StandardCharsets.UTF_8)).getAsJsonObject();
+      JsonObject mappings = mapping.has("mappings") ? mapping.getAsJsonObject("mappings") : mapping;
+      readProperties(mappings.getAsJsonObject("properties"), "");
+    }
 
     Analyzer analyzer = new MappingAnalyzer();
     ByteBuffersDirectory dir = new ByteBuffersDirectory();
     try (IndexWriter writer = new IndexWriter(dir, new IndexWriterConfig(analyzer))) {
-      for (String line : Files.readAllLines(Paths.get(args[1]), StandardCharsets.UTF_8)) {
+      for (String line : records) {
         if (line.trim().isEmpty()) continue;
         writer.addDocument(document(JsonParser.parseString(line).getAsJsonObject()));
       }

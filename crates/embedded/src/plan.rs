@@ -19,8 +19,8 @@ use std::ops::Bound;
 
 use tantivy::schema::Field;
 use tributary_query::ast::{only_prohibits, Leaf, LeafKind, Node, Occur};
-use tributary_query::pattern::{escape_literal, lucene_regex_to_rust, wildcard_to_regex};
-use tributary_query::value::{long_bound, normalize, parse_number, Number};
+use tributary_query::pattern::{escape_literal, lucene_regex, wildcard_to_regex, Regex};
+use tributary_query::value::{decimal_value, normalize, whole_bound, whole_range, whole_term};
 use tributary_query::{analysis, date, FieldType, MappedField, Mapping};
 
 /// The tantivy fields a search needs, by mapped path.
@@ -79,10 +79,10 @@ pub(crate) enum Plan {
         low: Bound<f64>,
         high: Bound<f64>,
     },
-    /// Terms a regular expression (Rust syntax) matches in full.
+    /// Terms a regular expression matches in full.
     Pattern {
         field: Field,
-        regex: String,
+        regex: Regex,
     },
     /// Terms within `edits` (1 or 2) of `term`.
     Fuzzy {
@@ -204,14 +204,21 @@ impl<'a> Planner<'a> {
             _ if !is_string => Some(Plan::Empty),
             LeafKind::Prefix(prefix) => Some(Plan::Pattern {
                 field,
-                regex: format!("{}.*", escape_literal(&normalize(mapped, prefix))),
+                regex: Regex::Plain(format!("{}.*", escape_literal(&normalize(mapped, prefix)))),
             }),
             LeafKind::Wildcard(pattern) => Some(Plan::Pattern {
                 field,
-                regex: wildcard_to_regex(&normalize(mapped, pattern)),
+                regex: Regex::Plain(wildcard_to_regex(&normalize(mapped, pattern))),
             }),
             LeafKind::Regex(pattern) => {
-                Some(match lucene_regex_to_rust(&normalize(mapped, pattern)) {
+                // Elasticsearch normalizes a regular expression only on a
+                // keyword with a normalizer: on a text field it runs as
+                // written against the lowercased terms.
+                let pattern = match mapped.field_type {
+                    FieldType::Keyword { .. } => normalize(mapped, pattern),
+                    _ => pattern.clone(),
+                };
+                Some(match lucene_regex(&pattern) {
                     Ok(regex) => Plan::Pattern { field, regex },
                     // Elasticsearch's `lenient`: a pattern it cannot use matches nothing.
                     Err(_) => Plan::Empty,
@@ -240,7 +247,7 @@ impl<'a> Planner<'a> {
         mapped: &MappedField,
         field: Field,
         text: &str,
-        phrase_slop: Option<u32>,
+        phrase_slop: Option<i32>,
     ) -> Option<Plan> {
         let term = |value| Some(Plan::Term(field, value));
         match &mapped.field_type {
@@ -250,19 +257,21 @@ impl<'a> Planner<'a> {
                     (0, _) => None,
                     (1, _) => terms.pop().map(|t| Plan::Term(field, TermValue::Str(t))),
                     (_, None) => Some(Plan::Words(field, terms)),
-                    (_, Some(slop)) => Some(Plan::Phrase { field, terms, slop }),
+                    // Lucene's phrase query refuses a negative slop; lenient
+                    // Elasticsearch matches nothing.
+                    (_, Some(slop)) => Some(match u32::try_from(slop) {
+                        Ok(slop) => Plan::Phrase { field, terms, slop },
+                        Err(_) => Plan::Empty,
+                    }),
                 }
             }
             FieldType::Keyword { .. } => term(TermValue::Str(normalize(mapped, text))),
-            FieldType::Long => match parse_number(text) {
-                Some(Number::Long(n)) => term(TermValue::I64(n)),
-                Some(Number::Double(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
-                    term(TermValue::I64(f as i64))
-                }
-                _ => Some(Plan::Empty),
+            FieldType::Long => match whole_term(text, whole_range(mapped)) {
+                Some(n) => term(TermValue::I64(n)),
+                None => Some(Plan::Empty),
             },
-            FieldType::Double => match parse_number(text) {
-                Some(number) => term(TermValue::F64(number.as_f64())),
+            FieldType::Double => match decimal_value(mapped, text) {
+                Some(number) => term(TermValue::F64(number)),
                 None => Some(Plan::Empty),
             },
             FieldType::Date => match date::range(Some(text), Some(text), true, true, self.now_ms) {
@@ -271,7 +280,7 @@ impl<'a> Planner<'a> {
             },
             FieldType::Boolean => match text {
                 "true" => term(TermValue::Bool(true)),
-                "false" | "" => term(TermValue::Bool(false)),
+                "false" => term(TermValue::Bool(false)),
                 _ => Some(Plan::Empty),
             },
             FieldType::Other => Some(Plan::Empty),
@@ -301,9 +310,10 @@ impl<'a> Planner<'a> {
                 }
             }
             FieldType::Long => {
+                let range = whole_range(mapped);
                 let (Some(low), Some(high)) = (
-                    long_bound(lower, true, include_lower),
-                    long_bound(upper, false, include_upper),
+                    whole_bound(lower, true, include_lower, range),
+                    whole_bound(upper, false, include_upper, range),
                 ) else {
                     return Plan::Empty;
                 };
@@ -317,7 +327,7 @@ impl<'a> Planner<'a> {
                     Some(match value {
                         None => Bound::Unbounded,
                         Some(v) => {
-                            let number = parse_number(v)?.as_f64();
+                            let number = decimal_value(mapped, v)?;
                             if inclusive {
                                 Bound::Included(number)
                             } else {
@@ -341,7 +351,7 @@ impl<'a> Planner<'a> {
                 // Elasticsearch compares booleans as the terms F < T.
                 let value = |text: &str| match text {
                     "true" => Some(1u8),
-                    "false" | "" => Some(0),
+                    "false" => Some(0),
                     _ => None,
                 };
                 let low = match lower {

@@ -14,7 +14,7 @@ use tokio_postgres::types::ToSql;
 use tributary_datasource::DatasourceError;
 use tributary_query::ast::{only_prohibits, Leaf, LeafKind, Node, Occur};
 use tributary_query::pattern::lucene_regex_to_rust;
-use tributary_query::value::{long_bound, normalize, parse_number, Number};
+use tributary_query::value::{decimal_value, normalize, whole_bound, whole_range, whole_term};
 use tributary_query::{analysis, date, FieldType, MappedField};
 
 use super::catalog::{Catalog, Column};
@@ -234,6 +234,11 @@ impl Translator<'_> {
                 LeafKind::Phrase { slop, .. } => Some(*slop),
                 _ => None,
             };
+            // A negative slop on several words: the phrase query refuses
+            // it, and lenient Elasticsearch matches nothing.
+            if slop.is_some_and(|slop| slop < 0) && analysis::tokens(text).len() > 1 {
+                return Some(FALSE.into());
+            }
             let query = self.text_query(text, slop)?;
             return Some(column.any(&self.alias(), |value| {
                 format!("to_tsvector('simple', {value}) @@ ({query})")
@@ -268,8 +273,8 @@ impl Translator<'_> {
                 }));
             }
             FieldType::Keyword { lowercase, .. } => self.keyword(mapped, kind, *lowercase)?,
-            FieldType::Long => self.long(kind),
-            FieldType::Double => self.double(kind),
+            FieldType::Long => self.long(mapped, kind),
+            FieldType::Double => self.double(mapped, kind),
             FieldType::Date => self.date(kind),
             FieldType::Boolean => self.boolean(kind),
             FieldType::Other => FALSE.into(),
@@ -278,11 +283,12 @@ impl Translator<'_> {
     }
 
     /// The tsquery of a term (any of its words) or a phrase.
-    fn text_query(&mut self, text: &str, slop: Option<u32>) -> Option<String> {
+    fn text_query(&mut self, text: &str, slop: Option<i32>) -> Option<String> {
         let tokens = analysis::tokens(text);
         if tokens.is_empty() {
             return None;
         }
+        let slop = slop.map(|slop| slop.max(0) as u32);
         Some(match slop {
             None => tokens
                 .into_iter()
@@ -472,14 +478,12 @@ impl Translator<'_> {
         format!("{value} BETWEEN {low} AND {high}")
     }
 
-    fn long(&mut self, kind: &LeafKind) -> String {
+    fn long(&mut self, mapped: &MappedField, kind: &LeafKind) -> String {
+        let range = whole_range(mapped);
         match kind {
-            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => match parse_number(text) {
-                Some(Number::Long(n)) => format!("{VALUE} = {}", self.bound.bind(Param::Long(n))),
-                Some(Number::Double(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
-                    format!("{VALUE} = {}", self.bound.bind(Param::Long(f as i64)))
-                }
-                _ => FALSE.into(),
+            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => match whole_term(text, range) {
+                Some(n) => format!("{VALUE} = {}", self.bound.bind(Param::Long(n))),
+                None => FALSE.into(),
             },
             LeafKind::Range {
                 lower,
@@ -488,8 +492,8 @@ impl Translator<'_> {
                 include_upper,
             } => {
                 match (
-                    long_bound(lower.as_deref(), true, *include_lower),
-                    long_bound(upper.as_deref(), false, *include_upper),
+                    whole_bound(lower.as_deref(), true, *include_lower, range),
+                    whole_bound(upper.as_deref(), false, *include_upper, range),
                 ) {
                     (Some(low), Some(high)) => self.between(VALUE, low, high),
                     _ => FALSE.into(),
@@ -499,15 +503,14 @@ impl Translator<'_> {
         }
     }
 
-    fn double(&mut self, kind: &LeafKind) -> String {
+    fn double(&mut self, mapped: &MappedField, kind: &LeafKind) -> String {
         match kind {
-            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => match parse_number(text) {
-                Some(number) => format!(
-                    "{VALUE} = {}",
-                    self.bound.bind(Param::Double(number.as_f64()))
-                ),
-                None => FALSE.into(),
-            },
+            LeafKind::Term(text) | LeafKind::Phrase { text, .. } => {
+                match decimal_value(mapped, text) {
+                    Some(number) => format!("{VALUE} = {}", self.bound.bind(Param::Double(number))),
+                    None => FALSE.into(),
+                }
+            }
             LeafKind::Range {
                 lower,
                 upper,
@@ -517,7 +520,7 @@ impl Translator<'_> {
                 let bound = |text: &Option<String>, inclusive: &bool| match text {
                     None => Some(None),
                     Some(t) => {
-                        parse_number(t).map(|n| Some((Param::Double(n.as_f64()), *inclusive)))
+                        decimal_value(mapped, t).map(|n| Some((Param::Double(n), *inclusive)))
                     }
                 };
                 match (bound(lower, include_lower), bound(upper, include_upper)) {
@@ -560,7 +563,7 @@ impl Translator<'_> {
     fn boolean(&mut self, kind: &LeafKind) -> String {
         let value = |text: &str| match text {
             "true" => Some(true),
-            "false" | "" => Some(false),
+            "false" => Some(false),
             _ => None,
         };
         match kind {

@@ -124,8 +124,10 @@ pub enum LeafKind {
     /// Consecutive bare terms are kept together (`new york`), as
     /// Elasticsearch sends them to analysis together.
     Term(String),
-    /// `"…"` with its slop (`"…"~2`).
-    Phrase { text: String, slop: u32 },
+    /// `"…"` with its slop (`"…"~2`). A negative slop (`"…"~-1`) is kept:
+    /// a phrase of several words with it matches nothing (Elasticsearch's
+    /// `lenient` answer to the error it is).
+    Phrase { text: String, slop: i32 },
     /// `abc*`: the text before the star, escapes removed.
     Prefix(String),
     /// A pattern with `*` or `?`, escapes kept (`\*` is a literal star).

@@ -22,7 +22,8 @@ pub enum FieldType {
     },
     /// Whole numbers (`long`, `integer`, `short`, `byte`).
     Long,
-    /// Decimal numbers (`double`, `float`, `half_float`, `scaled_float`), as 64-bit floats.
+    /// Decimal numbers (`double`, `float`, `half_float`, `scaled_float`):
+    /// `float` at single precision, the others as 64-bit floats.
     Double,
     /// Milliseconds since the epoch (`date`, `date_nanos`).
     Date,
@@ -393,8 +394,8 @@ fn first_scalar(value: &Value) -> Option<&Value> {
 /// Elasticsearch's dynamic mapping for a new field's first value: a string
 /// that reads as a date is a `date`, any other string `text` with a
 /// `keyword` sub-field (`ignore_above: 256`); whole numbers `long`;
-/// decimals `double` (Elasticsearch picks `float`; a double keeps the value
-/// as written, so ranges on it match what the record says); booleans `boolean`.
+/// decimals `float` (single precision, as Elasticsearch keeps them);
+/// booleans `boolean`.
 pub fn dynamic_fields(path: &str, first: &Value) -> Vec<MappedField> {
     let field = |path: String, field_type: FieldType, declared: &str| MappedField {
         source: path.clone(),
@@ -409,7 +410,7 @@ pub fn dynamic_fields(path: &str, first: &Value) -> Vec<MappedField> {
         Value::Number(n) if n.is_i64() || n.is_u64() => {
             vec![field(path.to_owned(), FieldType::Long, "long")]
         }
-        Value::Number(_) => vec![field(path.to_owned(), FieldType::Double, "double")],
+        Value::Number(_) => vec![field(path.to_owned(), FieldType::Double, "float")],
         Value::String(s) if is_dynamic_date(s) => {
             vec![field(path.to_owned(), FieldType::Date, "date")]
         }

@@ -683,7 +683,7 @@ impl Parser<'_> {
                 // Lucene: a slop that is not a number is the default, 0.
                 let slop = slop
                     .and_then(|s| parse_java_float(&s))
-                    .map_or(0, |s| s.max(0.0) as u32);
+                    .map_or(0, |s| s as i32);
                 let node = if field == Some("_exists_") {
                     exists(text)
                 } else {
@@ -811,9 +811,10 @@ fn field_query(field: Option<&str>, text: String) -> Node {
     leaf(LeafKind::Term(text))
 }
 
-/// Elasticsearch's reading of `~…` after a term: nothing is AUTO (0 edits
-/// up to 2 characters, 1 up to 5, else 2), a number is that many edits (at
-/// most 2, fractions truncated). `None` if it is neither.
+/// Elasticsearch's reading of `~…` after a term (`Fuzziness.fromString`):
+/// nothing or `AUTO` is AUTO (0 edits up to 2 characters, 1 up to 5, else
+/// 2), a whole 0, 1 or 2 (`2.0` too) is that many edits. `None` for
+/// anything else (`~3`, `~0.5`): an error, as in Elasticsearch.
 fn fuzziness(slop: &str, term: &str) -> Option<u8> {
     if slop.is_empty() || slop.eq_ignore_ascii_case("auto") {
         let len = term.chars().count();
@@ -824,7 +825,7 @@ fn fuzziness(slop: &str, term: &str) -> Option<u8> {
         });
     }
     let edits = parse_java_float(slop)?;
-    (edits >= 0.0).then(|| (edits as u32).min(2) as u8)
+    (edits.fract() == 0.0 && (0.0..=2.0).contains(&edits)).then_some(edits as u8)
 }
 
 /// `Float.parseFloat` for what the lexer lets through: digits with an

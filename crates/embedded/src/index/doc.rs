@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::indexed::{Indexed, IndexedDoc};
+use tributary_query::value;
 
 impl EmbeddedIndex {
     /// A flattened record's indexed form, at `row`.
@@ -24,7 +25,7 @@ impl EmbeddedIndex {
                 continue;
             };
             let scalars = scalars(value);
-            if let Some(values) = indexed_values(&mapped.field_type, &scalars) {
+            if let Some(values) = indexed_values(mapped, &scalars) {
                 doc.values.push((*field, values));
                 doc.exists.push(mapped.path.clone());
             }
@@ -106,7 +107,8 @@ impl EmbeddedIndex {
 /// One field's values as its type says; values that do not fit the type (a
 /// word in a number field) are skipped, as Elasticsearch's
 /// `ignore_malformed` would. `None` when no value is indexed.
-fn indexed_values(field_type: &FieldType, values: &[&Value]) -> Option<Indexed> {
+fn indexed_values(mapped: &MappedField, values: &[&Value]) -> Option<Indexed> {
+    let field_type = &mapped.field_type;
     let indexed = match field_type {
         FieldType::Text => {
             // All values in one token stream, `POSITION_GAP` apart.
@@ -148,7 +150,13 @@ fn indexed_values(field_type: &FieldType, values: &[&Value]) -> Option<Indexed> 
                 .collect(),
         ),
         FieldType::Long => Indexed::I64(values.iter().filter_map(|v| long_value(v)).collect()),
-        FieldType::Double => Indexed::F64(values.iter().filter_map(|v| double_value(v)).collect()),
+        FieldType::Double => Indexed::F64(
+            values
+                .iter()
+                .filter_map(|v| double_value(v))
+                .map(|v| value::indexed_decimal(mapped, v))
+                .collect(),
+        ),
         FieldType::Date => Indexed::I64(values.iter().filter_map(|v| date_value(v)).collect()),
         FieldType::Boolean => Indexed::Bool(values.iter().filter_map(|v| bool_value(v)).collect()),
         FieldType::Other => return None,
