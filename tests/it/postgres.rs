@@ -1221,3 +1221,169 @@ async fn hostile_queries_neither_pin_a_worker_nor_outrun_the_timeout() {
     );
     schema.drop().await;
 }
+
+/// Records with the words standard analysis is particular about:
+/// addresses, hyphenated identifiers, URLs, numbers with separators.
+const NOTES: &[&str] = &[
+    r#"{"id":"n1","author":"vera.meijer@tyrell.example","body":"Draft at https://example.org/path?q=1 for thread-08-0","ref":"ABC-123-x","amount":1000}"#,
+    r#"{"id":"n2","author":"anna.devries@acme.example","body":"See http://tributary.example/docs/v1.2 and the 1,000.50 invoice","ref":"abc-456","amount":42}"#,
+    r#"{"id":"n3","author":"Lars Dekker","body":"Mail lars.dekker@globex.example or call +31 20 555-0101; don't wait","ref":"thread-10-1","amount":3}"#,
+    r#"{"id":"n4","author":"kim.hendriks@wayne.example","body":"Version 3.14 ships; see example.org/releases, budget Q3-2024","ref":"Q3-2024","amount":314}"#,
+    r#"{"id":"n5","author":"Ömer Şahin","body":"İstanbul ofisi: ΟΔΥΣΣΕΑΣ notes, vera.meijer@tyrell.example in cc, foo:bar","ref":"TR-1","amount":7}"#,
+];
+
+/// The `postgres` datasource with every string column full-text gives the
+/// embedded datasource's totals under Elasticsearch's dynamic mapping
+/// (strings `text` with a `keyword` sub-field), on queries whose words
+/// PostgreSQL's own parser would cut differently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_text_columns_tokenize_as_the_standard_analyzer() {
+    let schema = Schema::create("fulltext").await;
+    schema
+        .exec(&format!(
+            "CREATE TABLE {} (id text PRIMARY KEY, author text, body text, ref text, amount bigint)",
+            schema.table("notes")
+        ))
+        .await;
+    schema.load("notes", &NOTES.join("\n")).await;
+    // The same records as files, without a mapping: the dynamic mapping.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let notes = dir.path().join("notes.ndjson");
+    std::fs::write(&notes, NOTES.join("\n") + "\n").expect("write the notes");
+    let emails = dir.path().join("emails.ndjson");
+    std::fs::write(
+        &emails,
+        include_str!("../../datasources/demo/emails.ndjson"),
+    )
+    .expect("write the emails");
+    let full_text = |table: &str, columns: serde_json::Value| {
+        let mut options = schema.options(table);
+        options["text_columns"] = columns;
+        options
+    };
+    let mut settings = settings(vec![
+        datasource("notes", "fixtures", json!({ "path": notes })),
+        datasource("emails", "fixtures", json!({ "path": emails })),
+        datasource(
+            "pg_notes",
+            "postgres",
+            full_text("notes", json!(["id", "author", "body", "ref"])),
+        ),
+        datasource(
+            "pg_emails",
+            "postgres",
+            full_text(
+                "emails",
+                json!([
+                    "id",
+                    "from",
+                    "to",
+                    "cc",
+                    "subject",
+                    "thread",
+                    "body",
+                    "attachments",
+                    "organisation"
+                ]),
+            ),
+        ),
+    ]);
+    settings.limits.max_messages_per_second = 100_000;
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    let queries = [
+        // addresses
+        "from:vera.meijer@tyrell.example",
+        "vera.meijer@tyrell.example",
+        "to:anna.devries@acme.example",
+        "\"anna.devries@acme.example\"",
+        "author:vera.meijer@tyrell.example",
+        "tyrell.example",
+        "organisation:tyrell.example",
+        "from:vera",
+        "from:vera.meijer",
+        "from.keyword:vera.meijer@tyrell.example",
+        "from:vera.meijer*",
+        "from:/vera\\..*/",
+        // hyphenated identifiers
+        "thread:thread-08-0",
+        "thread-08-0",
+        "thread:\"thread-10-1\"",
+        "id:msg-000001",
+        "msg-000001",
+        "000001",
+        "ref:abc-123",
+        "ref:ABC-123-x",
+        "ref:\"q3 2024\"",
+        "Q3-2024",
+        "555-0101",
+        // URLs
+        "\"https://example.org/path?q=1\"",
+        "body:\"https://example.org/path?q=1\"",
+        "body:https\\://example.org",
+        "body:example.org",
+        "body:https",
+        "body:\"example.org path\"",
+        "body:tributary.example",
+        "body:docs",
+        "body:v1.2",
+        // numbers
+        "body:1,000.50",
+        "body:1,000",
+        "body:3.14",
+        "3.14",
+        "amount:1000",
+        "205870",
+        "size_bytes:>200000",
+        // words around them
+        "body:don't",
+        "body:\"foo:bar\"",
+        "body:foo\\:bar",
+        "body:istanbul",
+        "body:οδυσσεασ",
+        "\"quick turnaround\"",
+        "\"looks good to me\"~2",
+        "subject:\"product launch\"",
+    ];
+    let mut mismatches = Vec::new();
+    let mut matched_something = 0;
+    for query in queries {
+        for (embedded, pg) in [("notes", "pg_notes"), ("emails", "pg_emails")] {
+            let reply = client
+                .typed()
+                .request(Search::new([embedded, pg], query).size(1))
+                .await
+                .expect("a reply");
+            let answer = |id: &str| match reply
+                .errors
+                .iter()
+                .find(|e| e.datasource.as_deref() == Some(id))
+            {
+                Some(error) => Err(format!("{} ({:?})", error.message, error.code)),
+                None => reply.total(id).ok_or_else(|| "no answer".to_owned()),
+            };
+            let (ours, theirs) = (answer(pg), answer(embedded));
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) if a == b => {
+                    if *a > 0 {
+                        matched_something += 1;
+                    }
+                }
+                _ => mismatches.push(format!(
+                    "{embedded}: `{query}`: postgres {ours:?}, embedded {theirs:?}"
+                )),
+            }
+        }
+    }
+    schema.drop().await;
+    assert!(
+        mismatches.is_empty(),
+        "{} differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    assert!(
+        matched_something >= queries.len(),
+        "only {matched_something} answers matched anything"
+    );
+}

@@ -241,7 +241,7 @@ impl Translator<'_> {
             }
             let query = self.text_query(text, slop)?;
             return Some(column.any(&self.alias(), |value| {
-                format!("to_tsvector('simple', {value}) @@ ({query})")
+                format!("{} @@ ({query})", standard_tsvector(value))
             }));
         }
         if let (Some(condition), LeafKind::Term(text) | LeafKind::Phrase { text, .. }) =
@@ -267,7 +267,8 @@ impl Translator<'_> {
                 let word = self.alias();
                 return Some(column.any(&self.alias(), |value| {
                     format!(
-                        "EXISTS (SELECT 1 FROM unnest(tsvector_to_array(to_tsvector('simple', {value}))) AS {word}(v) WHERE {})",
+                        "EXISTS (SELECT 1 FROM unnest(tsvector_to_array({})) AS {word}(v) WHERE {})",
+                        standard_tsvector(value),
                         condition.replace(VALUE, &format!("{word}.v"))
                     )
                 }));
@@ -291,19 +292,17 @@ impl Translator<'_> {
         let slop = slop.map(|slop| slop.max(0) as u32);
         Some(match slop {
             None => tokens
-                .into_iter()
-                .map(|token| {
-                    format!(
-                        "plainto_tsquery('simple', {})",
-                        self.bound.bind(Param::Text(token))
-                    )
-                })
+                .iter()
+                .map(|token| self.lexeme_query(token))
                 .collect::<Vec<_>>()
                 .join(" || "),
-            Some(0) => format!(
-                "phraseto_tsquery('simple', {})",
-                self.bound.bind(Param::Text(tokens.join(" ")))
-            ),
+            Some(0) => {
+                let phrase: Vec<String> = tokens.iter().map(|t| tsquery_lexeme(t)).collect();
+                format!(
+                    "{}::tsquery",
+                    self.bound.bind(Param::Text(phrase.join(" <-> ")))
+                )
+            }
             Some(slop) => self.sloppy_phrase(&tokens, slop),
         })
     }
@@ -314,15 +313,7 @@ impl Translator<'_> {
     /// of order placements of three or more words are not matched; past
     /// [`MAX_PLACEMENTS`] placements, all the words anywhere.
     fn sloppy_phrase(&mut self, tokens: &[String], slop: u32) -> String {
-        let words: Vec<String> = tokens
-            .iter()
-            .map(|t| {
-                format!(
-                    "plainto_tsquery('simple', {})",
-                    self.bound.bind(Param::Text(t.clone()))
-                )
-            })
-            .collect();
+        let words: Vec<String> = tokens.iter().map(|t| self.lexeme_query(t)).collect();
         // Two words reversed need `slop - 1` more alternatives: past the
         // ceiling, the words anywhere (decided before any is spelled out).
         if words.len() == 2 && slop as usize > MAX_PLACEMENTS {
@@ -354,6 +345,15 @@ impl Translator<'_> {
             }
         }
         alternatives.join(" || ")
+    }
+
+    /// A tsquery of one word, exactly as the analyzer made it (PostgreSQL's
+    /// own parser would split `1,000` or keep `a@b.example` whole).
+    fn lexeme_query(&mut self, token: &str) -> String {
+        format!(
+            "{}::tsquery",
+            self.bound.bind(Param::Text(tsquery_lexeme(token)))
+        )
     }
 
     /// A condition on one string value (`VALUE`), matched whole.
@@ -698,6 +698,35 @@ fn push_like_literal(out: &mut String, c: char) {
         out.push('\\');
     }
     out.push(c);
+}
+
+/// A word as a tsquery or tsvector literal: quoted, with quotes doubled
+/// and backslashes escaped.
+fn tsquery_lexeme(word: &str) -> String {
+    format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Ideographs and Hiragana: each character a word of its own.
+const IDEOGRAPHS: &str = r"([\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])";
+
+/// A word as Unicode's word boundaries (UAX #29) make it, for scripts
+/// written with spaces: letters, digits and `_`, joined across `.` `'` `:`
+/// `·` between letters and across `.` `'` `,` `;` between digits.
+const STANDARD_WORD: &str = r"(?:[[:alnum:]_]|(?<=[[:alpha:]])[:·'’.](?=[[:alpha:]])|(?<=[[:digit:]])[,;.'’](?=[[:digit:]]))+";
+
+/// The words of a full-text value as Elasticsearch's standard analyzer
+/// makes them (lowercased, in order), as a tsvector with their positions:
+/// PostgreSQL's own parsers keep `anna@example.org` or `thread-08-0` whole.
+fn standard_tsvector(value: &str) -> String {
+    let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    format!(
+        "(SELECT string_agg({word}, ' ') FROM regexp_matches(\
+         regexp_replace(lower({value}), {ideographs}, ' \\1 ', 'g'), {words}, 'g') \
+         WITH ORDINALITY AS w(m, n))::tsvector",
+        word = r"'''' || replace(replace(w.m[1], '\', '\\'), '''', '''''') || ''':' || w.n",
+        ideographs = literal(IDEOGRAPHS),
+        words = literal(STANDARD_WORD),
+    )
 }
 
 #[cfg(test)]
