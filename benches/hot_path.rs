@@ -257,7 +257,8 @@ fn regex_automata(c: &mut Criterion) {
             b.iter(|| tantivy_fst::Regex::new(black_box(p)).is_ok())
         });
         group.bench_with_input(BenchmarkId::new("regex_dfa", pattern), pattern, |b, p| {
-            b.iter(|| RegexDfa::new(black_box(p), &budget()).is_ok())
+            let regex = tributary::query::pattern::Regex::Plain(p.to_owned());
+            b.iter(|| RegexDfa::new(black_box(&regex), &budget()).is_ok())
         });
     }
     group.finish();

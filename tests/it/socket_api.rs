@@ -128,6 +128,23 @@ async fn total_counts_all_matches_while_results_hold_the_page() {
     assert_eq!(all.len(), 70, "pages overlap");
 }
 
+/// The one deliberate difference from Elasticsearch's query language
+/// (docs/protocol.md): the seed's clients send `""` for "everything", so a
+/// blank query matches every record where `query_string` matches none.
+#[tokio::test]
+async fn a_blank_query_matches_every_record() {
+    let server = start(demo());
+    let (mut client, _) = Client::ready(&server).await;
+    let everything = client.items(&["tweets"], "*", 0, 5, "red").await;
+    let total = items_of(&everything[0])["total"].clone();
+    assert!(total.as_u64().is_some_and(|n| n > 0), "{total}");
+    for blank in ["", "   ", "\t"] {
+        let reply = client.items(&["tweets"], blank, 0, 5, "red").await;
+        assert_eq!(items_of(&reply[0])["total"], total, "{blank:?}");
+        assert_eq!(ids(&reply[0]).len(), 5, "{blank:?}");
+    }
+}
+
 #[tokio::test]
 async fn the_fast_datasource_answers_before_the_slow_one() {
     let server = start(vec![

@@ -286,7 +286,7 @@ impl RegexTranslator {
                 let escaped = self.peek().ok_or("`\\` at the end")?;
                 self.at += 1;
                 match shorthand_class(escaped) {
-                    Some(class) => class.into(),
+                    Some(class) => class,
                     None if escaped.is_alphabetic() => {
                         return Err(format!("`\\{escaped}` is not a character class"))
                     }
