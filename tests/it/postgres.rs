@@ -39,20 +39,7 @@ async fn totals_equal_the_embedded_datasource() {
     let mut matched_something = 0;
     for query in query_list() {
         for (embedded, pg) in [("tweets", "pg_tweets"), ("emails", "pg_emails")] {
-            let reply = client
-                .typed()
-                .request(Search::new([embedded, pg], query.as_str()).size(1))
-                .await
-                .expect("a reply");
-            let answer = |id: &str| match reply
-                .errors
-                .iter()
-                .find(|e| e.datasource.as_deref() == Some(id))
-            {
-                Some(error) => Err(format!("{} ({:?})", error.message, error.code)),
-                None => reply.total(id).ok_or_else(|| "no answer".to_owned()),
-            };
-            let (ours, theirs) = (answer(pg), answer(embedded));
+            let (ours, theirs) = totals_of(&mut client, &query, pg, embedded).await;
             let known = KNOWN_DIFFERENCES.iter().any(|(q, _)| *q == query);
             match (&ours, &theirs) {
                 (Ok(a), Ok(b)) if a == b => {
@@ -81,6 +68,29 @@ async fn totals_equal_the_embedded_datasource() {
         matched_something > compared / 2,
         "only {matched_something} of {compared} matched anything"
     );
+}
+
+/// One query on two datasources at once: each one's total, or its error.
+async fn totals_of(
+    client: &mut Client,
+    query: &str,
+    first: &str,
+    second: &str,
+) -> (Result<u64, String>, Result<u64, String>) {
+    let reply = client
+        .typed()
+        .request(Search::new([first, second], query).size(1))
+        .await
+        .expect("a reply");
+    let answer = |id: &str| match reply
+        .errors
+        .iter()
+        .find(|e| e.datasource.as_deref() == Some(id))
+    {
+        Some(error) => Err(format!("{} ({:?})", error.message, error.code)),
+        None => reply.total(id).ok_or_else(|| "no answer".to_owned()),
+    };
+    (answer(first), answer(second))
 }
 
 /// The ids of a table in id order, straight from PostgreSQL.
@@ -1349,20 +1359,7 @@ async fn full_text_columns_tokenize_as_the_standard_analyzer() {
     let mut matched_something = 0;
     for query in queries {
         for (embedded, pg) in [("notes", "pg_notes"), ("emails", "pg_emails")] {
-            let reply = client
-                .typed()
-                .request(Search::new([embedded, pg], query).size(1))
-                .await
-                .expect("a reply");
-            let answer = |id: &str| match reply
-                .errors
-                .iter()
-                .find(|e| e.datasource.as_deref() == Some(id))
-            {
-                Some(error) => Err(format!("{} ({:?})", error.message, error.code)),
-                None => reply.total(id).ok_or_else(|| "no answer".to_owned()),
-            };
-            let (ours, theirs) = (answer(pg), answer(embedded));
+            let (ours, theirs) = totals_of(&mut client, query, pg, embedded).await;
             match (&ours, &theirs) {
                 (Ok(a), Ok(b)) if a == b => {
                     if *a > 0 {

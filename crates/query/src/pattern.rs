@@ -88,41 +88,35 @@ impl Regex {
     }
 
     fn concat(parts: Vec<Regex>) -> Regex {
-        if parts.len() == 1 {
-            return parts
-                .into_iter()
-                .next()
-                .unwrap_or(Regex::Plain(String::new()));
-        }
-        let whole = Regex::Concat(parts);
-        match whole.as_plain() {
-            Some(plain) => Regex::Plain(plain),
-            None => whole,
-        }
+        Regex::several(parts, Regex::Concat)
     }
 
     fn union(parts: Vec<Regex>) -> Regex {
-        if parts.len() == 1 {
-            return parts
-                .into_iter()
-                .next()
-                .unwrap_or(Regex::Plain(String::new()));
-        }
-        let whole = Regex::Union(parts);
-        match whole.as_plain() {
-            Some(plain) => Regex::Plain(format!("(?:{plain})")),
-            None => whole,
-        }
+        Regex::several(parts, Regex::Union)
     }
 
     fn repeat(sub: Regex, min: u32, max: Option<u32>) -> Regex {
-        let whole = Regex::Repeat {
+        Regex::collapsed(Regex::Repeat {
             sub: Box::new(sub),
             min,
             max,
-        };
+        })
+    }
+
+    /// One part as itself; several joined by `join`.
+    fn several(mut parts: Vec<Regex>, join: fn(Vec<Regex>) -> Regex) -> Regex {
+        match parts.len() {
+            0 => Regex::Plain(String::new()),
+            1 => parts.remove(0),
+            _ => Regex::collapsed(join(parts)),
+        }
+    }
+
+    /// A node without intersection or complement inside, as one plain
+    /// regex (grouped, so it stays whole wherever it goes).
+    fn collapsed(whole: Regex) -> Regex {
         match whole.as_plain() {
-            Some(plain) => Regex::Plain(plain),
+            Some(plain) => Regex::Plain(format!("(?:{plain})")),
             None => whole,
         }
     }
