@@ -545,7 +545,7 @@ mod tests {
                 ("ok", "boolean"),
                 ("who", "text"),
                 ("who.keyword", "keyword"),
-                ("x", "double")
+                ("x", "float")
             ]
         );
         let mut strict = Mapping {
