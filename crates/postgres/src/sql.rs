@@ -240,8 +240,32 @@ impl Translator<'_> {
                 return Some(FALSE.into());
             }
             let query = self.text_query(text, slop)?;
+            // Every word is a piece of the lowercased value: `LIKE` rules
+            // out most rows before their words are made (and a trigram
+            // index on `lower(column)` can serve it). A phrase needs all
+            // its words, a term any of them.
+            let pieces: Vec<String> = analysis::tokens(text)
+                .iter()
+                .map(|word| {
+                    let mut pattern = String::from("%");
+                    for c in word.chars() {
+                        push_like_literal(&mut pattern, c);
+                    }
+                    pattern.push('%');
+                    self.bound.bind(Param::Text(pattern))
+                })
+                .collect();
+            let joiner = if slop.is_some() { " AND " } else { " OR " };
             return Some(column.any(&self.alias(), |value| {
-                format!("{} @@ ({query})", standard_tsvector(value))
+                let contains: Vec<String> = pieces
+                    .iter()
+                    .map(|piece| format!("lower({value}) LIKE {piece}"))
+                    .collect();
+                format!(
+                    "(({}) AND {} @@ ({query}))",
+                    contains.join(joiner),
+                    standard_tsvector(value)
+                )
             }));
         }
         if let (Some(condition), LeafKind::Term(text) | LeafKind::Phrase { text, .. }) =
