@@ -48,7 +48,7 @@ const ANY: &str = "*";
 /// Events only the server sends to services (requests of a remote
 /// datasource): a service sending one is refused, so none can ask another
 /// for its rows as if it were the server.
-const SERVER_EVENTS: [&str; 4] = ["SEARCH", "FIELDS", "EXPAND", "CANCEL"];
+const SERVER_EVENTS: [&str; 5] = ["SEARCH", "FIELDS", "EXPAND", "HEALTH", "CANCEL"];
 /// The outbox key frames between services travel under.
 const SERVICES_KEY: u64 = u64::MAX - 2;
 /// Remote datasources a server holds at most (each is kept once declared):

@@ -16,6 +16,11 @@ use tributary::config::ServiceSettings;
 use tributary::http::ServerHandle;
 
 fn server_with(timeout: Duration) -> ServerHandle {
+    start_with(crm_settings(timeout))
+}
+
+/// The demo datasources, and services `crm` and `limited`.
+fn crm_settings(timeout: Duration) -> tributary::config::Settings {
     let mut settings = settings(tributary::config::demo_datasources());
     settings.default_timeout = timeout;
     settings.limits.max_messages_per_second = 10_000;
@@ -40,7 +45,7 @@ fn server_with(timeout: Duration) -> ServerHandle {
     settings
         .services
         .insert("limited".into(), serving("limited-token-1", &["allowed"]));
-    start_with(settings)
+    settings
 }
 
 fn server() -> ServerHandle {
@@ -780,4 +785,98 @@ async fn a_bad_reply_is_described_in_json_terms_not_the_servers_types() {
             assert!(!message.contains(internal), "{message}");
         }
     }
+}
+
+/// The next value on `channel`, skipping other channels' data.
+async fn next_on(client: &mut Client, channel: &str) -> serde_json::Value {
+    loop {
+        let message = client.recv().await;
+        if message["type"] == "DATA" && message["c"] == channel {
+            return message["d"][1].clone();
+        }
+    }
+}
+
+/// A service that declares `"health": true` is asked `HEALTH` and reports
+/// its own health, as Grafana's `CheckHealth` does: its verdict and message
+/// become the datasource's `/healthz` and `status:`, the latency it measured
+/// its `latency:`. A service that does not declare it is never asked.
+#[tokio::test]
+async fn a_service_reports_its_own_health_and_latency() {
+    let mut settings = crm_settings(Duration::from_secs(10));
+    settings.live.health_interval = Duration::from_millis(200);
+    let server = start_with(settings);
+    let mut declared = declaration();
+    declared["health"] = json!(true);
+    let mut service =
+        FakeService::start_as(&server, TOKEN, declared, Behaviour::Serve { chunk: 10 })
+            .await
+            .expect("identified");
+    // The service's verdict, as it would compute it from its backend.
+    let verdict = std::sync::Arc::new(std::sync::Mutex::new(
+        json!({"ok": false, "message": "the CRM database does not answer"}),
+    ));
+    let answering = {
+        let verdict = verdict.clone();
+        let send = service.send.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = service.next("HEALTH").await;
+                let reply = verdict.lock().unwrap().clone();
+                if send
+                    .send(json!({"op": 5, "id": event["id"], "data": reply}))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+    let mut client = until_listed(&server, "crm").await;
+    client
+        .send(json!({"type": "SUBSCRIBE", "channels": ["status:crm", "latency:crm"]}))
+        .await;
+    let started = std::time::Instant::now();
+    while next_on(&mut client, "status:crm").await != json!(false) {
+        assert!(started.elapsed() < PATIENCE, "never reported unhealthy");
+    }
+    let (_, health) = http_get(server.addr, "/healthz").await;
+    assert!(
+        health.contains("the CRM database does not answer"),
+        "{health}"
+    );
+    *verdict.lock().unwrap() = json!({"ok": true, "latency_ms": 1234});
+    while next_on(&mut client, "latency:crm").await != json!(1234) {
+        assert!(started.elapsed() < PATIENCE, "its latency never arrived");
+    }
+    assert_eq!(next_on(&mut client, "status:crm").await, json!(true));
+    // A reply that says nothing about health is named, not taken for "ok".
+    *verdict.lock().unwrap() = json!({"fine": "yes"});
+    let (_, health) = loop {
+        let (code, health) = http_get(server.addr, "/healthz").await;
+        if health.contains("must say") {
+            break (code, health);
+        }
+        assert!(started.elapsed() < PATIENCE, "{health}");
+    };
+    assert!(health.contains("true or false"), "{health}");
+    answering.abort();
+
+    // A seed service (no `"health"`) is never asked: connected is healthy.
+    let server = server_with(Duration::from_secs(10));
+    let mut seed = FakeService::start(&server, Behaviour::Serve { chunk: 10 }).await;
+    let _client = until_listed(&server, "crm").await;
+    let (_, health) = http_get(server.addr, "/healthz").await;
+    assert!(!health.contains("no service serves"), "{health}");
+    seed.send
+        .send(json!({"op": 3, "id": "still-there"}))
+        .expect("ping");
+    loop {
+        let message = seed.next("").await;
+        assert_ne!(message["event"], "HEALTH", "{message}");
+        if message["op"] == 4 {
+            break;
+        }
+    }
+    seed.stop();
 }

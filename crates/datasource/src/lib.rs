@@ -87,6 +87,15 @@ mod sink;
 pub use async_trait::async_trait;
 
 pub use context::{Caller, RequestContext};
+
+/// What a health check that passed found, beyond "it answers" (as
+/// Grafana's `CheckHealth` reports it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Healthy {
+    /// The datasource's own measure of its latency (a plugin timing its
+    /// backend); `None`: how long the check took is its latency.
+    pub latency: Option<std::time::Duration>,
+}
 pub use duration::parse_duration;
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
 pub use expand::{
@@ -128,9 +137,10 @@ pub trait Datasource: Send + Sync + 'static {
         results: &mut ResultSink,
     ) -> Result<(), DatasourceError>;
 
-    /// Checks that the datasource can answer; used by `GET /healthz`.
-    async fn health(&self) -> Result<(), DatasourceError> {
-        Ok(())
+    /// Checks that the datasource can answer; used by `GET /healthz` and
+    /// the `status:` and `latency:` channels.
+    async fn health(&self) -> Result<Healthy, DatasourceError> {
+        Ok(Healthy::default())
     }
 
     /// Its own expansion ([`Expand`]); `None`: the server samples and counts.

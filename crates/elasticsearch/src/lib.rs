@@ -33,8 +33,8 @@ use serde_json::{json, Map, Value};
 
 use tributary_datasource::{
     Datasource, DatasourceError, DatasourceSettings, Expand, ExpandQuery, Expansion, Field,
-    FieldList, ListValues, Live, RequestContext, ResultSink, SearchQuery, SetupError, Subsequence,
-    WorkLimits,
+    FieldList, Healthy, ListValues, Live, RequestContext, ResultSink, SearchQuery, SetupError,
+    Subsequence, WorkLimits,
 };
 
 #[derive(Debug, Deserialize)]
@@ -443,8 +443,9 @@ impl Datasource for ElasticsearchDatasource {
     }
 
     /// `GET /`: reachable, and really Elasticsearch (7.14+ say so in a header).
-    async fn health(&self) -> Result<(), DatasourceError> {
-        self.check_health().await
+    async fn health(&self) -> Result<Healthy, DatasourceError> {
+        self.check_health().await?;
+        Ok(Healthy::default())
     }
 }
 

@@ -46,8 +46,8 @@ use tokio_postgres::{CancelToken, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tributary_datasource::{
     Datasource, DatasourceError, DatasourceSettings, Expand, ExpandQuery, Expansion, FieldList,
-    Item, ListValues, Live, RequestContext, ResultSink, SearchQuery, SetupError, Subsequence,
-    WorkLimits,
+    Healthy, Item, ListValues, Live, RequestContext, ResultSink, SearchQuery, SetupError,
+    Subsequence, WorkLimits,
 };
 
 use self::catalog::{quote_ident, Catalog, ColumnOptions};
@@ -650,12 +650,12 @@ impl Datasource for PostgresDatasource {
         self.search_page(request, query, None, results).await
     }
 
-    async fn health(&self) -> Result<(), DatasourceError> {
+    async fn health(&self) -> Result<Healthy, DatasourceError> {
         let deadline = Instant::now() + self.timeout;
         let sql = format!("SELECT 1 FROM {} LIMIT 0", self.relation.from_clause());
         self.rows(deadline, &sql, &Bound::default(), "answer")
             .await?;
-        Ok(())
+        Ok(Healthy::default())
     }
 
     fn expander(&self) -> Option<&dyn Expand> {

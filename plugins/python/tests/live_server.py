@@ -3,7 +3,8 @@ PLUGIN_TEST_TRIBUTARY set (the binary of the build).
 
 Checks what the conformance kit does not: async results streamed in several
 replies, publish() reaching a live query, a wrong token refused (no retry),
-and an exception in search() answered as `unavailable` with its message.
+an exception in search() answered as `unavailable` with its message, and
+health() reported as the datasource's health.
 """
 
 import asyncio
@@ -41,6 +42,13 @@ class Numbers(Datasource):
                 yield {"id": str(n), "fields": {"n": n, "word": "x" * 40}}
 
         return Page(total=5000, results=results())
+
+    backend_up = False
+
+    def health(self):
+        if not self.backend_up:
+            return {"ok": False, "message": "the numbers backend does not answer"}
+        return {"ok": True, "latency_ms": 42}
 
     async def expand(self, request):
         # Every number's word is "x" * 40: one value next to any selection.
@@ -121,6 +129,16 @@ async def main():
             assert len(found) == 1 and found[0]["method"] == "the numbers' own count", messages
             assert found[0]["vertices"][0]["doc_count"] == 5000, found
 
+            # health() is the datasource's health: its message, then its latency.
+            def healthz():
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+                    return json.loads(answer.read())["datasources"]["numbers"]
+            found = await asyncio.get_running_loop().run_in_executor(None, healthz)
+            assert found == {"ok": False, "error": "the numbers backend does not answer"}, found
+            plugin.backend_up = True
+            found = await asyncio.get_running_loop().run_in_executor(None, healthz)
+            assert found == {"ok": True}, found
+
             # publish() reaches a live query.
             await ws.send(json.dumps({"type": "ITEMS_REQUEST", "datasources": ["numbers"], "query": "word:fresh",
                                       "size": 0, "live": True, "request-id": "live"}))
@@ -133,7 +151,7 @@ async def main():
             assert append["items"]["append"] is True, append
             assert [r["id"] for r in append["items"]["results"]] == ["new-1"], append
         serving.cancel()
-        print("OK: async results, errors, publish, refusal, expand")
+        print("OK: async results, errors, publish, refusal, expand, health")
     finally:
         server.kill()
         server.wait()

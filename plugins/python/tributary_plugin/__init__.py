@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterable, Dict, Iterable, List, Optional, Union
 
@@ -171,6 +172,15 @@ class Datasource:
     #: expansions from a sample of ``search`` results.
     expand = None
 
+    #: Define ``health(self)`` (plain or ``async``) to report your backend's
+    #: health, as tributary's ``status:`` and ``latency:`` channels and the
+    #: UI's dots show it: return ``True`` or ``False``, or ``{"ok": bool,
+    #: "message": "why not, in the analyst's terms", "latency_ms": n}``
+    #: (``latency_ms`` defaults to how long ``health()`` took); raising
+    #: :class:`DatasourceError` says why not. Without it, the datasource is
+    #: healthy while the plugin is connected.
+    health = None
+
     # -- what a plugin calls -------------------------------------------------
 
     async def publish(self, records: List[Dict[str, Any]], timeout: float = 10.0) -> Dict[str, Any]:
@@ -233,6 +243,8 @@ class Datasource:
         }
         if callable(self.expand):
             declaration["expand"] = True
+        if callable(self.health):
+            declaration["health"] = True
         return declaration
 
 
@@ -296,6 +308,8 @@ class _Connection:
             self.start(id, self.fields(id))
         elif op == EVENT and event == "EXPAND":
             self.start(id, self.expand(id, data))
+        elif op == EVENT and event == "HEALTH":
+            self.start(id, self.check_health(id))
         elif op == EVENT and event == "CANCEL":
             task = self.running.pop(_key(data.get("id")), None)
             if task is not None:
@@ -337,8 +351,15 @@ class _Connection:
         if isinstance(error, DatasourceError):
             kind, message = error.kind, str(error)
         else:
-            log.exception("search failed", exc_info=error)
-            kind, message = "unavailable", f"the plugin failed: {error!r}"
+            # The analyst sees what failed, in their terms; the plugin's log
+            # has the exception.
+            log.exception("answering tributary failed", exc_info=error)
+            plugin = self.datasource.name or self.datasource.id
+            kind, message = "unavailable", (
+                f"the {plugin} plugin failed: {error}"
+                if str(error)
+                else f"the {plugin} plugin failed (its log has the details)"
+            )
         await self.reply(id, {"error": {"kind": kind, "message": message}})
 
     async def fields(self, id: Any) -> None:
@@ -358,6 +379,24 @@ class _Connection:
             if not isinstance(found, dict):
                 raise TypeError(f"expand() must return a dict, not {type(found).__name__}")
             await self.reply(id, found)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure is answered
+            await self.fail(id, error)
+
+    async def check_health(self, id: Any) -> None:
+        try:
+            if not callable(self.datasource.health):
+                raise Unavailable("this plugin does not answer HEALTH")
+            started = time.monotonic()
+            verdict = await _call(self.datasource.health)
+            took_ms = round((time.monotonic() - started) * 1000)
+            if isinstance(verdict, bool):
+                verdict = {"ok": verdict}
+            if not isinstance(verdict, dict) or not isinstance(verdict.get("ok"), bool):
+                raise TypeError('health() must return True, False or {"ok": True or False, ...}')
+            verdict.setdefault("latency_ms", took_ms)
+            await self.reply(id, verdict)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - every failure is answered

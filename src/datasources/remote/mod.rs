@@ -67,13 +67,17 @@ pub struct Declaration {
     /// the server from a sample of `SEARCH` results).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expand: bool,
+    /// The service answers `HEALTH` with its own health (otherwise a
+    /// datasource with a service serving it is healthy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub health: bool,
 }
 
 impl Declaration {
     /// Reads and checks `data.datasource`; the error says what is wrong.
     pub fn read(value: &Value) -> Result<Declaration, String> {
         let declaration: Declaration = serde_json::from_value(value.clone()).map_err(|e| {
-            format!("data.datasource must be {{\"id\", \"name\", \"fields\": [{{\"path\", \"type\"}}], \"expand\": true or false}}: {}", tributary_protocol::plain_error(&e))
+            format!("data.datasource must be {{\"id\", \"name\", \"fields\": [{{\"path\", \"type\"}}], \"expand\": true or false, \"health\": true or false}}: {}", tributary_protocol::plain_error(&e))
         })?;
         let id = &declaration.id;
         let valid = !id.is_empty()
@@ -188,6 +192,8 @@ pub struct RemoteDatasource {
     live: live::Announced,
     /// Its services answer `EXPAND` (as the last one to identify declared).
     expands: std::sync::atomic::AtomicBool,
+    /// Its services answer `HEALTH` (as the last one to identify declared).
+    checks_health: std::sync::atomic::AtomicBool,
 }
 
 impl RemoteDatasource {
@@ -201,6 +207,7 @@ impl RemoteDatasource {
             sequence: AtomicU64::new(1),
             live: live::Announced::new(&declaration.id, &declaration.fields)?,
             expands: std::sync::atomic::AtomicBool::new(declaration.expand),
+            checks_health: std::sync::atomic::AtomicBool::new(declaration.health),
         })
     }
 
@@ -217,6 +224,8 @@ impl RemoteDatasource {
     /// datasource; what it declared replaces what was declared before.
     pub fn attach(&self, route: Route, link: Arc<dyn Link>, declaration: &Declaration) {
         self.expands.store(declaration.expand, Ordering::Relaxed);
+        self.checks_health
+            .store(declaration.health, Ordering::Relaxed);
         if !declaration.fields.is_empty() {
             *self.declared.lock().unwrap_or_else(|e| e.into_inner()) = declaration.fields.clone();
         }
@@ -762,6 +771,19 @@ struct ExpandReply {
     error: Option<ReplyError>,
 }
 
+/// One `REPLY` to `HEALTH`: the service's own verdict, or an error.
+#[derive(Deserialize)]
+struct HealthReply {
+    #[serde(default)]
+    ok: Option<bool>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+    #[serde(default)]
+    error: Option<ReplyError>,
+}
+
 /// What a search tells the service about who asks and by when.
 fn context(request: &RequestContext) -> Value {
     let left = request.remaining();
@@ -815,13 +837,53 @@ impl Datasource for RemoteDatasource {
         self.search_with_failover(request, query, results).await
     }
 
-    async fn health(&self) -> Result<(), DatasourceError> {
-        match self.providers() {
-            0 => Err(DatasourceError::unavailable(format!(
+    /// No service: unavailable. A service that declared `"health": true`
+    /// is asked (`HEALTH`) and its verdict, message and latency are the
+    /// datasource's; any other serving service means healthy.
+    async fn health(&self) -> Result<Healthy, DatasourceError> {
+        if self.providers() == 0 {
+            return Err(DatasourceError::unavailable(format!(
                 "no service serves datasource `{}` now",
                 self.id
+            )));
+        }
+        if !self.checks_health.load(Ordering::Relaxed) {
+            return Ok(Healthy::default());
+        }
+        let request = RequestContext {
+            caller: Caller::default(),
+            deadline: Instant::now() + PROVIDER_GRACE,
+        };
+        let mut asked = self
+            .ask(&request, "HEALTH", json!({"context": context(&request)}))
+            .await?;
+        let reply = match asked.next().await {
+            Ok(Some(reply)) => reply,
+            Ok(None) | Err(Ended::Gone) => return Err(self.gone()),
+            Err(Ended::Failed(error)) => return Err(error),
+        };
+        asked.done = true;
+        let reply: HealthReply = serde_json::from_str(reply.get()).map_err(|e| {
+            DatasourceError::unavailable(format!(
+                "the service serving `{}` sent an invalid reply: a HEALTH reply must be {{\"ok\": true or false, \"message\", \"latency_ms\"}} or {{\"error\"}}: {}",
+                self.id,
+                tributary_protocol::plain_error(&e)
+            ))
+        })?;
+        if let Some(error) = reply.error {
+            return Err(error.into_error(&self.id));
+        }
+        match reply.ok {
+            Some(true) => Ok(Healthy {
+                latency: reply.latency_ms.map(Duration::from_millis),
+            }),
+            Some(false) => Err(DatasourceError::unavailable(reply.message.unwrap_or_else(
+                || format!("the service serving `{}` reports it is not healthy", self.id),
             ))),
-            _ => Ok(()),
+            None => Err(DatasourceError::unavailable(format!(
+                "the service serving `{}` sent an invalid reply: a HEALTH reply must say \"ok\": true or false",
+                self.id
+            ))),
         }
     }
 

@@ -156,7 +156,7 @@ impl Datasource for FailingDatasource {
     ) -> Result<(), DatasourceError> {
         Err(DatasourceError::unavailable("connection refused"))
     }
-    async fn health(&self) -> Result<(), DatasourceError> {
+    async fn health(&self) -> Result<tributary::datasources::Healthy, DatasourceError> {
         Err(DatasourceError::unavailable("connection refused"))
     }
 }
