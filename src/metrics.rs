@@ -57,6 +57,7 @@ pub struct Metrics {
     /// Replies of services to a remote datasource's requests, by datasource
     /// and outcome (`taken`, `late`: after the request ended, `overflow`).
     pub remote_replies: IntCounterVec,
+    pub remote_results_past_size: IntCounterVec,
     /// 1 while the broker can deliver (always with `memory`).
     pub broker_up: IntGauge,
     /// Connections made to the broker (the first, then each reconnection).
@@ -127,6 +128,7 @@ impl Metrics {
             publishes: add.counters("publishes_total", "Published batches, by datasource and outcome (accepted, or the reason refused)", &["datasource", "outcome"]),
             cluster_polls: add.counters("cluster_polls_total", "Polls of a datasource this node ran for every node's live queries", &["datasource"]),
             remote_replies: add.counters("remote_replies_total", "Replies of services to remote datasource requests, by datasource and outcome", &["datasource", "outcome"]),
+            remote_results_past_size: add.counters("remote_results_past_size_total", "Results services sent past the size a search asked for (dropped), by datasource", &["datasource"]),
             broker_up: add.gauge("broker_up", "1 while the broker can deliver"),
             broker_connections: add.counter("broker_connections_total", "Connections made to the broker: the first, then each reconnection"),
             applied_offset: add.gauges("applied_offset", "The offset of the last publication of records this node applied, by datasource", &["datasource"]),

@@ -5,12 +5,15 @@ Starts a tributary server (with a service token for the plugin), starts the
 plugin, and checks its behaviour through tributary as a client sees it:
 
   identify     the plugin identifies and its datasource is announced
+  pings        the plugin answers tributary's websocket pings while idle
   fields       FIELDS_REQUEST lists {path, type} fields
   paging       pages with totals: consistent totals, pages that join up,
-               unique ids, an empty page past the end
+               unique ids, an empty page past the end, never more than `size`
   large-page   a page of thousands of results arrives whole, in several replies
+  concurrent   several searches at once all complete, each with its own results
   bad-query    an unreadable query is a bad_query ERROR, in words
-  cancel       a canceled request stops; the plugin goes on serving
+  cancel       a search canceled while the plugin works on it stops; the
+               plugin goes on serving
   disconnect   a plugin killed mid-request ends that request cleanly
   restart      the plugin started again serves again
   reconnect    after tributary restarts, the plugin comes back by itself
@@ -43,8 +46,22 @@ from websockets.asyncio.client import connect
 
 TOKEN = "conformance-kit-token"
 PATIENCE = 20.0
+# tributary's heartbeat in the kit: a connection silent this long after a
+# ping is closed (1008).
+PING_INTERVAL, PONG_TIMEOUT = 1, 2
+# What the close codes tributary uses on a plugin's connection mean.
+CLOSE_CODES = {
+    "1008": "a policy violation: no frame within ping_interval + pong_timeout "
+            "after a websocket ping (answer pings), or a refused identification",
+    "4420": "a limit: a message over limits.max_message_bytes (64 KiB: split "
+            "results into several replies), too many messages a second, or an "
+            "outbox tributary could not empty",
+}
 KNOWN_TYPES = {"text", "keyword", "long", "integer", "short", "byte", "double", "float",
                "half_float", "scaled_float", "date", "boolean", "ip", "geo_point", "object"}
+
+
+CHECKS = 11
 
 
 class Failed(Exception):
@@ -72,7 +89,8 @@ class Kit:
             out.write(f'listen = "127.0.0.1:{self.port}"\n'
                       f'default_timeout = "{options.timeout}s"\n'
                       f'[services.conformance]\ntoken = "{TOKEN}"\ndatasources = ["*"]\n'
-                      f'[limits]\nmax_messages_per_second = 1000\n')
+                      f'[limits]\nmax_messages_per_second = 1000\n'
+                      f'ping_interval = "{PING_INTERVAL}s"\npong_timeout = "{PONG_TIMEOUT}s"\n')
         self.server = None
         self.plugin = None
         self.datasource = options.datasource
@@ -121,13 +139,34 @@ class Kit:
             body = error.read()
         return json.loads(body)
 
-    def metric(self, name, outcome):
+    def metric(self, name, outcome=None, **labels):
+        """A counter of /metrics for the datasource (and `outcome`), or with `labels`."""
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read().decode()
         pattern = re.compile(r'^%s\{(.*)\} (\S+)$' % re.escape(name), re.M)
-        for labels, value in pattern.findall(text):
-            if f'datasource="{self.datasource}"' in labels and f'outcome="{outcome}"' in labels:
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        if not labels:
+            wanted.append(f'datasource="{self.datasource}"')
+        if outcome is not None:
+            wanted.append(f'outcome="{outcome}"')
+        for found, value in pattern.findall(text):
+            if all(w in found for w in wanted):
                 return float(value)
         return 0.0
+
+    def closes(self):
+        """Connections tributary closed so far, by close code."""
+        return {code: self.metric("tributary_closes_total", code=code) for code in CLOSE_CODES}
+
+    def why_closed(self, before):
+        """What closes since `before` say about the plugin, in words ("" if none)."""
+        said = []
+        for code, count in self.closes().items():
+            if count > before.get(code, 0):
+                said.append(f"tributary closed a connection with {code}: {CLOSE_CODES[code]}")
+        return "; ".join(said)
+
+    def past_size(self):
+        return self.metric("tributary_remote_results_past_size_total")
 
     # -- the client side ---------------------------------------------------
 
@@ -185,6 +224,48 @@ class Kit:
                 await ws.close()
                 return f"datasource `{self.datasource}` ({new[0].get('name')!r}) announced"
 
+    async def check_pings(self):
+        closes = self.closes()
+        # Idle past tributary's heartbeat: a plugin that answers pings keeps its connection.
+        await asyncio.sleep(PING_INTERVAL + PONG_TIMEOUT + 1.5)
+        said = self.why_closed(closes)
+        check(not said, "the plugin does not answer tributary's websocket pings: " + said)
+        status = self.health().get("datasources", {}).get(self.datasource, {})
+        check(status.get("ok") is True, f"/healthz says the datasource is not served: {status}")
+        return f"idle {PING_INTERVAL + PONG_TIMEOUT + 1.5:.1f} s through pings every {PING_INTERVAL} s; still connected"
+
+    async def check_concurrent(self):
+        ws, _ = await self.client()
+        q = self.options.query
+        size = min(self.total, 200)
+        starts = [0, 5, 10, 15]
+        for i, start in enumerate(starts):
+            await ws.send(json.dumps({"type": "ITEMS_REQUEST", "request-id": f"at-once-{i}",
+                                      "datasources": [self.datasource], "query": q, "from": start, "size": size}))
+        got = {f"at-once-{i}": [] for i in range(len(starts))}
+        done = set()
+        deadline = time.time() + PATIENCE
+        while len(done) < len(starts):
+            left = deadline - time.time()
+            check(left > 0, f"{len(starts) - len(done)} of {len(starts)} searches sent at once did not complete "
+                            "within 20 s: serve searches concurrently")
+            m = json.loads(await asyncio.wait_for(ws.recv(), left))
+            rid = m.get("request-id")
+            if m.get("type") == "ITEMS_RECEIVE" and rid in got:
+                got[rid].extend(r["id"] for r in m["items"].get("results", []))
+            elif m.get("type") == "ERROR" and rid in got:
+                raise Failed(f"search {rid} sent at once with others failed: {m['error'].get('message')}")
+            elif m.get("type") == "REQUEST_COMPLETED" and rid in got:
+                done.add(rid)
+        _, _, _, whole = await self.search(ws, "whole", q, 0, size + starts[-1])
+        ids = [r["id"] for r in whole]
+        for i, start in enumerate(starts):
+            check(got[f"at-once-{i}"] == ids[start:start + size],
+                  f"search from {start} sent at once with others got other results than alone: "
+                  "keep each search's state apart")
+        await ws.close()
+        return f"{len(starts)} searches at once, each its own {size} results"
+
     async def check_fields(self):
         ws, _ = await self.client()
         messages = await self.ask(ws, {"type": "FIELDS_REQUEST", "request-id": "fields", "datasources": [self.datasource]})
@@ -201,6 +282,7 @@ class Kit:
         return f"{len(listed)} fields"
 
     async def check_paging(self):
+        self.past_before = self.past_size()
         ws, _ = await self.client()
         q = self.options.query
         _, errors, batches_a, a = await self.search(ws, "page-a", q, 0, 10)
@@ -221,6 +303,9 @@ class Kit:
         check(len(set(ids(c))) == len(c), "ids repeat within a page")
         check(ids(a) + ids(b) == ids(c), "from 0 size 10 then from 10 size 10 differ from from 0 size 20: "
                                          "results must come in a stable order")
+        check(self.past_size() == self.past_before,
+              f"the plugin sent {self.past_size() - self.past_before:.0f} results past the `size` a SEARCH asked for "
+              f"(tributary dropped them): send at most `size` results, from `from`")
         _, errors, past, rest = await self.search(ws, "past-end", q, total + 5, 10)
         check(not errors and not rest, f"a page past the end must be empty: {errors or rest[:1]}")
         check(past and past[0]["total"] == total, "a page past the end must still carry the total")
@@ -232,10 +317,11 @@ class Kit:
         ws, _ = await self.client()
         size = min(self.total, self.options.large)
         before = self.metric("tributary_remote_replies_total", "taken")
+        closes = self.closes()
         started = time.time()
         _, errors, _, results = await self.search(ws, "large", self.options.query, 0, size)
         took = time.time() - started
-        check(not errors, f"the large page failed: {errors}")
+        check(not errors, f"the large page failed: {errors}. {self.why_closed(closes)}")
         check(len(results) == size, f"{size} results asked, {len(results)} arrived")
         check(len({r['id'] for r in results}) == size, "ids repeat in the large page")
         replies = self.metric("tributary_remote_replies_total", "taken") - before
@@ -258,24 +344,45 @@ class Kit:
 
     async def check_cancel(self):
         ws, _ = await self.client()
+        # Canceled once the plugin is at work on it (its first results are
+        # in), so the plugin receives CANCEL while it still has replies to send.
         await ws.send(json.dumps({"type": "ITEMS_REQUEST", "request-id": "cancel-me", "datasources": [self.datasource],
                                   "query": self.options.query, "size": min(self.total, self.options.large)}))
-        await ws.send(json.dumps({"type": "CANCEL_REQUEST", "request-id": "cancel-me"}))
         deadline = time.time() + PATIENCE
-        while True:
+        ended = None
+        while ended is None:
             m = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.time())))
-            if m.get("request-id") == "cancel-me" and m.get("type") in ("REQUEST_CANCELED", "REQUEST_COMPLETED"):
+            if m.get("request-id") != "cancel-me":
+                continue
+            if m.get("type") == "ITEMS_RECEIVE":
+                await ws.send(json.dumps({"type": "CANCEL_REQUEST", "request-id": "cancel-me"}))
+                canceled_at = time.time()
                 break
-        # Replies after the cancel are counted as late; they must stop.
-        await asyncio.sleep(1.0)
-        late = self.metric("tributary_remote_replies_total", "late")
-        await asyncio.sleep(1.0)
-        check(self.metric("tributary_remote_replies_total", "late") == late,
-              "replies to the canceled request keep coming a second after CANCEL")
+            if m.get("type") in ("REQUEST_CANCELED", "REQUEST_COMPLETED"):
+                ended = m["type"]
+        if ended is None:
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.time())))
+                if m.get("request-id") == "cancel-me" and m.get("type") in ("REQUEST_CANCELED", "REQUEST_COMPLETED"):
+                    break
+            # Replies after the cancel are counted as late; they must stop
+            # once the plugin has had time to read CANCEL.
+            # (Replies already on their way when CANCEL left arrive within moments.)
+            await asyncio.sleep(max(0.0, canceled_at + 0.25 - time.time()))
+            late = self.metric("tributary_remote_replies_total", "late")
+            await asyncio.sleep(1.75)
+            more = self.metric("tributary_remote_replies_total", "late") - late
+            check(more == 0,
+                  f"the plugin ignores CANCEL: {more:.0f} more replies to the canceled search came between "
+                  "0.25 s and 2 s after tributary sent CANCEL; stop the search that CANCEL's data.id names")
+        else:
+            late = 0.0
         _, errors, _, results = await self.search(ws, "after-cancel", self.options.query, 0, 10)
         check(not errors and len(results) == 10, f"the plugin does not serve after a cancel: {errors}")
         await ws.close()
-        return f"{m['type']}; {late:.0f} late replies dropped; serving on"
+        if ended is not None:
+            return f"the search had {ended.lower()} before its first results: nothing to cancel; serving on"
+        return f"{m['type']} while the plugin worked; {late:.0f} late replies dropped, then none; serving on"
 
     async def check_disconnect(self):
         ws, _ = await self.client()
@@ -342,9 +449,11 @@ class Kit:
     async def run(self):
         checks = [
             ("identify", self.check_identify),
+            ("pings", self.check_pings),
             ("fields", self.check_fields),
             ("paging", self.check_paging),
             ("large-page", self.check_large_page),
+            ("concurrent", self.check_concurrent),
             ("bad-query", self.check_bad_query),
             ("cancel", self.check_cancel),
             ("disconnect", self.check_disconnect),
@@ -400,7 +509,7 @@ def main():
     finally:
         kit.close(keep_logs=not ok)
     passed = sum(1 for _, ok_, _ in kit.results if ok_)
-    print(f"{passed}/9 checks passed", flush=True)
+    print(f"{passed}/{CHECKS} checks passed", flush=True)
     sys.exit(0 if ok else 1)
 
 

@@ -169,7 +169,15 @@ impl Services {
                 "datasource id `{id}` belongs to a configured datasource"
             ));
         }
-        let remote = Arc::new(RemoteDatasource::new(declaration, self.broker.node())?);
+        let past_size = self
+            .metrics
+            .remote_results_past_size
+            .with_label_values(&[id.as_str()]);
+        let remote = Arc::new(RemoteDatasource::new(
+            declaration,
+            self.broker.node(),
+            past_size,
+        )?);
         let datasource: Arc<dyn Datasource> = Arc::clone(&remote) as Arc<dyn Datasource>;
         self.federation.add(Source {
             info: DatasourceInfo {

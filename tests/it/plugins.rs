@@ -92,9 +92,11 @@ fn the_example_plugin_passes_the_conformance_kit() {
     println!("{output}");
     for check in [
         "identify",
+        "pings",
         "fields",
         "paging",
         "large-page",
+        "concurrent",
         "bad-query",
         "cancel",
         "disconnect",
@@ -106,5 +108,58 @@ fn the_example_plugin_passes_the_conformance_kit() {
             "check {check} did not pass:\n{output}"
         );
     }
-    assert!(output.contains("9/9 checks passed"), "{output}");
+    assert!(output.contains("11/11 checks passed"), "{output}");
+}
+
+/// The kit on a plugin with one deliberate fault: the check that finds it
+/// fails, naming the fault; the same plugin without the fault passes.
+fn kit_on_faulty_plugin(fault: &str) -> String {
+    websockets_installed();
+    let mut kit = python();
+    kit.args([
+        "plugins/conformance/conformance.py",
+        "--tributary",
+        env!("CARGO_BIN_EXE_tributary"),
+        "--",
+        "python3",
+        "plugins/conformance/faulty_plugin.py",
+        "--fault",
+        fault,
+    ]);
+    let output = kit.output().expect("python3 runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_kit_names_a_plugin_that_ignores_cancel() {
+    let output = kit_on_faulty_plugin("ignore-cancel");
+    assert!(
+        output.contains("FAIL cancel") && output.contains("the plugin ignores CANCEL"),
+        "{output}"
+    );
+}
+
+#[test]
+fn the_kit_names_a_plugin_that_sends_more_than_size() {
+    let output = kit_on_faulty_plugin("oversize");
+    assert!(
+        output.contains("FAIL paging") && output.contains("results past the `size`"),
+        "{output}"
+    );
+}
+
+#[test]
+fn the_kit_names_a_plugin_that_ignores_pings() {
+    let output = kit_on_faulty_plugin("ignore-pings");
+    assert!(
+        output.contains("FAIL pings")
+            && output.contains("does not answer tributary's websocket pings"),
+        "{output}"
+    );
+}
+
+#[test]
+fn the_faulty_plugin_without_its_fault_passes_the_kit() {
+    let output = kit_on_faulty_plugin("none");
+    assert!(output.contains("11/11 checks passed"), "{output}");
 }

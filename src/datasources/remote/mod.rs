@@ -194,10 +194,17 @@ pub struct RemoteDatasource {
     expands: std::sync::atomic::AtomicBool,
     /// Its services answer `HEALTH` (as the last one to identify declared).
     checks_health: std::sync::atomic::AtomicBool,
+    /// Results its services sent past a search's size (dropped): a fault
+    /// the conformance kit looks for.
+    past_size: prometheus::IntCounter,
 }
 
 impl RemoteDatasource {
-    pub fn new(declaration: &Declaration, origin: &str) -> Result<RemoteDatasource, String> {
+    pub fn new(
+        declaration: &Declaration,
+        origin: &str,
+        past_size: prometheus::IntCounter,
+    ) -> Result<RemoteDatasource, String> {
         Ok(RemoteDatasource {
             origin: Arc::from(origin),
             id: declaration.id.clone(),
@@ -208,6 +215,7 @@ impl RemoteDatasource {
             live: live::Announced::new(&declaration.id, &declaration.fields)?,
             expands: std::sync::atomic::AtomicBool::new(declaration.expand),
             checks_health: std::sync::atomic::AtomicBool::new(declaration.health),
+            past_size,
         })
     }
 
@@ -471,6 +479,10 @@ impl RemoteDatasource {
                 results.set_total(total);
             }
             let mut items = Vec::with_capacity(page.results.len());
+            let past = (page.results.len() as u64).saturating_sub(*left);
+            if past > 0 {
+                self.past_size.inc_by(past);
+            }
             for result in page
                 .results
                 .into_iter()
