@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq;
 use tributary_protocol::services::{self, op, ServiceMessage};
 use tributary_protocol::Frame;
@@ -728,8 +728,9 @@ impl Peer {
         let records = message
             .data_value()
             .and_then(|mut d| d.get_mut("records").map(serde_json::Value::take));
-        let records: Records = match records.map(serde_json::from_value) {
-            Some(Ok(records)) => records,
+        let records: Option<Result<Records, _>> = records.map(serde_json::from_value);
+        let records: Records = match records {
+            Some(Ok(records)) => records.into_iter().map(flat_record).collect(),
             _ => {
                 return self.refuse(
                     message.id,
@@ -797,4 +798,27 @@ impl Peer {
             }
         }
     }
+}
+
+/// A published record as the datasource indexes it: flat (`{"id", "name",
+/// …}`). One in the shape `SEARCH` replies carry (`{"id", "fields": {…}}`,
+/// perhaps with `highlight`) is read as `{"id", …fields}`, so a plugin may
+/// publish what it would return.
+fn flat_record(mut record: Map<String, Value>) -> Map<String, Value> {
+    let item_shaped = matches!(record.get("fields"), Some(Value::Object(_)))
+        && record
+            .keys()
+            .all(|key| matches!(key.as_str(), "id" | "fields" | "highlight"));
+    if !item_shaped {
+        return record;
+    }
+    let Some(Value::Object(fields)) = record.remove("fields") else {
+        return record;
+    };
+    let mut flat = Map::new();
+    if let Some(id) = record.remove("id") {
+        flat.insert("id".to_owned(), id);
+    }
+    flat.extend(fields);
+    flat
 }

@@ -441,6 +441,30 @@ async fn published_records_reach_live_queries_of_the_remote_datasource() {
     assert_eq!(results.len(), 1, "only the matching record: {append}");
     assert_eq!(results[0]["fields"]["address.city"], "Ghent");
     assert_eq!(results[0]["fields"]["name"], "new customer");
+    // Its id is not an unsearchable field.
+    assert_eq!(reply["data"]["unindexed_fields"], json!([]), "{reply}");
+
+    // Records in the shape SEARCH replies carry are read as flat records.
+    service
+        .send
+        .send(
+            json!({"op": 0, "id": "p3", "event": "PUBLISH", "data": {"records": [
+                {"id": "n3", "fields": {"name": "as a result", "team": "red"}, "highlight": {}},
+            ]}}),
+        )
+        .expect("sent");
+    let reply = loop {
+        let next = service.next("").await;
+        if next["id"] == "p3" {
+            break next;
+        }
+    };
+    assert_eq!(reply["data"]["unindexed_fields"], json!([]), "{reply}");
+    let append = client.recv().await;
+    let results = append["items"]["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{append}");
+    assert_eq!(results[0]["id"], "n3");
+    assert_eq!(results[0]["fields"]["name"], "as a result");
 
     // A PUBLISH without records is refused, in words.
     service
