@@ -163,3 +163,64 @@ fn the_faulty_plugin_without_its_fault_passes_the_kit() {
     let output = kit_on_faulty_plugin("none");
     assert!(output.contains("11/11 checks passed"), "{output}");
 }
+
+/// The kit's query vectors (`plugins/conformance/vectors`): a dataset, and
+/// queries with their parsed trees and the totals tributary's embedded
+/// datasource gives (dynamic mapping), for plugins in any language to
+/// check their evaluation against. This keeps the file true: each tree is
+/// the parser's, each total the embedded datasource's.
+/// `UPDATE_VECTORS=1 cargo test vectors` writes them afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kits_query_vectors_are_the_servers_answers() {
+    use crate::common::*;
+    use serde_json::{json, Value};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/conformance/vectors");
+    let path = root.join("queries.json");
+    let mut vectors: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("queries.json")).expect("JSON");
+    let mut settings = settings(vec![datasource(
+        "vectors",
+        "fixtures",
+        json!({"path": root.join("records.ndjson")}),
+    )]);
+    settings.limits.max_messages_per_second = 100_000;
+    let server = start_with(settings);
+    let (mut client, _) = Client::ready(&server).await;
+    let update = std::env::var_os("UPDATE_VECTORS").is_some();
+    let mut differ = Vec::new();
+    for vector in &mut vectors {
+        let query = vector["query"].as_str().expect("a query").to_owned();
+        let parsed = match tributary::query::tree::parsed(&query) {
+            Ok(tree) => tree,
+            Err(error) => json!({"version": 1, "error": error.to_string()}),
+        };
+        let reply = client
+            .typed()
+            .request(tributary_client::Search::new(["vectors"], query.as_str()).size(0))
+            .await
+            .expect("a reply");
+        let total = if reply.errors.is_empty() {
+            json!(reply.total("vectors"))
+        } else {
+            Value::Null
+        };
+        if update {
+            vector["parsed"] = parsed;
+            vector["total"] = total;
+            continue;
+        }
+        if vector["parsed"] != parsed || vector["total"] != total {
+            differ.push(format!(
+                "`{query}`: file {} / {}, server {parsed} / {total}",
+                vector["parsed"], vector["total"]
+            ));
+        }
+    }
+    if update {
+        let text = serde_json::to_string_pretty(&vectors).expect("JSON");
+        std::fs::write(&path, text + "\n").expect("write queries.json");
+        return;
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    assert!(vectors.len() >= 80);
+}

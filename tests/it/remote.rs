@@ -904,3 +904,44 @@ async fn a_service_reports_its_own_health_and_latency() {
     }
     seed.stop();
 }
+
+/// Every SEARCH carries the query as the server's parser reads it
+/// (`parsed`, docs/protocol.md), or the parser's error, so plugins in any
+/// language evaluate one grammar.
+#[tokio::test]
+async fn a_search_carries_the_parsed_query() {
+    let server = server();
+    let mut service = FakeService::start(&server, Behaviour::Serve { chunk: 10 }).await;
+    let mut client = until_listed(&server, "crm").await;
+    let _ = ask(
+        &mut client,
+        json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "request-id": "q",
+               "query": "team:red AND -name:\"ada lovelace\"~1", "size": 5}),
+    )
+    .await;
+    let search = service.next("SEARCH").await;
+    assert_eq!(
+        search["data"]["query"],
+        "team:red AND -name:\"ada lovelace\"~1"
+    );
+    assert_eq!(
+        search["data"]["parsed"],
+        json!({"version": 1, "query": {"type": "bool", "clauses": [
+            {"occur": "must", "query": {"type": "term", "field": "team", "text": "red"}},
+            {"occur": "must_not", "query": {"type": "phrase", "field": "name", "text": "ada lovelace", "slop": 1}},
+        ]}}),
+        "{search}"
+    );
+    let _ = ask(
+        &mut client,
+        json!({"type": "ITEMS_REQUEST", "datasources": ["crm"], "request-id": "bad",
+               "query": "(team:red", "size": 5}),
+    )
+    .await;
+    let search = service.next("SEARCH").await;
+    let error = search["data"]["parsed"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("missing closing parenthesis"), "{search}");
+    service.stop();
+}

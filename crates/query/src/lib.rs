@@ -19,6 +19,7 @@ pub mod date;
 pub mod mapping;
 pub mod pattern;
 pub mod syntax;
+pub mod tree;
 pub mod value;
 
 pub use ast::Node;

@@ -1,5 +1,5 @@
 """An example remote datasource: the rows of a CSV file, searched with
-tributary_plugin.query.
+the query tributary parsed for it (``request.matcher``).
 
     TRIBUTARY_URL=ws://127.0.0.1:8080/ws/services TRIBUTARY_TOKEN=… \\
         python3 csv_datasource.py customers.csv --id customers --name Customers
@@ -19,7 +19,6 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from tributary_plugin import Datasource, Field, Page  # noqa: E402
-from tributary_plugin.query import parse  # noqa: E402
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
@@ -69,8 +68,12 @@ class CsvDatasource(Datasource):
             self.records.append({"id": record_id, "fields": fields})
 
     def search(self, request):
-        # parse() raises BadQuery, which the user sees, with the position.
-        match = parse(request.query)
+        # The query as tributary parsed it, evaluated with the declared
+        # types as tributary's embedded datasource would; a query tributary
+        # could not parse, or a construct the package does not evaluate
+        # (a regular expression, a fuzzy term), raises BadQuery, which the
+        # analyst sees in words.
+        match = request.matcher(self.fields)
         hits = [record for record in self.records if match(record["fields"])]
         return Page(total=len(hits), results=hits[request.from_ : request.from_ + request.size])
 

@@ -41,7 +41,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterable, Dict, Iterable, List, Optional, Union
+from typing import Any, AsyncIterable, Callable, Dict, Iterable, List, Optional, Union
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -97,6 +97,22 @@ class SearchRequest:
     context: Dict[str, Any]
     #: The event id tributary gave this search.
     id: Any = None
+    #: The query as tributary's parser reads it (``{"version": 1, "query":
+    #: {…}}``, or ``{"version": 1, "error": …}``; docs/protocol.md); None
+    #: from a server that does not send it.
+    parsed: Optional[Dict[str, Any]] = None
+
+    def matcher(self, fields: Optional[List["Field"]] = None) -> Callable[[Dict[str, Any]], bool]:
+        """A function telling whether a (flat or nested) record matches,
+        as tributary's embedded datasource would decide (``fields``: the
+        declared fields, for their types). Raises :class:`BadQuery` for a
+        query tributary could not parse, and ``query.Unsupported`` (a
+        ``BadQuery``) for a construct this package does not evaluate."""
+        from . import query
+
+        if self.parsed is None:
+            return query.parse(self.query)
+        return query.evaluate(self.parsed, fields)
 
 
 @dataclass
@@ -410,6 +426,7 @@ class _Connection:
                 size=int(data.get("size", 20)),
                 context=data.get("context") or {},
                 id=id,
+                parsed=data.get("parsed"),
             )
             page = await _call(self.datasource.search, request)
             if not isinstance(page, Page):

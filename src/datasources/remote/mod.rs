@@ -796,6 +796,18 @@ struct HealthReply {
     error: Option<ReplyError>,
 }
 
+/// The query as the server's parser reads it (`tributary_query::tree`),
+/// so every plugin evaluates the same grammar; a query that does not parse
+/// carries the parser's error instead, for the plugin to answer with.
+fn parsed(query: &str) -> Value {
+    match tributary_query::tree::parsed(query) {
+        Ok(tree) => tree,
+        Err(error) => {
+            json!({"version": tributary_query::tree::VERSION, "error": error.to_string()})
+        }
+    }
+}
+
 /// What a search tells the service about who asks and by when.
 fn context(request: &RequestContext) -> Value {
     let left = request.remaining();
@@ -992,6 +1004,7 @@ impl RemoteDatasource {
         loop {
             let data = json!({
                 "query": query.query,
+                "parsed": parsed(&query.query),
                 "from": from,
                 "size": left,
                 "context": context(request),
