@@ -58,6 +58,7 @@ pub struct Metrics {
     /// and outcome (`taken`, `late`: after the request ended, `overflow`).
     pub remote_replies: IntCounterVec,
     pub remote_results_past_size: IntCounterVec,
+    pub remote_replies_without_total: IntCounterVec,
     /// 1 while the broker can deliver (always with `memory`).
     pub broker_up: IntGauge,
     /// Connections made to the broker (the first, then each reconnection).
@@ -129,6 +130,7 @@ impl Metrics {
             cluster_polls: add.counters("cluster_polls_total", "Polls of a datasource this node ran for every node's live queries", &["datasource"]),
             remote_replies: add.counters("remote_replies_total", "Replies of services to remote datasource requests, by datasource and outcome", &["datasource", "outcome"]),
             remote_results_past_size: add.counters("remote_results_past_size_total", "Results services sent past the size a search asked for (dropped), by datasource", &["datasource"]),
+            remote_replies_without_total: add.counters("remote_replies_without_total_total", "SEARCH replies of services that carried no total, by datasource", &["datasource"]),
             broker_up: add.gauge("broker_up", "1 while the broker can deliver"),
             broker_connections: add.counter("broker_connections_total", "Connections made to the broker: the first, then each reconnection"),
             applied_offset: add.gauges("applied_offset", "The offset of the last publication of records this node applied, by datasource", &["datasource"]),

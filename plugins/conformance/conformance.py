@@ -8,9 +8,11 @@ plugin, and checks its behaviour through tributary as a client sees it:
   pings        the plugin answers tributary's websocket pings while idle
   fields       FIELDS_REQUEST lists {path, type} fields
   paging       pages with totals: consistent totals, pages that join up,
-               unique ids, an empty page past the end, never more than `size`
+               unique ids, an empty page past the end, never more than `size`,
+               `total` in every reply
   large-page   a page of thousands of results arrives whole, in several replies
   concurrent   several searches at once all complete, each with its own results
+  expand       EXPAND_REQUEST from a result's value answers values of other fields
   bad-query    an unreadable query is a bad_query ERROR, in words
   cancel       a search canceled while the plugin works on it stops; the
                plugin goes on serving
@@ -61,7 +63,7 @@ KNOWN_TYPES = {"text", "keyword", "long", "integer", "short", "byte", "double", 
                "half_float", "scaled_float", "date", "boolean", "ip", "geo_point", "object"}
 
 
-CHECKS = 11
+CHECKS = 12
 
 
 class Failed(Exception):
@@ -168,6 +170,9 @@ class Kit:
     def past_size(self):
         return self.metric("tributary_remote_results_past_size_total")
 
+    def without_total(self):
+        return self.metric("tributary_remote_replies_without_total_total")
+
     # -- the client side ---------------------------------------------------
 
     async def client(self):
@@ -266,6 +271,34 @@ class Kit:
         await ws.close()
         return f"{len(starts)} searches at once, each its own {size} results"
 
+    async def check_expand(self):
+        ws, _ = await self.client()
+        _, errors, _, results = await self.search(ws, "to-expand", self.options.query, 0, 10)
+        check(not errors and results, f"no results to expand from: {errors}")
+        picked = None
+        for r in results:
+            for path, value in r["fields"].items():
+                if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
+                    picked = (path, str(value))
+                    break
+            if picked:
+                break
+        check(picked, "no result has a text or number field to expand from")
+        others = [f for f in self.fields if f != picked[0]][:3] or [picked[0]]
+        messages = await self.ask(ws, {"type": "EXPAND_REQUEST", "request-id": "expand", "datasources": [self.datasource],
+                                       "values": [{"field": picked[0], "value": picked[1]}], "fields": others})
+        errors = [m for m in messages if m.get("type") == "ERROR"]
+        check(not errors, f"expanding {picked[0]}={picked[1]!r} failed: {errors[0]['error'].get('message') if errors else ''}")
+        found = [m for m in messages if m.get("type") == "EXPAND_RECEIVE"]
+        check(len(found) == 1, f"one EXPAND_RECEIVE expected, got {len(found)}")
+        for vertex in found[0].get("vertices", []):
+            check(vertex.get("field") in others, f"a value of field {vertex.get('field')!r}, which was not asked for")
+            check(isinstance(vertex.get("doc_count"), int) and vertex["doc_count"] >= 1,
+                  f"a value without a count of the records holding it: {vertex}")
+        await ws.close()
+        return (f"{picked[0]}={picked[1]!r} → {len(found[0].get('vertices', []))} values of {others} "
+                f"({found[0].get('method')})")
+
     async def check_fields(self):
         ws, _ = await self.client()
         messages = await self.ask(ws, {"type": "FIELDS_REQUEST", "request-id": "fields", "datasources": [self.datasource]})
@@ -275,6 +308,7 @@ class Kit:
         check(len(fields) == 1, f"one FIELDS_RECEIVE expected, got {len(fields)}")
         listed = fields[0]["fields"]["fields"]
         check(listed, "the field list is empty")
+        self.fields = [f.get("path") for f in listed]
         for f in listed:
             check(isinstance(f.get("path"), str) and f["path"], f"a field without a path: {f}")
             check(f.get("type") in KNOWN_TYPES, f"field {f['path']}: unknown type {f.get('type')!r}")
@@ -283,11 +317,15 @@ class Kit:
 
     async def check_paging(self):
         self.past_before = self.past_size()
+        no_total = self.without_total()
         ws, _ = await self.client()
         q = self.options.query
         _, errors, batches_a, a = await self.search(ws, "page-a", q, 0, 10)
         check(not errors, f"search failed: {errors}")
         check(batches_a, "no ITEMS_RECEIVE for the datasource")
+        missing = self.without_total() - no_total
+        check(missing == 0, f"{missing:.0f} SEARCH replies came without `total`: every reply carries the number "
+                            "of records matching in all (not only those of the page)")
         total = batches_a[0]["total"]
         check(isinstance(total, int) and total >= 0, f"total {total!r} is not a count")
         check(total >= 20, f"query {q!r} matches {total} records; the kit needs at least 20 (use --query)")
@@ -454,6 +492,7 @@ class Kit:
             ("paging", self.check_paging),
             ("large-page", self.check_large_page),
             ("concurrent", self.check_concurrent),
+            ("expand", self.check_expand),
             ("bad-query", self.check_bad_query),
             ("cancel", self.check_cancel),
             ("disconnect", self.check_disconnect),

@@ -11,6 +11,7 @@ page would. With ``--fault``:
   ignore-cancel   goes on sending a canceled search's replies
   oversize        sends 5 results more than each search's ``size``
   ignore-pings    never answers tributary's websocket pings
+  no-total        sends replies without ``total``
   none            no fault: passes the kit
 """
 
@@ -62,6 +63,21 @@ def with_fault(fault):
             await stream(self, id, page, size + 5)
 
         connection.stream = oversize
+    elif fault == "no-total":
+        import json
+
+        async def without_total(self, id, page, size):
+            chunk = []
+            async for result in tributary_plugin._each(page.results):
+                if len(chunk) == size:
+                    break
+                chunk.append(result)
+            for start in range(0, max(len(chunk), 1), 100):
+                done = start + 100 >= len(chunk)
+                await self.ws.send(json.dumps({"id": id, "op": 5, "data": {
+                    "results": chunk[start:start + 100], "done": done}}))
+
+        connection.stream = without_total
     elif fault == "ignore-pings":
         from websockets.frames import Opcode
         from websockets.protocol import Protocol
@@ -77,6 +93,6 @@ def with_fault(fault):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fault", choices=["none", "ignore-cancel", "oversize", "ignore-pings"], default="none")
+    parser.add_argument("--fault", choices=["none", "ignore-cancel", "oversize", "ignore-pings", "no-total"], default="none")
     with_fault(parser.parse_args().fault)
     Numbers().run()

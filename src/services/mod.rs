@@ -23,7 +23,7 @@ use tributary_protocol::services::{self, op, ServiceMessage};
 use tributary_protocol::Frame;
 
 use crate::config::ServiceSettings;
-use crate::datasources::remote::{Declaration, Link, RemoteDatasource, Route, Routed};
+use crate::datasources::remote::{Declaration, Link, RemoteDatasource, ReplyFaults, Route, Routed};
 use crate::datasources::{Datasource, Records};
 use crate::federation::{Federation, Source};
 use crate::live::publishing::Publishing;
@@ -169,14 +169,20 @@ impl Services {
                 "datasource id `{id}` belongs to a configured datasource"
             ));
         }
-        let past_size = self
-            .metrics
-            .remote_results_past_size
-            .with_label_values(&[id.as_str()]);
+        let faults = ReplyFaults {
+            past_size: self
+                .metrics
+                .remote_results_past_size
+                .with_label_values(&[id.as_str()]),
+            without_total: self
+                .metrics
+                .remote_replies_without_total
+                .with_label_values(&[id.as_str()]),
+        };
         let remote = Arc::new(RemoteDatasource::new(
             declaration,
             self.broker.node(),
-            past_size,
+            faults,
         )?);
         let datasource: Arc<dyn Datasource> = Arc::clone(&remote) as Arc<dyn Datasource>;
         self.federation.add(Source {

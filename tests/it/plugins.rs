@@ -97,6 +97,7 @@ fn the_example_plugin_passes_the_conformance_kit() {
         "paging",
         "large-page",
         "concurrent",
+        "expand",
         "bad-query",
         "cancel",
         "disconnect",
@@ -108,7 +109,7 @@ fn the_example_plugin_passes_the_conformance_kit() {
             "check {check} did not pass:\n{output}"
         );
     }
-    assert!(output.contains("11/11 checks passed"), "{output}");
+    assert!(output.contains("12/12 checks passed"), "{output}");
 }
 
 /// The kit on a plugin with one deliberate fault: the check that finds it
@@ -159,9 +160,18 @@ fn the_kit_names_a_plugin_that_ignores_pings() {
 }
 
 #[test]
+fn the_kit_names_a_plugin_that_sends_no_total() {
+    let output = kit_on_faulty_plugin("no-total");
+    assert!(
+        output.contains("FAIL paging") && output.contains("came without `total`"),
+        "{output}"
+    );
+}
+
+#[test]
 fn the_faulty_plugin_without_its_fault_passes_the_kit() {
     let output = kit_on_faulty_plugin("none");
-    assert!(output.contains("11/11 checks passed"), "{output}");
+    assert!(output.contains("12/12 checks passed"), "{output}");
 }
 
 /// The kit's query vectors (`plugins/conformance/vectors`): a dataset, and

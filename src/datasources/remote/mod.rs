@@ -194,16 +194,23 @@ pub struct RemoteDatasource {
     expands: std::sync::atomic::AtomicBool,
     /// Its services answer `HEALTH` (as the last one to identify declared).
     checks_health: std::sync::atomic::AtomicBool,
-    /// Results its services sent past a search's size (dropped): a fault
-    /// the conformance kit looks for.
-    past_size: prometheus::IntCounter,
+    faults: ReplyFaults,
+}
+
+/// Mistakes in services' replies that the server works around, counted
+/// (`/metrics`) so that a plugin's author (and the conformance kit) sees them.
+pub struct ReplyFaults {
+    /// Results sent past a search's `size` (dropped).
+    pub past_size: prometheus::IntCounter,
+    /// `SEARCH` replies without `total`.
+    pub without_total: prometheus::IntCounter,
 }
 
 impl RemoteDatasource {
     pub fn new(
         declaration: &Declaration,
         origin: &str,
-        past_size: prometheus::IntCounter,
+        faults: ReplyFaults,
     ) -> Result<RemoteDatasource, String> {
         Ok(RemoteDatasource {
             origin: Arc::from(origin),
@@ -215,7 +222,7 @@ impl RemoteDatasource {
             live: live::Announced::new(&declaration.id, &declaration.fields)?,
             expands: std::sync::atomic::AtomicBool::new(declaration.expand),
             checks_health: std::sync::atomic::AtomicBool::new(declaration.health),
-            past_size,
+            faults,
         })
     }
 
@@ -475,13 +482,14 @@ impl RemoteDatasource {
                 asked.done = true;
                 return Err(Ended::Failed(error.into_error(&self.id)));
             }
-            if let Some(total) = page.total {
-                results.set_total(total);
+            match page.total {
+                Some(total) => results.set_total(total),
+                None => self.faults.without_total.inc(),
             }
             let mut items = Vec::with_capacity(page.results.len());
             let past = (page.results.len() as u64).saturating_sub(*left);
             if past > 0 {
-                self.past_size.inc_by(past);
+                self.faults.past_size.inc_by(past);
             }
             for result in page
                 .results
