@@ -234,3 +234,65 @@ async fn the_kits_query_vectors_are_the_servers_answers() {
     assert!(differ.is_empty(), "{}", differ.join("\n"));
     assert!(vectors.len() >= 80);
 }
+
+/// `npm run build` then `npm test` in plugins/typescript (its dependencies
+/// installed by `npm ci`, which scripts/test runs): the package's own tests,
+/// against this build's server.
+fn typescript_package_built() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/typescript");
+    assert!(
+        root.join("node_modules").exists(),
+        "run `npm ci --prefix plugins/typescript` first (scripts/test does)"
+    );
+    let status = Command::new("npm")
+        .args(["run", "--silent", "build"])
+        .current_dir(&root)
+        .status()
+        .expect("npm runs (install Node.js 20)");
+    assert!(status.success(), "the TypeScript package does not build");
+    root
+}
+
+#[test]
+fn the_typescript_package_passes_its_tests() {
+    let root = typescript_package_built();
+    let output = Command::new("node")
+        .args(["--test", "dist/test/"])
+        .env("PLUGIN_TEST_TRIBUTARY", env!("CARGO_BIN_EXE_tributary"))
+        .current_dir(&root)
+        .output()
+        .expect("node runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the TypeScript package's tests failed:\n{text}"
+    );
+    assert!(
+        text.contains("# fail 0") && text.contains("# pass 7"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_typescript_example_passes_the_conformance_kit() {
+    websockets_installed();
+    let root = typescript_package_built();
+    let mut kit = python();
+    kit.args([
+        "plugins/conformance/conformance.py",
+        "--tributary",
+        env!("CARGO_BIN_EXE_tributary"),
+        "--",
+        "node",
+    ])
+    .arg(root.join("dist/examples/ndjson-datasource.js"))
+    .args([
+        "plugins/conformance/vectors/records.ndjson",
+        "--id",
+        "people",
+        "--name",
+        "People",
+    ]);
+    let output = run(kit, "the conformance kit on the TypeScript example");
+    assert!(output.contains("12/12 checks passed"), "{output}");
+}
