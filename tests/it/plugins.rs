@@ -68,7 +68,7 @@ fn the_python_package_serves_a_real_server() {
         .arg("plugins/python/tests/live_server.py");
     let output = run(test, "the Python package against a real server");
     assert!(
-        output.contains("OK: async results, errors, publish, refusal, expand, health"),
+        output.contains("OK: async results, errors, publish, refusal, expand, health, vectors"),
         "{output}"
     );
 }

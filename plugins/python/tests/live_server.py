@@ -61,6 +61,29 @@ class Numbers(Datasource):
         }
 
 
+VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conformance", "vectors")
+
+
+class Vectors(Datasource):
+    """The kit's vector records, searched with the query tributary parsed."""
+
+    id = "vectors_py"
+    name = "Vectors in Python"
+
+    def __init__(self):
+        super().__init__()
+        with open(os.path.join(VECTORS, "records.ndjson"), encoding="utf-8") as source:
+            records = [json.loads(line) for line in source if line.strip()]
+        self.results = [{"id": r["id"], "fields": {k: v for k, v in r.items() if k != "id"}} for r in records]
+        self.fields = []
+
+    def search(self, request):
+        # No declared types: typed from the values, as the dynamic mapping does.
+        match = request.matcher([])
+        hits = [r for r in self.results if match(r["fields"])]
+        return Page(total=len(hits), results=hits[request.from_:request.from_ + request.size])
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,7 +104,9 @@ async def main():
     folder = tempfile.mkdtemp()
     config = os.path.join(folder, "tributary.toml")
     with open(config, "w") as out:
-        out.write(f'listen = "127.0.0.1:{port}"\n[services.numbers]\ntoken = "{TOKEN}"\ndatasources = ["*"]\n')
+        out.write(f'listen = "127.0.0.1:{port}"\n[services.numbers]\ntoken = "{TOKEN}"\ndatasources = ["*"]\n'
+                  f'[datasources.vectors]\ntype = "embedded"\npath = "{os.path.abspath(VECTORS)}/records.ndjson"\n'
+                  f'[limits]\nmax_messages_per_second = 10000\n')
     server = subprocess.Popen([os.environ["PLUGIN_TEST_TRIBUTARY"], "--config", config],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -139,6 +164,31 @@ async def main():
             found = await asyncio.get_running_loop().run_in_executor(None, healthz)
             assert found == {"ok": True}, found
 
+            # A Python plugin answers the kit's query vectors as the embedded
+            # datasource does, through the server.
+            vectors = Vectors()
+            serving_vectors = asyncio.ensure_future(vectors.serve(url, TOKEN))
+            while True:
+                changed = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if changed.get("type") == "DATASOURCES_CHANGED" and \
+                        "vectors_py" in {d["id"] for d in changed["state"]["datasources"]}:
+                    break
+            with open(os.path.join(VECTORS, "queries.json"), encoding="utf-8") as source:
+                queries = [v["query"] for v in json.load(source)]
+            differ = []
+            for i, q in enumerate(queries):
+                totals = []
+                for datasource in ("vectors_py", "vectors"):
+                    rid = f"{datasource}-{i}"
+                    await ws.send(json.dumps({"type": "ITEMS_REQUEST", "datasources": [datasource], "query": q,
+                                              "size": 0, "request-id": rid}))
+                    done = (await until_completed(ws, rid))[-1]
+                    totals.append(done["datasources"][datasource].get("total"))
+                if totals[0] != totals[1]:
+                    differ.append(f"`{q}`: python {totals[0]}, embedded {totals[1]}")
+            assert not differ, "\n".join(differ)
+            serving_vectors.cancel()
+
             # publish() reaches a live query.
             await ws.send(json.dumps({"type": "ITEMS_REQUEST", "datasources": ["numbers"], "query": "word:fresh",
                                       "size": 0, "live": True, "request-id": "live"}))
@@ -151,7 +201,7 @@ async def main():
             assert append["items"]["append"] is True, append
             assert [r["id"] for r in append["items"]["results"]] == ["new-1"], append
         serving.cancel()
-        print("OK: async results, errors, publish, refusal, expand, health")
+        print("OK: async results, errors, publish, refusal, expand, health, vectors")
     finally:
         server.kill()
         server.wait()
