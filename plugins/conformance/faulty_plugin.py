@@ -12,6 +12,12 @@ page would. With ``--fault``:
   oversize        sends 5 results more than each search's ``size``
   ignore-pings    never answers tributary's websocket pings
   no-total        sends replies without ``total``
+  bad-publish     publishes its new records in a shape tributary refuses
+
+Without a fault (and with ``bad-publish``) it publishes a new record
+(``parity:fresh``) every half second, for the kit's ``--live-query
+parity:fresh``; with the other faults it stays idle between searches (a
+connection that sends anything is not closed for missed pings).
   none            no fault: passes the kit
 """
 
@@ -91,8 +97,30 @@ def with_fault(fault):
         Protocol.send_frame = no_pong
 
 
+async def publishing(numbers, fault):
+    """Serves, and publishes a new record every half second."""
+    serving = asyncio.ensure_future(numbers.serve())
+    k = 0
+    while not serving.done():
+        await asyncio.sleep(0.5)
+        if fault not in ("none", "bad-publish"):
+            continue
+        k += 1
+        record = {"id": f"new-{k}", "n": RECORDS + k, "parity": "fresh"}
+        try:
+            # The fault: a list where tributary takes objects.
+            await numbers.publish([list(record.items())] if fault == "bad-publish" else [record])
+        except tributary_plugin.DatasourceError as error:
+            print(f"publish refused: {error}", file=sys.stderr, flush=True)
+    await serving
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--fault", choices=["none", "ignore-cancel", "oversize", "ignore-pings", "no-total"], default="none")
-    with_fault(parser.parse_args().fault)
-    Numbers().run()
+    parser.add_argument("--fault", choices=["none", "ignore-cancel", "oversize", "ignore-pings", "no-total", "bad-publish"], default="none")
+    fault = parser.parse_args().fault
+    with_fault(fault)
+    try:
+        asyncio.run(publishing(Numbers(), fault))
+    except KeyboardInterrupt:
+        pass

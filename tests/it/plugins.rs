@@ -109,7 +109,10 @@ fn the_example_plugin_passes_the_conformance_kit() {
             "check {check} did not pass:\n{output}"
         );
     }
-    assert!(output.contains("12/12 checks passed"), "{output}");
+    assert!(
+        output.contains("12/12 checks passed (1 skipped: live)"),
+        "{output}"
+    );
 }
 
 /// The kit on a plugin with one deliberate fault: the check that finds it
@@ -121,6 +124,10 @@ fn kit_on_faulty_plugin(fault: &str) -> String {
         "plugins/conformance/conformance.py",
         "--tributary",
         env!("CARGO_BIN_EXE_tributary"),
+        "--live-query",
+        "parity:fresh",
+        "--live-wait",
+        "10",
         "--",
         "python3",
         "plugins/conformance/faulty_plugin.py",
@@ -169,9 +176,18 @@ fn the_kit_names_a_plugin_that_sends_no_total() {
 }
 
 #[test]
+fn the_kit_names_a_plugin_whose_publishes_never_arrive() {
+    let output = kit_on_faulty_plugin("bad-publish");
+    assert!(
+        output.contains("FAIL live") && output.contains("reached the live query"),
+        "{output}"
+    );
+}
+
+#[test]
 fn the_faulty_plugin_without_its_fault_passes_the_kit() {
     let output = kit_on_faulty_plugin("none");
-    assert!(output.contains("12/12 checks passed"), "{output}");
+    assert!(output.contains("13/13 checks passed"), "{output}");
 }
 
 /// The kit's query vectors (`plugins/conformance/vectors`): a dataset, and
@@ -294,5 +310,8 @@ fn the_typescript_example_passes_the_conformance_kit() {
         "People",
     ]);
     let output = run(kit, "the conformance kit on the TypeScript example");
-    assert!(output.contains("12/12 checks passed"), "{output}");
+    assert!(
+        output.contains("12/12 checks passed (1 skipped: live)"),
+        "{output}"
+    );
 }

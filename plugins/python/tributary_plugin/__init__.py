@@ -300,6 +300,10 @@ class _Connection:
         try:
             await self.send({"id": id, "op": EVENT, "event": event, "data": data})
             return await asyncio.wait_for(future, timeout)
+        except ConnectionClosed as closed:
+            raise Unavailable(f"the connection to tributary was lost ({closed})") from closed
+        except asyncio.TimeoutError as timed_out:
+            raise Unavailable(f"tributary did not answer {event} within {timeout:g} s") from timed_out
         finally:
             self.awaiting.pop(_key(id), None)
 
