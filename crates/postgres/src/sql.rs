@@ -239,7 +239,9 @@ impl Translator<'_> {
             if slop.is_some_and(|slop| slop < 0) && analysis::tokens(text).len() > 1 {
                 return Some(FALSE.into());
             }
-            let query = self.text_query(text, slop)?;
+            if analysis::tokens(text).is_empty() {
+                return None;
+            }
             // Every word is a piece of the lowercased value: `LIKE` rules
             // out most rows before their words are made (and a trigram
             // index on `lower(column)` can serve it). A phrase needs all
@@ -256,16 +258,26 @@ impl Translator<'_> {
                 })
                 .collect();
             let joiner = if slop.is_some() { " AND " } else { " OR " };
+            // A term, or a phrase without slop, is one regular expression
+            // over the value (its words with the boundaries of the standard
+            // analyzer around them): no list of words is made per row.
+            let (whole, query) = match slop {
+                None | Some(0) => {
+                    let regex = words_regex(&analysis::tokens(text), slop.is_some());
+                    (Some(self.bound.bind(Param::Text(regex))), String::new())
+                }
+                Some(_) => (None, self.text_query(text, slop)?),
+            };
             return Some(column.any(&self.alias(), |value| {
                 let contains: Vec<String> = pieces
                     .iter()
                     .map(|piece| format!("lower({value}) LIKE {piece}"))
                     .collect();
-                format!(
-                    "(({}) AND {} @@ ({query}))",
-                    contains.join(joiner),
-                    standard_tsvector(value)
-                )
+                let words = match &whole {
+                    Some(regex) => format!("{} ~ {regex}", spaced_ideographs(value)),
+                    None => format!("{} @@ ({query})", standard_tsvector(value)),
+                };
+                format!("(({}) AND {words})", contains.join(joiner))
             }));
         }
         if let (Some(condition), LeafKind::Term(text) | LeafKind::Phrase { text, .. }) =
@@ -737,6 +749,56 @@ const IDEOGRAPHS: &str = r"([\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaf
 /// written with spaces: letters, digits and `_`, joined across `.` `'` `:`
 /// `·` between letters and across `.` `'` `,` `;` between digits.
 const STANDARD_WORD: &str = r"(?:[[:alnum:]_]|(?<=[[:alpha:]])[:·'’.](?=[[:alpha:]])|(?<=[[:digit:]])[,;.'’](?=[[:digit:]]))+";
+
+/// The value lowercased, each ideograph and Hiragana letter apart: the
+/// text the standard words are read from.
+fn spaced_ideographs(value: &str) -> String {
+    format!(
+        "regexp_replace(lower({value}), '{}', ' \\1 ', 'g')",
+        IDEOGRAPHS.replace('\'', "''")
+    )
+}
+
+/// A regular expression finding `words` as words of the standard analyzer
+/// in a [`spaced_ideographs`] text: any of them (a term), or all of them in
+/// order next to each other (a phrase). A word is found where no letter,
+/// digit or `_` touches it and no joiner (`.` `'` `:` between letters, `.`
+/// `'` `,` `;` between digits) would make it part of a longer word.
+fn words_regex(words: &[String], phrase: bool) -> String {
+    let one = |word: &str| {
+        let first = word.chars().next().unwrap_or(' ');
+        let last = word.chars().last().unwrap_or(' ');
+        let mut out = String::from("(?<![[:alnum:]_])");
+        if first.is_alphabetic() {
+            out.push_str("(?<![[:alpha:]][:·'’.])");
+        } else if first.is_numeric() {
+            out.push_str("(?<![[:digit:]][,;.'’])");
+        }
+        for c in word.chars() {
+            if "\\.^$|?*+()[]{}".contains(c) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push_str("(?![[:alnum:]_])");
+        if last.is_alphabetic() {
+            out.push_str("(?![:·'’.][[:alpha:]])");
+        } else if last.is_numeric() {
+            out.push_str("(?![,;.'’][[:digit:]])");
+        }
+        out
+    };
+    let parts: Vec<String> = words.iter().map(|w| one(w)).collect();
+    if phrase {
+        parts.join("[^[:alnum:]_]+")
+    } else {
+        parts
+            .iter()
+            .map(|p| format!("(?:{p})"))
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+}
 
 /// The words of a full-text value as Elasticsearch's standard analyzer
 /// makes them (lowercased, in order), as a tsvector with their positions:
