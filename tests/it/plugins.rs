@@ -138,50 +138,42 @@ fn kit_on_faulty_plugin(fault: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[test]
-fn the_kit_names_a_plugin_that_ignores_cancel() {
-    let output = kit_on_faulty_plugin("ignore-cancel");
+/// The kit's check `check` fails on the plugin with `fault`, saying `words`.
+fn kit_names_the_fault(fault: &str, check: &str, words: &str) {
+    let output = kit_on_faulty_plugin(fault);
     assert!(
-        output.contains("FAIL cancel") && output.contains("the plugin ignores CANCEL"),
+        output.contains(&format!("FAIL {check}")) && output.contains(words),
         "{output}"
     );
+}
+
+#[test]
+fn the_kit_names_a_plugin_that_ignores_cancel() {
+    kit_names_the_fault("ignore-cancel", "cancel", "the plugin ignores CANCEL");
 }
 
 #[test]
 fn the_kit_names_a_plugin_that_sends_more_than_size() {
-    let output = kit_on_faulty_plugin("oversize");
-    assert!(
-        output.contains("FAIL paging") && output.contains("results past the `size`"),
-        "{output}"
-    );
+    kit_names_the_fault("oversize", "paging", "results past the `size`");
 }
 
 #[test]
 fn the_kit_names_a_plugin_that_ignores_pings() {
-    let output = kit_on_faulty_plugin("ignore-pings");
-    assert!(
-        output.contains("FAIL pings")
-            && output.contains("does not answer tributary's websocket pings"),
-        "{output}"
+    kit_names_the_fault(
+        "ignore-pings",
+        "pings",
+        "does not answer tributary's websocket pings",
     );
 }
 
 #[test]
 fn the_kit_names_a_plugin_that_sends_no_total() {
-    let output = kit_on_faulty_plugin("no-total");
-    assert!(
-        output.contains("FAIL paging") && output.contains("came without `total`"),
-        "{output}"
-    );
+    kit_names_the_fault("no-total", "paging", "came without `total`");
 }
 
 #[test]
 fn the_kit_names_a_plugin_whose_publishes_never_arrive() {
-    let output = kit_on_faulty_plugin("bad-publish");
-    assert!(
-        output.contains("FAIL live") && output.contains("reached the live query"),
-        "{output}"
-    );
+    kit_names_the_fault("bad-publish", "live", "reached the live query");
 }
 
 #[test]

@@ -477,12 +477,8 @@ class _Evaluator:
                     x = _as_number(v) if kind not in ("double", "float") else _decimal_of(v, kind)
                     if x is None:
                         continue
-                    x = _decimal.Decimal(x)
-                    if low is not None and (x < low or (x == low and not low_in)):
-                        continue
-                    if high is not None and (x > high or (x == high and not high_in)):
-                        continue
-                    return True
+                    if _between(_decimal.Decimal(x), low, high, low_in, high_in):
+                        return True
                 return False
 
             return number_in
@@ -512,18 +508,19 @@ class _Evaluator:
 
             def bytes_in(values):
                 terms = [w.encode() for v in values for w in (analyze(str(v)) if kind == "text" else [str(v)])]
-                for t in terms:
-                    if low is not None and (t < low or (t == low and not low_in)):
-                        continue
-                    if high is not None and (t > high or (t == high and not high_in)):
-                        continue
-                    return True
-                return False
+                return any(_between(t, low, high, low_in, high_in) for t in terms)
 
             return bytes_in
         if kind == "boolean":
             raise Unsupported("unsupported: ranges on booleans")
         return lambda values: False
+
+
+def _between(x: Any, low: Any, high: Any, low_in: bool, high_in: bool) -> bool:
+    """Is ``x`` within the bounds (``None``: open)?"""
+    if low is not None and (x < low or (x == low and not low_in)):
+        return False
+    return not (high is not None and (x > high or (x == high and not high_in)))
 
 
 def _wildcard(pattern: str) -> str:
