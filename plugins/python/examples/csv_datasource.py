@@ -5,8 +5,7 @@ the query tributary parsed for it (``request.matcher``).
         python3 csv_datasource.py customers.csv --id customers --name Customers
 
 Column types are inferred from the values (whole numbers ``long``, numbers
-``double``, ``YYYY-MM-DD`` dates ``date``, values with spaces ``text``,
-others ``keyword``); the first column named ``id`` (or ``--id-column``)
+``double``, ``YYYY-MM-DD`` dates ``date``, other strings ``text``); the first column named ``id`` (or ``--id-column``)
 gives each record its id, else its row number does.
 """
 
@@ -36,9 +35,8 @@ def column_type(values):
             pass
     if all(DATE.match(v) for v in present):
         return "date"
-    if any(" " in v for v in present):
-        return "text"
-    return "keyword"
+    # Words, as Elasticsearch maps strings: `city:ghent` finds "Ghent".
+    return "text"
 
 
 def typed(value, kind):

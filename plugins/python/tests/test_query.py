@@ -49,7 +49,9 @@ class QueryTest(unittest.TestCase):
             ('"open', "missing closing quote at character 5"),
             ("AND a", "`AND` needs a clause before it"),
             ("a OR", "`OR` needs a clause after it"),
-            ("date:[1 TO 2]", "ranges, fuzzy"),
+            ("date:[1 TO 2]", "ranges, `_exists_`, fuzzy"),
+            ("amount:>49000", "ranges, `_exists_`, fuzzy"),
+            ("_exists_:city", "ranges, `_exists_`, fuzzy"),
             ("name:", "`name:` needs a value"),
         ]:
             with self.assertRaises(BadQuery, msg=q) as raised:

@@ -98,8 +98,10 @@ class _Parser:
                 word = text[start:i]
                 if word in ("AND", "OR", "NOT", "&&", "||"):
                     tokens.append(({"&&": "AND", "||": "OR"}.get(word, word), word, start))
-                elif word[:1] in "[{" or any(ch in word for ch in "~/^"):
-                    raise self.fail(f"`{word}`: ranges, fuzzy, boosts and regular expressions are not supported here", start)
+                elif word[:1] in "[{<>" or any(ch in word for ch in "~/^") or word == "_exists_":
+                    # Refused, never read as a word: `amount:>49000` would silently match nothing.
+                    raise self.fail(f"`{word}`: ranges, `_exists_`, fuzzy, boosts and regular expressions are "
+                                    "not supported here (use request.matcher())", start)
                 else:
                     tokens.append(("word", word, start))
         return tokens
