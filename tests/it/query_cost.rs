@@ -132,11 +132,12 @@ async fn attack(server: &tributary::http::ServerHandle, light: &mut Client, quer
                     && (m["type"] == "REQUEST_CANCELED" || m["type"] == "REQUEST_COMPLETED")
             })
             .await;
-        assert_eq!(
-            answers.last().expect("an answer")["type"],
-            "REQUEST_CANCELED",
-            "{answers:?}"
-        );
+        // A query that takes less than a tenth of a second alone may end
+        // before its cancel is read; a longer one must be canceled.
+        let ended = &answers.last().expect("an answer")["type"];
+        if one_wall >= Duration::from_millis(100) || ended != "REQUEST_COMPLETED" {
+            assert_eq!(ended, "REQUEST_CANCELED", "{answers:?}");
+        }
     }
     let canceled = Instant::now();
     metric_eventually(server.addr, "tributary_requests_running", 0.0).await;
