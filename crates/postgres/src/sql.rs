@@ -266,7 +266,10 @@ impl Translator<'_> {
                     let regex = words_regex(&analysis::tokens(text), slop.is_some());
                     (Some(self.bound.bind(Param::Text(regex))), String::new())
                 }
-                Some(_) => (None, self.text_query(text, slop)?),
+                Some(slop) => {
+                    let slop = u32::try_from(slop).unwrap_or(0);
+                    (None, self.sloppy_phrase(&analysis::tokens(text), slop))
+                }
             };
             return Some(column.any(&self.alias(), |value| {
                 let contains: Vec<String> = pieces
@@ -317,30 +320,6 @@ impl Translator<'_> {
             FieldType::Other => FALSE.into(),
         };
         Some(column.any(&self.alias(), |value| value_condition.replace(VALUE, value)))
-    }
-
-    /// The tsquery of a term (any of its words) or a phrase.
-    fn text_query(&mut self, text: &str, slop: Option<i32>) -> Option<String> {
-        let tokens = analysis::tokens(text);
-        if tokens.is_empty() {
-            return None;
-        }
-        let slop = slop.map(|slop| slop.max(0) as u32);
-        Some(match slop {
-            None => tokens
-                .iter()
-                .map(|token| self.lexeme_query(token))
-                .collect::<Vec<_>>()
-                .join(" || "),
-            Some(0) => {
-                let phrase: Vec<String> = tokens.iter().map(|t| tsquery_lexeme(t)).collect();
-                format!(
-                    "{}::tsquery",
-                    self.bound.bind(Param::Text(phrase.join(" <-> ")))
-                )
-            }
-            Some(slop) => self.sloppy_phrase(&tokens, slop),
-        })
     }
 
     /// A sloppy phrase as PostgreSQL's distance operator can say it: the

@@ -122,6 +122,10 @@ impl Regex {
     }
 }
 
+/// How deeply groups and complements may nest: deeper is refused before
+/// any recursion could exhaust a thread's stack.
+const MAX_NESTING: usize = 64;
+
 /// The most repetitions `{n,m}` may ask for (Rust's regex engine refuses
 /// larger counts; Lucene's automaton would be too large to build anyway).
 const MAX_REPEAT: u32 = 1_000;
@@ -137,6 +141,7 @@ pub fn lucene_regex(pattern: &str) -> Result<Regex, String> {
     let mut parser = RegexTranslator {
         chars: pattern.chars().collect(),
         at: 0,
+        depth: 0,
     };
     let regex = parser.union()?;
     if parser.at < parser.chars.len() {
@@ -157,6 +162,8 @@ pub fn lucene_regex_to_rust(pattern: &str) -> Result<String, String> {
 struct RegexTranslator {
     chars: Vec<char>,
     at: usize,
+    /// Groups and complements open around the current position.
+    depth: usize,
 }
 
 impl RegexTranslator {
@@ -238,9 +245,20 @@ impl RegexTranslator {
     fn complement(&mut self) -> Result<Regex, String> {
         if self.peek() == Some('~') {
             self.at += 1;
-            return Ok(Regex::Complement(Box::new(self.complement()?)));
+            self.enter()?;
+            let inner = self.complement();
+            self.depth -= 1;
+            return Ok(Regex::Complement(Box::new(inner?)));
         }
         self.simple()
+    }
+
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!("nested more than {MAX_NESTING} deep"));
+        }
+        Ok(())
     }
 
     fn simple(&mut self) -> Result<Regex, String> {
@@ -265,7 +283,10 @@ impl RegexTranslator {
                     self.at += 1;
                     return Ok(Regex::Plain("(?:)".into()));
                 }
-                let inner = self.union()?;
+                self.enter()?;
+                let inner = self.union();
+                self.depth -= 1;
+                let inner = inner?;
                 if self.peek() != Some(')') {
                     return Err("unclosed `(`".into());
                 }
@@ -537,5 +558,9 @@ mod tests {
         ));
         assert!(lucene_regex_to_rust("(a").is_err());
         assert!(lucene_regex_to_rust("*a").is_err());
+        // Nesting is bounded before it can exhaust a stack.
+        assert!(lucene_regex(&("~".repeat(2000) + "a")).is_err());
+        assert!(lucene_regex(&format!("{}a{}", "(".repeat(1000), ")".repeat(1000))).is_err());
+        assert!(lucene_regex(&format!("{}a{}", "(".repeat(60), ")".repeat(60))).is_ok());
     }
 }

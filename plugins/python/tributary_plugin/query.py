@@ -160,18 +160,7 @@ class _Parser:
         if not clauses:
             # An empty query (or `()`) matches every record.
             return lambda record: True
-
-        def matches(record: Record) -> bool:
-            if any(m(record) for m in must_not):
-                return False
-            if must:
-                # Optional clauses only rank when some are required.
-                return all(m(record) for m in must)
-            # Without required clauses, one optional clause must match (a
-            # group of exclusions alone matches everything else).
-            return not should or any(m(record) for m in should)
-
-        return matches
+        return _combined(must, should, must_not)
 
     def clause(self) -> Matcher:
         token = self.take()
@@ -197,6 +186,21 @@ class _Parser:
                 raise self.fail(f"unexpected `{value[1]}`", value[2])
             return _term(text, value[1])
         return _term(None, text)
+
+
+def _combined(must: List[Matcher], should: List[Matcher], must_not: List[Matcher]) -> Matcher:
+    """Clauses combined as Lucene combines them: no ``must_not``, every
+    ``must``; without a ``must``, one ``should`` (optional clauses only rank
+    beside required ones; a group of exclusions alone matches the rest)."""
+
+    def matches(record: Record) -> bool:
+        if any(m(record) for m in must_not):
+            return False
+        if must:
+            return all(m(record) for m in must)
+        return not should or any(m(record) for m in should)
+
+    return matches
 
 
 def _fields(record: Record, field: Optional[str]) -> List[Any]:
@@ -340,15 +344,7 @@ class _Evaluator:
             {"must": must, "should": should, "must_not": must_not}[clause["occur"]].append(matcher)
         if not (must or should or must_not):
             return None
-
-        def matches(record: Record) -> bool:
-            if any(m(record) for m in must_not):
-                return False
-            if must:
-                return all(m(record) for m in must)
-            return not should or any(m(record) for m in should)
-
-        return matches
+        return _combined(must, should, must_not)
 
     # -- fields ------------------------------------------------------------
 
@@ -385,7 +381,6 @@ class _Evaluator:
     def per_field(self, field: Optional[str], leaf: Callable[[str, str], Optional[Callable[[List[Any]], bool]]]) -> Optional[Matcher]:
         # A leaf's test per field type is made once per (path, type).
         cache: Dict[Tuple[str, str], Optional[Callable[[List[Any]], bool]]] = {}
-        searched = {"any": False}
 
         def test(path: str, kind: str) -> Optional[Callable[[List[Any]], bool]]:
             key = (path, kind)
@@ -393,8 +388,6 @@ class _Evaluator:
                 cache[key] = leaf(path, kind)
             return cache[key]
 
-        # Whether the leaf has anything to search for (a text that analyses
-        # to nothing drops the clause) is known without a record for text.
         def matches(record: Record) -> bool:
             for path, kind, values in self.typed_fields(record, field):
                 check = test(path, kind)
