@@ -3,6 +3,7 @@
 // colors of the queries that found them, with their field's icon on top.
 
 import { iconUrl } from "./icons.js";
+import { pieSlices } from "./model.js";
 
 const SLICES = 4;              // at most this many query colors per node
 const DIM = "#e6e7ea";         // nodes that do not match a graph search
@@ -12,6 +13,7 @@ const ICON_LIMIT = 2000;       // above this many nodes, icons are left out to k
 const SPREAD_LIMIT = 2000;     // above this many nodes, overlapping nodes are not moved apart
 const LAYOUT_KEY = "tributary.ui.layout.v1";
 const REMEMBERED = 20000;      // node positions kept across reloads, at most
+const LONG_PRESS_MS = 550;     // a touch held this long on a node opens its menu
 
 /** Replaces the remembered layout (loading an investigation). */
 export function writeLayout(layout) {
@@ -148,6 +150,12 @@ export class GraphView {
       return;
     }
     this.bindPointer();
+    // Sigma sizes its canvases on window resizes only; the graph's area
+    // also changes when the details open, the toolbar wraps or a panel grows.
+    new ResizeObserver(() => {
+      this.renderer.resize();
+      this.renderer.refresh();
+    }).observe(container);
   }
 
   draw(container) {
@@ -228,11 +236,15 @@ export class GraphView {
         image: iconUrl(icons[node.field]),
         iconColor: iconOn(node.colors),
         colors: node.colors,
+        queries: node.queries ?? [],
+        count: node.count,
       };
+      // Slices in proportion to how many records of each query hold the
+      // value, a minimum slice for each, so every query stays visible.
+      const slices = pieSlices(node.colors.slice(0, SLICES).map((_, i) => node.shares?.[i] ?? 1));
       for (let i = 0; i < SLICES; i++) {
         attributes[`c${i}`] = node.colors[i] ?? "#999";
-        // Slices in proportion to how many records of each query hold the value.
-        attributes[`v${i}`] = i < node.colors.length ? (node.shares?.[i] ?? 1) : 0;
+        attributes[`v${i}`] = slices[i] ?? 0;
       }
       if (graph.hasNode(key)) {
         graph.mergeNodeAttributes(key, attributes);
@@ -250,8 +262,8 @@ export class GraphView {
       const size = Math.min(6, 0.6 + Math.log2(edge.count));
       // An expansion's link through a link between fields is labelled with it.
       const label = edge.label ?? "";
-      if (graph.hasEdge(key)) graph.mergeEdgeAttributes(key, { size, label });
-      else graph.addEdgeWithKey(key, edge.source, edge.target, { size, label });
+      if (graph.hasEdge(key)) graph.mergeEdgeAttributes(key, { size, label, count: edge.count });
+      else graph.addEdgeWithKey(key, edge.source, edge.target, { size, label, count: edge.count });
     }
     this.place(added);
     // Big graphs pan and zoom smoothly when edges and labels sit out the motion.
@@ -331,6 +343,35 @@ export class GraphView {
     this.saveLayout();
     this.renderer.refresh({ skipIndexation: true });
     return pin;
+  }
+
+  /** Pins every node, or releases every pin (`pin` false). */
+  pinAll(pin) {
+    this.graph.forEachNode((key) => {
+      if (pin) this.memory.pinned.add(key);
+      else this.memory.pinned.delete(key);
+      this.graph.setNodeAttribute(key, "fixed", pin);
+    });
+    if (!pin) this.memory.pinned.clear();
+    this.saveLayout();
+    this.renderer.refresh({ skipIndexation: true });
+  }
+
+  /**
+   * Places the nodes by `kind` (layouts.js: circular, concentric around
+   * `center`, grouped by query) instead of the force layout; pinned nodes
+   * stay where they are. The camera then shows the whole graph.
+   */
+  arrange(positions) {
+    if (this.layout?.isRunning()) this.stopLayout();
+    this.spreading = null;
+    for (const [key, [x, y]] of positions) {
+      if (this.graph.hasNode(key) && !this.graph.getNodeAttribute(key, "fixed")) this.graph.mergeNodeAttributes(key, { x, y });
+    }
+    this.renderer.setCustomBBox(null);
+    this.renderer.refresh();
+    this.renderer.getCamera().animatedReset({ duration: 300 });
+    this.saveLayout();
   }
 
   /** Forgets every position, pin and the camera, and lays the graph out anew. */
@@ -473,6 +514,38 @@ export class GraphView {
     this.setSelection(this.matches ? [...this.matches] : this.graph.nodes());
   }
 
+  /** What is on screen, in pixels, for a picture of the view (exports.js):
+   * the nodes in view with their pies and shown labels, and their links. */
+  shownInView() {
+    const { width, height } = this.renderer.getDimensions();
+    const labelled = this.renderer.displayedNodeLabels ?? new Set();
+    const at = new Map();
+    const nodes = [];
+    this.graph.forEachNode((key, a) => {
+      const shown = this.reduceNode(key, a);
+      const { x, y } = this.renderer.graphToViewport({ x: a.x, y: a.y });
+      const display = this.renderer.getNodeDisplayData(key);
+      const r = Math.max(2, this.renderer.scaleSize(display?.size ?? shown.size));
+      at.set(key, { x, y });
+      if (x < -r || y < -r || x > width + r || y > height + r) return;
+      const colors = [];
+      const shares = [];
+      for (let i = 0; i < SLICES; i++) {
+        if (!shown[`v${i}`]) continue;
+        colors.push(shown[`c${i}`]);
+        shares.push(shown[`v${i}`]);
+      }
+      nodes.push({ x, y, r, colors, shares, label: labelled.has(key) || shown.forceLabel ? shown.label : "" });
+    });
+    const edges = [];
+    this.graph.forEachEdge((key, a, source, target) => {
+      if (this.reduceEdge(key, a).hidden) return;
+      const [p, q] = [at.get(source), at.get(target)];
+      edges.push({ x1: p.x, y1: p.y, x2: q.x, y2: q.y, width: Math.max(0.5, a.size / 2) });
+    });
+    return { width, height, nodes, edges };
+  }
+
   /** Where a node is drawn, in pixels from the graph container's top left (for tests and tooltips). */
   viewportPosition(key) {
     const { x, y } = this.graph.getNodeAttributes(key);
@@ -557,6 +630,29 @@ export class GraphView {
       this.onNodeMenu(node, { x: event.x, y: event.y });
     });
     renderer.getContainer().addEventListener("contextmenu", (event) => event.preventDefault());
+    // A long press on a node opens its menu on touch screens.
+    let press = null;
+    const container = renderer.getContainer();
+    container.addEventListener("pointerdown", (event) => {
+      if (event.pointerType !== "touch") return;
+      const box = container.getBoundingClientRect();
+      const at = { x: event.clientX - box.left, y: event.clientY - box.top };
+      clearTimeout(press?.timer);
+      press = { at, timer: setTimeout(() => {
+        const node = this.nodeAt(at);
+        press = null;
+        if (!node) return;
+        if (!this.selected.has(node)) this.setSelection([node]);
+        this.onNodeMenu(node, at);
+      }, LONG_PRESS_MS) };
+    });
+    const cancelPress = (event) => {
+      if (!press) return;
+      const box = container.getBoundingClientRect();
+      const moved = event.type === "pointermove" && Math.hypot(event.clientX - box.left - press.at.x, event.clientY - box.top - press.at.y) > 10;
+      if (event.type !== "pointermove" || moved) { clearTimeout(press.timer); press = null; }
+    };
+    for (const type of ["pointermove", "pointerup", "pointercancel"]) container.addEventListener(type, cancelPress);
     renderer.on("clickStage", ({ event }) => {
       if (endsBox()) return;
       if (!event.original.shiftKey && this.selected.size) this.setSelection([]);
@@ -569,6 +665,21 @@ export class GraphView {
     });
     renderer.on("enterNode", () => { renderer.getContainer().style.cursor = "pointer"; });
     renderer.on("leaveNode", () => { renderer.getContainer().style.cursor = ""; });
+  }
+
+  /** The node drawn at `at` (pixels in the container), if any: the nearest
+   * whose disc holds the point, or within a fingertip of it. */
+  nodeAt(at) {
+    let found = null;
+    let best = Infinity;
+    this.graph.forEachNode((key, attributes) => {
+      const { x, y } = this.viewportPosition(key);
+      const display = this.renderer.getNodeDisplayData(key);
+      const reach = Math.max(12, this.renderer.scaleSize(display?.size ?? attributes.size));
+      const distance = Math.hypot(x - at.x, y - at.y);
+      if (distance <= reach && distance < best) { best = distance; found = key; }
+    });
+    return found;
   }
 
   drawBox(a, b) {

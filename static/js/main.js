@@ -15,6 +15,9 @@ import { fieldsPanel, linkSuggestions } from "./panels/fields.js";
 import { queriesPanel } from "./panels/queries.js";
 import { recordsPanel } from "./panels/records.js";
 import { timelinePanel } from "./panels/timeline.js";
+import { legendPanel } from "./panels/legend.js";
+import { circular, concentric, groupedByQuery } from "./layouts.js";
+import { graphData, svgToPng, toGexf, toGraphml, toJson, toSvg } from "./exports.js";
 
 // Okabe and Ito's palette: told apart with every common form of color blindness.
 const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000"];
@@ -36,9 +39,15 @@ const model = new GraphModel();
 const searches = new Searches(store, client, model);
 const { saved, session } = store;
 
+let legend = null; // the legend panel, once the page's parts exist
 const view = new GraphView($("graph"), $("box"), {
-  onSelect: (keys) => { session.selection = keys; store.changed("selection"); },
+  onSelect: (keys) => {
+    session.selection = keys;
+    legend?.selectionChanged();
+    store.changed("selection");
+  },
 });
+session.graph = () => view.graph;
 view.onLayoutChange = (running) => $("layout-toggle").setAttribute("aria-pressed", String(running));
 // Without a drawn graph its layout and camera buttons have nothing to do.
 if (view.unavailable) for (const id of ["layout-toggle", "zoom-in", "zoom-out", "fit"]) $(id).hidden = true;
@@ -131,13 +140,28 @@ function unusedColor() {
 const nodeMenu = $("node-menu");
 view.onNodeMenu = (key, at) => {
   nodeMenu.dataset.node = key;
-  nodeMenu.style.left = `${Math.round(at.x)}px`;
-  nodeMenu.style.top = `${Math.round(at.y)}px`;
   nodeMenu.hidden = false;
+  // Inside the graph's area, however near its edge the node is.
+  const wrap = $("graph-wrap").getBoundingClientRect();
+  const x = Math.max(0, Math.min(at.x, wrap.width - nodeMenu.offsetWidth));
+  const y = Math.max(0, Math.min(at.y, wrap.height - nodeMenu.offsetHeight));
+  nodeMenu.style.left = `${Math.round(x)}px`;
+  nodeMenu.style.top = `${Math.round(y)}px`;
   nodeMenu.querySelector("button").focus();
 };
 function closeNodeMenu() {
+  const wasOpen = !nodeMenu.hidden;
   nodeMenu.hidden = true;
+  // The keyboard goes back to where it was before the menu.
+  if (wasOpen && nodeMenu.contains(document.activeElement)) (nodeMenu.returnFocus ?? document.body).focus?.();
+}
+/** The menu of the first selected node, from the keyboard (the ContextMenu
+ * key, Shift+F10) where the node is drawn. */
+function openNodeMenuFromKeyboard() {
+  const key = session.selection[0];
+  if (!key || !view.graph.hasNode(key)) { toast("Select a node first (click it, or press a to select all)."); return; }
+  nodeMenu.returnFocus = document.activeElement;
+  view.onNodeMenu(key, view.viewportPosition(key));
 }
 nodeMenu.addEventListener("click", (event) => {
   const action = event.target.closest("button")?.dataset.action;
@@ -195,12 +219,10 @@ function unmerge(key) {
 // The whole workspace as a file, and back.
 $("save-investigation").addEventListener("click", () => {
   const file = investigation(saved, view.layoutState?.() ?? null);
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(new Blob([JSON.stringify(file, null, 1)], { type: "application/json" }));
-  link.download = fileName();
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  download(new Blob([JSON.stringify(file, null, 1)], { type: "application/json" }), fileName());
 });
+// A button, so the keyboard reaches it (a label around a hidden input is skipped by Tab).
+$("open-investigation-button").addEventListener("click", () => $("open-investigation").click());
 $("open-investigation").addEventListener("change", async (event) => {
   const file = event.target.files?.[0];
   event.target.value = "";
@@ -247,21 +269,6 @@ function searchValue(key) {
 function deleteOthers() {
   const keep = new Set(session.selection);
   deleteNodes(view.graph.nodes().filter((key) => !keep.has(key)), " other");
-}
-
-// The legend: which color is which query, on the graph itself.
-function renderLegend() {
-  const legend = $("legend");
-  legend.replaceChildren();
-  for (const query of session.queries) {
-    const item = document.createElement("li");
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = query.color;
-    item.append(swatch, query.text);
-    legend.append(item);
-  }
-  legend.hidden = session.queries.length === 0;
 }
 
 // The selection as text, for screen readers and for reading long labels.
@@ -351,12 +358,14 @@ function returnInvalidQueries() {
 
 const context = {
   store, searches, $, graphless: Boolean(view.unavailable),
+  toast,
   // A selection made elsewhere (the timeline) is the graph's selection too.
   select: (keys) => view.setSelection(keys),
   // The records' values can be searched everywhere or expanded from.
   searchValue: (key) => searchValue(key),
   expandValue: (key) => expandFrom([key]),
 };
+legend = legendPanel(context);
 // Each panel and the topics it shows.
 const panels = [
   [datasourcesPanel(context), ["datasources", "connection", "saved"]],
@@ -370,7 +379,7 @@ const panels = [
   [timelinePanel(context), ["results", "timeline", "queries", "selection", "fields", "datasources"]],
   [renderGraphStats, ["selection", "deleted", "saved"]],
   [renderSelectionList, ["selection"]],
-  [renderLegend, ["queries", "results"]],
+  [legend.render, ["queries", "results"]],
   [renderEmptyState, ["connection", "datasources", "fields", "nodeFields", "queries", "results"]],
   [returnInvalidQueries, ["queries"]],
 ];
@@ -383,9 +392,34 @@ store.subscribe((topics) => {
   requestAnimationFrame(() => {
     const topics = pending;
     pending = new Set();
+    // A list drawn again keeps the keyboard where it was (a ticked checkbox
+    // stays focused instead of sending focus to the page).
+    const focus = focusTrail(document.activeElement);
     for (const [render, shows] of panels) if (shows.some((t) => topics.has(t))) render();
+    if (focus && (!document.activeElement?.isConnected || document.activeElement === document.body)) refocus(focus);
   });
 });
+
+/** A selector that finds `element` again after its list is drawn anew:
+ * its list item's data attributes and its own kind. */
+function focusTrail(element) {
+  if (!element || element === document.body) return null;
+  const item = element.closest("li, tr");
+  const scope = element.closest("[id]");
+  if (!item || !scope) return null;
+  const data = Object.entries(item.dataset).map(([k, v]) => `[data-${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}="${CSS.escape(v)}"]`).join("");
+  if (!data) return null;
+  const own = `${element.tagName.toLowerCase()}${element.type ? `[type="${element.type}"]` : ""}${element.dataset.query ? `[data-query="${CSS.escape(element.dataset.query)}"]` : ""}`;
+  return `#${CSS.escape(scope.id)} ${item.tagName.toLowerCase()}${data} ${own}`;
+}
+
+function refocus(selector) {
+  try {
+    document.querySelector(selector)?.focus();
+  } catch {
+    // A selector that no longer parses finds nothing to focus.
+  }
+}
 
 function suggestColor() {
   $("query-color").value = unusedColor();
@@ -419,6 +453,46 @@ function undoDelete() {
   toast(`Restored ${last.length} node${last.length === 1 ? "" : "s"}.`);
 }
 
+/** Lays the graph out as `kind` says, or pins or releases every node. */
+function arrange(kind) {
+  if (!view.graph.order) { toast("There is no graph to arrange yet."); return; }
+  const queryIds = session.queries.map((q) => q.id);
+  if (kind === "force") view.runLayout(30000);
+  else if (kind === "circular") view.arrange(circular(view.graph));
+  else if (kind === "concentric") view.arrange(concentric(view.graph, session.selection));
+  else if (kind === "grouped") view.arrange(groupedByQuery(view.graph, queryIds));
+  else if (kind === "pin-all") { view.pinAll(true); toast(`Pinned all ${view.graph.order} nodes.`); }
+  else if (kind === "release-all") { view.pinAll(false); toast("Released every pinned node."); }
+  renderGraphStats();
+}
+
+/** Offers the graph, or a picture of the view, as a file. */
+async function exportGraph(kind) {
+  if (!view.graph.order) { toast("There is no graph to export yet."); return; }
+  const data = graphData(view.graph, session.queries, saved.nodes);
+  const stamp = new Date().toISOString().slice(0, 10);
+  const legendEntries = session.queries.map(({ text, color }) => ({ text, color }));
+  let blob;
+  if (kind === "gexf") blob = new Blob([toGexf(data)], { type: "application/gexf+xml" });
+  else if (kind === "graphml") blob = new Blob([toGraphml(data)], { type: "application/graphml+xml" });
+  else if (kind === "json") blob = new Blob([toJson(data)], { type: "application/json" });
+  else if (kind === "svg" || kind === "png") {
+    if (view.unavailable) { toast("A picture needs the drawn graph, which needs WebGL."); return; }
+    const shown = view.shownInView();
+    const svg = toSvg(shown, legendEntries);
+    blob = kind === "svg" ? new Blob([svg], { type: "image/svg+xml" }) : await svgToPng(svg, shown.width, shown.height);
+  } else return;
+  download(blob, `tributary-graph-${stamp}.${kind}`);
+}
+
+function download(blob, name) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
 function togglePins() {
   if (!session.selection.length) return;
   const pinned = view.togglePins(session.selection);
@@ -441,6 +515,16 @@ $("graph-search").addEventListener("input", (event) => {
   if (found === null) renderGraphStats();
 });
 $("layout-toggle").addEventListener("click", () => view.toggleLayout());
+$("arrange").addEventListener("change", (event) => {
+  const kind = event.target.value;
+  event.target.value = "";
+  arrange(kind);
+});
+$("export-graph").addEventListener("change", (event) => {
+  const kind = event.target.value;
+  event.target.value = "";
+  exportGraph(kind).catch((error) => toast(`The export failed: ${error.message}`));
+});
 $("min-links").value = String(saved.minLinks ?? 0);
 $("min-links").addEventListener("change", (event) => {
   saved.minLinks = Math.max(0, Math.min(99, Number(event.target.value) || 0));
@@ -479,6 +563,12 @@ document.addEventListener("keydown", (event) => {
     return;
   }
   if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+  // The node menu without a mouse: the menu key, or Shift+F10.
+  if (event.key === "ContextMenu" || (event.key === "F10" && event.shiftKey)) {
+    event.preventDefault();
+    openNodeMenuFromKeyboard();
+    return;
+  }
   const actions = {
     "/": () => $("query-input").focus(),
     g: () => $("graph-search").focus(),

