@@ -208,6 +208,7 @@ impl RequestRules {
             size: request.size as usize,
             exclude: request.exclude.into_iter().collect(),
             mode: request.mode,
+            between: request.between,
             links: request.links,
         })
     }

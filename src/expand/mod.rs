@@ -21,9 +21,9 @@ use async_trait::async_trait;
 
 use crate::config::LinkSettings;
 use crate::datasources::{
-    count_expansion, selection_query, values_of, BatchTarget, Datasource, DatasourceError,
-    ExpandQuery, Expansion, FieldValue, Item, RequestContext, ResultSink, SearchQuery, Selected,
-    SinkClosed,
+    count_between, count_expansion, selection_query, values_of, BatchTarget, Datasource,
+    DatasourceError, ExpandQuery, Expansion, FieldValue, Item, RequestContext, ResultSink,
+    SearchQuery, Selected, SinkClosed,
 };
 use crate::protocol::{LinkInfo, LinkedField};
 
@@ -68,6 +68,8 @@ pub struct Planned {
     pub query: ExpandQuery,
     /// Per selected value: the rewriting link's normalisation, if any.
     rewrites: Vec<Option<Normalizer>>,
+    /// The links between the selected values, not new values.
+    pub between: bool,
 }
 
 impl Links {
@@ -184,6 +186,7 @@ impl Links {
                 mode: plan.mode,
             },
             rewrites,
+            between: plan.between,
         }
     }
 
@@ -238,6 +241,7 @@ pub async fn expand_one(
     let Planned {
         mut query,
         rewrites,
+        between,
     } = planned;
     let asked = query.selected.len();
     if rewrites.iter().any(Option::is_some) {
@@ -269,9 +273,11 @@ pub async fn expand_one(
     let collected = Collected::default();
     let records = collected.records.clone();
     let mut sink = sink_for(Box::new(collected));
-    if let Some(expander) = datasource.expander() {
-        if let Some(found) = expander.expand(context, &query, sink.work()).await? {
-            return Ok(found);
+    if !between {
+        if let Some(expander) = datasource.expander() {
+            if let Some(found) = expander.expand(context, &query, sink.work()).await? {
+                return Ok(found);
+            }
         }
     }
     let search = SearchQuery {
@@ -285,7 +291,13 @@ pub async fn expand_one(
         .iter()
         .map(Item::field_map)
         .collect();
-    let mut found = count_expansion(&query, &records, None);
+    // Links between the selected values: counted over the same sample, in
+    // every datasource alike (no adapter aggregates pairs of values).
+    let mut found = if between {
+        count_between(&query.selected, &records)
+    } else {
+        count_expansion(&query, &records, None)
+    };
     found.sampled = (total > records.len() as u64).then_some(records.len() as u64);
     found.method = format!(
         "sample: the first {} of {total} matching records, searched and counted by the server",
@@ -445,6 +457,7 @@ mod tests {
         Planned {
             query: query.clone(),
             rewrites: vec![None; query.selected.len()],
+            between: false,
         }
     }
 

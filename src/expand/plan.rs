@@ -18,6 +18,8 @@ pub struct ExpandPlan {
     pub size: usize,
     pub exclude: BTreeSet<FieldValue>,
     pub mode: ExpandMode,
+    /// The links between the selected values, not new values.
+    pub between: bool,
     /// The client's own links, followed with the server's.
     pub links: Vec<LinkInfo>,
 }

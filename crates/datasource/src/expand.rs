@@ -134,6 +134,12 @@ pub struct Expansion {
     /// How it was counted, for the user: `"terms"`, `"sample of 1000 records"`…
     #[serde(default)]
     pub method: String,
+    /// Per field asked: how many new values it holds next to the selection
+    /// before the cut to `size` (of the records looked at), so a client can
+    /// say "10 of 34" and ask for more. Absent where the datasource cannot
+    /// tell.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub available: BTreeMap<String, u64>,
 }
 
 /// Characters a value holds in this order (with anything between them):
@@ -259,41 +265,9 @@ pub fn count_expansion(
     records: &[Map<String, Value>],
     background: Option<(&HashMap<FieldValue, u64>, u64)>,
 ) -> Expansion {
-    // Which selected values a (field, value) is: looked up, not compared one
-    // by one (tens of thousands of records × selected values × fields).
-    let mut exact: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    let mut folded: HashMap<(&str, String), Vec<usize>> = HashMap::new();
-    for (i, selected) in query.selected.iter().enumerate() {
-        for field in &selected.fields {
-            for form in &selected.forms {
-                if selected.lowercase {
-                    let key = (field.as_str(), form.to_lowercase());
-                    folded.entry(key).or_default().push(i);
-                } else {
-                    exact
-                        .entry((field.as_str(), form.as_str()))
-                        .or_default()
-                        .push(i);
-                }
-            }
-        }
-    }
-    let selected_as = |field: &str, value: &str, into: &mut Vec<usize>| {
-        if let Some(found) = exact.get(&(field, value)) {
-            into.extend(found);
-        }
-        if !folded.is_empty() {
-            if let Some(found) = folded.get(&(field, value.to_lowercase())) {
-                into.extend(found);
-            }
-        }
-    };
-    let mut selection_fields: Vec<&str> = Vec::new();
-    for field in query.selected.iter().flat_map(|s| s.fields.iter()) {
-        if !selection_fields.contains(&field.as_str()) {
-            selection_fields.push(field);
-        }
-    }
+    let selection = SelectionIndex::new(&query.selected);
+    let selected_as =
+        |field: &str, value: &str, into: &mut Vec<usize>| selection.selected_as(field, value, into);
     // Per new value: records holding it; per (selected, new): records holding both.
     let mut found: HashMap<(usize, String), u64> = HashMap::new();
     let mut pairs: HashMap<(usize, usize, String), u64> = HashMap::new();
@@ -301,17 +275,10 @@ pub fn count_expansion(
     let mut held: Vec<usize> = Vec::new();
     let mut hits: Vec<usize> = Vec::new();
     for record in records {
-        held.clear();
-        for field in &selection_fields {
-            for value in values_of(record, field) {
-                selected_as(field, &value, &mut held);
-            }
-        }
+        selection.held_by(record, &mut held);
         if held.is_empty() {
             continue;
         }
-        held.sort_unstable();
-        held.dedup();
         matching += 1;
         let mut seen: HashSet<(usize, String)> = HashSet::new();
         for (f, field) in query.fields.iter().enumerate() {
@@ -360,6 +327,96 @@ pub fn count_expansion(
     rank_expansion(query, &found, pairs, weight)
 }
 
+/// Which selected values a record's (field, value) is: looked up, not
+/// compared one by one (tens of thousands of records × selected values ×
+/// fields).
+struct SelectionIndex<'a> {
+    exact: HashMap<(&'a str, &'a str), Vec<usize>>,
+    folded: HashMap<(&'a str, String), Vec<usize>>,
+    fields: Vec<&'a str>,
+}
+
+impl<'a> SelectionIndex<'a> {
+    fn new(selected: &'a [Selected]) -> SelectionIndex<'a> {
+        let mut index = SelectionIndex {
+            exact: HashMap::new(),
+            folded: HashMap::new(),
+            fields: Vec::new(),
+        };
+        for (i, selected) in selected.iter().enumerate() {
+            for field in &selected.fields {
+                if !index.fields.contains(&field.as_str()) {
+                    index.fields.push(field);
+                }
+                for form in &selected.forms {
+                    if selected.lowercase {
+                        let key = (field.as_str(), form.to_lowercase());
+                        index.folded.entry(key).or_default().push(i);
+                    } else {
+                        let key = (field.as_str(), form.as_str());
+                        index.exact.entry(key).or_default().push(i);
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    /// Adds to `into` the selected values that `value` of `field` is.
+    fn selected_as(&self, field: &str, value: &str, into: &mut Vec<usize>) {
+        if let Some(found) = self.exact.get(&(field, value)) {
+            into.extend(found);
+        }
+        if !self.folded.is_empty() {
+            if let Some(found) = self.folded.get(&(field, value.to_lowercase())) {
+                into.extend(found);
+            }
+        }
+    }
+
+    /// The selected values `record` holds, each once, in order.
+    fn held_by(&self, record: &Map<String, Value>, held: &mut Vec<usize>) {
+        held.clear();
+        for field in &self.fields {
+            for value in values_of(record, field) {
+                self.selected_as(field, &value, held);
+            }
+        }
+        held.sort_unstable();
+        held.dedup();
+    }
+}
+
+/// The links between the selected values themselves (Kibana Graph's "link
+/// the selected vertices"): per pair of selected values, how many of
+/// `records` hold both. No new vertices.
+pub fn count_between(selected: &[Selected], records: &[Map<String, Value>]) -> Expansion {
+    let selection = SelectionIndex::new(selected);
+    let mut pairs: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+    let mut held: Vec<usize> = Vec::new();
+    for record in records {
+        selection.held_by(record, &mut held);
+        for (at, &a) in held.iter().enumerate() {
+            for &b in &held[at + 1..] {
+                *pairs.entry((a, b)).or_default() += 1;
+            }
+        }
+    }
+    let connections = pairs
+        .into_iter()
+        .map(|((a, b), doc_count)| Connection {
+            from: selected[a].value.clone(),
+            to: selected[b].value.clone(),
+            doc_count,
+            via: selected[a].via.clone().or_else(|| selected[b].via.clone()),
+        })
+        .collect();
+    Expansion {
+        connections,
+        ..Expansion::default()
+    }
+}
+
 /// The expansion from counts: `found`, per new value, the records holding
 /// it and a selected value; `pairs`, per (selected, new) value, the records
 /// holding both; `weight`, a value's rank from its count. Keeps the
@@ -381,7 +438,9 @@ pub fn rank_expansion(
         });
     }
     let mut vertices = Vec::new();
-    for (_, mut list) in by_field {
+    let mut available = BTreeMap::new();
+    for (field, mut list) in by_field {
+        available.insert(field.to_owned(), list.len() as u64);
         list.sort_by(|a, b| {
             b.weight
                 .total_cmp(&a.weight)
@@ -389,6 +448,9 @@ pub fn rank_expansion(
         });
         list.truncate(query.size);
         vertices.extend(list);
+    }
+    for field in &query.fields {
+        available.entry(field.clone()).or_insert(0);
     }
     let kept: BTreeSet<FieldValue> = vertices
         .iter()
@@ -416,6 +478,7 @@ pub fn rank_expansion(
         connections,
         sampled: None,
         method: String::new(),
+        available,
     }
 }
 

@@ -99,8 +99,8 @@ pub struct Healthy {
 pub use duration::parse_duration;
 pub use error::{redact_userinfo, DatasourceError, ErrorKind};
 pub use expand::{
-    count_expansion, escape_field, jlh, rank_expansion, selection_query, values_of, Connection,
-    ExpandMode, ExpandQuery, Expansion, FieldValue, Selected, Subsequence, Vertex,
+    count_between, count_expansion, escape_field, jlh, rank_expansion, selection_query, values_of,
+    Connection, ExpandMode, ExpandQuery, Expansion, FieldValue, Selected, Subsequence, Vertex,
 };
 pub use live::{
     AppendError, Appended, Live, LiveCursor, LiveMode, Position, Publication, Records, SharedPolls,

@@ -151,6 +151,14 @@ pub fn expand_body(query: &ExpandQuery, fields: &FieldList, sample_size: u64) ->
         aggs
     };
     let mut inner = per_field(true);
+    // How many distinct values each field holds in the sample (approximate,
+    // as Elasticsearch's cardinality is): the "of M" of "10 of M".
+    for (i, field) in query.fields.iter().enumerate() {
+        inner.insert(
+            format!("c{i}"),
+            json!({"cardinality": {"field": aggregatable(field, fields)}}),
+        );
+    }
     for (j, selected) in query.selected.iter().enumerate() {
         let pairs = pairs_of(selected, fields);
         inner.insert(
@@ -194,8 +202,21 @@ pub fn read_expansion(query: &ExpandQuery, answer: &Value, sample_size: u64) -> 
     };
     let mut vertices = Vec::new();
     let mut kept = BTreeSet::new();
+    let mut available = BTreeMap::new();
     for (i, field) in query.fields.iter().enumerate() {
-        for (value, doc_count, weight) in buckets(sample, i) {
+        let found = buckets(sample, i);
+        if let Some(distinct) = sample[format!("c{i}")]["value"].as_u64() {
+            // Less the values that are not new: excluded, or the selection.
+            let not_new = query.exclude.iter().filter(|v| &v.field == field).count()
+                + query
+                    .selected
+                    .iter()
+                    .filter(|s| s.fields.contains(field))
+                    .count();
+            let new = distinct.saturating_sub(not_new as u64);
+            available.insert(field.clone(), new.max(found.len() as u64));
+        }
+        for (value, doc_count, weight) in found {
             kept.insert(FieldValue::new(field.clone(), value.clone()));
             vertices.push(Vertex {
                 field: field.clone(),
@@ -242,5 +263,6 @@ pub fn read_expansion(query: &ExpandQuery, answer: &Value, sample_size: u64) -> 
         method: format!(
             "{method} under a sampler of {sample_size} documents per shard: {looked_at} of {total} matching documents"
         ),
+        available,
     }
 }

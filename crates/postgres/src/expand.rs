@@ -51,6 +51,7 @@ impl PostgresDatasource {
             .unwrap_or(0);
         let mut vertices = Vec::new();
         let mut connections = Vec::new();
+        let mut available = std::collections::BTreeMap::new();
         for field in &query.fields {
             let Some(column) = catalog.columns.get(field) else {
                 continue;
@@ -75,7 +76,7 @@ impl PostgresDatasource {
             let skipped = field_bound.bind(Param::TextList(skip));
             let limit = field_bound.bind(Param::Long(query.size as i64 * 4 + 16));
             let sql = format!(
-                "SELECT x.v, count(*){filters} FROM {from} CROSS JOIN LATERAL ({}) AS x(v) \
+                "SELECT x.v, count(*){filters}, count(*) OVER () FROM {from} CROSS JOIN LATERAL ({}) AS x(v) \
                  WHERE ({holding}) AND x.v IS NOT NULL AND NOT (x.v = ANY({skipped})) \
                  GROUP BY x.v ORDER BY count(*) DESC, x.v LIMIT {limit}",
                 column.values()
@@ -84,6 +85,13 @@ impl PostgresDatasource {
                 .rows(deadline, &sql, &field_bound, "count the values")
                 .await?;
             let mut found: Vec<(String, u64, Vec<u64>)> = Vec::new();
+            // The window counts the groups before LIMIT: every new value.
+            let distinct = rows
+                .first()
+                .and_then(|row| row.try_get::<_, i64>(2 + each.len()).ok())
+                .unwrap_or(0)
+                .max(0) as u64;
+            let mut selection_in_other_case = 0;
             for row in rows {
                 let value: String = row.try_get(0).map_err(|e| {
                     DatasourceError::unavailable(format!(
@@ -98,10 +106,16 @@ impl PostgresDatasource {
                         && s.fields.contains(field)
                         && s.value.value.eq_ignore_ascii_case(&value)
                 });
-                if !selected {
+                if selected {
+                    selection_in_other_case += 1;
+                } else {
                     found.push((value, count(1), per));
                 }
             }
+            available.insert(
+                field.clone(),
+                distinct.saturating_sub(selection_in_other_case),
+            );
             let weights = match query.mode {
                 ExpandMode::Count => found.iter().map(|(_, n, _)| *n as f64).collect::<Vec<_>>(),
                 ExpandMode::Significant => {
@@ -145,6 +159,7 @@ impl PostgresDatasource {
             connections,
             sampled: None,
             method: format!("{method}: all {matching} matching rows counted"),
+            available,
         })
     }
 

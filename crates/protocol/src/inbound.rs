@@ -73,6 +73,10 @@ pub struct ExpandRequest {
     pub exclude: Vec<FieldValue>,
     #[serde(default)]
     pub mode: ExpandMode,
+    /// Instead of new values: the links between the selected values
+    /// themselves (records holding two of them), as connections.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub between: bool,
     /// Links of the client's own (a user accepted a suggested one), in
     /// `INITIAL_STATE_RECEIVE`'s shape, followed with the server's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -9,7 +9,7 @@
 //! `field:prefix*`, bare terms, `a AND b` — which is all the tests send.
 //! Failures can be injected: any status with an Elasticsearch error body, or a delay.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -774,6 +774,15 @@ fn aggregate(
             } else {
                 json!({"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": buckets})
             }
+        } else if let Some(cardinality) = spec.get("cardinality") {
+            // Exact here; Elasticsearch's is an estimate, exact at small counts.
+            let field = cardinality["field"]
+                .as_str()
+                .ok_or("cardinality needs a field")?
+                .trim_end_matches(".keyword");
+            let distinct: BTreeSet<String> =
+                docs.iter().flat_map(|d| keyword_values(d.get(field))).collect();
+            json!({"value": distinct.len()})
         } else {
             return Err(format!("unsupported aggregation {spec}"));
         };

@@ -48,15 +48,10 @@ impl EmbeddedIndex {
             return Ok(None);
         }
         let Snapshot { searcher, rows, .. } = self.snapshot();
-        // Enough buckets that the values left out (excluded, or the
-        // selection itself) leave `size` of them; every value in
-        // `significant` mode, whose ranking is not by count.
-        let skipped =
-            query.exclude.len() + query.selected.iter().map(|s| s.forms.len()).sum::<usize>();
-        let size = match query.mode {
-            ExpandMode::Count => (query.size + skipped).min(TERMS_BUCKETS),
-            ExpandMode::Significant => TERMS_BUCKETS,
-        };
+        // Every value (up to the bucket limit): `significant` mode does not
+        // rank by count, and either mode says how many new values there
+        // are beyond the `size` kept ("10 of 34").
+        let size = TERMS_BUCKETS;
         let counts = |text: &str, include: &[Vec<String>]| {
             let aggregations = terms_aggregations(&columns, size, include)?;
             self.count_terms(&searcher, text, aggregations, columns.len(), budget)
