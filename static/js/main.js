@@ -4,7 +4,7 @@
 
 import { TributaryClient } from "./client.js";
 import { Store, persist, clearSaved, writeSaved } from "./store.js";
-import { EXPAND_SIZE, Searches } from "./searches.js";
+import { EXPAND_MAX, EXPAND_SIZE, Searches } from "./searches.js";
 
 const EXPAND_ASK_ABOVE = 150; // new nodes an expansion may add before it asks first
 import { GraphModel, formsOf, splitKey, withMerged, withMerges } from "./model.js";
@@ -123,11 +123,26 @@ function expandFrom(keys) {
   if (!keys.length) return;
   if (!store.enabledIds().length) { toast("Enable at least one datasource on the left first."); return; }
   if (!Object.keys(saved.nodeFields).length) { toast("Tick at least one field on the left: an expansion brings values of the chosen fields."); return; }
-  // Each datasource brings at most EXPAND_SIZE new values per chosen field.
-  const upTo = EXPAND_SIZE * Object.keys(saved.nodeFields).length * store.enabledIds().length;
-  if (upTo > EXPAND_ASK_ABOVE && !confirm(`This expansion may add up to ${upTo} new nodes (${EXPAND_SIZE} per field and datasource). Expand?`)) return;
-  const added = searches.expand(keys, unusedColor());
+  // Each datasource brings at most `size` new values per chosen field.
+  const options = expandOptions();
+  const upTo = options.size * Object.keys(saved.nodeFields).length * store.enabledIds().length;
+  if (upTo > EXPAND_ASK_ABOVE && !confirm(`This expansion may add up to ${upTo} new nodes (${options.size} per field and datasource). Expand?`)) return;
+  const added = searches.expand(keys, unusedColor(), options);
   if (added) toast(`Expanding ${keys.length} value${keys.length === 1 ? "" : "s"}…`);
+}
+
+/** Values per field and ranking of the next expansion, as the user set them. */
+function expandOptions() {
+  const size = Math.max(1, Math.min(EXPAND_MAX, Math.round(Number(saved.expand?.size) || EXPAND_SIZE)));
+  return { size, mode: saved.expand?.mode === "significant" ? "significant" : "count" };
+}
+
+/** The links between the selected nodes themselves, from the datasources. */
+function linkSelection() {
+  const keys = withMerged(session.selection, saved.merges);
+  if (keys.length < 2) { toast("Select two nodes or more (shift-click, or shift-drag a box) to find the links between them."); return; }
+  if (!store.enabledIds().length) { toast("Enable at least one datasource on the left first."); return; }
+  if (searches.linkBetween(keys, unusedColor())) toast(`Looking for links between ${keys.length} values…`);
 }
 
 /** The first palette color no query has yet. */
@@ -170,6 +185,7 @@ nodeMenu.addEventListener("click", (event) => {
   if (!action || !key) return;
   if (action === "search") searchValue(key);
   else if (action === "expand") expandSelection();
+  else if (action === "link") linkSelection();
   else if (action === "neighbours") view.selectNeighbours(session.selection.length ? session.selection : [key]);
   else if (action === "delete-others") deleteOthers();
   else if (action === "rename") describeNode(key, "label", `A name for ${splitKey(key).value} (empty: its value again)`);
@@ -249,7 +265,14 @@ nodeMenu.addEventListener("keydown", (event) => {
     closeNodeMenu();
   }
 });
-document.addEventListener("pointerdown", (event) => { if (!nodeMenu.contains(event.target)) closeNodeMenu(); });
+document.addEventListener("pointerdown", (event) => {
+  if (!nodeMenu.contains(event.target)) closeNodeMenu();
+  // The expansion options close when the pointer goes elsewhere.
+  if (!$("expand-panel").hidden && !$("expand-panel").contains(event.target) && event.target !== $("expand-options")) {
+    $("expand-panel").hidden = true;
+    $("expand-options").setAttribute("aria-expanded", "false");
+  }
+});
 
 /** A new query for the node's value in every enabled datasource: in its
  * field, or in each field of its link. */
@@ -292,6 +315,7 @@ function renderGraphStats() {
   $("delete-selected").disabled = !selected;
   $("pin-selected").disabled = !selected;
   $("expand-selected").disabled = !selected;
+  $("link-selected").disabled = selected < 2;
   $("pin-selected").textContent = selected && session.selection.every((key) => view.memory?.pinned.has(key)) ? "Unpin" : "Pin";
   $("undo-delete").hidden = !saved.deletions?.length;
   $("restore-deleted").hidden = !saved.deleted.length;
@@ -538,6 +562,28 @@ $("restore-deleted").addEventListener("click", () => { saved.deleted = []; saved
 $("undo-delete").addEventListener("click", () => undoDelete());
 $("pin-selected").addEventListener("click", () => togglePins());
 $("expand-selected").addEventListener("click", () => expandSelection());
+$("link-selected").addEventListener("click", () => linkSelection());
+$("expand-size").value = String(expandOptions().size);
+$("expand-mode").value = expandOptions().mode;
+$("expand-options").addEventListener("click", () => {
+  const open = $("expand-panel").hidden;
+  $("expand-panel").hidden = !open;
+  $("expand-options").setAttribute("aria-expanded", String(open));
+  if (open) $("expand-size").focus();
+});
+$("expand-panel").addEventListener("change", () => {
+  saved.expand = { size: Number($("expand-size").value), mode: $("expand-mode").value };
+  saved.expand = expandOptions();
+  $("expand-size").value = String(saved.expand.size);
+  store.changed("saved");
+});
+$("expand-panel").addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  event.stopPropagation();
+  $("expand-panel").hidden = true;
+  $("expand-options").setAttribute("aria-expanded", "false");
+  $("expand-options").focus();
+});
 $("help-button").addEventListener("click", () => $("help").showModal());
 // On a narrow screen the side panel is a drawer.
 $("drawer-toggle").addEventListener("click", () => {
@@ -583,6 +629,7 @@ document.addEventListener("keydown", (event) => {
     u: undoDelete,
     p: togglePins,
     e: expandSelection,
+    k: linkSelection,
     "?": () => $("help").showModal(),
   };
   const action = actions[event.key];

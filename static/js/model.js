@@ -120,7 +120,7 @@ export class GraphModel {
     this.nodes = new Map();   // key → {field, label, count, byQuery: Map query id → count}
     this.edges = new Map();   // key → {source, target, count}
     this.edgeLabels = new Map(); // edge key → the link an expansion went through
-    this.entries = new Map(); // query id → Map record key → node keys
+    this.entries = new Map(); // query id → Map record key → {keys, linkOnly}
     this.version = 0;         // changes with every change
   }
 
@@ -143,29 +143,32 @@ export class GraphModel {
     if (entries.has(recordKey)) return;
     // An expansion's connection names its two nodes itself.
     const keys = record.nodeKeys ?? keysOf(record, this.fields, this.links);
-    entries.set(recordKey, keys);
+    // A link found between values already drawn adds the link alone: its
+    // nodes stay the queries' that found them.
+    const linkOnly = Boolean(record.linkOnly);
+    entries.set(recordKey, { keys, linkOnly });
     if (record.via && keys.length === 2) this.edgeLabels.set(edgeKey(keys[0], keys[1]), record.via);
-    this.count(query.id, keys, 1);
+    this.count(query.id, keys, 1, linkOnly);
   }
 
   remove(query, recordKey) {
     const entries = this.entries.get(query.id);
-    const keys = entries?.get(recordKey);
-    if (!keys) return;
+    const entry = entries?.get(recordKey);
+    if (!entry) return;
     entries.delete(recordKey);
-    this.count(query.id, keys, -1);
+    this.count(query.id, entry.keys, -1, entry.linkOnly);
   }
 
   removeQuery(query) {
     const entries = this.entries.get(query.id);
     if (!entries) return;
-    for (const keys of entries.values()) this.count(query.id, keys, -1);
+    for (const { keys, linkOnly } of entries.values()) this.count(query.id, keys, -1, linkOnly);
     this.entries.delete(query.id);
   }
 
-  count(queryId, keys, delta) {
+  count(queryId, keys, delta, linkOnly = false) {
     this.version += 1;
-    for (const key of keys) {
+    for (const key of linkOnly ? [] : keys) {
       let node = this.nodes.get(key);
       if (!node) {
         const { field, value } = splitKey(key);

@@ -9,8 +9,10 @@ export const PAGE = 200;        // results per datasource per "load more"
 const MAX_REPLAY = 2000;        // a restored query re-fetches at most this many per datasource
 export const NODE_CAP = 500;    // nodes a query shows until "show all"
 export const ASK_ABOVE = 500;   // loading more new records than this asks first
-export const EXPAND_SIZE = 10;  // new values per field an expansion asks each datasource for
-const EXCLUDE_AT_MOST = 400;    // values already drawn, sent as not new (a frame is at most 64 KiB)
+export const EXPAND_SIZE = 10;  // new values per field an expansion asks each datasource for, unless set
+export const EXPAND_MAX = 1000; // the most the server gives per field
+const BETWEEN_AT_MOST = 1000;   // values whose links to each other one request asks for
+const EXCLUDE_BYTES = 48 * 1024; // values already drawn, sent as not new: a frame is at most 64 KiB
 const FRIENDLY = {
   bad_query: "the query could not be understood",
   datasource_failed: "the datasource failed or could not be reached",
@@ -48,13 +50,17 @@ function newQuery(saved) {
   if (saved.kind !== "expansion") return query;
   query.kind = "expansion";
   query.keys = saved.keys ?? [];
+  query.between = Boolean(saved.between);
+  query.fields = saved.fields ?? null;
+  query.options = saved.options ?? { size: EXPAND_SIZE, mode: "count" };
   // Saved expansions keep what they found: each connection one record.
-  (saved.connections ?? []).forEach(([ds, from, to, count, via = null], i) => {
-    const record = { ds, id: `connection-${i + 1}`, fields: {}, count, nodeKeys: [from, to], via };
-    query.records.set(`${ds}\u0000${record.id}`, record);
+  (saved.connections ?? []).forEach(([ds, from, to, count, via = null]) => {
+    addConnection(query, { ds, count, nodeKeys: [from, to], via });
   });
   for (const [ds, found] of Object.entries(saved.found ?? {})) {
-    Object.assign(sourceOf(query, ds), { total: found.total, loaded: found.total, sampled: found.sampled ?? null, method: found.method });
+    Object.assign(sourceOf(query, ds), {
+      total: found.total, loaded: found.total, sampled: found.sampled ?? null, method: found.method, perField: found.perField ?? null,
+    });
   }
   return query;
 }
@@ -74,6 +80,19 @@ function newSearch({ id, text, color, pages = 1, live = false, showAll = false }
   };
 }
 
+/** A connection an expansion found, as one of its records; returns its key. */
+function addConnection(query, { ds, count, nodeKeys, via }) {
+  query.connections = (query.connections ?? 0) + 1;
+  const record = {
+    ds, id: `connection-${query.connections}`, fields: {}, count, nodeKeys, via,
+    // Links between values already drawn add no values of their own.
+    linkOnly: query.between,
+  };
+  const key = `${ds}\u0000${record.id}`;
+  query.records.set(key, record);
+  return [key, record];
+}
+
 function sourceOf(query, ds) {
   let source = query.sources.get(ds);
   if (!source) {
@@ -83,14 +102,37 @@ function sourceOf(query, ds) {
   return source;
 }
 
+/**
+ * Per field of an expansion: how many new values are drawn (`shown`) of how
+ * many there are (`of`; null where the datasource cannot tell), after one
+ * more answer (the server's `available` counts what is left beyond the
+ * values drawn before), and whether more may be asked for.
+ */
+function countPerField(before, query, message) {
+  const perField = { ...(before ?? {}) };
+  for (const field of query.fields ?? []) {
+    const now = perField[field] ?? { shown: 0, of: 0 };
+    const added = (message.vertices ?? []).filter((v) => v.field === field).length;
+    const left = message.available?.[field];
+    const shown = now.shown + added;
+    perField[field] = left === undefined
+      ? { shown, of: null, more: added >= query.options.size }
+      : { shown, of: now.shown + left, more: now.shown + left > shown };
+  }
+  return perField;
+}
+
 /** An expansion as saved: what it was asked from and what it found. */
 function savedExpansion(query) {
   const connections = [...query.records.values()].map((r) => [r.ds, r.nodeKeys[0], r.nodeKeys[1], r.count, r.via]);
   const found = {};
   for (const [ds, source] of query.sources) {
-    if (source.total !== null) found[ds] = { total: source.total, sampled: source.sampled, method: source.method };
+    if (source.total !== null) found[ds] = { total: source.total, sampled: source.sampled, method: source.method, perField: source.perField };
   }
-  return { id: query.id, text: query.text, color: query.color, kind: "expansion", keys: query.keys, connections, found };
+  return {
+    id: query.id, text: query.text, color: query.color, kind: "expansion", keys: query.keys, connections, found,
+    between: query.between, fields: query.fields, options: query.options,
+  };
 }
 
 export class Searches {
@@ -352,39 +394,86 @@ export class Searches {
    * each connection a link between a selected node and a new one. Returns
    * the entry, or null when there is nothing to ask or no connection.
    */
-  expand(keys, color) {
+  expand(keys, color, options = {}) {
     const datasources = this.store.enabledIds();
     const fields = Object.keys(this.store.saved.nodeFields);
     if (!keys.length || !datasources.length || !fields.length) return null;
-    const links = this.store.session.links;
-    const values = keys.map(splitKey);
-    // Values drawn already are not new; a link's node is one value of each of its fields.
-    const exclude = [];
-    for (const key of this.model.nodes.keys()) {
-      if (exclude.length >= EXCLUDE_AT_MOST) break;
-      const { field, value } = splitKey(key);
-      const link = links.byName.get(field);
-      for (const f of link ? link.fields : [{ field }]) exclude.push({ field: f.field, value });
+    const labels = keys.map((key) => splitKey(key).value);
+    const text = `expand ${labels.slice(0, 3).join(", ")}${labels.length > 3 ? ` and ${labels.length - 3} more` : ""}`;
+    const query = newQuery({ id: this.store.saved.nextQueryId++, text, color, pages: 0, kind: "expansion" });
+    Object.assign(query, {
+      keys: [...keys], between: false, fields,
+      options: { size: Math.max(1, Math.min(EXPAND_MAX, options.size ?? EXPAND_SIZE)), mode: options.mode === "significant" ? "significant" : "count" },
+    });
+    if (!this.askExpansion(query, datasources)) return null;
+    this.queries.push(query);
+    this.store.changed("saved", "queries");
+    return query;
+  }
+
+  /** The next values of an expansion: as many again per field, those drawn left out. */
+  expandMore(query) {
+    const datasources = this.store.enabledIds().filter((ds) => {
+      const perField = query.sources.get(ds)?.perField;
+      return perField && Object.values(perField).some(({ more }) => more);
+    });
+    if (!datasources.length || query.between) return false;
+    return this.askExpansion(query, datasources);
+  }
+
+  /**
+   * The links between `keys` (values already drawn) in every enabled
+   * datasource: records holding two of them, as an entry of the query
+   * list that adds links, not nodes.
+   */
+  linkBetween(keys, color) {
+    const datasources = this.store.enabledIds();
+    if (keys.length < 2 || !datasources.length) return null;
+    const text = `links between ${keys.length.toLocaleString()} values`;
+    const query = newQuery({ id: this.store.saved.nextQueryId++, text, color, pages: 0, kind: "expansion" });
+    Object.assign(query, { keys: keys.slice(0, BETWEEN_AT_MOST), between: true, fields: null, options: null });
+    if (!this.askExpansion(query, datasources)) return null;
+    this.queries.push(query);
+    this.store.changed("saved", "queries");
+    return query;
+  }
+
+  /** Sends the EXPAND_REQUEST of `query` to `datasources`; false when not connected. */
+  askExpansion(query, datasources) {
+    const values = query.keys.map(splitKey);
+    const message = { type: "EXPAND_REQUEST", datasources, values };
+    if (query.between) message.between = true;
+    else {
+      Object.assign(message, { fields: query.fields, size: query.options.size, mode: query.options.mode, exclude: this.drawnValues() });
     }
-    const message = {
-      type: "EXPAND_REQUEST", datasources, values, fields, size: EXPAND_SIZE, exclude: exclude.slice(0, EXCLUDE_AT_MOST),
-    };
     // Links the user accepted go with it; the server's own it knows.
     if (this.store.saved.links?.length) message.links = this.store.saved.links;
     const request = this.client.request(message);
-    if (!request) return null;
-    const labels = values.map((v) => v.value);
-    const text = `expand ${labels.slice(0, 3).join(", ")}${labels.length > 3 ? ` and ${labels.length - 3} more` : ""}`;
-    const query = newQuery({ id: this.store.saved.nextQueryId++, text, color, pages: 0 });
-    query.kind = "expansion";
-    query.keys = [...keys];
+    if (!request) return false;
     request.datasources = datasources;
     query.requests.add(request);
     for (const ds of datasources) sourceOf(query, ds).loading = true;
-    this.queries.push(query);
-    this.readExpansion(query, request, keys);
-    this.store.changed("saved", "queries");
-    return query;
+    this.readExpansion(query, request, query.keys);
+    return true;
+  }
+
+  /** Values drawn already, which are not new; a link's node is one value of each of its fields. */
+  drawnValues() {
+    const links = this.store.session.links;
+    const enabled = new Set(this.store.enabledIds());
+    const exclude = [];
+    let bytes = 0;
+    for (const key of this.model.nodes.keys()) {
+      const { field, value } = splitKey(key);
+      const link = links.byName.get(field);
+      const fields = link ? [...new Set(link.fields.filter((f) => enabled.has(f.datasource)).map((f) => f.field))] : [field];
+      for (const f of fields) {
+        bytes += f.length + value.length + 24; // {"field":"…","value":"…"},
+        if (bytes > EXCLUDE_BYTES) return exclude;
+        exclude.push({ field: f, value });
+      }
+    }
+    return exclude;
   }
 
   async readExpansion(query, request, keys) {
@@ -393,27 +482,27 @@ export class Searches {
       const { field, value } = splitKey(key);
       return [`${field}\u0000${value}`, key];
     }));
-    let connections = 0;
+    const keyOf = (ds, { field, value }) => selected.get(`${field}\u0000${value}`) ?? keyFor(ds, field, value, links);
     for await (const message of request) {
       if (message.type === "EXPAND_RECEIVE") {
         const ds = message.server;
         const source = sourceOf(query, ds);
+        // Values drawn already (past what `exclude` could carry) are not new.
+        const fresh = (message.vertices ?? []).filter((v) => !this.model.nodes.has(keyOf(ds, v)));
         for (const connection of message.connections ?? []) {
-          const { from, to } = connection;
-          const fromKey = selected.get(`${from.field}\u0000${from.value}`) ?? keyFor(ds, from.field, from.value, links);
-          const record = {
-            ds, id: `connection-${++connections}`, fields: {}, count: connection.doc_count,
-            nodeKeys: [fromKey, keyFor(ds, to.field, to.value, links)],
+          const [recordKey, record] = addConnection(query, {
+            ds, count: connection.doc_count,
+            nodeKeys: [keyOf(ds, connection.from), keyOf(ds, connection.to)],
             via: connection.via ?? null, // the link that carried the selection here
-          };
-          const recordKey = `${ds}\u0000${record.id}`;
-          query.records.set(recordKey, record);
+          });
           this.model.add(query, recordKey, record);
         }
-        source.total = message.vertices?.length ?? 0;
+        const found = query.between ? (message.connections?.length ?? 0) : fresh.length;
+        source.total = (source.total ?? 0) + found;
         source.loaded = source.total;
         source.method = message.method;
         source.sampled = message.sampled ?? null;
+        if (!query.between) source.perField = countPerField(source.perField, query, { ...message, vertices: fresh });
         this.store.changed("results");
       } else if (message.type === "ERROR") {
         this.onError(query, request, message.error ?? {});

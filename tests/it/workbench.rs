@@ -826,3 +826,173 @@ async fn keyboard_and_touch_reach_everything() {
     assert_eq!(report, json!([]), "accessibility violations");
     assert_no_page_errors(client).await;
 }
+
+/// A person's tweets and e-mails, by screen name and address.
+const ANNAD0: &str = r##"{
+    enabled: ["emails", "tweets"],
+    nodeFields: { "user.screen_name": "at", "user.email": "mail", from: "mail", to: "mail" },
+    queries: [{ id: 1, text: "user.screen_name:annad0", color: "#0072b2", pages: 1 }],
+    nextQueryId: 2, deleted: [], deletions: [], dateFields: {} }"##;
+
+const PERSON: &str = "person\u{241f}anna.devries@acme.example";
+
+/// The expansion entry's state: its text, the More button, its per-field counts.
+const EXPANSION_ENTRY: &str = r#"
+    const q = window.tributary.app.queries.at(-1);
+    const li = document.querySelector(`#queries li[data-query="${q.id}"]`);
+    const more = li.querySelector('button.more');
+    return {
+        kind: q.kind, between: !!q.between, done: [...q.sources.values()].every((s) => !s.loading),
+        text: li.querySelector('.sources').textContent,
+        more: !more.hidden && !more.disabled,
+        perField: Object.fromEntries([...q.sources].map(([ds, s]) => [ds, s.perField ?? null])),
+        nodes: window.tributary.view.graph.order, links: window.tributary.view.graph.size,
+    };
+"#;
+
+async fn last_entry_done(client: &Client) -> Value {
+    until(
+        client,
+        "the expansion's answers",
+        "const q = window.tributary.app.queries.at(-1); return q.kind === 'expansion' && q.sources.size > 0 && [...q.sources.values()].every((s) => !s.loading);",
+    )
+    .await;
+    js(client, EXPANSION_ENTRY).await
+}
+
+/// Expansion as the analyst sets it: values per field and ranking in a
+/// small panel; the entry says "top N of M" per field and **More** brings
+/// the next N; **Link** finds the links between values already drawn
+/// (adding links, no nodes, no colors); an expansion that finds nothing
+/// new says so in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expansion_the_analyst_controls() {
+    let server = demo_server();
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(client, &server, ANNAD0, 1).await;
+
+    // Three values per field, ranked by count.
+    click(client, "#expand-options").await;
+    until(
+        client,
+        "the options",
+        "return !document.getElementById('expand-panel').hidden;",
+    )
+    .await;
+    let size = client.find(Locator::Id("expand-size")).await.expect("size");
+    // End, two backspaces over "10", then 3 and Tab (the change fires).
+    size.send_keys("\u{E010}\u{E003}\u{E003}3\u{E004}")
+        .await
+        .expect("type 3");
+    until(
+        client,
+        "the size kept",
+        "return window.tributary.saved.expand?.size === 3;",
+    )
+    .await;
+    js(client, &format!("window.tributary.view.setSelection(['{PERSON}']); document.activeElement.blur(); return true;")).await;
+    press(client, 'e').await;
+    let first = last_entry_done(client).await;
+    let emails = &first["perField"]["emails"];
+    assert_eq!(emails["to"]["shown"], 3, "{first}");
+    let of = emails["to"]["of"].as_u64().unwrap_or(0);
+    assert!(
+        of > 3,
+        "the person writes to more than three people: {first}"
+    );
+    assert!(
+        first["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("to: top 3 of {of}"))),
+        "{first}"
+    );
+    assert_eq!(first["more"], true);
+
+    // More: the next three, none of them drawn before.
+    let before = js(client, "return window.tributary.view.graph.nodes();").await;
+    click(client, "#queries li[data-kind=expansion] button.more").await;
+    until(
+        client,
+        "the next values",
+        "const q = window.tributary.app.queries.at(-1); return [...q.sources.values()].every((s) => !s.loading) && q.sources.get('emails')?.perField?.to?.shown === 6;",
+    )
+    .await;
+    let after = js(client, EXPANSION_ENTRY).await;
+    assert_eq!(after["perField"]["emails"]["to"]["of"], of, "{after}");
+    assert!(
+        after["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("to: top 6 of {of}")))
+            || of <= 6,
+        "{after}"
+    );
+    let added = js(
+        client,
+        &format!("const before = new Set({before}); return window.tributary.view.graph.nodes().filter((k) => !before.has(k)).length;"),
+    )
+    .await;
+    assert!(added.as_u64().is_some_and(|n| n >= 3), "new nodes: {added}");
+
+    // Link: the links between every drawn value, without new nodes or colors.
+    let colors = js(client, "const g = window.tributary.view.graph; return g.nodes().sort().map((k) => g.getNodeAttribute(k, 'colors').join());").await;
+    let links_before = after["links"].as_u64().unwrap_or(0);
+    js(
+        client,
+        "window.tributary.view.selectAll(); document.activeElement.blur(); return true;",
+    )
+    .await;
+    press(client, 'k').await;
+    let linked = last_entry_done(client).await;
+    assert_eq!(linked["between"], true);
+    assert_eq!(linked["nodes"], after["nodes"], "no new nodes: {linked}");
+    assert!(
+        linked["links"].as_u64().unwrap_or(0) > links_before,
+        "links between drawn values: {linked}"
+    );
+    assert!(
+        linked["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(" links")),
+        "{linked}"
+    );
+    let colors_now = js(client, "const g = window.tributary.view.graph; return g.nodes().sort().map((k) => g.getNodeAttribute(k, 'colors').join());").await;
+    assert_eq!(colors, colors_now, "the links add no color to the nodes");
+    // Every connection joins two values that were selected.
+    let outside = js(
+        client,
+        "const q = window.tributary.app.queries.at(-1); const drawn = new Set(window.tributary.view.graph.nodes());
+         return [...q.records.values()].filter((r) => !r.nodeKeys.every((k) => drawn.has(k))).length;",
+    )
+    .await;
+    assert_eq!(outside, json!(0));
+
+    // Nothing new next to a value whose neighbours are all drawn: said in words.
+    js(
+        client,
+        "window.tributary.saved.expand = { size: 1000, mode: 'count' }; return true;",
+    )
+    .await;
+    js(client, &format!("window.tributary.view.setSelection(['{PERSON}']); document.activeElement.blur(); return true;")).await;
+    js(client, "window.confirm = () => true; return true;").await;
+    press(client, 'e').await;
+    last_entry_done(client).await;
+    press(client, 'e').await;
+    until(
+        client,
+        "the second expansion to end",
+        "const q = window.tributary.app.queries; return q.length >= 5 && [...q.at(-1).sources.values()].every((s) => !s.loading) && q.at(-1).sources.size > 0;",
+    )
+    .await;
+    let empty = js(client, EXPANSION_ENTRY).await;
+    assert!(
+        empty["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("No new values next to the 1 selected value")),
+        "{empty}"
+    );
+    save_screenshot(client, "workbench-expansion").await;
+    assert_no_page_errors(client).await;
+}

@@ -11,6 +11,16 @@ function either(names) {
   return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`;
 }
 
+/** `to: 10 of 34 · cc: 3 of 3`: an expansion's values per field, drawn of found. */
+function fieldCounts(source) {
+  const fields = Object.entries(source.perField ?? {}).filter(([, f]) => f.shown > 0 || f.of);
+  if (!fields.length) return null;
+  return fields.map(([field, { shown, of, more }]) => {
+    if (of === null) return `${field}: ${shown.toLocaleString()}${more ? "+" : ""}`;
+    return shown < of ? `${field}: top ${shown.toLocaleString()} of ${of.toLocaleString()}` : `${field}: ${shown.toLocaleString()}`;
+  }).join(", ");
+}
+
 export function queriesPanel({ store, searches, $ }) {
   const items = new Map(); // query id → {item, color, text, detail, more, again}
 
@@ -53,7 +63,10 @@ export function queriesPanel({ store, searches, $ }) {
       actions.append(element);
       return element;
     };
-    const more = button("Load more", "more", `Fetch the next ${PAGE} results of each datasource`, () => searches.loadMore(query));
+    const more = button("Load more", "more", `Fetch the next ${PAGE} results of each datasource`, () => {
+      if (query.kind === "expansion") searches.expandMore(query);
+      else searches.loadMore(query);
+    });
     const again = button("Retry", "retry", "Ask the datasources that failed again", () => searches.retry(query));
     button("Remove", "remove danger", "Remove this query and its nodes", () => searches.remove(query));
     item.append(head, detail, actions);
@@ -91,7 +104,9 @@ export function queriesPanel({ store, searches, $ }) {
         const name = store.datasourceName(ds);
         if (source.error) errors.push(`${name}: ${source.error}`);
         else if (query.kind === "expansion" && source.total !== null) {
-          counts.push(`${name} ${source.total.toLocaleString()} new value${source.total === 1 ? "" : "s"}${source.sampled ? ` (from a sample of ${source.sampled.toLocaleString()} records)` : ""}`);
+          const sample = source.sampled ? ` (from a sample of ${source.sampled.toLocaleString()} records)` : "";
+          if (query.between) counts.push(`${name} ${source.total.toLocaleString()} link${source.total === 1 ? "" : "s"}${sample}`);
+          else counts.push(`${name} ${fieldCounts(source) ?? `${source.total.toLocaleString()} new value${source.total === 1 ? "" : "s"}`}${sample}`);
         } else if (source.total !== null) counts.push(`${name} ${source.loaded.toLocaleString()} of ${source.total.toLocaleString()}`);
         else if (source.loading) counts.push(`${name} …`);
       }
@@ -108,7 +123,11 @@ export function queriesPanel({ store, searches, $ }) {
       } else if (waiting) {
         detail.textContent = "Waiting for the connection…";
       } else if (answered) {
-        detail.textContent = `No records match \`${query.text}\` in ${either(sources.map(([ds]) => store.datasourceName(ds)))}.`;
+        const where = either(sources.map(([ds]) => store.datasourceName(ds)));
+        const values = `${query.keys?.length ?? 0} selected value${query.keys?.length === 1 ? "" : "s"}`;
+        detail.textContent = query.kind !== "expansion" ? `No records match \`${query.text}\` in ${where}.`
+          : query.between ? `No records of ${where} hold two of the ${values}.`
+            : `No new values next to the ${values} in ${where}: every value found is drawn already, or no record holds them.`;
       } else {
         detail.textContent = counts.join(" · ") || (enabled.length ? "" : "Enable a datasource to run this query.");
       }
@@ -131,11 +150,14 @@ export function queriesPanel({ store, searches, $ }) {
         line.textContent = message;
         detail.append(line);
       }
-      more.disabled = loading || !sources.some(([, s]) => !s.error && s.total !== null && s.loaded < s.total);
-      // An expansion is what it found: nothing more to load, nothing to follow.
+      // An expansion is what it found, and more of it ("More"); nothing to follow.
       const expansion = query.kind === "expansion";
+      const moreValues = sources.some(([, s]) => Object.values(s.perField ?? {}).some((f) => f.more));
+      more.disabled = loading || (expansion ? !moreValues : !sources.some(([, s]) => !s.error && s.total !== null && s.loaded < s.total));
       item.dataset.kind = expansion ? "expansion" : "query";
-      more.hidden = Boolean(query.invalid) || expansion;
+      more.hidden = Boolean(query.invalid) || (expansion && (query.between || !moreValues));
+      more.textContent = expansion ? "More" : "Load more";
+      more.title = expansion ? `The next ${query.options?.size ?? ""} values of each field, past those drawn` : `Fetch the next ${PAGE} results of each datasource`;
       liveToggle.hidden = Boolean(query.invalid) || expansion;
       liveToggle.setAttribute("aria-pressed", String(query.live));
       liveToggle.title = query.live ? "Stop following new records" : "Follow new records as they arrive";

@@ -780,8 +780,10 @@ fn aggregate(
                 .as_str()
                 .ok_or("cardinality needs a field")?
                 .trim_end_matches(".keyword");
-            let distinct: BTreeSet<String> =
-                docs.iter().flat_map(|d| keyword_values(d.get(field))).collect();
+            let distinct: BTreeSet<String> = docs
+                .iter()
+                .flat_map(|d| keyword_values(d.get(field)))
+                .collect();
             json!({"value": distinct.len()})
         } else {
             return Err(format!("unsupported aggregation {spec}"));
