@@ -4,11 +4,12 @@
 
 import { TributaryClient } from "./client.js";
 import { Store, persist, clearSaved, writeSaved } from "./store.js";
-import { EXPAND_MAX, EXPAND_SIZE, Searches } from "./searches.js";
+import { EXPAND_MAX, EXPAND_SIZE, MAX_REPLAY, PAGE, Searches } from "./searches.js";
 
 const EXPAND_ASK_ABOVE = 150; // new nodes an expansion may add before it asks first
-import { GraphModel, formsOf, splitKey, withMerged, withMerges } from "./model.js";
-import { fileName, investigation, readInvestigation } from "./investigation.js";
+import { GraphModel, linkIndex, formsOf, splitKey, withMerged, withMerges } from "./model.js";
+import { evidenceOf, fileName, investigation, readInvestigation, restoreEvidence } from "./investigation.js";
+import { stash, takeStash } from "./stash.js";
 import { GraphView, writeLayout } from "./graph.js";
 import { datasourceHealth, datasourcesPanel } from "./panels/datasources.js";
 import { fieldsPanel, linkSuggestions } from "./panels/fields.js";
@@ -234,7 +235,7 @@ function unmerge(key) {
 
 // The whole workspace as a file, and back.
 $("save-investigation").addEventListener("click", () => {
-  const file = investigation(saved, view.layoutState?.() ?? null);
+  const file = investigation(saved, view.layoutState?.() ?? null, evidenceOf(session.queries, session.serverLinks ?? []));
   download(new Blob([JSON.stringify(file, null, 1)], { type: "application/json" }), fileName());
 });
 // A button, so the keyboard reaches it (a label around a hidden input is skipped by Tab).
@@ -244,8 +245,10 @@ $("open-investigation").addEventListener("change", async (event) => {
   event.target.value = "";
   if (!file) return;
   try {
-    const { workspace, layout } = readInvestigation(await file.text());
+    const { workspace, layout, evidence } = readInvestigation(await file.text());
     if (session.queries.length && !confirm(`Open ${file.name}? It replaces this workspace.`)) return;
+    // The records go to the reloaded page through IndexedDB (too many for localStorage).
+    await stash({ name: file.name, evidence });
     searches.cancelAll();
     writeSaved(workspace);
     writeLayout(layout);
@@ -635,6 +638,52 @@ document.addEventListener("keydown", (event) => {
   const action = actions[event.key];
   if (action) { event.preventDefault(); action(); }
 });
+
+// An investigation just opened: its records, as saved, before anything is
+// asked of the server; and a plain word on what came back.
+const opened = await takeStash();
+if (opened) {
+  const { records, queries } = restoreEvidence(session.queries, opened.evidence);
+  // Joined into nodes as when saved, until the server says how it links fields now.
+  if (Array.isArray(opened.evidence?.links)) {
+    session.serverLinks = opened.evidence.links;
+    session.links = linkIndex([...session.serverLinks, ...(saved.links ?? [])]);
+  }
+  const asked = session.queries.filter((q) => q.kind !== "expansion").length;
+  if (opened.evidence) {
+    notice(`Opened ${opened.name}: ${records.toLocaleString()} records of ${queries} quer${queries === 1 ? "y" : "ies"}, as saved${queries < asked ? `; ${asked - queries} other quer${asked - queries === 1 ? "y is" : "ies are"} asked of the server again` : ""}.`);
+  } else {
+    session.checkReplay = opened.name; // said once the queries have been asked again
+  }
+}
+
+/** A note above the graph that stays until it is closed. */
+function notice(text) {
+  $("notice-text").textContent = text;
+  $("notice").hidden = false;
+}
+$("notice-close").addEventListener("click", () => { $("notice").hidden = true; });
+
+/** An investigation saved without its records (version 1) is rebuilt by
+ * asking the server again, at most MAX_REPLAY records per datasource:
+ * what did not come back is said. */
+function checkReplay() {
+  if (!session.checkReplay) return;
+  const queries = session.queries.filter((q) => q.kind !== "expansion");
+  if (!session.connected || queries.some((q) => [...q.sources.values()].some((s) => s.loading) || !q.sources.size)) return;
+  const short = [];
+  for (const query of queries) {
+    for (const [ds, source] of query.sources) {
+      const had = Math.min(query.pages * PAGE, source.total ?? 0);
+      if (source.loaded < had) short.push(`${store.datasourceName(ds)} ${source.loaded.toLocaleString()} of ${had.toLocaleString()} for ${query.text}`);
+    }
+  }
+  notice(short.length
+    ? `${session.checkReplay} was saved without its records; they were asked of the server again, at most ${MAX_REPLAY.toLocaleString()} per datasource, and not all came back: ${short.join("; ")}. Load more to fetch the rest.`
+    : `${session.checkReplay} was saved without its records; every query was asked of the server again and all came back.`);
+  session.checkReplay = null;
+}
+panels.push([checkReplay, ["queries", "results", "connection"]]);
 
 // A handle for the browser tests and for poking around in the console.
 window.tributary = { app: session, saved, view, store, client, model, searches };

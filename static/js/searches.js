@@ -6,7 +6,7 @@ import { keyFor, linkIndex, splitKey } from "./model.js";
 // asked again.
 
 export const PAGE = 200;        // results per datasource per "load more"
-const MAX_REPLAY = 2000;        // a restored query re-fetches at most this many per datasource
+export const MAX_REPLAY = 2000; // a restored query re-fetches at most this many per datasource
 export const NODE_CAP = 500;    // nodes a query shows until "show all"
 export const ASK_ABOVE = 500;   // loading more new records than this asks first
 export const EXPAND_SIZE = 10;  // new values per field an expansion asks each datasource for, unless set

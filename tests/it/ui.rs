@@ -119,7 +119,7 @@ fn demo_settings() -> Settings {
 }
 
 /// The demo datasets and `count` generated people.
-fn demo_server_with_people(count: usize) -> ServerHandle {
+pub(crate) fn demo_server_with_people(count: usize) -> ServerHandle {
     let mut settings = demo_settings();
     settings.datasources.push(common::datasource(
         "people",

@@ -996,3 +996,141 @@ async fn expansion_the_analyst_controls() {
     save_screenshot(client, "workbench-expansion").await;
     assert_no_page_errors(client).await;
 }
+
+/// Saves the investigation through its button and returns the file's text.
+async fn save_investigation(client: &Client) -> String {
+    let file = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const create = URL.createObjectURL;
+             URL.createObjectURL = (blob) => { blob.text().then(done); URL.createObjectURL = create; return create(blob); };
+             document.getElementById('save-investigation').click();",
+            vec![],
+        )
+        .await
+        .expect("saved file");
+    file.as_str().unwrap_or_default().to_owned()
+}
+
+/// Opens `text` as an investigation file in a fresh browser on `server`.
+async fn open_investigation_elsewhere(
+    server: &ServerHandle,
+    text: &str,
+) -> Option<crate::ui::Browser> {
+    let other = browser().await?;
+    crate::ui::open_page(&other.client, server).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("investigation.json");
+    std::fs::write(&path, text).expect("write the file");
+    other
+        .client
+        .find(Locator::Id("open-investigation"))
+        .await
+        .expect("the file input")
+        .send_keys(&path.to_string_lossy())
+        .await
+        .expect("choose the file");
+    Some(other)
+}
+
+const GRAPH_SIZE: &str = "const g = window.tributary.view.graph; return [g.order, g.size];";
+
+/// An investigation keeps its evidence: saved with more records than the
+/// server gives back on a reload (2,600 of one datasource), it reopens
+/// elsewhere as the same graph and says so; a file of the older version,
+/// without records, says plainly what could not be rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn investigations_reopen_whole() {
+    let server = crate::ui::demo_server_with_people(2600);
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    open_workspace(
+        client,
+        &server,
+        r##"{ enabled: ["people"], nodeFields: { name: "person", group: "tag" },
+              queries: [{ id: 1, text: "*", color: "#0072b2", pages: 13, showAll: true }], nextQueryId: 2,
+              deleted: [], deletions: [], dateFields: {} }"##,
+    )
+    .await;
+    // Page after page, as "Load more" does, up to all 2,600.
+    until(
+        client,
+        "2,600 records",
+        "const t = window.tributary; const q = t?.app.queries[0]; if (!q || !t.app.connected) return false;
+         if (![...q.sources.values()].some((s) => s.loading)) t.searches.fetchMissing(q);
+         return q.records.size === 2600 && [...q.sources.values()].every((s) => !s.loading);",
+    )
+    .await;
+    until(
+        client,
+        "the graph",
+        "return window.tributary.view.graph.order === 2605;",
+    )
+    .await;
+    let before = js(client, GRAPH_SIZE).await;
+    let text = save_investigation(client).await;
+    let file: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(file["version"], 2);
+    assert_eq!(
+        file["evidence"]["queries"]["1"]["records"].as_array().map(Vec::len),
+        Some(2600)
+    );
+
+    let Some(other) = open_investigation_elsewhere(&server, &text).await else {
+        return;
+    };
+    let elsewhere = &other.client;
+    until(
+        elsewhere,
+        "the same graph",
+        &format!("const t = window.tributary; if (!t) return false; const g = t.view.graph; return JSON.stringify([g.order, g.size]) === '{before}' && t.app.queries[0].records.size === 2600;"),
+    )
+    .await;
+    let said = js(elsewhere, "return document.getElementById('notice').hidden ? null : document.getElementById('notice-text').textContent;").await;
+    assert!(
+        said.as_str()
+            .is_some_and(|t| t.contains("2,600 records of 1 query, as saved")),
+        "{said}"
+    );
+    // Nothing was asked of the server for what the file holds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        js(
+            elsewhere,
+            "return window.tributary.app.queries[0].records.size;"
+        )
+        .await,
+        2600
+    );
+    assert_no_page_errors(elsewhere).await;
+    drop(other);
+
+    // The older version: no records in the file.
+    let mut old = file.clone();
+    old["version"] = json!(1);
+    old.as_object_mut().map(|o| o.remove("evidence"));
+    let Some(third) = open_investigation_elsewhere(&server, &old.to_string()).await else {
+        return;
+    };
+    let client = &third.client;
+    until(
+        client,
+        "a note on what did not come back",
+        "const n = document.getElementById('notice'); return !n.hidden && document.getElementById('notice-text').textContent.includes('not all came back');",
+    )
+    .await;
+    let said = js(
+        client,
+        "return document.getElementById('notice-text').textContent;",
+    )
+    .await;
+    assert!(
+        said.as_str()
+            .is_some_and(|t| t.contains("2,000 of 2,600 for *")),
+        "{said}"
+    );
+    save_screenshot(client, "workbench-investigation-partly-rebuilt").await;
+    assert_no_page_errors(client).await;
+}
