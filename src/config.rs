@@ -528,12 +528,6 @@ pub fn load(file: Option<&Path>, listen: Option<&str>) -> Result<Settings, Strin
 }
 
 fn from_raw(raw: RawSettings) -> Result<Settings, String> {
-    // The demo datasets come with the link between them.
-    let links = if raw.datasources.is_none() && raw.links.is_empty() {
-        demo_links()
-    } else {
-        raw.links
-    };
     let datasources = match raw.datasources {
         Some(map) => map
             .into_iter()
@@ -554,6 +548,14 @@ fn from_raw(raw: RawSettings) -> Result<Settings, String> {
             })
             .collect(),
         None => demo_datasources(),
+    };
+    // The demo datasets come with the link between them, under whatever
+    // ids a configuration serves them: without `[links.*]` of its own, one
+    // address is one person in tweets and e-mails alike.
+    let links = if raw.links.is_empty() {
+        demo_links_for(&datasources)
+    } else {
+        raw.links
     };
     for (name, token) in &raw.auth.tokens {
         if token.token.len() < 8 {
@@ -693,6 +695,51 @@ pub fn demo_links() -> BTreeMap<String, LinkSettings> {
     )])
 }
 
+/// Which demo dataset (`tweets`, `emails`) a datasource serves, if any:
+/// built in (`embedded = "tweets"`) or read from the repository's copy
+/// (`path = ".../datasources/demo/tweets.ndjson"`).
+fn demo_dataset(datasource: &DatasourceSettings) -> Option<&'static str> {
+    if datasource.kind != "embedded" {
+        return None;
+    }
+    let named = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+    let built_in = named(datasource.options.get("embedded"));
+    let path = named(datasource.options.get("path")).map(|p| p.replace('\\', "/"));
+    ["tweets", "emails"].into_iter().find(|name| {
+        built_in.as_deref() == Some(*name)
+            || path
+                .as_deref()
+                .is_some_and(|p| p.ends_with(&format!("datasources/demo/{name}.ndjson")))
+    })
+}
+
+/// The demo's `person` link over the configured datasources that serve the
+/// demo datasets (their ids in place of `tweets` and `emails`); none unless
+/// both are served.
+fn demo_links_for(datasources: &[DatasourceSettings]) -> BTreeMap<String, LinkSettings> {
+    let ids: BTreeMap<&str, &str> = datasources
+        .iter()
+        .filter_map(|ds| demo_dataset(ds).map(|name| (name, ds.id.as_str())))
+        .collect();
+    if ids.len() < 2 {
+        return BTreeMap::new();
+    }
+    demo_links()
+        .into_iter()
+        .map(|(name, mut link)| {
+            link.fields = link
+                .fields
+                .iter()
+                .filter_map(|member| {
+                    let (dataset, field) = member.split_once(':')?;
+                    Some(format!("{}:{field}", ids.get(dataset)?))
+                })
+                .collect();
+            (name, link)
+        })
+        .collect()
+}
+
 fn duration_from_value(value: Value) -> Result<Duration, String> {
     match value {
         Value::Number(n) => {
@@ -744,6 +791,45 @@ mod tests {
         let beside = dir.path().join("x.ndjson").to_string_lossy().into_owned();
         assert_eq!(ds.options.get("path"), Some(&Value::from(beside)));
         assert!(!ds.options.contains_key("type"));
+    }
+
+    #[test]
+    fn a_configuration_serving_the_demo_datasets_keeps_their_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "[datasources.tw]\ntype = \"embedded\"\npath = \"/srv/tributary/datasources/demo/tweets.ndjson\"\n\
+             [datasources.mail]\ntype = \"embedded\"\nembedded = \"emails\"\n\
+             [datasources.other]\ntype = \"embedded\"\npath = \"x.ndjson\"\n",
+        )
+        .unwrap();
+        let settings = load(Some(&file), None).unwrap();
+        assert_eq!(
+            settings.links["person"].fields,
+            ["tw:user.email", "mail:from", "mail:to", "mail:cc"]
+        );
+        assert!(settings.links["person"].lowercase);
+        // One of the two alone links nothing; links of one's own replace it.
+        std::fs::write(
+            &file,
+            "[datasources.tw]\ntype = \"embedded\"\nembedded = \"tweets\"\n",
+        )
+        .unwrap();
+        assert!(load(Some(&file), None).unwrap().links.is_empty());
+        std::fs::write(
+            &file,
+            "[datasources.tw]\ntype = \"embedded\"\nembedded = \"tweets\"\n\
+             [datasources.mail]\ntype = \"embedded\"\nembedded = \"emails\"\n\
+             [links.who]\nfields = [\"tw:user.screen_name\", \"mail:from\"]\n",
+        )
+        .unwrap();
+        let own = load(Some(&file), None).unwrap().links;
+        assert_eq!(own.keys().collect::<Vec<_>>(), ["who"]);
+        // The example configuration serves them with the demo's link.
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tributary.example.toml");
+        let settings = load(Some(&example), None).unwrap();
+        assert_eq!(settings.links, demo_links());
     }
 
     #[test]

@@ -1074,7 +1074,9 @@ async fn investigations_reopen_whole() {
     let file: Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(file["version"], 2);
     assert_eq!(
-        file["evidence"]["queries"]["1"]["records"].as_array().map(Vec::len),
+        file["evidence"]["queries"]["1"]["records"]
+            .as_array()
+            .map(Vec::len),
         Some(2600)
     );
 
@@ -1132,5 +1134,48 @@ async fn investigations_reopen_whole() {
         "{said}"
     );
     save_screenshot(client, "workbench-investigation-partly-rebuilt").await;
+    assert_no_page_errors(client).await;
+}
+
+/// A configuration of one's own that serves the demo datasets (under its
+/// own ids) keeps their `person` link: one address is one node whether it
+/// wrote a tweet or an e-mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_own_configuration_keeps_the_demo_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasources/demo");
+    let file = dir.path().join("tributary.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\n\
+             [datasources.tw]\ntype = \"embedded\"\nname = \"Tweets\"\npath = \"{0}/tweets.ndjson\"\n\
+             [datasources.mail]\ntype = \"embedded\"\nname = \"Mail\"\npath = \"{0}/emails.ndjson\"\n",
+            demo.display()
+        ),
+    )
+    .expect("write the configuration");
+    let settings = tributary::config::load(Some(&file), None).expect("the configuration loads");
+    let server =
+        tributary::http::spawn(settings, crate::common::registry()).expect("server starts");
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(
+        client,
+        &server,
+        r##"{ enabled: ["tw", "mail"], nodeFields: { "user.email": "mail", from: "mail", to: "mail", cc: "mail" },
+              queries: [{ id: 1, text: "anna.devries@acme.example OR user.screen_name:annad0", color: "#0072b2", pages: 1 }],
+              nextQueryId: 2, deleted: [], deletions: [], dateFields: {} }"##,
+        1,
+    )
+    .await;
+    let anna = js(
+        client,
+        "return window.tributary.view.graph.nodes().filter((k) => k.toLowerCase().endsWith('anna.devries@acme.example'));",
+    )
+    .await;
+    assert_eq!(anna, json!([PERSON]), "one node for the address");
     assert_no_page_errors(client).await;
 }
