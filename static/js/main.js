@@ -396,7 +396,7 @@ legend = legendPanel(context);
 // Each panel and the topics it shows.
 const panels = [
   [datasourcesPanel(context), ["datasources", "connection", "saved"]],
-  [datasourceHealth(context), ["health"]],
+  [datasourceHealth(context), ["health", "connection"]],
   [renderConnection, ["connection"]],
   [fieldsPanel(context), ["fields", "datasources", "nodeFields"]],
   [linkSuggestions(context), ["results", "nodeFields", "links", "datasources"]],

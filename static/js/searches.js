@@ -32,10 +32,12 @@ export function explain(error) {
  * `missing closing parenthesis at character 8`, without the datasource's
  * name or the query repeated. */
 export function whatIsWrong(message = "") {
-  const text = message.replace(/^datasource `[^`]*`: /, "");
+  const text = whatIsWrong.raw(message);
   const parse = text.match(/^cannot parse query ".*": (.*)$/s);
   return parse ? parse[1] : text;
 }
+/** The message without the datasource it came from. */
+whatIsWrong.raw = (message = "") => message.replace(/^datasource `[^`]*`: /, "");
 
 /** Notes a live datasource's position, when the message carries one. */
 function keepPosition(query, ds, carrier) {
@@ -355,10 +357,19 @@ export class Searches {
       // An error about the whole request ends it.
       if (!error.datasource) source.loading = false;
     }
-    // Refused by every datasource as written: the query itself is wrong.
-    // Said once, in words; it is not kept for the next visit.
+    // A datasource that cannot be reached is said once, in the datasource
+    // list, not under every query.
+    if (error.code === "datasource_failed") {
+      for (const ds of ids) this.store.session.unreachable.set(ds, error.message ?? "");
+      this.store.changed("datasources");
+    }
+    // Refused by every datasource as written, or not parsed at all (the
+    // same parser serves every datasource, so one datasource down does not
+    // hide it): the query itself is wrong. Said once, in words; it is not
+    // kept for the next visit.
     const enabled = this.store.enabledIds().map((ds) => query.sources.get(ds));
-    if (error.code === "bad_query" && enabled.length && enabled.every((s) => s?.errorCode === "bad_query")) {
+    const unparsed = error.code === "bad_query" && /^cannot parse query /.test(whatIsWrong.raw(error.message));
+    if (error.code === "bad_query" && enabled.length && (unparsed || enabled.every((s) => s?.errorCode === "bad_query"))) {
       query.invalid = whatIsWrong(error.message);
       this.saveQueries();
     }
@@ -367,6 +378,8 @@ export class Searches {
 
   onCompleted(query, outcomes) {
     for (const [id, outcome] of Object.entries(outcomes)) {
+      // Answered: reachable again.
+      if (!outcome.error && this.store.session.unreachable.delete(id)) this.store.changed("datasources");
       const source = sourceOf(query, id);
       source.loading = false;
       source.took = outcome.took_ms;
@@ -574,6 +587,19 @@ export class Searches {
   retry(query) {
     for (const source of query.sources.values()) source.error = null;
     this.fetchMissing(query);
+  }
+
+  /** Asks an unreachable datasource again: its fields, and every query. */
+  retryDatasource(ds) {
+    this.store.session.unreachable.delete(ds);
+    this.store.session.fieldErrors.delete(ds);
+    this.requestFields([ds]);
+    for (const query of this.queries) {
+      const source = query.sources.get(ds);
+      if (source?.error) source.error = null;
+      this.fetchMissing(query);
+    }
+    this.store.changed("datasources", "fields", "queries");
   }
 
   setDatasourceEnabled(id, enabled) {

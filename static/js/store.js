@@ -49,6 +49,7 @@ export class Store {
       connected: false,
       connection: { state: "connecting", text: "Connecting…" },
       health: new Map(),      // datasource id → {ok, latencyMs} from the status:/latency: channels
+      unreachable: new Map(), // datasource id → why its last call failed (said once, in the datasource list)
     };
     this.listeners = [];
   }

@@ -1179,3 +1179,121 @@ async fn an_own_configuration_keeps_the_demo_link() {
     assert_eq!(anna, json!([PERSON]), "one node for the address");
     assert_no_page_errors(client).await;
 }
+
+/// With a datasource down: a query that does not parse comes back to the
+/// search box (one message, no Retry), the unreachable datasource is said
+/// once in the datasource list with a Retry, not under every query; and
+/// offline, no health dot claims a datasource is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datasource_down_hides_nothing_and_repeats_nothing() {
+    let mut datasources = tributary::config::demo_datasources();
+    datasources.push(crate::common::datasource("down", "failing", json!({})));
+    let mut settings = crate::common::settings(datasources);
+    settings.live.health_interval = Duration::from_millis(200);
+    let server = crate::common::start_with(settings);
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    open_workspace(
+        client,
+        &server,
+        r##"{ enabled: ["emails", "tweets", "down"], nodeFields: { from: "mail", "user.email": "mail" },
+              queries: [], nextQueryId: 1, deleted: [], deletions: [], dateFields: {} }"##,
+    )
+    .await;
+    until(
+        client,
+        "the connection",
+        "return window.tributary?.app.connected === true;",
+    )
+    .await;
+    // Three datasources may bring 600 records: the page asks first.
+    js(client, "window.confirm = () => true; return true;").await;
+    crate::ui::search(client, "#0072b2", "bitcoin AND (opendata").await;
+    until(
+        client,
+        "the query back in the search box",
+        "const li = document.querySelector('#queries li'); return li?.dataset.state === 'invalid'
+             && document.getElementById('query-input').value === 'bitcoin AND (opendata';",
+    )
+    .await;
+    let shown = js(
+        client,
+        "const li = document.querySelector('#queries li');
+         return { errors: [...li.querySelectorAll('.error')].map((e) => e.textContent), retry: !li.querySelector('.retry').hidden };",
+    )
+    .await;
+    assert_eq!(shown["errors"].as_array().map(Vec::len), Some(1), "{shown}");
+    assert_eq!(shown["retry"], false, "{shown}");
+
+    crate::ui::search(client, "#e69f00", "bitcoin").await;
+    crate::ui::search(client, "#009e73", "invoice").await;
+    until(
+        client,
+        "both queries answered",
+        "const items = [...document.querySelectorAll('#queries li')].slice(1);
+         return items.length === 2 && items.every((li) => li.dataset.state === 'done');",
+    )
+    .await;
+    let lists = js(
+        client,
+        "return [...document.querySelectorAll('#queries li')].slice(1).map((li) => ({
+             text: li.querySelector('.sources').textContent,
+             errors: li.querySelectorAll('.error').length,
+             retry: !li.querySelector('.retry').hidden }));",
+    )
+    .await;
+    for entry in lists.as_array().cloned().unwrap_or_default() {
+        assert_eq!(
+            entry["errors"], 0,
+            "no error lines under the query: {lists}"
+        );
+        assert_eq!(entry["retry"], false, "{lists}");
+        assert!(
+            entry["text"]
+                .as_str()
+                .is_some_and(|t| t.to_lowercase().contains("down unreachable")),
+            "{lists}"
+        );
+    }
+    let problems = js(
+        client,
+        "return [...document.querySelectorAll('#datasources .problem')].map((p) => [p.closest('li').dataset.ds, p.textContent]);",
+    )
+    .await;
+    assert_eq!(problems.as_array().map(Vec::len), Some(1), "{problems}");
+    assert_eq!(problems[0][0], "down");
+    assert!(
+        problems[0][1]
+            .as_str()
+            .is_some_and(|t| t.contains("connection refused")),
+        "{problems}"
+    );
+
+    // The healthy datasources' dots are green while connected, grey offline.
+    until(
+        client,
+        "health measured",
+        "return document.querySelector('#datasources li[data-ds=emails] .health').dataset.health === 'up';",
+    )
+    .await;
+    server.shutdown(Duration::from_secs(1)).await;
+    until(
+        client,
+        "the page offline",
+        "return document.getElementById('connection').dataset.state === 'closed';",
+    )
+    .await;
+    let dots = js(
+        client,
+        "return [...document.querySelectorAll('#datasources .health')].map((d) => d.dataset.health);",
+    )
+    .await;
+    assert!(
+        dots.as_array()
+            .is_some_and(|d| !d.is_empty() && d.iter().all(|h| h == "unknown")),
+        "{dots}"
+    );
+    save_screenshot(client, "workbench-datasource-down").await;
+}

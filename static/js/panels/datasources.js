@@ -24,9 +24,23 @@ export function datasourcesPanel({ store, searches, $ }) {
       dot.className = "health";
       // A picture of the health, named by its label.
       dot.setAttribute("role", "img");
-      showHealth(dot, store.session.health.get(ds.id));
+      showHealth(dot, store.session.health.get(ds.id), connected);
       label.append(box, dot, ds.name ?? ds.id, type);
       item.append(label);
+      // Unreachable: why, once for every query, and a way to ask again.
+      const why = store.session.unreachable.get(ds.id);
+      if (why !== undefined && box.checked) {
+        const problem = document.createElement("div");
+        problem.className = "problem";
+        problem.append(`Unreachable: ${why.replace(/^datasource `[^`]*`: /, "") || "no answer"} `);
+        const again = document.createElement("button");
+        again.type = "button";
+        again.className = "link retry-datasource";
+        again.textContent = "Retry";
+        again.addEventListener("click", () => searches.retryDatasource(ds.id));
+        problem.append(again);
+        item.append(problem);
+      }
       list.append(item);
     }
   };
@@ -37,12 +51,19 @@ export function datasourcesPanel({ store, searches, $ }) {
 export function datasourceHealth({ store, $ }) {
   return function render() {
     for (const dot of $("datasources").querySelectorAll("li[data-ds] .health")) {
-      showHealth(dot, store.session.health.get(dot.closest("li").dataset.ds));
+      showHealth(dot, store.session.health.get(dot.closest("li").dataset.ds), store.session.connected);
     }
   };
 }
 
-function showHealth(dot, health) {
+/** Offline, the last health measured says nothing of now: grey, and why. */
+function showHealth(dot, health, connected = true) {
+  if (!connected) {
+    dot.dataset.health = "unknown";
+    dot.title = "Health unknown while the page is offline";
+    dot.setAttribute("aria-label", dot.title);
+    return;
+  }
   dot.dataset.health = health?.ok === true ? "up" : health?.ok === false ? "down" : "unknown";
   dot.title = health?.ok === undefined
     ? "Health not measured yet"

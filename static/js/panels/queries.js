@@ -102,7 +102,9 @@ export function queriesPanel({ store, searches, $ }) {
       const errors = [];
       for (const [ds, source] of sources) {
         const name = store.datasourceName(ds);
-        if (source.error) errors.push(`${name}: ${source.error}`);
+        // Unreachable is said once, in the datasource list.
+        if (source.error && source.errorCode === "datasource_failed") counts.push(`${name} unreachable`);
+        else if (source.error) errors.push(`${name}: ${source.error}`);
         else if (query.kind === "expansion" && source.total !== null) {
           const sample = source.sampled ? ` (from a sample of ${source.sampled.toLocaleString()} records)` : "";
           if (query.between) counts.push(`${name} ${source.total.toLocaleString()} link${source.total === 1 ? "" : "s"}${sample}`);
