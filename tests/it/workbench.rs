@@ -1297,3 +1297,136 @@ async fn a_datasource_down_hides_nothing_and_repeats_nothing() {
     );
     save_screenshot(client, "workbench-datasource-down").await;
 }
+
+/// The records table and the timeline for the analyst: when, what and who
+/// by default, sorted by time when the column is a date; the timeline
+/// worked with the keyboard; a query that finds nothing because of a field
+/// or a value says why; the color picker is a finger's size on a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_timeline_and_hints() {
+    let server = demo_server();
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(client, &server, BITCOIN_TWEETS, 1).await;
+    js(client, "window.tributary.view.selectAll(); return true;").await;
+    until(
+        client,
+        "the records",
+        "return document.querySelectorAll('#records tbody tr').length > 3;",
+    )
+    .await;
+    let heads = js(client, "return [...document.querySelectorAll('#records th button.sort')].map((b) => b.textContent);").await;
+    for wanted in ["created_at", "text", "user.screen_name", "hashtags"] {
+        assert!(
+            heads
+                .as_array()
+                .is_some_and(|h| h.iter().any(|c| c == wanted)),
+            "{wanted} in {heads}"
+        );
+    }
+    // Sorted by date (as times), then the other way.
+    let by_date = |descending: bool| {
+        format!(
+            "const headers = [...document.querySelectorAll('#records th')];
+             const at = headers.findIndex((th) => th.querySelector('button.sort').textContent === 'created_at');
+             headers[at].querySelector('button.sort').click();
+             const times = [...document.querySelectorAll('#records tbody tr')].map((tr) => Date.parse(tr.cells[at].textContent));
+             return times.length > 3 && times.every((t, i) => i === 0 || ({descending} ? times[i - 1] >= t : times[i - 1] <= t));"
+        )
+    };
+    assert_eq!(js(client, &by_date(false)).await, json!(true));
+    assert_eq!(js(client, &by_date(true)).await, json!(true));
+
+    // The timeline from the keyboard: focus it, End, Shift+Left twice, Enter.
+    js(client, "window.tributary.view.setSelection([]); document.getElementById('histogram').focus(); return true;").await;
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: '\u{E010}' }) // End
+        .then(KeyAction::Up { value: '\u{E010}' })
+        .then(KeyAction::Down { value: SHIFT })
+        .then(KeyAction::Down { value: '\u{E012}' }) // Left
+        .then(KeyAction::Up { value: '\u{E012}' })
+        .then(KeyAction::Down { value: '\u{E012}' })
+        .then(KeyAction::Up { value: '\u{E012}' })
+        .then(KeyAction::Up { value: SHIFT })
+        .then(KeyAction::Down { value: '\u{E007}' }) // Enter
+        .then(KeyAction::Up { value: '\u{E007}' });
+    client.perform_actions(keys).await.expect("keys");
+    until(
+        client,
+        "the last three periods' nodes selected",
+        "return window.tributary.app.selection.length > 0;",
+    )
+    .await;
+    let chosen = js(
+        client,
+        "const t = window.tributary; const selected = new Set(t.app.selection);
+         const status = document.getElementById('timeline-status').textContent;
+         const [, from, to] = status.match(/From (\\S+) to (\\S+):/) ?? [];
+         const low = Date.parse(from), high = Date.parse(to) + 86400e3;
+         // Every selected node is held by a record of those days, and every such record's nodes are selected.
+         const records = [...t.app.queries[0].records.values()].filter((r) => { const at = Date.parse(r.fields.created_at); return at >= low && at < high; });
+         const expected = new Set(records.flatMap((r) => [
+             ...[].concat(r.fields['user.screen_name'] ?? []).map((v) => 'user.screen_name\\u241f' + v),
+             ...[].concat(r.fields.hashtags ?? []).map((v) => 'hashtags\\u241f' + v)]).filter((k) => t.view.graph.hasNode(k)));
+         return { records: records.length, same: expected.size === selected.size && [...expected].every((k) => selected.has(k)), status };",
+    )
+    .await;
+    assert!(
+        chosen["records"].as_u64().is_some_and(|n| n > 0),
+        "{chosen}"
+    );
+    assert_eq!(chosen["same"], true, "{chosen}");
+
+    // Queries that find nothing, and why.
+    js(client, "window.confirm = () => true; return true;").await;
+    for (color, query) in [
+        ("#009e73", "nosuchfield:x"),
+        ("#cc79a7", "created_at:2024-13-45"),
+        ("#56b4e9", "retweet_count:many"),
+    ] {
+        crate::ui::search(client, color, query).await;
+    }
+    until(
+        client,
+        "three answers",
+        "const items = [...document.querySelectorAll('#queries li')]; return items.length === 4 && items.every((li) => li.dataset.state === 'done' || li.dataset.state === 'invalid');",
+    )
+    .await;
+    let hints = js(
+        client,
+        "return [...document.querySelectorAll('#queries li')].slice(1).map((li) => [...li.querySelectorAll('.hint-line')].map((h) => h.textContent).join(' '));",
+    )
+    .await;
+    let hints: Vec<String> = hints
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| h.as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        hints[0].contains("No enabled datasource has a field `nosuchfield`"),
+        "{hints:?}"
+    );
+    assert!(hints[1].contains("`2024-13-45` is not a date"), "{hints:?}");
+    assert!(
+        hints[2].contains("`retweet_count` holds numbers: `many` is not one"),
+        "{hints:?}"
+    );
+    assert_no_page_errors(client).await;
+    drop(browser);
+
+    // On a phone the color picker is as big as a fingertip.
+    let Some(phone) = browser_with(&["--window-size=390,844"]).await else {
+        return;
+    };
+    crate::ui::open_page(&phone.client, &server).await;
+    let picker = js(&phone.client, "const r = document.getElementById('query-color').getBoundingClientRect(); return [r.width, r.height];").await;
+    assert!(
+        picker[0].as_f64().is_some_and(|w| w >= 28.0)
+            && picker[1].as_f64().is_some_and(|h| h >= 28.0),
+        "{picker}"
+    );
+}

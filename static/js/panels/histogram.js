@@ -44,9 +44,10 @@ function element(name, attributes, parent) {
  * `selected`: record keys (`ds\u0000id`) drawn over the bars, or null;
  * `size`: the container's {width, height} if known (reading it from the
  * layout after other panels changed the page would force a layout).
- * Returns the number of dated records and the time range drawn.
+ * `cursor`: [first, last] bar chosen from the keyboard, outlined.
+ * Returns the number of dated records, the time range drawn and its bars.
  */
-export function drawHistogram(container, queries, fieldOf, selected = null, size = null) {
+export function drawHistogram(container, queries, fieldOf, selected = null, size = null, cursor = null) {
   container.replaceChildren();
   const points = []; // [time, query index, selected]
   queries.forEach((query, index) => {
@@ -103,9 +104,16 @@ export function drawHistogram(container, queries, fieldOf, selected = null, size
     const text = element("text", { x, y: height - 4, "text-anchor": anchor, "font-size": 11, fill: "#6a737d" }, svg);
     text.textContent = new Date(time).toISOString().slice(0, 10);
   };
+  if (cursor) {
+    const [first, last] = [Math.max(0, Math.min(...cursor)), Math.min(binCount - 1, Math.max(...cursor))];
+    element("rect", {
+      x: first * barWidth, y: 1, width: (last - first + 1) * barWidth, height: height - axis - 1,
+      fill: "rgba(37, 99, 235, .08)", stroke: "#2563eb", "stroke-dasharray": "4 2", class: "cursor",
+    }, svg);
+  }
   label(2, "start", start);
   label(width - 2, "end", start + binCount * step);
   const peak = element("text", { x: 2, y: 11, "font-size": 11, fill: "#6a737d" }, svg);
   peak.textContent = `${tallest} per ${unit} at most`;
-  return { count: points.length, range: [start, start + binCount * step] };
+  return { count: points.length, range: [start, start + binCount * step], bins: binCount, unit };
 }

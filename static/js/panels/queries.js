@@ -5,6 +5,8 @@
 // stream of results.
 
 import { PAGE } from "../searches.js";
+import { queryHints } from "../hints.js";
+import { mergedFields } from "./fields.js";
 
 /** `Emails or Tweets`, `Emails, Tweets or People`. */
 function either(names) {
@@ -145,6 +147,16 @@ export function queriesPanel({ store, searches, $ }) {
         all.addEventListener("click", () => searches.showAll(query));
         note.append(all);
         detail.append(note);
+      }
+      // Why it may have found nothing: a field no datasource has, a word
+      // for a number, a date that cannot be.
+      if (!loading && !waiting && !query.invalid && query.kind !== "expansion") {
+        for (const hint of queryHints(query.text, mergedFields(store))) {
+          const line = document.createElement("span");
+          line.className = "hint-line";
+          line.textContent = hint;
+          detail.append(line);
+        }
       }
       for (const message of errors) {
         const line = document.createElement("span");

@@ -15,19 +15,32 @@ export function cellText(row, column, datasourceName) {
   return column === "datasource" ? datasourceName(row.record.ds) : formatValue(row.record.fields?.[column]);
 }
 
-/** Rows sorted by `sort.column` (numbers as numbers, the rest as text). */
-export function sortRows(rows, sort, datasourceName) {
+/**
+ * Rows sorted by `sort.column`: numbers as numbers, dates (`typeOf(column)`
+ * is "date") by time, the rest as text; rows without a value last, either way.
+ */
+export function sortRows(rows, sort, datasourceName, typeOf = () => null) {
   if (!sort) return rows;
+  const date = typeOf(sort.column) === "date";
   const key = (row) => {
-    const raw = sort.column === "datasource" ? null : row.record.fields?.[sort.column];
-    return typeof raw === "number" ? raw : cellText(row, sort.column, datasourceName);
+    let raw = sort.column === "datasource" ? null : row.record.fields?.[sort.column];
+    if (Array.isArray(raw)) raw = raw[0];
+    if (raw === null || raw === undefined || raw === "") return sort.column === "datasource" ? datasourceName(row.record.ds) : null;
+    if (typeof raw === "number") return raw;
+    if (date) {
+      const time = Date.parse(raw);
+      if (Number.isFinite(time)) return time;
+    }
+    if (typeof raw === "string" && raw.trim() !== "" && Number.isFinite(Number(raw))) return Number(raw);
+    return cellText(row, sort.column, datasourceName);
   };
-  const sorted = [...rows].sort((a, b) => {
-    const [x, y] = [key(a), key(b)];
+  const keyed = rows.map((row) => [key(row), row]);
+  keyed.sort(([x], [y]) => {
+    if (x === null || y === null) return (x === null) - (y === null); // empty last
     const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
     return sort.descending ? -order : order;
   });
-  return sorted;
+  return keyed.map(([, row]) => row);
 }
 
 /** The rows as CSV (RFC 4180: quoted where needed), a header line first. */
@@ -48,7 +61,7 @@ export function toCsv(rows, columns, datasourceName) {
  * sort ({column, descending} or null) and onSort(column): a click on a
  * header sorts by it.
  */
-export function drawRecords(table, rows, columns, { datasourceName, onRemoveColumn, onOpen, sort = null, onSort = () => {} }) {
+export function drawRecords(table, rows, columns, { datasourceName, onRemoveColumn, onOpen, sort = null, onSort = () => {}, typeOf = () => null }) {
   const head = table.tHead;
   const body = table.tBodies[0];
   head.replaceChildren();
@@ -80,7 +93,7 @@ export function drawRecords(table, rows, columns, { datasourceName, onRemoveColu
 
   // Rows are built apart and added at once, and one listener on the body
   // serves them all: with hundreds of rows, a selection stays one short frame.
-  const drawn = sortRows(rows, sort, datasourceName).slice(0, MAX_ROWS);
+  const drawn = sortRows(rows, sort, datasourceName, typeOf).slice(0, MAX_ROWS);
   const fragment = document.createDocumentFragment();
   for (const row of drawn) {
     const tr = document.createElement("tr");

@@ -7,7 +7,24 @@ import { mergedFields } from "./fields.js";
 
 export function recordsPanel({ store, $, graphless = false, searchValue = () => {}, expandValue = () => {} }) {
   const saved = store.saved;
-  const columns = () => saved.columns ?? Object.keys(saved.nodeFields);
+  // By default: when (each datasource's timeline date), what (its first
+  // text field: a tweet's text, an e-mail's subject), then the node fields.
+  const columns = () => saved.columns ?? defaultColumns();
+  function defaultColumns() {
+    const wanted = [];
+    const add = (path) => { if (path && !wanted.includes(path)) wanted.push(path); };
+    for (const path of store.timelineFields().values()) add(path);
+    for (const ds of store.enabledIds()) {
+      const fields = store.session.fields.get(ds) ?? [];
+      // A short text beats a long one: "subject" before "body".
+      const texts = fields.filter((f) => f.type === "text").map((f) => f.path);
+      add(texts.find((p) => /(^|\.)(subject|title|text|message|name)$/.test(p)) ?? texts[0]);
+    }
+    for (const path of Object.keys(saved.nodeFields)) add(path);
+    return wanted;
+  }
+  /** A column's type in the enabled datasources ("date", "long", …). */
+  const typeOf = (path) => mergedFields(store).get(path)?.types.values().next().value ?? null;
   const datasourceName = (id) => store.datasourceName(id);
 
   $("add-column").addEventListener("change", (event) => {
@@ -21,7 +38,7 @@ export function recordsPanel({ store, $, graphless = false, searchValue = () => 
   let sort = null;
   let shown = [];
   $("export-csv").addEventListener("click", () => {
-    const csv = toCsv(sortRows(shown, sort, datasourceName), columns(), datasourceName);
+    const csv = toCsv(sortRows(shown, sort, datasourceName, typeOf), columns(), datasourceName);
     const link = document.createElement("a");
     link.href = `data:text/csv;charset=utf-8,${encodeURIComponent(csv)}`;
     link.download = "tributary-records.csv";
@@ -69,6 +86,7 @@ export function recordsPanel({ store, $, graphless = false, searchValue = () => 
     $("export-csv").hidden = rows.length === 0;
     drawRecords($("records"), rows, columns(), {
       datasourceName,
+      typeOf,
       sort,
       onSort: (column) => {
         sort = { column, descending: sort?.column === column && !sort.descending };

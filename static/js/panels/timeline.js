@@ -8,7 +8,9 @@ import { keysOf, mergedInto, recordsOfNodes, withMerged } from "../model.js";
 
 export function timelinePanel({ store, $, select }) {
   let range = null; // [from, to] of the last drawing, ms
+  let bins = 0; // bars of the last drawing
   let size = null; // the histogram's {width, height}, as last observed
+  let cursor = null; // [first, last] bar chosen from the keyboard
 
   function render() {
     const fields = store.timelineFields();
@@ -16,8 +18,10 @@ export function timelinePanel({ store, $, select }) {
     const selected = selection.length
       ? new Set(recordsOfNodes(queries, withMerged(selection, store.saved.merges), store.session.links).map(({ record }) => `${record.ds}\u0000${record.id}`))
       : null;
-    const drawn = drawHistogram($("histogram"), queries, (ds) => fields.get(ds), selected, size);
+    const drawn = drawHistogram($("histogram"), queries, (ds) => fields.get(ds), selected, size, cursor);
     range = drawn.range;
+    bins = drawn.bins ?? 0;
+    if (cursor && cursor.some((bar) => bar >= bins)) cursor = null;
     $("histogram-field").textContent = fields.size
       ? [...fields].map(([ds, path]) => `${store.datasourceName(ds)}: ${path}`).join(" · ")
         + (drawn.count ? " — drag to select a time range" : " — no dates in the results yet")
@@ -42,6 +46,47 @@ export function timelinePanel({ store, $, select }) {
     if (from === null || to === null) return;
     const [low, high] = from < to ? [from, to] : [to, from];
     from = null;
+    selectRange(low, high);
+  });
+
+  // The keyboard: arrows choose a bar, Shift+arrows widen the choice, Home
+  // and End go to either end, Enter (or Space) selects the nodes of its
+  // records, as a drag does.
+  histogram.tabIndex = 0;
+  histogram.setAttribute("role", "application");
+  histogram.setAttribute("aria-roledescription", "timeline");
+  histogram.setAttribute("aria-label", "Timeline: arrow keys choose a period, Shift and arrows widen it, Enter selects its records' nodes");
+  histogram.addEventListener("keydown", (event) => {
+    if (!range || !bins) return;
+    const [a, b] = cursor ?? [0, 0];
+    const to = (bar) => Math.max(0, Math.min(bins - 1, bar));
+    let next = null;
+    if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+      const step = event.key === "ArrowRight" ? 1 : -1;
+      next = event.shiftKey ? [a, to(b + step)] : cursor ? [to(b + step), to(b + step)] : [0, 0];
+    } else if (event.key === "Home") next = event.shiftKey ? [a, 0] : [0, 0];
+    else if (event.key === "End") next = event.shiftKey ? [a, bins - 1] : [bins - 1, bins - 1];
+    else if ((event.key === "Enter" || event.key === " ") && cursor) {
+      event.preventDefault();
+      event.stopPropagation();
+      const width = (range[1] - range[0]) / bins;
+      const [first, last] = [Math.min(a, b), Math.max(a, b)];
+      selectRange(range[0] + first * width, range[0] + (last + 1) * width - 1);
+      return;
+    }
+    if (!next) return;
+    event.preventDefault();
+    event.stopPropagation();
+    cursor = next;
+    const width = (range[1] - range[0]) / bins;
+    const day = (at) => new Date(at).toISOString().slice(0, 10);
+    const [first, last] = [Math.min(...cursor), Math.max(...cursor)];
+    $("timeline-status").textContent = `From ${day(range[0] + first * width)} to ${day(range[0] + (last + 1) * width - 1)}: Enter selects its records' nodes.`;
+    render();
+  });
+
+  /** Selects the nodes of the records dated from `low` to `high` (ms). */
+  function selectRange(low, high) {
     const fields = store.timelineFields();
     const nodeFields = Object.keys(store.saved.nodeFields);
     const keys = new Set();
@@ -57,7 +102,7 @@ export function timelinePanel({ store, $, select }) {
       }
     }
     select([...keys]);
-  });
+  }
   // Redrawn in the next frame: drawing inside the callback would resize what it observes.
   new ResizeObserver(([entry]) => {
     size = { width: entry.contentRect.width, height: entry.contentRect.height };
