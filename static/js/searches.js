@@ -240,9 +240,15 @@ export class Searches {
 
   async readItems(query, request) {
     for await (const message of request) {
-      if (message.type === "ITEMS_RECEIVE" && message.items) this.onItems(query, message.items);
-      else if (message.type === "ERROR") this.onError(query, request, message.error ?? {});
-      else if (message.type === "REQUEST_COMPLETED") this.onCompleted(query, message.datasources ?? {});
+      if (message.type === "ITEMS_RECEIVE" && message.items) {
+        if (request.sweep) for (const r of message.items.results ?? []) request.sweep.seen.add(`${message.items.server}\u0000${r.id}`);
+        this.onItems(query, message.items);
+      } else if (message.type === "ERROR") this.onError(query, request, message.error ?? {});
+      else if (message.type === "REQUEST_COMPLETED") {
+        const outcome = message.datasources?.[request.sweep?.ds];
+        if (request.sweep && outcome && !outcome.error) this.sweepStale(query, request.sweep);
+        this.onCompleted(query, message.datasources ?? {});
+      }
       else if (message.type === "DISCONNECTED") {
         for (const ds of request.datasources) sourceOf(query, ds).loading = false;
       }
@@ -294,10 +300,25 @@ export class Searches {
     });
     if (!request) return;
     request.datasources = [ds];
+    // Records of this datasource that its answer no longer holds (the
+    // server lost them) leave the query once the answer is complete.
+    request.sweep = { ds, seen: new Set() };
     source.loaded = 0;
     source.loading = true;
     query.requests.add(request);
     this.readItems(query, request);
+  }
+
+  /** Drops the records of `sweep.ds` the reloaded answer did not hold. */
+  sweepStale(query, { ds, seen }) {
+    let dropped = 0;
+    for (const [key, record] of [...query.records]) {
+      if (record.ds !== ds || seen.has(key)) continue;
+      query.records.delete(key);
+      this.model.remove(query, key);
+      dropped += 1;
+    }
+    if (dropped) this.store.changed("results");
   }
 
   stopLive(query) {

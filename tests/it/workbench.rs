@@ -1430,3 +1430,90 @@ async fn records_timeline_and_hints() {
         "{picker}"
     );
 }
+
+/// A restarted server that lost the records published to it (no data
+/// folder): the live query's page drops them from the graph and the
+/// counts, instead of showing "3 of 2".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_server_lost_leave_the_page() {
+    let settings = || {
+        let mut settings = crate::common::settings(tributary::config::demo_datasources());
+        settings.publish.enabled = true;
+        settings
+    };
+    let server = crate::common::start_with(settings());
+    let addr = server.addr;
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(
+        client,
+        &server,
+        r##"{ enabled: ["tweets"], nodeFields: { "user.screen_name": "at" },
+              queries: [{ id: 1, text: "zeppelin OR osint", color: "#0072b2", pages: 1, live: true }],
+              nextQueryId: 2, deleted: [], deletions: [], dateFields: {} }"##,
+        1,
+    )
+    .await;
+    until(
+        client,
+        "the query live",
+        "return document.querySelector('#queries li').dataset.live === 'on';",
+    )
+    .await;
+    let before = js(
+        client,
+        "return window.tributary.app.queries[0].records.size;",
+    )
+    .await;
+    let record = json!({"id": "z-lost-1", "created_at": "2026-11-23T12:00:00Z", "text": "a zeppelin lands", "user": {"screen_name": "zep_lost"}});
+    let (status, body) = crate::common::http_post(
+        addr,
+        "/api/datasources/tweets/records",
+        &[],
+        &record.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    until(
+        client,
+        "the published record drawn",
+        "return window.tributary.view.graph.someNode((k, a) => a.label === 'zep_lost');",
+    )
+    .await;
+
+    // The server restarts, without what was published (no data folder).
+    server.shutdown(Duration::from_secs(1)).await;
+    until(
+        client,
+        "the page offline",
+        "return document.getElementById('connection').dataset.state === 'closed';",
+    )
+    .await;
+    let mut again = settings();
+    again.listen = addr.to_string();
+    let _again = crate::common::start_with(again);
+    js(client, "const retry = document.getElementById('connection-retry'); if (!retry.hidden) retry.click(); return true;").await;
+    until(
+        client,
+        "the lost record gone from the graph and the counts",
+        &format!(
+            "const q = window.tributary.app.queries[0]; const s = q.sources.get('tweets');
+             return window.tributary.app.connected && !window.tributary.view.graph.someNode((k, a) => a.label === 'zep_lost')
+                 && q.records.size === {before} && s.loaded === s.total && !s.loading;"
+        ),
+    )
+    .await;
+    let text = js(
+        client,
+        "return document.querySelector('#queries li .sources').textContent;",
+    )
+    .await;
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains(&format!("Tweets {before} of {before}"))),
+        "{text}"
+    );
+    assert_no_page_errors(client).await;
+}
