@@ -86,12 +86,10 @@ export function iconOn(colors) {
 }
 
 /** A node's label with a white halo, readable over links and other nodes. */
-function drawLabelWithHalo(context, data, settings) {
+function drawLabelWithHalo(context, data, settings, x = data.x + data.size + 3, y = data.y + settings.labelSize / 3) {
   if (!data.label) return;
   const size = settings.labelSize;
   context.font = `${settings.labelWeight} ${size}px ${settings.labelFont}`;
-  const x = data.x + data.size + 3;
-  const y = data.y + size / 3;
   context.lineJoin = "round";
   context.lineWidth = 3;
   context.strokeStyle = "rgba(255, 255, 255, 0.92)";
@@ -134,6 +132,7 @@ export class GraphView {
     this.layoutTimer = null;
     this.onLayoutChange = () => {};
     this.onNodeMenu = () => {}; // (node key, {x, y} in the container)
+    this.drawnLabels = [];
     // Positions, pins and the camera survive a reload, and a deleted node
     // that comes back returns to where it was.
     this.memory = loadLayout();
@@ -150,6 +149,10 @@ export class GraphView {
       return;
     }
     this.bindPointer();
+    // Labels drawn in the current frame (for their collisions, the tests
+    // and the SVG export).
+    this.drawnLabels = [];
+    this.renderer.on("beforeRender", () => { this.drawnLabels = []; this.discs = null; });
     // Sigma sizes its canvases on window resizes only; the graph's area
     // also changes when the details open, the toolbar wraps or a panel grows.
     new ResizeObserver(() => {
@@ -173,11 +176,75 @@ export class GraphView {
       labelGridCellSize: 120,
       renderEdgeLabels: true,
       edgeLabelSize: 11,
-      defaultDrawNodeLabel: drawLabelWithHalo,
+      defaultDrawNodeLabel: (context, data, settings) => this.drawLabel(context, data, settings),
       defaultEdgeColor: EDGE,
       nodeReducer: (key, data) => this.reduceNode(key, data),
       edgeReducer: (key, data) => this.reduceEdge(key, data),
     });
+  }
+
+  /**
+   * Draws a node's label where it covers no label drawn before it in this
+   * frame and no other node — right of the node, else left, below, above —
+   * or not at all (sigma's label grid thins labels out, but a long label
+   * still reaches into its neighbours' cells). Selected nodes' labels are
+   * always drawn, on the right.
+   */
+  drawLabel(context, data, settings) {
+    if (!data.label) return;
+    const size = settings.labelSize;
+    context.font = `${settings.labelWeight} ${size}px ${settings.labelFont}`;
+    const width = context.measureText(data.label).width;
+    // Right of the node, else left, below or above it: the first place clear.
+    const places = [
+      [data.x + data.size + 3, data.y + size / 3],
+      [data.x - data.size - 3 - width, data.y + size / 3],
+      [data.x - width / 2, data.y + data.size + size],
+      [data.x - width / 2, data.y - data.size - 4],
+    ];
+    const boxAt = ([x, y]) => ({ left: x - 1, right: x + width + 1, top: y - size * 0.85, bottom: y + size * 0.3 });
+    const place = data.forceLabel ? places[0] : places.find((p) => !this.labelCollides(boxAt(p), data.key));
+    if (!place) return;
+    this.drawnLabels.push({ key: data.key, ...boxAt(place) });
+    drawLabelWithHalo(context, data, settings, place[0], place[1]);
+  }
+
+  labelCollides(box, own) {
+    const overlaps = (a) => a.left < box.right && box.left < a.right && a.top < box.bottom && box.top < a.bottom;
+    if (this.drawnLabels.some(overlaps)) return true;
+    // Nodes near the label, from a grid of the frame's discs built once per frame.
+    this.discs ??= this.discGrid();
+    const { cell, grid } = this.discs;
+    for (let cx = Math.floor(box.left / cell) - 1; cx <= Math.floor(box.right / cell) + 1; cx++) {
+      for (let cy = Math.floor(box.top / cell) - 1; cy <= Math.floor(box.bottom / cell) + 1; cy++) {
+        for (const disc of grid.get(`${cx},${cy}`) ?? []) {
+          if (disc.key === own) continue;
+          const nearestX = Math.max(box.left, Math.min(disc.x, box.right));
+          const nearestY = Math.max(box.top, Math.min(disc.y, box.bottom));
+          if (Math.hypot(disc.x - nearestX, disc.y - nearestY) < disc.r) return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  /** The discs of the nodes drawn this frame (pixels), by 40 px cell. */
+  discGrid() {
+    const cell = 40;
+    const grid = new Map();
+    const { width, height } = this.renderer.getDimensions();
+    this.graph.forEachNode((key, attributes) => {
+      if (attributes.hidden) return;
+      const display = this.renderer.getNodeDisplayData(key);
+      if (!display) return;
+      const { x, y } = this.renderer.framedGraphToViewport(display);
+      const r = this.renderer.scaleSize(display.size);
+      if (x < -r || y < -r || x > width + r || y > height + r) return;
+      const at = `${Math.floor(x / cell)},${Math.floor(y / cell)}`;
+      if (!grid.has(at)) grid.set(at, []);
+      grid.get(at).push({ key, x, y, r });
+    });
+    return { cell, grid };
   }
 
   reduceNode(key, data) {
@@ -518,7 +585,7 @@ export class GraphView {
    * the nodes in view with their pies and shown labels, and their links. */
   shownInView() {
     const { width, height } = this.renderer.getDimensions();
-    const labelled = this.renderer.displayedNodeLabels ?? new Set();
+    const labelled = new Set(this.drawnLabels.map((label) => label.key));
     const at = new Map();
     const nodes = [];
     this.graph.forEachNode((key, a) => {

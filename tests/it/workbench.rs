@@ -1517,3 +1517,55 @@ async fn records_the_server_lost_leave_the_page() {
     );
     assert_no_page_errors(client).await;
 }
+
+/// In a dense graph no label covers another label or another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_stay_clear_of_each_other_and_of_nodes() {
+    let server = crate::ui::demo_server_with_people(400);
+    let Some(browser) = browser().await else {
+        return;
+    };
+    let client = &browser.client;
+    drawn(
+        client,
+        &server,
+        r##"{ enabled: ["tweets"], nodeFields: { "user.screen_name": "at", hashtags: "tag", mentions: "at" },
+              queries: [{ id: 1, text: "*", color: "#0072b2", pages: 3, showAll: true }],
+              nextQueryId: 2, deleted: [], deletions: [], dateFields: {} }"##,
+        1,
+    )
+    .await;
+    // Zoomed in a little: more labels are drawn, closer together.
+    js(
+        client,
+        "window.tributary.view.renderer.getCamera().setState({ ratio: 0.3 }); return true;",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let found = js(
+        client,
+        "const v = window.tributary.view; v.renderer.refresh(); const labels = v.drawnLabels;
+         const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+         const pairs = [];
+         for (let i = 0; i < labels.length; i++) for (let j = i + 1; j < labels.length; j++) if (overlaps(labels[i], labels[j])) pairs.push([labels[i].key, labels[j].key]);
+         const covered = [];
+         const { width, height } = v.renderer.getDimensions();
+         v.graph.forEachNode((key) => {
+             const d = v.renderer.getNodeDisplayData(key); const p = v.renderer.framedGraphToViewport(d); const r = v.renderer.scaleSize(d.size);
+             if (p.x < 0 || p.y < 0 || p.x > width || p.y > height) return;
+             for (const l of labels) {
+                 if (l.key === key) continue;
+                 const x = Math.max(l.left, Math.min(p.x, l.right)), y = Math.max(l.top, Math.min(p.y, l.bottom));
+                 if (Math.hypot(p.x - x, p.y - y) < r - 0.5) covered.push([l.key, key]);
+             }
+         });
+         return { labels: labels.length, pairs: pairs.slice(0, 5), covered: covered.slice(0, 5), nodes: v.graph.order };",
+    )
+    .await;
+    save_screenshot(client, "workbench-labels").await;
+    assert!(found["labels"].as_u64().is_some_and(|n| n >= 8), "{found}");
+    assert_eq!(found["pairs"], json!([]), "labels over labels: {found}");
+    assert_eq!(found["covered"], json!([]), "labels over nodes: {found}");
+    save_screenshot(client, "workbench-labels").await;
+    assert_no_page_errors(client).await;
+}
