@@ -227,6 +227,7 @@ async fn the_legend_selects_by_query_and_by_set() {
         state["selection"], state["both"],
         "the nodes in both queries"
     );
+    save_screenshot(client, "workbench-legend-both").await;
     assert!(
         js(
             client,
@@ -453,6 +454,13 @@ async fn layouts_beside_the_force_layout() {
         js(client, "return window.tributary.view.memory.pinned.size;").await,
         json!(0)
     );
+    js(
+        client,
+        "window.tributary.view.setSelection([]); return true;",
+    )
+    .await;
+    arrange(client, "grouped").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     save_screenshot(client, "workbench-grouped-by-query").await;
     assert_no_page_errors(client).await;
 }
@@ -896,6 +904,9 @@ async fn expansion_the_analyst_controls() {
     js(client, &format!("window.tributary.view.setSelection(['{PERSON}']); document.activeElement.blur(); return true;")).await;
     press(client, 'e').await;
     let first = last_entry_done(client).await;
+    click(client, "#expand-options").await; // closes the options
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    save_screenshot(client, "workbench-expansion-top-n").await;
     let emails = &first["perField"]["emails"];
     assert_eq!(emails["to"]["shown"], 3, "{first}");
     let of = emails["to"]["of"].as_u64().unwrap_or(0);
