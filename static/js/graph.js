@@ -412,6 +412,32 @@ export class GraphView {
     return pin;
   }
 
+  /** Pans the camera by (dx, dy) pixels (arrow keys). */
+  pan(dx, dy) {
+    if (this.unavailable) return;
+    const camera = this.renderer.getCamera?.();
+    if (!camera?.getState) return;
+    const a = this.renderer.viewportToFramedGraph({ x: 0, y: 0 });
+    const b = this.renderer.viewportToFramedGraph({ x: dx, y: dy });
+    const state = camera.getState();
+    camera.animate({ x: state.x + (b.x - a.x), y: state.y + (b.y - a.y) }, { duration: 120 });
+  }
+
+  /** Moves `keys` by (dx, dy) pixels and pins them there (Shift+arrows: a drag from the keyboard). */
+  moveNodes(keys, dx, dy) {
+    if (this.unavailable) return;
+    const a = this.renderer.viewportToGraph({ x: 0, y: 0 });
+    const b = this.renderer.viewportToGraph({ x: dx, y: dy });
+    if (!this.renderer.getCustomBBox?.()) this.renderer.setCustomBBox?.(this.renderer.getBBox());
+    for (const key of keys) {
+      if (!this.graph.hasNode(key)) continue;
+      const { x, y } = this.graph.getNodeAttributes(key);
+      this.graph.mergeNodeAttributes(key, { x: x + (b.x - a.x), y: y + (b.y - a.y), fixed: true });
+      this.memory.pinned.add(key);
+    }
+    this.saveLayout();
+  }
+
   /** Pins every node, or releases every pin (`pin` false). */
   pinAll(pin) {
     this.graph.forEachNode((key) => {

@@ -635,6 +635,15 @@ document.addEventListener("keydown", (event) => {
     k: linkSelection,
     "?": () => $("help").showModal(),
   };
+  // Arrows pan the view; with Shift they move the selected nodes (and pin them).
+  const arrows = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+  if (arrows[event.key] && !event.target.closest("#histogram, #records, select, #node-menu, #expand-panel")) {
+    event.preventDefault();
+    const [dx, dy] = arrows[event.key].map((d) => d * 40);
+    if (event.shiftKey && session.selection.length) view.moveNodes(session.selection, dx / 2, dy / 2);
+    else view.pan(dx, dy);
+    return;
+  }
   const action = actions[event.key];
   if (action) { event.preventDefault(); action(); }
 });

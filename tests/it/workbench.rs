@@ -760,6 +760,36 @@ async fn keyboard_and_touch_reach_everything() {
     .await;
     press(client, '\u{E00C}').await;
 
+    // Arrows pan the view; Shift+arrows move the selected node and pin it.
+    let camera = "return window.tributary.view.renderer.getCamera().getState().x;";
+    let x0 = js(client, camera).await.as_f64().unwrap_or(0.0);
+    js(client, "document.activeElement.blur(); return true;").await;
+    press(client, '\u{E014}').await; // ArrowRight
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let x1 = js(client, camera).await.as_f64().unwrap_or(0.0);
+    assert!(x1 > x0, "the view pans right: {x0} → {x1}");
+    let moved = js(client, "const v = window.tributary.view; const k = v.graph.nodes()[0]; v.setSelection([k]); document.activeElement.blur(); \
+                            return [k, v.graph.getNodeAttribute(k, 'x'), v.graph.getNodeAttribute(k, 'y')];").await;
+    let shift_right = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: SHIFT })
+        .then(KeyAction::Down { value: '\u{E014}' })
+        .then(KeyAction::Up { value: '\u{E014}' })
+        .then(KeyAction::Up { value: SHIFT });
+    client
+        .perform_actions(shift_right)
+        .await
+        .expect("Shift+Right");
+    let after = js(client, &format!("const v = window.tributary.view; const k = {key:?}; return [v.graph.getNodeAttribute(k, 'x'), v.graph.getNodeAttribute(k, 'y'), v.memory.pinned.has(k)];", key = moved[0].as_str().unwrap_or_default())).await;
+    assert!(
+        after[0].as_f64() > moved[1].as_f64() && after[1] == moved[2] && after[2] == json!(true),
+        "{moved} → {after}"
+    );
+    js(
+        client,
+        "window.tributary.view.setSelection([]); return true;",
+    )
+    .await;
+
     // A long press on a node, with a real touch pointer.
     js(
         client,
@@ -818,6 +848,8 @@ async fn keyboard_and_touch_reach_everything() {
         "return !document.getElementById('details').hidden;",
     )
     .await;
+    // The expansion options open too.
+    js(client, "document.getElementById('expand-options').click(); return true;").await;
     let axe = include_str!("../vendor/axe.min.js");
     js(client, &format!("{axe}\nreturn true;")).await;
     let report = client
