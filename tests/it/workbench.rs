@@ -51,6 +51,15 @@ async fn drawn(client: &Client, server: &ServerHandle, workspace: &str, queries:
     .await;
 }
 
+/// The demo server and a browser showing `workspace`'s graph (`None`:
+/// browser tests are skipped).
+async fn demo_graph(workspace: &str, queries: usize) -> Option<(ServerHandle, crate::ui::Browser)> {
+    let server = demo_server();
+    let browser = browser().await?;
+    drawn(&browser.client, &server, workspace, queries).await;
+    Some((server, browser))
+}
+
 /// How the graph's canvases sit in their area: {wrap, canvas, sigma} widths
 /// and heights, and whether every canvas is inside the area.
 const CANVAS_FIT: &str = r#"
@@ -199,12 +208,10 @@ const SELECTION_AND_SETS: &str = r#"
 /// slice of each pie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_legend_selects_by_query_and_by_set() {
-    let server = demo_server();
-    let Some(browser) = browser().await else {
+    let Some((_server, browser)) = demo_graph(BITCOIN_AND_TYRELL, 2).await else {
         return;
     };
     let client = &browser.client;
-    drawn(client, &server, BITCOIN_AND_TYRELL, 2).await;
 
     legend_button(client, 1).await;
     let state = js(client, SELECTION_AND_SETS).await;
@@ -336,12 +343,10 @@ fn centroid(points: &[(f64, f64)]) -> (f64, f64) {
 /// groups by query; "pin all" and "release all".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layouts_beside_the_force_layout() {
-    let server = demo_server();
-    let Some(browser) = browser().await else {
+    let Some((_server, browser)) = demo_graph(BITCOIN_AND_TYRELL, 2).await else {
         return;
     };
     let client = &browser.client;
-    drawn(client, &server, BITCOIN_AND_TYRELL, 2).await;
 
     arrange(client, "circular").await;
     let nodes = positions(client).await;
@@ -553,12 +558,10 @@ fn validate(xml: &[u8], schema: &str) -> Result<(), String> {
 /// legend; every export holds every drawn node and link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_other_tools_open() {
-    let server = demo_server();
-    let Some(browser) = browser().await else {
+    let Some((_server, browser)) = demo_graph(BITCOIN_AND_TYRELL, 2).await else {
         return;
     };
     let client = &browser.client;
-    drawn(client, &server, BITCOIN_AND_TYRELL, 2).await;
     // A name and a note with characters XML must escape.
     js(
         client,
@@ -849,20 +852,20 @@ async fn keyboard_and_touch_reach_everything() {
     )
     .await;
     // The expansion options open too.
-    js(client, "document.getElementById('expand-options').click(); return true;").await;
-    let axe = include_str!("../vendor/axe.min.js");
-    js(client, &format!("{axe}\nreturn true;")).await;
-    let report = client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             axe.run(document, { resultTypes: ['violations'] }).then((r) => done(
-                 r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical'
-                         || ['page-has-heading-one', 'landmark-unique', 'scrollable-region-focusable'].includes(v.id))
-                     .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }))));",
-            vec![],
-        )
-        .await
-        .expect("axe runs");
+    js(
+        client,
+        "document.getElementById('expand-options').click(); return true;",
+    )
+    .await;
+    let report = crate::ui::accessibility_violations(
+        client,
+        &[
+            "page-has-heading-one",
+            "landmark-unique",
+            "scrollable-region-focusable",
+        ],
+    )
+    .await;
     assert_eq!(report, json!([]), "accessibility violations");
     assert_no_page_errors(client).await;
 }
@@ -907,12 +910,10 @@ async fn last_entry_done(client: &Client) -> Value {
 /// new says so in words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expansion_the_analyst_controls() {
-    let server = demo_server();
-    let Some(browser) = browser().await else {
+    let Some((_server, browser)) = demo_graph(ANNAD0, 1).await else {
         return;
     };
     let client = &browser.client;
-    drawn(client, &server, ANNAD0, 1).await;
 
     // Three values per field, ranked by count.
     click(client, "#expand-options").await;
@@ -1347,12 +1348,10 @@ async fn a_datasource_down_hides_nothing_and_repeats_nothing() {
 /// or a value says why; the color picker is a finger's size on a phone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_timeline_and_hints() {
-    let server = demo_server();
-    let Some(browser) = browser().await else {
+    let Some((server, browser)) = demo_graph(BITCOIN_TWEETS, 1).await else {
         return;
     };
     let client = &browser.client;
-    drawn(client, &server, BITCOIN_TWEETS, 1).await;
     js(client, "window.tributary.view.selectAll(); return true;").await;
     until(
         client,
