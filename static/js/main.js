@@ -4,7 +4,7 @@
 
 import { TributaryClient } from "./client.js";
 import { Store, persist, clearSaved, writeSaved } from "./store.js";
-import { EXPAND_MAX, EXPAND_SIZE, MAX_REPLAY, PAGE, Searches } from "./searches.js";
+import { EXPAND_MAX, EXPAND_SIZE, LINK_AT_MOST, MAX_REPLAY, PAGE, Searches } from "./searches.js";
 
 const EXPAND_ASK_ABOVE = 150; // new nodes an expansion may add before it asks first
 import { GraphModel, linkIndex, formsOf, splitKey, withMerged, withMerges } from "./model.js";
@@ -143,7 +143,10 @@ function linkSelection() {
   const keys = withMerged(session.selection, saved.merges);
   if (keys.length < 2) { toast("Select two nodes or more (shift-click, or shift-drag a box) to find the links between them."); return; }
   if (!store.enabledIds().length) { toast("Enable at least one datasource on the left first."); return; }
-  if (searches.linkBetween(keys, unusedColor())) toast(`Looking for links between ${keys.length} values…`);
+  if (!searches.linkBetween(keys, unusedColor())) return;
+  toast(keys.length > LINK_AT_MOST
+    ? `Looking for links between the first ${LINK_AT_MOST.toLocaleString()} of the ${keys.length.toLocaleString()} selected values…`
+    : `Looking for links between ${keys.length} values…`);
 }
 
 /** The first palette color no query has yet. */

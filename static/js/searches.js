@@ -11,7 +11,7 @@ export const NODE_CAP = 500;    // nodes a query shows until "show all"
 export const ASK_ABOVE = 500;   // loading more new records than this asks first
 export const EXPAND_SIZE = 10;  // new values per field an expansion asks each datasource for, unless set
 export const EXPAND_MAX = 1000; // the most the server gives per field
-const BETWEEN_AT_MOST = 1000;   // values whose links to each other one request asks for
+export const LINK_AT_MOST = 1000; // values whose links to each other one request asks for
 const EXCLUDE_BYTES = 48 * 1024; // values already drawn, sent as not new: a frame is at most 64 KiB
 const FRIENDLY = {
   bad_query: "the query could not be understood",
@@ -463,9 +463,10 @@ export class Searches {
   linkBetween(keys, color) {
     const datasources = this.store.enabledIds();
     if (keys.length < 2 || !datasources.length) return null;
-    const text = `links between ${keys.length.toLocaleString()} values`;
+    const asked = keys.slice(0, LINK_AT_MOST);
+    const text = `links between ${asked.length.toLocaleString()} values`;
     const query = newQuery({ id: this.store.saved.nextQueryId++, text, color, pages: 0, kind: "expansion" });
-    Object.assign(query, { keys: keys.slice(0, BETWEEN_AT_MOST), between: true, fields: null, options: null });
+    Object.assign(query, { keys: asked, between: true, fields: null, options: null });
     if (!this.askExpansion(query, datasources)) return null;
     this.queries.push(query);
     this.store.changed("saved", "queries");

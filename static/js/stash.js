@@ -32,7 +32,9 @@ export function stash(value) {
 /** What was stashed (once: it is removed), or null. */
 export async function takeStash() {
   try {
-    const value = await run("readonly", (store) => store.get(KEY));
+    // A browser that keeps IndexedDB waiting must not keep the page from starting.
+    const waited = new Promise((resolve) => setTimeout(() => resolve(undefined), 3000));
+    const value = await Promise.race([run("readonly", (store) => store.get(KEY)), waited]);
     if (value !== undefined) await run("readwrite", (store) => store.delete(KEY));
     return value ?? null;
   } catch {
