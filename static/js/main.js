@@ -697,7 +697,9 @@ function checkReplay() {
 }
 panels.push([checkReplay, ["queries", "results", "connection"]]);
 
-// A handle for the browser tests and for poking around in the console.
+
+// A handle for the browser tests and for poking around in the console: set
+// once the page's parts are ready (an opened investigation's records in).
 window.tributary = { app: session, saved, view, store, client, model, searches };
 
 suggestColor();

@@ -42,8 +42,8 @@ async fn drawn(client: &Client, server: &ServerHandle, workspace: &str, queries:
         client,
         "the queries' graph, laid out",
         &format!(
-            "const q = window.tributary.app.queries;
-             return q.length === {queries} && q.every((x) => x.sources.size > 0 && [...x.sources.values()].every((s) => !s.loading))
+            "const q = window.tributary?.app.queries;
+             return !!q && q.length === {queries} && q.every((x) => x.sources.size > 0 && [...x.sources.values()].every((s) => !s.loading))
                  && window.tributary.view.graph.order > 0
                  && document.getElementById('layout-toggle').getAttribute('aria-pressed') === 'false';"
         ),
