@@ -1081,8 +1081,8 @@ async fn draws_a_large_graph() {
         .expect("open page");
     until(
         client,
-        "the page",
-        "return !!(window.tributary && window.tributary.view);",
+        "the page, connected and drawn once (its own first drawing would replace the test's graph)",
+        "return !!(window.tributary && window.tributary.view) && document.getElementById('connection').dataset.state === 'open';",
     )
     .await;
     // 5,000 nodes and 20,000 links, then a pan and a zoom; the page keeps drawing frames.
